@@ -1,0 +1,61 @@
+# convnet-search: the two commands a fresh machine needs are `make precompute` and `make test`.
+# Everything else they need is installed here, from pinned files.
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/convnet-search
+CONFIG ?= configs/default.toml
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help install precompute test test-py test-js bench serve frontend clean chromium
+
+help:
+	@echo "make precompute   run the default config (configs/default.toml) -> frontend/public/data"
+	@echo "make test         Python tests + frontend unit tests + headless Chromium end-to-end tests"
+	@echo "make bench        benchmarks -> bench/results.json"
+	@echo "make serve        build the explorer and serve it on http://127.0.0.1:8000"
+
+# --- installs (stamp files, so they run only when the pinned inputs change) ---
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed frontend/node_modules/.installed
+
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null || test -x /usr/bin/chromium || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# --- the main job ---
+precompute: $(VENV)/.installed
+	$(CLI) precompute --config $(CONFIG)
+
+# --- tests ---
+test: test-py test-js
+
+test-py: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-js: $(VENV)/.installed frontend/node_modules/.installed chromium
+	cd frontend && npm run -s test
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py --out bench/results.json
+
+frontend: frontend/node_modules/.installed
+	cd frontend && npm run -s build
+
+serve: frontend
+	@test -f frontend/dist/data/manifest.json || echo "note: no bundle in frontend/dist/data; run 'make precompute' first"
+	$(PY) -m http.server --bind 127.0.0.1 --directory frontend/dist 8000
+
+clean:
+	rm -rf .convnet-search frontend/dist frontend/public/data
