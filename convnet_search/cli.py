@@ -1,0 +1,186 @@
+"""`convnet-search` command line: precompute a bundle, or list models, layers and datasets."""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+EXIT_OK, EXIT_USAGE, EXIT_NOTHING_USABLE = 0, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="convnet-search",
+        description="Which pretrained CNN, layer and distance metric find similar images best? "
+                    "Precompute features, neighbours, UMAP maps and search scores into a static "
+                    "bundle for the explorer.")
+    p.add_argument("--version", action="version", version=f"convnet-search {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pre = sub.add_parser("precompute", help="extract features and write the static data bundle",
+                         description="Run datasets -> extract -> neighbours/UMAP/scores -> bundle. "
+                                     "Unchanged work is skipped; an interrupted run resumes.")
+    pre.add_argument("--config", type=Path, help="TOML config (see configs/default.toml); flags override it")
+    pre.add_argument("--dataset", nargs="+", dest="datasets", metavar="NAME_OR_PATH",
+                     help="bundled dataset name or image folder laid out as ROOT/<class>/<image>")
+    pre.add_argument("--models", nargs="+", metavar="NAME", help="model ids (see `convnet-search info`)")
+    pre.add_argument("--layers", nargs="+", metavar="[MODEL:]LAYER",
+                     help="layer names; prefix with MODEL: when several models run (default: 8 per "
+                          "model, chosen by the documented rule)")
+    pre.add_argument("--num-layers", type=int, help="how many layers the default rule picks (default 8)")
+    pre.add_argument("--metrics", nargs="+", metavar="METRIC",
+                     help="cosine, euclidean, sqeuclidean, minkowski (default: all four)")
+    pre.add_argument("--minkowski-p", type=float, help="p of the minkowski metric (default 3; 2 is refused: "
+                                                       "that is euclidean)")
+    pre.add_argument("--k", type=int, help="neighbours stored per image (default 15, minimum 15)")
+    pre.add_argument("--pooling", choices=["avg", "max", "flatten"], help="feature map -> vector (default avg)")
+    pre.add_argument("--weights", metavar="auto|imagenet|none|PATH",
+                     help="auto (default): ImageNet if obtainable, else random with a loud warning")
+    pre.add_argument("--seed", type=int, help="seed for random weights and UMAP (default 0)")
+    pre.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
+    pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
+    pre.add_argument("--out", type=Path, help="bundle folder (default frontend/public/data)")
+    pre.add_argument("--work", type=Path, help="cache of stage outputs (default .convnet-search)")
+    pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all")
+    pre.add_argument("-v", "--verbose", action="store_true")
+
+    info = sub.add_parser("info", help="list models (with their default layers) and datasets")
+    info.add_argument("--layers", metavar="MODEL", help="list every selectable layer of MODEL")
+    return p
+
+
+def _layers_override(values: list[str] | None, models: list[str] | None) -> dict[str, list[str]] | None:
+    if not values:
+        return None
+    out: dict[str, list[str]] = {}
+    for v in values:
+        model, sep, layer = v.partition(":")
+        if not sep:
+            if not models or len(models) != 1:
+                raise SystemExit("--layers: prefix each layer with MODEL: unless exactly one model is "
+                                 "given with --models")
+            model, layer = models[0], v
+        out.setdefault(model, []).append(layer)
+    return out
+
+
+def _summary(console: Console, report) -> None:
+    t = Table(title="Extraction", show_lines=False)
+    for col in ("dataset", "model", "images", "images/s", "time", "status"):
+        t.add_column(col, justify="right" if col in ("images", "images/s", "time") else "left")
+    for r in report.extract:
+        ips = "—" if math.isnan(r.images_per_s) else f"{r.images_per_s:.1f}"
+        t.add_row(r.dataset, r.model, str(r.images), ips, f"{r.seconds:.1f}s", r.status)
+    console.print(t)
+    st = Table(title="Stages")
+    st.add_column("stage")
+    st.add_column("time", justify="right")
+    for k, v in report.stage_seconds.items():
+        st.add_row(k, f"{v:.1f}s")
+    console.print(st)
+    skipped = [(d.id, s.file, s.reason) for d in report.datasets for s in d.skipped]
+    if skipped:
+        sk = Table(title=f"Skipped files ({len(skipped)})")
+        for col in ("dataset", "file", "reason"):
+            sk.add_column(col, overflow="fold")
+        for row in skipped:
+            sk.add_row(*row)
+        console.print(sk)
+    else:
+        console.print("Skipped files: none")
+    if report.weights != "imagenet":
+        console.print(f"[bold yellow]weights: {report.weights}[/] — the bundle says so and the explorer "
+                      "shows a banner.")
+    console.print(f"bundle {report.bundle_status}: {report.out}")
+
+
+def _precompute(args, console: Console) -> int:
+    from .config import ConfigError, load_config
+    from .datasets import DatasetError
+    from .models import ModelError, WeightsError
+    from .pipeline import run
+
+    overrides = {
+        "datasets": args.datasets, "models": args.models,
+        "layers": _layers_override(args.layers, args.models), "num_layers": args.num_layers,
+        "metrics": args.metrics, "minkowski_p": args.minkowski_p, "k": args.k, "pooling": args.pooling,
+        "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
+        "browser_search": False if args.no_browser_search else None,
+        "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
+    }
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_USAGE
+    t0 = time.perf_counter()
+    try:
+        report = run(cfg, console=console, force=args.force)
+    except DatasetError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_NOTHING_USABLE
+    except (ModelError, WeightsError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_USAGE
+    _summary(console, report)
+    console.print(f"done in {time.perf_counter() - t0:.1f}s")
+    return EXIT_OK
+
+
+def _info(args, console: Console) -> int:
+    from .datasets import known_datasets
+    from .models import REGISTRY, ModelError, get_spec
+
+    if args.layers:
+        from .models import build_base, describe_layers, select_default_layers
+        try:
+            spec = get_spec(args.layers)
+        except ModelError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            return EXIT_USAGE
+        base, _ = build_base(spec, "none")
+        default = set(select_default_layers(base))
+        t = Table(title=f"{spec.name}: layers with a feature map (* = default)")
+        for col in ("", "index", "name", "type", "output (H×W×C)", "params (cumulative)"):
+            t.add_column(col)
+        for i in describe_layers(base):
+            t.add_row("*" if i.name in default else "", str(i.index), i.name, i.type,
+                      "×".join(map(str, i.output_shape)), f"{i.params_cumulative:,}")
+        console.print(t)
+        return EXIT_OK
+    t = Table(title="Models (default run = ✓; use `info --layers MODEL` for its layers)")
+    for col in ("id", "name", "input", "default run"):
+        t.add_column(col)
+    for spec in REGISTRY.values():
+        t.add_row(spec.id, spec.name, "×".join(map(str, spec.input_size)), "✓" if spec.default else "opt-in")
+    console.print(t)
+    d = Table(title="Bundled datasets (or pass a folder ROOT/<class>/<image>)")
+    d.add_column("name")
+    for name in known_datasets():
+        d.add_row(name)
+    console.print(d)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "precompute":
+        return _precompute(args, console)
+    return _info(args, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

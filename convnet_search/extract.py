@@ -1,0 +1,126 @@
+"""Extraction stage: dataset images -> pooled features of every chosen layer, one forward pass each.
+
+Reader (decode + the one resize path, in a tf.data pipeline) -> mapper (a tf.function over the
+multi-output model) -> writer (one atomic .npz per shard, then one HDF5 file). A killed run resumes
+at the first missing shard; shards are fixed slices of the dataset, so a resumed run computes
+exactly what an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .config import RunConfig
+from .datasets import Dataset, dataset_fingerprint
+from .images import load_rgb
+from .models import ModelSpec
+from .store import ArrayStore, ShardDir, fingerprint
+
+FEATURES_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    dataset: str
+    model: str
+    images: int
+    seconds: float
+    status: str  # "extracted" | "resumed" | "up to date"
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 and self.status != "up to date" else float("nan")
+
+
+def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: str | None = None) -> str:
+    return fingerprint("features", FEATURES_FORMAT, ds_fp or dataset_fingerprint(ds), spec.id,
+                       spec.input_size, cfg.layers.get(spec.id), cfg.num_layers, cfg.pooling,
+                       cfg.weights, cfg.seed, cfg.shard_size, cfg.batch_size)
+
+
+def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
+    """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path."""
+    import tensorflow as tf
+
+    from .preprocess import resize_tensor
+
+    def gen():
+        for i in range(start, stop):
+            yield load_rgb(ds.path(i))
+
+    data = tf.data.Dataset.from_generator(
+        gen, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8))
+    return (data.map(lambda x: resize_tensor(x, size), num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True)
+            .batch(batch_size).prefetch(2))
+
+
+def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore, *,
+                     ds_fp: str | None = None,
+                     on_progress: Callable[[int], None] | None = None,
+                     on_start: Callable[[int], None] | None = None) -> ExtractResult:
+    """Extract (or resume, or skip) the features of `ds` under `spec`; store them in `store`."""
+    fp = extraction_fingerprint(ds, spec, cfg, ds_fp)
+    if store.is_current(ds.id, spec.id, fp):
+        return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
+
+    import tensorflow as tf
+
+    from .models import build_feature_extractor
+
+    t0 = time.perf_counter()
+    model, infos, base_info = build_feature_extractor(
+        spec, list(cfg.layers.get(spec.id) or []) or None, weights=cfg.weights,
+        pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers)
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    shards = ShardDir(store.path(ds.id, spec.id).with_suffix(f".parts-{fp[:16]}"))
+    # Shards from a killed run are reused only if the weights are the very same.
+    state = shards.read_json("state.json")
+    if state is not None and state.get("weights_digest") != base_info["weights_digest"]:
+        shards.remove()
+        state = None
+    if state is None:
+        shards.write_json("state.json", {"weights_digest": base_info["weights_digest"]})
+    n, size = len(ds), cfg.shard_size
+    n_shards = math.ceil(n / size)
+    resumed = any(shards.done(s) for s in range(n_shards))
+    if on_start:
+        on_start(sum(min(size, n - s * size) for s in range(n_shards) if not shards.done(s)))
+    names = [i.name for i in infos]
+    for s in range(n_shards):
+        if shards.done(s):
+            continue
+        start, stop = s * size, min(n, (s + 1) * size)
+        parts: list[list[np.ndarray]] = [[] for _ in names]
+        for batch in _image_batches(ds, start, stop, spec.input_size, cfg.batch_size):
+            outs = infer(batch)
+            for j, o in enumerate(outs):
+                parts[j].append(o.numpy().astype(np.float32, copy=False))
+            if on_progress:
+                on_progress(int(batch.shape[0]))
+        shards.save(s, {name: np.concatenate(p) for name, p in zip(names, parts)})
+
+    arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for s in range(n_shards):
+        loaded = shards.load(s)
+        for name in names:
+            arrays[name].append(loaded[name])
+    features = {name: np.ascontiguousarray(np.concatenate(a)) for name, a in arrays.items()}
+    meta = {
+        "fingerprint": fp, "generator": f"convnet-search {__version__}", "dataset": ds.id,
+        "model": spec.id, "name": spec.name, "input_size": list(spec.input_size),
+        "pooling": cfg.pooling, "files": list(ds.files), **base_info,
+        "layers": [{"name": i.name, "index": i.index, "type": i.type,
+                    "output_shape": list(i.output_shape), "dim": i.dim(cfg.pooling),
+                    "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],
+    }
+    store.write(ds.id, spec.id, meta, features)
+    shards.remove()
+    seconds = time.perf_counter() - t0
+    return ExtractResult(ds.id, spec.id, n, seconds, "resumed" if resumed else "extracted")

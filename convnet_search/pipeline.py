@@ -1,0 +1,197 @@
+"""Stage order and up-to-date checks: datasets -> extract -> neighbours / umap -> export -> bundle.
+
+Each stage reads the previous stage's stored output (work folder) and writes its own with a
+fingerprint of its inputs, so each can be re-run alone and unchanged work is skipped.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from .bundle import BrowserSearch, BundleInputs, DatasetResults, bundle_is_current, write_bundle
+from .config import RunConfig
+from .datasets import Dataset, dataset_fingerprint, load_dataset
+from .extract import ExtractResult, extract_features
+from .models import get_spec
+from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
+
+log = logging.getLogger(__name__)
+NEIGHBORS_FORMAT = 1
+UMAP_FORMAT = 1
+EXPORT_FORMAT = 1
+
+
+@dataclass
+class RunReport:
+    extract: list[ExtractResult] = field(default_factory=list)
+    datasets: list[Dataset] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    bundle_status: str = ""
+    weights: str = ""
+    out: Path | None = None
+
+
+class _SpeedColumn(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # images/s of the current task
+        speed = task.finished_speed or task.speed
+        return f"{speed:6.1f} img/s" if speed else "       img/s"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(), _SpeedColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
+    from .neighbors import top_k_neighbors
+
+    fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
+                     cfg.minkowski_p, cfg.k)
+    model = feats.meta["model"]
+    if not store.is_current(ds.id, model, fp):
+        arrays: dict[str, np.ndarray] = {}
+        for layer in feats.meta["layers"]:
+            x = feats.arrays[layer["name"]]
+            for metric in cfg.metrics:
+                ids, dists = top_k_neighbors(x, min(cfg.k, len(ds) - 1), metric, p=cfg.minkowski_p)
+                arrays[f"{layer['name']}/{metric}/ids"] = ids.astype(np.int32)
+                arrays[f"{layer['name']}/{metric}/dists"] = dists.astype(np.float32)
+        store.write(ds.id, model, {"fingerprint": fp}, arrays)
+    return store.load(ds.id, model)
+
+
+def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
+    from .projection import umap_2d
+
+    fp = fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed)
+    model = feats.meta["model"]
+    if not store.is_current(ds.id, model, fp):
+        arrays = {layer["name"]: umap_2d(feats.arrays[layer["name"]], cfg.umap, cfg.seed)
+                  for layer in feats.meta["layers"]}
+        store.write(ds.id, model, {"fingerprint": fp}, arrays)
+    return store.load(ds.id, model)
+
+
+def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSearch:
+    """Convert the browser model (same weights as its extraction) to TF.js, once per fingerprint."""
+    import json
+
+    from .preprocess import RESIZE_DESCRIPTION
+
+    meta = feats.meta
+    layers = [layer["name"] for layer in meta["layers"]]
+    fp = fingerprint("tfjs", EXPORT_FORMAT, meta["weights_digest"], layers, cfg.pooling, cfg.quantize,
+                     meta["input_size"])
+    export_dir = work / "tfjs" / f"{meta['model']}-{fp[:16]}"
+    info_path = export_dir.with_suffix(".json")
+    if not (info_path.exists() and export_dir.is_dir()):
+        from .models import build_feature_extractor
+        from .tfjs_export import export_tfjs
+
+        model, infos, base_info = build_feature_extractor(
+            get_spec(meta["model"]), layers, weights=cfg.weights, pooling=cfg.pooling, seed=cfg.seed)
+        if base_info["weights_digest"] != meta["weights_digest"]:
+            raise RuntimeError(f"{meta['model']}: rebuilt weights differ from the extracted ones; "
+                               "cannot export a TF.js model that matches the dataset features")
+        exp = export_tfjs(model, layers, export_dir, quantize=cfg.quantize)
+        atomic_write_json(info_path, {"model_bytes": exp.model_bytes, "quantization": exp.quantization,
+                                      "outputs": exp.outputs})
+    info = json.loads(info_path.read_text())
+    info["preprocess"] = RESIZE_DESCRIPTION
+    default = layers[-1]
+    return BrowserSearch(meta["model"], export_dir, info, layers, default)
+
+
+def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> RunReport:
+    console = console or Console(stderr=True)
+    report = RunReport(out=cfg.out)
+    work = Path(cfg.work)
+    feature_store = ArrayStore(work / "features")
+    nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
+    t = time.perf_counter()
+    datasets = [load_dataset(name) for name in cfg.datasets]
+    ids = [d.id for d in datasets]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ValueError(f"two datasets share the id(s) {', '.join(sorted(dupes))}; rename a folder")
+    for ds in datasets:
+        if len(ds) <= cfg.k:
+            raise ValueError(f"dataset {ds.id!r} ({ds.root}) has {len(ds)} usable images; "
+                             f"k={cfg.k} needs at least {cfg.k + 1}")
+    ds_fps = {d.id: dataset_fingerprint(d) for d in datasets}
+    report.datasets = datasets
+    report.stage_seconds["datasets"] = time.perf_counter() - t
+    if force:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+    t = time.perf_counter()
+    with _progress(console) as progress:
+        for ds in datasets:
+            for mid in cfg.models:
+                spec = get_spec(mid)
+                task = progress.add_task(f"{ds.id} · {spec.name}", total=len(ds))
+
+                def started(todo: int, task=task, n=len(ds)) -> None:
+                    progress.update(task, completed=n - todo)
+                    progress.reset(task, total=n, completed=n - todo)
+
+                res = extract_features(ds, spec, cfg, feature_store, ds_fp=ds_fps[ds.id],
+                                       on_start=started,
+                                       on_progress=lambda m, task=task: progress.advance(task, m))
+                progress.update(task, completed=len(ds),
+                                description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
+                report.extract.append(res)
+    report.stage_seconds["extract"] = time.perf_counter() - t
+
+    results: list[DatasetResults] = []
+    stage_t = {"neighbors": 0.0, "umap": 0.0}
+    for ds in datasets:
+        feats = {m: feature_store.load(ds.id, m) for m in cfg.models}
+        nbrs, maps = {}, {}
+        for m in cfg.models:
+            t = time.perf_counter()
+            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store)
+            stage_t["neighbors"] += time.perf_counter() - t
+            t = time.perf_counter()
+            maps[m] = umap_stage(ds, feats[m], cfg, umap_store)
+            stage_t["umap"] += time.perf_counter() - t
+        results.append(DatasetResults(ds, feats, nbrs, maps))
+    report.stage_seconds.update(stage_t)
+
+    t = time.perf_counter()
+    browser = None
+    if cfg.browser_search and cfg.browser_model in cfg.models:
+        browser = export_stage(results[0].features[cfg.browser_model], cfg, work)
+    elif cfg.browser_search:
+        console.print(f"[yellow]browser search skipped: model {cfg.browser_model!r} is not in this run[/]")
+    report.stage_seconds["tfjs export"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    kinds = sorted({r.features[m].meta["weights"] for r in results for m in cfg.models})
+    report.weights = kinds[0] if len(kinds) == 1 else "mixed"
+    bundle_fp = fingerprint("bundle", [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
+                            [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
+                            [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
+                            str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,
+                            cfg.minkowski_p, [ds_fps[d.id] for d in datasets],
+                            [(d.name, d.description, d.source) for d in datasets])
+    if bundle_is_current(cfg.out, bundle_fp):
+        report.bundle_status = "up to date"
+    else:
+        write_bundle(cfg.out, BundleInputs(results, list(cfg.models), list(cfg.metrics), cfg.minkowski_p,
+                                           cfg.k, cfg.pooling, browser), bundle_fp)
+        report.bundle_status = "written"
+    report.stage_seconds["bundle"] = time.perf_counter() - t
+    return report
