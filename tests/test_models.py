@@ -1,0 +1,128 @@
+"""Model registry, default layer rule, weights handling, multi-output extractor."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from convnet_search import models
+from convnet_search.models import ModelError, WeightsError, get_spec
+
+NINE = ["mobilenet", "efficientnetb0", "densenet121", "xception", "inceptionv3", "resnet50",
+        "efficientnetb5", "vgg16", "vgg19"]
+
+
+def test_registry_has_the_nine_defaults_and_opt_in_modern_models():
+    assert models.default_model_ids() == NINE
+    opt_in = [m.id for m in models.REGISTRY.values() if not m.default]
+    assert {"mobilenetv3large", "efficientnetv2b0", "convnexttiny"} <= set(opt_in)
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ModelError, match="unknown model 'alexnet'.*mobilenet.*vgg19"):
+        get_spec("alexnet")
+    assert get_spec("MobileNet").id == "mobilenet"
+    assert get_spec("EfficientNet-B0".replace("-", "")).id == "efficientnetb0"
+
+
+@pytest.fixture(scope="module")
+def vgg16_base():
+    base, used = models.build_base(get_spec("vgg16"), "none", seed=0)
+    assert used.kind == "random"
+    return base
+
+
+def test_default_layers_rule(vgg16_base):
+    names = models.select_default_layers(vgg16_base)
+    infos = models.resolve_layers(vgg16_base, names)
+    assert len(names) == 8 == len(set(names))
+    idx = [i.index for i in infos]
+    assert idx == sorted(idx)
+    assert names[-1] == "block5_pool"  # the last block's output is always chosen
+    assert infos[0].depth < 0.2  # starts early
+    for i in infos:
+        assert i.output_shape[0] * i.output_shape[1] > 1
+        assert i.type in ("Conv2D", "MaxPooling2D")  # VGG convs carry their ReLU
+    # cumulative params increase with depth and end at the model's total
+    cum = [i.params_cumulative for i in infos]
+    assert cum == sorted(cum) and cum[-1] == vgg16_base.count_params()
+
+
+def test_unknown_layer_names_the_valid_ones(vgg16_base):
+    with pytest.raises(ModelError, match=r"unknown layer\(s\) 'nope'.*block1_conv1.*block5_pool"):
+        models.resolve_layers(vgg16_base, ["block1_conv1", "nope"])
+
+
+def test_random_init_is_reproducible():
+    spec = get_spec("mobilenet")
+    a, _ = models.build_base(spec, "none", seed=3)
+    b, _ = models.build_base(spec, "none", seed=3)
+    c, _ = models.build_base(spec, "none", seed=4)
+    assert models.weights_digest(a) == models.weights_digest(b) != models.weights_digest(c)
+
+
+def test_auto_falls_back_loudly_and_imagenet_fails_clearly(monkeypatch):
+    import keras
+
+    real = keras.applications.MobileNet
+
+    def offline(*args, weights=None, **kw):
+        if weights == "imagenet":
+            raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+        return real(*args, weights=weights, **kw)
+
+    monkeypatch.setattr(keras.applications, "MobileNet", offline)
+    spec = get_spec("mobilenet")
+    with pytest.warns(RuntimeWarning, match="FALLING BACK TO RANDOM WEIGHTS"):
+        _, used = models.build_base(spec, "auto")
+    assert used.kind == "random" and "ImageNet unavailable" in used.detail
+    with pytest.raises(WeightsError, match="could not obtain ImageNet weights for MobileNet"):
+        models.build_base(spec, "imagenet")
+    with pytest.raises(WeightsError, match="not 'auto', 'imagenet', 'none' or an existing"):
+        models.build_base(spec, "/no/such/file.h5")
+
+
+def test_weights_file_round_trip(tmp_path):
+    spec = get_spec("vgg16")
+    a, _ = models.build_base(spec, "none", seed=1)
+    path = tmp_path / "vgg16.weights.h5"
+    a.save_weights(str(path))
+    b, used = models.build_base(spec, str(path), seed=99)
+    assert used.kind == "file" and models.weights_digest(a) == models.weights_digest(b)
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsError, match="bad.weights.h5: cannot load"):
+        models.build_base(spec, str(bad))
+
+
+def test_multi_output_equals_truncated_models():
+    """One forward pass with every layer out == one truncated model per layer (then pooled)."""
+    import keras
+
+    spec = get_spec("mobilenet")
+    layers = ["conv_pw_1_relu", "conv_pw_6_relu", "conv_pw_13_relu"]
+    model, infos, info = models.build_feature_extractor(spec, layers, weights="none", seed=0)
+    assert [i.name for i in infos] == layers and info["weights"] == "random"
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(4, 224, 224, 3)).astype(np.float32)
+    multi = model.predict(x, verbose=0)
+    base, _ = models.build_base(spec, "none", seed=0)
+    pre = keras.applications.mobilenet.preprocess_input(x.copy())
+    for name, got in zip(layers, multi):
+        trunc = keras.Model(base.inputs, base.get_layer(name).output)
+        want = trunc.predict(pre, verbose=0).mean(axis=(1, 2))
+        assert got.shape == want.shape == (4, base.get_layer(name).output.shape[-1])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_options_and_flatten_guard():
+    spec = get_spec("vgg16")
+    m, infos, _ = models.build_feature_extractor(spec, ["block5_pool"], weights="none", pooling="max")
+    assert m.outputs[0].shape[-1] == 512
+    m, infos, _ = models.build_feature_extractor(spec, ["block5_pool"], weights="none", pooling="flatten")
+    assert m.outputs[0].shape[-1] == 7 * 7 * 512 == infos[0].dim("flatten")
+    with pytest.raises(ModelError, match="flattened features too large.*block1_conv1"):
+        models.build_feature_extractor(spec, ["block1_conv1"], weights="none", pooling="flatten")
+    with pytest.raises(ModelError, match="unknown pooling"):
+        models.build_feature_extractor(spec, ["block5_pool"], weights="none", pooling="median")
