@@ -1,0 +1,465 @@
+"""Exact top-k nearest neighbours under cosine, euclidean, squared euclidean and minkowski(p).
+
+Results are *exact*: row q lists the k nearest rows other than q, by ascending distance, ties
+broken by the smaller id, and equals a brute-force float64 reference (``scipy.spatial.distance.cdist``
+then a stable sort by (distance, id)), ties included. Memory stays O(N·k + block): the N×N distance
+matrix is never built.
+
+How (docs/bundle.md defines the distances):
+
+* cosine / euclidean / sqeuclidean: a float32 BLAS gemm on a block of query rows gives approximate
+  distances d̃ with a *proven* error bound ε (see ``_gemm_error_coef``). Since |d̃ − d| ≤ ε, the true
+  k-th distance is at most U = k-th smallest (d̃ + ε), and every member of the true top-k satisfies
+  d̃ − ε ≤ U. Those candidates (usually k plus a handful; every tied point when there are ties)
+  are re-ranked with exact float64 distances computed from differences, the way scipy does, and
+  sorted by (distance, id). No guessing of a margin, no fallback path: ties and near-ties at the
+  boundary simply make the candidate set larger.
+* minkowski(p): no gemm identity exists, so a numba kernel computes exact float64 distances from
+  each query to all rows (one row buffer per thread) and selects by (distance, id).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # numba is a dependency of umap-learn; the import is cheap compared to TensorFlow.
+    from numba import njit, prange
+except ImportError as exc:  # pragma: no cover - the pinned install always has numba
+    raise ImportError("convnet_search.neighbors needs numba (installed with umap-learn)") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Metric registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    id: str
+    label: str
+    description: str
+    aliases: tuple[str, ...]
+
+
+METRICS: dict[str, Metric] = {
+    m.id: m
+    for m in (
+        Metric(
+            "cosine",
+            "Cosine",
+            "1 − x·y / (‖x‖‖y‖); a zero vector has distance 1 to everything. Range 0 … 2.",
+            ("cos", "angular_distance", "cosine_distance"),
+        ),
+        Metric(
+            "euclidean",
+            "Euclidean",
+            "‖x − y‖₂, the straight-line distance.",
+            ("l2", "euclid", "euclidean_distance"),
+        ),
+        Metric(
+            "sqeuclidean",
+            "Squared euclidean",
+            "‖x − y‖₂²; same ranking as euclidean, different distance values.",
+            ("squared_euclidean", "sq_euclidean", "sqeuclid", "l2_squared", "sql2"),
+        ),
+        Metric(
+            "minkowski",
+            "Minkowski",
+            "(Σ |xᵢ − yᵢ|ᵖ)^(1/p) with a configurable p ≥ 1 (default 3; p = 2 would be euclidean).",
+            ("lp", "minkowski_p"),
+        ),
+    )
+}
+
+_ALIASES: dict[str, str] = {}
+for _m in METRICS.values():
+    _ALIASES[_m.id] = _m.id
+    for _a in _m.aliases:
+        _ALIASES[_a] = _m.id
+
+DEFAULT_MINKOWSKI_P = 3.0
+
+# Codes used inside the numba kernels.
+_COSINE, _EUCLIDEAN, _SQEUCLIDEAN, _MINKOWSKI = 0, 1, 2, 3
+_CODES = {"cosine": _COSINE, "euclidean": _EUCLIDEAN, "sqeuclidean": _SQEUCLIDEAN, "minkowski": _MINKOWSKI}
+
+# Default budget for one block's float32 distance matrix (several live at once briefly).
+_BLOCK_BYTES = 32 * 1024 * 1024
+
+
+def resolve_metric(name: str) -> str:
+    """Canonical metric id for a name or alias (case-insensitive, '-' and ' ' read as '_')."""
+    if not isinstance(name, str):
+        raise ValueError(f"metric must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    try:
+        return _ALIASES[key]
+    except KeyError:
+        valid = ", ".join(
+            f"{m.id} (aliases: {', '.join(m.aliases)})" for m in METRICS.values()
+        )
+        raise ValueError(f"unknown metric {name!r}; valid metrics: {valid}") from None
+
+
+def validate_minkowski_p(p: float) -> float:
+    """p as a float; finite, ≥ 1 (a metric), and not 2 (that is euclidean: never silently 2)."""
+    try:
+        pf = float(p)
+    except (TypeError, ValueError):
+        raise ValueError(f"minkowski p must be a number, got {p!r}") from None
+    if isinstance(p, bool) or not math.isfinite(pf):
+        raise ValueError(f"minkowski p must be a finite number, got {p!r}")
+    if pf < 1.0:
+        raise ValueError(f"minkowski p must be >= 1 (p < 1 is not a metric), got {pf:g}")
+    if pf == 2.0:
+        raise ValueError("p=2 is euclidean; use metric 'euclidean'")
+    return pf
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------------------------
+
+
+def _as_matrix(X: np.ndarray, what: str) -> np.ndarray:
+    """A C-contiguous float32/float64 2-D finite array, or a clear ValueError naming `what`."""
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (rows = items, columns = features), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{what} must have at least one row and one column, got shape {arr.shape}")
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise ValueError(f"{what} must hold real numbers, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)  # ints, float16: exact in float64
+    arr = np.ascontiguousarray(arr)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(f"{what} contains NaN or infinite values (in {bad} row(s))")
+    return arr
+
+
+def _check_k(k: int, limit: int, what: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k must be an integer, got {k!r}")
+    k = int(k)
+    if not 1 <= k <= limit:
+        raise ValueError(f"k must satisfy 1 <= k <= {limit} ({what}), got k={k}")
+    return k
+
+
+def _block_rows(n_cols: int, block_rows: int | None) -> int:
+    if block_rows is None:
+        return max(1, min(4096, _BLOCK_BYTES // (4 * max(n_cols, 1))))
+    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+        raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
+    return int(block_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# numba kernels (fastmath off: results must not depend on reassociation)
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _exact_distance(Q, X, i, j, qnorm, xnorm, code):
+    """Exact float64 distance between Q[i] and X[j], sequential summation of differences.
+
+    Cosine mirrors scipy's cdist (dot / (‖u‖‖v‖), clipped to [-1, 1], sequential dot) so equal
+    inputs give bit-equal results; a zero vector has distance 1.
+    """
+    d = Q.shape[1]
+    if code == _COSINE:
+        if qnorm[i] == 0.0 or xnorm[j] == 0.0:
+            return 1.0
+        dot = 0.0
+        for t in range(d):
+            dot += np.float64(Q[i, t]) * np.float64(X[j, t])
+        c = dot / (qnorm[i] * xnorm[j])
+        if c > 1.0:
+            c = 1.0
+        elif c < -1.0:
+            c = -1.0
+        return 1.0 - c
+    s = 0.0
+    for t in range(d):
+        diff = np.float64(Q[i, t]) - np.float64(X[j, t])
+        s += diff * diff
+    if code == _EUCLIDEAN:
+        return math.sqrt(s)
+    return s
+
+
+@njit(cache=True, parallel=True)
+def _row_norms(X):
+    """‖x‖₂ in float64 with sequential summation (as scipy's cosine does)."""
+    n, d = X.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in prange(n):
+        s = 0.0
+        for t in range(d):
+            v = np.float64(X[i, t])
+            s += v * v
+        out[i] = math.sqrt(s)
+    return out
+
+
+@njit(cache=True)
+def _take_k_sorted(cand, dist, k, out_ids, out_d, row):
+    """Write the k smallest (dist, id) of the candidates (ids ascending in `cand`) into row."""
+    order = np.argsort(dist, kind="mergesort")  # stable: equal distances keep ascending ids
+    for r in range(k):
+        out_ids[row, r] = cand[order[r]]
+        out_d[row, r] = dist[order[r]]
+
+
+@njit(cache=True, inline="always")
+def _approx_bounds(G, b, j, qsq_i, xsq, coef, code):
+    """(d̃ − ε, d̃ + ε) for one pair; see _gemm_select."""
+    g = np.float64(G[b, j])
+    if code == _COSINE:
+        dt = 1.0 - g
+        e = coef
+    else:
+        dt = qsq_i + xsq[j] - 2.0 * g
+        e = coef * (qsq_i + xsq[j])
+    return dt - e, dt + e
+
+
+@njit(cache=True, parallel=True)
+def _gemm_select(G, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, row0):
+    """Select and exactly re-rank the top-k of each row of a block of approximate distances.
+
+    G is the float32 gemm block (B×N): dot products of normalised rows (cosine) or of raw rows.
+    Approximate distance d̃ and its error bound ε per pair:
+      cosine:      d̃ = 1 − g,              ε = coef
+      (sq)euclid:  d̃ = ‖q‖² + ‖x‖² − 2g,   ε = coef · (‖q‖² + ‖x‖²)
+    Candidates are all j with d̃ − ε ≤ U, U = k-th smallest of d̃ + ε (self excluded when
+    self_offset ≥ 0: query row i is item self_offset + i). This set provably contains the exact
+    top-k including every tie at the boundary.
+    """
+    B, N = G.shape
+    for b in prange(B):
+        i = row0 + b  # row in Q
+        selfj = self_offset + i if self_offset >= 0 else -1
+        qsq_i = qsq[i] if code != _COSINE else 0.0
+        # Pass 1: U = k-th smallest upper bound, kept in a small sorted buffer (after the first
+        # few rows almost every j is rejected by one comparison).
+        top = np.full(k, np.inf)
+        for j in range(N):
+            if j == selfj:
+                continue
+            lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, code)
+            if hi < top[k - 1]:
+                pos = k - 1
+                while pos > 0 and top[pos - 1] > hi:
+                    top[pos] = top[pos - 1]
+                    pos -= 1
+                top[pos] = hi
+        U = top[k - 1]
+        # Pass 2: count candidates; pass 3: collect them with exact distances (ids ascending).
+        count = 0
+        for j in range(N):
+            if j != selfj:
+                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, code)
+                if lo <= U:
+                    count += 1
+        cand = np.empty(count, dtype=np.int64)
+        dist = np.empty(count, dtype=np.float64)
+        c = 0
+        for j in range(N):
+            if j != selfj:
+                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, code)
+                if lo <= U:
+                    cand[c] = j
+                    dist[c] = _exact_distance(Q, X, i, j, qnorm, xnorm, code)
+                    c += 1
+        _take_k_sorted(cand, dist, k, out_ids, out_d, i)
+
+
+@njit(cache=True)
+def _minkowski_sum(Q, X, i, j, p, ip):
+    """Σ|q−x|^p in float64. Four independent accumulators (deterministic, no fastmath) hide the
+    add latency; integer p uses repeated multiplication instead of pow."""
+    d = Q.shape[1]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    t = 0
+    if ip == 3:
+        while t + 4 <= d:
+            a0 = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
+            a1 = abs(np.float64(Q[i, t + 1]) - np.float64(X[j, t + 1]))
+            a2 = abs(np.float64(Q[i, t + 2]) - np.float64(X[j, t + 2]))
+            a3 = abs(np.float64(Q[i, t + 3]) - np.float64(X[j, t + 3]))
+            s0 += a0 * a0 * a0
+            s1 += a1 * a1 * a1
+            s2 += a2 * a2 * a2
+            s3 += a3 * a3 * a3
+            t += 4
+        while t < d:
+            a0 = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
+            s0 += a0 * a0 * a0
+            t += 1
+    elif ip > 0:
+        while t < d:
+            a = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
+            v = a
+            for _ in range(ip - 1):
+                v *= a
+            if (t & 3) == 0:
+                s0 += v
+            elif (t & 3) == 1:
+                s1 += v
+            elif (t & 3) == 2:
+                s2 += v
+            else:
+                s3 += v
+            t += 1
+    else:
+        while t < d:
+            a = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
+            v = a**p
+            if (t & 3) == 0:
+                s0 += v
+            elif (t & 3) == 1:
+                s1 += v
+            elif (t & 3) == 2:
+                s2 += v
+            else:
+                s3 += v
+            t += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, parallel=True)
+def _minkowski_select(Q, X, p, ip, self_offset, k, out_ids, out_d, row0, row1):
+    """Exact minkowski top-k for query rows row0…row1−1 against all of X."""
+    N = X.shape[0]
+    inv_p = 1.0 / p
+    for i in prange(row0, row1):
+        selfj = self_offset + i if self_offset >= 0 else -1
+        dist_all = np.empty(N, dtype=np.float64)
+        for j in range(N):
+            dist_all[j] = _minkowski_sum(Q, X, i, j, p, ip) ** inv_p
+        if selfj >= 0:
+            dist_all[selfj] = np.inf
+        U = np.partition(dist_all.copy(), k - 1)[k - 1]
+        count = 0
+        for j in range(N):
+            if dist_all[j] <= U and j != selfj:
+                count += 1
+        cand = np.empty(count, dtype=np.int64)
+        dist = np.empty(count, dtype=np.float64)
+        c = 0
+        for j in range(N):
+            if dist_all[j] <= U and j != selfj:
+                cand[c] = j
+                dist[c] = dist_all[j]
+                c += 1
+        _take_k_sorted(cand, dist, k, out_ids, out_d, i)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+_U32 = 2.0**-24  # unit roundoff of float32
+
+
+def _gemm_error_coef(dim: int, converted: bool) -> float:
+    """Coefficient c of the bound |d̃ − d| ≤ c·(‖q‖² + ‖x‖²) (cosine: ≤ c).
+
+    A float32 dot product of length D, summed in any order (BLAS blocking, FMA), errs by at most
+    γ_D·Σ|qᵢxᵢ| ≤ γ_D‖q‖‖x‖ with γ_D = D·u/(1 − D·u) (Higham, Accuracy and Stability, §3.1).
+    Rounding float64 input to float32, the float32 norms / normalisation, and the two additions
+    that form d̃ add a few u more. The factor 2 is headroom for the float32 rounding of the
+    comparison values themselves; the bound is rigorous, not a guess, so the candidate set
+    always contains the true top-k.
+    """
+    n = dim + (3 if converted else 0) + 2
+    gamma = n * _U32 / (1.0 - n * _U32)
+    return 2.0 * (gamma + 10.0 * _U32)
+
+
+def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows: int | None,
+         exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    mid = resolve_metric(metric)
+    code = _CODES[mid]
+    M, N = Q.shape[0], X.shape[0]
+    out_ids = np.empty((M, k), dtype=np.int64)
+    out_d = np.empty((M, k), dtype=np.float64)
+    self_offset = 0 if exclude_self else -1
+    B = _block_rows(N, block_rows)
+
+    if code == _MINKOWSKI:
+        pf = validate_minkowski_p(p)
+        ip = int(pf) if pf == int(pf) and pf <= 64 else 0
+        # Minkowski needs no B×N block (one row buffer per thread); blocks only bound the work
+        # handed to one parallel call.
+        for r0 in range(0, M, B):
+            _minkowski_select(Q, X, pf, ip, self_offset, k, out_ids, out_d, r0, min(M, r0 + B))
+        return out_ids, out_d.astype(np.float32)
+
+    converted = Q.dtype != np.float32 or X.dtype != np.float32
+    coef = _gemm_error_coef(Q.shape[1], converted)
+    qnorm = _row_norms(Q)
+    xnorm = _row_norms(X) if Q is not X else qnorm
+    if code == _COSINE:
+        # Normalised float32 copies: the gemm then gives cosines directly. Zero rows stay zero,
+        # so d̃ = 1, which is also their exact distance.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Xa = np.where(xnorm[:, None] > 0, X / xnorm[:, None], 0.0).astype(np.float32)
+            Qa = Xa if Q is X else np.where(qnorm[:, None] > 0, Q / qnorm[:, None], 0.0).astype(np.float32)
+        qsq = xsq = np.zeros(1)  # unused for cosine
+    else:
+        Xa = X if X.dtype == np.float32 else X.astype(np.float32)
+        Qa = Xa if Q is X else (Q if Q.dtype == np.float32 else Q.astype(np.float32))
+        qsq, xsq = qnorm * qnorm, xnorm * xnorm
+    G = np.empty((min(B, M), N), dtype=np.float32)
+    for r0 in range(0, M, B):
+        r1 = min(M, r0 + B)
+        g = G[: r1 - r0]
+        np.matmul(Qa[r0:r1], Xa.T, out=g)
+        _gemm_select(g, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, r0)
+    return out_ids, out_d.astype(np.float32)
+
+
+def top_k_neighbors(X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MINKOWSKI_P,
+                    block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k neighbours of every row of X among the other rows of X.
+
+    Returns (ids int64 [N, k], distances float32 [N, k]); row q excludes q itself, is sorted by
+    ascending distance, ties broken by the smaller id. `p` is used by minkowski only.
+    """
+    X = _as_matrix(X, "X")
+    k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
+    return _run(X, X, k, metric, p, block_rows, exclude_self=True)
+
+
+def top_k_query(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MINKOWSKI_P,
+                block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows of X for each row of Q (nothing excluded). Same ordering rules."""
+    Q = _as_matrix(Q, "Q")
+    X = _as_matrix(X, "X")
+    if Q.shape[1] != X.shape[1]:
+        raise ValueError(f"Q and X must have the same number of columns, got {Q.shape[1]} and {X.shape[1]}")
+    k = _check_k(k, X.shape[0], f"the {X.shape[0]} rows of X")
+    if Q.dtype != X.dtype:  # one dtype for the kernels (float32 ⊂ float64 exactly)
+        Q, X = Q.astype(np.float64), X.astype(np.float64)
+    return _run(Q, X, k, metric, p, block_rows, exclude_self=False)
+
+
+__all__ = [
+    "Metric",
+    "METRICS",
+    "DEFAULT_MINKOWSKI_P",
+    "resolve_metric",
+    "validate_minkowski_p",
+    "top_k_neighbors",
+    "top_k_query",
+]
