@@ -1,3 +1,4 @@
+/// <reference types="vitest/config" />
 import { defineConfig } from 'vite';
 
 // Relative base: the built folder works from any static host and any sub-path.
@@ -6,12 +7,12 @@ export default defineConfig({
   build: {
     outDir: 'dist',
     target: 'es2022',
-    // TF.js (live search) is split out by the dynamic import; it is never in the main chunk.
+    // TF.js (live search) is split out by the dynamic import and never loaded up front.
     chunkSizeWarningLimit: 2000,
   },
-  // Unit tests are pure functions on typed arrays: no DOM environment needed.
+  // Unit tests are pure functions on typed arrays plus fetch mocks: no DOM environment needed.
   test: {
     include: ['src/**/*.test.ts'],
     environment: 'node',
   },
-} as never);
+});

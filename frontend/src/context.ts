@@ -1,0 +1,26 @@
+import type { DataProvider } from './data/provider';
+import type { Manifest } from './data/types';
+import type { AppState } from './state';
+
+/** What every view gets: the data, the current state, and a way to change it. */
+export interface Ctx {
+  data: DataProvider;
+  manifest: Manifest;
+  state: AppState;
+  navigate(patch: Partial<AppState>, opts?: { replace?: boolean }): void;
+}
+
+export interface ViewModule {
+  readonly root: HTMLElement;
+  /** Called when the view is shown or the state changed while it is shown. */
+  update(ctx: Ctx): void;
+}
+
+/** Drops results of async work started for a state that is no longer current. */
+export class Latest {
+  private token = 0;
+  next(): () => boolean {
+    const t = ++this.token;
+    return () => t === this.token;
+  }
+}

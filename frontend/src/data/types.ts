@@ -1,0 +1,122 @@
+// Types of the static bundle, exactly as docs/bundle.md (format version 1) describes it.
+// The explorer reads nothing else.
+
+export type MetricId = string;
+export type WeightsKind = 'imagenet' | 'random' | 'file' | 'mixed';
+export type IdDtype = 'uint16' | 'uint32';
+
+export interface MetricInfo {
+  id: MetricId;
+  label: string;
+  p: number | null;
+  description: string;
+}
+
+export interface SkippedFile {
+  file: string;
+  reason: string;
+}
+
+export interface DatasetInfo {
+  id: string;
+  name: string;
+  description: string;
+  source: string;
+  classes: string[];
+  size: number;
+  id_dtype: IdDtype;
+  skipped: SkippedFile[];
+}
+
+export interface LayerInfo {
+  name: string;
+  index: number;
+  type: string;
+  output_shape: number[];
+  dim: number;
+  params_cumulative: number;
+  depth: number;
+}
+
+export interface ModelInfo {
+  id: string;
+  name: string;
+  params: number;
+  layer_count: number;
+  input_size: [number, number];
+  weights: string;
+  layers: LayerInfo[];
+}
+
+export interface FileTemplates {
+  index: string;
+  thumbnail: string;
+  summary: string;
+  scores: string;
+  neighbors: string;
+  umap: string;
+  browser_features: string;
+}
+
+export interface BrowserOutput {
+  layer: string;
+  dim: number;
+  output: string;
+}
+
+export interface BrowserSearch {
+  model: string;
+  model_url: string;
+  model_bytes: number;
+  quantization: string;
+  input_size: [number, number];
+  preprocess: string;
+  outputs: BrowserOutput[];
+  default_layer: string;
+  datasets: string[];
+}
+
+export interface Manifest {
+  bundle_version: number;
+  generator: string;
+  weights: WeightsKind | string;
+  weights_detail: string;
+  k: number;
+  pooling: string;
+  score: { top: number; scale: number };
+  metrics: MetricInfo[];
+  datasets: DatasetInfo[];
+  models: ModelInfo[];
+  files: FileTemplates;
+  browser_search: BrowserSearch | null;
+}
+
+/** datasets/<dataset>/index.json */
+export interface DatasetIndex {
+  dataset: string;
+  size: number;
+  files: string[];
+  labels: number[];
+}
+
+export type StatName = 'search_score' | 'precision_at_k' | 'map_at_k';
+
+/** datasets/<dataset>/summary.json: [model][layer] means, in manifest order. */
+export interface Summary {
+  dataset: string;
+  metrics: Record<MetricId, Record<StatName, number[][]>>;
+}
+
+/** One query's row of a neighbour file. */
+export interface Neighbor {
+  id: number;
+  distance: number;
+}
+
+/** A whole <metric>.knn file as typed-array views (no copy). */
+export interface KnnTable {
+  n: number;
+  k: number;
+  distances: Float32Array;
+  ids: Uint16Array | Uint32Array;
+}

@@ -1,0 +1,156 @@
+// App shell: loads the manifest, keeps the state in the URL, shows one view at a time.
+import './style.css';
+import { DataProvider } from './data/provider';
+import type { Manifest } from './data/types';
+import { h, clear, status } from './dom';
+import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
+import type { Ctx, ViewModule } from './context';
+import { ConfigBar } from './views/config';
+import { SearchView } from './views/search';
+import { MapView } from './views/map';
+import { CompareView } from './views/compare';
+import { AboutView } from './views/about';
+
+const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', about: 'About / FAQ' };
+
+function manifestUrl(): string {
+  return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
+}
+
+export function weightsBanner(m: Manifest): HTMLElement | null {
+  if (m.weights === 'imagenet') return null;
+  const what = m.weights === 'random' ? 'random (untrained) weights' : m.weights === 'mixed' ? 'a mix of weights (see each model)' : 'weights from a file';
+  return h('div', { class: 'banner', attrs: { role: 'note' } }, [
+    h('strong', { text: `This data was computed with ${what}, not ImageNet-trained networks. ` }),
+    m.weights === 'random' ? 'Results show what an untrained network’s structure alone finds (mostly colour and layout), not what a trained CNN sees. ' : '',
+    m.weights_detail,
+  ]);
+}
+
+class App {
+  private state!: AppState;
+  private readonly views: Record<View, ViewModule>;
+  private readonly search = new SearchView();
+  private readonly config = new ConfigBar();
+  private readonly tabs: Record<View, HTMLButtonElement>;
+  private liveMounted = false;
+
+  constructor(
+    private readonly data: DataProvider,
+    private readonly root: HTMLElement,
+  ) {
+    this.views = { search: this.search, map: new MapView(), compare: new CompareView(), about: new AboutView() };
+    this.tabs = Object.fromEntries(VIEWS.map((v) => [v, this.tab(v)])) as Record<View, HTMLButtonElement>;
+  }
+
+  private tab(v: View): HTMLButtonElement {
+    return h('button', { class: 'tab', text: TAB_LABELS[v], attrs: { type: 'button', role: 'tab', id: `tab-${v}`, 'aria-controls': `panel-${v}`, 'data-view': v }, on: { click: () => this.navigate({ view: v }) } });
+  }
+
+  start(): void {
+    const m = this.data.manifest;
+    this.state = parseState(new URLSearchParams(location.search), m);
+    const tablist = h('nav', { class: 'tabs', attrs: { role: 'tablist', 'aria-label': 'Views' } }, VIEWS.map((v) => this.tabs[v]));
+    tablist.addEventListener('keydown', (e) => this.tabKeys(e));
+    const panels = VIEWS.map((v) => {
+      const p = h('div', { class: 'panel', attrs: { role: 'tabpanel', id: `panel-${v}`, 'aria-labelledby': `tab-${v}` } }, [this.views[v].root]);
+      return p;
+    });
+    clear(this.root);
+    this.root.append(
+      h('header', { class: 'top' }, [h('h1', {}, [h('a', { text: 'ConvNet Search', attrs: { href: '?' + (new URLSearchParams(location.search).get('data') ? `data=${encodeURIComponent(manifestUrl())}` : '') } })]), tablist]),
+      weightsBanner(m) ?? '',
+      this.config.root,
+      h('main', { attrs: { id: 'main' } }, panels),
+    );
+    history.replaceState(null, '', stateToSearch(this.state, new URLSearchParams(location.search)));
+    window.addEventListener('popstate', () => {
+      this.state = parseState(new URLSearchParams(location.search), m);
+      this.search.clearUpload();
+      this.render();
+    });
+    this.render();
+  }
+
+  private tabKeys(e: KeyboardEvent): void {
+    const i = VIEWS.indexOf(this.state.view);
+    const d = e.key === 'ArrowRight' ? 1 : e.key === 'ArrowLeft' ? -1 : 0;
+    if (!d) return;
+    e.preventDefault();
+    const v = VIEWS[(i + d + VIEWS.length) % VIEWS.length]!;
+    this.navigate({ view: v });
+    this.tabs[v].focus();
+  }
+
+  navigate(patch: Partial<AppState>, opts: { replace?: boolean } = {}): void {
+    const next = applyPatch(this.state, patch, this.data.manifest);
+    if (Object.keys(patch).some((k) => k !== 'view' && k !== 'gallery')) this.search.clearUpload();
+    const url = stateToSearch(next, new URLSearchParams(location.search));
+    if (url !== location.search) {
+      if (opts.replace) history.replaceState(null, '', url);
+      else history.pushState(null, '', url);
+    }
+    this.state = next;
+    this.render();
+  }
+
+  private ctx(): Ctx {
+    return { data: this.data, manifest: this.data.manifest, state: this.state, navigate: (p, o) => this.navigate(p, o) };
+  }
+
+  private render(): void {
+    const ctx = this.ctx();
+    this.config.update(ctx);
+    for (const v of VIEWS) {
+      const on = v === this.state.view;
+      this.tabs[v].setAttribute('aria-selected', String(on));
+      this.tabs[v].tabIndex = on ? 0 : -1;
+      document.getElementById(`panel-${v}`)!.hidden = !on;
+    }
+    document.body.dataset.view = this.state.view;
+    this.views[this.state.view].update(ctx);
+    if (this.state.view === 'search') this.mountLive();
+  }
+
+  /** The private search (TF.js) is loaded only when the bundle offers it and the search view is shown. */
+  private mountLive(): void {
+    const bs = this.data.manifest.browser_search;
+    if (this.liveMounted) return;
+    this.liveMounted = true;
+    if (!bs) {
+      this.search.liveEl.append(h('p', { class: 'hint', text: 'This bundle has no in-browser search model.' }));
+      return;
+    }
+    import('./live/index').then(
+      ({ mountLiveSearch }) =>
+        mountLiveSearch(this.search.liveEl, {
+          manifest: this.data.manifest,
+          resolve: (p) => this.data.resolve(p),
+          getDataset: () => this.state.dataset,
+          getMetric: () => this.state.metric,
+          showUploadResults: (r) => {
+            if (this.state.view !== 'search') this.navigate({ view: 'search' });
+            this.search.showUpload(r);
+          },
+        }),
+      (e: unknown) => this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error')),
+    );
+  }
+}
+
+async function boot(): Promise<void> {
+  const root = document.getElementById('app')!;
+  try {
+    const data = await DataProvider.open(manifestUrl());
+    new App(data, root).start();
+  } catch (e) {
+    clear(root);
+    root.append(
+      h('h1', { text: 'ConvNet Search' }),
+      status(`Could not open the data bundle: ${e instanceof Error ? e.message : String(e)}`, 'error'),
+      h('p', { text: 'Run “make precompute” to build it into frontend/public/data, or pass ?data=<url of manifest.json>.' }),
+    );
+  }
+}
+
+void boot();

@@ -1,0 +1,39 @@
+// About / FAQ: what the explorer shows and how to read it, plus where this bundle's data came from.
+import { h, clear } from '../dom';
+import type { Ctx, ViewModule } from '../context';
+import { metricLabel } from './config';
+
+function qa(q: string, ...a: (string | HTMLElement)[]): HTMLElement {
+  return h('details', { class: 'faq' }, [h('summary', { text: q }), ...a.map((x) => (typeof x === 'string' ? h('p', { text: x }) : x))]);
+}
+
+export class AboutView implements ViewModule {
+  readonly root = h('section', { class: 'view view-about', attrs: { 'aria-label': 'About' } });
+
+  update(ctx: Ctx): void {
+    const m = ctx.manifest;
+    clear(this.root);
+    this.root.append(
+      h('h2', { text: 'About this explorer' }),
+      h('p', { text: 'A convolutional network turns an image into a stack of feature maps, layer after layer. Averaging each map gives one vector per image and layer. Images whose vectors are close are “similar” to that layer. Pick a model, a layer and a distance, click an image, and see what that configuration retrieves.' }),
+      qa('What is a layer?', 'A layer is one processing step of the network (a convolution, an activation, a pooling…). Its output is a grid of feature maps; this explorer averages each map into one number, so the layer gives a vector as long as it has channels.'),
+      qa('Why do early layers find colour and texture, and late layers objects?', 'Early layers see small patches of pixels and respond to edges, colours and textures. Each further layer combines the previous ones over a larger area, so late layers respond to parts and whole objects. With trained weights, late layers retrieve the same kind of object; early layers retrieve images with similar colours or textures, whatever they show. With random weights this progression is weaker: all layers mostly react to colour and layout.'),
+      qa('What does each distance metric do?', h('ul', {}, m.metrics.map((x) => h('li', {}, [h('strong', { text: metricLabel(x) }), `: ${x.description}`]))), 'All are “smaller is more similar”. Their scales differ (cosine is 0…2, the others are unbounded), so the result bars are scaled per query: the nearest result gets a full bar, a result twice as far a half bar.'),
+      qa('What does the search score mean?', `For a query of class c, each of its top ${m.score.top} results counts if it is in class c, with weight (${m.score.top} − i)/${m.score.top} for rank i = 0…${m.score.top - 1}. The score is the weighted count divided by the sum of weights, 0 (no result in the class) to 1 (all are). Precision@k is the unweighted fraction; mAP@k averages precision at each correct result. The leaderboard shows their means over every image of the dataset.`),
+      qa('Why does the map not match the search exactly?', 'UMAP squeezes hundreds of dimensions into two; it keeps neighbourhoods roughly, not distances. The rings show the true nearest neighbours of the query under the chosen metric.'),
+      qa('Where does the data come from?', this.sources(ctx)),
+      qa('Is my uploaded image sent anywhere?', 'No. “Search with your own image” runs the network in your browser (TensorFlow.js, WebAssembly) and compares the result with precomputed features; nothing is uploaded.'),
+      h('p', { class: 'hint', text: `Bundle: ${m.generator}, format ${m.bundle_version}, k=${m.k}, ${m.pooling} pooling, weights: ${m.weights}. ${m.weights_detail}` }),
+    );
+  }
+
+  private sources(ctx: Ctx): HTMLElement {
+    return h('ul', {}, ctx.manifest.datasets.map((d) =>
+      h('li', {}, [
+        h('strong', { text: d.name }),
+        ` (${d.size} images, ${d.classes.length} classes): ${d.description} Source: ${d.source}`,
+        d.skipped.length ? h('details', {}, [h('summary', { text: `${d.skipped.length} files skipped` }), h('ul', {}, d.skipped.map((s) => h('li', { text: `${s.file}: ${s.reason}` })))]) : null,
+      ]),
+    ));
+  }
+}

@@ -1,0 +1,142 @@
+// Compare view: this query's search score per layer and per model (from scores/<metric>.u8), and
+// the dataset-wide model × layer leaderboard heatmap (from summary.json).
+import { h, clear, status } from '../dom';
+import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
+import type { Manifest, StatName, Summary } from '../data/types';
+import type { Ctx, ViewModule } from '../context';
+import { Latest } from '../context';
+import { metricInfo, metricLabel } from './config';
+
+const STATS: [StatName, string][] = [
+  ['search_score', 'Search score'],
+  ['precision_at_k', 'Precision@k'],
+  ['map_at_k', 'mAP@k'],
+];
+
+function barRow(label: string, value: number, current: boolean, onClick: () => void, title: string): HTMLElement {
+  const fill = h('span', { class: 'bar-fill' });
+  fill.style.width = `${Math.max(0, Math.min(1, value)) * 100}%`;
+  return h('li', { class: `score-row${current ? ' current' : ''}` }, [
+    h('button', { class: 'score-row-btn', attrs: { type: 'button', title, 'aria-current': current ? 'true' : false }, on: { click: onClick } }, [
+      h('span', { class: 'score-label', text: label }),
+      h('span', { class: 'bar' }, [fill]),
+      h('span', { class: 'score-val', text: value.toFixed(2) }),
+    ]),
+  ]);
+}
+
+export class CompareView implements ViewModule {
+  readonly root: HTMLElement;
+  private readonly query = h('section', { class: 'cmp-query', attrs: { 'aria-label': 'This query' } });
+  private readonly board = h('section', { class: 'cmp-board', attrs: { 'aria-label': 'Leaderboard' } });
+  private readonly latest = new Latest();
+  private stat: StatName = 'search_score';
+
+  constructor() {
+    this.root = h('section', { class: 'view view-compare', attrs: { 'aria-label': 'Compare' } }, [this.query, this.board]);
+  }
+
+  update(ctx: Ctx): void {
+    const fresh = this.latest.next();
+    const { data, state } = ctx;
+    if (!this.query.firstChild) this.query.append(status('Loading scores…'));
+    if (!this.board.firstChild) this.board.append(status('Loading leaderboard…'));
+    Promise.all([data.scores(state.dataset, state.metric), data.index(state.dataset)]).then(
+      ([scores]) => fresh() && this.renderQuery(ctx, scores),
+      (e: unknown) => fresh() && this.fail(this.query, e),
+    );
+    data.summary(state.dataset).then(
+      (s) => fresh() && this.renderBoard(ctx, s),
+      (e: unknown) => fresh() && this.fail(this.board, e),
+    );
+  }
+
+  private fail(el: HTMLElement, e: unknown): void {
+    clear(el);
+    el.append(status(`Could not load data: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+  }
+
+  private renderQuery(ctx: Ctx, scores: Uint8Array): void {
+    const { manifest: m, state, data } = ctx;
+    clear(this.query);
+    const metric = metricLabel(metricInfo(m, state.metric));
+    this.query.append(h('h2', { text: `This query under ${metric}` }));
+    if (state.q === null) {
+      this.query.append(h('p', { class: 'hint', text: 'Pick a query image in the Search view to compare configurations on it.' }));
+      return;
+    }
+    const q = state.q;
+    const n = data.dataset(state.dataset).size;
+    const counts = layerCounts(m);
+    const score = (mi: number, li: number) => storedScore(scores, n, configIndex(counts, mi, li), q, m.score.scale);
+    const mPos = m.models.findIndex((x) => x.id === state.model);
+    const model = m.models[mPos]!;
+    this.query.append(
+      h('img', { class: 'cmp-thumb', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: 'Query image', width: 64, height: 64 } }),
+      h('h3', { text: `Per layer of ${model.name}` }),
+      h('ol', { class: 'score-list' }, model.layers.map((l, li) =>
+        barRow(`${l.name} (#${l.index})`, score(mPos, li), l.name === state.layer, () => ctx.navigate({ layer: l.name }), `Use layer ${l.name}`),
+      )),
+      h('h3', { text: 'Per model (its best layer for this query)' }),
+      h('ol', { class: 'score-list' }, m.models.map((mod, mi) => {
+        let best = 0;
+        mod.layers.forEach((_, li) => { if (score(mi, li) > score(mi, best)) best = li; });
+        const layer = mod.layers[best]!;
+        return barRow(`${mod.name} · ${layer.name}`, score(mi, best), mod.id === state.model, () => ctx.navigate({ model: mod.id, layer: layer.name }), `Use ${mod.name}, layer ${layer.name}`);
+      })),
+    );
+  }
+
+  private renderBoard(ctx: Ctx, summary: Summary): void {
+    const { manifest: m, state } = ctx;
+    const table = summary.metrics[state.metric]?.[this.stat];
+    clear(this.board);
+    const metric = metricLabel(metricInfo(m, state.metric));
+    const select = h('select', { attrs: { id: 'sel-stat', 'aria-label': 'Statistic' } }, STATS.map(([v, t]) => h('option', { text: t, attrs: { value: v } })));
+    select.value = this.stat;
+    select.addEventListener('change', () => {
+      this.stat = select.value as StatName;
+      this.renderBoard(ctx, summary);
+    });
+    this.board.append(
+      h('h2', { text: `Leaderboard: whole dataset, ${metric}` }),
+      h('p', { class: 'hint' }, ['Mean over all images of ', select, '. Darker is better; ★ marks the best configuration. Click a cell to use it.']),
+    );
+    if (!table) {
+      this.board.append(status(`summary.json has no ${this.stat} for metric ${state.metric}`, 'error'));
+      return;
+    }
+    this.board.append(heatmap(m, table, state.model, state.layer, (model, layer) => ctx.navigate({ model, layer })));
+  }
+}
+
+export function heatmap(m: Manifest, table: number[][], curModel: string, curLayer: string, pick: (model: string, layer: string) => void): HTMLElement {
+  const best = bestCell(table);
+  const values = table.flat().filter(Number.isFinite);
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const norm = (v: number) => (hi > lo ? (v - lo) / (hi - lo) : 1);
+  const maxLayers = Math.max(...m.models.map((x) => x.layers.length));
+  const head = h('tr', {}, [h('th', { text: 'Model \\ layer', attrs: { scope: 'col' } }), ...Array.from({ length: maxLayers }, (_, i) => h('th', { text: String(i + 1), attrs: { scope: 'col' } }))]);
+  const rows = m.models.map((model, mi) =>
+    h('tr', {}, [
+      h('th', { text: model.name, attrs: { scope: 'row' } }),
+      ...Array.from({ length: maxLayers }, (_, li) => {
+        const layer = model.layers[li];
+        const v = table[mi]?.[li];
+        if (!layer || v === undefined) return h('td', { class: 'heat-empty' });
+        const isBest = best !== null && best.model === mi && best.layer === li;
+        const isCur = model.id === curModel && layer.name === curLayer;
+        const btn = h('button', {
+          class: `heat-cell${isBest ? ' best' : ''}${isCur ? ' current' : ''}${heatTextLight(norm(v)) ? ' light' : ''}`,
+          text: `${isBest ? '★ ' : ''}${v.toFixed(2)}`,
+          attrs: { type: 'button', title: `${model.name} · ${layer.name} (#${layer.index}, ${layer.type}): ${v.toFixed(3)}`, 'aria-label': `${model.name}, layer ${layer.name}: ${v.toFixed(3)}${isBest ? ', best' : ''}`, 'aria-current': isCur ? 'true' : false, 'data-model': model.id, 'data-layer': layer.name },
+          on: { click: () => pick(model.id, layer.name) },
+        });
+        btn.style.backgroundColor = heatColor(norm(v));
+        return h('td', {}, [btn]);
+      }),
+    ]),
+  );
+  return h('div', { class: 'heat-wrap' }, [h('table', { class: 'heatmap' }, [h('thead', {}, [head]), h('tbody', {}, rows)])]);
+}

@@ -1,0 +1,82 @@
+// Configuration bar: dataset, model, layer, metric, each with a one-line explanation.
+import { h, clear } from '../dom';
+import { formatCount } from '../data/score';
+import type { Ctx } from '../context';
+import type { LayerInfo, Manifest, MetricInfo, ModelInfo } from '../data/types';
+
+export function layerLabel(l: LayerInfo, pos: number): string {
+  return `${pos + 1}. ${l.name} (#${l.index}, ${l.type}, ${l.dim}-d)`;
+}
+
+export function modelDetail(m: ModelInfo): string {
+  return `${m.name}: ${formatCount(m.params)} parameters, ${m.layer_count} layers, ${m.input_size.join('×')} input, ${m.weights} weights.`;
+}
+
+export function layerDetail(m: ModelInfo, l: LayerInfo): string {
+  const shape = l.output_shape.join('×');
+  return `Layer #${l.index} of ${m.layer_count} (${Math.round(l.depth * 100)}% deep), ${l.type}, output ${shape} → ${l.dim}-d vector; ${formatCount(l.params_cumulative)} parameters up to here.`;
+}
+
+export function metricLabel(m: MetricInfo): string {
+  return m.p !== null && !m.label.includes(`p=${m.p}`) ? `${m.label} (p=${m.p})` : m.label;
+}
+
+interface Field {
+  select: HTMLSelectElement;
+  detail: HTMLElement;
+  wrap: HTMLElement;
+}
+
+function field(id: string, label: string, onChange: (v: string) => void): Field {
+  const select = h('select', { attrs: { id: `sel-${id}`, 'aria-describedby': `det-${id}` } });
+  select.addEventListener('change', () => onChange(select.value));
+  const detail = h('p', { class: 'field-detail', attrs: { id: `det-${id}` } });
+  const wrap = h('div', { class: `field field-${id}` }, [h('label', { text: label, attrs: { for: `sel-${id}` } }), select, detail]);
+  return { select, detail, wrap };
+}
+
+function setOptions(select: HTMLSelectElement, options: [string, string][], value: string): void {
+  const same = select.options.length === options.length && options.every(([v, t], i) => select.options[i]?.value === v && select.options[i]?.text === t);
+  if (!same) {
+    clear(select);
+    for (const [v, t] of options) select.append(h('option', { text: t, attrs: { value: v } }));
+  }
+  select.value = value;
+}
+
+export class ConfigBar {
+  readonly root: HTMLElement;
+  private readonly f: Record<'dataset' | 'model' | 'layer' | 'metric', Field>;
+  private ctx: Ctx | null = null;
+
+  constructor() {
+    const go = (key: 'dataset' | 'model' | 'layer' | 'metric') => (v: string) => this.ctx?.navigate({ [key]: v });
+    this.f = {
+      dataset: field('dataset', 'Dataset', go('dataset')),
+      model: field('model', 'Model', go('model')),
+      layer: field('layer', 'Layer', go('layer')),
+      metric: field('metric', 'Distance metric', go('metric')),
+    };
+    this.root = h('section', { class: 'config', attrs: { 'aria-label': 'Configuration' } }, Object.values(this.f).map((x) => x.wrap));
+  }
+
+  update(ctx: Ctx): void {
+    this.ctx = ctx;
+    const { manifest: m, state: s } = ctx;
+    const ds = m.datasets.find((d) => d.id === s.dataset)!;
+    setOptions(this.f.dataset.select, m.datasets.map((d) => [d.id, `${d.name} (${d.size})`]), s.dataset);
+    this.f.dataset.detail.textContent = `${ds.size} images, ${ds.classes.length} classes. ${ds.description}`;
+    setOptions(this.f.model.select, m.models.map((x) => [x.id, `${x.name} · ${formatCount(x.params)} params · ${x.layer_count} layers`]), s.model);
+    const model = m.models.find((x) => x.id === s.model)!;
+    this.f.model.detail.textContent = modelDetail(model);
+    setOptions(this.f.layer.select, model.layers.map((l, i) => [l.name, layerLabel(l, i)]), s.layer);
+    const layer = model.layers.find((l) => l.name === s.layer)!;
+    this.f.layer.detail.textContent = layerDetail(model, layer);
+    setOptions(this.f.metric.select, m.metrics.map((x) => [x.id, metricLabel(x)]), s.metric);
+    this.f.metric.detail.textContent = metricInfo(m, s.metric).description;
+  }
+}
+
+export function metricInfo(m: Manifest, id: string): MetricInfo {
+  return m.metrics.find((x) => x.id === id) ?? m.metrics[0]!;
+}

@@ -1,0 +1,220 @@
+// Search view: the query and its top-k results with score, the private-search panel, the gallery.
+import { h, clear, status, gridKeys } from '../dom';
+import { knnRow, searchScore, rankWeight } from '../data/score';
+import type { DatasetIndex, Neighbor } from '../data/types';
+import type { Ctx, ViewModule } from '../context';
+import { Latest } from '../context';
+import { metricInfo, metricLabel } from './config';
+import { renderResults } from './results';
+
+export interface UploadResults {
+  imageUrl: string;
+  results: Neighbor[];
+  info: string;
+}
+
+const PAGE = 300;
+
+export class SearchView implements ViewModule {
+  readonly root: HTMLElement;
+  readonly liveEl: HTMLElement;
+  private readonly query = h('div', { class: 'query-panel', attrs: { 'aria-live': 'polite' } });
+  private readonly results = h('div', { class: 'results' });
+  private readonly gallery = h('div', { class: 'gallery-body' });
+  private readonly galleryHead = h('div', { class: 'gallery-head' });
+  private readonly latest = new Latest();
+  private upload: UploadResults | null = null;
+  private galleryKey = '';
+  private ctx: Ctx | null = null;
+  private shown = PAGE;
+  /** First time a result list is on screen (performance measurement for the e2e tests). */
+  private marked = false;
+
+  constructor() {
+    this.liveEl = h('div', { attrs: { id: 'live-search' } });
+    const live = h('section', { class: 'live-panel', attrs: { 'aria-labelledby': 'live-title' } }, [
+      h('h2', { text: 'Search with your own image', attrs: { id: 'live-title' } }),
+      h('p', { class: 'hint', text: 'Runs in your browser: the image never leaves this page.' }),
+      this.liveEl,
+    ]);
+    gridKeys(this.results, 'button.result-btn');
+    gridKeys(this.gallery, 'button.gal-item');
+    this.root = h('section', { class: 'view view-search', attrs: { 'aria-label': 'Search' } }, [
+      h('div', { class: 'search-top' }, [this.query, this.results]),
+      live,
+      h('section', { class: 'gallery', attrs: { 'aria-label': 'Dataset images' } }, [this.galleryHead, this.gallery]),
+    ]);
+  }
+
+  /** Shows results computed for an uploaded image, exactly like a dataset query's (no class). */
+  showUpload(r: UploadResults): void {
+    this.upload = r;
+    if (this.ctx) this.update(this.ctx);
+  }
+
+  clearUpload(): void {
+    this.upload = null;
+  }
+
+  update(ctx: Ctx): void {
+    this.ctx = ctx;
+    const fresh = this.latest.next();
+    const { data, state } = ctx;
+    if (!this.results.querySelector('.results-grid')) {
+      clear(this.results);
+      this.results.append(status('Loading results…'));
+    }
+    const idxP = data.index(state.dataset);
+    void idxP.then(
+      (idx) => fresh() && this.renderGallery(ctx, idx),
+      (e: unknown) => fresh() && this.fail(this.gallery, e),
+    );
+    if (this.upload) {
+      void idxP.then((idx) => fresh() && this.renderUpload(ctx, idx, this.upload!), (e: unknown) => fresh() && this.fail(this.results, e));
+      return;
+    }
+    if (state.q === null) {
+      clear(this.query);
+      this.query.append(h('p', { class: 'hint', text: 'Pick an image below to see its nearest neighbours.' }));
+      clear(this.results);
+      return;
+    }
+    const q = state.q;
+    const knnP = data.neighbors(state.dataset, state.model, state.layer, state.metric);
+    Promise.all([idxP, knnP]).then(
+      ([idx, knn]) => fresh() && this.renderQuery(ctx, idx, q, knnRow(knn, q)),
+      (e: unknown) => fresh() && this.fail(this.results, e),
+    );
+  }
+
+  private fail(el: HTMLElement, e: unknown): void {
+    clear(el);
+    el.append(status(`Could not load data: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+  }
+
+  private renderQuery(ctx: Ctx, idx: DatasetIndex, q: number, neighbors: Neighbor[]): void {
+    const { manifest: m, state, data } = ctx;
+    const ds = data.dataset(state.dataset);
+    const qLabel = idx.labels[q] ?? -1;
+    const cls = ds.classes[qLabel] ?? '?';
+    const file = idx.files[q] ?? '';
+    const top = Math.min(m.score.top, neighbors.length);
+    const sc = searchScore(qLabel, neighbors.map((n) => idx.labels[n.id] ?? -1), m.score.top);
+    clear(this.query);
+    this.query.append(
+      h('h2', { text: 'Query' }),
+      h('img', { class: 'query-img', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query image ${file} (${cls})`, width: 128, height: 128 } }),
+      h('p', { class: 'query-file', text: file }),
+      h('p', { class: 'query-class' }, ['Class: ', h('strong', { text: cls })]),
+      this.scoreBox(sc.score, sc.same, top, cls, sc.matches),
+    );
+    this.showResults(ctx, idx, neighbors, qLabel);
+  }
+
+  private scoreBox(score: number, same: number, top: number, cls: string, matches: boolean[]): HTMLElement {
+    const weights = matches.slice(0, top).map((ok, i) => (ok ? rankWeight(i, top) : 0));
+    const num = weights.reduce((a, b) => a + b, 0);
+    const den = Array.from({ length: top }, (_, i) => rankWeight(i, top)).reduce((a, b) => a + b, 0);
+    return h('div', { class: 'score-box' }, [
+      h('p', { class: 'score-value' }, ['Search score ', h('strong', { class: 'score-num', text: score.toFixed(2) })]),
+      h('p', { class: 'score-same', text: `${same} of ${top} results are in the same class (“${cls}”).` }),
+      h('details', { class: 'score-why' }, [
+        h('summary', { text: 'How is this computed?' }),
+        h('p', {
+          text:
+            `Each result counts with a weight that falls with its rank: result 1 weighs ${top}/${top}, result 2 weighs ${top - 1}/${top}, … result ${top} weighs 1/${top}. ` +
+            `The score is the sum of the weights of same-class results divided by the sum of all weights: ${num.toFixed(2)} / ${den.toFixed(2)} = ${score.toFixed(2)}. ` +
+            `So a wrong result near the top costs more than one near the bottom; 1.00 means all ${top} are in the query's class.`,
+        }),
+      ]),
+    ]);
+  }
+
+  private showResults(ctx: Ctx, idx: DatasetIndex, neighbors: Neighbor[], qLabel: number | null): void {
+    const { manifest: m, state, data } = ctx;
+    const model = m.models.find((x) => x.id === state.model);
+    const metric = metricLabel(metricInfo(m, state.metric));
+    const grid = renderResults({
+      neighbors,
+      files: idx.files,
+      labels: idx.labels,
+      classes: data.dataset(state.dataset).classes,
+      queryLabel: qLabel,
+      metricLabel: metric,
+      thumb: (id) => data.thumbnailUrl(state.dataset, id),
+      onPick: (id) => {
+        this.upload = null;
+        ctx.navigate({ q: id });
+      },
+    });
+    clear(this.results);
+    this.results.append(
+      h('h2', { text: `Top ${neighbors.length} by ${metric} distance` }),
+      h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars: nearest result = full bar, twice the distance = half a bar. ✕ marks another class.` }),
+      grid,
+    );
+    if (!this.marked) {
+      this.marked = true;
+      performance.mark('first-result');
+    }
+  }
+
+  private renderUpload(ctx: Ctx, idx: DatasetIndex, r: UploadResults): void {
+    clear(this.query);
+    this.query.append(
+      h('h2', { text: 'Query: your image' }),
+      h('img', { class: 'query-img', attrs: { src: r.imageUrl, alt: 'Your uploaded image', width: 128, height: 128 } }),
+      h('p', { class: 'query-file', text: r.info }),
+      h('button', { class: 'link-btn', text: 'Back to the dataset query', attrs: { type: 'button' }, on: { click: () => { this.upload = null; ctx.navigate({}); } } }),
+    );
+    this.showResults(ctx, idx, r.results, null);
+  }
+
+  private renderGallery(ctx: Ctx, idx: DatasetIndex): void {
+    const { state } = ctx;
+    const key = `${state.dataset}|${state.gallery}|${this.shown}`;
+    if (key !== this.galleryKey) {
+      this.galleryKey = key;
+      this.buildGallery(ctx, idx);
+    }
+    for (const b of this.gallery.querySelectorAll<HTMLElement>('button.gal-item')) {
+      const on = Number(b.dataset.id) === state.q && !this.upload;
+      b.classList.toggle('selected', on);
+      b.setAttribute('aria-pressed', String(on));
+    }
+  }
+
+  private buildGallery(ctx: Ctx, idx: DatasetIndex): void {
+    const { state, data } = ctx;
+    const ds = data.dataset(state.dataset);
+    const mode = state.gallery;
+    const toggle = (m: 'all' | 'class', text: string) =>
+      h('button', { class: 'toggle', text, attrs: { type: 'button', 'aria-pressed': String(mode === m) }, on: { click: () => ctx.navigate({ gallery: m }) } });
+    clear(this.galleryHead);
+    this.galleryHead.append(
+      h('h2', { text: `${ds.name}: ${ds.size} images` }),
+      h('div', { class: 'toggles', attrs: { role: 'group', 'aria-label': 'Gallery layout' } }, [toggle('all', 'All'), toggle('class', 'By category')]),
+    );
+    const item = (id: number) => {
+      const file = idx.files[id] ?? '';
+      const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
+      return h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id, title: `${file} (${cls})`, 'aria-label': `Search with ${file}, class ${cls}` }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [
+        h('img', { attrs: { src: data.thumbnailUrl(state.dataset, id), alt: `${file} (${cls})`, loading: 'lazy', decoding: 'async', width: 96, height: 96 } }),
+      ]);
+    };
+    clear(this.gallery);
+    const ids = Array.from({ length: ds.size }, (_, i) => i);
+    if (mode === 'all') {
+      this.gallery.append(h('div', { class: 'gal-grid' }, ids.slice(0, this.shown).map(item)));
+    } else {
+      ds.classes.forEach((name, c) => {
+        const members = ids.filter((i) => idx.labels[i] === c);
+        this.gallery.append(h('h3', { class: 'gal-class', text: `${name} (${members.length})` }), h('div', { class: 'gal-grid' }, members.slice(0, this.shown).map(item)));
+      });
+    }
+    if (ds.size > this.shown) {
+      this.gallery.append(h('button', { class: 'more-btn', text: `Show more (${ds.size - this.shown} left)`, attrs: { type: 'button' }, on: { click: () => { this.shown += PAGE * 4; ctx.navigate({}, { replace: true }); } } }));
+    }
+    if (ds.size === 0) this.gallery.append(status('This dataset has no images.', 'empty'));
+  }
+}
