@@ -41,7 +41,7 @@ precompute: $(VENV)/.installed
 # --- tests ---
 test: test-py test-js
 
-test-py: $(VENV)/.installed
+test-py: $(VENV)/.installed frontend/node_modules/.installed  # test_tfjs_export runs TF.js in Node
 	$(PY) -m pytest -q
 
 test-js: $(VENV)/.installed frontend/node_modules/.installed chromium

@@ -1,0 +1,186 @@
+"""tfjs_export: signature mapping, file bookkeeping, and the verified conversion.
+
+The verified conversion runs the converted model with TF.js in Node (pure @tensorflow/tfjs + the
+wasm backend, the backend the browser prefers) and Keras on the same bundled dataset images, each
+side doing its own resize (Python: preprocess.resize_rgb; TF.js: resizeBilinear with half-pixel
+centres, as the browser does). Every image and every exported layer must reach cosine ≥ 0.999.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convnet_search import tfjs_export as te
+
+REPO = Path(__file__).resolve().parent.parent
+FRONTEND = REPO / "frontend"
+EMBED = FRONTEND / "scripts" / "tfjs-embed.mjs"
+MIN_COSINE = 0.999
+N_IMAGES = 20
+
+
+# --- pure bookkeeping ---------------------------------------------------------------------------
+
+def _model_json(sig_outputs: dict, nodes: list[str]) -> dict:
+    return {
+        "modelTopology": {"node": [{"name": n} for n in nodes]},
+        "signature": {"inputs": {}, "outputs": sig_outputs},
+        "weightsManifest": [{"paths": ["group1-shard1of2.bin", "group1-shard2of2.bin"], "weights": []}],
+    }
+
+
+def _entry(name: str, dim: int) -> dict:
+    return {"name": name, "dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "-1"}, {"size": str(dim)}]}}
+
+
+def test_fix_signature_rekeys_outputs_by_layer_whatever_the_converter_named_them():
+    # What tensorflowjs 4.22 really writes when two outputs share a shape: raw tensor names as keys.
+    mj = _model_json(
+        {"Identity:0": _entry("Identity:0", 512), "Identity_1:0": _entry("Identity_1:0", 512),
+         "a": _entry("Identity_2:0", 64)},
+        ["Identity", "Identity_1", "Identity_2"],
+    )
+    names = {"a": "Identity_2:0", "b": "Identity:0", "c": "Identity_1:0"}
+    out = te._fix_signature(mj, names, ["a", "b", "c"], Path("model.json"))
+    assert out == [
+        {"layer": "a", "dim": 64, "output": "Identity_2:0"},
+        {"layer": "b", "dim": 512, "output": "Identity:0"},
+        {"layer": "c", "dim": 512, "output": "Identity_1:0"},
+    ]
+    assert list(mj["signature"]["outputs"]) == ["a", "b", "c"]
+    assert mj["signature"]["outputs"]["b"]["name"] == "Identity:0"
+
+
+def test_fix_signature_names_the_missing_tensor():
+    mj = _model_json({"x": _entry("Identity:0", 8)}, ["Identity"])
+    with pytest.raises(te.TfjsExportError, match=r"no output tensor Identity_5:0 for layer 'a'"):
+        te._fix_signature(mj, {"a": "Identity_5:0"}, ["a"], Path("m/model.json"))
+
+
+def test_fix_signature_rejects_unpooled_outputs():
+    bad = {"name": "Identity:0", "tensorShape": {"dim": [{"size": "-1"}, {"size": "7"}, {"size": "7"}]}}
+    mj = _model_json({"a": bad}, ["Identity"])
+    with pytest.raises(te.TfjsExportError, match="expected \\[batch, dim\\]"):
+        te._fix_signature(mj, {"a": "Identity:0"}, ["a"], Path("model.json"))
+
+
+def test_model_files_and_digest(tmp_path):
+    mj = _model_json({}, [])
+    files = te._model_files(mj)
+    assert files == ["model.json", "group1-shard1of2.bin", "group1-shard2of2.bin"]
+    for i, f in enumerate(files):
+        (tmp_path / f).write_bytes(bytes([i]) * 10)
+    d1 = te._sha256(tmp_path, files)
+    (tmp_path / files[2]).write_bytes(b"\x02" * 9 + b"\x03")
+    assert te._sha256(tmp_path, files) != d1  # any weight byte changes the cache key
+
+
+def test_unknown_quantization_is_rejected():
+    with pytest.raises(ValueError, match="unknown quantization 'int4'"):
+        te._quantization_map("int4")
+    assert te._quantization_map("uint8") == {"uint8": "*"}
+    assert te._quantization_map("none") is None
+
+
+# --- the real conversion ------------------------------------------------------------------------
+
+def _bundled_images(n: int) -> list[Path]:
+    """n images spread evenly over a bundled dataset (so every class is represented)."""
+    from convnet_search.datasets import known_datasets, load_dataset
+
+    names = [d for d in ("shapes", "digits") if d in known_datasets()] or known_datasets()
+    if not names:
+        pytest.fail("no bundled dataset in datasets/: the verified conversion needs real images")
+    ds = load_dataset(names[0])
+    idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
+    return [ds.path(int(i)) for i in idx]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from convnet_search.models import build_feature_extractor, get_spec
+
+    spec = get_spec("mobilenet")
+    model, infos, _ = build_feature_extractor(spec, None, weights="none", pooling="avg", seed=0)
+    layers = [i.name for i in infos]
+    out = tmp_path_factory.mktemp("tfjs") / "mobilenet"
+    exp = te.export_tfjs(model, layers, out, quantize="uint8")
+    return model, layers, out, exp, spec
+
+
+@pytest.mark.slow
+def test_export_writes_a_complete_small_model(exported):
+    model, layers, out, exp, _ = exported
+    assert [o["layer"] for o in exp.outputs] == layers
+    assert [o["dim"] for o in exp.outputs] == [int(t.shape[-1]) for t in model.outputs]
+    assert len({o["output"] for o in exp.outputs}) == len(layers)
+    assert sorted(p.name for p in out.iterdir()) == sorted(exp.files)
+    assert exp.model_bytes == sum((out / f).stat().st_size for f in exp.files)
+    assert exp.model_bytes <= 3.5e6, f"uint8 MobileNet should be ≤ 3.5 MB, is {exp.model_bytes:,} B"
+    sig = json.loads((out / "model.json").read_text())["signature"]["outputs"]
+    assert {k: v["name"] for k, v in sig.items()} == {o["layer"]: o["output"] for o in exp.outputs}
+    assert exp.model_sha256 == te._sha256(out, exp.files)
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".tfjs-")], "temp dir left behind"
+
+
+@pytest.mark.slow
+def test_export_replaces_an_existing_folder_atomically(exported, tmp_path):
+    model, layers, _, exp, _ = exported
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "stale.bin").write_bytes(b"old")
+    again = te.export_tfjs(model, layers, out)
+    assert not (out / "stale.bin").exists()
+    assert again.model_sha256 == exp.model_sha256  # same weights, same bytes: deterministic
+
+
+@pytest.mark.slow
+def test_converted_model_matches_keras_on_bundled_images(exported, tmp_path):
+    """Cosine ≥ 0.999 between TF.js (Node, wasm) and Keras for every image and exported layer."""
+    if not (FRONTEND / "node_modules" / "@tensorflow" / "tfjs-backend-wasm").is_dir():
+        pytest.skip("frontend/node_modules missing: run `make install` (make test does it first)")
+    node = shutil.which("node")
+    assert node, "node is not on PATH"
+    from convnet_search.images import load_rgb
+    from convnet_search.preprocess import resize_rgb
+
+    model, layers, out, exp, spec = exported
+    paths = _bundled_images(N_IMAGES)
+    assert len(paths) >= N_IMAGES, f"need {N_IMAGES} bundled images, found {len(paths)}"
+    rgbs = [load_rgb(p) for p in paths]
+    batch = np.stack([resize_rgb(rgb, spec.input_size) for rgb in rgbs]).astype("float32")
+    keras_feats = model.predict(batch, verbose=0)
+
+    # Originals go to Node un-resized: TF.js does the resize the way the browser does.
+    npys = []
+    for i, rgb in enumerate(rgbs):
+        npys.append(tmp_path / f"img{i:02d}.npy")
+        np.save(npys[-1], rgb[None].astype(np.uint8))
+    js_out = tmp_path / "js"
+    pairs = ",".join(f"{o['layer']}:{o['output']}" for o in exp.outputs)
+    proc = subprocess.run(
+        [node, str(EMBED), str(out), *map(str, npys), str(js_out), "--outputs", pairs],
+        cwd=FRONTEND, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"tfjs-embed failed:\n{proc.stderr[-3000:]}"
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["backend"] == "wasm"
+    assert summary["images"] == len(paths)
+    assert summary["leaked_tensors"] == 0
+
+    failures = []
+    for layer, kf in zip(layers, keras_feats):
+        jf = np.fromfile(js_out / f"{layer}.f32", dtype="<f4").reshape(len(paths), -1)
+        assert jf.shape == kf.shape, f"{layer}: TF.js {jf.shape} vs Keras {kf.shape}"
+        cos = (jf * kf).sum(1) / (np.linalg.norm(jf, axis=1) * np.linalg.norm(kf, axis=1))
+        for p, c in zip(paths, cos):
+            if not c >= MIN_COSINE:  # also catches NaN
+                failures.append(f"{p.relative_to(REPO) if p.is_relative_to(REPO) else p} "
+                                f"layer {layer}: cosine {c:.6f}")
+    assert not failures, f"TF.js ≠ Keras (cosine < {MIN_COSINE}):\n" + "\n".join(failures)
