@@ -85,6 +85,8 @@ def load_rgb(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         with warnings.catch_warnings():
             # Pillow warns (instead of raising) between MAX_IMAGE_PIXELS and twice that.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # A damaged EXIF block is harmless (we keep the pixels unrotated): no console noise.
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             with Image.open(path, formats=SUPPORTED_FORMATS) as im:
                 return _decode(im, path, max_pixels)
     except ImageError:
