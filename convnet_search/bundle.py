@@ -183,7 +183,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
     }
 
 
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         if not ((out / "manifest.json").exists() or (out / FINGERPRINT_FILE).exists()):
             raise BundleError(f"{out}: refusing to replace a non-empty folder that is not a "
@@ -198,7 +198,7 @@ def bundle_is_current(out: Path, fp: str) -> bool:
 def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
     """Write the whole bundle into a temp folder, then swap it into place."""
     out = Path(out)
-    _check_replaceable(out)
+    check_replaceable(out)
     manifest = build_manifest(inp)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)

@@ -107,6 +107,7 @@ def _precompute(args, console: Console) -> int:
     from .config import ConfigError, load_config
     from .datasets import DatasetError
     from .models import ModelError, WeightsError
+    from .bundle import BundleError
     from .pipeline import run
 
     overrides = {
@@ -128,7 +129,7 @@ def _precompute(args, console: Console) -> int:
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE
-    except (ModelError, WeightsError, ValueError) as exc:
+    except (ModelError, WeightsError, BundleError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE
     _summary(console, report)
@@ -174,6 +175,8 @@ def _info(args, console: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ["CONVNET_SEARCH_VERBOSE"] = "1"
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

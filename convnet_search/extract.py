@@ -69,7 +69,9 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     if store.is_current(ds.id, spec.id, fp):
         return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
 
-    import tensorflow as tf
+    from .runtime import import_tensorflow
+
+    tf = import_tensorflow()
 
     from .models import build_feature_extractor
 

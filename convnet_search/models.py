@@ -117,6 +117,9 @@ def build_base(spec: ModelSpec, weights: str = "auto", seed: int = 0):
     weights: "imagenet" (fail loudly if unavailable), "none" (random init from `seed`),
     "auto" (ImageNet if it can be obtained, else random with a loud warning), or a file path.
     """
+    from .runtime import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     ctor = _constructor(spec)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from .bundle import BrowserSearch, BundleInputs, DatasetResults, bundle_is_current, write_bundle
+from .bundle import BrowserSearch, check_replaceable, BundleInputs, DatasetResults, bundle_is_current, write_bundle
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .extract import ExtractResult, extract_features
@@ -119,6 +119,7 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     work = Path(cfg.work)
     feature_store = ArrayStore(work / "features")
     nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
+    check_replaceable(cfg.out)  # fail before hours of work, not after
     t = time.perf_counter()
     datasets = [load_dataset(name) for name in cfg.datasets]
     ids = [d.id for d in datasets]

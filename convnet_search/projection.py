@@ -25,6 +25,9 @@ def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int) -> np.ndarray:
     With random_state set, umap-learn runs single-threaded and reproducibly; that is the price of
     maps that do not jump between runs.
     """
+    from .runtime import import_tensorflow
+
+    import_tensorflow()  # umap-learn imports TF when present; keep its chatter quiet
     import umap  # lazy: numba compilation costs seconds
 
     x = np.asarray(features, dtype=np.float32)

@@ -1,0 +1,167 @@
+"""The `convnet-search` CLI end to end on tiny data (weights none): odd images, resume after kill -9,
+up-to-date skipping, the bundle against docs/bundle.md and its JSON Schema."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from odd_images import make_odd_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((ROOT / "docs" / "manifest.schema.json").read_text())
+CLI = [sys.executable, "-m", "convnet_search.cli"]
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def add_plain_images(root: Path, per_class: int, classes: list[str], seed: int = 0) -> None:
+    """Simple valid images (a shape per class) so a dataset has more than k usable files."""
+    rng = np.random.default_rng(seed)
+    for c_i, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, size=(48, 48, 3), dtype=np.uint8)
+            img[8 + 4 * c_i: 30 + 4 * c_i, 10:38] = rng.integers(120, 255, size=3, dtype=np.uint8)
+            Image.fromarray(img).save(root / c / f"plain_{i:02d}.png")
+
+
+def read_bundle(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def check_bundle(out: Path) -> dict:
+    """Every file the manifest promises exists with the documented size; returns the manifest."""
+    import jsonschema
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    jsonschema.validate(manifest, SCHEMA)
+    f, k = manifest["files"], manifest["k"]
+    for ds in manifest["datasets"]:
+        n, d = ds["size"], ds["id"]
+        index = json.loads((out / f["index"].format(dataset=d)).read_text())
+        assert len(index["files"]) == len(index["labels"]) == n
+        assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
+        id_size = {"uint16": 2, "uint32": 4}[ds["id_dtype"]]
+        n_configs = sum(len(m["layers"]) for m in manifest["models"])
+        summary = json.loads((out / f["summary"].format(dataset=d)).read_text())
+        for metric in manifest["metrics"]:
+            m_id = metric["id"]
+            scores = np.fromfile(out / f["scores"].format(dataset=d, metric=m_id), dtype=np.uint8)
+            assert scores.size == n_configs * n and scores.max() <= 120
+            assert len(summary["metrics"][m_id]["search_score"]) == len(manifest["models"])
+            for model in manifest["models"]:
+                for layer in model["layers"]:
+                    p = out / f["neighbors"].format(dataset=d, model=model["id"], layer=layer["name"], metric=m_id)
+                    raw = p.read_bytes()
+                    assert len(raw) == n * k * (4 + id_size)
+                    dist = np.frombuffer(raw, "<f4", n * k).reshape(n, k)
+                    ids = np.frombuffer(raw, "<u2" if id_size == 2 else "<u4", n * k, n * k * 4).reshape(n, k)
+                    assert (np.diff(dist, axis=1) >= 0).all()
+                    assert (ids != np.arange(n)[:, None]).all() and ids.max() < n
+        for model in manifest["models"]:
+            for layer in model["layers"]:
+                xy = np.fromfile(out / f["umap"].format(dataset=d, model=model["id"], layer=layer["name"]), "<f4")
+                assert xy.size == 2 * n and xy.min() >= 0 and xy.max() <= 1
+    return manifest
+
+
+def test_help_and_bad_flags():
+    r = run_cli("precompute", "--help")
+    assert r.returncode == 0 and "--weights" in r.stdout and "--minkowski-p" in r.stdout
+    r = run_cli("precompute", "--models", "alexnet")
+    assert r.returncode == 2 and "unknown model 'alexnet'" in r.stderr and "mobilenet" in r.stderr
+    r = run_cli("precompute", "--metrics", "manhattan")
+    assert r.returncode == 2 and "manhattan" in r.stderr and "cosine" in r.stderr
+    r = run_cli("precompute", "--minkowski-p", "2")
+    assert r.returncode == 2 and "euclidean" in r.stderr
+    r = run_cli("precompute", "--dataset", "/no/such/folder")
+    assert r.returncode == 3 and "/no/such/folder" in r.stderr
+
+
+def test_odd_and_broken_images_end_to_end(tmp_path):
+    odd = make_odd_image_folder(tmp_path / "odd")
+    add_plain_images(odd.root, 4, odd.classes)
+    out, work = tmp_path / "out", tmp_path / "work"
+    r = run_cli("precompute", "--dataset", str(odd.root), "--models", "mobilenet", "--num-layers", "2",
+                "--weights", "none", "--no-browser-search", "--out", str(out), "--work", str(work))
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = check_bundle(out)
+    ds = manifest["datasets"][0]
+    index = json.loads((out / "datasets" / ds["id"] / "index.json").read_text())
+    assert set(odd.valid) <= set(index["files"])  # every valid odd file was embedded
+    skipped = {s["file"]: s["reason"] for s in ds["skipped"]}
+    for path, reason in odd.bad.items():
+        assert reason in skipped[path], (path, skipped.get(path))
+        assert path in r.stderr  # named in the run summary too
+    assert manifest["weights"] == "random"
+
+
+def _write_config(path: Path, shard_size: int) -> Path:
+    path.write_text(f'models = ["vgg16"]\nnum_layers = 2\nmetrics = ["cosine", "minkowski"]\n'
+                    f'weights = "none"\nshard_size = {shard_size}\nbatch_size = 4\nbrowser_search = false\n')
+    return path
+
+
+def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path):
+    data = tmp_path / "data"
+    add_plain_images(data, 12, ["a", "b", "c"])
+    cfg = _write_config(tmp_path / "c.toml", shard_size=4)
+    ref_out, ref_work = tmp_path / "ref_out", tmp_path / "ref_work"
+    r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(ref_out),
+                "--work", str(ref_work))
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen([*CLI, "precompute", "--config", str(cfg), "--dataset", str(data), "--out",
+                             str(out), "--work", str(work)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(work.rglob("shard-00001.npz")):
+        assert proc.poll() is None, "run finished before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    shards = list(work.rglob("shard-*.npz"))
+    assert shards and not (out / "manifest.json").exists()  # killed mid-extraction
+    r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(out),
+                "--work", str(work))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed" in r.stderr
+    assert read_bundle(out) == read_bundle(ref_out)
+    assert not list(work.rglob("shard-*.npz"))  # parts cleaned up once assembled
+
+    # nothing changed: everything is skipped; a changed image re-extracts
+    r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(out),
+                "--work", str(work))
+    assert r.returncode == 0 and "up to date" in r.stderr and "bundle up to date" in r.stderr
+    shutil.copy(data / "b" / "plain_00.png", data / "a" / "plain_00.png")
+    r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(out),
+                "--work", str(work))
+    assert r.returncode == 0 and "extracted" in r.stderr and "bundle written" in r.stderr
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path):
+    data = tmp_path / "data"
+    add_plain_images(data, 6, ["a", "b", "c"])
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.txt").write_text("do not delete")
+    cfg = _write_config(tmp_path / "c.toml", shard_size=256)
+    r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(out),
+                "--work", str(tmp_path / "w"))
+    assert r.returncode == 2 and "refusing to replace" in r.stderr
+    assert (out / "thesis.txt").read_text() == "do not delete"
