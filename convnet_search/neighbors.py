@@ -217,26 +217,27 @@ def _take_k_sorted(cand, dist, k, out_ids, out_d, row):
 
 
 @njit(cache=True, inline="always")
-def _approx_bounds(G, b, j, qsq_i, xsq, coef, code):
+def _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code):
     """(d̃ − ε, d̃ + ε) for one pair; see _gemm_select."""
     g = np.float64(G[b, j])
     if code == _COSINE:
         dt = 1.0 - g
-        e = coef
+        e = coef + eabs
     else:
         dt = qsq_i + xsq[j] - 2.0 * g
-        e = coef * (qsq_i + xsq[j])
+        e = coef * (qsq_i + xsq[j]) + eabs
     return dt - e, dt + e
 
 
 @njit(cache=True, parallel=True)
-def _gemm_select(G, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, row0):
+def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, row0):
     """Select and exactly re-rank the top-k of each row of a block of approximate distances.
 
     G is the float32 gemm block (B×N): dot products of normalised rows (cosine) or of raw rows.
     Approximate distance d̃ and its error bound ε per pair:
-      cosine:      d̃ = 1 − g,              ε = coef
-      (sq)euclid:  d̃ = ‖q‖² + ‖x‖² − 2g,   ε = coef · (‖q‖² + ‖x‖²)
+      cosine:      d̃ = 1 − g,              ε = coef + eabs
+      (sq)euclid:  d̃ = ‖q‖² + ‖x‖² − 2g,   ε = coef · (‖q‖² + ‖x‖²) + eabs
+    (for (sq)euclid, G, qsq and xsq are of the rows scaled by a power of two; see _run)
     Candidates are all j with d̃ − ε ≤ U, U = k-th smallest of d̃ + ε (self excluded when
     self_offset ≥ 0: query row i is item self_offset + i). This set provably contains the exact
     top-k including every tie at the boundary.
@@ -252,7 +253,7 @@ def _gemm_select(G, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, ou
         for j in range(N):
             if j == selfj:
                 continue
-            lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, code)
+            lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
             if hi < top[k - 1]:
                 pos = k - 1
                 while pos > 0 and top[pos - 1] > hi:
@@ -264,7 +265,7 @@ def _gemm_select(G, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, ou
         count = 0
         for j in range(N):
             if j != selfj:
-                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, code)
+                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
                 if lo <= U:
                     count += 1
         cand = np.empty(count, dtype=np.int64)
@@ -272,7 +273,7 @@ def _gemm_select(G, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, ou
         c = 0
         for j in range(N):
             if j != selfj:
-                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, code)
+                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
                 if lo <= U:
                     cand[c] = j
                     dist[c] = _exact_distance(Q, X, i, j, qnorm, xnorm, code)
@@ -371,8 +372,17 @@ def _minkowski_select(Q, X, p, ip, self_offset, k, out_ids, out_d, row0, row1):
 _U32 = 2.0**-24  # unit roundoff of float32
 
 
+_ETA32 = 2.0**-149  # smallest float32 subnormal: absolute error of underflow
+
+
+def _gemm_error_abs(dim: int) -> float:
+    """Absolute term of the bound: products and norms that underflow in float32 lose up to η each
+    (and rounding float64 input to float32 loses up to η per element, ≤ η√D(1 + ‖x‖²/2) in a dot)."""
+    return 4.0 * _ETA32 * (dim + math.sqrt(dim) + 8.0)
+
+
 def _gemm_error_coef(dim: int, converted: bool) -> float:
-    """Coefficient c of the bound |d̃ − d| ≤ c·(‖q‖² + ‖x‖²) (cosine: ≤ c).
+    """Coefficient c of the bound |d̃ − d| ≤ c·(‖q‖² + ‖x‖²) + eabs (cosine: ≤ c + eabs).
 
     A float32 dot product of length D, summed in any order (BLAS blocking, FMA), errs by at most
     γ_D·Σ|qᵢxᵢ| ≤ γ_D‖q‖‖x‖ with γ_D = D·u/(1 − D·u) (Higham, Accuracy and Stability, §3.1).
@@ -383,7 +393,18 @@ def _gemm_error_coef(dim: int, converted: bool) -> float:
     """
     n = dim + (3 if converted else 0) + 2
     gamma = n * _U32 / (1.0 - n * _U32)
-    return 2.0 * (gamma + 10.0 * _U32)
+    return 2.0 * (gamma + 10.0 * _U32) + 4.0 * _ETA32 * math.sqrt(dim)
+
+
+def _scaled_f32(X: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """float32 copy of X with row i multiplied by factors[i] (in float64), in row chunks so no
+    full-size float64 temporary is made."""
+    out = np.empty(X.shape, dtype=np.float32)
+    step = max(1, (8 * 1024 * 1024) // (8 * X.shape[1]))
+    for r0 in range(0, X.shape[0], step):
+        r1 = min(X.shape[0], r0 + step)
+        out[r0:r1] = X[r0:r1] * factors[r0:r1, None]
+    return out
 
 
 def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows: int | None,
@@ -406,26 +427,34 @@ def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows
         return out_ids, out_d.astype(np.float32)
 
     converted = Q.dtype != np.float32 or X.dtype != np.float32
-    coef = _gemm_error_coef(Q.shape[1], converted)
     qnorm = _row_norms(Q)
     xnorm = _row_norms(X) if Q is not X else qnorm
     if code == _COSINE:
         # Normalised float32 copies: the gemm then gives cosines directly. Zero rows stay zero,
         # so d̃ = 1, which is also their exact distance.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            Xa = np.where(xnorm[:, None] > 0, X / xnorm[:, None], 0.0).astype(np.float32)
-            Qa = Xa if Q is X else np.where(qnorm[:, None] > 0, Q / qnorm[:, None], 0.0).astype(np.float32)
+        Xa = _scaled_f32(X, np.divide(1.0, xnorm, out=np.zeros_like(xnorm), where=xnorm > 0))
+        Qa = Xa if Q is X else _scaled_f32(Q, np.divide(1.0, qnorm, out=np.zeros_like(qnorm), where=qnorm > 0))
         qsq = xsq = np.zeros(1)  # unused for cosine
     else:
-        Xa = X if X.dtype == np.float32 else X.astype(np.float32)
-        Qa = Xa if Q is X else (Q if Q.dtype == np.float32 else Q.astype(np.float32))
-        qsq, xsq = qnorm * qnorm, xnorm * xnorm
+        # Scale by a power of two (exact) so the largest |value| is in [0.5, 1): float32 squares
+        # then cannot overflow, and underflow is covered by the bound's absolute term.
+        maxabs = max(float(Q.max()), -float(Q.min()), float(X.max()), -float(X.min()))
+        scale = 2.0 ** -math.frexp(maxabs)[1] if maxabs > 0 else 1.0
+        if scale == 1.0 and X.dtype == np.float32:
+            Xa = X
+        else:
+            Xa = _scaled_f32(X, np.full(N, scale))
+            converted = True
+        Qa = Xa if Q is X else _scaled_f32(Q, np.full(M, scale))
+        qsq, xsq = (qnorm * scale) ** 2, (xnorm * scale) ** 2
+    coef = _gemm_error_coef(Q.shape[1], converted)
+    eabs = _gemm_error_abs(Q.shape[1])
     G = np.empty((min(B, M), N), dtype=np.float32)
     for r0 in range(0, M, B):
         r1 = min(M, r0 + B)
         g = G[: r1 - r0]
         np.matmul(Qa[r0:r1], Xa.T, out=g)
-        _gemm_select(g, qsq, xsq, coef, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, r0)
+        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, r0)
     return out_ids, out_d.astype(np.float32)
 
 

@@ -1,0 +1,288 @@
+"""Exact top-k: equal to a brute-force scipy reference (ties included), per metric and block size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.spatial.distance import cdist
+
+from convnet_search.neighbors import (
+    METRICS,
+    Metric,
+    resolve_metric,
+    top_k_neighbors,
+    top_k_query,
+    validate_minkowski_p,
+)
+
+ALL = ["cosine", "euclidean", "sqeuclidean", "minkowski"]
+
+
+def reference(Q, X, k, metric, p=3.0, exclude_self=False):
+    """Brute force: full float64 cdist, then a stable sort by (distance, id)."""
+    Q64, X64 = np.asarray(Q, np.float64), np.asarray(X, np.float64)
+    kw = {"p": p} if metric == "minkowski" else {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        D = cdist(Q64, X64, metric, **kw)
+    if metric == "cosine":  # docs/bundle.md: a zero vector has distance 1 to everything
+        D[np.linalg.norm(Q64, axis=1) == 0, :] = 1.0
+        D[:, np.linalg.norm(X64, axis=1) == 0] = 1.0
+    if exclude_self:
+        np.fill_diagonal(D, np.inf)
+    ids = np.empty((len(Q64), k), dtype=np.int64)
+    for q in range(len(Q64)):
+        ids[q] = np.lexsort((np.arange(len(X64)), D[q]))[:k]
+    return ids, np.take_along_axis(D, ids, axis=1)
+
+
+def assert_equal_reference(X, k, metric, p=3.0, block_rows=None):
+    ids, d = top_k_neighbors(X, k, metric, p=p, block_rows=block_rows)
+    rids, rd = reference(X, X, k, metric, p=p, exclude_self=True)
+    assert ids.dtype == np.int64 and d.dtype == np.float32 and ids.shape == d.shape == (len(X), k)
+    np.testing.assert_array_equal(ids, rids)
+    np.testing.assert_allclose(d, rd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.mark.parametrize("metric", ALL)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_rows", [None, 7, 64])
+def test_random_data_equals_reference(metric, dtype, block_rows, rng):
+    X = rng.normal(size=(150, 24)).astype(dtype)
+    assert_equal_reference(X, 15, metric, block_rows=block_rows)
+
+
+@pytest.mark.parametrize("metric", ALL)
+def test_clustered_nonnegative_data_like_cnn_features(metric, rng):
+    centers = rng.gamma(1.0, size=(6, 64))
+    X = np.maximum(centers[rng.integers(0, 6, 240)] + rng.normal(0, 0.5, (240, 64)), 0).astype(np.float32)
+    assert_equal_reference(X, 15, metric, block_rows=50)
+
+
+@pytest.mark.parametrize("metric", ALL)
+@pytest.mark.parametrize("block_rows", [5, 1000])
+def test_duplicate_rows_ties_broken_by_smaller_id(metric, block_rows, rng):
+    base = rng.normal(size=(20, 6))
+    X = base[rng.permutation(np.repeat(np.arange(20), 6))]  # every row has 5 exact duplicates
+    assert_equal_reference(X, 15, metric, block_rows=block_rows)
+    ids, d = top_k_neighbors(X, 5, metric, block_rows=block_rows)
+    # the 5 nearest of each row are its duplicates, at distance 0 (cosine: 0 up to float64
+    # rounding of x·x / ‖x‖², exactly as scipy computes it), in ascending id order
+    assert np.all(d == 0) if metric != "cosine" else np.all(d < 1e-12)
+    assert np.all(np.diff(ids, axis=1) > 0)
+
+
+@pytest.mark.parametrize("metric", ALL)
+def test_integer_vectors_with_exact_distance_ties(metric, rng):
+    # small integer coordinates: many pairs share exactly the same distance
+    X = rng.integers(-2, 3, size=(200, 4)).astype(np.float32)
+    assert_equal_reference(X, 15, metric, block_rows=33)
+    ids, d = top_k_neighbors(X, 15, metric)
+    assert len(np.unique(d)) < d.size / 10  # the data really is full of ties
+
+
+def test_zero_vector_has_cosine_distance_one_to_everything():
+    X = np.array([[0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 0], [-1, 0, 0]], dtype=np.float32)
+    ids, d = top_k_neighbors(X, 4, "cosine")
+    np.testing.assert_array_equal(ids[0], [1, 2, 3, 4])
+    np.testing.assert_array_equal(d[0], [1, 1, 1, 1])
+    np.testing.assert_array_equal(ids[1], [0, 2, 3, 4])  # 0, 2, 3 all at distance 1 → by id
+    np.testing.assert_allclose(d[1], [1, 1, 1, 2])
+    assert_equal_reference(X, 4, "cosine")
+
+
+def test_minkowski_p3_differs_from_euclidean():
+    # From the origin, a=(2,2) is at L2 2.83 and L3 16^(1/3) = 2.52; c=(2.6,0) is at 2.6 under both.
+    # So euclidean ranks c first and minkowski p=3 ranks a first.
+    X = np.array([[0, 0], [2, 2], [2.6, 0], [10, 10]], dtype=np.float64)
+    ide, de = top_k_neighbors(X, 2, "euclidean")
+    idm, dm = top_k_neighbors(X, 2, "minkowski", p=3)
+    np.testing.assert_array_equal(ide[0], [2, 1])
+    np.testing.assert_array_equal(idm[0], [1, 2])
+    np.testing.assert_allclose(dm[0], [16 ** (1 / 3), 2.6], rtol=1e-6)
+    # and on random data the distances differ from euclidean and match cdist's p=3
+    X = np.random.default_rng(5).normal(size=(60, 10))
+    assert not np.allclose(top_k_neighbors(X, 15, "minkowski", p=3)[1], top_k_neighbors(X, 15, "euclidean")[1])
+
+
+@pytest.mark.parametrize("p", [1, 1.5, 3, 4, 2.5, 7])
+def test_minkowski_other_p_equals_reference(p, rng):
+    X = rng.normal(size=(80, 9))
+    assert_equal_reference(X, 10, "minkowski", p=p, block_rows=16)
+
+
+@pytest.mark.parametrize("bad", [2, 2.0, 0.5, 0, -1, float("inf"), float("nan"), "x", None, True])
+def test_minkowski_p_validation(bad):
+    with pytest.raises(ValueError, match="p"):
+        validate_minkowski_p(bad)
+    with pytest.raises(ValueError):
+        top_k_neighbors(np.eye(4), 2, "minkowski", p=bad)
+
+
+def test_p2_message_points_to_euclidean():
+    with pytest.raises(ValueError, match="p=2 is euclidean; use metric 'euclidean'"):
+        validate_minkowski_p(2)
+    assert validate_minkowski_p(3) == 3.0
+
+
+def test_query_against_database_equals_reference(rng):
+    X = rng.normal(size=(120, 16)).astype(np.float32)
+    Q = np.vstack([rng.normal(size=(10, 16)), X[:3]]).astype(np.float32)
+    for metric in ALL:
+        ids, d = top_k_query(Q, X, 20, metric, block_rows=4)
+        rids, rd = reference(Q, X, 20, metric)
+        np.testing.assert_array_equal(ids, rids)
+        np.testing.assert_allclose(d, rd, rtol=1e-6, atol=1e-6)
+    # a query equal to a database row is not excluded: it finds itself at distance 0
+    ids, d = top_k_query(X[:3], X, 1, "euclidean")
+    np.testing.assert_array_equal(ids[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(d[:, 0], [0, 0, 0])
+    # mixed dtypes are accepted
+    ids64, _ = top_k_query(Q.astype(np.float64), X, 20, "cosine")
+    np.testing.assert_array_equal(ids64, top_k_query(Q, X, 20, "cosine")[0])
+
+
+def test_registry_and_aliases():
+    assert list(METRICS) == ALL
+    assert all(isinstance(m, Metric) and m.id == key for key, m in METRICS.items())
+    for name, want in [
+        ("cos", "cosine"), ("COSINE", "cosine"), ("l2", "euclidean"), ("euclidean", "euclidean"),
+        ("squared_euclidean", "sqeuclidean"), ("sq-euclidean", "sqeuclidean"), ("sqeuclidean", "sqeuclidean"),
+        ("lp", "minkowski"), ("minkowski", "minkowski"),
+    ]:
+        assert resolve_metric(name) == want
+    aliases = [a for m in METRICS.values() for a in (m.id, *m.aliases)]
+    assert len(aliases) == len(set(aliases))
+    # aliases work in the top-k functions too
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    np.testing.assert_array_equal(top_k_neighbors(X, 3, "l2")[0], top_k_neighbors(X, 3, "euclidean")[0])
+
+
+def test_unknown_metric_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        resolve_metric("manhattan")
+    msg = str(err.value)
+    assert "manhattan" in msg and all(m in msg for m in ALL)
+    with pytest.raises(ValueError, match="unknown metric"):
+        top_k_neighbors(np.eye(5), 2, "hamming")
+
+
+@pytest.mark.parametrize("k", [0, -1, 5, 6, 2.5, True])
+def test_k_out_of_range(k):
+    with pytest.raises(ValueError, match="k"):
+        top_k_neighbors(np.eye(5), k, "cosine")
+
+
+def test_k_equals_n_minus_one_lists_everyone_else():
+    X = np.random.default_rng(3).normal(size=(7, 3))
+    ids, _ = top_k_neighbors(X, 6, "euclidean")
+    for q in range(7):
+        assert sorted(ids[q]) == [j for j in range(7) if j != q]
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.zeros(5), "2-D"),
+        (np.zeros((2, 3, 4)), "2-D"),
+        (np.zeros((0, 3)), "at least one row"),
+        (np.array([[1.0, np.nan], [0.0, 1.0], [1.0, 1.0]]), "NaN or infinite"),
+        (np.array([[1.0, np.inf], [0.0, 1.0], [1.0, 1.0]]), "NaN or infinite"),
+        (np.array([["a", "b"], ["c", "d"]]), "real numbers"),
+    ],
+)
+def test_input_validation(X, match):
+    with pytest.raises(ValueError, match=match):
+        top_k_neighbors(X, 1, "euclidean")
+
+
+def test_query_dimension_mismatch():
+    with pytest.raises(ValueError, match="same number of columns"):
+        top_k_query(np.zeros((2, 3)), np.zeros((5, 4)), 1, "cosine")
+
+
+def test_integer_input_is_accepted():
+    X = np.array([[0, 0], [1, 0], [3, 0], [7, 0]], dtype=np.int32)
+    ids, d = top_k_neighbors(X, 1, "sqeuclidean")
+    np.testing.assert_array_equal(ids[:, 0], [1, 0, 1, 2])
+    np.testing.assert_array_equal(d[:, 0], [1, 1, 4, 16])
+
+
+def test_bad_block_rows():
+    with pytest.raises(ValueError, match="block_rows"):
+        top_k_neighbors(np.eye(4), 1, "cosine", block_rows=0)
+
+
+# ---- properties ------------------------------------------------------------------------------
+
+def _matrices(elements):
+    return st.integers(3, 40).flatmap(
+        lambda n: st.integers(1, 6).flatmap(lambda d: hnp.arrays(np.float64, (n, d), elements=elements))
+    )
+
+
+# Small integers: every distance is computed exactly (or by one correctly rounded final step), so
+# mathematically equal distances are bit-equal in both implementations and must tie-break by id.
+int_matrices = _matrices(st.integers(-3, 3).map(float))
+# General floats with a few repeated values (duplicates, partial ties).
+float_matrices = _matrices(
+    st.one_of(
+        st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0]),
+        st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=32),
+    )
+)
+
+
+def _check_invariants(ids, d, n, k):
+    for q in range(n):
+        assert len(set(ids[q].tolist())) == k  # ids unique
+        assert q not in ids[q]  # self excluded
+    assert np.all(np.diff(d, axis=1) >= 0)  # non-decreasing
+    assert np.all(d >= 0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(X=int_matrices, metric=st.sampled_from(ALL), data=st.data())
+def test_property_integer_data_equals_reference_exactly(X, metric, data):
+    n = X.shape[0]
+    k = data.draw(st.integers(1, n - 1), label="k")
+    block_rows = data.draw(st.sampled_from([None, 1, 3, 17]), label="block_rows")
+    ids, d = top_k_neighbors(X, k, metric, block_rows=block_rows)
+    _check_invariants(ids, d, n, k)
+    rids, rd = reference(X, X, k, metric, exclude_self=True)
+    np.testing.assert_array_equal(ids, rids)
+    np.testing.assert_allclose(d, rd, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(X=float_matrices, metric=st.sampled_from(ALL), data=st.data())
+def test_property_float_data_equals_reference_up_to_rounding_ties(X, metric, data):
+    """Equal to the reference, except that two distances that are mathematically equal but summed
+    in a different order (e.g. permuted coordinates) can differ in the last bit, in scipy as in any
+    implementation; such a 1-ulp "tie" may then be ordered either way."""
+    n = X.shape[0]
+    k = data.draw(st.integers(1, n - 1), label="k")
+    block_rows = data.draw(st.sampled_from([None, 1, 3, 17]), label="block_rows")
+    ids, d = top_k_neighbors(X, k, metric, block_rows=block_rows)
+    _check_invariants(ids, d, n, k)
+    _, rd = reference(X, X, k, metric, exclude_self=True)
+    np.testing.assert_allclose(d, rd, rtol=1e-5, atol=1e-6)
+    full = reference(X, X, n - 1, metric, exclude_self=True)
+    tol = 1e-12
+    for q in range(n):
+        D = dict(zip(full[0][q].tolist(), full[1][q].tolist()))
+        ours = [D[j] for j in ids[q]]
+        kth = rd[q, -1]
+        assert abs(ours[-1] - kth) <= tol * max(1.0, kth)
+        # everything clearly nearer than the k-th is present
+        must = {j for j, v in D.items() if v < kth - tol * max(1.0, kth)}
+        assert must <= set(ids[q].tolist())
+        # ascending by reference distance, up to rounding ties
+        assert all(b >= a - tol * max(1.0, a) for a, b in zip(ours, ours[1:]))
