@@ -1,0 +1,121 @@
+"""Search quality from class labels (pure functions over neighbour id matrices).
+
+Definitions are in docs/bundle.md ("Search quality"):
+
+* **search score** (ConvNet Playground): for query q of class c and results r₀ … r₁₄ (q excluded),
+  Σ wᵢ·[class(rᵢ) = c] / Σ wᵢ with wᵢ = (15 − i)/15. Σ wᵢ = 8, so score·120 = Σ_{matching i} (15 − i)
+  is an integer 0 … 120: that integer (the "numerator") is what the bundle stores as uint8.
+* **precision@k**: fraction of the first k results in class c.
+* **average precision@k**: Σ_{i<k, rᵢ relevant} precision@(i+1) / min(k, number of other images of
+  class c); 0 when q is the only image of its class. mAP@k is its mean over queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SCORE_TOP = 15
+SCORE_SCALE = 120  # Σ_{i<15} (15 − i)
+assert SCORE_SCALE == sum(SCORE_TOP - i for i in range(SCORE_TOP))
+
+
+def _check(neighbor_ids: np.ndarray, labels: np.ndarray, need: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(neighbor_ids)
+    lab = np.asarray(labels)
+    if ids.ndim != 2:
+        raise ValueError(f"neighbor_ids must be a 2-D array [N, k], got shape {ids.shape}")
+    if lab.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array [N], got shape {lab.shape}")
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"neighbor_ids must hold integer ids, got dtype {ids.dtype}")
+    if ids.shape[0] != lab.shape[0]:
+        raise ValueError(
+            f"neighbor_ids has {ids.shape[0]} rows but labels has {lab.shape[0]} entries; "
+            "row q must be the neighbours of image q"
+        )
+    if ids.size and (ids.min() < 0 or ids.max() >= lab.shape[0]):
+        raise ValueError(
+            f"neighbor ids must lie in 0 … {lab.shape[0] - 1}, got {ids.min()} … {ids.max()}"
+        )
+    if need is not None and ids.shape[1] < need:
+        raise ValueError(f"need at least {need} neighbour columns, got {ids.shape[1]}")
+    return ids, lab
+
+
+def _hits(ids: np.ndarray, lab: np.ndarray, k: int) -> np.ndarray:
+    """bool [N, k]: result i of query q has q's class."""
+    return lab[ids[:, :k]] == lab[:, None]
+
+
+def _resolve_k(ids: np.ndarray, k: int | None) -> int:
+    if k is None:
+        return ids.shape[1]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= ids.shape[1]:
+        raise ValueError(f"k must be an integer in 1 … {ids.shape[1]} (the neighbour columns), got {k!r}")
+    return int(k)
+
+
+def search_score_numerators(neighbor_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint8 [N]: Σ_{i<15, class(rᵢ)=class(q)} (15 − i), an integer 0 … 120."""
+    ids, lab = _check(neighbor_ids, labels, need=SCORE_TOP)
+    weights = np.arange(SCORE_TOP, 0, -1, dtype=np.int64)  # 15, 14, …, 1
+    return (_hits(ids, lab, SCORE_TOP) @ weights).astype(np.uint8)
+
+
+def search_scores(neighbor_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """float64 [N] in [0, 1]: the search score of every query."""
+    return search_score_numerators(neighbor_ids, labels).astype(np.float64) / SCORE_SCALE
+
+
+def precision_at_k(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None) -> np.ndarray:
+    """float64 [N]: fraction of the first k results (default: all columns) in the query's class."""
+    ids, lab = _check(neighbor_ids, labels)
+    k = _resolve_k(ids, k)
+    return _hits(ids, lab, k).mean(axis=1)
+
+
+def average_precision_at_k(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None) -> np.ndarray:
+    """float64 [N]: AP over the first k results, normalised by min(k, #other images of q's class).
+
+    Queries alone in their class get 0 (there is nothing to find).
+    """
+    ids, lab = _check(neighbor_ids, labels)
+    k = _resolve_k(ids, k)
+    hits = _hits(ids, lab, k)
+    ranks = np.arange(1, k + 1, dtype=np.float64)
+    prec_at_i = np.cumsum(hits, axis=1) / ranks
+    _, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
+    others = counts[inverse.reshape(-1)] - 1  # images of q's class other than q
+    denom = np.minimum(k, others).astype(np.float64)
+    total = (prec_at_i * hits).sum(axis=1)
+    return np.divide(total, denom, out=np.zeros_like(total), where=denom > 0)
+
+
+@dataclass(frozen=True)
+class QualitySummary:
+    search_score: float
+    precision_at_k: float
+    map_at_k: float
+
+
+def summarize(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None) -> QualitySummary:
+    """Means over all queries: search score, precision@k and mAP@k (k defaults to all columns)."""
+    return QualitySummary(
+        search_score=float(search_scores(neighbor_ids, labels).mean()),
+        precision_at_k=float(precision_at_k(neighbor_ids, labels, k).mean()),
+        map_at_k=float(average_precision_at_k(neighbor_ids, labels, k).mean()),
+    )
+
+
+__all__ = [
+    "SCORE_TOP",
+    "SCORE_SCALE",
+    "search_score_numerators",
+    "search_scores",
+    "precision_at_k",
+    "average_precision_at_k",
+    "QualitySummary",
+    "summarize",
+]
