@@ -30,18 +30,17 @@ export function knnRow(table: KnnTable, q: number): Neighbor[] {
  * Bar lengths in [0, 1] for one query's results, meaningful for every metric: distances are
  * "smaller is closer" but their ranges differ (cosine 0…2, euclidean unbounded), so 1 − d (what
  * ConvNet Playground drew) is negative for euclidean. Scale per query instead: the nearest result
- * gets a full bar, and a result twice as far a bar half as long (similarity = dmin / d).
- * A floor keeps every bar visible; identical images (d = 0) get a full bar.
+ * at a positive distance gets a full bar and a result twice as far half a bar (bar = dref / d).
+ * Exact duplicates (d = 0) also get a full bar but do not become the reference, else every other
+ * bar would collapse to zero. A floor keeps every bar visible.
  */
 export function barFractions(distances: readonly number[], floor = 0.04): number[] {
-  const finite = distances.filter((d) => Number.isFinite(d) && d >= 0);
-  if (finite.length === 0) return distances.map(() => floor);
-  const dmin = Math.min(...finite);
+  const positive = distances.filter((d) => Number.isFinite(d) && d > 0);
+  const dref = positive.length ? Math.min(...positive) : 0;
   return distances.map((d) => {
-    if (!Number.isFinite(d) || d < 0) return floor;
     if (d === 0) return 1;
-    const s = dmin / d;
-    return Math.max(floor, Math.min(1, s));
+    if (!Number.isFinite(d) || d < 0 || dref === 0) return floor;
+    return Math.max(floor, Math.min(1, dref / d));
   });
 }
 

@@ -2,7 +2,7 @@
 // the dataset-wide model × layer leaderboard heatmap (from summary.json).
 import { h, clear, status } from '../dom';
 import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
-import type { Manifest, StatName, Summary } from '../data/types';
+import type { DatasetIndex, Manifest, StatName, Summary } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { metricInfo, metricLabel } from './config';
@@ -42,7 +42,7 @@ export class CompareView implements ViewModule {
     if (!this.query.firstChild) this.query.append(status('Loading scores…'));
     if (!this.board.firstChild) this.board.append(status('Loading leaderboard…'));
     Promise.all([data.scores(state.dataset, state.metric), data.index(state.dataset)]).then(
-      ([scores]) => fresh() && this.renderQuery(ctx, scores),
+      ([scores, idx]) => fresh() && this.renderQuery(ctx, scores, idx),
       (e: unknown) => fresh() && this.fail(this.query, e),
     );
     data.summary(state.dataset).then(
@@ -56,7 +56,7 @@ export class CompareView implements ViewModule {
     el.append(status(`Could not load data: ${e instanceof Error ? e.message : String(e)}`, 'error'));
   }
 
-  private renderQuery(ctx: Ctx, scores: Uint8Array): void {
+  private renderQuery(ctx: Ctx, scores: Uint8Array, idx: DatasetIndex): void {
     const { manifest: m, state, data } = ctx;
     clear(this.query);
     const metric = metricLabel(metricInfo(m, state.metric));
@@ -71,8 +71,11 @@ export class CompareView implements ViewModule {
     const score = (mi: number, li: number) => storedScore(scores, n, configIndex(counts, mi, li), q, m.score.scale);
     const mPos = m.models.findIndex((x) => x.id === state.model);
     const model = m.models[mPos]!;
-    this.query.append(
-      h('img', { class: 'cmp-thumb', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: 'Query image', width: 64, height: 64 } }),
+        this.query.append(
+      h('div', { class: 'cmp-head' }, [
+        h('img', { class: 'cmp-thumb', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query image ${idx.files[q] ?? ''}`, width: 64, height: 64 } }),
+        h('p', { class: 'hint', text: `Search score of ${idx.files[q] ?? ''} under each configuration (1.00 = all ${m.score.top} results in its class). Click a row to use it.` }),
+      ]),
       h('h3', { text: `Per layer of ${model.name}` }),
       h('ol', { class: 'score-list' }, model.layers.map((l, li) =>
         barRow(`${l.name} (#${l.index})`, score(mPos, li), l.name === state.layer, () => ctx.navigate({ layer: l.name }), `Use layer ${l.name}`),
@@ -107,6 +110,8 @@ export class CompareView implements ViewModule {
       return;
     }
     this.board.append(heatmap(m, table, state.model, state.layer, (model, layer) => ctx.navigate({ model, layer })));
+    const values = table.flat().filter(Number.isFinite);
+    this.board.append(h('p', { class: 'hint', text: `Columns are each model's chosen layers, shallow → deep (hover a cell for its name). Colour runs from the lowest (${Math.min(...values).toFixed(2)}) to the highest (${Math.max(...values).toFixed(2)}) value in the table.` }));
   }
 }
 

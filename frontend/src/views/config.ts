@@ -5,7 +5,7 @@ import type { Ctx } from '../context';
 import type { LayerInfo, Manifest, MetricInfo, ModelInfo } from '../data/types';
 
 export function layerLabel(l: LayerInfo, pos: number): string {
-  return `${pos + 1}. ${l.name} (#${l.index}, ${l.type}, ${l.dim}-d)`;
+  return `${pos + 1}. ${l.name} · ${l.dim}-d`;
 }
 
 export function modelDetail(m: ModelInfo): string {
@@ -66,7 +66,7 @@ export class ConfigBar {
     const ds = m.datasets.find((d) => d.id === s.dataset)!;
     setOptions(this.f.dataset.select, m.datasets.map((d) => [d.id, `${d.name} (${d.size})`]), s.dataset);
     this.f.dataset.detail.textContent = `${ds.size} images, ${ds.classes.length} classes. ${ds.description}`;
-    setOptions(this.f.model.select, m.models.map((x) => [x.id, `${x.name} · ${formatCount(x.params)} params · ${x.layer_count} layers`]), s.model);
+    setOptions(this.f.model.select, m.models.map((x) => [x.id, `${x.name} (${formatCount(x.params)})`]), s.model);
     const model = m.models.find((x) => x.id === s.model)!;
     this.f.model.detail.textContent = modelDetail(model);
     setOptions(this.f.layer.select, model.layers.map((l, i) => [l.name, layerLabel(l, i)]), s.layer);

@@ -150,7 +150,7 @@ export class SearchView implements ViewModule {
     clear(this.results);
     this.results.append(
       h('h2', { text: `Top ${neighbors.length} by ${metric} distance` }),
-      h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars: nearest result = full bar, twice the distance = half a bar. ✕ marks another class.` }),
+      h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars: nearest result = full bar, twice as far = half a bar. ✕ marks another class.` }),
       grid,
     );
     if (!this.marked) {

@@ -1,0 +1,284 @@
+// End-to-end tests of the explorer in headless Chromium, against a bundle built by the engine.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+
+const PLOT_PAD = 16; // src/views/map.ts
+let bundle, server, browser, manifest, index, ds;
+const shot = (page, name) => page.screenshot({ path: path.join(RESULTS, `${name}.png`), fullPage: true });
+
+async function openPage(query = '') {
+  const page = await browser.context.newPage();
+  const problems = watchPage(page);
+  await page.goto(server.url + query);
+  return { page, problems };
+}
+
+async function distances(page) {
+  return page.$$eval('.results-grid .dist', (els) => els.map((e) => e.textContent));
+}
+
+async function waitResults(page, notQuery) {
+  await page.waitForFunction((prev) => {
+    const items = document.querySelectorAll('.results-grid .result');
+    return items.length > 0 && new URL(location.href).searchParams.get('q') !== prev;
+  }, notQuery ?? '__none__');
+}
+
+before(async () => {
+  bundle = buildTinyBundle();
+  ensureSiteBuilt();
+  manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
+  ds = manifest.datasets[0];
+  index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+  server = await startServer({ bundleDir: bundle.dir });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+describe('explorer', () => {
+  test('first screen: loads without console errors, shows k results fast and measures what it fetched', async () => {
+    server.reset();
+    const { page, problems } = await openPage();
+    await page.waitForSelector('.results-grid .result');
+    // All result thumbnails decoded: the first result is really "shown".
+    await page.waitForFunction(() => [...document.querySelectorAll('.results-grid img')].every((i) => i.complete && i.naturalWidth > 0));
+    const firstResultMs = await page.evaluate(() => performance.getEntriesByName('first-result')[0]?.startTime ?? -1);
+    const bytes = server.bytes();
+    const files = server.log.map((e) => `${e.path} ${e.bytes}`);
+    assert.equal(await page.locator('.results-grid .result').count(), manifest.k);
+    assert.ok(firstResultMs > 0 && firstResultMs < 1000, `first result after ${firstResultMs} ms`);
+    assert.ok(await page.locator('.banner').isVisible(), 'random-weights banner');
+    assert.match(await page.locator('.banner').textContent(), /random/);
+    await shot(page, 'search');
+    // Give lazy gallery images and async work a moment, then check nothing logged an error.
+    await page.waitForTimeout(300);
+    assert.deepEqual(problems, []);
+    fs.writeFileSync(path.join(RESULTS, 'first-load.json'), JSON.stringify({ firstResultMs, bytes, files }, null, 1));
+    process.stderr.write(`# first result ${firstResultMs.toFixed(0)} ms after navigation, ${bytes} bytes fetched (${files.length} files)\n`);
+    await page.close();
+  });
+
+  test('clicking a gallery image makes it the query and shows k results', async () => {
+    const { page, problems } = await openPage('?q=0');
+    await page.waitForSelector('.results-grid .result');
+    const target = ds.size - 1;
+    await page.click(`.gal-item[data-id="${target}"]`);
+    await waitResults(page, '0');
+    assert.equal(new URL(page.url()).searchParams.get('q'), String(target));
+    assert.equal(await page.locator('.results-grid .result').count(), manifest.k);
+    assert.equal(await page.locator('.query-file').textContent(), index.files[target]);
+    const ids = await page.$$eval('.results-grid .result-btn', (els) => els.map((e) => Number(e.getAttribute('data-id'))));
+    assert.ok(!ids.includes(target), 'the query is not among its own results');
+    // The score box counts same-class results exactly like the labels say.
+    const same = ids.filter((i) => index.labels[i] === index.labels[target]).length;
+    assert.match(await page.locator('.score-same').textContent(), new RegExp(`^${same} of ${manifest.score.top}`));
+    assert.equal(await page.locator('.result-other').count(), manifest.k - same);
+    // Back button returns to the previous query.
+    await page.goBack();
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === '0');
+    await page.waitForFunction((f) => document.querySelector('.query-file')?.textContent === f, index.files[0]);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('changing the metric changes the distances, and every metric draws non-empty bars', async () => {
+    const { page, problems } = await openPage('?q=3');
+    await page.waitForSelector('.results-grid .result');
+    const seen = new Map();
+    for (const m of manifest.metrics) {
+      const before = await distances(page);
+      await page.selectOption('#sel-metric', m.id);
+      await page.waitForFunction((id) => new URL(location.href).searchParams.get('metric') === id, m.id);
+      if (seen.size > 0) await page.waitForFunction((prev) => JSON.stringify([...document.querySelectorAll('.results-grid .dist')].map((e) => e.textContent)) !== prev, JSON.stringify(before));
+      const d = await distances(page);
+      assert.equal(d.length, manifest.k, m.id);
+      const widths = await page.$$eval('.results-grid .bar-fill', (els) => els.map((e) => e.getBoundingClientRect().width));
+      assert.equal(widths.length, manifest.k);
+      assert.ok(widths.every((w) => w > 1), `${m.id}: every bar is visible (${widths.join(', ')})`);
+      const values = d.map(Number);
+      assert.ok(values.every((v, i) => i === 0 || v >= values[i - 1]), `${m.id}: ascending distances ${d}`);
+      assert.ok(widths[0] >= Math.max(...widths) - 0.5, `${m.id}: the nearest result has the longest bar`);
+      seen.set(m.id, d.join(','));
+    }
+    assert.equal(new Set(seen.values()).size, manifest.metrics.length, 'each metric shows different distances');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('UMAP draws one point per image and clicking a point changes the query', async () => {
+    const model = manifest.models[0];
+    const layer = model.layers[model.layers.length - 1].name;
+    const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
+    await page.waitForSelector('canvas.umap-canvas[data-points]');
+    assert.equal(Number(await page.getAttribute('canvas.umap-canvas', 'data-points')), ds.size);
+    const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, 'umap.f32'));
+    const xy = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    // Every image's position is painted (a non-transparent pixel at its centre).
+    const painted = await page.evaluate(({ xy, pad }) => {
+      const c = document.querySelector('canvas.umap-canvas');
+      const r = c.getBoundingClientRect();
+      const s = Math.min(r.width, r.height) - 2 * pad;
+      const ox = (r.width - s) / 2, oy = (r.height - s) / 2, dpr = c.width / r.width;
+      const g = c.getContext('2d');
+      return Array.from({ length: xy.length / 2 }, (_, i) => {
+        const px = Math.round((ox + xy[2 * i] * s) * dpr), py = Math.round((oy + (1 - xy[2 * i + 1]) * s) * dpr);
+        return g.getImageData(px, py, 1, 1).data[3] > 0;
+      });
+    }, { xy: Array.from(xy), pad: PLOT_PAD });
+    assert.equal(painted.filter(Boolean).length, ds.size);
+    await shot(page, 'map');
+    // Click the image farthest from the query's spot (so it is not hidden under the query ring).
+    let target = 1, far = -1;
+    for (let i = 1; i < ds.size; i++) {
+      const d = (xy[2 * i] - xy[0]) ** 2 + (xy[2 * i + 1] - xy[1]) ** 2;
+      if (d > far) { far = d; target = i; }
+    }
+    const box = await page.locator('canvas.umap-canvas').boundingBox();
+    const s = Math.min(box.width, box.height) - 2 * PLOT_PAD;
+    const x = box.x + (box.width - s) / 2 + xy[2 * target] * s;
+    const y = box.y + (box.height - s) / 2 + (1 - xy[2 * target + 1]) * s;
+    await page.mouse.move(x, y);
+    await page.waitForSelector('.umap-tip:not([hidden])');
+    const tipFile = await page.locator('.umap-tip .tip-file').textContent();
+    await shot(page, 'map-hover');
+    await page.mouse.click(x, y);
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('q') !== '0');
+    const q = Number(new URL(page.url()).searchParams.get('q'));
+    assert.equal(index.files[q], tipFile, 'the clicked point is the hovered one');
+    const dx = xy[2 * q] - xy[2 * target], dy = xy[2 * q + 1] - xy[2 * target + 1];
+    assert.ok(Math.hypot(dx, dy) * s < 10, 'clicked point is where the map draws it');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('compare view: per-layer and per-model scores, and one heatmap cell per model × layer', async () => {
+    const { page, problems } = await openPage('?view=compare&q=2');
+    await page.waitForSelector('.heatmap .heat-cell');
+    await page.waitForSelector('.cmp-query .score-list');
+    const configs = manifest.models.reduce((s, m) => s + m.layers.length, 0);
+    assert.equal(await page.locator('.heatmap .heat-cell').count(), configs);
+    assert.equal(await page.locator('.heatmap .heat-cell.best').count(), 1);
+    const cur = manifest.models[0];
+    const rows = page.locator('.cmp-query .score-list').first().locator('.score-row');
+    assert.equal(await rows.count(), cur.layers.length);
+    assert.equal(await page.locator('.cmp-query .score-list').nth(1).locator('.score-row').count(), manifest.models.length);
+    // The per-layer value for the current config equals the stored score (u8 / scale) of image 2.
+    const u8 = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'scores', 'cosine.u8'));
+    const layerPos = cur.layers.length - 1;
+    const expected = (u8[layerPos * ds.size + 2] / manifest.score.scale).toFixed(2);
+    assert.equal(await rows.nth(layerPos).locator('.score-val').textContent(), expected);
+    // The best cell matches summary.json's maximum.
+    const summary = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'summary.json'), 'utf8'));
+    const best = Math.max(...summary.metrics.cosine.search_score.flat());
+    assert.match(await page.locator('.heat-cell.best').textContent(), new RegExp(best.toFixed(2).replace('.', '\\.')));
+    await shot(page, 'compare');
+    // Clicking a cell switches the configuration.
+    const last = manifest.models[manifest.models.length - 1];
+    await page.click(`.heat-cell[data-model="${last.id}"][data-layer="${last.layers[0].name}"]`);
+    await page.waitForFunction((id) => new URL(location.href).searchParams.get('model') === id, last.id);
+    assert.equal(await page.inputValue('#sel-model'), last.id);
+    assert.equal(await page.inputValue('#sel-layer'), last.layers[0].name);
+    assert.equal(await page.locator('.heat-cell.current').getAttribute('data-model'), last.id);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test(`a file named ${XSS_NAME} is shown as text and runs nothing`, async () => {
+    const id = index.files.findIndex((f) => f.endsWith(XSS_NAME));
+    assert.ok(id >= 0, 'the engine kept the file');
+    const { page, problems } = await openPage(`?q=${id}`);
+    await page.waitForSelector('.results-grid .result');
+    await page.waitForFunction((f) => document.querySelector('.query-file')?.textContent === f, index.files[id]);
+    assert.equal(await page.locator('img[src="x"]').count(), 0, 'no element was created from the name');
+    assert.match(await page.locator(`.gal-item[data-id="${id}"]`).getAttribute('aria-label'), /<img src=x onerror=alert\(1\)>\.png/);
+    await page.click('#tab-map');
+    await page.waitForSelector('.map-query');
+    assert.ok((await page.locator('.map-query').textContent()).includes(XSS_NAME));
+    await page.waitForTimeout(300);
+    assert.equal(await page.locator('img[src="x"]').count(), 0);
+    assert.deepEqual(problems, [], 'no dialog, no error');
+    await page.close();
+  });
+
+  test('keyboard: tabs with arrow keys, gallery with arrows + Enter', async () => {
+    const { page, problems } = await openPage('?q=0');
+    await page.waitForSelector('.results-grid .result');
+    await page.focus('.gal-item[data-id="0"]');
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === '1');
+    await page.focus('#tab-search');
+    await page.keyboard.press('ArrowRight');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('view') === 'map');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'tab-map');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('every image has alt text; about view and deep links work', async () => {
+    const { page, problems } = await openPage('?view=about&metric=euclidean');
+    await page.waitForSelector('.view-about .faq');
+    assert.equal(await page.inputValue('#sel-metric'), 'euclidean');
+    assert.ok((await page.locator('.view-about').textContent()).includes(manifest.metrics[3].label));
+    await page.locator('.view-about details').evaluateAll((els) => els.forEach((d) => (d.open = true)));
+    await shot(page, 'about');
+    await page.click('#tab-search');
+    await page.waitForSelector('.results-grid .result');
+    assert.equal(await page.locator('img:not([alt])').count(), 0);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('small screens: the search view fits a phone width', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(server.url + '?q=5');
+    await page.waitForSelector('.results-grid .result');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no horizontal scroll (${overflow}px)`);
+    await page.screenshot({ path: path.join(RESULTS, 'search-mobile.png') });
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('view switches fetch only that view’s files, once (in-memory cache)', async () => {
+    const { page, problems } = await openPage('?q=0');
+    await page.waitForSelector('.results-grid .result');
+    await page.waitForLoadState('networkidle');
+    const report = {};
+    const step = async (name, act, ready) => {
+      const from = server.log.length;
+      await act();
+      await page.waitForSelector(ready);
+      await page.waitForLoadState('networkidle');
+      const files = server.log.slice(from).filter((e) => !e.path.endsWith('.jpg'));
+      report[name] = { dataBytes: files.reduce((s, e) => s + e.bytes, 0), files: files.map((e) => e.path), thumbBytes: server.bytes(from) - files.reduce((s, e) => s + e.bytes, 0) };
+    };
+    await step('search→map', () => page.click('#tab-map'), 'canvas.umap-canvas[data-points]');
+    await step('map→compare', () => page.click('#tab-compare'), '.heatmap .heat-cell');
+    await step('compare→search', () => page.click('#tab-search'), '.results-grid .result');
+    await step('search→map again', () => page.click('#tab-map'), 'canvas.umap-canvas[data-points]');
+    await step('metric change', () => page.selectOption('#sel-metric', 'euclidean'), 'canvas.umap-canvas[data-points]');
+    const n = ds.size, k = manifest.k;
+    assert.deepEqual(report['search→map'].files.map((f) => path.basename(f)), ['umap.f32']);
+    assert.deepEqual(report['compare→search'].files, [], 'cached');
+    assert.deepEqual(report['search→map again'].files, [], 'cached');
+    assert.deepEqual(report['metric change'].files.map((f) => path.basename(f)), ['euclidean.knn']);
+    assert.equal(report['metric change'].dataBytes, n * k * 6);
+    // Binary files (.knn, .f32, .u8) are exactly linear in N; JSON (summary) does not depend on N.
+    const scaled = (f, bytes) => (/\.(knn|f32|u8)$/.test(f) ? (bytes * 200) / n : bytes);
+    const per200 = Object.fromEntries(Object.entries(report).map(([kk, v]) => [kk, Math.round(v.files.reduce((s, f) => s + scaled(f, server.log.find((e) => e.path === f).bytes), 0))]));
+    for (const [kk, b] of Object.entries(per200)) assert.ok(b <= 20_000, `${kk}: ${b} bytes at N=200`);
+    fs.writeFileSync(path.join(RESULTS, 'view-switch.json'), JSON.stringify({ n, report, dataBytesAtN200: per200 }, null, 1));
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+});

@@ -1,0 +1,213 @@
+// End-to-end harness shared by the explorer and live-search tests:
+//  - buildTinyBundle(): a tiny image folder (4 classes × 10 images + one file named like an XSS
+//    payload) run through the real engine CLI with configs/e2e.toml; cached on disk by a hash of
+//    the engine sources, the config and the images, so a second test file (or run) reuses it.
+//  - ensureSiteBuilt(): `npm run build` when dist/ is missing or older than the sources.
+//  - startServer(): node:http static server on 127.0.0.1:<random>, dist/ at /, bundle at /data/,
+//    logging every response's byte count (to measure what a page fetches).
+//  - launchBrowser(): headless Debian Chromium through playwright-core.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const FRONTEND = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO = path.resolve(FRONTEND, '..');
+export const DIST = path.join(FRONTEND, 'dist');
+export const RESULTS = path.join(FRONTEND, 'test-results');
+export const XSS_NAME = '<img src=x onerror=alert(1)>.png';
+const PY = path.join(REPO, '.venv', 'bin', 'python');
+const CLI = path.join(REPO, '.venv', 'bin', 'convnet-search');
+const CONFIG = path.join(REPO, 'configs', 'e2e.toml');
+const SHAPES = path.join(REPO, 'datasets', 'shapes', 'images');
+const CLASSES = 4;
+const PER_CLASS = 10;
+
+function listFiles(dir) {
+  const out = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...listFiles(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** Copies the test images into dir/<class>/…: from datasets/shapes if it exists, else generated. */
+function makeImageFolder(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const classes = fs.existsSync(SHAPES)
+    ? fs.readdirSync(SHAPES).filter((c) => fs.statSync(path.join(SHAPES, c)).isDirectory()).sort()
+    : [];
+  if (classes.length >= CLASSES) {
+    for (const c of classes.slice(0, CLASSES)) {
+      fs.mkdirSync(path.join(dir, c));
+      const imgs = fs.readdirSync(path.join(SHAPES, c)).filter((f) => /\.(png|jpe?g|webp|bmp|gif)$/i.test(f)).sort().slice(0, PER_CLASS);
+      for (const f of imgs) fs.copyFileSync(path.join(SHAPES, c, f), path.join(dir, c, f));
+    }
+  } else {
+    execFileSync(PY, [path.join(FRONTEND, 'e2e', 'make_images.py'), dir, String(PER_CLASS)], { stdio: 'inherit' });
+  }
+  const first = fs.readdirSync(dir).sort()[0];
+  const src = listFiles(path.join(dir, first))[0];
+  fs.copyFileSync(src, path.join(dir, first, XSS_NAME));
+}
+
+function hashInputs(imagesDir) {
+  const h = createHash('sha256');
+  const engine = path.join(REPO, 'convnet_search');
+  for (const f of [...listFiles(engine).filter((f) => f.endsWith('.py')), CONFIG]) {
+    h.update(path.relative(REPO, f));
+    h.update(fs.readFileSync(f));
+  }
+  for (const f of listFiles(imagesDir)) {
+    h.update(path.relative(imagesDir, f));
+    h.update(fs.readFileSync(f));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+function withLock(lockDir, fn) {
+  const start = Date.now();
+  for (;;) {
+    try {
+      fs.mkdirSync(lockDir);
+      break;
+    } catch {
+      if (Date.now() - start > 15 * 60_000) throw new Error(`timed out waiting for ${lockDir}`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    fs.rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Builds (or reuses) the tiny engine bundle; returns { dir, imagesDir }.
+ * E2E_FRESH=1 forces a rebuild.
+ */
+export function buildTinyBundle() {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  return withLock(path.join(RESULTS, '.bundle-lock'), () => {
+    const imagesDir = path.join(RESULTS, 'e2e-images', 'tiny');
+    makeImageFolder(imagesDir);
+    const key = hashInputs(imagesDir);
+    const dir = path.join(RESULTS, `e2e-bundle-${key}`);
+    if (process.env.E2E_FRESH !== '1' && fs.existsSync(path.join(dir, 'manifest.json'))) return { dir, imagesDir };
+    for (const old of fs.readdirSync(RESULTS).filter((f) => f.startsWith('e2e-bundle-'))) fs.rmSync(path.join(RESULTS, old), { recursive: true, force: true });
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cs-e2e-work-'));
+    const tmpOut = `${dir}.partial`;
+    fs.rmSync(tmpOut, { recursive: true, force: true });
+    const t0 = Date.now();
+    const r = spawnSync(CLI, ['precompute', '--config', CONFIG, '--dataset', imagesDir, '--out', tmpOut, '--work', work], {
+      encoding: 'utf8',
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    fs.rmSync(work, { recursive: true, force: true });
+    if (r.status !== 0) {
+      throw new Error(`convnet-search precompute failed (exit ${r.status}):\n${(r.stderr || '').slice(-4000)}\n${(r.stdout || '').slice(-2000)}`);
+    }
+    fs.renameSync(tmpOut, dir);
+    process.stderr.write(`# built the e2e bundle with the engine in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${dir}\n`);
+    return { dir, imagesDir };
+  });
+}
+
+function newestMtime(p) {
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return st.mtimeMs;
+  return Math.max(st.mtimeMs, ...fs.readdirSync(p).map((f) => newestMtime(path.join(p, f))));
+}
+
+/** Runs the production build when dist/ is missing or older than any source file. */
+export function ensureSiteBuilt() {
+  return withLock(path.join(FRONTEND, '.build-lock'), () => {
+    const inputs = ['src', 'index.html', 'vite.config.ts', 'package.json'].map((f) => path.join(FRONTEND, f)).filter((f) => fs.existsSync(f));
+    const built = path.join(DIST, 'index.html');
+    if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= Math.max(...inputs.map(newestMtime))) return DIST;
+    execFileSync('npm', ['run', '-s', 'build'], { cwd: FRONTEND, stdio: ['ignore', 'ignore', 'inherit'] });
+    return DIST;
+  });
+}
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png',
+  '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.svg': 'image/svg+xml', '.webp': 'image/webp', '.ico': 'image/x-icon',
+  '.bin': 'application/octet-stream', '.f32': 'application/octet-stream', '.knn': 'application/octet-stream', '.u8': 'application/octet-stream',
+};
+
+/**
+ * Serves siteDir at / and bundleDir at /data/. Returns { url, log, bytes(), reset(), close() };
+ * log entries are { path, bytes, status } in response order.
+ */
+export async function startServer({ siteDir = DIST, bundleDir } = {}) {
+  const log = [];
+  const server = http.createServer((req, res) => {
+    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const [root, rel] = bundleDir && urlPath.startsWith('/data/') ? [bundleDir, urlPath.slice(6)] : [siteDir, urlPath.slice(1) || 'index.html'];
+    const file = path.resolve(root, rel);
+    if (!file.startsWith(path.resolve(root) + path.sep) && file !== path.resolve(root)) {
+      res.writeHead(403).end();
+      return;
+    }
+    fs.readFile(file, (err, body) => {
+      if (err) {
+        log.push({ path: urlPath, bytes: 0, status: 404 });
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+        return;
+      }
+      log.push({ path: urlPath, bytes: body.length, status: 200 });
+      res.writeHead(200, { 'content-type': MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache' });
+      res.end(body);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    log,
+    bytes: (from = 0) => log.slice(from).reduce((s, e) => s + e.bytes, 0),
+    reset: () => log.splice(0, log.length),
+    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
+  };
+}
+
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+/** Headless Chromium with a throw-away profile; returns { context, close() }. */
+export async function launchBrowser(options = {}) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'cs-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 900 },
+    ...options,
+  });
+  return {
+    context,
+    close: async () => {
+      await context.close();
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Collects console errors, page errors and dialogs (an XSS would open one) of a page. */
+export function watchPage(page) {
+  const problems = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); void d.dismiss(); });
+  return problems;
+}

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { applyPatch, parseState, stateToSearch } from './state';
+import type { Manifest } from './data/types';
+
+const layer = (name: string, depth: number) => ({ name, index: 1, type: 'ReLU', output_shape: [1, 1, 2], dim: 2, params_cumulative: 1, depth });
+const m = {
+  metrics: [{ id: 'euclidean', label: 'E', p: null, description: '' }, { id: 'cosine', label: 'C', p: null, description: '' }],
+  datasets: [{ id: 'a', size: 10 }, { id: 'b', size: 5 }],
+  models: [
+    { id: 'm1', layers: [layer('x1', 0.2), layer('x2', 0.6), layer('x3', 1)] },
+    { id: 'm2', layers: [layer('y1', 0.3), layer('y2', 0.9)] },
+  ],
+} as unknown as Manifest;
+
+describe('URL state', () => {
+  it('defaults to a useful first screen: first dataset and model, deepest layer, cosine, image 0', () => {
+    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', q: 0, gallery: 'all' });
+  });
+  it('round-trips through the query string and keeps ?data=', () => {
+    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', q: 4, gallery: 'class' } as const;
+    const search = stateToSearch(s, new URLSearchParams('data=http://x/m.json'));
+    expect(search).toContain('data=http%3A%2F%2Fx%2Fm.json');
+    expect(parseState(new URLSearchParams(search), m)).toEqual(s);
+  });
+  it('replaces invalid values with defaults', () => {
+    const s = parseState(new URLSearchParams('view=nope&dataset=zz&model=m2&layer=x1&metric=bad&q=99'), m);
+    expect(s).toMatchObject({ view: 'search', dataset: 'a', model: 'm2', layer: 'y2', metric: 'cosine', q: 0 });
+    expect(parseState(new URLSearchParams('q=none'), m).q).toBeNull();
+  });
+  it('switching model keeps the relative depth; switching dataset resets the query', () => {
+    const s = parseState(new URLSearchParams('layer=x1&q=7'), m);
+    expect(applyPatch(s, { model: 'm2' }, m).layer).toBe('y1');
+    expect(applyPatch(s, { dataset: 'b' }, m).q).toBe(0);
+    expect(applyPatch(s, { metric: 'euclidean' }, m).q).toBe(7);
+  });
+});
