@@ -116,7 +116,7 @@ def make_odd_image_folder(root: Path) -> OddFolder:
     rgba[..., 0] = 255
     rgba[..., 3] = 0  # left part fully transparent red → white
     rgba[:, 12:, 3] = 255  # right half opaque red
-    _save(Image.fromarray(rgba, "RGBA"), root / "colour/rgba.png")
+    _save(Image.fromarray(rgba), root / "colour/rgba.png")
     add(OddFile("colour/rgba.png", "RGBA PNG", hw=(20, 24)))
 
     pal = Image.new("P", (16, 16), 0)
