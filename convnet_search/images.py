@@ -94,7 +94,13 @@ def load_rgb(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Raised by Image.open before we could read the size ourselves; re-read it for the reason.
         w, h = _header_size(path)
-        raise ImageError(path, _too_large(w, h, max_pixels) if w else "too large (decompression bomb)") from None
+        if not w:
+            reason = "too large (decompression bomb)"
+        elif w * h > max_pixels:
+            reason = _too_large(w, h, max_pixels)
+        else:  # within our limit but over Pillow's (only when max_pixels was raised above it)
+            reason = f"too large: {w}×{h} pixels > Pillow's limit {Image.MAX_IMAGE_PIXELS:,}"
+        raise ImageError(path, reason) from None
     except UnidentifiedImageError:
         raise ImageError(path, _unidentified_reason(path)) from None
     except PermissionError as e:
