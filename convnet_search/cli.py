@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -178,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         os.environ["CONVNET_SEARCH_VERBOSE"] = "1"
     console = Console(stderr=True)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+
+    warnings.showwarning = show_warning
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "precompute":

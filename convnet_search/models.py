@@ -8,13 +8,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
 
 DEFAULT_NUM_LAYERS = 8
 
@@ -144,7 +142,6 @@ def build_base(spec: ModelSpec, weights: str = "auto", seed: int = 0):
                    f"FALLING BACK TO RANDOM WEIGHTS (seed {seed}): results show what an untrained "
                    "network retrieves, not what ImageNet features do. The bundle records "
                    "weights='random' and the explorer shows a banner.")
-            log.warning(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             keras.utils.set_random_seed(seed)
             return (ctor(weights=None, **kwargs),

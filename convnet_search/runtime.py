@@ -34,4 +34,6 @@ def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_native_stderr():
         import tensorflow as tf
+    # Retracing notices (one tf.function per model, last batch smaller) are expected here.
+    tf.get_logger().setLevel("ERROR")
     return tf
