@@ -396,6 +396,12 @@ def _gemm_error_coef(dim: int, converted: bool) -> float:
     return 2.0 * (gamma + 10.0 * _U32) + 4.0 * _ETA32 * math.sqrt(dim)
 
 
+def _to_f32(d: np.ndarray) -> np.ndarray:
+    """Distances are stored as float32; beyond its range (≈3.4e38) they become inf, on purpose."""
+    with np.errstate(over="ignore"):
+        return d.astype(np.float32)
+
+
 def _scaled_f32(X: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """float32 copy of X with row i multiplied by factors[i] (in float64), in row chunks so no
     full-size float64 temporary is made."""
@@ -424,7 +430,7 @@ def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows
         # handed to one parallel call.
         for r0 in range(0, M, B):
             _minkowski_select(Q, X, pf, ip, self_offset, k, out_ids, out_d, r0, min(M, r0 + B))
-        return out_ids, out_d.astype(np.float32)
+        return out_ids, _to_f32(out_d)
 
     converted = Q.dtype != np.float32 or X.dtype != np.float32
     qnorm = _row_norms(Q)
@@ -436,10 +442,13 @@ def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows
         Qa = Xa if Q is X else _scaled_f32(Q, np.divide(1.0, qnorm, out=np.zeros_like(qnorm), where=qnorm > 0))
         qsq = xsq = np.zeros(1)  # unused for cosine
     else:
-        # Scale by a power of two (exact) so the largest |value| is in [0.5, 1): float32 squares
-        # then cannot overflow, and underflow is covered by the bound's absolute term.
+        # Extreme magnitudes are scaled by a power of two (exact) so the largest |value| is in
+        # [0.5, 1): float32 squares then cannot overflow, and tiny data does not drown in the
+        # bound's underflow term. Ordinary magnitudes are used as they are (no copy of X).
         maxabs = max(float(Q.max()), -float(Q.min()), float(X.max()), -float(X.min()))
-        scale = 2.0 ** -math.frexp(maxabs)[1] if maxabs > 0 else 1.0
+        scale = 1.0
+        if maxabs > 0 and not 2.0**-20 <= maxabs <= 2.0**20:
+            scale = 2.0 ** -math.frexp(maxabs)[1]
         if scale == 1.0 and X.dtype == np.float32:
             Xa = X
         else:
@@ -455,7 +464,7 @@ def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows
         g = G[: r1 - r0]
         np.matmul(Qa[r0:r1], Xa.T, out=g)
         _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, r0)
-    return out_ids, out_d.astype(np.float32)
+    return out_ids, _to_f32(out_d)
 
 
 def top_k_neighbors(X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MINKOWSKI_P,

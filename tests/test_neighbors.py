@@ -286,3 +286,16 @@ def test_property_float_data_equals_reference_up_to_rounding_ties(X, metric, dat
         assert must <= set(ids[q].tolist())
         # ascending by reference distance, up to rounding ties
         assert all(b >= a - tol * max(1.0, a) for a, b in zip(ours, ours[1:]))
+
+
+@pytest.mark.parametrize("scale", [2.0**-100, 2.0**-40, 2.0**40, 2.0**100])
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "sqeuclidean"])
+def test_extreme_magnitudes_equal_reference(scale, metric, rng):
+    # float32 squares of 2^100 overflow and of 2^-100 underflow: the gemm stage must still be
+    # exact. Power-of-two scales keep the integer data's exact ties exact in float64.
+    X = rng.integers(-3, 4, size=(60, 5)) * scale
+    ids, d = top_k_neighbors(X, 10, metric, block_rows=25)
+    rids, rd = reference(X, X, 10, metric, exclude_self=True)
+    np.testing.assert_array_equal(ids, rids)
+    with np.errstate(over="ignore"):  # float32 output: squared distances of 2^100 data are inf
+        np.testing.assert_allclose(d, rd.astype(np.float32), rtol=1e-6)
