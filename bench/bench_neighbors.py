@@ -128,7 +128,8 @@ def run(quick: bool) -> list[dict]:
         mism = _check(ids, D, 0)
         del D
         gc.collect()
-        rows.append(_row(metric, n, d, ours_s, base_rows, base_s, peak, mism, 10.0))
+        # the ≥10× goal is for the full size; --quick only checks the harness and correctness
+        rows.append(_row(metric, n, d, ours_s, base_rows, base_s, peak, mism, None if quick else 10.0))
     del X
     gc.collect()
 

@@ -1,0 +1,210 @@
+"""convnet-search benchmarks: `make bench` → a table per section + bench/results.json.
+
+Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one dict per table row):
+  neighbors  bench_neighbors.py  exact top-k vs scipy cdist + argsort
+  extract    bench_extract.py    one multi-output pass vs plain forward pass vs truncated models
+  browser    bench/out/browser.json, written by the frontend's browser benchmark (read, not run)
+
+Usage: python bench/run.py [--out bench/results.json] [--quick] [--only SECTION ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import importlib.metadata as md
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+SECTIONS = ("neighbors", "extract", "browser")
+MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract"}
+BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
+
+console = Console(width=max(120, Console().width))
+
+
+def machine_info() -> dict:
+    info: dict = {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {},
+    }
+    try:
+        info["cpu_affinity"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            info["mem_total_kb"] = int(f.readline().split()[1])
+    except OSError:
+        pass
+    for pkg in ("numpy", "scipy", "numba", "scikit-learn", "tensorflow", "keras", "umap-learn", "rich"):
+        try:
+            info["versions"][pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            info["versions"][pkg] = None
+    try:  # which BLAS numpy really uses, and with how many threads
+        from threadpoolctl import threadpool_info
+
+        import numpy  # noqa: F401  (load its BLAS so threadpoolctl sees it)
+
+        info["blas"] = [
+            {k: v for k, v in d.items() if k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
+            for d in threadpool_info()
+        ]
+    except Exception as exc:  # noqa: BLE001 - informational only
+        info["blas"] = f"unavailable: {exc}"
+    return info
+
+
+def run_module_section(name: str, quick: bool) -> tuple[list[dict], str | None]:
+    mod_name = MODULES[name]
+    if not (BENCH_DIR / f"{mod_name}.py").exists():
+        return [], f"bench/{mod_name}.py not present; section '{name}' skipped"
+    mod = importlib.import_module(mod_name)
+    return list(mod.run(quick)), None
+
+
+def read_browser_section() -> tuple[list[dict], str | None]:
+    if not BROWSER_JSON.exists():
+        return [], f"{BROWSER_JSON.relative_to(ROOT)} not present (run the frontend browser benchmark); section 'browser' skipped"
+    try:
+        data = json.loads(BROWSER_JSON.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [], f"{BROWSER_JSON.relative_to(ROOT)} unreadable: {exc}"
+    rows = data.get("rows", data) if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return [], f"{BROWSER_JSON.relative_to(ROOT)}: expected a list of objects or {{\"rows\": [...]}}"
+    return rows, None
+
+
+def _fmt(v, key: str = "") -> str:
+    if key.endswith("_bytes") and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v / 2**20:,.1f} MiB"
+    if isinstance(v, bool):
+        return "[green]yes[/]" if v else "[red]no[/]"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 100 else f"{v:.1f}"
+    if v is None:
+        return "—"
+    return str(v)
+
+
+# Long free-text columns are printed under the table, not in it.
+_NOTE_KEYS = ("baseline_note", "note", "notes")
+
+
+def print_table(name: str, rows: list[dict]) -> None:
+    cols: list[str] = []
+    for r in rows:
+        for key in r:
+            if key not in cols and key not in _NOTE_KEYS:
+                cols.append(key)
+    table = Table(title=f"bench: {name}", title_justify="left", show_lines=False)
+    if len(cols) <= 8:
+        for c in cols:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(_fmt(r.get(c), c) for c in cols))
+    else:  # many fields: one column per row (case), one line per field, so it fits a terminal
+        label_key = next((c for c in ("case", "model", "name") if c in cols), None)
+        table.add_column("field", style="bold")
+        for i, r in enumerate(rows):
+            table.add_column(str(r.get(label_key, i)) if label_key else str(i), overflow="fold")
+        for c in cols:
+            if c != label_key:
+                table.add_row(c, *(_fmt(r.get(c), c) for r in rows))
+    console.print(table)
+    for r in rows:
+        for key in _NOTE_KEYS:
+            if r.get(key):
+                label = r.get("case") or r.get("model") or r.get("name") or ""
+                console.print(f"  [dim]{label}: {r[key]}[/]")
+
+
+def write_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, ensure_ascii=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json", help="results file (JSON)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the speed")
+    ap.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    args = ap.parse_args(argv)
+
+    chosen = args.only or list(SECTIONS)
+    results: dict = {"quick": args.quick, "machine": machine_info(), "sections": {}}
+    failed = False
+    for name in chosen:
+        console.rule(f"[bold]{name}")
+        t0 = time.perf_counter()
+        try:
+            rows, note = read_browser_section() if name == "browser" else run_module_section(name, args.quick)
+            error = None
+        except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
+            rows, note, error = [], None, f"{type(exc).__name__}: {exc}"
+            console.print(f"[red]section {name} failed:[/] {error}")
+            traceback.print_exc()
+            failed = True
+        elapsed = time.perf_counter() - t0
+        if note:
+            console.print(f"[yellow]note:[/] {note}")
+        if rows:
+            print_table(name, rows)
+        results["sections"][name] = {
+            "rows": rows,
+            "skipped": note,
+            "error": error,
+            "wall_s": round(elapsed, 2),
+        }
+    write_atomic(args.out, results)
+    console.print(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
