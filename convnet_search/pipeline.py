@@ -154,6 +154,9 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
                 progress.update(task, completed=len(ds),
                                 description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
                 report.extract.append(res)
+                if not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
+                    console.print(f"{ds.id} · {spec.name}: {res.images} images, {res.status}"
+                                  + (f" in {res.seconds:.1f}s" if res.status != "up to date" else ""))
     report.stage_seconds["extract"] = time.perf_counter() - t
 
     results: list[DatasetResults] = []
