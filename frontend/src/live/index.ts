@@ -1,18 +1,315 @@
-// Placeholder until the in-browser private search lands here (owned by the live-search engineer).
+// "Search with your own image": pick, drop or paste an image; it is decoded, embedded and searched
+// in a Web Worker (worker.ts) with the bundle's MobileNet TF.js model; nothing leaves the page.
+// State is mirrored on the root element's data-* attributes (state, backend, model source,
+// tensor counts, latency) so the end-to-end tests and the benchmark can read it.
+import './live.css';
 import type { Manifest } from '../data/types';
+import { fillTemplate } from '../data/provider';
+import { isLiveMetric, type Hit } from './metrics';
+import { modelCacheKey, type InitReply, type Reply, type Request, type SearchReply } from './protocol';
 
 export interface LiveSearchHost {
   manifest: Manifest;
-  resolve(path: string): string;
+  resolve(path: string): string; // bundle-relative path -> URL
   getDataset(): string;
   getMetric(): string;
   showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string }): void;
 }
 
-export function mountLiveSearch(el: HTMLElement, host: LiveSearchHost): void {
-  void host;
-  const p = document.createElement('p');
-  p.className = 'hint';
-  p.textContent = 'In-browser search is not available in this build yet.';
-  el.append(p);
+type DistReq = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+/** Promise-per-request wrapper around the worker. */
+class WorkerClient {
+  private readonly worker: Worker;
+  private next = 1;
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+
+  constructor(onFatal: (msg: string) => void) {
+    this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'convnet-search-live' });
+    this.worker.onmessage = (ev: MessageEvent<Reply>) => {
+      const p = this.pending.get(ev.data.id);
+      if (!p) return;
+      this.pending.delete(ev.data.id);
+      p.resolve(ev.data);
+    };
+    this.worker.onerror = (ev) => {
+      ev.preventDefault();
+      const msg = `the search worker failed to start: ${ev.message || 'unknown error'}`;
+      for (const p of this.pending.values()) p.reject(new Error(msg));
+      this.pending.clear();
+      onFatal(msg);
+    };
+  }
+
+  request<T extends Reply['type']>(msg: DistReq & { type: T }): Promise<Extract<Reply, { type: T }>> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, {
+        resolve: (r) => {
+          if (r.type === 'error') reject(Object.assign(new Error(r.message), { user: r.user }));
+          else resolve(r as Extract<Reply, { type: T }>);
+        },
+        reject,
+      });
+      this.worker.postMessage({ ...msg, id } as Request);
+    });
+  }
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const ms = (x: number) => `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`;
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const nextFrame = () => new Promise<void>((r) => requestAnimationFrame(() => r()));
+
+export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
+  const m = host.manifest;
+  const bs = m.browser_search;
+  root.classList.add('live');
+  if (!bs) {
+    root.append(el('p', 'hint', 'This bundle has no in-browser search model.'));
+    return;
+  }
+  const modelInfo = m.models.find((x) => x.id === bs.model);
+
+  // --- DOM ---------------------------------------------------------------------------------
+  const input = el('input', 'live-input');
+  input.type = 'file';
+  input.accept = 'image/*';
+  input.id = 'live-file';
+  const pick = el('button', 'live-pick', 'Choose an image…');
+  pick.type = 'button';
+  const zone = el('div', 'live-drop');
+  zone.tabIndex = 0;
+  zone.setAttribute('role', 'button');
+  zone.setAttribute('aria-label', 'Drop an image here, paste one, or press Enter to choose a file');
+  zone.append(el('span', 'live-drop-text', 'Drop an image here, or paste one (Ctrl+V / ⌘V)'), el('span', 'live-or', ' or '), pick, input);
+
+  const layerSel = el('select', 'live-layer');
+  layerSel.id = 'live-layer';
+  for (const o of bs.outputs) {
+    const opt = el('option', undefined, `${o.layer} (${o.dim}-d)`);
+    opt.value = o.layer;
+    opt.selected = o.layer === bs.default_layer;
+    layerSel.append(opt);
+  }
+  const layerLabel = el('label', 'live-layer-label', `${modelInfo?.name ?? bs.model} layer `);
+  layerLabel.htmlFor = 'live-layer';
+  const controls = el('div', 'live-controls');
+  controls.append(layerLabel, layerSel);
+
+  const statusLine = el('p', 'live-status');
+  statusLine.setAttribute('role', 'status');
+  const errorBox = el('p', 'live-error');
+  errorBox.setAttribute('role', 'alert');
+  errorBox.hidden = true;
+  const preview = el('img', 'live-preview');
+  preview.alt = 'Your image, as it was searched';
+  preview.hidden = true;
+  const timing = el('p', 'live-timing');
+  root.append(zone, controls, statusLine, errorBox, preview, timing);
+
+  const setState = (s: string) => (root.dataset.state = s);
+  const showError = (msg: string) => {
+    errorBox.textContent = msg;
+    errorBox.hidden = false;
+  };
+  const clearError = () => {
+    errorBox.hidden = true;
+    errorBox.textContent = '';
+  };
+  setState('idle');
+  statusLine.textContent = `The model (${mb(bs.model_bytes)}, ${bs.quantization}) loads when you first use this panel; it then stays in this browser.`;
+
+  // --- worker and model ----------------------------------------------------------------------
+  let client: WorkerClient | null = null;
+  let ready: Promise<InitReply> | null = null;
+  let info: InitReply | null = null;
+  let previewUrl: string | null = null;
+  let searches = 0;
+  let lastName = '';
+
+  const featuresFor = (dataset: string, layer: string) => {
+    const ds = m.datasets.find((d) => d.id === dataset);
+    const out = bs.outputs.find((o) => o.layer === layer);
+    if (!ds || !bs.datasets.includes(dataset)) throw Object.assign(new Error(`Private search has no features for the dataset “${dataset}” in this bundle.`), { user: true });
+    if (!out) throw new Error(`unknown layer ${layer}`);
+    const rel = fillTemplate(m.files.browser_features, { dataset, layer });
+    return { url: new URL(host.resolve(rel), location.href).href, n: ds.size, dim: out.dim };
+  };
+
+  const ensureModel = (): Promise<InitReply> => {
+    if (ready) return ready;
+    setState('loading');
+    statusLine.textContent = `Loading the model (${mb(bs.model_bytes)})…`;
+    client = new WorkerClient((msg) => {
+      setState('failed');
+      showError(`In-browser search is unavailable: ${msg}`);
+    });
+    const c = client;
+    ready = c
+      .request({
+        type: 'init',
+        modelUrl: new URL(host.resolve(bs.model_url), location.href).href,
+        cacheKey: modelCacheKey(m),
+        outputs: bs.outputs,
+        inputSize: bs.input_size,
+      })
+      .then(async (r) => {
+        info = r;
+        root.dataset.backend = r.backend;
+        root.dataset.modelSource = r.source;
+        root.dataset.baselineTensors = String(r.numTensors);
+        root.dataset.numTensors = String(r.numTensors);
+        // Fetch the current dataset's features now, so a search itself needs no network at all.
+        try {
+          const f = featuresFor(host.getDataset(), layerSel.value);
+          await c.request({ type: 'features', ...f });
+        } catch {
+          // reported at search time, with the dataset's name
+        }
+        const from = r.source === 'indexeddb' ? 'from this browser’s cache' : `downloaded, ${r.cacheNote}`;
+        statusLine.textContent = `Ready: ${modelInfo?.name ?? bs.model} on the ${r.backend} backend (model ${from}; loaded in ${ms(r.loadMs)}, warm-up ${ms(r.warmupMs)}).`;
+        setState('ready');
+        return r;
+      });
+    ready.catch((e: unknown) => {
+      setState('failed');
+      statusLine.textContent = 'In-browser search is unavailable.';
+      showError(`Could not load the model: ${e instanceof Error ? e.message : String(e)}`);
+      ready = null; // a later attempt may succeed (e.g. the network came back)
+    });
+    return ready;
+  };
+
+  // --- searching -----------------------------------------------------------------------------
+  let running: Promise<void> = Promise.resolve();
+
+  const runSearch = (file: File | null, t0: number) => {
+    running = running.then(() => doSearch(file, t0)).catch(() => undefined);
+  };
+
+  const doSearch = async (file: File | null, t0: number): Promise<void> => {
+    clearError();
+    try {
+      await ensureModel();
+      const c = client!;
+      const metric = host.getMetric();
+      if (!isLiveMetric(metric)) throw Object.assign(new Error(`The metric “${metric}” is not supported by the in-browser search.`), { user: true });
+      const p = m.metrics.find((x) => x.id === metric)?.p ?? 3;
+      const layer = layerSel.value;
+      const features = featuresFor(host.getDataset(), layer);
+      setState('searching');
+      if (file) lastName = file.name || 'pasted image';
+      const tStart = performance.now();
+      const r: SearchReply = await c.request({
+        type: 'search',
+        ...(file ? { file, name: lastName } : {}),
+        features,
+        layer,
+        metric,
+        p,
+        k: m.k,
+      });
+      if (r.preview) {
+        previewUrl = r.preview;
+        preview.src = previewUrl;
+        preview.hidden = false;
+        root.dataset.size = `${r.width}x${r.height}`;
+      }
+      const scaled = r.originalWidth > r.width ? ` (scaled down from ${r.originalWidth}×${r.originalHeight})` : '';
+      const what = r.preview ? `${lastName} · ${r.width}×${r.height}${scaled}` : lastName;
+      host.showUploadResults({
+        imageUrl: previewUrl ?? '',
+        results: r.hits.map((h: Hit) => ({ id: h.id, distance: h.distance })),
+        info: `${what} · ${modelInfo?.name ?? bs.model} ${layer} · searched in your browser`,
+      });
+      await nextFrame();
+      const total = performance.now() - (file ? t0 : tStart);
+      searches++;
+      root.dataset.numTensors = String(r.numTensors);
+      root.dataset.baselineTensors = String(r.baselineTensors);
+      root.dataset.latencyMs = total.toFixed(1);
+      root.dataset.embedMs = r.timings.embedMs.toFixed(1);
+      root.dataset.searchMs = r.timings.searchMs.toFixed(1);
+      root.dataset.searches = String(searches);
+      root.dataset.top = r.hits.map((h) => `${h.id}:${h.distance}`).join(',');
+      timing.textContent =
+        `${info?.backend ?? '?'} backend · ` +
+        (file ? `decode ${ms(r.timings.decodeMs)} · embed ${ms(r.timings.embedMs)} · ` : 're-used embedding · ') +
+        `search ${features.n.toLocaleString('en')} images ${ms(r.timings.searchMs)} · ${file ? 'upload → results' : 'total'} ${ms(total)}`;
+      setState('ready');
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      const user = (e as { user?: boolean }).user === true;
+      showError(user ? msg : `Search failed: ${msg}`);
+      root.dataset.errors = String(Number(root.dataset.errors ?? 0) + 1);
+      if (ready) setState('ready');
+    }
+  };
+
+  const takeFiles = (files: FileList | File[] | null | undefined, t0: number) => {
+    const list = Array.from(files ?? []);
+    if (!list.length) {
+      showError('That was not a file: drop or paste an image file.');
+      return;
+    }
+    runSearch(list[0]!, t0);
+  };
+
+  // --- input methods -------------------------------------------------------------------------
+  input.addEventListener('change', () => {
+    const t0 = performance.now();
+    takeFiles(input.files, t0);
+    input.value = ''; // choosing the same file again still fires "change"
+  });
+  pick.addEventListener('click', (e) => {
+    e.stopPropagation();
+    input.click();
+  });
+  zone.addEventListener('click', (e) => {
+    if (e.target === zone) input.click();
+  });
+  zone.addEventListener('keydown', (e) => {
+    if (e.target === zone && (e.key === 'Enter' || e.key === ' ')) {
+      e.preventDefault();
+      input.click();
+    }
+  });
+  zone.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('live-drop-over');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('live-drop-over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('live-drop-over');
+    takeFiles(e.dataTransfer?.files, performance.now());
+  });
+  document.addEventListener('paste', (e) => {
+    if (!root.isConnected || root.offsetParent === null) return; // panel not on screen
+    const files = Array.from(e.clipboardData?.files ?? []).filter((f) => f.type.startsWith('image/'));
+    if (!files.length) return; // plain text paste: not ours
+    e.preventDefault();
+    takeFiles(files, performance.now());
+  });
+  layerSel.addEventListener('change', () => {
+    if (lastName && info) runSearch(null, performance.now());
+    else if (info) {
+      try {
+        void client?.request({ type: 'features', ...featuresFor(host.getDataset(), layerSel.value) }).catch(() => undefined);
+      } catch {
+        // reported at search time
+      }
+    }
+  });
+  // Load the model on the first sign of interest, not on page load: most visits never use it.
+  const intent = () => void ensureModel().catch(() => undefined);
+  for (const ev of ['pointerenter', 'focusin', 'dragenter'] as const) root.addEventListener(ev, intent, { once: true });
 }

@@ -1,0 +1,261 @@
+// End-to-end tests of the private in-browser search (src/live/) in headless Chromium, against the
+// tiny bundle the engine builds (harness.buildTinyBundle: MobileNet with browser search is in the
+// run). Every request the browser makes is recorded, from the page and from the worker.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+
+const MAX_SELF_DISTANCE = 0.01;
+const N_UPLOADS = 20;
+const LIVE = '#live-search';
+
+let bundle, server, browser, manifest, index, ds, requests;
+
+/** Every request of the browser context (pages and their workers), with a timestamp. */
+function recordRequests(context) {
+  const log = [];
+  context.on('request', (r) => log.push({ url: r.url(), t: Date.now() }));
+  return log;
+}
+
+async function openLive(query = '?metric=cosine') {
+  const page = await browser.context.newPage();
+  const problems = watchPage(page);
+  await page.goto(server.url + query);
+  await page.waitForSelector(`${LIVE} .live-drop`);
+  // The model loads on the first sign of interest in the panel.
+  await page.hover(LIVE);
+  await page.waitForSelector(`${LIVE}[data-state=ready], ${LIVE}[data-state=failed]`, { timeout: 120_000 });
+  const state = await page.getAttribute(LIVE, 'data-state');
+  assert.equal(state, 'ready', `live search failed to load: ${await page.textContent(`${LIVE} .live-error`)}`);
+  return { page, problems };
+}
+
+const data = (page) => page.evaluate((sel) => ({ ...document.querySelector(sel).dataset }), LIVE);
+
+/** Waits until search number n has been shown (results rendered, every thumbnail decoded). */
+async function waitSearch(page, n) {
+  await page.waitForFunction(
+    ([sel, n]) => {
+      const d = document.querySelector(sel).dataset;
+      return d.searches === String(n) && d.state === 'ready';
+    },
+    [LIVE, n],
+    { timeout: 60_000 },
+  );
+  await page.waitForFunction(() => [...document.querySelectorAll('.results-grid img, .query-img')].every((i) => i.complete && i.naturalWidth > 0));
+}
+
+async function waitError(page, errorsBefore) {
+  await page.waitForFunction(
+    ([sel, n]) => Number(document.querySelector(sel).dataset.errors ?? 0) > n && document.querySelector(sel).dataset.state === 'ready',
+    [LIVE, errorsBefore],
+    { timeout: 60_000 },
+  );
+  assert.ok(await page.locator(`${LIVE} .live-error`).isVisible(), 'the error message is visible');
+  return (await page.textContent(`${LIVE} .live-error`)).trim();
+}
+
+const sha = (file) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+before(async () => {
+  bundle = buildTinyBundle();
+  ensureSiteBuilt();
+  manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
+  assert.ok(manifest.browser_search, 'the e2e bundle must include browser search (mobilenet in the run)');
+  ds = manifest.datasets.find((d) => manifest.browser_search.datasets.includes(d.id));
+  index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+  server = await startServer({ bundleDir: bundle.dir });
+  browser = await launchBrowser();
+  requests = recordRequests(browser.context);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+describe('private live search', () => {
+  const runs = [];
+  let baseline = -1;
+
+  test(`${N_UPLOADS} dataset images uploaded one after another each return themselves first (cosine ≤ ${MAX_SELF_DISTANCE}), with zero requests and no leaked tensors`, async () => {
+    const { page, problems } = await openLive();
+    const d0 = await data(page);
+    assert.equal(d0.backend, 'wasm', 'wasm backend preferred');
+    baseline = Number(d0.baselineTensors);
+    assert.ok(baseline > 0, `baseline tensor count ${d0.baselineTensors}`);
+    // The gallery shows every dataset thumbnail; wait until they are all on screen so that the
+    // result list (which reuses them) is what we measure, not a lazy gallery still loading.
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await page.waitForFunction(() => [...document.querySelectorAll('.gal-item img')].every((i) => i.complete && i.naturalWidth > 0));
+    await page.evaluate(() => window.scrollTo(0, 0));
+
+    // Files with identical bytes (the harness adds a copy under an XSS-like name) are one image.
+    const files = index.files.map((f) => path.join(bundle.imagesDir, f));
+    const hashes = files.map(sha);
+    const picks = [];
+    for (let i = 0; picks.length < N_UPLOADS && i < files.length; i += Math.max(1, Math.floor(files.length / N_UPLOADS))) picks.push(i);
+    for (let i = files.length - 1; picks.length < N_UPLOADS && i >= 0; i--) if (!picks.includes(i)) picks.push(i);
+    assert.ok(picks.length >= N_UPLOADS, `need ${N_UPLOADS} images, the dataset has ${files.length}`);
+
+    const failures = [];
+    for (const [n, id] of picks.entries()) {
+      const selfIds = hashes.flatMap((h, j) => (h === hashes[id] ? [j] : []));
+      const reqBefore = requests.length;
+      const srvBefore = server.log.length;
+      await page.setInputFiles(`${LIVE} #live-file`, files[id]);
+      await waitSearch(page, n + 1);
+      const d = await data(page);
+      const [topId, topDist] = d.top.split(',')[0].split(':').map(Number);
+      const shownId = Number(await page.getAttribute('.results-grid .result-btn >> nth=0', 'data-id'));
+      const during = requests.slice(reqBefore).map((r) => r.url);
+      const served = server.log.slice(srvBefore).map((e) => e.path);
+      const run = { id, file: index.files[id], topId, topDist, shownId, latencyMs: Number(d.latencyMs), embedMs: Number(d.embedMs), numTensors: Number(d.numTensors), requests: during, served };
+      runs.push(run);
+      if (!selfIds.includes(topId) || !(topDist <= MAX_SELF_DISTANCE) || shownId !== topId) {
+        failures.push(`${run.file} (id ${id}): top-1 is id ${topId} at cosine ${topDist} (page shows id ${shownId})`);
+      }
+    }
+    fs.writeFileSync(path.join(RESULTS, 'live-uploads.json'), JSON.stringify(runs, null, 1));
+    const lat = runs.map((r) => r.latencyMs);
+    process.stderr.write(`# live search: ${runs.length} uploads, upload → results median ${median(lat).toFixed(1)} ms (max ${Math.max(...lat).toFixed(1)}), embed median ${median(runs.map((r) => r.embedMs)).toFixed(1)} ms, worst self distance ${Math.max(...runs.map((r) => r.topDist)).toExponential(2)}\n`);
+    assert.deepEqual(failures, [], `uploads that did not find themselves:\n${failures.join('\n')}`);
+    assert.ok(await page.locator('.query-img').getAttribute('src').then((s) => s.startsWith('data:image/jpeg')), 'the query shows the uploaded image from memory');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('after the model has loaded, every upload search made zero network requests', () => {
+    assert.equal(runs.length, N_UPLOADS, 'the upload test ran');
+    const noisy = runs.filter((r) => r.requests.length || r.served.length);
+    assert.deepEqual(noisy.map((r) => `${r.file}: ${[...r.requests, ...r.served].join(' ')}`), []);
+  });
+
+  test(`${N_UPLOADS} searches in a row: tf.memory().numTensors is back to its baseline after each`, () => {
+    assert.equal(runs.length, N_UPLOADS, 'the upload test ran');
+    assert.deepEqual(runs.map((r) => r.numTensors), runs.map(() => baseline));
+  });
+
+  test('on reload the model comes from IndexedDB: no request for model.json or its shards', async () => {
+    const { page: first } = await openLive(); // stores the model (already stored by the first test)
+    await first.close();
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const from = requests.length;
+    const srvFrom = server.log.length;
+    await page.goto(server.url + '?metric=cosine');
+    await page.hover(LIVE);
+    await page.waitForSelector(`${LIVE}[data-state=ready]`, { timeout: 120_000 });
+    await page.reload();
+    await page.hover(LIVE);
+    await page.waitForSelector(`${LIVE}[data-state=ready]`, { timeout: 120_000 });
+    const d = await data(page);
+    assert.equal(d.modelSource, 'indexeddb');
+    const model = requests.slice(from).map((r) => r.url).filter((u) => /\/tfjs\/|model\.json|shard/.test(u));
+    const served = server.log.slice(srvFrom).map((e) => e.path).filter((p) => /\/tfjs\//.test(p));
+    assert.deepEqual(model, [], 'no model request from the browser');
+    assert.deepEqual(served, [], 'no model file served');
+    assert.match(await page.textContent(`${LIVE} .live-status`), /from this browser’s cache/);
+    // …and the cached model still finds a dataset image.
+    const id = 7;
+    await page.setInputFiles(`${LIVE} #live-file`, path.join(bundle.imagesDir, index.files[id]));
+    await waitSearch(page, 1);
+    const [topId, dist] = (await data(page)).top.split(',')[0].split(':').map(Number);
+    assert.equal(topId, id);
+    assert.ok(dist <= MAX_SELF_DISTANCE, `distance ${dist}`);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('a text file named .jpg, a truncated JPEG and a corrupt PNG give a clear visible error; the page keeps working', async () => {
+    const { page, problems } = await openLive();
+    const dir = path.join(RESULTS, 'live-bad');
+    fs.mkdirSync(dir, { recursive: true });
+    const text = path.join(dir, 'notes.jpg');
+    fs.writeFileSync(text, 'These are my notes, not a picture.\nSecond line.\n');
+    const jpg = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'thumbs', '3.jpg'));
+    assert.equal(jpg.readUInt16BE(0), 0xffd8, 'thumbnails are JPEGs');
+    const truncated = path.join(dir, 'truncated.jpg');
+    fs.writeFileSync(truncated, jpg.subarray(0, Math.floor(jpg.length * 0.6)));
+    const png = fs.readFileSync(path.join(bundle.imagesDir, index.files[2]));
+    const corrupt = path.join(dir, 'corrupt.png');
+    const garbled = Buffer.from(png);
+    for (let i = 40; i < garbled.length - 16; i++) garbled[i] = (i * 7919) & 255; // header and IEND intact
+    fs.writeFileSync(corrupt, garbled);
+
+    const cases = [
+      [text, /“notes\.jpg” is not an image \(it looks like a text file\)/],
+      [truncated, /“truncated\.jpg” cannot be used: .*truncated/],
+      [corrupt, /“corrupt\.png” could not be decoded as an image/],
+    ];
+    let errors = 0;
+    let searches = 0;
+    for (const [file, re] of cases) {
+      await page.setInputFiles(`${LIVE} #live-file`, file);
+      const msg = await waitError(page, errors++);
+      assert.match(msg, re);
+      // The page keeps working: a good image right after the bad one is searched normally.
+      const id = 4 + errors;
+      await page.setInputFiles(`${LIVE} #live-file`, path.join(bundle.imagesDir, index.files[id]));
+      await waitSearch(page, ++searches);
+      assert.equal(Number((await data(page)).top.split(',')[0].split(':')[0]), id);
+      assert.ok(await page.locator(`${LIVE} .live-error`).isHidden(), 'the error is cleared by the next good search');
+      assert.equal(Number((await data(page)).numTensors), Number((await data(page)).baselineTensors));
+    }
+    await page.screenshot({ path: path.join(RESULTS, 'live-after-errors.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('drag-and-drop and paste work like the file picker; a huge image is scaled down first', async () => {
+    const { page, problems } = await openLive();
+    const id = 9;
+    const b64 = fs.readFileSync(path.join(bundle.imagesDir, index.files[id])).toString('base64');
+    // A DataTransfer holding the image, as a real drag or clipboard would carry it (page CSP
+    // forbids eval, so the builder is repeated inside each evaluate).
+    await page.evaluate((b64) => {
+      const u = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([u], 'dropped.png', { type: 'image/png' }));
+      const zone = document.querySelector('#live-search .live-drop');
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, b64);
+    await waitSearch(page, 1);
+    assert.equal(Number((await data(page)).top.split(',')[0].split(':')[0]), id, 'drop');
+    assert.match(await page.textContent('.query-file'), /dropped\.png/);
+    await page.evaluate((b64) => {
+      const u = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([u], 'pasted.png', { type: 'image/png' }));
+      document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+    }, b64);
+    await waitSearch(page, 2);
+    assert.equal(Number((await data(page)).top.split(',')[0].split(':')[0]), id, 'paste');
+
+    const huge = path.join(RESULTS, 'live-bad', 'huge.jpg');
+    fs.mkdirSync(path.dirname(huge), { recursive: true });
+    execFileSync(path.join(REPO, '.venv', 'bin', 'python'), ['-c',
+      'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").resize((4000, 3000)).save(sys.argv[2], quality=90)',
+      path.join(bundle.imagesDir, index.files[id]), huge]);
+    await page.setInputFiles(`${LIVE} #live-file`, huge);
+    await waitSearch(page, 3);
+    const d = await data(page);
+    assert.equal(d.size, '1024x768', 'scaled to longest side 1024 before becoming a tensor');
+    assert.match(await page.textContent('.query-file'), /scaled down from 4000×3000/);
+    assert.equal(Number(d.numTensors), Number(d.baselineTensors));
+    // Layer switch re-searches the same embedding in another layer's features.
+    const other = manifest.browser_search.outputs.find((o) => o.layer !== manifest.browser_search.default_layer);
+    await page.selectOption(`${LIVE} #live-layer`, other.layer);
+    await waitSearch(page, 4);
+    assert.match(await page.textContent('.query-file'), new RegExp(other.layer));
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+});

@@ -1,0 +1,284 @@
+/// <reference lib="webworker" />
+// The TF.js side of the private search, in a Web Worker so the page never freezes: decode the
+// uploaded file, embed it with the bundle's MobileNet graph model, search the dataset's features.
+// Requests are handled one at a time, in order (see `queue`).
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+// The wasm binaries are build assets served next to the app: no CDN (CSP connect-src 'self').
+import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
+import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
+import wasmThreadedSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { distances, rowNorms, topK } from './metrics';
+import { describeProblem, MAX_PIXELS, scaledSize, SNIFF_BYTES } from './imagefile';
+import type { FeaturesRequest, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
+import type { BrowserOutput } from '../data/types';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+class UserError extends Error {}
+
+interface Loaded {
+  model: tf.GraphModel;
+  outputs: BrowserOutput[];
+  inputSize: [number, number];
+  baseline: number;
+}
+
+interface FeatureMatrix {
+  data: Float32Array;
+  dim: number;
+  norms: Float64Array;
+}
+
+let loaded: Loaded | null = null;
+const featureCache = new Map<string, Promise<FeatureMatrix>>();
+/** Features of the last uploaded image, per layer, so a layer/metric change needs no re-embedding. */
+let lastEmbedding: Map<string, Float32Array> | null = null;
+
+const now = () => performance.now();
+
+async function pickBackend(): Promise<string> {
+  setWasmPaths({
+    'tfjs-backend-wasm.wasm': new URL(wasmPlain, self.location.href).href,
+    'tfjs-backend-wasm-simd.wasm': new URL(wasmSimd, self.location.href).href,
+    'tfjs-backend-wasm-threaded-simd.wasm': new URL(wasmThreadedSimd, self.location.href).href,
+  });
+  // wasm: ~45 ms per MobileNet on 2 CPU cores; webgl in a worker needs OffscreenCanvas + a GPU
+  // (software GL is 10× slower than wasm); cpu is the always-there fallback (~1 s).
+  for (const name of ['wasm', 'webgl', 'cpu']) {
+    try {
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        return name;
+      }
+    } catch {
+      // try the next one
+    }
+  }
+  throw new Error('no TF.js backend could start (wasm, webgl and cpu all failed)');
+}
+
+async function init(req: InitRequest) {
+  const t0 = now();
+  const backend = await pickBackend();
+  const idbUrl = `indexeddb://${req.cacheKey}`;
+  let model: tf.GraphModel | null = null;
+  let source: 'indexeddb' | 'network' = 'network';
+  let cacheNote = '';
+  const stored = await tf.io.listModels().catch(() => ({}) as Record<string, unknown>);
+  if (idbUrl in stored) {
+    try {
+      model = await tf.loadGraphModel(idbUrl);
+      source = 'indexeddb';
+    } catch (e) {
+      cacheNote = `cached copy unreadable (${String(e)}), loaded from the network`;
+      await tf.io.removeModel(idbUrl).catch(() => undefined);
+    }
+  }
+  if (!model) {
+    model = await tf.loadGraphModel(req.modelUrl);
+    try {
+      await model.save(idbUrl);
+      cacheNote ||= 'stored in this browser for next time';
+    } catch (e) {
+      cacheNote ||= `could not store it in this browser (${String(e)})`;
+    }
+    // Older bundles' models under our prefix are dead weight: drop them.
+    for (const key of Object.keys(stored)) {
+      if (key.startsWith(`indexeddb://${req.cacheKey.slice(0, req.cacheKey.lastIndexOf('-') + 1)}`) && key !== idbUrl) await tf.io.removeModel(key).catch(() => undefined);
+    }
+  }
+  const loadMs = now() - t0;
+  // Warm-up: the first execution compiles kernels and allocates; do it before the first user search.
+  const t1 = now();
+  // It also proves the manifest's output names exist in this graph.
+  let ys: tf.Tensor[];
+  try {
+    ys = tf.tidy(() => asArray(model!.execute(tf.zeros([1, ...req.inputSize, 3]), req.outputs.map((o) => o.output))));
+  } catch (e) {
+    throw new Error(`the model does not compute the outputs the manifest names (${req.outputs.map((o) => o.output).join(', ')}): ${String(e)}`);
+  }
+  await Promise.all(ys.map((y) => y.data()));
+  tf.dispose(ys);
+  const warmupMs = now() - t1;
+  loaded = { model, outputs: req.outputs, inputSize: req.inputSize, baseline: tf.memory().numTensors };
+  return { backend, source, loadMs, warmupMs, numTensors: tf.memory().numTensors, cacheNote };
+}
+
+function asArray(x: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): tf.Tensor[] {
+  if (Array.isArray(x)) return x;
+  if (x instanceof tf.Tensor) return [x];
+  return Object.values(x);
+}
+
+function loadFeatures(url: string, n: number, dim: number): Promise<FeatureMatrix> {
+  let p = featureCache.get(url);
+  if (!p) {
+    p = (async () => {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+      const buf = await res.arrayBuffer();
+      if (buf.byteLength !== n * dim * 4) {
+        throw new Error(`${url}: ${buf.byteLength} bytes, expected ${n} images × ${dim} floats × 4 = ${n * dim * 4}`);
+      }
+      const data = new Float32Array(buf);
+      return { data, dim, norms: rowNorms(data, dim) };
+    })();
+    p.catch(() => featureCache.delete(url));
+    featureCache.set(url, p);
+  }
+  return p;
+}
+
+async function features(req: FeaturesRequest) {
+  const t0 = now();
+  const f = await loadFeatures(req.url, req.n, req.dim);
+  return { ms: now() - t0, bytes: f.data.byteLength };
+}
+
+interface Pixels {
+  rgb: Float32Array; // [h, w, 3], 0…255, alpha composited on white like the engine
+  width: number;
+  height: number;
+  originalWidth: number;
+  originalHeight: number;
+  preview: string; // data: URL
+}
+
+async function decode(file: Blob, name: string): Promise<Pixels> {
+  const head = new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer());
+  const tail = new Uint8Array(await file.slice(Math.max(0, file.size - 65536)).arrayBuffer());
+  const problem = describeProblem(name, file.size, head, tail);
+  if (problem) throw new UserError(problem);
+  let bmp: ImageBitmap;
+  try {
+    // Pixels as stored, like the engine's Pillow decode: no colour-profile conversion, no
+    // premultiplication; EXIF orientation applied (the engine applies it too).
+    bmp = await createImageBitmap(file, { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+  } catch (e) {
+    throw new UserError(`“${name}” could not be decoded as an image: the file is corrupt or in a format this browser cannot read (${e instanceof Error ? e.message : String(e)}).`);
+  }
+  try {
+    const ow = bmp.width;
+    const oh = bmp.height;
+    if (ow * oh > MAX_PIXELS) throw new UserError(`“${name}” is too large: ${ow}×${oh} pixels (limit ${MAX_PIXELS.toLocaleString('en')}).`);
+    // Huge images are scaled down (high-quality filter) before they become tensors: a 40 Mpx
+    // photo would otherwise be a 480 MB float tensor. Dataset-sized images pass through as-is,
+    // so their path is exactly the engine's: RGB → bilinear resize with half-pixel centres.
+    const [w, h] = scaledSize(ow, oh);
+    const canvas = new OffscreenCanvas(w, h);
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    if (!ctx) throw new Error('no 2D canvas in this worker');
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = 'high';
+    ctx.drawImage(bmp, 0, 0, w, h);
+    const rgba = ctx.getImageData(0, 0, w, h).data;
+    const rgb = new Float32Array(w * h * 3);
+    for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+      const a = rgba[i + 3]!;
+      if (a === 255) {
+        rgb[j] = rgba[i]!;
+        rgb[j + 1] = rgba[i + 1]!;
+        rgb[j + 2] = rgba[i + 2]!;
+      } else {
+        // Integer "over" onto white, rounded, as convnet_search/images.py does.
+        for (let c = 0; c < 3; c++) rgb[j + c] = Math.floor((rgba[i + c]! * a + 255 * (255 - a) + 127) / 255);
+      }
+    }
+    const preview = await previewJpeg(bmp);
+    return { rgb, width: w, height: h, originalWidth: ow, originalHeight: oh, preview };
+  } finally {
+    bmp.close();
+  }
+}
+
+/**
+ * Small JPEG of the image as a data: URL. A data: URL (unlike a blob: URL) does not even show up as
+ * a request in the browser's network log: displaying the query is provably local.
+ */
+async function previewJpeg(bmp: ImageBitmap): Promise<string> {
+  const [w, h] = scaledSize(bmp.width, bmp.height, 256);
+  const c = new OffscreenCanvas(w, h);
+  const ctx = c.getContext('2d')!;
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, w, h);
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(bmp, 0, 0, w, h);
+  const blob = await c.convertToBlob({ type: 'image/jpeg', quality: 0.85 });
+  return new FileReaderSync().readAsDataURL(blob);
+}
+
+async function embed(px: Pixels): Promise<Map<string, Float32Array>> {
+  if (!loaded) throw new Error('the model is not loaded');
+  const { model, outputs, inputSize } = loaded;
+  const ys = tf.tidy(() => {
+    const img = tf.tensor4d(px.rgb, [1, px.height, px.width, 3], 'float32');
+    // THE preprocessing path, twin of convnet_search/preprocess.py resize_rgb:
+    // bilinear, half-pixel centres, no antialias; the network's preprocess_input is in the graph.
+    const x = px.height === inputSize[0] && px.width === inputSize[1] ? img : tf.image.resizeBilinear(img, inputSize, false, true);
+    return asArray(model.execute(x, outputs.map((o) => o.output)));
+  });
+  try {
+    const values = await Promise.all(ys.map((y) => y.data<'float32'>()));
+    return new Map(outputs.map((o, i) => [o.layer, Float32Array.from(values[i]!)]));
+  } finally {
+    tf.dispose(ys);
+  }
+}
+
+async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'id'>> {
+  if (!loaded) throw new Error('the model is not loaded');
+  const t0 = now();
+  let decodeMs = 0;
+  let embedMs = 0;
+  let px: Pixels | null = null;
+  if (req.file) {
+    px = await decode(req.file, req.name ?? 'file');
+    const t1 = now();
+    decodeMs = t1 - t0;
+    lastEmbedding = await embed(px);
+    embedMs = now() - t1;
+  } else if (!lastEmbedding) {
+    throw new UserError('Choose an image first.');
+  }
+  const q = lastEmbedding.get(req.layer);
+  if (!q) throw new Error(`the model has no output for layer ${req.layer}`);
+  const f = await loadFeatures(req.features.url, req.features.n, req.features.dim);
+  const t2 = now();
+  const d = distances(q, f.data, f.dim, req.metric, req.p, f.norms);
+  const hits = topK(d, req.k);
+  const searchMs = now() - t2;
+  return {
+    hits,
+    timings: { decodeMs, embedMs, searchMs, workerMs: now() - t0 },
+    numTensors: tf.memory().numTensors,
+    baselineTensors: loaded.baseline,
+    width: px?.width ?? 0,
+    height: px?.height ?? 0,
+    originalWidth: px?.originalWidth ?? 0,
+    originalHeight: px?.originalHeight ?? 0,
+    ...(px ? { preview: px.preview } : {}),
+  };
+}
+
+async function handle(req: Request): Promise<Reply> {
+  try {
+    switch (req.type) {
+      case 'init':
+        return { type: 'init', id: req.id, ...(await init(req)) };
+      case 'features':
+        return { type: 'features', id: req.id, ...(await features(req)) };
+      case 'search':
+        return { type: 'search', id: req.id, ...(await search(req)) };
+    }
+  } catch (e) {
+    return { type: 'error', id: req.id, message: e instanceof Error ? e.message : String(e), user: e instanceof UserError };
+  }
+}
+
+// One request at a time: a search never races a model load, and replies come back in order.
+let queue: Promise<unknown> = Promise.resolve();
+self.onmessage = (ev: MessageEvent<Request>) => {
+  const req = ev.data;
+  queue = queue.then(async () => self.postMessage(await handle(req)));
+};
