@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
 
 const PLOT_PAD = 16; // src/views/map.ts
 let bundle, server, browser, manifest, index, ds;
@@ -252,13 +252,13 @@ describe('explorer', () => {
   test('view switches fetch only that view’s files, once (in-memory cache)', async () => {
     const { page, problems } = await openPage('?q=0');
     await page.waitForSelector('.results-grid .result');
-    await page.waitForLoadState('networkidle');
+    await waitQuiet(server);
     const report = {};
     const step = async (name, act, ready) => {
       const from = server.log.length;
       await act();
       await page.waitForSelector(ready);
-      await page.waitForLoadState('networkidle');
+      await waitQuiet(server);
       const files = server.log.slice(from).filter((e) => !e.path.endsWith('.jpg'));
       report[name] = { dataBytes: files.reduce((s, e) => s + e.bytes, 0), files: files.map((e) => e.path), thumbBytes: server.bytes(from) - files.reduce((s, e) => s + e.bytes, 0) };
     };

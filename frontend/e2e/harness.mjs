@@ -134,7 +134,8 @@ export function ensureSiteBuilt() {
     const inputs = ['src', 'index.html', 'vite.config.ts', 'package.json'].map((f) => path.join(FRONTEND, f)).filter((f) => fs.existsSync(f));
     const built = path.join(DIST, 'index.html');
     if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= Math.max(...inputs.map(newestMtime))) return DIST;
-    execFileSync('npm', ['run', '-s', 'build'], { cwd: FRONTEND, stdio: ['ignore', 'ignore', 'inherit'] });
+    const r = spawnSync('npm', ['run', '-s', 'build'], { cwd: FRONTEND, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`npm run build failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
     return DIST;
   });
 }
@@ -210,4 +211,22 @@ export function watchPage(page) {
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); void d.dismiss(); });
   return problems;
+}
+
+/**
+ * Resolves once the server has answered no request for quietMs. (Playwright's "networkidle" is a
+ * load state reached once per navigation, so it cannot tell when a later click's fetches end.)
+ */
+export async function waitQuiet(server, quietMs = 400, timeoutMs = 15_000) {
+  const start = Date.now();
+  let n = server.log.length;
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() - start > timeoutMs) throw new Error('the page kept fetching for 15 s');
+    await new Promise((r) => setTimeout(r, 50));
+    if (server.log.length !== n) {
+      n = server.log.length;
+      since = Date.now();
+    }
+  }
 }

@@ -98,6 +98,7 @@ export class MapView implements ViewModule {
     const d = this.drawn;
     const rect = this.canvas.getBoundingClientRect();
     if (!d || rect.width === 0) return;
+    const t0 = performance.now();
     const dpr = window.devicePixelRatio || 1;
     this.canvas.width = Math.round(rect.width * dpr);
     this.canvas.height = Math.round(rect.height * dpr);
@@ -114,6 +115,8 @@ export class MapView implements ViewModule {
     for (const id of d.hits) this.ring(g, d.xy, id, r + 3, '#ffffff', '#000000', d.idx.labels[id]);
     if (d.q !== null) this.ring(g, d.xy, d.q, r + 5, '#000000', '#ffffff', d.idx.labels[d.q]);
     this.canvas.dataset.points = String(n);
+    // Exposed for the e2e smoothness check at 10⁴ points.
+    this.canvas.dataset.drawMs = (performance.now() - t0).toFixed(1);
   }
 
   private drawPoints(g: CanvasRenderingContext2D, d: Drawn, r: number): void {

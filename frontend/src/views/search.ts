@@ -184,7 +184,31 @@ export class SearchView implements ViewModule {
     }
   }
 
+  /**
+   * Gallery thumbnails get their src only when scrolled near the viewport. Native loading="lazy"
+   * uses a 1250–2500 px margin, which at N=200 fetched the whole gallery (700 KB) before the
+   * first results; this keeps the first screen to what is visible.
+   */
+  private readonly observer = new IntersectionObserver(
+    (entries) => {
+      for (const e of entries) {
+        if (!e.isIntersecting) continue;
+        const img = e.target as HTMLImageElement;
+        img.src = img.dataset.src ?? '';
+        this.observer.unobserve(img);
+      }
+    },
+    { rootMargin: '200px' },
+  );
+
+  private lazyImg(src: string, alt: string): HTMLImageElement {
+    const img = h('img', { attrs: { alt, decoding: 'async', width: 96, height: 96, 'data-src': src } });
+    this.observer.observe(img);
+    return img;
+  }
+
   private buildGallery(ctx: Ctx, idx: DatasetIndex): void {
+    this.observer.disconnect();
     const { state, data } = ctx;
     const ds = data.dataset(state.dataset);
     const mode = state.gallery;
@@ -199,7 +223,7 @@ export class SearchView implements ViewModule {
       const file = idx.files[id] ?? '';
       const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
       return h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id, title: `${file} (${cls})`, 'aria-label': `Search with ${file}, class ${cls}` }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [
-        h('img', { attrs: { src: data.thumbnailUrl(state.dataset, id), alt: `${file} (${cls})`, loading: 'lazy', decoding: 'async', width: 96, height: 96 } }),
+        this.lazyImg(data.thumbnailUrl(state.dataset, id), `${file} (${cls})`),
       ]);
     };
     clear(this.gallery);

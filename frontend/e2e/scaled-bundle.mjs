@@ -1,0 +1,116 @@
+// A larger bundle for the scale checks (UMAP smoothness at 10⁴ points, bytes per view switch at
+// N=200), derived from the engine-built tiny bundle: same manifest, models, layers, metrics and
+// thumbnails (hard-linked, reused cyclically), with N synthetic images whose files have exactly
+// the sizes and layout docs/bundle.md fixes for that N. The explorer's behaviour (not the engine's
+// numbers) is what these checks measure; correctness checks use the real engine bundle.
+import fs from 'node:fs';
+import path from 'node:path';
+
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function gauss(r) {
+  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+}
+
+/** UMAP-like layout: one blob per class, normalised into [0,1]² as the contract says. */
+function layout(labels, classes, r) {
+  const n = labels.length;
+  const xy = new Float32Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    const a = (2 * Math.PI * labels[i]) / classes;
+    xy[2 * i] = Math.cos(a) * 3 + gauss(r) * 0.8;
+    xy[2 * i + 1] = Math.sin(a) * 3 + gauss(r) * 0.8;
+  }
+  let lo = Infinity, hi = -Infinity;
+  for (const v of xy) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  for (let i = 0; i < xy.length; i++) xy[i] = (xy[i] - lo) / (hi - lo);
+  return xy;
+}
+
+/** Random neighbours (ascending distances, q excluded), biased towards the query's class. */
+function neighbours(labels, k, r, Ids) {
+  const n = labels.length;
+  const buf = new ArrayBuffer(n * k * (4 + Ids.BYTES_PER_ELEMENT));
+  const dist = new Float32Array(buf, 0, n * k);
+  const ids = new Ids(buf, n * k * 4, n * k);
+  for (let q = 0; q < n; q++) {
+    const seen = new Set([q]);
+    let d = 0.1 + r();
+    for (let i = 0; i < k; i++) {
+      let j;
+      do j = Math.floor(r() * n); while (seen.has(j));
+      seen.add(j);
+      d += r() * 0.2;
+      dist[q * k + i] = d;
+      ids[q * k + i] = j;
+    }
+  }
+  return { buf, ids };
+}
+
+export function deriveScaledBundle(baseDir, outDir, n) {
+  const base = JSON.parse(fs.readFileSync(path.join(baseDir, 'manifest.json'), 'utf8'));
+  const src = base.datasets[0];
+  const id = `scaled${n}`;
+  const classes = src.classes;
+  const C = classes.length;
+  const Ids = n <= 65535 ? Uint16Array : Uint32Array;
+  const manifest = {
+    ...base,
+    datasets: [{ ...src, id, name: `Scaled test set (${n})`, description: 'Synthetic scale test.', size: n, id_dtype: n <= 65535 ? 'uint16' : 'uint32', skipped: [] }],
+    browser_search: null,
+  };
+  fs.rmSync(outDir, { recursive: true, force: true });
+  const dsDir = path.join(outDir, 'datasets', id);
+  fs.mkdirSync(path.join(dsDir, 'thumbs'), { recursive: true });
+  fs.mkdirSync(path.join(dsDir, 'scores'));
+  fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest));
+  const labels = Array.from({ length: n }, (_, i) => Math.floor((i * C) / n));
+  fs.writeFileSync(path.join(dsDir, 'index.json'), JSON.stringify({ dataset: id, size: n, files: labels.map((l, i) => `${classes[l]}/img_${String(i).padStart(5, '0')}.png`), labels }));
+  for (let i = 0; i < n; i++) fs.linkSync(path.join(baseDir, 'datasets', src.id, 'thumbs', `${i % src.size}.jpg`), path.join(dsDir, 'thumbs', `${i}.jpg`));
+  const r = rng(n);
+  const k = base.k;
+  const configs = base.models.reduce((s, m) => s + m.layers.length, 0);
+  const summary = { dataset: id, metrics: {} };
+  for (const metric of base.metrics) {
+    const u8 = new Uint8Array(configs * n);
+    const table = { search_score: [], precision_at_k: [], map_at_k: [] };
+    let c = 0;
+    for (const model of base.models) {
+      const rows = { search_score: [], precision_at_k: [], map_at_k: [] };
+      for (const layer of model.layers) {
+        const dir = path.join(dsDir, model.id, layer.name);
+        fs.mkdirSync(dir, { recursive: true });
+        if (metric === base.metrics[0]) fs.writeFileSync(path.join(dir, 'umap.f32'), layout(labels, C, r));
+        const { buf, ids } = neighbours(labels, k, r, Ids);
+        fs.writeFileSync(path.join(dir, `${metric.id}.knn`), new Uint8Array(buf));
+        let sumS = 0, sumP = 0;
+        for (let q = 0; q < n; q++) {
+          let s = 0, same = 0;
+          for (let i = 0; i < k; i++) if (labels[ids[q * k + i]] === labels[q]) { s += k - i; same++; }
+          u8[c * n + q] = s;
+          sumS += s / base.score.scale;
+          sumP += same / k;
+        }
+        rows.search_score.push(sumS / n);
+        rows.precision_at_k.push(sumP / n);
+        rows.map_at_k.push(sumP / n);
+        c++;
+      }
+      for (const key of Object.keys(table)) table[key].push(rows[key]);
+    }
+    fs.writeFileSync(path.join(dsDir, 'scores', `${metric.id}.u8`), u8);
+    summary.metrics[metric.id] = table;
+  }
+  fs.writeFileSync(path.join(dsDir, 'summary.json'), JSON.stringify(summary));
+  return { dir: outDir, manifest, dataset: id };
+}
