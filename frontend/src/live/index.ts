@@ -164,6 +164,8 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
         info = r;
         root.dataset.backend = r.backend;
         root.dataset.modelSource = r.source;
+        root.dataset.loadMs = r.loadMs.toFixed(1);
+        root.dataset.warmupMs = r.warmupMs.toFixed(1);
         root.dataset.baselineTensors = String(r.numTensors);
         root.dataset.numTensors = String(r.numTensors);
         // Fetch the current dataset's features now, so a search itself needs no network at all.
