@@ -216,6 +216,22 @@ def _take_k_sorted(cand, dist, k, out_ids, out_d, row):
         out_d[row, r] = dist[order[r]]
 
 
+@njit(cache=True)
+def _kth_smallest(values, k):
+    """k-th smallest of values (k ≥ 1), with a small sorted buffer: after the first few elements
+    almost every value is rejected by one comparison, so this is one cheap pass (and compiles
+    much faster than np.partition)."""
+    top = np.full(k, np.inf)
+    for v in values:
+        if v < top[k - 1]:
+            pos = k - 1
+            while pos > 0 and top[pos - 1] > v:
+                top[pos] = top[pos - 1]
+                pos -= 1
+            top[pos] = v
+    return top[k - 1]
+
+
 @njit(cache=True, inline="always")
 def _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code):
     """(d̃ − ε, d̃ + ε) for one pair; see _gemm_select."""
@@ -247,20 +263,13 @@ def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset,
         i = row0 + b  # row in Q
         selfj = self_offset + i if self_offset >= 0 else -1
         qsq_i = qsq[i] if code != _COSINE else 0.0
-        # Pass 1: U = k-th smallest upper bound, kept in a small sorted buffer (after the first
-        # few rows almost every j is rejected by one comparison).
-        top = np.full(k, np.inf)
+        # Pass 1: U = k-th smallest upper bound.
+        hi_all = np.empty(N, dtype=np.float64)
         for j in range(N):
-            if j == selfj:
-                continue
-            lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
-            if hi < top[k - 1]:
-                pos = k - 1
-                while pos > 0 and top[pos - 1] > hi:
-                    top[pos] = top[pos - 1]
-                    pos -= 1
-                top[pos] = hi
-        U = top[k - 1]
+            lo, hi_all[j] = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
+        if selfj >= 0:
+            hi_all[selfj] = np.inf
+        U = _kth_smallest(hi_all, k)
         # Pass 2: count candidates; pass 3: collect them with exact distances (ids ascending).
         count = 0
         for j in range(N):
@@ -349,7 +358,7 @@ def _minkowski_select(Q, X, p, ip, self_offset, k, out_ids, out_d, row0, row1):
             dist_all[j] = _minkowski_sum(Q, X, i, j, p, ip) ** inv_p
         if selfj >= 0:
             dist_all[selfj] = np.inf
-        U = np.partition(dist_all.copy(), k - 1)[k - 1]
+        U = _kth_smallest(dist_all, k)
         count = 0
         for j in range(N):
             if dist_all[j] <= U and j != selfj:
