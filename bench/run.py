@@ -92,17 +92,22 @@ def run_module_section(name: str, quick: bool) -> tuple[list[dict], str | None]:
     return list(mod.run(quick)), None
 
 
-def read_browser_section() -> tuple[list[dict], str | None]:
+def read_browser_section() -> tuple[list[dict], str | None, dict]:
+    """Rows (and the file's other top-level keys, e.g. its machine info) of bench/out/browser.json."""
+    rel = BROWSER_JSON.relative_to(ROOT)
     if not BROWSER_JSON.exists():
-        return [], f"{BROWSER_JSON.relative_to(ROOT)} not present (run the frontend browser benchmark); section 'browser' skipped"
+        return [], f"{rel} not present (run `node bench/bench_browser.mjs`); section 'browser' skipped", {}
     try:
         data = json.loads(BROWSER_JSON.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        return [], f"{BROWSER_JSON.relative_to(ROOT)} unreadable: {exc}"
+        return [], f"{rel} unreadable: {exc}", {}
     rows = data.get("rows", data) if isinstance(data, dict) else data
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        return [], f"{BROWSER_JSON.relative_to(ROOT)}: expected a list of objects or {{\"rows\": [...]}}"
-    return rows, None
+        return [], f"{rel}: expected a list of objects or {{\"rows\": [...]}}", {}
+    meta = {k: v for k, v in data.items() if k != "rows"} if isinstance(data, dict) else {}
+    meta["source_file"] = str(rel)
+    meta["source_mtime_utc"] = dt.datetime.fromtimestamp(BROWSER_JSON.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    return rows, None, meta
 
 
 def _fmt(v, key: str = "") -> str:
@@ -137,7 +142,7 @@ def print_table(name: str, rows: list[dict]) -> None:
             table.add_row(*(_fmt(r.get(c), c) for c in cols))
     else:  # many fields: one column per row (case), one line per field, so it fits a terminal
         label_key = next((c for c in ("case", "model", "name") if c in cols), None)
-        table.add_column("field", style="bold")
+        table.add_column("field", style="bold", min_width=max(len(c) for c in cols), no_wrap=True)
         for i, r in enumerate(rows):
             table.add_column(str(r.get(label_key, i)) if label_key else str(i), overflow="fold")
         for c in cols:
@@ -183,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         console.rule(f"[bold]{name}")
         t0 = time.perf_counter()
         try:
-            rows, note = read_browser_section() if name == "browser" else run_module_section(name, args.quick)
+            meta: dict = {}
+            if name == "browser":
+                rows, note, meta = read_browser_section()
+            else:
+                rows, note = run_module_section(name, args.quick)
             error = None
         except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
             rows, note, error = [], None, f"{type(exc).__name__}: {exc}"
@@ -201,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             "error": error,
             "wall_s": round(elapsed, 2),
         }
+        if meta:
+            results["sections"][name]["meta"] = meta
     write_atomic(args.out, results)
     console.print(f"wrote {args.out}")
     return 1 if failed else 0
