@@ -2,8 +2,11 @@
 
 Results are *exact*: row q lists the k nearest rows other than q, by ascending distance, ties
 broken by the smaller id, and equals a brute-force float64 reference (``scipy.spatial.distance.cdist``
-then a stable sort by (distance, id)), ties included. Memory stays O(N·k + block): the N×N distance
-matrix is never built.
+then a stable sort by (distance, id)), ties included (duplicates, integer-valued data). The one
+caveat is inherent to floating point: two distances that are mathematically equal but summed in a
+different order (e.g. permuted coordinates) may differ in the last bit, in scipy as here, and such a
+1-ulp pair may then be ordered differently. Memory stays O(N·k + block): the N×N distance matrix is
+never built.
 
 How (docs/bundle.md defines the distances):
 
