@@ -218,6 +218,13 @@ describe('explorer', () => {
     await page.keyboard.press('ArrowRight');
     await page.waitForFunction(() => new URL(location.href).searchParams.get('view') === 'map');
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'tab-map');
+    // The map: focus it, step to image 3 with the arrow keys, Enter makes it the query.
+    await page.waitForSelector('canvas.umap-canvas[data-points]');
+    await page.focus('canvas.umap-canvas');
+    for (let i = 0; i < 4; i++) await page.keyboard.press('ArrowRight');
+    assert.equal(await page.locator('.umap-tip .tip-file').textContent(), index.files[3]);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === '3');
     assert.deepEqual(problems, []);
     await page.close();
   });

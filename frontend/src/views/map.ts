@@ -23,6 +23,9 @@ export class MapView implements ViewModule {
   private readonly tip = h('div', { class: 'umap-tip', attrs: { hidden: true, 'aria-hidden': 'true' } });
   private readonly legend = h('ul', { class: 'legend', attrs: { 'aria-label': 'Classes' } });
   private readonly info = h('div', { class: 'map-info' });
+  /** Screen-reader echo of the keyboard cursor. */
+  private readonly announce = h('p', { class: 'sr-only', attrs: { 'aria-live': 'polite' } });
+  private cursor = -1;
   private readonly latest = new Latest();
   private drawn: Drawn | null = null;
   private ctx: Ctx | null = null;
@@ -31,12 +34,15 @@ export class MapView implements ViewModule {
   constructor() {
     const wrap = h('div', { class: 'umap-wrap' }, [this.canvas, this.tip]);
     this.root = h('section', { class: 'view view-map', attrs: { 'aria-label': 'UMAP map' } }, [
-      h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info, this.legend]),
+      h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info, this.legend, this.announce,
+        h('p', { class: 'hint', text: 'Keyboard: focus the map, ←/→ step through the images, Enter makes one the query.' })]),
       wrap,
     ]);
     this.canvas.addEventListener('mousemove', (e) => this.hover(e));
     this.canvas.addEventListener('mouseleave', () => (this.tip.hidden = true));
     this.canvas.addEventListener('click', (e) => this.click(e));
+    this.canvas.addEventListener('keydown', (e) => this.key(e));
+    this.canvas.addEventListener('blur', () => (this.tip.hidden = true));
     new ResizeObserver(() => this.draw()).observe(wrap);
   }
 
@@ -155,15 +161,35 @@ export class MapView implements ViewModule {
     return nearestPoint(this.drawn.xy, this.t, e.clientX - rect.left, e.clientY - rect.top, 10);
   }
 
+  private key(e: KeyboardEvent): void {
+    const n = this.drawn ? this.drawn.xy.length / 2 : 0;
+    if (!n || !this.ctx) return;
+    if (e.key === 'ArrowRight' || e.key === 'ArrowDown') this.cursor = (this.cursor + 1) % n;
+    else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') this.cursor = (this.cursor - 1 + n) % n;
+    else if ((e.key === 'Enter' || e.key === ' ') && this.cursor >= 0) this.ctx.navigate({ q: this.cursor });
+    else if (e.key === 'Escape') this.tip.hidden = true;
+    else return;
+    e.preventDefault();
+    if (e.key.startsWith('Arrow')) {
+      this.showTip(this.cursor);
+      this.announce.textContent = `${this.cursor + 1} of ${n}: ${this.tip.querySelector('.tip-class')?.textContent ?? ''}, ${this.tip.querySelector('.tip-file')?.textContent ?? ''}`;
+    }
+  }
+
   private hover(e: MouseEvent): void {
     const i = this.pointAt(e);
-    const ctx = this.ctx;
-    if (i < 0 || !ctx || !this.drawn) {
+    if (i < 0 || !this.ctx || !this.drawn) {
       this.tip.hidden = true;
       this.canvas.classList.remove('pointing');
       return;
     }
     this.canvas.classList.add('pointing');
+    this.showTip(i);
+  }
+
+  private showTip(i: number): void {
+    const ctx = this.ctx;
+    if (!ctx || !this.drawn) return;
     const { idx } = this.drawn;
     const cls = ctx.data.dataset(ctx.state.dataset).classes[idx.labels[i] ?? -1] ?? '?';
     clear(this.tip);

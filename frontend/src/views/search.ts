@@ -64,6 +64,8 @@ export class SearchView implements ViewModule {
       clear(this.results);
       this.results.append(status('Loading results…'));
     }
+    // Old results stay in place (no layout jump), dimmed, until the new ones arrive.
+    this.results.setAttribute('aria-busy', 'true');
     const idxP = data.index(state.dataset);
     void idxP.then(
       (idx) => fresh() && this.renderGallery(ctx, idx),
@@ -77,6 +79,7 @@ export class SearchView implements ViewModule {
       clear(this.query);
       this.query.append(h('p', { class: 'hint', text: 'Pick an image below to see its nearest neighbours.' }));
       clear(this.results);
+      this.results.removeAttribute('aria-busy');
       return;
     }
     const q = state.q;
@@ -89,6 +92,7 @@ export class SearchView implements ViewModule {
 
   private fail(el: HTMLElement, e: unknown): void {
     clear(el);
+    el.removeAttribute('aria-busy');
     el.append(status(`Could not load data: ${e instanceof Error ? e.message : String(e)}`, 'error'));
   }
 
@@ -148,6 +152,7 @@ export class SearchView implements ViewModule {
       },
     });
     clear(this.results);
+    this.results.removeAttribute('aria-busy');
     this.results.append(
       h('h2', { text: `Top ${neighbors.length} by ${metric} distance` }),
       h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars: nearest result = full bar, twice as far = half a bar. ✕ marks another class.` }),
