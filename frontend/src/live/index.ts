@@ -84,10 +84,9 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   input.id = 'live-file';
   const pick = el('button', 'live-pick', 'Choose an image…');
   pick.type = 'button';
+  // The drop zone is a plain region (a button inside a role=button would nest interactive
+  // controls); keyboard users have the "Choose an image…" button and paste.
   const zone = el('div', 'live-drop');
-  zone.tabIndex = 0;
-  zone.setAttribute('role', 'button');
-  zone.setAttribute('aria-label', 'Drop an image here, paste one, or press Enter to choose a file');
   zone.append(el('span', 'live-drop-text', 'Drop an image here, or paste one (Ctrl+V / ⌘V)'), el('span', 'live-or', ' or '), pick, input);
 
   const layerSel = el('select', 'live-layer');
@@ -277,12 +276,6 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   zone.addEventListener('click', (e) => {
     if (e.target === zone) input.click();
   });
-  zone.addEventListener('keydown', (e) => {
-    if (e.target === zone && (e.key === 'Enter' || e.key === ' ')) {
-      e.preventDefault();
-      input.click();
-    }
-  });
   zone.addEventListener('dragover', (e) => {
     e.preventDefault();
     if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
@@ -312,6 +305,18 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
     }
   });
   // Load the model on the first sign of interest, not on page load: most visits never use it.
-  const intent = () => void ensureModel().catch(() => undefined);
-  for (const ev of ['pointerenter', 'focusin', 'dragenter'] as const) root.addEventListener(ev, intent, { once: true });
+  // Every later sign of interest prefetches the features of the dataset shown now (the explorer
+  // may have switched datasets), so that the search itself stays free of network requests.
+  const intent = () => {
+    const wasReady = info !== null;
+    void ensureModel().then(() => {
+      if (!wasReady) return; // ensureModel prefetches on first load
+      try {
+        void client?.request({ type: 'features', ...featuresFor(host.getDataset(), layerSel.value) }).catch(() => undefined);
+      } catch {
+        // no features for this dataset: reported at search time
+      }
+    }, () => undefined);
+  };
+  for (const ev of ['pointerenter', 'focusin', 'dragenter'] as const) root.addEventListener(ev, intent);
 }
