@@ -84,7 +84,7 @@ export class MapView implements ViewModule {
       this.info.append(
         h('p', { class: 'map-query' }, [
           h('img', { attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query ${idx.files[q] ?? ''} (${cls})`, width: 48, height: 48 } }),
-          h('span', { text: `Query: ${idx.files[q] ?? ''} (${cls}), ringed black; its top ${this.drawn?.hits.length ?? 0} ringed white.` }),
+          h('span', { text: `Query: ${idx.files[q] ?? ''} (${cls}), marked by the large target ring; its top ${this.drawn?.hits.length ?? 0} results are ringed.` }),
         ]),
       );
     }
@@ -119,7 +119,19 @@ export class MapView implements ViewModule {
     this.drawPoints(g, d, r);
     g.globalAlpha = 1;
     for (const id of d.hits) this.ring(g, d.xy, id, r + 3, '#ffffff', '#000000', d.idx.labels[id]);
-    if (d.q !== null) this.ring(g, d.xy, d.q, r + 5, '#000000', '#ffffff', d.idx.labels[d.q]);
+    if (d.q !== null) {
+      // The query: its dot enlarged plus a wide outer target ring, distinct from the neighbours' rings.
+      this.ring(g, d.xy, d.q, r + 3, '#000000', '#ffffff', d.idx.labels[d.q]);
+      const [x, y] = toScreen(this.t, d.xy[2 * d.q] ?? 0, d.xy[2 * d.q + 1] ?? 0);
+      g.beginPath();
+      g.arc(x, y, r + 10, 0, Math.PI * 2);
+      g.lineWidth = 4;
+      g.strokeStyle = '#ffffff';
+      g.stroke();
+      g.lineWidth = 2.2;
+      g.strokeStyle = '#000000';
+      g.stroke();
+    }
     this.canvas.dataset.points = String(n);
     // Exposed for the e2e smoothness check at 10⁴ points.
     this.canvas.dataset.drawMs = (performance.now() - t0).toFixed(1);
