@@ -145,6 +145,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   const ensureModel = (): Promise<InitReply> => {
     if (ready) return ready;
     setState('loading');
+    const tIntent = performance.now();
     statusLine.textContent = `Loading the model (${mb(bs.model_bytes)})…`;
     client = new WorkerClient((msg) => {
       setState('failed');
@@ -176,6 +177,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
         }
         const from = r.source === 'indexeddb' ? 'from this browser’s cache' : `downloaded, ${r.cacheNote}`;
         statusLine.textContent = `Ready: ${modelInfo?.name ?? bs.model} on the ${r.backend} backend (model ${from}; loaded in ${ms(r.loadMs)}, warm-up ${ms(r.warmupMs)}).`;
+        root.dataset.readyMs = (performance.now() - tIntent).toFixed(1); // first intent → ready
         setState('ready');
         return r;
       });
