@@ -51,6 +51,13 @@ describe('explorer', () => {
     await page.waitForFunction(() => [...document.querySelectorAll('.results-grid img')].every((i) => i.complete && i.naturalWidth > 0));
     const firstResultMs = await page.evaluate(() => performance.getEntriesByName('first-result')[0]?.startTime ?? -1);
     const bytes = server.bytes();
+    // No layout jumps while data arrives: cumulative layout shift of the load (buffered entries).
+    const cls = await page.evaluate(() => new Promise((resolve) => {
+      let sum = 0;
+      new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) sum += e.value; }).observe({ type: 'layout-shift', buffered: true });
+      setTimeout(() => resolve(sum), 200);
+    }));
+    assert.ok(cls < 0.1, `cumulative layout shift ${cls}`);
     const files = server.log.map((e) => `${e.path} ${e.bytes}`);
     assert.equal(await page.locator('.results-grid .result').count(), manifest.k);
     assert.ok(firstResultMs > 0 && firstResultMs < 1000, `first result after ${firstResultMs} ms`);
@@ -60,8 +67,8 @@ describe('explorer', () => {
     // Give lazy gallery images and async work a moment, then check nothing logged an error.
     await page.waitForTimeout(300);
     assert.deepEqual(problems, []);
-    fs.writeFileSync(path.join(RESULTS, 'first-load.json'), JSON.stringify({ firstResultMs, bytes, files }, null, 1));
-    process.stderr.write(`# first result ${firstResultMs.toFixed(0)} ms after navigation, ${bytes} bytes fetched (${files.length} files)\n`);
+    fs.writeFileSync(path.join(RESULTS, 'first-load.json'), JSON.stringify({ firstResultMs, bytes, cumulativeLayoutShift: cls, files }, null, 1));
+    process.stderr.write(`# first result ${firstResultMs.toFixed(0)} ms after navigation, ${bytes} bytes fetched (${files.length} files), CLS ${cls.toFixed(3)}\n`);
     await page.close();
   });
 

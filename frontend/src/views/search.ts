@@ -60,10 +60,7 @@ export class SearchView implements ViewModule {
     this.ctx = ctx;
     const fresh = this.latest.next();
     const { data, state } = ctx;
-    if (!this.results.querySelector('.results-grid')) {
-      clear(this.results);
-      this.results.append(status('Loading results…'));
-    }
+    if (!this.results.querySelector('.results-grid, .results-skeleton')) this.skeleton(ctx.manifest.k);
     // Old results stay in place (no layout jump), dimmed, until the new ones arrive.
     this.results.setAttribute('aria-busy', 'true');
     const idxP = data.index(state.dataset);
@@ -87,6 +84,22 @@ export class SearchView implements ViewModule {
     Promise.all([idxP, knnP]).then(
       ([idx, knn]) => fresh() && this.renderQuery(ctx, idx, q, knnRow(knn, q)),
       (e: unknown) => fresh() && this.fail(this.results, e),
+    );
+  }
+
+  /** Placeholder grid with the final layout, so the page does not jump when results arrive. */
+  private skeleton(k: number): void {
+    clear(this.results);
+    const item = () => h('li', { class: 'result-ph', attrs: { 'aria-hidden': 'true' } }, [
+      h('span', { class: 'thumb-ph' }),
+      h('div', { class: 'result-meta' }, [h('span', { class: 'rank', text: '\u00a0' })]),
+      h('span', { class: 'bar' }),
+      h('span', { class: 'result-class', text: '\u00a0' }),
+    ]);
+    this.results.append(
+      h('h2', { text: 'Loading results…' }),
+      status('Fetching neighbours…'),
+      h('ol', { class: 'results-skeleton' }, Array.from({ length: k }, item)),
     );
   }
 
