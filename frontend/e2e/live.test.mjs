@@ -92,7 +92,13 @@ describe('private live search', () => {
     assert.ok(baseline > 0, `baseline tensor count ${d0.baselineTensors}`);
     // The gallery shows every dataset thumbnail; wait until they are all on screen so that the
     // result list (which reuses them) is what we measure, not a lazy gallery still loading.
-    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    // (The gallery sets a thumbnail's src only when it scrolls near the viewport: visit each.)
+    await page.evaluate(async () => {
+      for (const b of document.querySelectorAll('.gal-item')) {
+        b.scrollIntoView({ block: 'center' });
+        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      }
+    });
     await page.waitForFunction(() => [...document.querySelectorAll('.gal-item img')].every((i) => i.complete && i.naturalWidth > 0));
     await page.evaluate(() => window.scrollTo(0, 0));
 
