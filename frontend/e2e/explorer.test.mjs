@@ -250,6 +250,28 @@ describe('explorer', () => {
     await page.close();
   });
 
+  test('gallery by category: one heading per class, state in the URL', async () => {
+    const { page, problems } = await openPage('?q=0');
+    await page.waitForSelector('.gal-item');
+    await page.click('.toggles button:has-text("By category")');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('gallery') === 'class');
+    const heads = await page.$$eval('.gal-class', (els) => els.map((e) => e.textContent));
+    assert.deepEqual(heads, ds.classes.map((c, i) => `${c} (${index.labels.filter((l) => l === i).length})`));
+    assert.equal(await page.locator('.gal-item').count(), ds.size);
+    await page.goBack();
+    await page.waitForFunction(() => document.querySelectorAll('.gal-class').length === 0);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('a missing bundle gives a clear error naming the URL', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(server.url + '?data=nowhere/manifest.json');
+    const msg = await page.locator('[role=alert]').textContent();
+    assert.match(msg, /nowhere\/manifest\.json: HTTP 404 while loading the manifest/);
+    await page.close();
+  });
+
   test('small screens: the search view fits a phone width', async () => {
     const page = await browser.context.newPage();
     const problems = watchPage(page);

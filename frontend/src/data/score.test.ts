@@ -54,16 +54,20 @@ describe('searchScore', () => {
 });
 
 describe('barFractions', () => {
-  it('nearest gets a full bar, twice as far half a bar', () => {
-    expect(barFractions([2, 4, 8])).toEqual([1, 0.5, 0.25]);
+  it('shrinks linearly with distance, to 1/5 at the farthest result', () => {
+    const f = barFractions([2, 4, 8]);
+    expect(f.map((x) => +x.toFixed(6))).toEqual([0.8, 0.6, 0.2]);
   });
   it('works for euclidean-scale distances where 1 − d would be negative', () => {
     const f = barFractions([12.5, 13, 40]);
-    expect(f[0]).toBe(1);
-    expect(f.every((x) => x > 0)).toBe(true);
+    expect(f[0]).toBeGreaterThan(f[2]!);
+    expect(f.every((x) => x >= 0.2 - 1e-9)).toBe(true);
   });
-  it('an exact duplicate (d = 0) does not collapse the other bars', () => {
-    expect(barFractions([0, 0.002, 0.004])).toEqual([1, 1, 0.5]);
+  it('a near-duplicate (d ≈ 0) does not collapse the other bars', () => {
+    const f = barFractions([0, 0.00005, 0.002, 0.004]);
+    expect(f[0]).toBe(1);
+    expect(f[2]).toBeCloseTo(0.6, 6);
+    expect(f[3]).toBeCloseTo(0.2, 6);
   });
   it('property: in [floor, 1], non-increasing for ascending distances, scale-free', () => {
     fc.assert(

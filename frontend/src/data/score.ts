@@ -29,18 +29,20 @@ export function knnRow(table: KnnTable, q: number): Neighbor[] {
 /**
  * Bar lengths in [0, 1] for one query's results, meaningful for every metric: distances are
  * "smaller is closer" but their ranges differ (cosine 0…2, euclidean unbounded), so 1 − d (what
- * ConvNet Playground drew) is negative for euclidean. Scale per query instead: the nearest result
- * at a positive distance gets a full bar and a result twice as far half a bar (bar = dref / d).
- * Exact duplicates (d = 0) also get a full bar but do not become the reference, else every other
- * bar would collapse to zero. A floor keeps every bar visible.
+ * ConvNet Playground drew) is negative for euclidean. Scale per query instead: the bar shrinks
+ * linearly with distance, from full at distance 0 to 1/5 at the farthest result shown
+ * (bar = 1 − d / (1.25 · dmax)). Unlike dmin / d, a near-duplicate result (d ≈ 0) does not squash
+ * every other bar to nothing. A floor keeps every bar visible.
  */
+export const BAR_HEADROOM = 1.25;
+
 export function barFractions(distances: readonly number[], floor = 0.04): number[] {
-  const positive = distances.filter((d) => Number.isFinite(d) && d > 0);
-  const dref = positive.length ? Math.min(...positive) : 0;
+  const valid = distances.filter((d) => Number.isFinite(d) && d >= 0);
+  const dmax = valid.length ? Math.max(...valid) : 0;
   return distances.map((d) => {
     if (d === 0) return 1;
-    if (!Number.isFinite(d) || d < 0 || dref === 0) return floor;
-    return Math.max(floor, Math.min(1, dref / d));
+    if (!Number.isFinite(d) || d < 0 || dmax === 0) return floor;
+    return Math.max(floor, Math.min(1, 1 - d / (BAR_HEADROOM * dmax)));
   });
 }
 

@@ -168,7 +168,7 @@ export class SearchView implements ViewModule {
     this.results.removeAttribute('aria-busy');
     this.results.append(
       h('h2', { text: `Top ${neighbors.length} by ${metric} distance` }),
-      h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars: nearest result = full bar, twice as far = half a bar. ✕ marks another class.` }),
+      h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars shrink with distance (scaled to this query: the farthest shown gets 1/5). ✕ marks another class.` }),
       grid,
     );
     if (!this.marked) {
