@@ -63,6 +63,10 @@ describe('explorer', () => {
     assert.ok(firstResultMs > 0 && firstResultMs < 1000, `first result after ${firstResultMs} ms`);
     assert.ok(await page.locator('.banner').isVisible(), 'random-weights banner');
     assert.match(await page.locator('.banner').textContent(), /random/);
+    // Gallery thumbnails load when scrolled near: scroll through so the full-page shot shows them.
+    await page.locator('.gallery').scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => [...document.querySelectorAll('.gal-item img')].every((i) => i.complete && i.naturalWidth > 0));
+    await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, 'search');
     // Give lazy gallery images and async work a moment, then check nothing logged an error.
     await page.waitForTimeout(300);
