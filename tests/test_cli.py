@@ -107,6 +107,36 @@ def test_odd_and_broken_images_end_to_end(tmp_path):
         assert reason in skipped[path], (path, skipped.get(path))
         assert path in r.stderr  # named in the run summary too
     assert manifest["weights"] == "random"
+    check_bundle_against_reference(out, work, manifest)
+
+
+def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> None:
+    """The bundle's neighbours and scores equal a brute-force recomputation from the stored features."""
+    from scipy.spatial.distance import cdist
+
+    from convnet_search.evaluate import search_score_numerators
+    from convnet_search.store import ArrayStore
+
+    ds = manifest["datasets"][0]
+    n, k, d = ds["size"], manifest["k"], ds["id"]
+    labels = np.array(json.loads((out / "datasets" / d / "index.json").read_text())["labels"])
+    model = manifest["models"][0]
+    feats = ArrayStore(work / "features").load(d, model["id"]).arrays
+    for metric in manifest["metrics"]:
+        m_id, p = metric["id"], metric["p"]
+        scores = np.fromfile(out / "datasets" / d / "scores" / f"{m_id}.u8", np.uint8).reshape(-1, n)
+        for c, layer in enumerate(model["layers"]):
+            x = feats[layer["name"]].astype(np.float64)
+            kw = {"p": p} if m_id == "minkowski" else {}
+            ref = cdist(x, x, m_id, **kw)
+            np.fill_diagonal(ref, np.inf)
+            raw = (out / "datasets" / d / model["id"] / layer["name"] / f"{m_id}.knn").read_bytes()
+            dist = np.frombuffer(raw, "<f4", n * k).reshape(n, k)
+            ids = np.frombuffer(raw, "<u2", n * k, n * k * 4).reshape(n, k).astype(np.int64)
+            np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, 1), rtol=1e-5, atol=1e-6)
+            kth = np.sort(ref, axis=1)[:, k - 1]
+            assert (dist[:, -1] <= kth * (1 + 1e-5) + 1e-6).all()  # nothing closer was left out
+            np.testing.assert_array_equal(scores[c], search_score_numerators(ids, labels))
 
 
 def _write_config(path: Path, shard_size: int) -> Path:
