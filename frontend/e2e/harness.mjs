@@ -79,6 +79,9 @@ function withLock(lockDir, fn) {
       fs.mkdirSync(lockDir);
       break;
     } catch {
+      // A lock left by a killed run (older than the slowest bundle build) is stale: take it over.
+      const age = Date.now() - (fs.statSync(lockDir, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > 10 * 60_000) fs.rmSync(lockDir, { recursive: true, force: true });
       if (Date.now() - start > 15 * 60_000) throw new Error(`timed out waiting for ${lockDir}`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
     }
@@ -130,7 +133,8 @@ function newestMtime(p) {
 
 /** Runs the production build when dist/ is missing or older than any source file. */
 export function ensureSiteBuilt() {
-  return withLock(path.join(FRONTEND, '.build-lock'), () => {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  return withLock(path.join(RESULTS, '.build-lock'), () => {
     const inputs = ['src', 'index.html', 'vite.config.ts', 'package.json'].map((f) => path.join(FRONTEND, f)).filter((f) => fs.existsSync(f));
     const built = path.join(DIST, 'index.html');
     if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= Math.max(...inputs.map(newestMtime))) return DIST;
