@@ -53,6 +53,8 @@ describe('describeProblem', () => {
     expect(describeProblem('a.jpg', 0, new Uint8Array(), new Uint8Array())).toMatch(/“a.jpg” is empty/);
     const text = bytes('just some notes\nline two\n');
     expect(describeProblem('notes.jpg', text.length, text, text)).toMatch(/“notes.jpg” is not an image \(it looks like a text file\)/);
+    const heic = bytes([0, 0, 0, 24], 'ftypheic', [0, 0, 0, 0, 0xff, 0xfe, 0x80]);
+    expect(describeProblem('photo.heic', heic.length, heic, heic)).toBe('“photo.heic” is not an image in a supported format (JPEG, PNG, GIF, WebP or BMP).');
     const bomb = png(30000, 30000);
     expect(describeProblem('bomb.png', bomb.length, bomb, bomb)).toMatch(/too large: 30000×30000/);
     const cut = jpeg.subarray(0, 30);

@@ -111,7 +111,9 @@ export function describeProblem(name: string, size: number, head: Uint8Array, ta
   const hdr = sniffImage(head);
   if (!hdr) {
     const text = head.length > 0 && head.subarray(0, 512).every((c) => c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127) || c >= 128);
-    return `${label} is not an image${text ? ' (it looks like a text file)' : ''}: supported formats are JPEG, PNG, GIF, WebP and BMP.`;
+    return text
+      ? `${label} is not an image (it looks like a text file): supported formats are JPEG, PNG, GIF, WebP and BMP.`
+      : `${label} is not an image in a supported format (JPEG, PNG, GIF, WebP or BMP).`;
   }
   if (hdr.width > 0 && hdr.height > 0 && hdr.width * hdr.height > MAX_PIXELS) {
     return `${label} is too large: ${hdr.width}×${hdr.height} pixels (limit ${MAX_PIXELS.toLocaleString('en')} pixels).`;
