@@ -88,6 +88,9 @@ describe('private live search', () => {
     const { page, problems } = await openLive();
     const d0 = await data(page);
     assert.equal(d0.backend, 'wasm', 'wasm backend preferred');
+    // Before any upload there is no preview: no empty image box with its alt text.
+    assert.equal(await page.locator(`${LIVE} .live-preview`).isVisible(), false, 'the preview is hidden before an upload');
+    assert.equal(await page.locator(`${LIVE} .live-error`).isVisible(), false, 'no error before an upload');
     baseline = Number(d0.baselineTensors);
     assert.ok(baseline > 0, `baseline tensor count ${d0.baselineTensors}`);
     // The gallery shows every dataset thumbnail; wait until they are all on screen so that the
