@@ -15,13 +15,13 @@ from .images import load_rgb, thumbnail_jpeg
 from .neighbors import METRICS
 from .store import StoredArrays, atomic_path, dumps_json
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
     "index": "datasets/{dataset}/index.json",
     "thumbnail": "datasets/{dataset}/thumbs/{id}.jpg",
-    "summary": "datasets/{dataset}/summary.json",
+    "summary": "datasets/{dataset}/summary/{metric}.json",
     "scores": "datasets/{dataset}/scores/{metric}.u8",
     "neighbors": "datasets/{dataset}/{model}/{layer}/{metric}.knn",
     "umap": "datasets/{dataset}/{model}/{layer}/umap.f32",
@@ -116,7 +116,6 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     for i in range(n):
         _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
     id_dtype = _id_dtype(n)
-    summary: dict[str, dict[str, list[list[float]]]] = {}
     for metric in inp.metrics:
         score_rows = []
         sums = {"search_score": [], "precision_at_k": [], "map_at_k": []}
@@ -137,8 +136,9 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
             for key in sums:
                 sums[key].append(row[key])
         _write(root, _path(FILES["scores"], dataset=d, metric=metric), np.stack(score_rows).tobytes())
-        summary[metric] = sums
-    _write(root, _path(FILES["summary"], dataset=d), dumps_json({"dataset": d, "metrics": summary}).encode())
+        # One small file per metric: the leaderboard needs only the current metric's means.
+        _write(root, _path(FILES["summary"], dataset=d, metric=metric),
+               dumps_json({"dataset": d, "metric": metric, **sums}).encode())
     for mid in inp.models:
         for layer in res.features[mid].meta["layers"]:
             xy = res.umap[mid].arrays[layer["name"]]

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from .bundle import BrowserSearch, check_replaceable, BundleInputs, DatasetResults, bundle_is_current, write_bundle
+from .bundle import (BUNDLE_VERSION, BrowserSearch, BundleInputs, DatasetResults, bundle_is_current,
+                     check_replaceable, write_bundle)
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .extract import ExtractResult, extract_features
@@ -185,7 +186,8 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     t = time.perf_counter()
     kinds = sorted({r.features[m].meta["weights"] for r in results for m in cfg.models})
     report.weights = kinds[0] if len(kinds) == 1 else "mixed"
-    bundle_fp = fingerprint("bundle", [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
+    # BUNDLE_VERSION is part of it: a bundle written in an older format is rewritten, not kept.
+    bundle_fp = fingerprint("bundle", BUNDLE_VERSION, [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
                             str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,

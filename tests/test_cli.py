@@ -56,12 +56,13 @@ def check_bundle(out: Path) -> dict:
         assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
         id_size = {"uint16": 2, "uint32": 4}[ds["id_dtype"]]
         n_configs = sum(len(m["layers"]) for m in manifest["models"])
-        summary = json.loads((out / f["summary"].format(dataset=d)).read_text())
         for metric in manifest["metrics"]:
             m_id = metric["id"]
             scores = np.fromfile(out / f["scores"].format(dataset=d, metric=m_id), dtype=np.uint8)
             assert scores.size == n_configs * n and scores.max() <= 120
-            assert len(summary["metrics"][m_id]["search_score"]) == len(manifest["models"])
+            summary = json.loads((out / f["summary"].format(dataset=d, metric=m_id)).read_text())
+            assert summary["dataset"] == d and summary["metric"] == m_id
+            assert [len(row) for row in summary["search_score"]] == [len(m["layers"]) for m in manifest["models"]]
             for model in manifest["models"]:
                 for layer in model["layers"]:
                     p = out / f["neighbors"].format(dataset=d, model=model["id"], layer=layer["name"], metric=m_id)
@@ -145,7 +146,7 @@ def _write_config(path: Path, shard_size: int) -> Path:
     return path
 
 
-def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path):
+def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path, monkeypatch):
     data = tmp_path / "data"
     add_plain_images(data, 12, ["a", "b", "c"])
     cfg = _write_config(tmp_path / "c.toml", shard_size=4)
@@ -178,6 +179,14 @@ def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path):
     r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(out),
                 "--work", str(work))
     assert r.returncode == 0 and "up to date" in r.stderr and "bundle up to date" in r.stderr
+    # a new bundle format: the same stage outputs are written again in it, not kept as "up to date"
+    from convnet_search import pipeline
+    from convnet_search.config import load_config
+
+    run_cfg = load_config(cfg, {"datasets": [str(data)], "out": str(out), "work": str(work)})
+    assert pipeline.run(run_cfg).bundle_status == "up to date"
+    monkeypatch.setattr(pipeline, "BUNDLE_VERSION", pipeline.BUNDLE_VERSION + 1)
+    assert pipeline.run(run_cfg).bundle_status == "written"
     shutil.copy(data / "b" / "plain_00.png", data / "a" / "plain_00.png")
     r = run_cli("precompute", "--config", str(cfg), "--dataset", str(data), "--out", str(out),
                 "--work", str(work))

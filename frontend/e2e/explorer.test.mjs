@@ -185,9 +185,9 @@ describe('explorer', () => {
     const layerPos = cur.layers.length - 1;
     const expected = (u8[layerPos * ds.size + 2] / manifest.score.scale).toFixed(2);
     assert.equal(await rows.nth(layerPos).locator('.score-val').textContent(), expected);
-    // The best cell matches summary.json's maximum.
-    const summary = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'summary.json'), 'utf8'));
-    const best = Math.max(...summary.metrics.cosine.search_score.flat());
+    // The best cell matches summary/cosine.json's maximum.
+    const summary = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'summary', 'cosine.json'), 'utf8'));
+    const best = Math.max(...summary.search_score.flat());
     assert.match(await page.locator('.heat-cell.best').textContent(), new RegExp(best.toFixed(2).replace('.', '\\.')));
     await shot(page, 'compare');
     // Clicking a cell switches the configuration.

@@ -12,8 +12,10 @@ before(async () => {
   const tiny = buildTinyBundle();
   ensureSiteBuilt();
   browser = await launchBrowser();
-  for (const n of [200, 10000]) {
-    const b = deriveScaledBundle(tiny.dir, path.join(RESULTS, `scaled-${n}`), n);
+  // N=200 with the default run's 9 models × 8 layers (72 configurations: the compare view's
+  // scores file grows with them); N=10,000 with the tiny bundle's models (only the map is checked).
+  for (const [n, shape] of [[200, { models: 9, layers: 8 }], [10000, {}]]) {
+    const b = deriveScaledBundle(tiny.dir, path.join(RESULTS, `scaled-${n}`), n, shape);
     servers.push({ n, server: await startServer({ bundleDir: b.dir }), bundle: b });
   }
 });
@@ -43,6 +45,8 @@ test('N=200: first result and every view switch stay within budget (≤ 20 KB of
   const m = bundle.manifest;
   await step('search→map', () => page.click('#tab-map'), 'canvas.umap-canvas[data-points="200"]');
   await step('map→compare', () => page.click('#tab-compare'), '.heatmap .heat-cell');
+  assert.equal(await page.locator('.heatmap .heat-cell').count(), 72, 'the default run\'s 9 × 8 configurations');
+  await step('metric change (compare)', () => page.selectOption('#sel-metric', 'minkowski'), '.heatmap .heat-cell');
   await step('compare→search', () => page.click('#tab-search'), '.results-grid .result');
   await step('layer change (search)', () => page.selectOption('#sel-layer', m.models[0].layers[0].name), `.results-grid .result`);
   await step('metric change (search)', () => page.selectOption('#sel-metric', 'euclidean'), '.results-grid .result');

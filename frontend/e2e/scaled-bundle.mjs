@@ -1,7 +1,8 @@
 // A larger bundle for the scale checks (UMAP smoothness at 10⁴ points, bytes per view switch at
-// N=200), derived from the engine-built tiny bundle: same manifest, models, layers, metrics and
-// thumbnails (hard-linked, reused cyclically), with N synthetic images whose files have exactly
-// the sizes and layout docs/bundle.md fixes for that N. The explorer's behaviour (not the engine's
+// N=200), derived from the engine-built tiny bundle: its metrics and thumbnails (hard-linked,
+// reused cyclically), its models and layers or, with { models, layers }, that many (e.g. 9 × 8 =
+// the default run's 72 configurations: the tiny bundle's repeated under new ids), with N synthetic
+// images whose files have exactly the sizes and layout docs/bundle.md fixes for that N. The explorer's behaviour (not the engine's
 // numbers) is what these checks measure; correctness checks use the real engine bundle.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -57,8 +58,27 @@ function neighbours(labels, k, r, Ids) {
   return { buf, ids };
 }
 
-export function deriveScaledBundle(baseDir, outDir, n) {
-  const base = JSON.parse(fs.readFileSync(path.join(baseDir, 'manifest.json'), 'utf8'));
+/** `count` models of `layers` layers each, cycling through the tiny bundle's (ids made unique). */
+function defaultSizedModels(models, count, layers) {
+  return Array.from({ length: count }, (_, i) => {
+    const m = models[i % models.length];
+    const round = Math.floor(i / models.length);
+    return {
+      ...m,
+      id: round ? `${m.id}${round + 1}` : m.id,
+      name: round ? `${m.name} (${round + 1})` : m.name,
+      layers: Array.from({ length: layers }, (_, j) => {
+        const l = m.layers[j % m.layers.length];
+        const r = Math.floor(j / m.layers.length);
+        return { ...l, name: r ? `${l.name}_${r + 1}` : l.name };
+      }),
+    };
+  });
+}
+
+export function deriveScaledBundle(baseDir, outDir, n, { models, layers } = {}) {
+  const tiny = JSON.parse(fs.readFileSync(path.join(baseDir, 'manifest.json'), 'utf8'));
+  const base = models && layers ? { ...tiny, models: defaultSizedModels(tiny.models, models, layers) } : tiny;
   const src = base.datasets[0];
   const id = `scaled${n}`;
   const classes = src.classes;
@@ -80,7 +100,7 @@ export function deriveScaledBundle(baseDir, outDir, n) {
   const r = rng(n);
   const k = base.k;
   const configs = base.models.reduce((s, m) => s + m.layers.length, 0);
-  const summary = { dataset: id, metrics: {} };
+  fs.mkdirSync(path.join(dsDir, 'summary'));
   for (const metric of base.metrics) {
     const u8 = new Uint8Array(configs * n);
     const table = { search_score: [], precision_at_k: [], map_at_k: [] };
@@ -109,8 +129,7 @@ export function deriveScaledBundle(baseDir, outDir, n) {
       for (const key of Object.keys(table)) table[key].push(rows[key]);
     }
     fs.writeFileSync(path.join(dsDir, 'scores', `${metric.id}.u8`), u8);
-    summary.metrics[metric.id] = table;
+    fs.writeFileSync(path.join(dsDir, 'summary', `${metric.id}.json`), JSON.stringify({ dataset: id, metric: metric.id, ...table }));
   }
-  fs.writeFileSync(path.join(dsDir, 'summary.json'), JSON.stringify(summary));
   return { dir: outDir, manifest, dataset: id };
 }

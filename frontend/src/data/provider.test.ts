@@ -4,7 +4,7 @@ import type { Manifest } from './types';
 
 function manifest(): Manifest {
   return {
-    bundle_version: 1, generator: 't', weights: 'random', weights_detail: '', k: 2, pooling: 'avg', score: { top: 15, scale: 120 },
+    bundle_version: 2, generator: 't', weights: 'random', weights_detail: '', k: 2, pooling: 'avg', score: { top: 15, scale: 120 },
     metrics: [{ id: 'cosine', label: 'Cosine', p: null, description: '' }],
     datasets: [{ id: 'd', name: 'D', description: '', source: '', classes: ['a', 'b'], size: 3, id_dtype: 'uint16', skipped: [] }],
     models: [
@@ -17,7 +17,7 @@ function manifest(): Manifest {
       ] },
     ],
     files: {
-      index: 'datasets/{dataset}/index.json', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary.json',
+      index: 'datasets/{dataset}/index.json', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
       scores: 'datasets/{dataset}/scores/{metric}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{metric}.knn',
       umap: 'datasets/{dataset}/{model}/{layer}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}.f32',
     },
@@ -72,7 +72,7 @@ describe('binary views', () => {
 describe('validateManifest', () => {
   it('accepts a format-1 manifest and rejects others with the reason', () => {
     expect(validateManifest(manifest(), 'm.json').k).toBe(2);
-    expect(() => validateManifest({ ...manifest(), bundle_version: 2 }, 'm.json')).toThrow(/m\.json: unsupported bundle_version 2/);
+    expect(() => validateManifest({ ...manifest(), bundle_version: 1 }, 'm.json')).toThrow(/m\.json: unsupported bundle_version 1/);
     expect(() => validateManifest({ ...manifest(), models: [] }, 'm.json')).toThrow(/"models" must be a non-empty list/);
     expect(() => validateManifest(null, 'm.json')).toThrow(BundleError);
   });

@@ -27,7 +27,7 @@ export function fillTemplate(template: string, values: Record<string, string | n
 export function validateManifest(raw: unknown, url: string): Manifest {
   const m = raw as Partial<Manifest> | null;
   if (m === null || typeof m !== 'object') throw new BundleError(url, 'manifest is not a JSON object');
-  if (m.bundle_version !== 1) throw new BundleError(url, `unsupported bundle_version ${String(m.bundle_version)} (this explorer reads 1)`);
+  if (m.bundle_version !== 2) throw new BundleError(url, `unsupported bundle_version ${String(m.bundle_version)} (this explorer reads 2)`);
   for (const key of ['metrics', 'datasets', 'models'] as const) {
     if (!Array.isArray(m[key]) || m[key].length === 0) throw new BundleError(url, `"${key}" must be a non-empty list`);
   }
@@ -145,8 +145,8 @@ export class DataProvider {
     });
   }
 
-  summary(dataset: string): Promise<Summary> {
-    return this.json<Summary>(this.path('summary', { dataset }));
+  summary(dataset: string, metric: string): Promise<Summary> {
+    return this.json<Summary>(this.path('summary', { dataset, metric }));
   }
 
   neighbors(dataset: string, model: string, layer: string, metric: string): Promise<KnnTable> {

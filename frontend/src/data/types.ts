@@ -101,11 +101,8 @@ export interface DatasetIndex {
 
 export type StatName = 'search_score' | 'precision_at_k' | 'map_at_k';
 
-/** datasets/<dataset>/summary.json: [model][layer] means, in manifest order. */
-export interface Summary {
-  dataset: string;
-  metrics: Record<MetricId, Record<StatName, number[][]>>;
-}
+/** datasets/<dataset>/summary/<metric>.json: [model][layer] means, in manifest order. */
+export type Summary = { dataset: string; metric: MetricId } & Record<StatName, number[][]>;
 
 /** One query's row of a neighbour file. */
 export interface Neighbor {

@@ -1,5 +1,5 @@
 // Compare view: this query's search score per layer and per model (from scores/<metric>.u8), and
-// the dataset-wide model × layer leaderboard heatmap (from summary.json).
+// the dataset-wide model × layer leaderboard heatmap (from summary/<metric>.json).
 import { h, clear, status } from '../dom';
 import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
 import type { DatasetIndex, Manifest, StatName, Summary } from '../data/types';
@@ -45,7 +45,7 @@ export class CompareView implements ViewModule {
       ([scores, idx]) => fresh() && this.renderQuery(ctx, scores, idx),
       (e: unknown) => fresh() && this.fail(this.query, e),
     );
-    data.summary(state.dataset).then(
+    data.summary(state.dataset, state.metric).then(
       (s) => fresh() && this.renderBoard(ctx, s),
       (e: unknown) => fresh() && this.fail(this.board, e),
     );
@@ -92,7 +92,7 @@ export class CompareView implements ViewModule {
 
   private renderBoard(ctx: Ctx, summary: Summary): void {
     const { manifest: m, state } = ctx;
-    const table = summary.metrics[state.metric]?.[this.stat];
+    const table = summary[this.stat];
     clear(this.board);
     const metric = metricLabel(metricInfo(m, state.metric));
     const select = h('select', { attrs: { id: 'sel-stat', 'aria-label': 'Statistic' } }, STATS.map(([v, t]) => h('option', { text: t, attrs: { value: v } })));
@@ -106,7 +106,7 @@ export class CompareView implements ViewModule {
       h('p', { class: 'hint' }, ['Mean over all images of ', select, '. Darker is better; ★ marks the best configuration. Click a cell to use it.']),
     );
     if (!table) {
-      this.board.append(status(`summary.json has no ${this.stat} for metric ${state.metric}`, 'error'));
+      this.board.append(status(`summary/${state.metric}.json has no ${this.stat}`, 'error'));
       return;
     }
     this.board.append(heatmap(m, table, state.model, state.layer, (model, layer) => ctx.navigate({ model, layer })));
