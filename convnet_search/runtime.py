@@ -26,6 +26,11 @@ def quiet_native_stderr():
         os.close(devnull)
 
 
+def quiet_unless_verbose():
+    """Silence native stderr (C++ log lines) unless CONVNET_SEARCH_VERBOSE=1."""
+    return contextlib.nullcontext() if os.environ.get("CONVNET_SEARCH_VERBOSE") else quiet_native_stderr()
+
+
 def import_tensorflow():
     if "tensorflow" in sys.modules or os.environ.get("CONVNET_SEARCH_VERBOSE"):
         import tensorflow as tf

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .runtime import quiet_unless_verbose
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -182,15 +184,18 @@ def export_tfjs(
         staged = Path(tmp) / "tfjs"
         _write_saved_model(model, layer_names, saved)
         try:
-            convert_tf_saved_model(
-                str(saved),
-                str(staged),
-                signature_def="serving_default",
-                saved_model_tags="serve",
-                quantization_dtype_map=qmap,
-                # One shard for a ~3 MB model: one request, one IndexedDB record.
-                weight_shard_size_bytes=16 * 1024 * 1024,
-            )
+            # Grappler logs its session start-up natively ("Number of eligible GPUs …"); the
+            # converter's own errors still arrive as the exception below.
+            with quiet_unless_verbose():
+                convert_tf_saved_model(
+                    str(saved),
+                    str(staged),
+                    signature_def="serving_default",
+                    saved_model_tags="serve",
+                    quantization_dtype_map=qmap,
+                    # One shard for a ~3 MB model: one request, one IndexedDB record.
+                    weight_shard_size_bytes=16 * 1024 * 1024,
+                )
         except Exception as e:  # the converter raises bare Exceptions/ValueErrors
             raise TfjsExportError(f"tensorflowjs conversion of {saved} failed: {e}") from e
 
