@@ -47,7 +47,9 @@ test-py: $(VENV)/.installed frontend/node_modules/.installed  # test_tfjs_export
 test-js: $(VENV)/.installed frontend/node_modules/.installed chromium
 	cd frontend && npm run -s test
 
-bench: $(VENV)/.installed
+# The browser benchmark (headless Chromium) runs first; run.py reads its bench/out/browser.json.
+bench: $(VENV)/.installed frontend/node_modules/.installed chromium
+	node bench/bench_browser.mjs --out bench/out/browser.json
 	$(PY) bench/run.py --out bench/results.json
 
 frontend: frontend/node_modules/.installed

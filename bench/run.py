@@ -3,7 +3,7 @@
 Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one dict per table row):
   neighbors  bench_neighbors.py  exact top-k vs scipy cdist + argsort
   extract    bench_extract.py    one multi-output pass vs plain forward pass vs truncated models
-  browser    bench/out/browser.json, written by the frontend's browser benchmark (read, not run)
+  browser    bench/out/browser.json, written by bench/bench_browser.mjs (`make bench` runs it first)
 
 Usage: python bench/run.py [--out bench/results.json] [--quick] [--only SECTION ...]
 """
