@@ -2,11 +2,12 @@
 model per layer (what ConvNet Playground did), measured in the same process, interleaved.
 
 Every variant runs as a `tf.function` on the same random batch; each round times the three
-variants back to back (A, B, C, A, B, C, …) so machine drift hits them alike; medians reported.
+variants back to back (A, B, C, A, B, C, …) so machine drift hits them alike; each variant's
+fastest round is reported (the least disturbed one on a shared machine, as in bench_neighbors),
+every round is listed.
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
@@ -51,12 +52,12 @@ def flops_bound_speedup(base, layer_names: list[str]) -> float:
 
 
 def bench_model(model_id: str, batch: int, rounds: int) -> dict:
+    from convnet_search.runtime import import_tensorflow
+
+    tf = import_tensorflow()  # first: the quiet import (keras would load TensorFlow noisily)
     import keras
 
     from convnet_search.models import build_base, build_feature_extractor, get_spec
-    from convnet_search.runtime import import_tensorflow
-
-    tf = import_tensorflow()
     spec = get_spec(model_id)
     multi, infos, _ = build_feature_extractor(spec, None, weights="none", seed=0)
     names = [i.name for i in infos]
@@ -87,7 +88,7 @@ def bench_model(model_id: str, batch: int, rounds: int) -> dict:
         t_last.append(_timed(f_last, x))
         t_multi.append(_timed(f_multi, x))
         t_trunc.append(_timed(run_trunc, x))
-    m_multi, m_last, m_trunc = (statistics.median(t) for t in (t_multi, t_last, t_trunc))
+    m_multi, m_last, m_trunc = (min(t) for t in (t_multi, t_last, t_trunc))
     return {
         "section": "extract", "model": spec.name, "layers": len(names), "batch": batch, "rounds": rounds,
         "plain_forward_s": round(m_last, 4), "all_layers_one_pass_s": round(m_multi, 4),
@@ -96,6 +97,8 @@ def bench_model(model_id: str, batch: int, rounds: int) -> dict:
         "cost_vs_plain_forward": round(m_multi / m_last, 3),
         "speedup_vs_per_layer_models": round(m_trunc / m_multi, 2),
         "speedup_bound_conv_flops": round(flops_bound_speedup(base, names), 2),
+        "rounds_s": {"plain_forward": [round(t, 4) for t in t_last], "all_layers_one_pass": [round(t, 4) for t in t_multi],
+                     "one_model_per_layer": [round(t, 4) for t in t_trunc]},
         "goal": "cost_vs_plain_forward <= 1.05 and speedup_vs_per_layer_models >= 5",
         "meets_goal": bool(m_multi / m_last <= 1.05 and m_trunc / m_multi >= 5),
     }
@@ -105,7 +108,7 @@ def run(quick: bool = False) -> list[dict]:
     if quick:
         return [bench_model("mobilenet", batch=8, rounds=2)]
     return [bench_model("mobilenet", batch=32, rounds=7), bench_model("resnet50", batch=32, rounds=5),
-            bench_model("vgg16", batch=16, rounds=3)]
+            bench_model("vgg16", batch=16, rounds=5)]
 
 
 if __name__ == "__main__":

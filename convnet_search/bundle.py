@@ -169,7 +169,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         meta = inp.results[0].features[b.model].meta
         browser = {
             "model": b.model, "model_url": f"tfjs/{b.model}/model.json",
-            "model_bytes": int(b.info["model_bytes"]), "quantization": b.info["quantization"],
+            "model_bytes": int(b.info["model_bytes"]), "model_sha256": b.info["model_sha256"],
+            "quantization": b.info["quantization"],
             "input_size": meta["input_size"], "preprocess": b.info["preprocess"],
             "outputs": b.info["outputs"], "default_layer": b.default_layer,
             "datasets": [r.dataset.id for r in inp.results],

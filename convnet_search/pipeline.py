@@ -26,7 +26,7 @@ from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 log = logging.getLogger(__name__)
 NEIGHBORS_FORMAT = 1
 UMAP_FORMAT = 1
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: model_sha256 recorded
 
 
 @dataclass
@@ -106,8 +106,8 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSear
             raise RuntimeError(f"{meta['model']}: rebuilt weights differ from the extracted ones; "
                                "cannot export a TF.js model that matches the dataset features")
         exp = export_tfjs(model, layers, export_dir, quantize=cfg.quantize)
-        atomic_write_json(info_path, {"model_bytes": exp.model_bytes, "quantization": exp.quantization,
-                                      "outputs": exp.outputs})
+        atomic_write_json(info_path, {"model_bytes": exp.model_bytes, "model_sha256": exp.model_sha256,
+                                      "quantization": exp.quantization, "outputs": exp.outputs})
     info = json.loads(info_path.read_text())
     info["preprocess"] = RESIZE_DESCRIPTION
     default = layers[-1]

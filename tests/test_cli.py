@@ -76,6 +76,22 @@ def check_bundle(out: Path) -> dict:
             for layer in model["layers"]:
                 xy = np.fromfile(out / f["umap"].format(dataset=d, model=model["id"], layer=layer["name"]), "<f4")
                 assert xy.size == 2 * n and xy.min() >= 0 and xy.max() <= 1
+    bs = manifest["browser_search"]
+    if bs is not None:  # the TF.js model is there, its hash is the files', and features are N x dim
+        import hashlib
+
+        model_json = out / bs["model_url"]
+        shards = [p for g in json.loads(model_json.read_text())["weightsManifest"] for p in g["paths"]]
+        h = hashlib.sha256()
+        for name in [model_json.name, *shards]:  # docs/bundle.md: name, NUL, bytes; model.json first
+            h.update(name.encode() + b"\0" + (model_json.parent / name).read_bytes())
+        assert h.hexdigest() == bs["model_sha256"]
+        assert bs["model_bytes"] == model_json.stat().st_size + sum((model_json.parent / s).stat().st_size for s in shards)
+        sizes = {d["id"]: d["size"] for d in manifest["datasets"]}
+        for d in bs["datasets"]:
+            for o in bs["outputs"]:
+                feats = np.fromfile(out / f["browser_features"].format(dataset=d, layer=o["layer"]), "<f4")
+                assert feats.size == sizes[d] * o["dim"]
     return manifest
 
 
@@ -97,9 +113,10 @@ def test_odd_and_broken_images_end_to_end(tmp_path):
     add_plain_images(odd.root, 4, odd.classes)
     out, work = tmp_path / "out", tmp_path / "work"
     r = run_cli("precompute", "--dataset", str(odd.root), "--models", "mobilenet", "--num-layers", "2",
-                "--weights", "none", "--no-browser-search", "--out", str(out), "--work", str(work))
+                "--weights", "none", "--out", str(out), "--work", str(work))
     assert r.returncode == 0, r.stderr[-3000:]
     manifest = check_bundle(out)
+    assert manifest["browser_search"] is not None  # so the whole manifest met the schema
     ds = manifest["datasets"][0]
     index = json.loads((out / "datasets" / ds["id"] / "index.json").read_text())
     assert set(odd.valid) <= set(index["files"])  # every valid odd file was embedded

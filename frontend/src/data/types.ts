@@ -68,6 +68,8 @@ export interface BrowserSearch {
   model: string;
   model_url: string;
   model_bytes: number;
+  /** sha256 over model.json and its shards: the browser's model cache key. */
+  model_sha256: string;
   quantization: string;
   input_size: [number, number];
   preprocess: string;

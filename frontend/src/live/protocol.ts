@@ -1,7 +1,7 @@
 // Messages between the page (index.ts) and the TF.js worker (worker.ts). Every request carries an
 // id; the worker answers each with exactly one reply with the same id (result or error).
 import type { Hit, LiveMetric } from './metrics';
-import type { BrowserOutput } from '../data/types';
+import type { BrowserOutput, Manifest } from '../data/types';
 
 export interface InitRequest {
   type: 'init';
@@ -84,32 +84,14 @@ export interface ErrorReply {
 
 export type Reply = InitReply | FeaturesReply | SearchReply | ErrorReply;
 
-/** FNV-1a (64-bit) as hex: a short, stable fingerprint for cache keys (not for security). */
-export function fnv1a64(text: string): string {
-  let h = 0xcbf29ce484222325n;
-  const prime = 0x100000001b3n;
-  for (const byte of new TextEncoder().encode(text)) {
-    h ^= BigInt(byte);
-    h = (h * prime) & 0xffffffffffffffffn;
-  }
-  return h.toString(16).padStart(16, '0');
-}
-
 /**
- * IndexedDB key for the bundle's model. The key must change whenever the model's bytes do, and
- * must be known *without* fetching model.json (the point of the cache). Preferred: the exporter's
- * sha256 of model.json + shards (`model_sha256`, when the bundle carries it); otherwise every
- * manifest field that describes the model and its weights.
+ * IndexedDB key for the bundle's model. It must change whenever the model's bytes do, and must be
+ * known *without* fetching model.json (the point of the cache): the exporter's sha256 over
+ * model.json and its shards (`browser_search.model_sha256`) is exactly that.
  */
-export function modelCacheKey(manifest: {
-  generator: string;
-  weights_detail: string;
-  browser_search: unknown;
-  models: { id: string }[];
-}): string {
-  const bs = manifest.browser_search as ({ model: string; model_sha256?: string } & Record<string, unknown>) | null;
+export function modelCacheKey(manifest: Pick<Manifest, 'browser_search'>): string {
+  const bs = manifest.browser_search;
   if (!bs) throw new Error('the bundle has no browser_search model');
-  const model = manifest.models.find((m) => m.id === bs.model) ?? null;
-  const basis = bs.model_sha256 ? `sha256:${bs.model_sha256}` : JSON.stringify([manifest.generator, manifest.weights_detail, bs, model]);
-  return `convnet-search/${bs.model}-${fnv1a64(basis)}`;
+  if (!/^[0-9a-f]{64}$/.test(bs.model_sha256)) throw new Error(`browser_search.model_sha256 is not a sha256: ${JSON.stringify(bs.model_sha256)}`);
+  return `convnet-search/${bs.model}-${bs.model_sha256.slice(0, 16)}`;
 }
