@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all")
     pre.add_argument("-v", "--verbose", action="store_true")
 
+    fetch = sub.add_parser("fetch", help="download a public dataset as an image folder (needs a network)",
+                           description="Write PER_CLASS seeded random images of each class of a public "
+                                       "dataset as DEST/images/<class>/<image> (+ DEST/dataset.toml); "
+                                       "then: precompute --dataset DEST.")
+    fetch.add_argument("name", metavar="NAME", help="cifar10, fashion_mnist or tiny_imagenet")
+    fetch.add_argument("dest", type=Path, metavar="DEST", help="new folder to create")
+    fetch.add_argument("--per-class", type=int, default=20, help="images per class (default 20)")
+    fetch.add_argument("--seed", type=int, default=0, help="which images are drawn (default 0)")
+
     info = sub.add_parser("info", help="list models (with their default layers) and datasets")
     info.add_argument("--layers", metavar="MODEL", help="list every selectable layer of MODEL")
     return p
@@ -138,6 +147,18 @@ def _precompute(args, console: Console) -> int:
     return EXIT_OK
 
 
+def _fetch(args, console: Console) -> int:
+    from .datasets import DatasetError, fetch_public_dataset
+
+    try:
+        dest = fetch_public_dataset(args.name, args.dest, per_class=args.per_class, seed=args.seed)
+    except DatasetError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_NOTHING_USABLE
+    console.print(f"wrote {dest}; use it with: convnet-search precompute --dataset {dest}")
+    return EXIT_OK
+
+
 def _info(args, console: Console) -> int:
     from .datasets import known_datasets
     from .models import REGISTRY, ModelError, get_spec
@@ -188,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "precompute":
         return _precompute(args, console)
+    if args.command == "fetch":
+        return _fetch(args, console)
     return _info(args, console)
 
 
