@@ -187,7 +187,8 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     kinds = sorted({r.features[m].meta["weights"] for r in results for m in cfg.models})
     report.weights = kinds[0] if len(kinds) == 1 else "mixed"
     # BUNDLE_VERSION is part of it: a bundle written in an older format is rewritten, not kept.
-    bundle_fp = fingerprint("bundle", BUNDLE_VERSION, [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
+    bundle_fp = fingerprint("bundle", BUNDLE_VERSION,
+                            [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
                             str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,

@@ -2,8 +2,9 @@
 // N=200), derived from the engine-built tiny bundle: its metrics and thumbnails (hard-linked,
 // reused cyclically), its models and layers or, with { models, layers }, that many (e.g. 9 × 8 =
 // the default run's 72 configurations: the tiny bundle's repeated under new ids), with N synthetic
-// images whose files have exactly the sizes and layout docs/bundle.md fixes for that N. The explorer's behaviour (not the engine's
-// numbers) is what these checks measure; correctness checks use the real engine bundle.
+// images whose files have exactly the sizes and layout docs/bundle.md fixes for that N. The
+// explorer's behaviour (not the engine's numbers) is what these checks measure; correctness
+// checks use the real engine bundle.
 import fs from 'node:fs';
 import path from 'node:path';
 

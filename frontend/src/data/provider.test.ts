@@ -70,7 +70,7 @@ describe('binary views', () => {
 });
 
 describe('validateManifest', () => {
-  it('accepts a format-1 manifest and rejects others with the reason', () => {
+  it('accepts a format-2 manifest and rejects others with the reason', () => {
     expect(validateManifest(manifest(), 'm.json').k).toBe(2);
     expect(() => validateManifest({ ...manifest(), bundle_version: 1 }, 'm.json')).toThrow(/m\.json: unsupported bundle_version 1/);
     expect(() => validateManifest({ ...manifest(), models: [] }, 'm.json')).toThrow(/"models" must be a non-empty list/);
