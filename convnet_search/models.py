@@ -61,6 +61,11 @@ _register(ModelSpec("resnet50", "ResNet50", "ResNet50", "resnet50", (224, 224)))
 _register(ModelSpec("efficientnetb5", "EfficientNetB5", "EfficientNetB5", "efficientnet", (456, 456)))
 _register(ModelSpec("vgg16", "VGG16", "VGG16", "vgg16", (224, 224)))
 _register(ModelSpec("vgg19", "VGG19", "VGG19", "vgg19", (224, 224)))
+# MobileNet v1 width variants (opt-in): fewer channels per layer, smaller and faster, less accurate.
+# Published ImageNet top-1 at 224 px: alpha 0.25 ≈ 50 %, 0.5 ≈ 63 %, 0.75 ≈ 68 %, 1.0 ≈ 71 %.
+for _alpha, _suffix in ((0.25, "025"), (0.5, "050"), (0.75, "075")):
+    _register(ModelSpec(f"mobilenet_{_suffix}", f"MobileNet α={_alpha:g}", "MobileNet", "mobilenet",
+                        (224, 224), default=False, extra_kwargs={"alpha": _alpha}))
 # Modern, opt-in (name them with --models).
 _register(ModelSpec("mobilenetv3large", "MobileNetV3Large", "MobileNetV3Large", "mobilenet_v3",
                     (224, 224), default=False))
