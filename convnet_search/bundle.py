@@ -10,12 +10,12 @@ import numpy as np
 
 from . import __version__
 from .datasets import Dataset
-from .evaluate import SCORE_SCALE, SCORE_TOP, search_score_numerators, summarize
+from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
 from .images import load_rgb, thumbnail_jpeg
 from .neighbors import METRICS
 from .store import StoredArrays, atomic_path, dumps_json
 
-BUNDLE_VERSION = 2
+BUNDLE_VERSION = 3  # 3: per-dataset k and score window (small folders)
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
@@ -116,6 +116,7 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     for i in range(n):
         _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
     id_dtype = _id_dtype(n)
+    k, top = score_window(n, inp.k)  # a small folder stores (and scores) fewer than k results
     for metric in inp.metrics:
         score_rows = []
         sums = {"search_score": [], "precision_at_k": [], "map_at_k": []}
@@ -125,11 +126,11 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
                 name = layer["name"]
                 ids = res.neighbors[mid].arrays[f"{name}/{metric}/ids"]
                 dists = res.neighbors[mid].arrays[f"{name}/{metric}/dists"]
-                blob = (np.ascontiguousarray(dists[:, : inp.k], dtype="<f4").tobytes()
-                        + np.ascontiguousarray(ids[:, : inp.k]).astype(id_dtype).tobytes())
+                blob = (np.ascontiguousarray(dists[:, :k], dtype="<f4").tobytes()
+                        + np.ascontiguousarray(ids[:, :k]).astype(id_dtype).tobytes())
                 _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, metric=metric), blob)
-                score_rows.append(search_score_numerators(ids, labels).astype(np.uint8))
-                q = summarize(ids, labels, inp.k)
+                score_rows.append(search_score_numerators(ids, labels, top).astype(np.uint8))
+                q = summarize(ids[:, :k], labels, k, top)
                 row["search_score"].append(round(q.search_score, 6))
                 row["precision_at_k"].append(round(q.precision_at_k, 6))
                 row["map_at_k"].append(round(q.map_at_k, 6))
@@ -158,9 +159,11 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
     datasets = []
     for res in inp.results:
         ds = res.dataset
+        k, top = score_window(len(ds), inp.k)
         datasets.append({
             "id": ds.id, "name": ds.name, "description": ds.description, "source": ds.source,
             "classes": list(ds.classes), "size": len(ds), "id_dtype": str(_id_dtype(len(ds)).name),
+            "k": k, "score": {"top": top, "scale": score_scale(top)},
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
         })
     browser = None

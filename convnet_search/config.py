@@ -10,7 +10,6 @@ from .models import DEFAULT_NUM_LAYERS, POOLINGS, default_model_ids, get_spec
 from .neighbors import resolve_metric, validate_minkowski_p
 
 ALL_METRICS = ("cosine", "euclidean", "sqeuclidean", "minkowski")
-SCORE_TOP = 15
 
 
 class ConfigError(ValueError):
@@ -58,8 +57,8 @@ class RunConfig:
             raise ConfigError(f"layers given for model(s) not in the run: {', '.join(stray)}")
         metrics = tuple(dict.fromkeys(resolve_metric(m) for m in self.metrics))
         p = validate_minkowski_p(self.minkowski_p) if "minkowski" in metrics else float(self.minkowski_p)
-        if self.k < SCORE_TOP:
-            raise ConfigError(f"k={self.k}: must be at least {SCORE_TOP} (the search score uses the top {SCORE_TOP})")
+        if self.k < 1:
+            raise ConfigError(f"k={self.k}: must be at least 1")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
         for name, value, low in (("num_layers", self.num_layers, 1), ("batch_size", self.batch_size, 1),

@@ -17,8 +17,26 @@ from dataclasses import dataclass
 import numpy as np
 
 SCORE_TOP = 15
-SCORE_SCALE = 120  # Σ_{i<15} (15 − i)
-assert SCORE_SCALE == sum(SCORE_TOP - i for i in range(SCORE_TOP))
+
+
+def score_scale(top: int) -> int:
+    """Σ_{i<top} (top − i): the largest numerator, 120 for the usual window of 15."""
+    return top * (top + 1) // 2
+
+
+SCORE_SCALE = score_scale(SCORE_TOP)
+
+
+def score_window(n_images: int, k: int) -> tuple[int, int]:
+    """(neighbours stored, search-score window) for a dataset of n_images and a requested k.
+
+    A query has n_images − 1 possible results, so a small folder shrinks both to that; the score
+    window is the usual 15 otherwise (or k, if k is smaller).
+    """
+    if n_images < 2:
+        raise ValueError(f"need at least 2 images to search, got {n_images}")
+    k_eff = min(k, n_images - 1)
+    return k_eff, min(SCORE_TOP, k_eff)
 
 
 def _check(neighbor_ids: np.ndarray, labels: np.ndarray, need: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -57,16 +75,18 @@ def _resolve_k(ids: np.ndarray, k: int | None) -> int:
     return int(k)
 
 
-def search_score_numerators(neighbor_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """uint8 [N]: Σ_{i<15, class(rᵢ)=class(q)} (15 − i), an integer 0 … 120."""
-    ids, lab = _check(neighbor_ids, labels, need=SCORE_TOP)
-    weights = np.arange(SCORE_TOP, 0, -1, dtype=np.int64)  # 15, 14, …, 1
-    return (_hits(ids, lab, SCORE_TOP) @ weights).astype(np.uint8)
+def search_score_numerators(neighbor_ids: np.ndarray, labels: np.ndarray, top: int = SCORE_TOP) -> np.ndarray:
+    """uint8 [N]: Σ_{i<top, class(rᵢ)=class(q)} (top − i), an integer 0 … score_scale(top) (120 for 15)."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= SCORE_TOP:
+        raise ValueError(f"score window must be an integer in 1 … {SCORE_TOP}, got {top!r}")
+    ids, lab = _check(neighbor_ids, labels, need=top)
+    weights = np.arange(top, 0, -1, dtype=np.int64)  # top, top − 1, …, 1
+    return (_hits(ids, lab, top) @ weights).astype(np.uint8)
 
 
-def search_scores(neighbor_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def search_scores(neighbor_ids: np.ndarray, labels: np.ndarray, top: int = SCORE_TOP) -> np.ndarray:
     """float64 [N] in [0, 1]: the search score of every query."""
-    return search_score_numerators(neighbor_ids, labels).astype(np.float64) / SCORE_SCALE
+    return search_score_numerators(neighbor_ids, labels, top).astype(np.float64) / score_scale(top)
 
 
 def precision_at_k(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -100,10 +120,12 @@ class QualitySummary:
     map_at_k: float
 
 
-def summarize(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None) -> QualitySummary:
-    """Means over all queries: search score, precision@k and mAP@k (k defaults to all columns)."""
+def summarize(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None,
+              top: int = SCORE_TOP) -> QualitySummary:
+    """Means over all queries: search score (window `top`), precision@k and mAP@k (k defaults to
+    all columns)."""
     return QualitySummary(
-        search_score=float(search_scores(neighbor_ids, labels).mean()),
+        search_score=float(search_scores(neighbor_ids, labels, top).mean()),
         precision_at_k=float(precision_at_k(neighbor_ids, labels, k).mean()),
         map_at_k=float(average_precision_at_k(neighbor_ids, labels, k).mean()),
     )
@@ -112,6 +134,8 @@ def summarize(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None
 __all__ = [
     "SCORE_TOP",
     "SCORE_SCALE",
+    "score_scale",
+    "score_window",
     "search_score_numerators",
     "search_scores",
     "precision_at_k",

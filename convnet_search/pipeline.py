@@ -55,6 +55,7 @@ def _progress(console: Console) -> Progress:
 
 
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
+    from .evaluate import score_window
     from .neighbors import top_k_neighbors
 
     fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
@@ -65,7 +66,7 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
         for layer in feats.meta["layers"]:
             x = feats.arrays[layer["name"]]
             for metric in cfg.metrics:
-                ids, dists = top_k_neighbors(x, min(cfg.k, len(ds) - 1), metric, p=cfg.minkowski_p)
+                ids, dists = top_k_neighbors(x, score_window(len(ds), cfg.k)[0], metric, p=cfg.minkowski_p)
                 arrays[f"{layer['name']}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{layer['name']}/{metric}/dists"] = dists.astype(np.float32)
         store.write(ds.id, model, {"fingerprint": fp}, arrays)
@@ -114,6 +115,20 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSear
     return BrowserSearch(meta["model"], export_dir, info, layers, default)
 
 
+def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
+    """A folder of n ≥ 2 images runs with k and the score window shrunk to n − 1 (one line says so)."""
+    from .datasets import DatasetError
+    from .evaluate import SCORE_TOP, score_window
+
+    if len(ds) < 2:
+        raise DatasetError(f"dataset {ds.id!r} ({ds.root}) has {len(ds)} usable image; "
+                           "searching needs at least 2")
+    k_eff, top = score_window(len(ds), k)
+    if k_eff < k or top < min(SCORE_TOP, k):
+        console.print(f"note: dataset {ds.id!r} has {len(ds)} usable images: each query has "
+                      f"{k_eff} results (k={k} requested) and the search score uses the top {top}.")
+
+
 def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> RunReport:
     console = console or Console(stderr=True)
     report = RunReport(out=cfg.out)
@@ -128,9 +143,7 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     if dupes:
         raise ValueError(f"two datasets share the id(s) {', '.join(sorted(dupes))}; rename a folder")
     for ds in datasets:
-        if len(ds) <= cfg.k:
-            raise ValueError(f"dataset {ds.id!r} ({ds.root}) has {len(ds)} usable images; "
-                             f"k={cfg.k} needs at least {cfg.k + 1}")
+        _note_small_dataset(ds, cfg.k, console)
     ds_fps = {d.id: dataset_fingerprint(d) for d in datasets}
     report.datasets = datasets
     report.stage_seconds["datasets"] = time.perf_counter() - t

@@ -48,9 +48,12 @@ def check_bundle(out: Path) -> dict:
 
     manifest = json.loads((out / "manifest.json").read_text())
     jsonschema.validate(manifest, SCHEMA)
-    f, k = manifest["files"], manifest["k"]
+    f = manifest["files"]
     for ds in manifest["datasets"]:
-        n, d = ds["size"], ds["id"]
+        n, d, k = ds["size"], ds["id"], ds["k"]
+        assert k == min(manifest["k"], n - 1)
+        top = ds["score"]["top"]
+        assert top == min(15, k) and ds["score"]["scale"] == top * (top + 1) // 2
         index = json.loads((out / f["index"].format(dataset=d)).read_text())
         assert len(index["files"]) == len(index["labels"]) == n
         assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
@@ -59,7 +62,7 @@ def check_bundle(out: Path) -> dict:
         for metric in manifest["metrics"]:
             m_id = metric["id"]
             scores = np.fromfile(out / f["scores"].format(dataset=d, metric=m_id), dtype=np.uint8)
-            assert scores.size == n_configs * n and scores.max() <= 120
+            assert scores.size == n_configs * n and scores.max() <= ds["score"]["scale"]
             summary = json.loads((out / f["summary"].format(dataset=d, metric=m_id)).read_text())
             assert summary["dataset"] == d and summary["metric"] == m_id
             assert [len(row) for row in summary["search_score"]] == [len(m["layers"]) for m in manifest["models"]]
@@ -138,7 +141,7 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
     from convnet_search.store import ArrayStore
 
     ds = manifest["datasets"][0]
-    n, k, d = ds["size"], manifest["k"], ds["id"]
+    n, k, d, top = ds["size"], ds["k"], ds["id"], ds["score"]["top"]
     labels = np.array(json.loads((out / "datasets" / d / "index.json").read_text())["labels"])
     model = manifest["models"][0]
     feats = ArrayStore(work / "features").load(d, model["id"]).arrays
@@ -156,7 +159,7 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
             np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, 1), rtol=1e-5, atol=1e-6)
             kth = np.sort(ref, axis=1)[:, k - 1]
             assert (dist[:, -1] <= kth * (1 + 1e-5) + 1e-6).all()  # nothing closer was left out
-            np.testing.assert_array_equal(scores[c], search_score_numerators(ids, labels))
+            np.testing.assert_array_equal(scores[c], search_score_numerators(ids, labels, top))
 
 
 def _write_config(path: Path, shard_size: int) -> Path:
@@ -223,3 +226,35 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path):
                 "--work", str(tmp_path / "w"))
     assert r.returncode == 2 and "refusing to replace" in r.stderr
     assert (out / "thesis.txt").read_text() == "do not delete"
+
+
+def test_small_folder_with_broken_files_runs_with_k_shrunk(tmp_path):
+    """5 valid images + 3 broken ones: exit 0, the 3 are named, each query has 4 results, the search
+    score uses the top 4, and the bundle equals a brute-force recomputation."""
+    data = tmp_path / "small"
+    add_plain_images(data, 3, ["a"])
+    add_plain_images(data, 2, ["b"], seed=1)
+    (data / "a" / "empty.jpg").write_bytes(b"")
+    (data / "b" / "notes.jpg").write_text("not an image")
+    (data / "b" / "cut.png").write_bytes((data / "a" / "plain_00.png").read_bytes()[:60])
+    out, work = tmp_path / "out", tmp_path / "work"
+    r = run_cli("precompute", "--dataset", str(data), "--models", "mobilenet_025", "--weights", "none",
+                "--num-layers", "2", "--no-browser-search", "--out", str(out), "--work", str(work))
+    assert r.returncode == 0, r.stderr
+    for name in ("empty.jpg", "notes.jpg", "cut.png"):
+        assert name in r.stderr
+    assert "4 results (k=15 requested)" in " ".join(r.stderr.split())
+    manifest = check_bundle(out)
+    ds = manifest["datasets"][0]
+    assert (ds["size"], ds["k"], ds["score"]) == (5, 4, {"top": 4, "scale": 10})
+    assert len(ds["skipped"]) == 3
+    check_bundle_against_reference(out, work, manifest)
+
+
+def test_a_single_usable_image_is_refused_clearly(tmp_path):
+    data = tmp_path / "one"
+    add_plain_images(data, 1, ["a"])
+    r = run_cli("precompute", "--dataset", str(data), "--models", "mobilenet_025", "--weights", "none",
+                "--no-browser-search", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"))
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert "needs at least 2" in " ".join(r.stderr.split())

@@ -31,7 +31,7 @@ def test_overrides_win_and_aliases_resolve(tmp_path):
     ({"metrics": ["hamming"]}, "hamming"),
     ({"minkowski_p": 2.0}, "euclidean"),
     ({"minkowski_p": 0.5}, "p"),
-    ({"k": 10}, "at least 15"),
+    ({"k": 0}, "at least 1"),
     ({"pooling": "median"}, "pooling 'median'"),
     ({"layers": {"resnet50": ["x"]}, "models": ["vgg16"]}, "not in the run: resnet50"),
     ({"batch_size": 0}, "batch_size=0"),

@@ -203,3 +203,27 @@ def test_property_earlier_match_scores_higher(matches, i):
         m[i], m[i + 1] = True, False
         after, _ = score0(m)
         assert after > before
+
+
+def test_score_window_shrinks_for_small_folders():
+    from convnet_search.evaluate import score_scale, score_window
+
+    assert score_window(200, 15) == (15, 15)
+    assert score_window(5, 15) == (4, 4)
+    assert score_window(200, 5) == (5, 5)
+    assert score_window(200, 30) == (30, 15)
+    assert score_window(2, 15) == (1, 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        score_window(1, 15)
+    assert [score_scale(t) for t in (1, 4, 15)] == [1, 10, 120]
+
+
+def test_search_score_with_a_small_window_matches_the_definition():
+    # 5 images, classes a a a b b; the window is 4: query 0's results 1 (hit), 3, 2 (hit), 4
+    labels = np.array([0, 0, 0, 1, 1])
+    ids = np.array([[1, 3, 2, 4], [0, 2, 3, 4], [0, 1, 3, 4], [4, 0, 1, 2], [3, 0, 1, 2]])
+    num = search_score_numerators(ids, labels, top=4)
+    assert num.tolist() == [4 + 2, 4 + 3, 4 + 3, 4, 4]
+    np.testing.assert_allclose(search_scores(ids, labels, top=4), num / 10)
+    with pytest.raises(ValueError, match="window"):
+        search_score_numerators(ids, labels, top=16)

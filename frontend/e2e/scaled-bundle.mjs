@@ -87,7 +87,7 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers } = {}) 
   const Ids = n <= 65535 ? Uint16Array : Uint32Array;
   const manifest = {
     ...base,
-    datasets: [{ ...src, id, name: `Scaled test set (${n})`, description: 'Synthetic scale test.', size: n, id_dtype: n <= 65535 ? 'uint16' : 'uint32', skipped: [] }],
+    datasets: [{ ...src, id, name: `Scaled test set (${n})`, description: 'Synthetic scale test.', size: n, id_dtype: n <= 65535 ? 'uint16' : 'uint32', k: src.k, score: src.score, skipped: [] }],
     browser_search: null,
   };
   fs.rmSync(outDir, { recursive: true, force: true });

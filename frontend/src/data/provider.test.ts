@@ -4,9 +4,9 @@ import type { Manifest } from './types';
 
 function manifest(): Manifest {
   return {
-    bundle_version: 2, generator: 't', weights: 'random', weights_detail: '', k: 2, pooling: 'avg', score: { top: 15, scale: 120 },
+    bundle_version: 3, generator: 't', weights: 'random', weights_detail: '', k: 2, pooling: 'avg', score: { top: 15, scale: 120 },
     metrics: [{ id: 'cosine', label: 'Cosine', p: null, description: '' }],
-    datasets: [{ id: 'd', name: 'D', description: '', source: '', classes: ['a', 'b'], size: 3, id_dtype: 'uint16', skipped: [] }],
+    datasets: [{ id: 'd', name: 'D', description: '', source: '', classes: ['a', 'b'], size: 3, id_dtype: 'uint16', k: 2, score: { top: 2, scale: 3 }, skipped: [] }],
     models: [
       { id: 'm1', name: 'M1', params: 1, layer_count: 3, input_size: [8, 8], weights: 'random', layers: [
         { name: 'l1', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dim: 2, params_cumulative: 1, depth: 0.5 },

@@ -1,6 +1,7 @@
 // The one place that fetches bundle files. Everything is lazy (fetched when a view asks) and cached
 // in memory by URL, so switching back to a configuration costs no request.
 import type { DatasetIndex, KnnTable, Manifest, Summary } from './types';
+export const BUNDLE_VERSION = 3;
 
 export type Fetcher = (url: string) => Promise<Response>;
 
@@ -27,7 +28,7 @@ export function fillTemplate(template: string, values: Record<string, string | n
 export function validateManifest(raw: unknown, url: string): Manifest {
   const m = raw as Partial<Manifest> | null;
   if (m === null || typeof m !== 'object') throw new BundleError(url, 'manifest is not a JSON object');
-  if (m.bundle_version !== 2) throw new BundleError(url, `unsupported bundle_version ${String(m.bundle_version)} (this explorer reads 2)`);
+  if (m.bundle_version !== BUNDLE_VERSION) throw new BundleError(url, `unsupported bundle_version ${String(m.bundle_version)} (this explorer reads ${BUNDLE_VERSION})`);
   for (const key of ['metrics', 'datasets', 'models'] as const) {
     if (!Array.isArray(m[key]) || m[key].length === 0) throw new BundleError(url, `"${key}" must be a non-empty list`);
   }
@@ -152,7 +153,7 @@ export class DataProvider {
   neighbors(dataset: string, model: string, layer: string, metric: string): Promise<KnnTable> {
     const d = this.dataset(dataset);
     const url = this.path('neighbors', { dataset, model, layer, metric });
-    return this.binary(url, (buf) => knnFromBuffer(buf, d.size, this.manifest.k, d.id_dtype, url));
+    return this.binary(url, (buf) => knnFromBuffer(buf, d.size, d.k, d.id_dtype, url));
   }
 
   umap(dataset: string, model: string, layer: string): Promise<Float32Array> {

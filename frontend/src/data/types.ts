@@ -25,6 +25,10 @@ export interface DatasetInfo {
   classes: string[];
   size: number;
   id_dtype: IdDtype;
+  /** Neighbours stored per image: min(manifest k, size − 1). */
+  k: number;
+  /** This dataset's search-score window (min(15, k)) and its scale. */
+  score: { top: number; scale: number };
   skipped: SkippedFile[];
 }
 

@@ -217,7 +217,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
         layer,
         metric,
         p,
-        k: m.k,
+        k: m.datasets.find((d) => d.id === host.getDataset())?.k ?? m.k,
       });
       if (r.preview) {
         previewUrl = r.preview;

@@ -66,15 +66,16 @@ export class CompareView implements ViewModule {
       return;
     }
     const q = state.q;
-    const n = data.dataset(state.dataset).size;
+    const ds = data.dataset(state.dataset);
+    const n = ds.size;
     const counts = layerCounts(m);
-    const score = (mi: number, li: number) => storedScore(scores, n, configIndex(counts, mi, li), q, m.score.scale);
+    const score = (mi: number, li: number) => storedScore(scores, n, configIndex(counts, mi, li), q, ds.score.scale);
     const mPos = m.models.findIndex((x) => x.id === state.model);
     const model = m.models[mPos]!;
         this.query.append(
       h('div', { class: 'cmp-head' }, [
         h('img', { class: 'cmp-thumb', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query image ${idx.files[q] ?? ''}`, width: 64, height: 64 } }),
-        h('p', { class: 'hint', text: `Search score of ${idx.files[q] ?? ''} under each configuration (1.00 = all ${m.score.top} results in its class). Click a row to use it.` }),
+        h('p', { class: 'hint', text: `Search score of ${idx.files[q] ?? ''} under each configuration (1.00 = all ${ds.score.top} results in its class). Click a row to use it.` }),
       ]),
       h('h3', { text: `Per layer of ${model.name}` }),
       h('ol', { class: 'score-list' }, model.layers.map((l, li) =>

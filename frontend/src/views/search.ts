@@ -1,7 +1,7 @@
 // Search view: the query and its top-k results with score, the private-search panel, the gallery.
 import { h, clear, status, gridKeys } from '../dom';
 import { knnRow, searchScore, rankWeight } from '../data/score';
-import type { DatasetIndex, Neighbor } from '../data/types';
+import type { DatasetIndex, DatasetInfo, Neighbor } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { metricInfo, metricLabel } from './config';
@@ -60,7 +60,7 @@ export class SearchView implements ViewModule {
     this.ctx = ctx;
     const fresh = this.latest.next();
     const { data, state } = ctx;
-    if (!this.results.querySelector('.results-grid, .results-skeleton')) this.skeleton(ctx.manifest.k);
+    if (!this.results.querySelector('.results-grid, .results-skeleton')) this.skeleton(ctx.data.dataset(state.dataset).k);
     // Old results stay in place (no layout jump), dimmed, until the new ones arrive.
     this.results.setAttribute('aria-busy', 'true');
     const idxP = data.index(state.dataset);
@@ -110,13 +110,13 @@ export class SearchView implements ViewModule {
   }
 
   private renderQuery(ctx: Ctx, idx: DatasetIndex, q: number, neighbors: Neighbor[]): void {
-    const { manifest: m, state, data } = ctx;
+    const { state, data } = ctx;
     const ds = data.dataset(state.dataset);
     const qLabel = idx.labels[q] ?? -1;
     const cls = ds.classes[qLabel] ?? '?';
     const file = idx.files[q] ?? '';
-    const top = Math.min(m.score.top, neighbors.length);
-    const sc = searchScore(qLabel, neighbors.map((n) => idx.labels[n.id] ?? -1), m.score.top);
+    const top = Math.min(ds.score.top, neighbors.length);
+    const sc = searchScore(qLabel, neighbors.map((n) => idx.labels[n.id] ?? -1), ds.score.top);
     clear(this.query);
     this.query.append(
       h('h2', { text: 'Query' }),
@@ -169,6 +169,7 @@ export class SearchView implements ViewModule {
     this.results.append(
       h('h2', { text: `Top ${neighbors.length} by ${metric} distance` }),
       h('p', { class: 'hint', text: `${model?.name ?? state.model} · layer ${state.layer}. Bars shrink with distance (scaled to this query: the farthest shown gets 1/5). ✕ marks another class.` }),
+      smallDatasetNote(m.k, data.dataset(state.dataset)) ?? '',
       grid,
     );
     if (!this.marked) {
@@ -259,4 +260,10 @@ export class SearchView implements ViewModule {
     }
     if (ds.size === 0) this.gallery.append(status('This dataset has no images.', 'empty'));
   }
+}
+
+/** A folder of N ≤ k images has only N − 1 results per query; say so instead of looking broken. */
+export function smallDatasetNote(requestedK: number, ds: DatasetInfo): HTMLElement | null {
+  if (ds.k >= requestedK) return null;
+  return h('p', { class: 'hint small-dataset', text: `${ds.name} has ${ds.size} images, so each query has ${ds.k} results (k=${requestedK} requested) and the search score uses the top ${ds.score.top}.` });
 }
