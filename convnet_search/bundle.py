@@ -13,20 +13,22 @@ from .datasets import Dataset
 from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
 from .images import load_rgb, thumbnail_jpeg
 from .neighbors import METRICS
+from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
 
-BUNDLE_VERSION = 3  # 3: per-dataset k and score window (small folders)
+BUNDLE_VERSION = 3  # 3: pooling axis, per-query score blocks, per-dataset k and score window
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
     "index": "datasets/{dataset}/index.json",
     "thumbnail": "datasets/{dataset}/thumbs/{id}.jpg",
     "summary": "datasets/{dataset}/summary/{metric}.json",
-    "scores": "datasets/{dataset}/scores/{metric}.u8",
-    "neighbors": "datasets/{dataset}/{model}/{layer}/{metric}.knn",
-    "umap": "datasets/{dataset}/{model}/{layer}/umap.f32",
-    "browser_features": "datasets/{dataset}/browser/{layer}.f32",
+    "scores": "datasets/{dataset}/scores/{metric}/{block}.u8",
+    "neighbors": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn",
+    "umap": "datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32",
+    "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
 }
+SCORES_BLOCK_BYTES = 4096
 
 
 class BundleError(RuntimeError):
@@ -58,7 +60,7 @@ class BundleInputs:
     metrics: list[str]
     minkowski_p: float
     k: int
-    pooling: str
+    poolings: tuple[str, ...]
     browser: BrowserSearch | None = None
     dataset_docs: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -96,7 +98,7 @@ def _model_entries(inp: BundleInputs) -> list[dict[str, Any]]:
         entries.append({
             "id": mid, "name": meta["name"], "params": meta["params"], "layer_count": meta["layer_count"],
             "input_size": meta["input_size"], "weights": meta["weights"],
-            "layers": [{k: layer[k] for k in ("name", "index", "type", "output_shape", "dim",
+            "layers": [{k: layer[k] for k in ("name", "index", "type", "output_shape", "dims",
                                               "params_cumulative", "depth")} for layer in meta["layers"]],
         })
     return entries
@@ -106,50 +108,73 @@ def _id_dtype(n: int) -> np.dtype:
     return np.dtype("<u2") if n <= 0xFFFF else np.dtype("<u4")
 
 
-def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
-    ds = res.dataset
-    n = len(ds)
-    labels = np.asarray(ds.labels)
-    d = ds.id
-    _write(root, _path(FILES["index"], dataset=d), dumps_json(
-        {"dataset": d, "size": n, "files": list(ds.files), "labels": [int(x) for x in labels]}).encode())
-    for i in range(n):
-        _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
-    id_dtype = _id_dtype(n)
+def scores_block(n_poolings: int, n_configs: int) -> int:
+    """Queries per scores file: one file stays ≤ SCORES_BLOCK_BYTES (the compare view fetches the
+    block holding its query: a few KB whatever N is)."""
+    return max(1, SCORES_BLOCK_BYTES // max(1, n_poolings * n_configs))
+
+
+def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
+    """.knn files, per-query score blocks and the per-metric summary of one dataset."""
+    ds, d = res.dataset, res.dataset.id
+    n, labels, id_dtype = len(ds), np.asarray(ds.labels), _id_dtype(len(ds))
     k, top = score_window(n, inp.k)  # a small folder stores (and scores) fewer than k results
+    block = scores_block(len(inp.poolings), sum(len(res.features[m].meta["layers"]) for m in inp.models))
     for metric in inp.metrics:
-        score_rows = []
-        sums = {"search_score": [], "precision_at_k": [], "map_at_k": []}
-        for mid in inp.models:
-            row = {key: [] for key in sums}
-            for layer in res.features[mid].meta["layers"]:
-                name = layer["name"]
-                ids = res.neighbors[mid].arrays[f"{name}/{metric}/ids"]
-                dists = res.neighbors[mid].arrays[f"{name}/{metric}/dists"]
-                blob = (np.ascontiguousarray(dists[:, :k], dtype="<f4").tobytes()
-                        + np.ascontiguousarray(ids[:, :k]).astype(id_dtype).tobytes())
-                _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, metric=metric), blob)
-                score_rows.append(search_score_numerators(ids, labels, top).astype(np.uint8))
-                q = summarize(ids[:, :k], labels, k, top)
-                row["search_score"].append(round(q.search_score, 6))
-                row["precision_at_k"].append(round(q.precision_at_k, 6))
-                row["map_at_k"].append(round(q.map_at_k, 6))
-            for key in sums:
-                sums[key].append(row[key])
-        _write(root, _path(FILES["scores"], dataset=d, metric=metric), np.stack(score_rows).tobytes())
+        numerators = []  # [pooling][config] -> uint8 [N]
+        sums: dict[str, list] = {"search_score": [], "precision_at_k": [], "map_at_k": []}
+        for pooling in inp.poolings:
+            per_pooling = {key: [] for key in sums}
+            row_scores = []
+            for mid in inp.models:
+                per_model = {key: [] for key in sums}
+                for layer in res.features[mid].meta["layers"]:
+                    name = layer["name"]
+                    key = f"{feature_key(name, pooling)}/{metric}"
+                    ids, dists = res.neighbors[mid].arrays[f"{key}/ids"], res.neighbors[mid].arrays[f"{key}/dists"]
+                    blob = (np.ascontiguousarray(dists[:, :k], dtype="<f4").tobytes()
+                            + np.ascontiguousarray(ids[:, :k]).astype(id_dtype).tobytes())
+                    _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, pooling=pooling,
+                                       metric=metric), blob)
+                    row_scores.append(search_score_numerators(ids, labels, top).astype(np.uint8))
+                    q = summarize(ids[:, :k], labels, k, top)
+                    for stat, value in (("search_score", q.search_score), ("precision_at_k", q.precision_at_k),
+                                        ("map_at_k", q.map_at_k)):
+                        per_model[stat].append(round(value, 4))
+                for stat in sums:
+                    per_pooling[stat].append(per_model[stat])
+            numerators.append(np.stack(row_scores))
+            for stat in sums:
+                sums[stat].append(per_pooling[stat])
+        by_query = np.ascontiguousarray(np.stack(numerators).transpose(2, 0, 1))  # [N, pooling, config]
+        for b, start in enumerate(range(0, n, block)):
+            _write(root, _path(FILES["scores"], dataset=d, metric=metric, block=b),
+                   by_query[start:start + block].tobytes())
         # One small file per metric: the leaderboard needs only the current metric's means.
         _write(root, _path(FILES["summary"], dataset=d, metric=metric),
-               dumps_json({"dataset": d, "metric": metric, **sums}).encode())
+               dumps_json({"dataset": d, "metric": metric, "poolings": list(inp.poolings), **sums}).encode())
+
+
+def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
+    ds = res.dataset
+    d = ds.id
+    _write(root, _path(FILES["index"], dataset=d), dumps_json(
+        {"dataset": d, "size": len(ds), "files": list(ds.files), "labels": [int(x) for x in ds.labels]}).encode())
+    for i in range(len(ds)):
+        _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
+    _write_neighbors_and_scores(root, inp, res)
     for mid in inp.models:
         for layer in res.features[mid].meta["layers"]:
-            xy = res.umap[mid].arrays[layer["name"]]
-            _write(root, _path(FILES["umap"], dataset=d, model=mid, layer=layer["name"]),
-                   np.ascontiguousarray(xy, dtype="<f4").tobytes())
+            for pooling in inp.poolings:
+                xy = res.umap[mid].arrays[feature_key(layer["name"], pooling)]
+                _write(root, _path(FILES["umap"], dataset=d, model=mid, layer=layer["name"], pooling=pooling),
+                       np.ascontiguousarray(xy, dtype="<f4").tobytes())
     if inp.browser is not None:
         feats = res.features[inp.browser.model].arrays
         for layer in inp.browser.layers:
-            _write(root, _path(FILES["browser_features"], dataset=d, layer=layer),
-                   np.ascontiguousarray(feats[layer], dtype="<f4").tobytes())
+            for pooling in inp.poolings:
+                _write(root, _path(FILES["browser_features"], dataset=d, layer=layer, pooling=pooling),
+                       np.ascontiguousarray(feats[feature_key(layer, pooling)], dtype="<f4").tobytes())
 
 
 def build_manifest(inp: BundleInputs) -> dict[str, Any]:
@@ -164,6 +189,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "id": ds.id, "name": ds.name, "description": ds.description, "source": ds.source,
             "classes": list(ds.classes), "size": len(ds), "id_dtype": str(_id_dtype(len(ds)).name),
             "k": k, "score": {"top": top, "scale": score_scale(top)},
+            "scores_block": scores_block(len(inp.poolings), sum(len(m["layers"]) for m in models)),
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
         })
     browser = None
@@ -180,7 +206,9 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         }
     return {
         "bundle_version": BUNDLE_VERSION, "generator": f"convnet-search {__version__}",
-        "weights": weights, "weights_detail": "; ".join(details), "k": inp.k, "pooling": inp.pooling,
+        "weights": weights, "weights_detail": "; ".join(details), "k": inp.k,
+        "poolings": [{"id": p, "label": POOLINGS[p].label, "description": POOLINGS[p].description}
+                     for p in inp.poolings],
         "score": {"top": SCORE_TOP, "scale": SCORE_SCALE},
         "metrics": metric_entries(inp.metrics, inp.minkowski_p),
         "datasets": datasets, "models": models, "files": FILES, "browser_search": browser,

@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--minkowski-p", type=float, help="p of the minkowski metric (default 3; 2 is refused: "
                                                        "that is euclidean)")
     pre.add_argument("--k", type=int, help="neighbours stored per image (default 15; a dataset of N images stores at most N-1)")
-    pre.add_argument("--pooling", choices=["avg", "max", "flatten"], help="feature map -> vector (default avg)")
+    pre.add_argument("--pooling", nargs="+", metavar="POOLING",
+                     help="feature map -> vector, one or several of avg, max, gem, grid2, flatten "
+                          "(default: avg max gem grid2, all from one forward pass)")
     pre.add_argument("--weights", metavar="auto|imagenet|none|PATH",
                      help="auto (default): ImageNet if obtainable, else random with a loud warning")
     pre.add_argument("--seed", type=int, help="seed for random weights and UMAP (default 0)")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .models import DEFAULT_NUM_LAYERS, POOLINGS, default_model_ids, get_spec
+from .models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
+from .pooling import DEFAULT_POOLINGS, resolve_poolings
 from .neighbors import resolve_metric, validate_minkowski_p
 
 ALL_METRICS = ("cosine", "euclidean", "sqeuclidean", "minkowski")
@@ -33,7 +34,8 @@ class RunConfig:
     metrics: tuple[str, ...] = ALL_METRICS
     minkowski_p: float = 3.0
     k: int = 15
-    pooling: str = "avg"
+    # Every pooling is computed from the same forward pass; the explorer compares them.
+    pooling: tuple[str, ...] = DEFAULT_POOLINGS
     weights: str = "auto"
     seed: int = 0
     batch_size: int = 32
@@ -59,15 +61,17 @@ class RunConfig:
         p = validate_minkowski_p(self.minkowski_p) if "minkowski" in metrics else float(self.minkowski_p)
         if self.k < 1:
             raise ConfigError(f"k={self.k}: must be at least 1")
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        try:
+            pooling = resolve_poolings(self.pooling)
+        except ValueError as exc:
+            raise ConfigError(f"pooling: {exc}") from None
         for name, value, low in (("num_layers", self.num_layers, 1), ("batch_size", self.batch_size, 1),
                                  ("shard_size", self.shard_size, 1), ("umap.n_neighbors", self.umap.n_neighbors, 2)):
             if value < low:
                 raise ConfigError(f"{name}={value}: must be at least {low}")
         if self.quantize not in ("uint8", "uint16", "float16", "none"):
             raise ConfigError(f"quantize {self.quantize!r}: choose uint8, uint16, float16 or none")
-        return replace(self, models=models, layers=layers, metrics=metrics, minkowski_p=p,
+        return replace(self, models=models, layers=layers, metrics=metrics, minkowski_p=p, pooling=pooling,
                        browser_model=get_spec(self.browser_model).id)
 
 

@@ -18,10 +18,10 @@ from . import __version__
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint
 from .images import load_rgb
-from .models import ModelSpec
+from .models import ModelSpec, output_keys
 from .store import ArrayStore, ShardDir, fingerprint
 
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = 2  # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     resumed = any(shards.done(s) for s in range(n_shards))
     if on_start:
         on_start(sum(min(size, n - s * size) for s in range(n_shards) if not shards.done(s)))
-    names = [i.name for i in infos]
+    names = output_keys(infos, cfg.pooling)
     for s in range(n_shards):
         if shards.done(s):
             continue
@@ -117,9 +117,9 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     meta = {
         "fingerprint": fp, "generator": f"convnet-search {__version__}", "dataset": ds.id,
         "model": spec.id, "name": spec.name, "input_size": list(spec.input_size),
-        "pooling": cfg.pooling, "files": list(ds.files), **base_info,
+        "poolings": list(cfg.pooling), "files": list(ds.files), **base_info,
         "layers": [{"name": i.name, "index": i.index, "type": i.type,
-                    "output_shape": list(i.output_shape), "dim": i.dim(cfg.pooling),
+                    "output_shape": list(i.output_shape), "dims": {p: i.dim(p) for p in cfg.pooling},
                     "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],
     }
     store.write(ds.id, spec.id, meta, features)

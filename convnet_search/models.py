@@ -11,7 +11,9 @@ import importlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from .pooling import MAX_FLATTEN_DIM, POOLINGS, feature_key, keras_pooling_layer, resolve_poolings
 
 
 DEFAULT_NUM_LAYERS = 8
@@ -23,10 +25,6 @@ _FEATURE_MAP_TYPES = {
     "Activation", "ReLU", "Add", "Concatenate", "MaxPooling2D", "AveragePooling2D",
 }
 _CONV_TYPES = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
-POOLINGS = ("avg", "max", "flatten")
-# Flattening raw conv maps is what made ConvNet Playground's vectors 3.2M-dimensional; we allow it
-# for users who ask, but refuse dimensions that would blow up memory and every downstream stage.
-MAX_FLATTEN_DIM = 200_000
 
 
 class ModelError(ValueError):
@@ -184,8 +182,7 @@ class LayerInfo:
     depth: float  # index / (layer_count - 1)
 
     def dim(self, pooling: str) -> int:
-        h, w, c = self.output_shape
-        return h * w * c if pooling == "flatten" else c
+        return POOLINGS[pooling].dim(*self.output_shape)
 
 
 def _output_shape(layer) -> tuple | None:
@@ -292,33 +289,40 @@ def _preprocess_layer(spec: ModelSpec):
     return _preprocess_class()(spec.preprocess_module, name="preprocess")
 
 
+def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
+    """Names of the extractor's outputs, in order: every pooling of a layer, layer by layer."""
+    return [feature_key(i.name, p) for i in infos for p in poolings]
+
+
 def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = None, *,
-                            weights: str = "auto", pooling: str = "avg", seed: int = 0,
+                            weights: str = "auto", pooling: str | Sequence[str] = "avg", seed: int = 0,
                             num_layers: int = DEFAULT_NUM_LAYERS):
-    """One multi-output model: float32 RGB 0..255 [B,H,W,3] -> one pooled vector per layer.
+    """One multi-output model: float32 RGB 0..255 [B,H,W,3] -> one vector per (layer, pooling),
+    in the order of `output_keys(infos, poolings)`.
 
     Returns (model, layer_infos, base_info) where base_info has params, layer_count, weights.
-    One forward pass yields every chosen layer (TOOLCHAIN: ~5x faster than a model per layer).
+    One forward pass yields every chosen layer and pooling (TOOLCHAIN: ~5x faster than a model per
+    layer; the poolings share the same feature maps).
     """
     import keras
 
-    if pooling not in POOLINGS:
-        raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    try:
+        poolings = resolve_poolings(pooling)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
     base, used = build_base(spec, weights, seed)
     infos = resolve_layers(base, layer_names, num_layers)
-    if pooling == "flatten":
+    if "flatten" in poolings:
         too_big = [f"{i.name} ({i.dim('flatten'):,})" for i in infos if i.dim("flatten") > MAX_FLATTEN_DIM]
         if too_big:
             raise ModelError(f"{spec.name}: flattened features too large (> {MAX_FLATTEN_DIM:,}): "
-                             f"{', '.join(too_big)}; use pooling 'avg' or 'max' or later layers")
+                             f"{', '.join(too_big)}; use another pooling or later layers")
     taps = keras.Model(base.inputs, [base.get_layer(i.name).output for i in infos], name=f"{spec.id}_taps")
     inp = keras.Input((*spec.input_size, 3), dtype="float32", name="image")
     maps = taps(_preprocess_layer(spec)(inp))
     if not isinstance(maps, (list, tuple)):
         maps = [maps]
-    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
-            "flatten": keras.layers.Flatten}[pooling]
-    outputs = [pool(name=f"{pooling}_{i.name}")(m) for i, m in zip(infos, maps)]
+    outputs = [keras_pooling_layer(p, name=f"{p}_{i.name}")(m) for i, m in zip(infos, maps) for p in poolings]
     model = keras.Model(inp, outputs, name=f"{spec.id}_features")
     base_info = {"params": int(base.count_params()), "layer_count": len(base.layers),
                  "weights": used.kind, "weights_detail": used.detail,

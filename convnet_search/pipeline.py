@@ -24,9 +24,9 @@ from .models import get_spec
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 
 log = logging.getLogger(__name__)
-NEIGHBORS_FORMAT = 1
-UMAP_FORMAT = 1
-EXPORT_FORMAT = 2  # 2: model_sha256 recorded
+NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
+UMAP_FORMAT = 2  # 2: keys "<pooling>/<layer>"
+EXPORT_FORMAT = 3  # 2: model_sha256 recorded; 3: one output per (layer, pooling)
 
 
 @dataclass
@@ -63,14 +63,21 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays: dict[str, np.ndarray] = {}
-        for layer in feats.meta["layers"]:
-            x = feats.arrays[layer["name"]]
+        for key in _feature_keys(feats):
+            x = feats.arrays[key]
             for metric in cfg.metrics:
                 ids, dists = top_k_neighbors(x, score_window(len(ds), cfg.k)[0], metric, p=cfg.minkowski_p)
-                arrays[f"{layer['name']}/{metric}/ids"] = ids.astype(np.int32)
-                arrays[f"{layer['name']}/{metric}/dists"] = dists.astype(np.float32)
+                arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
+                arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
         store.write(ds.id, model, {"fingerprint": fp}, arrays)
     return store.load(ds.id, model)
+
+
+def _feature_keys(feats: StoredArrays) -> list[str]:
+    """Every (pooling, layer) matrix of a features file, in the extractor's output order."""
+    from .pooling import feature_key
+
+    return [feature_key(layer["name"], p) for layer in feats.meta["layers"] for p in feats.meta["poolings"]]
 
 
 def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
@@ -79,8 +86,7 @@ def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArraySto
     fp = fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed)
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
-        arrays = {layer["name"]: umap_2d(feats.arrays[layer["name"]], cfg.umap, cfg.seed)
-                  for layer in feats.meta["layers"]}
+        arrays = {key: umap_2d(feats.arrays[key], cfg.umap, cfg.seed) for key in _feature_keys(feats)}
         store.write(ds.id, model, {"fingerprint": fp}, arrays)
     return store.load(ds.id, model)
 
@@ -93,7 +99,8 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSear
 
     meta = feats.meta
     layers = [layer["name"] for layer in meta["layers"]]
-    fp = fingerprint("tfjs", EXPORT_FORMAT, meta["weights_digest"], layers, cfg.pooling, cfg.quantize,
+    poolings = meta["poolings"]
+    fp = fingerprint("tfjs", EXPORT_FORMAT, meta["weights_digest"], layers, poolings, cfg.quantize,
                      meta["input_size"])
     export_dir = work / "tfjs" / f"{meta['model']}-{fp[:16]}"
     info_path = export_dir.with_suffix(".json")
@@ -102,13 +109,17 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSear
         from .tfjs_export import export_tfjs
 
         model, infos, base_info = build_feature_extractor(
-            get_spec(meta["model"]), layers, weights=cfg.weights, pooling=cfg.pooling, seed=cfg.seed)
+            get_spec(meta["model"]), layers, weights=cfg.weights, pooling=poolings, seed=cfg.seed)
         if base_info["weights_digest"] != meta["weights_digest"]:
             raise RuntimeError(f"{meta['model']}: rebuilt weights differ from the extracted ones; "
                                "cannot export a TF.js model that matches the dataset features")
-        exp = export_tfjs(model, layers, export_dir, quantize=cfg.quantize)
+        # Signature keys without "/": one output per (layer, pooling), in output_keys order.
+        pairs = [(i.name, p) for i in infos for p in poolings]
+        exp = export_tfjs(model, [f"{p}__{layer}" for layer, p in pairs], export_dir, quantize=cfg.quantize)
+        outputs = [{"layer": layer, "pooling": p, "dim": o["dim"], "output": o["output"]}
+                   for (layer, p), o in zip(pairs, exp.outputs)]
         atomic_write_json(info_path, {"model_bytes": exp.model_bytes, "model_sha256": exp.model_sha256,
-                                      "quantization": exp.quantization, "outputs": exp.outputs})
+                                      "quantization": exp.quantization, "outputs": outputs})
     info = json.loads(info_path.read_text())
     info["preprocess"] = RESIZE_DESCRIPTION
     default = layers[-1]

@@ -42,6 +42,30 @@ def read_bundle(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
+def read_knn(out: Path, manifest: dict, ds: dict, model: str, layer: str, pooling: str, metric: str):
+    """(distances, ids) of one .knn file, both [N, k], after checking its size (docs/bundle.md)."""
+    n, k = ds["size"], ds["k"]
+    id_dtype = {"uint16": "<u2", "uint32": "<u4"}[ds["id_dtype"]]
+    raw = (out / manifest["files"]["neighbors"].format(dataset=ds["id"], model=model, layer=layer,
+                                                       pooling=pooling, metric=metric)).read_bytes()
+    assert len(raw) == n * k * (4 + np.dtype(id_dtype).itemsize)
+    return (np.frombuffer(raw, "<f4", n * k).reshape(n, k),
+            np.frombuffer(raw, id_dtype, n * k, n * k * 4).reshape(n, k).astype(np.int64))
+
+
+def read_query_scores(out: Path, manifest: dict, ds: dict, metric: str) -> np.ndarray:
+    """uint8 [N, pooling, configuration] from the per-query score blocks, each block checked."""
+    n, block = ds["size"], ds["scores_block"]
+    per_query = len(manifest["poolings"]) * sum(len(m["layers"]) for m in manifest["models"])
+    assert block * per_query <= 4096 or block == 1  # one block is a few KB whatever N is
+    rows = []
+    for b, start in enumerate(range(0, n, block)):
+        raw = np.fromfile(out / manifest["files"]["scores"].format(dataset=ds["id"], metric=metric, block=b), np.uint8)
+        assert raw.size == min(block, n - start) * per_query
+        rows.append(raw.reshape(-1, len(manifest["poolings"]), per_query // len(manifest["poolings"])))
+    return np.concatenate(rows)
+
+
 def check_bundle(out: Path) -> dict:
     """Every file the manifest promises exists with the documented size; returns the manifest."""
     import jsonschema
@@ -59,26 +83,28 @@ def check_bundle(out: Path) -> dict:
         assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
         id_size = {"uint16": 2, "uint32": 4}[ds["id_dtype"]]
         n_configs = sum(len(m["layers"]) for m in manifest["models"])
+        poolings = [p["id"] for p in manifest["poolings"]]
         for metric in manifest["metrics"]:
             m_id = metric["id"]
-            scores = np.fromfile(out / f["scores"].format(dataset=d, metric=m_id), dtype=np.uint8)
-            assert scores.size == n_configs * n and scores.max() <= ds["score"]["scale"]
+            scores = read_query_scores(out, manifest, ds, m_id)
+            assert scores.shape == (n, len(poolings), n_configs) and scores.max() <= ds["score"]["scale"]
             summary = json.loads((out / f["summary"].format(dataset=d, metric=m_id)).read_text())
-            assert summary["dataset"] == d and summary["metric"] == m_id
-            assert [len(row) for row in summary["search_score"]] == [len(m["layers"]) for m in manifest["models"]]
+            assert summary["dataset"] == d and summary["metric"] == m_id and summary["poolings"] == poolings
+            for per_pooling in summary["search_score"]:
+                assert [len(row) for row in per_pooling] == [len(m["layers"]) for m in manifest["models"]]
             for model in manifest["models"]:
                 for layer in model["layers"]:
-                    p = out / f["neighbors"].format(dataset=d, model=model["id"], layer=layer["name"], metric=m_id)
-                    raw = p.read_bytes()
-                    assert len(raw) == n * k * (4 + id_size)
-                    dist = np.frombuffer(raw, "<f4", n * k).reshape(n, k)
-                    ids = np.frombuffer(raw, "<u2" if id_size == 2 else "<u4", n * k, n * k * 4).reshape(n, k)
-                    assert (np.diff(dist, axis=1) >= 0).all()
-                    assert (ids != np.arange(n)[:, None]).all() and ids.max() < n
+                    assert set(layer["dims"]) == set(poolings)
+                    for pooling in poolings:
+                        dist, ids = read_knn(out, manifest, ds, model["id"], layer["name"], pooling, m_id)
+                        assert (np.diff(dist, axis=1) >= 0).all()
+                        assert (ids != np.arange(n)[:, None]).all() and ids.max() < n
         for model in manifest["models"]:
             for layer in model["layers"]:
-                xy = np.fromfile(out / f["umap"].format(dataset=d, model=model["id"], layer=layer["name"]), "<f4")
-                assert xy.size == 2 * n and xy.min() >= 0 and xy.max() <= 1
+                for pooling in poolings:
+                    xy = np.fromfile(out / f["umap"].format(dataset=d, model=model["id"], layer=layer["name"],
+                                                            pooling=pooling), "<f4")
+                    assert xy.size == 2 * n and xy.min() >= 0 and xy.max() <= 1
     bs = manifest["browser_search"]
     if bs is not None:  # the TF.js model is there, its hash is the files', and features are N x dim
         import hashlib
@@ -93,7 +119,8 @@ def check_bundle(out: Path) -> dict:
         sizes = {d["id"]: d["size"] for d in manifest["datasets"]}
         for d in bs["datasets"]:
             for o in bs["outputs"]:
-                feats = np.fromfile(out / f["browser_features"].format(dataset=d, layer=o["layer"]), "<f4")
+                feats = np.fromfile(out / f["browser_features"].format(dataset=d, layer=o["layer"],
+                                                                       pooling=o["pooling"]), "<f4")
                 assert feats.size == sizes[d] * o["dim"]
     return manifest
 
@@ -147,19 +174,18 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
     feats = ArrayStore(work / "features").load(d, model["id"]).arrays
     for metric in manifest["metrics"]:
         m_id, p = metric["id"], metric["p"]
-        scores = np.fromfile(out / "datasets" / d / "scores" / f"{m_id}.u8", np.uint8).reshape(-1, n)
-        for c, layer in enumerate(model["layers"]):
-            x = feats[layer["name"]].astype(np.float64)
-            kw = {"p": p} if m_id == "minkowski" else {}
-            ref = cdist(x, x, m_id, **kw)
-            np.fill_diagonal(ref, np.inf)
-            raw = (out / "datasets" / d / model["id"] / layer["name"] / f"{m_id}.knn").read_bytes()
-            dist = np.frombuffer(raw, "<f4", n * k).reshape(n, k)
-            ids = np.frombuffer(raw, "<u2", n * k, n * k * 4).reshape(n, k).astype(np.int64)
-            np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, 1), rtol=1e-5, atol=1e-6)
-            kth = np.sort(ref, axis=1)[:, k - 1]
-            assert (dist[:, -1] <= kth * (1 + 1e-5) + 1e-6).all()  # nothing closer was left out
-            np.testing.assert_array_equal(scores[c], search_score_numerators(ids, labels, top))
+        scores = read_query_scores(out, manifest, ds, m_id)
+        for pi, pooling in enumerate(pl["id"] for pl in manifest["poolings"]):
+            for c, layer in enumerate(model["layers"]):
+                x = feats[f"{pooling}/{layer['name']}"].astype(np.float64)
+                kw = {"p": p} if m_id == "minkowski" else {}
+                ref = cdist(x, x, m_id, **kw)
+                np.fill_diagonal(ref, np.inf)
+                dist, ids = read_knn(out, manifest, ds, model["id"], layer["name"], pooling, m_id)
+                np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, 1), rtol=1e-5, atol=1e-6)
+                kth = np.sort(ref, axis=1)[:, k - 1]
+                assert (dist[:, -1] <= kth * (1 + 1e-5) + 1e-6).all()  # nothing closer was left out
+                np.testing.assert_array_equal(scores[:, pi, c], search_score_numerators(ids, labels, top))
 
 
 def _write_config(path: Path, shard_size: int) -> Path:

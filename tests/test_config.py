@@ -32,7 +32,7 @@ def test_overrides_win_and_aliases_resolve(tmp_path):
     ({"minkowski_p": 2.0}, "euclidean"),
     ({"minkowski_p": 0.5}, "p"),
     ({"k": 0}, "at least 1"),
-    ({"pooling": "median"}, "pooling 'median'"),
+    ({"pooling": "median"}, "unknown pooling 'median'"),
     ({"layers": {"resnet50": ["x"]}, "models": ["vgg16"]}, "not in the run: resnet50"),
     ({"batch_size": 0}, "batch_size=0"),
 ])

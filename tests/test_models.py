@@ -126,3 +126,51 @@ def test_pooling_options_and_flatten_guard():
         models.build_feature_extractor(spec, ["block1_conv1"], weights="none", pooling="flatten")
     with pytest.raises(ModelError, match="unknown pooling"):
         models.build_feature_extractor(spec, ["block5_pool"], weights="none", pooling="median")
+
+
+def test_every_pooling_from_one_pass_equals_its_numpy_reference():
+    """The extractor's (layer, pooling) outputs equal each pooling's plain NumPy definition applied to
+    the truncated model's feature map (odd 7x7 maps included: grid cells share the middle row)."""
+    import keras
+
+    from convnet_search.pooling import POOLINGS
+
+    spec = get_spec("mobilenet_025")
+    layers = ["conv_pw_6_relu", "conv_pw_13_relu"]  # 14x14 and 7x7 maps
+    pools = list(POOLINGS)
+    m, infos, _ = models.build_feature_extractor(spec, layers, weights="none", pooling=pools, seed=0)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 224, 224, 3)).astype(np.float32)
+    outs = m.predict(x, verbose=0)
+    assert len(outs) == len(layers) * len(pools)
+    assert models.output_keys(infos, pools) == [f"{p}/{n}" for n in layers for p in pools]
+    base, _ = models.build_base(spec, "none", seed=0)
+    pre = keras.applications.mobilenet.preprocess_input(x.copy())
+    got = iter(outs)
+    for info in infos:
+        fmap = keras.Model(base.inputs, base.get_layer(info.name).output).predict(pre, verbose=0)
+        for p in pools:
+            out = next(got)
+            assert out.shape == (3, info.dim(p))
+            np.testing.assert_allclose(out, POOLINGS[p].reference(fmap.astype(np.float64)), rtol=2e-4, atol=1e-5)
+
+
+def test_grid_bounds_cover_the_map_evenly():
+    from convnet_search.pooling import grid_bounds
+
+    assert grid_bounds(7) == [(0, 4), (3, 7)]
+    assert grid_bounds(14) == [(0, 7), (7, 14)]
+    assert grid_bounds(1) == [(0, 1), (0, 1)]
+    for size in range(1, 40):
+        cells = grid_bounds(size)
+        assert cells[0][0] == 0 and cells[-1][1] == size
+        assert all(a < b for a, b in cells)
+
+
+def test_pooling_registry_is_the_schema_enum():
+    import json
+    from pathlib import Path
+
+    from convnet_search.pooling import POOLINGS
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json").read_text())
+    assert schema["$defs"]["pooling"]["enum"] == list(POOLINGS)

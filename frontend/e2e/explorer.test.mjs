@@ -129,7 +129,7 @@ describe('explorer', () => {
     const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
     await page.waitForSelector('canvas.umap-canvas[data-points]');
     assert.equal(Number(await page.getAttribute('canvas.umap-canvas', 'data-points')), ds.size);
-    const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, 'umap.f32'));
+    const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, manifest.poolings[0].id, 'umap.f32'));
     const xy = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     // Every image's position is painted (a non-transparent pixel at its centre).
     const painted = await page.evaluate(({ xy, pad }) => {
@@ -169,7 +169,7 @@ describe('explorer', () => {
     await page.close();
   });
 
-  test('compare view: per-layer and per-model scores, and one heatmap cell per model × layer', async () => {
+  test('compare view: per-layer, per-pooling and per-model scores, and one heatmap cell per model × layer', async () => {
     const { page, problems } = await openPage('?view=compare&q=2');
     await page.waitForSelector('.heatmap .heat-cell');
     await page.waitForSelector('.cmp-query .score-list');
@@ -179,15 +179,24 @@ describe('explorer', () => {
     const cur = manifest.models[0];
     const rows = page.locator('.cmp-query .score-list').first().locator('.score-row');
     assert.equal(await rows.count(), cur.layers.length);
-    assert.equal(await page.locator('.cmp-query .score-list').nth(1).locator('.score-row').count(), manifest.models.length);
-    // The per-layer value for the current config equals the stored score (u8 / scale) of image 2.
-    const u8 = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'scores', 'cosine.u8'));
+    const poolingRows = page.locator('.cmp-query .score-list').nth(1).locator('.score-row');
+    assert.equal(await poolingRows.count(), manifest.poolings.length);
+    assert.equal(await page.locator('.cmp-query .score-list').nth(2).locator('.score-row').count(), manifest.models.length);
+    // The per-layer and per-pooling values equal the stored scores (u8 / scale) of image 2: its row
+    // [pooling][configuration] of its scores block.
+    const block = Math.floor(2 / ds.scores_block);
+    const u8 = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'scores', 'cosine', `${block}.u8`));
+    const perQuery = manifest.poolings.length * configs;
+    const row = u8.subarray((2 - block * ds.scores_block) * perQuery, (3 - block * ds.scores_block) * perQuery);
     const layerPos = cur.layers.length - 1;
-    const expected = (u8[layerPos * ds.size + 2] / manifest.score.scale).toFixed(2);
-    assert.equal(await rows.nth(layerPos).locator('.score-val').textContent(), expected);
-    // The best cell matches summary/cosine.json's maximum.
+    assert.equal(await rows.nth(layerPos).locator('.score-val').textContent(), (row[layerPos] / ds.score.scale).toFixed(2));
+    for (let pi = 0; pi < manifest.poolings.length; pi++) {
+      assert.equal(await poolingRows.nth(pi).locator('.score-val').textContent(), (row[pi * configs + layerPos] / ds.score.scale).toFixed(2));
+    }
+    // The best cell matches summary/cosine.json's maximum for the current (first) pooling.
     const summary = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'summary', 'cosine.json'), 'utf8'));
-    const best = Math.max(...summary.search_score.flat());
+    const best = Math.max(...summary.search_score[0].flat());
+    assert.equal(await page.locator('.score-list-pooling-board .score-row').count(), manifest.poolings.length);
     assert.match(await page.locator('.heat-cell.best').textContent(), new RegExp(best.toFixed(2).replace('.', '\\.')));
     await shot(page, 'compare');
     // Clicking a cell switches the configuration.
@@ -307,14 +316,14 @@ describe('explorer', () => {
     await step('compare→search', () => page.click('#tab-search'), '.results-grid .result');
     await step('search→map again', () => page.click('#tab-map'), 'canvas.umap-canvas[data-points]');
     await step('metric change', () => page.selectOption('#sel-metric', 'euclidean'), 'canvas.umap-canvas[data-points]');
-    const n = ds.size, k = manifest.k;
+    const n = ds.size, k = ds.k;
     assert.deepEqual(report['search→map'].files.map((f) => path.basename(f)), ['umap.f32']);
     assert.deepEqual(report['compare→search'].files, [], 'cached');
     assert.deepEqual(report['search→map again'].files, [], 'cached');
     assert.deepEqual(report['metric change'].files.map((f) => path.basename(f)), ['euclidean.knn']);
     assert.equal(report['metric change'].dataBytes, n * k * 6);
-    // Binary files (.knn, .f32, .u8) are exactly linear in N; JSON (summary) does not depend on N.
-    const scaled = (f, bytes) => (/\.(knn|f32|u8)$/.test(f) ? (bytes * 200) / n : bytes);
+    // .knn and .f32 files are exactly linear in N; JSON (summary) and score blocks (.u8) do not depend on N.
+    const scaled = (f, bytes) => (/\.(knn|f32)$/.test(f) ? (bytes * 200) / n : bytes);
     const per200 = Object.fromEntries(Object.entries(report).map(([kk, v]) => [kk, Math.round(v.files.reduce((s, f) => s + scaled(f, server.log.find((e) => e.path === f).bytes), 0))]));
     for (const [kk, b] of Object.entries(per200)) assert.ok(b <= 20_000, `${kk}: ${b} bytes at N=200`);
     fs.writeFileSync(path.join(RESULTS, 'view-switch.json'), JSON.stringify({ n, report, dataBytesAtN200: per200 }, null, 1));

@@ -50,6 +50,8 @@ test('N=200: first result and every view switch stay within budget (≤ 20 KB of
   await step('compare→search', () => page.click('#tab-search'), '.results-grid .result');
   await step('layer change (search)', () => page.selectOption('#sel-layer', m.models[0].layers[0].name), `.results-grid .result`);
   await step('metric change (search)', () => page.selectOption('#sel-metric', 'euclidean'), '.results-grid .result');
+  await step('pooling change (search)', () => page.selectOption('#sel-pooling', m.poolings[m.poolings.length - 1].id), '.results-grid .result');
+  assert.deepEqual(report['pooling change (search)'].files, ['euclidean.knn']);
   await step('model change (search)', () => page.selectOption('#sel-model', m.models[1].id), '.results-grid .result');
   // A result click (no gallery scrolling, which would load gallery thumbnails, not query data).
   await step('new query (click a result)', () => page.click('.results-grid .result-btn >> nth=4'), '.results-grid .result');

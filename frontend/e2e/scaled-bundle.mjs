@@ -93,44 +93,55 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers } = {}) 
   fs.rmSync(outDir, { recursive: true, force: true });
   const dsDir = path.join(outDir, 'datasets', id);
   fs.mkdirSync(path.join(dsDir, 'thumbs'), { recursive: true });
-  fs.mkdirSync(path.join(dsDir, 'scores'));
-  fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest));
   const labels = Array.from({ length: n }, (_, i) => Math.floor((i * C) / n));
   fs.writeFileSync(path.join(dsDir, 'index.json'), JSON.stringify({ dataset: id, size: n, files: labels.map((l, i) => `${classes[l]}/img_${String(i).padStart(5, '0')}.png`), labels }));
   for (let i = 0; i < n; i++) fs.linkSync(path.join(baseDir, 'datasets', src.id, 'thumbs', `${i % src.size}.jpg`), path.join(dsDir, 'thumbs', `${i}.jpg`));
   const r = rng(n);
-  const k = base.k;
+  const k = src.k;
+  const poolings = base.poolings.map((p) => p.id);
   const configs = base.models.reduce((s, m) => s + m.layers.length, 0);
+  const perQuery = poolings.length * configs;
+  // Same rule as convnet_search/bundle.py scores_block: a block of query rows stays ≤ 4096 bytes.
+  const block = Math.max(1, Math.floor(4096 / perQuery));
+  manifest.datasets[0].scores_block = block;
+  fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest));
   fs.mkdirSync(path.join(dsDir, 'summary'));
+  const round4 = (x) => Math.round(x * 1e4) / 1e4; // the engine rounds summary means to 4 decimals
   for (const metric of base.metrics) {
-    const u8 = new Uint8Array(configs * n);
+    const u8 = new Uint8Array(n * perQuery); // [query][pooling][configuration]
     const table = { search_score: [], precision_at_k: [], map_at_k: [] };
-    let c = 0;
-    for (const model of base.models) {
-      const rows = { search_score: [], precision_at_k: [], map_at_k: [] };
-      for (const layer of model.layers) {
-        const dir = path.join(dsDir, model.id, layer.name);
-        fs.mkdirSync(dir, { recursive: true });
-        if (metric === base.metrics[0]) fs.writeFileSync(path.join(dir, 'umap.f32'), layout(labels, C, r));
-        const { buf, ids } = neighbours(labels, k, r, Ids);
-        fs.writeFileSync(path.join(dir, `${metric.id}.knn`), new Uint8Array(buf));
-        let sumS = 0, sumP = 0;
-        for (let q = 0; q < n; q++) {
-          let s = 0, same = 0;
-          for (let i = 0; i < k; i++) if (labels[ids[q * k + i]] === labels[q]) { s += k - i; same++; }
-          u8[c * n + q] = s;
-          sumS += s / base.score.scale;
-          sumP += same / k;
+    poolings.forEach((pooling, pi) => {
+      const perPooling = { search_score: [], precision_at_k: [], map_at_k: [] };
+      let c = 0;
+      for (const model of base.models) {
+        const rows = { search_score: [], precision_at_k: [], map_at_k: [] };
+        for (const layer of model.layers) {
+          const dir = path.join(dsDir, model.id, layer.name, pooling);
+          fs.mkdirSync(dir, { recursive: true });
+          if (metric === base.metrics[0]) fs.writeFileSync(path.join(dir, 'umap.f32'), layout(labels, C, r));
+          const { buf, ids } = neighbours(labels, k, r, Ids);
+          fs.writeFileSync(path.join(dir, `${metric.id}.knn`), new Uint8Array(buf));
+          let sumS = 0, sumP = 0;
+          for (let q = 0; q < n; q++) {
+            let s = 0, same = 0;
+            for (let i = 0; i < k; i++) if (labels[ids[q * k + i]] === labels[q]) { s += k - i; same++; }
+            u8[q * perQuery + pi * configs + c] = s;
+            sumS += s / src.score.scale;
+            sumP += same / k;
+          }
+          rows.search_score.push(round4(sumS / n));
+          rows.precision_at_k.push(round4(sumP / n));
+          rows.map_at_k.push(round4(sumP / n));
+          c++;
         }
-        rows.search_score.push(sumS / n);
-        rows.precision_at_k.push(sumP / n);
-        rows.map_at_k.push(sumP / n);
-        c++;
+        for (const key of Object.keys(perPooling)) perPooling[key].push(rows[key]);
       }
-      for (const key of Object.keys(table)) table[key].push(rows[key]);
-    }
-    fs.writeFileSync(path.join(dsDir, 'scores', `${metric.id}.u8`), u8);
-    fs.writeFileSync(path.join(dsDir, 'summary', `${metric.id}.json`), JSON.stringify({ dataset: id, metric: metric.id, ...table }));
+      for (const key of Object.keys(table)) table[key].push(perPooling[key]);
+    });
+    const scoresDir = path.join(dsDir, 'scores', metric.id);
+    fs.mkdirSync(scoresDir, { recursive: true });
+    for (let b = 0; b * block < n; b++) fs.writeFileSync(path.join(scoresDir, `${b}.u8`), u8.subarray(b * block * perQuery, Math.min(n, (b + 1) * block) * perQuery));
+    fs.writeFileSync(path.join(dsDir, 'summary', `${metric.id}.json`), JSON.stringify({ dataset: id, metric: metric.id, poolings, ...table }));
   }
   return { dir: outDir, manifest, dataset: id };
 }

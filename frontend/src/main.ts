@@ -128,6 +128,7 @@ class App {
           resolve: (p) => this.data.resolve(p),
           getDataset: () => this.state.dataset,
           getMetric: () => this.state.metric,
+          getPooling: () => this.state.pooling,
           showUploadResults: (r) => {
             if (this.state.view !== 'search') this.navigate({ view: 'search' });
             this.search.showUpload(r);

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { applyPatch, parseState, stateToSearch } from './state';
 import type { Manifest } from './data/types';
 
-const layer = (name: string, depth: number) => ({ name, index: 1, type: 'ReLU', output_shape: [1, 1, 2], dim: 2, params_cumulative: 1, depth });
+const layer = (name: string, depth: number) => ({ name, index: 1, type: 'ReLU', output_shape: [1, 1, 2], dims: { avg: 2 }, params_cumulative: 1, depth });
 const m = {
+  poolings: [{ id: 'avg', label: 'A', description: '' }, { id: 'gem', label: 'G', description: '' }],
   metrics: [{ id: 'euclidean', label: 'E', p: null, description: '' }, { id: 'cosine', label: 'C', p: null, description: '' }],
   datasets: [{ id: 'a', size: 10 }, { id: 'b', size: 5 }],
   models: [
@@ -14,10 +15,10 @@ const m = {
 
 describe('URL state', () => {
   it('defaults to a useful first screen: first dataset and model, deepest layer, cosine, image 0', () => {
-    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', q: 0, gallery: 'all' });
+    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', pooling: 'avg', q: 0, gallery: 'all' });
   });
   it('round-trips through the query string and keeps ?data=', () => {
-    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', q: 4, gallery: 'class' } as const;
+    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', pooling: 'gem', q: 4, gallery: 'class' } as const;
     const search = stateToSearch(s, new URLSearchParams('data=http://x/m.json'));
     expect(search).toContain('data=http%3A%2F%2Fx%2Fm.json');
     expect(parseState(new URLSearchParams(search), m)).toEqual(s);

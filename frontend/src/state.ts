@@ -11,6 +11,7 @@ export interface AppState {
   model: string;
   layer: string;
   metric: string;
+  pooling: string;
   /** Query image id, or null for none. */
   q: number | null;
   gallery: GalleryMode;
@@ -30,6 +31,8 @@ export function parseState(params: URLSearchParams, manifest: Manifest): AppStat
   const layer = pick(params.get('layer'), layers, layers[layers.length - 1]!);
   const metricIds = manifest.metrics.map((m) => m.id);
   const metric = pick(params.get('metric'), metricIds, metricIds.includes('cosine') ? 'cosine' : metricIds[0]!);
+  const poolingIds = manifest.poolings.map((p) => p.id);
+  const pooling = pick(params.get('pooling'), poolingIds, poolingIds[0]!);
   const size = manifest.datasets.find((d) => d.id === dataset)!.size;
   const qRaw = params.get('q');
   const qNum = qRaw === null ? 0 : qRaw === '' || qRaw === 'none' ? null : Number(qRaw);
@@ -40,6 +43,7 @@ export function parseState(params: URLSearchParams, manifest: Manifest): AppStat
     model,
     layer,
     metric,
+    pooling,
     q,
     gallery: pick(params.get('gallery') as GalleryMode | null, ['all', 'class'] as const, 'all'),
   };
@@ -55,6 +59,7 @@ export function stateToSearch(state: AppState, keep: URLSearchParams): string {
   p.set('model', state.model);
   p.set('layer', state.layer);
   p.set('metric', state.metric);
+  p.set('pooling', state.pooling);
   p.set('q', state.q === null ? 'none' : String(state.q));
   if (state.gallery !== 'all') p.set('gallery', state.gallery);
   return '?' + p.toString();

@@ -4,22 +4,22 @@ import type { Manifest } from './types';
 
 function manifest(): Manifest {
   return {
-    bundle_version: 3, generator: 't', weights: 'random', weights_detail: '', k: 2, pooling: 'avg', score: { top: 15, scale: 120 },
+    bundle_version: 3, generator: 't', weights: 'random', weights_detail: '', k: 2, poolings: [{ id: 'avg', label: 'Average', description: '' }, { id: 'gem', label: 'GeM', description: '' }], score: { top: 15, scale: 120 },
     metrics: [{ id: 'cosine', label: 'Cosine', p: null, description: '' }],
-    datasets: [{ id: 'd', name: 'D', description: '', source: '', classes: ['a', 'b'], size: 3, id_dtype: 'uint16', k: 2, score: { top: 2, scale: 3 }, skipped: [] }],
+    datasets: [{ id: 'd', name: 'D', description: '', source: '', classes: ['a', 'b'], size: 3, id_dtype: 'uint16', k: 2, score: { top: 2, scale: 3 }, scores_block: 2, skipped: [] }],
     models: [
       { id: 'm1', name: 'M1', params: 1, layer_count: 3, input_size: [8, 8], weights: 'random', layers: [
-        { name: 'l1', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dim: 2, params_cumulative: 1, depth: 0.5 },
-        { name: 'l2', index: 2, type: 'ReLU', output_shape: [4, 4, 2], dim: 2, params_cumulative: 1, depth: 1 },
+        { name: 'l1', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 0.5 },
+        { name: 'l2', index: 2, type: 'ReLU', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 1 },
       ] },
       { id: 'm2', name: 'M2', params: 1, layer_count: 2, input_size: [8, 8], weights: 'random', layers: [
-        { name: 'x', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dim: 2, params_cumulative: 1, depth: 1 },
+        { name: 'x', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 1 },
       ] },
     ],
     files: {
       index: 'datasets/{dataset}/index.json', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
-      scores: 'datasets/{dataset}/scores/{metric}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{metric}.knn',
-      umap: 'datasets/{dataset}/{model}/{layer}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}.f32',
+      scores: 'datasets/{dataset}/scores/{metric}/{block}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn',
+      umap: 'datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}/{pooling}.f32',
     },
     browser_search: null,
   };
@@ -82,9 +82,11 @@ describe('DataProvider', () => {
   const files = () => ({
     'manifest.json': manifest(),
     'datasets/d/index.json': { dataset: 'd', size: 3, files: ['a/1.png', 'a/2.png', 'b/<img>.png'], labels: [0, 0, 1] },
-    'datasets/d/m1/l2/cosine.knn': knnBuffer(3, 2),
-    'datasets/d/m1/l2/umap.f32': new Float32Array([0, 0, 0.5, 0.5, 1, 1]).buffer,
-    'datasets/d/scores/cosine.u8': new Uint8Array(9).buffer,
+    'datasets/d/m1/l2/avg/cosine.knn': knnBuffer(3, 2),
+    'datasets/d/m1/l2/gem/umap.f32': new Float32Array([0, 0, 0.5, 0.5, 1, 1]).buffer,
+    // 3 queries in blocks of 2: block 1 holds only query 2; each row is 2 poolings x 3 configurations
+    'datasets/d/scores/cosine/0.u8': new Uint8Array(12).buffer,
+    'datasets/d/scores/cosine/1.u8': Uint8Array.from([1, 2, 3, 4, 5, 6]).buffer,
   });
 
   it('resolves templates relative to the manifest', async () => {
@@ -99,13 +101,16 @@ describe('DataProvider', () => {
     const { fetcher, calls } = fakeBundle(files());
     const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
     expect(calls).toHaveLength(1);
-    const [a, b] = await Promise.all([p.neighbors('d', 'm1', 'l2', 'cosine'), p.neighbors('d', 'm1', 'l2', 'cosine')]);
+    const [a, b] = await Promise.all([p.neighbors('d', 'm1', 'l2', 'avg', 'cosine'), p.neighbors('d', 'm1', 'l2', 'avg', 'cosine')]);
     expect(a).toBe(b);
-    await p.umap('d', 'm1', 'l2');
-    await p.umap('d', 'm1', 'l2');
-    expect((await p.scores('d', 'cosine')).length).toBe(9);
+    await p.umap('d', 'm1', 'l2', 'gem');
+    await p.umap('d', 'm1', 'l2', 'gem');
+    expect(Array.from(await p.queryScores('d', 'cosine', 2))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(await p.queryScores('d', 'cosine', 1))).toHaveLength(6);
+    expect(Array.from(await p.queryScores('d', 'cosine', 0))).toHaveLength(6);
     expect(calls.map((u) => u.replace('http://h/b/', ''))).toEqual([
-      'manifest.json', 'datasets/d/m1/l2/cosine.knn', 'datasets/d/m1/l2/umap.f32', 'datasets/d/scores/cosine.u8',
+      'manifest.json', 'datasets/d/m1/l2/avg/cosine.knn', 'datasets/d/m1/l2/gem/umap.f32', 'datasets/d/scores/cosine/1.u8',
+      'datasets/d/scores/cosine/0.u8',
     ]);
   });
 
@@ -113,10 +118,10 @@ describe('DataProvider', () => {
     const f = files();
     const { fetcher, calls } = fakeBundle(f);
     const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
-    await expect(p.umap('d', 'm2', 'x')).rejects.toThrow(/datasets\/d\/m2\/x\/umap\.f32: HTTP 404/);
-    (f as Record<string, unknown>)['datasets/d/m2/x/umap.f32'] = new Float32Array(6).buffer;
-    await expect(p.umap('d', 'm2', 'x')).resolves.toHaveLength(6);
-    expect(calls.filter((u) => u.endsWith('m2/x/umap.f32'))).toHaveLength(2);
+    await expect(p.umap('d', 'm2', 'x', 'avg')).rejects.toThrow(/datasets\/d\/m2\/x\/avg\/umap\.f32: HTTP 404/);
+    (f as Record<string, unknown>)['datasets/d/m2/x/avg/umap.f32'] = new Float32Array(6).buffer;
+    await expect(p.umap('d', 'm2', 'x', 'avg')).resolves.toHaveLength(6);
+    expect(calls.filter((u) => u.endsWith('m2/x/avg/umap.f32'))).toHaveLength(2);
   });
 
   it('checks the index against the manifest size', async () => {

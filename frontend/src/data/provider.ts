@@ -54,8 +54,9 @@ export function umapFromBuffer(buf: ArrayBuffer, n: number, url = 'umap'): Float
   return new Float32Array(buf);
 }
 
-export function scoresFromBuffer(buf: ArrayBuffer, configs: number, n: number, url = 'scores'): Uint8Array {
-  if (buf.byteLength !== configs * n) throw new BundleError(url, `expected ${configs * n} bytes (${configs} configurations × N=${n}); got ${buf.byteLength}`);
+/** One block of per-query scores: `rows` queries × poolings × configurations, uint8. */
+export function scoresFromBuffer(buf: ArrayBuffer, rows: number, perQuery: number, url = 'scores'): Uint8Array {
+  if (buf.byteLength !== rows * perQuery) throw new BundleError(url, `expected ${rows * perQuery} bytes (${rows} queries × ${perQuery} pooling·configuration scores); got ${buf.byteLength}`);
   return new Uint8Array(buf);
 }
 
@@ -150,21 +151,26 @@ export class DataProvider {
     return this.json<Summary>(this.path('summary', { dataset, metric }));
   }
 
-  neighbors(dataset: string, model: string, layer: string, metric: string): Promise<KnnTable> {
+  neighbors(dataset: string, model: string, layer: string, pooling: string, metric: string): Promise<KnnTable> {
     const d = this.dataset(dataset);
-    const url = this.path('neighbors', { dataset, model, layer, metric });
+    const url = this.path('neighbors', { dataset, model, layer, pooling, metric });
     return this.binary(url, (buf) => knnFromBuffer(buf, d.size, d.k, d.id_dtype, url));
   }
 
-  umap(dataset: string, model: string, layer: string): Promise<Float32Array> {
+  umap(dataset: string, model: string, layer: string, pooling: string): Promise<Float32Array> {
     const n = this.dataset(dataset).size;
-    const url = this.path('umap', { dataset, model, layer });
+    const url = this.path('umap', { dataset, model, layer, pooling });
     return this.binary(url, (buf) => umapFromBuffer(buf, n, url));
   }
 
-  scores(dataset: string, metric: string): Promise<Uint8Array> {
-    const n = this.dataset(dataset).size;
-    const url = this.path('scores', { dataset, metric });
-    return this.binary(url, (buf) => scoresFromBuffer(buf, this.configCount(), n, url));
+  /** Query q's stored score numerators, [pooling][configuration] (manifest orders), from its block. */
+  queryScores(dataset: string, metric: string, q: number): Promise<Uint8Array> {
+    const d = this.dataset(dataset);
+    const block = Math.floor(q / d.scores_block);
+    const rows = Math.min(d.scores_block, d.size - block * d.scores_block);
+    const perQuery = this.manifest.poolings.length * this.configCount();
+    const url = this.path('scores', { dataset, metric, block });
+    return this.binary(url, (buf) => scoresFromBuffer(buf, rows, perQuery, url))
+      .then((all) => all.subarray((q - block * d.scores_block) * perQuery, (q - block * d.scores_block + 1) * perQuery));
   }
 }

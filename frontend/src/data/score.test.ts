@@ -100,11 +100,13 @@ describe('knnRow and storedScore', () => {
     expect(knnRow(table, 1)).toEqual([{ id: 0, distance: 1 }, { id: 1, distance: 2 }, { id: 1, distance: 3 }]);
     expect(() => knnRow(table, 2)).toThrow(/out of range/);
   });
-  it('reads score(c, q) = u8[c·N + q] / scale', () => {
-    const u8 = new Uint8Array([0, 120, 60, 30]);
-    expect(storedScore(u8, 2, 1, 0, 120)).toBe(0.5);
-    expect(storedScore(u8, 2, 0, 1, 120)).toBe(1);
-    expect(() => storedScore(u8, 2, 2, 0, 120)).toThrow(/configuration 2/);
+  it('reads a query row [pooling][configuration]: u8[pooling·C + c] / scale', () => {
+    const row = new Uint8Array([0, 120, 60, 30]); // 2 poolings x 2 configurations
+    expect(storedScore(row, 2, 1, 0, 120)).toBe(0.5);
+    expect(storedScore(row, 2, 0, 1, 120)).toBe(1);
+    expect(storedScore(row, 2, 1, 1, 10)).toBe(3);
+    expect(() => storedScore(row, 2, 0, 2, 120)).toThrow(/configuration 2/);
+    expect(() => storedScore(row, 2, 2, 0, 120)).toThrow(/pooling 2/);
   });
 });
 

@@ -79,9 +79,11 @@ export function searchScore(queryLabel: number, resultLabels: readonly number[],
 }
 
 /** Score of query q under configuration c, from a scores/<metric>.u8 file (stored as score·scale). */
-export function storedScore(scores: Uint8Array, n: number, c: number, q: number, scale: number): number {
-  const v = scores[c * n + q];
-  if (v === undefined) throw new RangeError(`no stored score for configuration ${c}, image ${q}`);
+/** One query's stored score under pooling position `pooling` and configuration `c`, from its row
+ * [pooling][configuration] of `configs` configurations per pooling (see DataProvider.queryScores). */
+export function storedScore(row: Uint8Array, configs: number, pooling: number, c: number, scale: number): number {
+  const v = c >= 0 && c < configs ? row[pooling * configs + c] : undefined;
+  if (v === undefined) throw new RangeError(`no stored score for pooling ${pooling}, configuration ${c}`);
   return v / scale;
 }
 

@@ -29,7 +29,15 @@ export interface DatasetInfo {
   k: number;
   /** This dataset's search-score window (min(15, k)) and its scale. */
   score: { top: number; scale: number };
+  /** Queries per scores file (query q: block floor(q / scores_block), row q % scores_block). */
+  scores_block: number;
   skipped: SkippedFile[];
+}
+
+export interface PoolingInfo {
+  id: string;
+  label: string;
+  description: string;
 }
 
 export interface LayerInfo {
@@ -37,7 +45,8 @@ export interface LayerInfo {
   index: number;
   type: string;
   output_shape: number[];
-  dim: number;
+  /** Vector length per pooling id. */
+  dims: Record<string, number>;
   params_cumulative: number;
   depth: number;
 }
@@ -64,6 +73,7 @@ export interface FileTemplates {
 
 export interface BrowserOutput {
   layer: string;
+  pooling: string;
   dim: number;
   output: string;
 }
@@ -88,7 +98,7 @@ export interface Manifest {
   weights: WeightsKind | string;
   weights_detail: string;
   k: number;
-  pooling: string;
+  poolings: PoolingInfo[];
   score: { top: number; scale: number };
   metrics: MetricInfo[];
   datasets: DatasetInfo[];
@@ -107,8 +117,8 @@ export interface DatasetIndex {
 
 export type StatName = 'search_score' | 'precision_at_k' | 'map_at_k';
 
-/** datasets/<dataset>/summary/<metric>.json: [model][layer] means, in manifest order. */
-export type Summary = { dataset: string; metric: MetricId } & Record<StatName, number[][]>;
+/** datasets/<dataset>/summary/<metric>.json: [pooling][model][layer] means, in manifest order. */
+export type Summary = { dataset: string; metric: MetricId; poolings: string[] } & Record<StatName, number[][][]>;
 
 /** One query's row of a neighbour file. */
 export interface Neighbor {

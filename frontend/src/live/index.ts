@@ -13,6 +13,7 @@ export interface LiveSearchHost {
   resolve(path: string): string; // bundle-relative path -> URL
   getDataset(): string;
   getMetric(): string;
+  getPooling(): string;
   showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string }): void;
 }
 
@@ -91,8 +92,9 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
 
   const layerSel = el('select', 'live-layer');
   layerSel.id = 'live-layer';
-  for (const o of bs.outputs) {
-    const opt = el('option', undefined, `${o.layer} (${o.dim}-d)`);
+  // One entry per layer (the model has an output per layer and pooling; the explorer's pooling picks one).
+  for (const o of bs.outputs.filter((x, i, all) => all.findIndex((y) => y.layer === x.layer) === i)) {
+    const opt = el('option', undefined, o.layer);
     opt.value = o.layer;
     opt.selected = o.layer === bs.default_layer;
     layerSel.append(opt);
@@ -133,12 +135,12 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   let searches = 0;
   let lastName = '';
 
-  const featuresFor = (dataset: string, layer: string) => {
+  const featuresFor = (dataset: string, layer: string, pooling = host.getPooling()) => {
     const ds = m.datasets.find((d) => d.id === dataset);
-    const out = bs.outputs.find((o) => o.layer === layer);
+    const out = bs.outputs.find((o) => o.layer === layer && o.pooling === pooling);
     if (!ds || !bs.datasets.includes(dataset)) throw Object.assign(new Error(`Private search has no features for the dataset “${dataset}” in this bundle.`), { user: true });
-    if (!out) throw new Error(`unknown layer ${layer}`);
-    const rel = fillTemplate(m.files.browser_features, { dataset, layer });
+    if (!out) throw new Error(`unknown layer ${layer} with ${pooling} pooling`);
+    const rel = fillTemplate(m.files.browser_features, { dataset, layer, pooling });
     return { url: new URL(host.resolve(rel), location.href).href, n: ds.size, dim: out.dim };
   };
 
@@ -206,7 +208,8 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
       if (!isLiveMetric(metric)) throw Object.assign(new Error(`The metric “${metric}” is not supported by the in-browser search.`), { user: true });
       const p = m.metrics.find((x) => x.id === metric)?.p ?? 3;
       const layer = layerSel.value;
-      const features = featuresFor(host.getDataset(), layer);
+      const pooling = host.getPooling();
+      const features = featuresFor(host.getDataset(), layer, pooling);
       setState('searching');
       if (file) lastName = file.name || 'pasted image';
       const tStart = performance.now();
@@ -215,6 +218,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
         ...(file ? { file, name: lastName } : {}),
         features,
         layer,
+        pooling,
         metric,
         p,
         k: m.datasets.find((d) => d.id === host.getDataset())?.k ?? m.k,
@@ -230,7 +234,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
       host.showUploadResults({
         imageUrl: previewUrl ?? '',
         results: r.hits.map((h: Hit) => ({ id: h.id, distance: h.distance })),
-        info: `${what} · ${modelInfo?.name ?? bs.model} ${layer} · searched in your browser`,
+        info: `${what} · ${modelInfo?.name ?? bs.model} ${layer} (${pooling} pooling) · searched in your browser`,
       });
       await nextFrame();
       const total = performance.now() - (file ? t0 : tStart);

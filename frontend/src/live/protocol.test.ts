@@ -6,7 +6,7 @@ const manifest = (bs: Record<string, unknown> | null = {}) => ({
   browser_search: bs && ({
     model: 'mobilenet', model_url: 'tfjs/mobilenet/model.json', model_bytes: 3249647, model_sha256: sha('a'),
     quantization: 'uint8', input_size: [224, 224] as [number, number], preprocess: '', default_layer: 'a', datasets: ['d'],
-    outputs: [{ layer: 'a', dim: 4, output: 'Identity:0' }], ...bs,
+    outputs: [{ layer: 'a', pooling: 'avg', dim: 4, output: 'Identity:0' }], ...bs,
   }),
 });
 

@@ -15,7 +15,7 @@ export interface InitRequest {
 export interface FeaturesRequest {
   type: 'features';
   id: number;
-  url: string; // absolute URL of datasets/<dataset>/browser/<layer>.f32
+  url: string; // absolute URL of datasets/<dataset>/browser/<layer>/<pooling>.f32
   n: number;
   dim: number;
 }
@@ -28,6 +28,7 @@ export interface SearchRequest {
   name?: string;
   features: { url: string; n: number; dim: number };
   layer: string;
+  pooling: string;
   metric: LiveMetric;
   p: number;
   k: number;

@@ -32,7 +32,8 @@ interface FeatureMatrix {
 
 let loaded: Loaded | null = null;
 const featureCache = new Map<string, Promise<FeatureMatrix>>();
-/** Features of the last uploaded image, per layer, so a layer/metric change needs no re-embedding. */
+/** Features of the last uploaded image, per "<pooling>/<layer>", so a layer, pooling or metric
+ * change needs no re-embedding. */
 let lastEmbedding: Map<string, Float32Array> | null = null;
 
 const now = () => performance.now();
@@ -220,7 +221,7 @@ async function embed(px: Pixels): Promise<Map<string, Float32Array>> {
   });
   try {
     const values = await Promise.all(ys.map((y) => y.data<'float32'>()));
-    return new Map(outputs.map((o, i) => [o.layer, Float32Array.from(values[i]!)]));
+    return new Map(outputs.map((o, i) => [`${o.pooling}/${o.layer}`, Float32Array.from(values[i]!)]));
   } finally {
     tf.dispose(ys);
   }
@@ -241,8 +242,8 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
   } else if (!lastEmbedding) {
     throw new UserError('Choose an image first.');
   }
-  const q = lastEmbedding.get(req.layer);
-  if (!q) throw new Error(`the model has no output for layer ${req.layer}`);
+  const q = lastEmbedding.get(`${req.pooling}/${req.layer}`);
+  if (!q) throw new Error(`the model has no output for layer ${req.layer} with ${req.pooling} pooling`);
   const f = await loadFeatures(req.features.url, req.features.n, req.features.dim);
   const t2 = now();
   const d = distances(q, f.data, f.dim, req.metric, req.p, f.norms);

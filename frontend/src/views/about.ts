@@ -23,7 +23,7 @@ export class AboutView implements ViewModule {
       qa('Why does the map not match the search exactly?', 'UMAP squeezes hundreds of dimensions into two; it keeps neighbourhoods roughly, not distances. The rings show the true nearest neighbours of the query under the chosen metric.'),
       qa('Where does the data come from?', this.sources(ctx)),
       qa('Is my uploaded image sent anywhere?', 'No. “Search with your own image” runs the network in your browser (TensorFlow.js, WebAssembly) and compares the result with precomputed features; nothing is uploaded.'),
-      h('p', { class: 'hint', text: `Bundle: ${m.generator}, format ${m.bundle_version}, k=${m.k}, ${m.pooling} pooling, weights: ${m.weights}. ${m.weights_detail}` }),
+      h('p', { class: 'hint', text: `Bundle: ${m.generator}, format ${m.bundle_version}, k=${m.k}, ${m.poolings.map((p) => p.id).join(', ')} pooling, weights: ${m.weights}. ${m.weights_detail}` }),
     );
   }
 

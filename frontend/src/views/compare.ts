@@ -1,11 +1,12 @@
-// Compare view: this query's search score per layer and per model (from scores/<metric>.u8), and
-// the dataset-wide model × layer leaderboard heatmap (from summary/<metric>.json).
+// Compare view: this query's search score per layer, per pooling and per model (from its row of the
+// scores/<metric>/<block>.u8 file), and the dataset-wide model × layer leaderboard heatmap plus the
+// best configuration per pooling (from summary/<metric>.json).
 import { h, clear, status } from '../dom';
 import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
 import type { DatasetIndex, Manifest, StatName, Summary } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
-import { metricInfo, metricLabel } from './config';
+import { metricInfo, metricLabel, poolingInfo } from './config';
 
 const STATS: [StatName, string][] = [
   ['search_score', 'Search score'],
@@ -41,8 +42,9 @@ export class CompareView implements ViewModule {
     const { data, state } = ctx;
     if (!this.query.firstChild) this.query.append(status('Loading scores…'));
     if (!this.board.firstChild) this.board.append(status('Loading leaderboard…'));
-    Promise.all([data.scores(state.dataset, state.metric), data.index(state.dataset)]).then(
-      ([scores, idx]) => fresh() && this.renderQuery(ctx, scores, idx),
+    const rowP = state.q === null ? Promise.resolve(null) : data.queryScores(state.dataset, state.metric, state.q);
+    Promise.all([rowP, data.index(state.dataset)]).then(
+      ([row, idx]) => fresh() && this.renderQuery(ctx, row, idx),
       (e: unknown) => fresh() && this.fail(this.query, e),
     );
     data.summary(state.dataset, state.metric).then(
@@ -56,32 +58,39 @@ export class CompareView implements ViewModule {
     el.append(status(`Could not load data: ${e instanceof Error ? e.message : String(e)}`, 'error'));
   }
 
-  private renderQuery(ctx: Ctx, scores: Uint8Array, idx: DatasetIndex): void {
+  private renderQuery(ctx: Ctx, row: Uint8Array | null, idx: DatasetIndex): void {
     const { manifest: m, state, data } = ctx;
     clear(this.query);
     const metric = metricLabel(metricInfo(m, state.metric));
     this.query.append(h('h2', { text: `This query under ${metric}` }));
-    if (state.q === null) {
+    if (state.q === null || row === null) {
       this.query.append(h('p', { class: 'hint', text: 'Pick a query image in the Search view to compare configurations on it.' }));
       return;
     }
     const q = state.q;
     const ds = data.dataset(state.dataset);
-    const n = ds.size;
     const counts = layerCounts(m);
-    const score = (mi: number, li: number) => storedScore(scores, n, configIndex(counts, mi, li), q, ds.score.scale);
+    const configs = data.configCount();
+    const pPos = Math.max(0, m.poolings.findIndex((p) => p.id === state.pooling));
+    const score = (mi: number, li: number, pi = pPos) => storedScore(row, configs, pi, configIndex(counts, mi, li), ds.score.scale);
     const mPos = m.models.findIndex((x) => x.id === state.model);
     const model = m.models[mPos]!;
-        this.query.append(
+    const lPos = Math.max(0, model.layers.findIndex((l) => l.name === state.layer));
+    const pooling = poolingInfo(m, state.pooling).label;
+    this.query.append(
       h('div', { class: 'cmp-head' }, [
         h('img', { class: 'cmp-thumb', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query image ${idx.files[q] ?? ''}`, width: 64, height: 64 } }),
         h('p', { class: 'hint', text: `Search score of ${idx.files[q] ?? ''} under each configuration (1.00 = all ${ds.score.top} results in its class). Click a row to use it.` }),
       ]),
-      h('h3', { text: `Per layer of ${model.name}` }),
+      h('h3', { text: `Per layer of ${model.name} (${pooling} pooling)` }),
       h('ol', { class: 'score-list' }, model.layers.map((l, li) =>
         barRow(`${l.name} (#${l.index})`, score(mPos, li), l.name === state.layer, () => ctx.navigate({ layer: l.name }), `Use layer ${l.name}`),
       )),
-      h('h3', { text: 'Per model (its best layer for this query)' }),
+      h('h3', { text: `Per pooling (${model.name} · ${model.layers[lPos]!.name})` }),
+      h('ol', { class: 'score-list score-list-pooling' }, m.poolings.map((p, pi) =>
+        barRow(p.label, score(mPos, lPos, pi), p.id === state.pooling, () => ctx.navigate({ pooling: p.id }), `Use ${p.label} pooling`),
+      )),
+      h('h3', { text: `Per model (its best layer for this query, ${pooling} pooling)` }),
       h('ol', { class: 'score-list' }, m.models.map((mod, mi) => {
         let best = 0;
         mod.layers.forEach((_, li) => { if (score(mi, li) > score(mi, best)) best = li; });
@@ -93,7 +102,8 @@ export class CompareView implements ViewModule {
 
   private renderBoard(ctx: Ctx, summary: Summary): void {
     const { manifest: m, state } = ctx;
-    const table = summary[this.stat];
+    const pPos = summary.poolings.indexOf(state.pooling);
+    const table = summary[this.stat]?.[pPos];
     clear(this.board);
     const metric = metricLabel(metricInfo(m, state.metric));
     const select = h('select', { attrs: { id: 'sel-stat', 'aria-label': 'Statistic' } }, STATS.map(([v, t]) => h('option', { text: t, attrs: { value: v } })));
@@ -103,17 +113,30 @@ export class CompareView implements ViewModule {
       this.renderBoard(ctx, summary);
     });
     this.board.append(
-      h('h2', { text: `Leaderboard: whole dataset, ${metric}` }),
+      h('h2', { text: `Leaderboard: whole dataset, ${metric}, ${poolingInfo(m, state.pooling).label} pooling` }),
       h('p', { class: 'hint' }, ['Mean over all images of ', select, '. Darker is better; ★ marks the best configuration. Click a cell to use it.']),
     );
     if (!table) {
-      this.board.append(status(`summary/${state.metric}.json has no ${this.stat}`, 'error'));
+      this.board.append(status(`summary/${state.metric}.json has no ${this.stat} for pooling ${state.pooling}`, 'error'));
       return;
     }
     this.board.append(heatmap(m, table, state.model, state.layer, (model, layer) => ctx.navigate({ model, layer })));
     const values = table.flat().filter(Number.isFinite);
     this.board.append(h('p', { class: 'hint', text: `Columns are each model's chosen layers, shallow → deep (hover a cell for its name). Colour runs from the lowest (${Math.min(...values).toFixed(2)}) to the highest (${Math.max(...values).toFixed(2)}) value in the table.` }));
+    this.board.append(h('h3', { text: 'Best configuration per pooling' }), poolingBoard(m, summary, this.stat, state.pooling, (pooling, model, layer) => ctx.navigate({ pooling, model, layer })));
   }
+}
+
+/** For each pooling: its best (model, layer) under `stat`, as bars; the pooling comparison of the leaderboard. */
+export function poolingBoard(m: Manifest, summary: Summary, stat: StatName, current: string, pick: (pooling: string, model: string, layer: string) => void): HTMLElement {
+  return h('ol', { class: 'score-list score-list-pooling-board' }, summary.poolings.map((pid, pi) => {
+    const best = bestCell(summary[stat]?.[pi] ?? []);
+    const label = poolingInfo(m, pid).label;
+    if (best === null) return h('li', { text: `${label}: no values` });
+    const model = m.models[best.model]!;
+    const layer = model.layers[best.layer]!;
+    return barRow(`${label}: ${model.name} · ${layer.name}`, best.value, pid === current, () => pick(pid, model.id, layer.name), `Use ${label} pooling with ${model.name}, layer ${layer.name}`);
+  }));
 }
 
 export function heatmap(m: Manifest, table: number[][], curModel: string, curLayer: string, pick: (model: string, layer: string) => void): HTMLElement {

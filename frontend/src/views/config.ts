@@ -1,20 +1,24 @@
-// Configuration bar: dataset, model, layer, metric, each with a one-line explanation.
+// Configuration bar: dataset, model, layer, pooling, metric, each with a one-line explanation.
 import { h, clear } from '../dom';
 import { formatCount } from '../data/score';
 import type { Ctx } from '../context';
-import type { LayerInfo, Manifest, MetricInfo, ModelInfo } from '../data/types';
+import type { LayerInfo, Manifest, MetricInfo, ModelInfo, PoolingInfo } from '../data/types';
 
-export function layerLabel(l: LayerInfo, pos: number): string {
-  return `${pos + 1}. ${l.name} · ${l.dim}-d`;
+export function layerLabel(l: LayerInfo, pos: number, pooling: string): string {
+  return `${pos + 1}. ${l.name} · ${l.dims[pooling] ?? '?'}-d`;
 }
 
 export function modelDetail(m: ModelInfo): string {
   return `${m.name}: ${formatCount(m.params)} parameters, ${m.layer_count} layers, ${m.input_size.join('×')} input, ${m.weights} weights.`;
 }
 
-export function layerDetail(m: ModelInfo, l: LayerInfo): string {
+export function layerDetail(m: ModelInfo, l: LayerInfo, pooling: string): string {
   const shape = l.output_shape.join('×');
-  return `Layer #${l.index} of ${m.layer_count} (${Math.round(l.depth * 100)}% deep), ${l.type}, output ${shape} → ${l.dim}-d vector; ${formatCount(l.params_cumulative)} parameters up to here.`;
+  return `Layer #${l.index} of ${m.layer_count} (${Math.round(l.depth * 100)}% deep), ${l.type}, output ${shape} → ${l.dims[pooling] ?? '?'}-d vector (${pooling} pooling); ${formatCount(l.params_cumulative)} parameters up to here.`;
+}
+
+export function poolingInfo(m: Manifest, id: string): PoolingInfo {
+  return m.poolings.find((x) => x.id === id) ?? m.poolings[0]!;
 }
 
 export function metricLabel(m: MetricInfo): string {
@@ -46,15 +50,16 @@ function setOptions(select: HTMLSelectElement, options: [string, string][], valu
 
 export class ConfigBar {
   readonly root: HTMLElement;
-  private readonly f: Record<'dataset' | 'model' | 'layer' | 'metric', Field>;
+  private readonly f: Record<'dataset' | 'model' | 'layer' | 'pooling' | 'metric', Field>;
   private ctx: Ctx | null = null;
 
   constructor() {
-    const go = (key: 'dataset' | 'model' | 'layer' | 'metric') => (v: string) => this.ctx?.navigate({ [key]: v });
+    const go = (key: 'dataset' | 'model' | 'layer' | 'pooling' | 'metric') => (v: string) => this.ctx?.navigate({ [key]: v });
     this.f = {
       dataset: field('dataset', 'Dataset', go('dataset')),
       model: field('model', 'Model', go('model')),
       layer: field('layer', 'Layer', go('layer')),
+      pooling: field('pooling', 'Pooling', go('pooling')),
       metric: field('metric', 'Distance metric', go('metric')),
     };
     this.root = h('section', { class: 'config', attrs: { 'aria-label': 'Configuration' } }, Object.values(this.f).map((x) => x.wrap));
@@ -69,9 +74,11 @@ export class ConfigBar {
     setOptions(this.f.model.select, m.models.map((x) => [x.id, `${x.name} (${formatCount(x.params)})`]), s.model);
     const model = m.models.find((x) => x.id === s.model)!;
     this.f.model.detail.textContent = modelDetail(model);
-    setOptions(this.f.layer.select, model.layers.map((l, i) => [l.name, layerLabel(l, i)]), s.layer);
+    setOptions(this.f.layer.select, model.layers.map((l, i) => [l.name, layerLabel(l, i, s.pooling)]), s.layer);
     const layer = model.layers.find((l) => l.name === s.layer)!;
-    this.f.layer.detail.textContent = layerDetail(model, layer);
+    this.f.layer.detail.textContent = layerDetail(model, layer, s.pooling);
+    setOptions(this.f.pooling.select, m.poolings.map((x) => [x.id, x.label]), s.pooling);
+    this.f.pooling.detail.textContent = poolingInfo(m, s.pooling).description;
     setOptions(this.f.metric.select, m.metrics.map((x) => [x.id, metricLabel(x)]), s.metric);
     this.f.metric.detail.textContent = metricInfo(m, s.metric).description;
   }

@@ -53,8 +53,8 @@ export class MapView implements ViewModule {
     const ds = data.dataset(state.dataset);
     clear(this.info);
     this.info.append(status('Loading map…'));
-    const knnP = state.q === null ? Promise.resolve(null) : data.neighbors(state.dataset, state.model, state.layer, state.metric);
-    Promise.all([data.umap(state.dataset, state.model, state.layer), data.index(state.dataset), knnP]).then(
+    const knnP = state.q === null ? Promise.resolve(null) : data.neighbors(state.dataset, state.model, state.layer, state.pooling, state.metric);
+    Promise.all([data.umap(state.dataset, state.model, state.layer, state.pooling), data.index(state.dataset), knnP]).then(
       ([xy, idx, knn]) => {
         if (!fresh()) return;
         const hits = knn && state.q !== null ? knnRow(knn, state.q).map((n) => n.id) : [];

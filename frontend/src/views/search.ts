@@ -80,7 +80,7 @@ export class SearchView implements ViewModule {
       return;
     }
     const q = state.q;
-    const knnP = data.neighbors(state.dataset, state.model, state.layer, state.metric);
+    const knnP = data.neighbors(state.dataset, state.model, state.layer, state.pooling, state.metric);
     Promise.all([idxP, knnP]).then(
       ([idx, knn]) => fresh() && this.renderQuery(ctx, idx, q, knnRow(knn, q)),
       (e: unknown) => fresh() && this.fail(this.results, e),

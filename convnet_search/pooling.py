@@ -1,0 +1,131 @@
+"""Pooling registry: how a conv feature map [H, W, C] becomes one vector per image.
+
+One entry per pooling drives everything: config validation, the Keras layers of the feature
+extractor (and so the TF.js model), the feature dimension, the bundle's `poolings` list and the
+explorer's labels. `reference` is a plain NumPy version of each, used by the tests.
+
+Which pooling retrieves best depends on the data (avg won on small centred photos, flatten on
+centred product shots), so the default run computes several from the same forward pass and the
+explorer compares them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+GEM_P = 3.0  # generalized-mean exponent: the instance-retrieval standard (Radenović et al. 2018)
+GEM_EPS = 1e-6  # clamp before the power: GeM is defined on non-negative activations
+GRID = 2  # grid pooling: GRID × GRID cells, each average-pooled
+
+
+@dataclass(frozen=True)
+class Pooling:
+    id: str
+    label: str
+    description: str
+    dim: Callable[[int, int, int], int]  # (H, W, C) -> vector length
+    reference: Callable[[np.ndarray], np.ndarray]  # float [B, H, W, C] -> [B, dim]
+
+
+def grid_bounds(size: int, cells: int = GRID) -> list[tuple[int, int]]:
+    """Cell i covers [floor(i·size/cells), ceil((i+1)·size/cells)): adaptive pooling's rule, so an
+    odd map (7×7) shares its middle row/column between cells instead of dropping it."""
+    return [((i * size) // cells, -((-(i + 1) * size) // cells)) for i in range(cells)]
+
+
+def _grid_reference(x: np.ndarray) -> np.ndarray:
+    rows, cols = grid_bounds(x.shape[1]), grid_bounds(x.shape[2])
+    cells = [x[:, r0:r1, c0:c1, :].mean(axis=(1, 2)) for r0, r1 in rows for c0, c1 in cols]
+    return np.concatenate(cells, axis=1)
+
+
+def _gem_reference(x: np.ndarray) -> np.ndarray:
+    return np.mean(np.maximum(x, GEM_EPS) ** GEM_P, axis=(1, 2)) ** (1.0 / GEM_P)
+
+
+POOLINGS: dict[str, Pooling] = {p.id: p for p in (
+    Pooling("avg", "Average", "Mean of each channel over the map: what the channel responds to, "
+            "wherever it is.", lambda h, w, c: c, lambda x: x.mean(axis=(1, 2))),
+    Pooling("max", "Max", "Strongest response of each channel anywhere in the image.",
+            lambda h, w, c: c, lambda x: x.max(axis=(1, 2))),
+    Pooling("gem", f"GeM (p={GEM_P:g})", f"Generalized mean (mean of x^{GEM_P:g})^(1/{GEM_P:g}): "
+            "between average and max, the standard for instance retrieval.",
+            lambda h, w, c: c, _gem_reference),
+    Pooling("grid2", f"Grid {GRID}×{GRID}", f"Average over each of {GRID}×{GRID} image regions, "
+            "concatenated: keeps coarse layout (what is where) at 4× the channels.",
+            lambda h, w, c: GRID * GRID * c, _grid_reference),
+    Pooling("flatten", "Flatten", "Every position of the map (ConvNet Playground's choice): full "
+            "layout, but very long vectors at early layers.",
+            lambda h, w, c: h * w * c, lambda x: x.reshape(len(x), -1)),
+)}
+DEFAULT_POOLINGS = ("avg", "max", "gem", "grid2")
+# Flattening raw conv maps is what made ConvNet Playground's vectors 3.2M-dimensional; we allow it
+# for users who ask, but refuse dimensions that would blow up memory and every downstream stage.
+MAX_FLATTEN_DIM = 200_000
+
+
+def resolve_poolings(names) -> tuple[str, ...]:
+    """Validated, de-duplicated pooling ids (a single name or a list); ValueError lists the valid ones."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise ValueError("no pooling given")
+    bad = [n for n in names if n not in POOLINGS]
+    if bad:
+        raise ValueError(f"unknown pooling {', '.join(map(repr, bad))}; choose from {', '.join(POOLINGS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def feature_key(layer: str, pooling: str) -> str:
+    """Key of one (layer, pooling) feature matrix in the stores."""
+    return f"{pooling}/{layer}"
+
+
+def keras_pooling_layer(pooling: str, name: str):
+    """A Keras layer doing `pooling` ([B, H, W, C] -> [B, dim]) with ops TF.js also runs."""
+    import keras
+
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=name)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name=name)
+    if pooling == "flatten":
+        return keras.layers.Flatten(name=name)
+    return _custom_layer_class()(pooling, name=name)
+
+
+_CUSTOM = None
+
+
+def _custom_layer_class():
+    global _CUSTOM
+    if _CUSTOM is not None:
+        return _CUSTOM
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="convnet_search")
+    class MapPooling(keras.layers.Layer):
+        """GeM and grid pooling (Keras has no built-in layer for either)."""
+
+        def __init__(self, kind: str, **kwargs):
+            super().__init__(**kwargs)
+            self.kind = kind
+
+        def call(self, x):
+            if self.kind == "gem":
+                return ops.power(ops.mean(ops.power(ops.maximum(x, GEM_EPS), GEM_P), axis=(1, 2)), 1.0 / GEM_P)
+            rows, cols = grid_bounds(x.shape[1]), grid_bounds(x.shape[2])
+            cells = [ops.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)) for r0, r1 in rows for c0, c1 in cols]
+            return ops.concatenate(cells, axis=-1)
+
+        def compute_output_shape(self, shape):
+            b, h, w, c = shape
+            return (b, POOLINGS[self.kind].dim(h, w, c))
+
+        def get_config(self):
+            return {**super().get_config(), "kind": self.kind}
+
+    _CUSTOM = MapPooling
+    return _CUSTOM
