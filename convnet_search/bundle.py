@@ -162,6 +162,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "id": ds.id, "name": ds.name, "description": ds.description, "source": ds.source,
             "classes": list(ds.classes), "size": len(ds), "id_dtype": str(_id_dtype(len(ds)).name),
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
+            "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
         })
     browser = None
     if inp.browser is not None:
