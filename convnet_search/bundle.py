@@ -165,6 +165,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "classes": list(ds.classes), "size": len(ds), "id_dtype": str(_id_dtype(len(ds)).name),
             "k": k, "score": {"top": top, "scale": score_scale(top)},
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
+            "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
         })
     browser = None
     if inp.browser is not None:
