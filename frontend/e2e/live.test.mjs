@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { deriveScaledBundle } from './scaled-bundle.mjs';
 
 const MAX_SELF_DISTANCE = 0.01;
 const N_UPLOADS = 20;
@@ -277,5 +278,58 @@ describe('private live search', () => {
     assert.match(await page.textContent('.query-file'), new RegExp(other.layer));
     assert.deepEqual(problems, []);
     await page.close();
+  });
+
+  test('a large dataset: the panel says what the host can see, loads every thumbnail on request, then uploads fetch nothing', async () => {
+    // 1,500 images (> the 8 MB estimate): the tiny bundle scaled up, with its browser model and
+    // its browser features repeated cyclically (image i has the features of tiny image i mod N).
+    const n = 1500;
+    const big = deriveScaledBundle(bundle.dir, path.join(RESULTS, 'live-large-bundle'), n);
+    const bs = manifest.browser_search;
+    fs.writeFileSync(path.join(big.dir, 'manifest.json'), JSON.stringify({ ...big.manifest, browser_search: { ...bs, datasets: [big.dataset] } }));
+    fs.cpSync(path.join(bundle.dir, path.dirname(bs.model_url)), path.join(big.dir, path.dirname(bs.model_url)), { recursive: true });
+    for (const o of bs.outputs) {
+      const rel = (d) => manifest.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer);
+      const f = fs.readFileSync(path.join(bundle.dir, rel(ds.id)));
+      const src = new Float32Array(f.buffer, f.byteOffset, f.length / 4);
+      const out = new Float32Array(n * o.dim);
+      for (let i = 0; i < n; i++) out.set(src.subarray((i % ds.size) * o.dim, ((i % ds.size) + 1) * o.dim), i * o.dim);
+      fs.mkdirSync(path.dirname(path.join(big.dir, rel(big.dataset))), { recursive: true });
+      fs.writeFileSync(path.join(big.dir, rel(big.dataset)), out);
+    }
+    const bigServer = await startServer({ bundleDir: big.dir });
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    try {
+      await page.goto(bigServer.url + '?metric=cosine');
+      await page.hover(LIVE);
+      await page.waitForSelector(`${LIVE}[data-state=ready]`, { timeout: 120_000 });
+      assert.equal(await page.getAttribute(LIVE, 'data-thumbs'), 'ask');
+      assert.match(await page.textContent(`${LIVE} .live-privacy`), /has 1,500 images .* the host can see which dataset images are the nearest neighbours of your image/);
+      const button = page.locator(`${LIVE} .live-load-thumbs`);
+      assert.match(await button.textContent(), /Load all 1,500 thumbnails first \(≈ 9\.0 MB\)/);
+      const thumbsBefore = bigServer.log.filter((e) => e.path.includes('/thumbs/')).length;
+      await button.click();
+      await page.waitForSelector(`${LIVE}[data-thumbs=ready]`, { timeout: 120_000 });
+      const thumbPaths = new Set(bigServer.log.filter((e) => e.path.includes('/thumbs/')).map((e) => e.path));
+      assert.equal(thumbPaths.size, n, 'every thumbnail fetched once asked');
+      assert.ok(thumbsBefore < n, 'not all of them before the button');
+      assert.ok(await button.isHidden(), 'the button goes once they are loaded');
+      assert.match(await page.textContent(`${LIVE} .live-privacy`), /Private: all 1,500 thumbnails/);
+      await waitQuiet(bigServer);
+      const from = bigServer.log.length;
+      const id = 5;
+      await page.setInputFiles(`${LIVE} #live-file`, path.join(bundle.imagesDir, index.files[id]));
+      await waitSearch(page, 1);
+      assert.equal(Number((await data(page)).top.split(',')[0].split(':')[0]), id, 'ties (the copies) go to the smaller id');
+      const srcs = await page.$$eval('.results-grid img', (imgs) => imgs.map((i) => i.getAttribute('src')));
+      assert.ok(srcs.length > 0 && srcs.every((x) => x.startsWith('blob:')), `result thumbnails from memory: ${srcs.join(' ')}`);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(bigServer.log.slice(from).map((e) => e.path), [], 'no request after the upload');
+      assert.deepEqual(problems, []);
+    } finally {
+      await page.close();
+      await bigServer.close();
+    }
   });
 });
