@@ -191,6 +191,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "k": k, "score": {"top": top, "scale": score_scale(top)},
             "scores_block": scores_block(len(inp.poolings), sum(len(m["layers"]) for m in models)),
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
+            "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
         })
     browser = None
     if inp.browser is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from .models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
 from .pooling import DEFAULT_POOLINGS, resolve_poolings
 from .neighbors import resolve_metric, validate_minkowski_p
+from .tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
 
 ALL_METRICS = ("cosine", "euclidean", "sqeuclidean", "minkowski")
 
@@ -43,7 +44,7 @@ class RunConfig:
     umap: UmapConfig = UmapConfig()
     browser_search: bool = True
     browser_model: str = "mobilenet"
-    quantize: str = "uint8"
+    quantize: str = DEFAULT_QUANTIZATION
     out: Path = Path("frontend/public/data")
     work: Path = Path(".convnet-search")
 
@@ -69,8 +70,8 @@ class RunConfig:
                                  ("shard_size", self.shard_size, 1), ("umap.n_neighbors", self.umap.n_neighbors, 2)):
             if value < low:
                 raise ConfigError(f"{name}={value}: must be at least {low}")
-        if self.quantize not in ("uint8", "uint16", "float16", "none"):
-            raise ConfigError(f"quantize {self.quantize!r}: choose uint8, uint16, float16 or none")
+        if self.quantize not in QUANTIZATIONS:
+            raise ConfigError(f"quantize {self.quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
         return replace(self, models=models, layers=layers, metrics=metrics, minkowski_p=p, pooling=pooling,
                        browser_model=get_spec(self.browser_model).id)
 

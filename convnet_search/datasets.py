@@ -9,6 +9,17 @@ Ids are stable: class folders in sorted order, then file paths in UTF-8 byte ord
 candidate file is decoded once here, so a bad file is known (and skipped with its reason) before
 any features are extracted and never shifts the ids of the others.
 
+Nothing is dropped silently: every entry of the folder that is not used ends up in
+`Dataset.skipped` with its reason — bad images, files outside class folders, hidden entries (name
+starting with '.'; a hidden folder is listed once, not searched), system junk (`.DS_Store`,
+`Thumbs.db`, `._*`, `.git/`, `__MACOSX/`, …), unreadable folders, special files and the symlinks
+that are not followed. Symlinks: a link whose target lies inside the dataset root is followed,
+unless its target is already read directly (another class folder, a file of the dataset: listed,
+so nothing is counted twice) or is a folder containing the link (a loop: listed). A link whose
+target lies outside the root is listed and not followed unless ``follow_links=True`` (then each
+outside folder is read once, however many links lead to it). Links are never a way to make the
+scan run forever.
+
 No TensorFlow at import time: `fetch_public_dataset` imports Keras only when it needs it.
 """
 
@@ -24,6 +35,7 @@ import tomllib
 import unicodedata
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +59,20 @@ __all__ = [
 ENV_DATASETS_DIR = "CONVNET_SEARCH_DATASETS"
 NOT_IN_CLASS = "not inside a class folder"
 EMPTY_CLASS = "class folder has no usable image"
+HIDDEN_DIR = "hidden folder (name starts with '.'): not searched; rename it to include it"
+HIDDEN_FILE = "hidden file (name starts with '.'): rename it to include it"
+SYSTEM_FILE = "hidden/system file (not an image)"
+SYSTEM_DIR = "hidden/system folder (not searched)"
+NOT_REGULAR = "not a regular file or folder"
+LINK_OUTSIDE = "symlink points outside the dataset root (use --follow-links to include it)"
+LINK_BROKEN = "broken symlink (its target is missing or a loop of links)"
+LINK_LOOP = "symlink loop: points to a folder that contains it"
+# Junk that operating systems and tools write next to photos on their own. Listed like every
+# other unused entry, but left out of the fingerprint (see `dataset_fingerprint`).
+SYSTEM_FILE_NAMES = frozenset({".DS_Store", "Thumbs.db", "ehthumbs.db", "desktop.ini", ".directory",
+                               ".localized", "Icon\r"})
+SYSTEM_DIR_NAMES = frozenset({".git", ".svn", ".hg", "__MACOSX", "@eaDir", ".Trashes", ".Spotlight-V100",
+                              ".fseventsd", ".TemporaryItems"})
 
 
 class DatasetError(Exception):
@@ -72,6 +98,7 @@ class Dataset:
     files: list[str]  # image paths relative to root, posix separators; position = image id
     labels: np.ndarray  # int32 [N]; labels[i] indexes classes
     skipped: list[SkippedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # caveats for people (bundle: manifest "notes")
 
     def path(self, i: int) -> Path:
         return self.root / self.files[i]
@@ -127,18 +154,26 @@ def _sort_key(rel: str) -> bytes:
     return os.fsencode(rel)
 
 
-def load_dataset(name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
+def load_dataset(
+    name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, follow_links: bool = False
+) -> Dataset:
     """Load a builtin dataset by name, or an image folder by path.
 
     A ``str`` without a path separator that names a builtin dataset (see `known_datasets`) is that
     dataset; anything else is a path. A folder holding ``dataset.toml`` and ``images/`` is read
     like a builtin one; any other folder is the image root itself.
+
+    ``follow_links=True`` also follows symlinks whose target lies outside the dataset root (by
+    default they are listed in ``skipped`` and not read, so a link cannot publish files from
+    elsewhere on the disk). A dataset with a single class loads, with a `RuntimeWarning` and the
+    same text in ``notes``: search scores compare classes, so every score would be 1.0.
     """
     builtins = known_datasets()
     if isinstance(name_or_path, str) and "/" not in name_or_path and os.sep not in name_or_path and name_or_path in builtins:
         folder = builtin_datasets_dir() / name_or_path
         meta = _read_meta(folder / "dataset.toml")
-        return _scan(folder / "images", name_or_path, meta, max_pixels)
+        ds = _scan(folder / "images", name_or_path, meta, max_pixels, follow_links)
+        return _with_notes(ds)
 
     path = Path(name_or_path).expanduser()
     if not path.exists():
@@ -148,39 +183,210 @@ def load_dataset(name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
         raise DatasetError(f"{path}: not a folder (a dataset is a folder of class folders: root/<class>/<image>)")
     if (path / "dataset.toml").is_file() and (path / "images").is_dir():
         meta = _read_meta(path / "dataset.toml")
-        return _scan(path / "images", _slug(path.resolve().name), meta, max_pixels)
+        ds = _scan(path / "images", _slug(path.resolve().name), meta, max_pixels, follow_links)
+        return _with_notes(ds)
     name = path.resolve().name
     meta = {"name": name, "description": "", "source": f"image folder '{name}'"}
-    return _scan(path, _slug(name), meta, max_pixels)
+    return _with_notes(_scan(path, _slug(name), meta, max_pixels, follow_links))
 
 
-def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int) -> Dataset:
+def _with_notes(ds: Dataset) -> Dataset:
+    """Add the caveats a person must see (printed as a warning now, kept for the bundle)."""
+    if len(ds.classes) == 1:
+        note = (f"dataset {ds.id!r} has one class ({ds.classes[0]!r}): search scores need at least "
+                "2 classes; every score would be 1.0")
+        ds.notes.append(note)
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+    return ds
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlink
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # follows a symlink; False for FIFOs, sockets, devices
+    except OSError:
+        return False
+
+
+def _entries(path: str | Path) -> list[os.DirEntry]:
+    """The entries of a folder in UTF-8 byte order of their names (raises OSError)."""
+    with os.scandir(path) as it:
+        return sorted(it, key=lambda e: _sort_key(e.name))
+
+
+def _within(path: str, base: str) -> bool:
+    """Is real path ``path`` equal to or inside real path ``base``?"""
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _hidden_reason(name: str, is_dir: bool) -> str | None:
+    """Why an entry is left out for its name alone (hidden or system junk), or None."""
+    if is_dir:
+        if name in SYSTEM_DIR_NAMES:
+            return SYSTEM_DIR
+        return HIDDEN_DIR if name.startswith(".") else None
+    if name in SYSTEM_FILE_NAMES or name.startswith("._"):  # "._x.jpg": macOS metadata, not an image
+        return SYSTEM_FILE
+    return HIDDEN_FILE if name.startswith(".") else None
+
+
+class _Scanner:
+    """Walks class folders; decides for each entry whether to read it, descend or skip it (why).
+
+    Real paths are carried along (``real`` of each folder) so that links can be judged without a
+    ``realpath`` call per file: inside or outside the root, a loop, or a duplicate.
+    """
+
+    def __init__(self, root: Path, follow_links: bool) -> None:
+        self.real_root = os.path.realpath(root)
+        self.follow_links = follow_links
+        self.linked_dirs: dict[str, str] = {}  # real folder read through a link -> that link (rel)
+        self.linked_files: dict[str, str] = {}  # real file reached through a link -> its rel
+
+    def classify(self, entry: os.DirEntry, rel: str, parent_real: str,
+                 under_link: bool) -> tuple[str, str, str]:
+        """("dir", "", real) to descend, ("file", "", real) to read, or ("skip", reason, "")."""
+        is_dir = _is_dir(entry)
+        reason = _hidden_reason(entry.name, is_dir)
+        if reason:
+            return "skip", reason, ""
+        if entry.is_symlink():
+            return self._link(entry.path, rel, parent_real, is_dir)
+        real = os.path.join(parent_real, entry.name)
+        if is_dir:
+            return "dir", "", real
+        if not _is_file(entry):
+            return "skip", NOT_REGULAR, ""  # a FIFO would block the decoder forever
+        if under_link:  # a real file in a folder read through a link: another link may reach it too
+            return self._once(real, rel)
+        return "file", "", real
+
+    def _once(self, real: str, rel: str) -> tuple[str, str, str]:
+        first = self.linked_files.setdefault(real, rel)
+        if first != rel:
+            return "skip", f"same file as '{_display(first)}' (reached through a symlink): not counted twice", ""
+        return "file", "", real
+
+    def _read_directly(self, real: str, is_dir: bool) -> bool:
+        """Does the scan reach ``real`` (inside the root) without links: a class folder or a file
+        under one, no hidden or system part on the way?"""
+        parts = os.path.relpath(real, self.real_root).split(os.sep)
+        if real == self.real_root or len(parts) < (1 if is_dir else 2):
+            return False
+        if parts[0] != _display(parts[0]):
+            return False  # a class whose name is not UTF-8 is skipped
+        return not any(_hidden_reason(p, True) or _hidden_reason(p, False) for p in parts)
+
+    def _shown(self, real: str) -> str:
+        return _display(Path(os.path.relpath(real, self.real_root)).as_posix())
+
+    def _link(self, path: str, rel: str, parent_real: str, is_dir: bool) -> tuple[str, str, str]:
+        try:
+            target = os.path.realpath(path, strict=True)
+        except OSError:  # target missing, or links pointing at each other (ELOOP)
+            return "skip", LINK_BROKEN, ""
+        inside = _within(target, self.real_root)
+        if not inside and not self.follow_links:
+            return "skip", LINK_OUTSIDE, ""
+        if is_dir:
+            if _within(parent_real, target):
+                return "skip", LINK_LOOP, ""
+            if inside and self._read_directly(target, True):
+                return "skip", f"symlink to '{self._shown(target)}/', which is read directly: not read twice", ""
+            for seen, via in self.linked_dirs.items():
+                if _within(target, seen):
+                    return "skip", f"symlink to a folder already read through '{_display(via)}/'", ""
+            self.linked_dirs[target] = rel
+            return "dir", "", target
+        if not os.path.isfile(target):
+            return "skip", NOT_REGULAR, ""
+        if inside and self._read_directly(target, False):
+            return "skip", f"symlink to '{self._shown(target)}', which is read directly: not counted twice", ""
+        return self._once(target, rel)
+
+    def class_items(self, cls: str, path: Path, real: str, via_link: bool) -> list[tuple[str, str]]:
+        """(rel, reason) for everything under one class folder, reason "" for a file to read;
+        sorted by rel in UTF-8 byte order. An explicit stack, not recursion: depth is unbounded."""
+        items: list[tuple[str, str]] = []
+        stack = [(str(path), cls, real, via_link)]
+        while stack:
+            folder, rel, real, under_link = stack.pop()
+            try:
+                entries = _entries(folder)
+            except OSError as e:  # what os.walk would swallow: permission denied, I/O error, …
+                items.append((rel + "/", f"cannot read folder: {e.strerror or e}"))
+                continue
+            subdirs = []
+            for entry in entries:
+                child = f"{rel}/{entry.name}"
+                kind, reason, child_real = self.classify(entry, child, real, under_link)
+                if kind == "skip":
+                    items.append((child + "/" if _is_dir(entry) else child, reason))
+                elif kind == "dir":
+                    subdirs.append((entry.path, child, child_real, under_link or entry.is_symlink()))
+                else:
+                    items.append((child, ""))
+            stack.extend(reversed(subdirs))
+        return sorted(items, key=lambda it: _sort_key(it[0]))
+
+
+def _root_entry(scanner: _Scanner, entry: os.DirEntry) -> tuple[str, str, str]:
+    """Like `_Scanner.classify` for an entry of the root, where only folders are of use."""
+    if _is_dir(entry):
+        return scanner.classify(entry, entry.name, scanner.real_root, False)
+    reason = _hidden_reason(entry.name, False)
+    if reason:
+        return "skip", reason, ""
+    if _is_file(entry):
+        return "skip", NOT_IN_CLASS, ""
+    return "skip", LINK_BROKEN if entry.is_symlink() else NOT_REGULAR, ""
+
+
+def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"{root}: image folder missing")
+    scanner = _Scanner(root, follow_links)
+    try:
+        root_entries = _entries(root)
+    except OSError as e:
+        raise DatasetError(f"{root}: cannot read folder: {e.strerror or e}") from None
     skipped: list[SkippedFile] = []
-    class_dirs: list[str] = []
-    for entry in sorted(os.scandir(root), key=lambda e: _sort_key(e.name)):
-        if entry.name.startswith("."):
-            continue  # .DS_Store, .git, editor files: silently ignored
-        if entry.is_dir():
-            class_dirs.append(entry.name)
+    class_dirs: list[tuple[str, str, bool]] = []  # (name, real path, reached through a link)
+    for entry in root_entries:
+        kind, reason, real = _root_entry(scanner, entry)
+        if kind == "dir":
+            class_dirs.append((entry.name, real, entry.is_symlink()))
         else:
-            skipped.append(SkippedFile(_display(entry.name), NOT_IN_CLASS))
+            skipped.append(SkippedFile(_display(entry.name) + ("/" if _is_dir(entry) else ""), reason))
     if not class_dirs:
-        extra = f" ({len(skipped)} files lie directly in it; put them into one sub-folder per class)" if skipped else ""
+        loose = sum(1 for s in skipped if s.reason == NOT_IN_CLASS)
+        why = [f"{loose} files lie directly in it; put them into one sub-folder per class"] if loose else []
+        why += [f"{s.file}: {s.reason}" for s in skipped
+                if s.reason not in (NOT_IN_CLASS, SYSTEM_FILE, SYSTEM_DIR)][:3]
+        extra = f" ({'; '.join(why)})" if why else ""
         raise DatasetError(f"{root}: no class folders; expected root/<class>/<image>{extra}")
 
     classes: list[str] = []
     files: list[str] = []
     labels: list[int] = []
-    for cls in class_dirs:
+    for cls, real, via_link in class_dirs:
         if cls != _display(cls):
             # Class names go into the manifest as text; a folder name that is not UTF-8 cannot.
             skipped.append(SkippedFile(_display(cls) + "/", "class folder name is not valid UTF-8"))
             continue
         usable = 0
-        for rel in _class_files(root, cls):
+        items = scanner.class_items(cls, root / cls, real, via_link)
+        for rel, reason in items:
             shown = _display(rel)
+            if reason:
+                skipped.append(SkippedFile(shown, reason))
+                continue
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
@@ -197,14 +403,14 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int) -> Data
             usable += 1
             files.append(rel)
             labels.append(len(classes) - 1)
-        if usable == 0:
+        if usable == 0 and not any(rel == cls + "/" for rel, _ in items):  # unreadable: said already
             skipped.append(SkippedFile(cls + "/", EMPTY_CLASS))
 
     if not files:
-        reasons = [f"{s.file}: {s.reason}" for s in skipped if s.reason != EMPTY_CLASS][:5]
-        n_bad = sum(1 for s in skipped if s.reason != EMPTY_CLASS)
+        bad = [s for s in skipped if s.reason not in (EMPTY_CLASS, SYSTEM_FILE, SYSTEM_DIR)]
+        reasons = [f"{s.file}: {s.reason}" for s in bad][:5]
         shown = "; ".join(reasons) if reasons else "the class folders are empty"
-        raise DatasetError(f"{root}: no usable image ({n_bad} files skipped: {shown})")
+        raise DatasetError(f"{root}: no usable image ({len(bad)} files skipped: {shown})")
     return Dataset(
         id=ds_id,
         name=meta["name"],
@@ -218,22 +424,13 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int) -> Data
     )
 
 
-def _class_files(root: Path, cls: str) -> list[str]:
-    """Files under ``root/cls`` (recursively, hidden entries and symlinked folders skipped), as
-    posix paths relative to root, in UTF-8 byte order."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root / cls):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        for fn in filenames:
-            if not fn.startswith("."):
-                out.append(f"{rel_dir}/{fn}")
-    return sorted(out, key=_sort_key)
-
-
 def dataset_fingerprint(ds: Dataset) -> str:
     """sha256 hex over the classes, every image's (relative path, label, sha256 of its bytes) and
-    the skipped files: it changes when any byte, name, label or skip reason changes."""
+    the skipped files: it changes when any byte, name, label or skip reason changes.
+
+    Except for system junk (`SYSTEM_FILE`/`SYSTEM_DIR`: ``.DS_Store``, ``Thumbs.db``, …): listed
+    in ``skipped`` but left out here, because the operating system writes such files by itself
+    (opening a folder in Finder is enough) and they can never change what is computed."""
     h = hashlib.sha256()
     h.update(json.dumps({"fingerprint": 1, "classes": ds.classes}, ensure_ascii=True).encode())
     for rel, label in zip(ds.files, ds.labels.tolist()):
@@ -246,6 +443,8 @@ def dataset_fingerprint(ds: Dataset) -> str:
             raise DatasetError(f"{ds.root / rel}: cannot read file for the dataset fingerprint: {e}") from None
         h.update(json.dumps([_display(rel), int(label), fh.hexdigest()], ensure_ascii=True).encode() + b"\n")
     for s in ds.skipped:
+        if s.reason in (SYSTEM_FILE, SYSTEM_DIR):
+            continue
         h.update(json.dumps(["skipped", s.file, s.reason], ensure_ascii=True).encode() + b"\n")
     return h.hexdigest()
 

@@ -19,6 +19,16 @@ def normalize_unit_square(xy: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _pca_2d(x: np.ndarray) -> np.ndarray:
+    """The first two principal components (zeros where there are fewer): a map for 2-3 images."""
+    centred = np.asarray(x, dtype=np.float64) - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    xy = np.zeros((len(x), 2))
+    cols = min(2, len(s))
+    xy[:, :cols] = u[:, :cols] * s[:cols]
+    return xy
+
+
 def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int) -> np.ndarray:
     """UMAP embedding normalised into the unit square. Deterministic for a given seed.
 
@@ -32,8 +42,8 @@ def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int) -> np.ndarray:
 
     x = np.asarray(features, dtype=np.float32)
     n = x.shape[0]
-    if n < 4:
-        raise ValueError(f"UMAP needs at least 4 images, got {n}")
+    if n < 4:  # UMAP's spectral/random init needs a few points; a tiny folder still gets a map
+        return normalize_unit_square(_pca_2d(x))
     metric = cfg.metric
     if metric == "cosine" and np.any(np.linalg.norm(x, axis=1) == 0):
         # cosine is undefined for all-zero vectors (dead ReLU layers of random nets): say so, use euclidean

@@ -28,7 +28,15 @@ from .runtime import quiet_unless_verbose
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-QUANTIZATIONS = ("uint8", "uint16", "float16", "none")
+# Weight storage of the exported model, per tensor (the converter has no per-channel mode).
+# float16 is the default, chosen by measured parity on real ImageNet weights (docs/live-search.md):
+# MobileNet v1 folds batch norm into its pointwise kernels, whose per-output-channel scales then
+# span orders of magnitude; one uint8 scale per tensor wipes the small channels out (TF.js vs
+# Keras cosine 0.16 at conv_pw_13_relu, self-search at chance), also when only the pointwise
+# kernels are uint8 (≥ 0.71 .. 0.86) or only the depthwise ones are float16 (0.18). float16 keeps
+# every image ≥ 0.9997 at 54 % of float32's bytes; uint16 passes too but is ~1 % larger.
+QUANTIZATIONS = ("float16", "uint16", "uint8", "none")
+DEFAULT_QUANTIZATION = "float16"
 MODEL_JSON = "model.json"
 
 
@@ -162,7 +170,7 @@ def _sha256(root: Path, files: list[str]) -> str:
 
 
 def export_tfjs(
-    model: "keras.Model", layer_names: list[str], out_dir: Path, *, quantize: str = "uint8"
+    model: "keras.Model", layer_names: list[str], out_dir: Path, *, quantize: str = DEFAULT_QUANTIZATION
 ) -> TfjsExport:
     """Convert ``model`` (outputs = pooled features of ``layer_names``, in order) into ``out_dir``.
 
@@ -193,7 +201,7 @@ def export_tfjs(
                     signature_def="serving_default",
                     saved_model_tags="serve",
                     quantization_dtype_map=qmap,
-                    # One shard for a ~3 MB model: one request, one IndexedDB record.
+                    # One shard for a ≤ 6.5 MB model: one request, one IndexedDB record.
                     weight_shard_size_bytes=16 * 1024 * 1024,
                 )
         except Exception as e:  # the converter raises bare Exceptions/ValueErrors

@@ -142,7 +142,7 @@ def make_odd_image_folder(root: Path) -> OddFolder:
     _save(Image.fromarray(_noise_rgb(9, 11, 2)), root / "colour/nested/deeper/deep.bmp")
     add(OddFile("colour/nested/deeper/deep.bmp", "BMP in a nested sub-folder", hw=(9, 11)))
 
-    (root / "colour/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # hidden: ignored, not skipped
+    (root / "colour/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # hidden: not read, listed as skipped
     (root / "colour/.hidden_dir").mkdir()
     (root / "colour/.hidden_dir/x.png").write_bytes(b"ignored too")
 

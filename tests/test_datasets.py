@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import shutil
 import sys
@@ -32,6 +33,8 @@ from convnet_search.images import load_rgb
 from odd_images import make_odd_image_folder
 
 REPO = Path(__file__).resolve().parent.parent
+# Tests of other things that happen to use a single class: its warning is tested on its own below.
+ONE_CLASS_OK = pytest.mark.filterwarnings("ignore:dataset .* has one class:RuntimeWarning")
 
 
 def _png(path: Path, colour=(0, 0, 0), size=(4, 4)) -> Path:
@@ -58,13 +61,16 @@ def test_odd_folder_valid_files_kept_in_order_bad_ones_skipped_with_reasons(odd)
     assert ds.path(0) == odd.root / ds.files[0]
     # Every bad file is named once, with its reason; the empty class is reported too.
     by_file = {s.file: s.reason for s in ds.skipped}
-    assert set(by_file) == set(odd.bad) | {c + "/" for c in odd.empty_classes}
+    hidden = {"colour/.DS_Store": "hidden/system file (not an image)",
+              "colour/.hidden_dir/": "hidden folder (name starts with '.'): not searched; rename it to include it"}
+    assert set(by_file) == set(odd.bad) | {c + "/" for c in odd.empty_classes} | set(hidden)
     for rel, expected in odd.bad.items():
         assert expected in by_file[rel], (rel, by_file[rel])
     assert by_file["broken/"] == "class folder has no usable image"
     assert by_file["stray.png"] == "not inside a class folder"
-    # Hidden files and folders are ignored silently.
-    assert not any("DS_Store" in s.file or "hidden" in s.file for s in ds.skipped)
+    # Hidden files and folders are not read, but listed (a hidden folder once, not its contents).
+    for rel, reason in hidden.items():
+        assert by_file[rel] == reason
     assert not any("hidden" in f for f in ds.files)
     # Every kept file really decodes (load_dataset decoded them all already).
     for i in range(len(ds)):
@@ -125,6 +131,7 @@ def test_class_with_no_usable_image_is_dropped_and_labels_stay_dense(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs a filesystem that stores raw bytes in names")
+@ONE_CLASS_OK
 def test_file_name_that_is_not_utf8_is_skipped_and_shown_escaped(tmp_path):
     root = tmp_path / "d"
     _png(root / "a/ok.png")
@@ -136,6 +143,7 @@ def test_file_name_that_is_not_utf8_is_skipped_and_shown_escaped(tmp_path):
     assert ds.skipped == [SkippedFile("a/bad\\xff.png", "file name is not valid UTF-8")]
 
 
+@ONE_CLASS_OK
 def test_max_pixels_is_passed_to_the_decoder(tmp_path):
     root = tmp_path / "d"
     _png(root / "a/small.png", size=(4, 4))
@@ -227,6 +235,7 @@ def test_fingerprint_is_stable_and_sensitive(tmp_path):
     assert dataset_fingerprint(load_dataset(root)) == fp
 
 
+@ONE_CLASS_OK
 def test_fingerprint_names_a_file_that_vanished(tmp_path):
     root = tmp_path / "d"
     _png(root / "a/1.png")
@@ -281,6 +290,7 @@ def test_shapes_colour_alone_does_not_tell_the_classes_apart():
     assert acc < 0.35, acc
 
 
+@ONE_CLASS_OK
 def test_env_variable_overrides_builtin_dir(tmp_path, monkeypatch):
     d = tmp_path / "mine"
     _png(d / "toy/images/a/1.png")
@@ -429,3 +439,217 @@ def test_tiny_imagenet_bad_zip(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="not the expected zip"):
         fetch_public_dataset("tiny_imagenet", tmp_path / "tiny", per_class=3)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- nothing dropped silently (issue 12, item 6) ---------------------------------------------------
+
+HIDDEN_DIR = "hidden folder (name starts with '.'): not searched; rename it to include it"
+SYSTEM_FILE = "hidden/system file (not an image)"
+SYSTEM_DIR = "hidden/system folder (not searched)"
+OUTSIDE = "symlink points outside the dataset root (use --follow-links to include it)"
+LOOP = "symlink loop: points to a folder that contains it"
+
+
+def _two_classes(root: Path) -> Path:
+    _png(root / "a/1.png", (10, 0, 0))
+    _png(root / "b/1.png", (0, 10, 0))
+    return root
+
+
+def test_hidden_class_folders_and_system_junk_are_listed(tmp_path):
+    root = _two_classes(tmp_path / "d")
+    _png(root / ".secret/1.png")  # a hidden class folder holding an image
+    _png(root / "__MACOSX/a/._1.png")  # what unzipping a macOS archive leaves
+    (root / ".DS_Store").write_bytes(b"junk")
+    (root / "a/.DS_Store").write_bytes(b"junk")
+    (root / "a/._1.png").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble metadata next to an image
+    _png(root / "a/.git/objects/x.png")
+    _png(root / "a/.hidden.png")  # a real image, hidden by its name
+    ds = load_dataset(root)
+    assert ds.files == ["a/1.png", "b/1.png"]
+    assert ds.skipped == [
+        SkippedFile(".DS_Store", SYSTEM_FILE),
+        SkippedFile(".secret/", HIDDEN_DIR),
+        SkippedFile("__MACOSX/", SYSTEM_DIR),
+        SkippedFile("a/.DS_Store", SYSTEM_FILE),
+        SkippedFile("a/._1.png", SYSTEM_FILE),
+        SkippedFile("a/.git/", SYSTEM_DIR),
+        SkippedFile("a/.hidden.png", "hidden file (name starts with '.'): rename it to include it"),
+    ]
+    # Junk the OS writes by itself does not change the fingerprint (no re-extraction after
+    # opening the folder in Finder); a hidden file that could be an image does.
+    fp = dataset_fingerprint(ds)
+    (root / "b/Thumbs.db").write_bytes(b"junk")
+    assert SkippedFile("b/Thumbs.db", SYSTEM_FILE) in load_dataset(root).skipped
+    assert dataset_fingerprint(load_dataset(root)) == fp
+    _png(root / "b/.other.png")
+    assert dataset_fingerprint(load_dataset(root)) != fp
+
+
+def test_only_hidden_folders_is_an_error_that_names_them(tmp_path):
+    _png(tmp_path / "d/.photos/1.png")
+    with pytest.raises(DatasetError, match=r"no class folders.*\.photos/: hidden folder"):
+        load_dataset(tmp_path / "d")
+
+
+def _deny_scandir(monkeypatch, *denied: Path) -> None:
+    """os.scandir raising 'permission denied' for ``denied`` folders: works when tests run as root."""
+    real = os.scandir
+    denied_s = {str(p) for p in denied}
+
+    def scandir(path="."):
+        if str(path) in denied_s:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(dsm.os, "scandir", scandir)
+
+
+def test_unreadable_folders_are_listed(tmp_path, monkeypatch):
+    root = _two_classes(tmp_path / "d")
+    _png(root / "a/private/2.png")
+    _png(root / "c/1.png")
+    _deny_scandir(monkeypatch, root / "a/private", root / "c")
+    ds = load_dataset(root)
+    assert ds.files == ["a/1.png", "b/1.png"]
+    # The unreadable class folder is named once, for its real problem (not "no usable image").
+    assert ds.skipped == [
+        SkippedFile("a/private/", "cannot read folder: Permission denied"),
+        SkippedFile("c/", "cannot read folder: Permission denied"),
+    ]
+    _deny_scandir(monkeypatch, root)
+    with pytest.raises(DatasetError, match=r"d: cannot read folder: Permission denied"):
+        load_dataset(root)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any folder")
+def test_unreadable_folder_for_real(tmp_path):
+    root = _two_classes(tmp_path / "d")
+    _png(root / "a/private/2.png")
+    (root / "a/private").chmod(0)
+    try:
+        ds = load_dataset(root)
+    finally:
+        (root / "a/private").chmod(0o755)
+    assert ds.skipped == [SkippedFile("a/private/", "cannot read folder: Permission denied")]
+
+
+def test_symlinks_inside_the_root_are_followed_once(tmp_path):
+    root = _two_classes(tmp_path / "d")
+    _png(root / ".extra/x.png", (0, 0, 10))  # not read by itself (hidden)…
+    os.symlink("../.extra", root / "a/more")  # …but linked into a class: read there
+    os.symlink("../b", root / "a/alias")  # a class folder: already read, not twice
+    os.symlink("../b/1.png", root / "a/link.png")  # a file already read, not twice
+    os.symlink("../.extra/x.png", root / "b/x.png")  # the same file as a/more/x.png
+    ds = load_dataset(root)
+    assert ds.files == ["a/1.png", "a/more/x.png", "b/1.png"]
+    assert ds.labels.tolist() == [0, 0, 1]
+    assert ds.skipped == [
+        SkippedFile(".extra/", HIDDEN_DIR),
+        SkippedFile("a/alias/", "symlink to 'b/', which is read directly: not read twice"),
+        SkippedFile("a/link.png", "symlink to 'b/1.png', which is read directly: not counted twice"),
+        SkippedFile("b/x.png", "same file as 'a/more/x.png' (reached through a symlink): not counted twice"),
+    ]
+
+
+def test_symlinks_out_of_the_root_only_with_follow_links(tmp_path):
+    root = _two_classes(tmp_path / "d")
+    _png(tmp_path / "elsewhere/o1.png", (1, 1, 1))
+    _png(tmp_path / "elsewhere/o2.png", (2, 2, 2))
+    _png(tmp_path / "private/secret.png", (3, 3, 3))
+    _png(tmp_path / "other/c1.png", (4, 4, 4))
+    os.symlink(tmp_path / "elsewhere", root / "a/out_dir")
+    os.symlink(tmp_path / "private/secret.png", root / "b/secret.png")
+    os.symlink(tmp_path / "other", root / "c")  # a whole class folder elsewhere
+
+    ds = load_dataset(root)
+    assert ds.files == ["a/1.png", "b/1.png"] and ds.classes == ["a", "b"]
+    assert ds.skipped == [
+        SkippedFile("c/", OUTSIDE), SkippedFile("a/out_dir/", OUTSIDE), SkippedFile("b/secret.png", OUTSIDE),
+    ]
+
+    followed = load_dataset(root, follow_links=True)
+    assert followed.files == ["a/1.png", "a/out_dir/o1.png", "a/out_dir/o2.png", "b/1.png", "b/secret.png",
+                              "c/c1.png"]
+    assert followed.classes == ["a", "b", "c"] and followed.skipped == []
+    assert dataset_fingerprint(followed) != dataset_fingerprint(ds)
+
+
+def test_symlink_loops_end(tmp_path):
+    root = _two_classes(tmp_path / "d")
+    os.symlink("..", root / "a/up")  # the root itself
+    os.symlink(".", root / "a/here")  # its own folder
+    _png(root / "b/deep/2.png")
+    os.symlink("../..", root / "b/deep/back")  # an ancestor two levels up
+    os.symlink("y", root / "a/x")  # two links pointing at each other
+    os.symlink("x", root / "a/y")
+    out = tmp_path / "out"
+    _png(out / "o.png")
+    os.symlink(out, out / "again")  # a loop outside the root, reached with follow_links
+    os.symlink(out, root / "a/out1")
+    os.symlink(out, root / "a/out2")  # a second way to the same outside folder
+    broken = "broken symlink (its target is missing or a loop of links)"
+    default = load_dataset(root)
+    assert default.files == ["a/1.png", "b/1.png", "b/deep/2.png"]
+    assert default.skipped == [
+        SkippedFile("a/here/", LOOP),
+        SkippedFile("a/out1/", OUTSIDE),
+        SkippedFile("a/out2/", OUTSIDE),
+        SkippedFile("a/up/", LOOP),
+        SkippedFile("a/x", broken),
+        SkippedFile("a/y", broken),
+        SkippedFile("b/deep/back/", LOOP),
+    ]
+    ds = load_dataset(root, follow_links=True)
+    assert ds.files == ["a/1.png", "a/out1/o.png", "b/1.png", "b/deep/2.png"]
+    assert ds.skipped == [
+        SkippedFile("a/here/", LOOP),
+        SkippedFile("a/out1/again/", LOOP),
+        SkippedFile("a/out2/", "symlink to a folder already read through 'a/out1/'"),
+        SkippedFile("a/up/", LOOP),
+        SkippedFile("a/x", broken),
+        SkippedFile("a/y", broken),
+        SkippedFile("b/deep/back/", LOOP),
+    ]
+
+
+# --- one class only (issue 12, item 7) -------------------------------------------------------------
+
+def _fake_inputs(ds: Dataset):
+    from convnet_search.bundle import BundleInputs, DatasetResults
+    from convnet_search.store import StoredArrays
+
+    layer = {"name": "conv1", "index": 1, "type": "Conv2D", "output_shape": [2, 2, 4], "dim": 4,
+             "params_cumulative": 10, "depth": 1.0}
+    meta = {"name": "Toy", "params": 10, "layer_count": 2, "input_size": [8, 8], "weights": "random",
+            "weights_detail": "random for the test", "layers": [layer]}
+    feats = {"toy": StoredArrays(meta, {})}
+    return BundleInputs([DatasetResults(ds, feats, {}, {})], ["toy"], ["cosine"], 3.0, 15, "avg")
+
+
+def test_one_class_warns_and_the_manifest_says_so(tmp_path):
+    import warnings
+
+    import jsonschema
+
+    from convnet_search.bundle import build_manifest
+
+    root = tmp_path / "solo"
+    for i in range(16):
+        _png(root / f"cats/{i:02d}.png", (i, 0, 0))
+    with pytest.warns(RuntimeWarning, match=r"dataset 'solo' has one class \('cats'\): search scores need at "
+                                            r"least 2 classes; every score would be 1\.0"):
+        ds = load_dataset(root)
+    assert ds.notes == ["dataset 'solo' has one class ('cats'): search scores need at least 2 classes; "
+                        "every score would be 1.0"]
+    manifest = build_manifest(_fake_inputs(ds))
+    assert manifest["datasets"][0]["notes"] == ds.notes
+    schema = json.loads((REPO / "docs/manifest.schema.json").read_text())
+    jsonschema.validate(manifest, schema)
+
+    for i in range(16):
+        _png(root / f"dogs/{i:02d}.png", (0, i, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # two classes: no warning at all
+        two = load_dataset(root)
+    assert two.notes == [] and build_manifest(_fake_inputs(two))["datasets"][0]["notes"] == []

@@ -46,3 +46,12 @@ def test_umap_handles_zero_vectors_under_cosine():
     with pytest.warns(RuntimeWarning, match="zero feature vectors"):
         out = umap_2d(x, UmapConfig(metric="cosine"), seed=0)
     assert np.isfinite(out).all()
+
+
+def test_two_or_three_images_still_get_a_map():
+    """A folder of 2-3 images runs (small folders work): distinct points inside the unit square."""
+    for n in (2, 3):
+        x = np.random.default_rng(n).normal(size=(n, 16)).astype(np.float32)
+        xy = umap_2d(x, UmapConfig(), seed=0)
+        assert xy.shape == (n, 2) and xy.min() >= 0 and xy.max() <= 1
+        assert len({tuple(p) for p in np.round(xy, 6)}) == n

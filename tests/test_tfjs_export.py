@@ -1,14 +1,19 @@
 """tfjs_export: signature mapping, file bookkeeping, and the verified conversion.
 
 The verified conversion runs the converted model with TF.js in Node (pure @tensorflow/tfjs + the
-wasm backend, the backend the browser prefers) and Keras on the same bundled dataset images, each
-side doing its own resize (Python: preprocess.resize_rgb; TF.js: resizeBilinear with half-pixel
-centres, as the browser does). Every image and every exported layer must reach cosine ≥ 0.999.
+wasm backend, the backend the browser prefers) and Keras on the same images, each side doing its
+own resize (Python: preprocess.resize_rgb; TF.js: resizeBilinear with half-pixel centres, as the
+browser does). Every image and every exported layer must reach cosine ≥ 0.999, with the default
+quantization, twice: MobileNet with random weights on bundled images, and MobileNet alpha 0.25
+with its real ImageNet weights on real photos (../shared/real; skipped when absent). Random
+weights alone hid a broken default: their batch-norm statistics are trivial, so per-tensor uint8
+passed them while real weights fell to cosine 0.16.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +28,10 @@ FRONTEND = REPO / "frontend"
 EMBED = FRONTEND / "scripts" / "tfjs-embed.mjs"
 MIN_COSINE = 0.999
 N_IMAGES = 20
+# Real ImageNet weights and photos (evaluation only, never copied into the repo).
+REAL = Path(os.environ.get("CONVNET_SEARCH_REAL") or REPO.parent / "shared" / "real")
+REAL_WEIGHTS = REAL / "weights" / "keras_home" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
+REAL_PER_CLASS = 2  # tinyimagenet20: 20 classes → 40 photos, plus the sample photos
 
 
 # --- pure bookkeeping ---------------------------------------------------------------------------
@@ -86,6 +95,17 @@ def test_unknown_quantization_is_rejected():
         te._quantization_map("int4")
     assert te._quantization_map("uint8") == {"uint8": "*"}
     assert te._quantization_map("none") is None
+    assert te.DEFAULT_QUANTIZATION in te.QUANTIZATIONS
+
+
+def test_config_accepts_exactly_the_exporters_quantizations():
+    from convnet_search.config import ConfigError, RunConfig
+
+    assert RunConfig().quantize == te.DEFAULT_QUANTIZATION
+    for q in te.QUANTIZATIONS:
+        assert RunConfig(quantize=q).validated().quantize == q
+    with pytest.raises(ConfigError, match="quantize 'int4'"):
+        RunConfig(quantize="int4").validated()
 
 
 # --- the real conversion ------------------------------------------------------------------------
@@ -110,7 +130,7 @@ def exported(tmp_path_factory):
     model, infos, _ = build_feature_extractor(spec, None, weights="none", pooling="avg", seed=0)
     layers = [i.name for i in infos]
     out = tmp_path_factory.mktemp("tfjs") / "mobilenet"
-    exp = te.export_tfjs(model, layers, out, quantize="uint8")
+    exp = te.export_tfjs(model, layers, out)  # the default quantization
     return model, layers, out, exp, spec
 
 
@@ -122,7 +142,8 @@ def test_export_writes_a_complete_small_model(exported):
     assert len({o["output"] for o in exp.outputs}) == len(layers)
     assert sorted(p.name for p in out.iterdir()) == sorted(exp.files)
     assert exp.model_bytes == sum((out / f).stat().st_size for f in exp.files)
-    assert exp.model_bytes <= 3.5e6, f"uint8 MobileNet should be ≤ 3.5 MB, is {exp.model_bytes:,} B"
+    assert exp.quantization == te.DEFAULT_QUANTIZATION
+    assert exp.model_bytes <= 7e6, f"float16 MobileNet should be ≤ 7 MB, is {exp.model_bytes:,} B"
     sig = json.loads((out / "model.json").read_text())["signature"]["outputs"]
     assert {k: v["name"] for k, v in sig.items()} == {o["layer"]: o["output"] for o in exp.outputs}
     assert exp.model_sha256 == te._sha256(out, exp.files)
@@ -140,9 +161,9 @@ def test_export_replaces_an_existing_folder_atomically(exported, tmp_path):
     assert again.model_sha256 == exp.model_sha256  # same weights, same bytes: deterministic
 
 
-@pytest.mark.slow
-def test_converted_model_matches_keras_on_bundled_images(exported, tmp_path):
-    """Cosine ≥ 0.999 between TF.js (Node, wasm) and Keras for every image and exported layer."""
+def _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths: list[Path], tmp_path: Path) -> np.ndarray:
+    """Embeds ``paths`` with Keras and with TF.js in Node; fails naming every image and layer below
+    MIN_COSINE. Returns the cosines [layer, image]."""
     if not (FRONTEND / "node_modules" / "@tensorflow" / "tfjs-backend-wasm").is_dir():
         pytest.skip("frontend/node_modules missing: run `make install` (make test does it first)")
     node = shutil.which("node")
@@ -150,9 +171,6 @@ def test_converted_model_matches_keras_on_bundled_images(exported, tmp_path):
     from convnet_search.images import load_rgb
     from convnet_search.preprocess import resize_rgb
 
-    model, layers, out, exp, spec = exported
-    paths = _bundled_images(N_IMAGES)
-    assert len(paths) >= N_IMAGES, f"need {N_IMAGES} bundled images, found {len(paths)}"
     rgbs = [load_rgb(p) for p in paths]
     batch = np.stack([resize_rgb(rgb, spec.input_size) for rgb in rgbs]).astype("float32")
     keras_feats = model.predict(batch, verbose=0)
@@ -175,12 +193,66 @@ def test_converted_model_matches_keras_on_bundled_images(exported, tmp_path):
     assert summary["leaked_tensors"] == 0
 
     failures = []
+    cosines = []
     for layer, kf in zip(layers, keras_feats):
         jf = np.fromfile(js_out / f"{layer}.f32", dtype="<f4").reshape(len(paths), -1)
         assert jf.shape == kf.shape, f"{layer}: TF.js {jf.shape} vs Keras {kf.shape}"
         cos = (jf * kf).sum(1) / (np.linalg.norm(jf, axis=1) * np.linalg.norm(kf, axis=1))
+        cosines.append(cos)
         for p, c in zip(paths, cos):
             if not c >= MIN_COSINE:  # also catches NaN
                 failures.append(f"{p.relative_to(REPO) if p.is_relative_to(REPO) else p} "
                                 f"layer {layer}: cosine {c:.6f}")
-    assert not failures, f"TF.js ≠ Keras (cosine < {MIN_COSINE}):\n" + "\n".join(failures)
+    assert not failures, (f"TF.js ({exp.quantization}) ≠ Keras (cosine < {MIN_COSINE}) "
+                          f"in {len(failures)} image×layer cases:\n" + "\n".join(failures[:40]))
+    return np.stack(cosines)
+
+
+@pytest.mark.slow
+def test_converted_model_matches_keras_on_bundled_images(exported, tmp_path):
+    """Cosine ≥ 0.999 between TF.js (Node, wasm) and Keras for every image and exported layer."""
+    model, layers, out, exp, spec = exported
+    paths = _bundled_images(N_IMAGES)
+    assert len(paths) >= N_IMAGES, f"need {N_IMAGES} bundled images, found {len(paths)}"
+    _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths, tmp_path)
+
+
+def _real_photos() -> list[Path]:
+    """REAL_PER_CLASS photos of every tinyimagenet20 class (64 px) and the sample photos (larger)."""
+    tiny = REAL / "tinyimagenet20"
+    paths = []
+    for d in sorted(p for p in tiny.iterdir() if p.is_dir()):
+        paths += sorted(f for f in d.iterdir() if f.is_file())[:REAL_PER_CLASS]
+    samples = REAL / "weights" / "samples"
+    paths += sorted(p for p in samples.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".bmp", ".png"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def exported_real(tmp_path_factory):
+    if not (REAL_WEIGHTS.is_file() and (REAL / "tinyimagenet20").is_dir()):
+        pytest.skip(f"real ImageNet weights and photos not found under {REAL} "
+                    "(set CONVNET_SEARCH_REAL to the folder holding weights/ and tinyimagenet20/)")
+    from convnet_search.models import build_feature_extractor, get_spec
+
+    spec = get_spec("mobilenet_025")
+    # The file Keras itself loads for weights="imagenet" with KERAS_HOME=<REAL>/weights/keras_home;
+    # passed as a path because KERAS_HOME is read once, when keras is first imported.
+    model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling="avg")
+    layers = [i.name for i in infos]
+    assert "conv_pw_13_relu" in layers
+    out = tmp_path_factory.mktemp("tfjs-real") / "mobilenet_025"
+    exp = te.export_tfjs(model, layers, out)  # the default quantization
+    return model, layers, out, exp, spec
+
+
+@pytest.mark.slow
+def test_converted_model_matches_keras_with_real_weights_on_real_photos(exported_real, tmp_path):
+    """The default quantization keeps real ImageNet features: cosine ≥ 0.999 per photo and layer."""
+    model, layers, out, exp, spec = exported_real
+    assert exp.quantization == te.DEFAULT_QUANTIZATION
+    paths = _real_photos()
+    assert len(paths) >= 40, f"expected ≥ 40 real photos under {REAL}, found {len(paths)}"
+    cos = _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths, tmp_path)
+    print(f"real weights, {exp.quantization}, {exp.model_bytes:,} B: cosine min {cos.min():.6f} "
+          f"mean {cos.mean():.6f} over {len(paths)} photos × {len(layers)} layers")

@@ -7,18 +7,20 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { deriveScaledBundle } from './scaled-bundle.mjs';
 
 const MAX_SELF_DISTANCE = 0.01;
 const N_UPLOADS = 20;
 const LIVE = '#live-search';
 
-let bundle, server, browser, manifest, index, ds, requests;
+let bundle, server, browser, manifest, index, ds, requests, uploadStart, afterUploads;
 
-/** Every request of the browser context (pages and their workers), with a timestamp. */
+/** Every network request of the browser context (pages and their workers), with a timestamp. */
 function recordRequests(context) {
   const log = [];
-  context.on('request', (r) => log.push({ url: r.url(), t: Date.now() }));
+  // blob: and data: URLs are in-memory objects of the page, not requests anyone else can see.
+  context.on('request', (r) => { if (!/^(blob|data):/.test(r.url())) log.push({ url: r.url(), t: Date.now() }); });
   return log;
 }
 
@@ -93,17 +95,11 @@ describe('private live search', () => {
     assert.equal(await page.locator(`${LIVE} .live-error`).isVisible(), false, 'no error before an upload');
     baseline = Number(d0.baselineTensors);
     assert.ok(baseline > 0, `baseline tensor count ${d0.baselineTensors}`);
-    // The gallery shows every dataset thumbnail; wait until they are all on screen so that the
-    // result list (which reuses them) is what we measure, not a lazy gallery still loading.
-    // (The gallery sets a thumbnail's src only when it scrolls near the viewport: visit each.)
-    await page.evaluate(async () => {
-      for (const b of document.querySelectorAll('.gal-item')) {
-        b.scrollIntoView({ block: 'center' });
-        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-      }
-    });
-    await page.waitForFunction(() => [...document.querySelectorAll('.gal-item img')].every((i) => i.complete && i.naturalWidth > 0));
-    await page.evaluate(() => window.scrollTo(0, 0));
+    // No pre-scrolling of the gallery: the panel itself must have every thumbnail in memory
+    // before the first search (a small set), so that showing results fetches nothing.
+    assert.equal(d0.thumbs, 'ready', 'all thumbnails are loaded when the panel says ready');
+    assert.match(await page.textContent(`${LIVE} .live-privacy`), /Private: all \d+ thumbnails .* are loaded/);
+    await waitQuiet(server); // the page's own start-up requests (first gallery screen) are over
 
     // Files with identical bytes (the harness adds a copy under an XSS-like name) are one image.
     const files = index.files.map((f) => path.join(bundle.imagesDir, f));
@@ -114,6 +110,7 @@ describe('private live search', () => {
     assert.ok(picks.length >= N_UPLOADS, `need ${N_UPLOADS} images, the dataset has ${files.length}`);
 
     const failures = [];
+    uploadStart = { browser: requests.length, server: server.log.length };
     for (const [n, id] of picks.entries()) {
       const selfIds = hashes.flatMap((h, j) => (h === hashes[id] ? [j] : []));
       const reqBefore = requests.length;
@@ -123,6 +120,8 @@ describe('private live search', () => {
       const d = await data(page);
       const [topId, topDist] = d.top.split(',')[0].split(':').map(Number);
       const shownId = Number(await page.getAttribute('.results-grid .result-btn >> nth=0', 'data-id'));
+      const srcs = await page.$$eval('.results-grid img', (imgs) => imgs.map((i) => i.getAttribute('src')));
+      if (!srcs.every((s) => s.startsWith('blob:'))) failures.push(`${index.files[id]}: result thumbnails not from memory: ${srcs.filter((s) => !s.startsWith('blob:')).join(' ')}`);
       const during = requests.slice(reqBefore).map((r) => r.url);
       const served = server.log.slice(srvBefore).map((e) => e.path);
       const run = { id, file: index.files[id], topId, topDist, shownId, latencyMs: Number(d.latencyMs), embedMs: Number(d.embedMs), numTensors: Number(d.numTensors), requests: during, served };
@@ -131,6 +130,13 @@ describe('private live search', () => {
         failures.push(`${run.file} (id ${id}): top-1 is id ${topId} at cosine ${topDist} (page shows id ${shownId})`);
       }
     }
+    // Anything fetched late (lazy images of the results, layout shifts revealing gallery items)
+    // would arrive after the last result was drawn: wait, then read the logs once more.
+    await new Promise((r) => setTimeout(r, 1000));
+    afterUploads = {
+      browser: requests.slice(uploadStart.browser).map((r) => r.url),
+      server: server.log.slice(uploadStart.server).map((e) => e.path),
+    };
     fs.writeFileSync(path.join(RESULTS, 'live-uploads.json'), JSON.stringify(runs, null, 1));
     const lat = runs.map((r) => r.latencyMs);
     process.stderr.write(`# live search: ${runs.length} uploads, upload → results median ${median(lat).toFixed(1)} ms (max ${Math.max(...lat).toFixed(1)}), embed median ${median(runs.map((r) => r.embedMs)).toFixed(1)} ms, worst self distance ${Math.max(...runs.map((r) => r.topDist)).toExponential(2)}\n`);
@@ -144,6 +150,12 @@ describe('private live search', () => {
     assert.equal(runs.length, N_UPLOADS, 'the upload test ran');
     const noisy = runs.filter((r) => r.requests.length || r.served.length);
     assert.deepEqual(noisy.map((r) => `${r.file}: ${[...r.requests, ...r.served].join(' ')}`), []);
+  });
+
+  test('privacy: from the first upload on, through rendering every result, the host sees no request at all', () => {
+    assert.ok(afterUploads, 'the upload test ran');
+    assert.deepEqual(afterUploads.server, [], 'the server log after the first upload started');
+    assert.deepEqual(afterUploads.browser, [], 'browser requests after the first upload started');
   });
 
   test(`${N_UPLOADS} searches in a row: tf.memory().numTensors is back to its baseline after each`, () => {
@@ -266,5 +278,58 @@ describe('private live search', () => {
     assert.match(await page.textContent('.query-file'), new RegExp(other.layer));
     assert.deepEqual(problems, []);
     await page.close();
+  });
+
+  test('a large dataset: the panel says what the host can see, loads every thumbnail on request, then uploads fetch nothing', async () => {
+    // 1,500 images (> the 8 MB estimate): the tiny bundle scaled up, with its browser model and
+    // its browser features repeated cyclically (image i has the features of tiny image i mod N).
+    const n = 1500;
+    const big = deriveScaledBundle(bundle.dir, path.join(RESULTS, 'live-large-bundle'), n);
+    const bs = manifest.browser_search;
+    fs.writeFileSync(path.join(big.dir, 'manifest.json'), JSON.stringify({ ...big.manifest, browser_search: { ...bs, datasets: [big.dataset] } }));
+    fs.cpSync(path.join(bundle.dir, path.dirname(bs.model_url)), path.join(big.dir, path.dirname(bs.model_url)), { recursive: true });
+    for (const o of bs.outputs) {
+      const rel = (d) => manifest.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer);
+      const f = fs.readFileSync(path.join(bundle.dir, rel(ds.id)));
+      const src = new Float32Array(f.buffer, f.byteOffset, f.length / 4);
+      const out = new Float32Array(n * o.dim);
+      for (let i = 0; i < n; i++) out.set(src.subarray((i % ds.size) * o.dim, ((i % ds.size) + 1) * o.dim), i * o.dim);
+      fs.mkdirSync(path.dirname(path.join(big.dir, rel(big.dataset))), { recursive: true });
+      fs.writeFileSync(path.join(big.dir, rel(big.dataset)), out);
+    }
+    const bigServer = await startServer({ bundleDir: big.dir });
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    try {
+      await page.goto(bigServer.url + '?metric=cosine');
+      await page.hover(LIVE);
+      await page.waitForSelector(`${LIVE}[data-state=ready]`, { timeout: 120_000 });
+      assert.equal(await page.getAttribute(LIVE, 'data-thumbs'), 'ask');
+      assert.match(await page.textContent(`${LIVE} .live-privacy`), /has 1,500 images .* the host can see which dataset images are the nearest neighbours of your image/);
+      const button = page.locator(`${LIVE} .live-load-thumbs`);
+      assert.match(await button.textContent(), /Load all 1,500 thumbnails first \(≈ 9\.0 MB\)/);
+      const thumbsBefore = bigServer.log.filter((e) => e.path.includes('/thumbs/')).length;
+      await button.click();
+      await page.waitForSelector(`${LIVE}[data-thumbs=ready]`, { timeout: 120_000 });
+      const thumbPaths = new Set(bigServer.log.filter((e) => e.path.includes('/thumbs/')).map((e) => e.path));
+      assert.equal(thumbPaths.size, n, 'every thumbnail fetched once asked');
+      assert.ok(thumbsBefore < n, 'not all of them before the button');
+      assert.ok(await button.isHidden(), 'the button goes once they are loaded');
+      assert.match(await page.textContent(`${LIVE} .live-privacy`), /Private: all 1,500 thumbnails/);
+      await waitQuiet(bigServer);
+      const from = bigServer.log.length;
+      const id = 5;
+      await page.setInputFiles(`${LIVE} #live-file`, path.join(bundle.imagesDir, index.files[id]));
+      await waitSearch(page, 1);
+      assert.equal(Number((await data(page)).top.split(',')[0].split(':')[0]), id, 'ties (the copies) go to the smaller id');
+      const srcs = await page.$$eval('.results-grid img', (imgs) => imgs.map((i) => i.getAttribute('src')));
+      assert.ok(srcs.length > 0 && srcs.every((x) => x.startsWith('blob:')), `result thumbnails from memory: ${srcs.join(' ')}`);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(bigServer.log.slice(from).map((e) => e.path), [], 'no request after the upload');
+      assert.deepEqual(problems, []);
+    } finally {
+      await page.close();
+      await bigServer.close();
+    }
   });
 });

@@ -7,6 +7,7 @@ import type { Manifest } from '../data/types';
 import { fillTemplate } from '../data/provider';
 import { isLiveMetric, type Hit } from './metrics';
 import { modelCacheKey, type InitReply, type Reply, type Request, type SearchReply } from './protocol';
+import { THUMB_BYTES_ESTIMATE, ThumbStore, thumbPolicy } from './thumbs';
 
 export interface LiveSearchHost {
   manifest: Manifest;
@@ -14,7 +15,8 @@ export interface LiveSearchHost {
   getDataset(): string;
   getMetric(): string;
   getPooling(): string;
-  showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string }): void;
+  /** thumb(id): the in-memory thumbnail of a result (see thumbs.ts), never a server URL when private. */
+  showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string; thumb?: (id: number) => string }): void;
 }
 
 type DistReq = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
@@ -113,7 +115,14 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   preview.alt = 'Your image, as it was searched';
   preview.hidden = true;
   const timing = el('p', 'live-timing');
-  root.append(zone, controls, statusLine, errorBox, preview, timing);
+  // What the host can learn from a search: shown before the first upload, per dataset.
+  const privacyText = el('span', 'live-privacy-text');
+  const loadThumbs = el('button', 'live-load-thumbs');
+  loadThumbs.type = 'button';
+  loadThumbs.hidden = true;
+  const privacy = el('p', 'live-privacy');
+  privacy.append(privacyText, ' ', loadThumbs);
+  root.append(zone, controls, statusLine, privacy, errorBox, preview, timing);
 
   const setState = (s: string) => (root.dataset.state = s);
   const showError = (msg: string) => {
@@ -126,6 +135,74 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   };
   setState('idle');
   statusLine.textContent = `The model (${mb(bs.model_bytes)}, ${bs.quantization}) loads when you first use this panel; it then stays in this browser.`;
+
+  // --- result thumbnails (privacy) -------------------------------------------------------------
+  const thumbs = new ThumbStore((dataset, id) => new URL(host.resolve(fillTemplate(m.files.thumbnail, { dataset, id })), location.href).href);
+  const sizeOf = (dataset: string) => m.datasets.find((d) => d.id === dataset)?.size ?? 0;
+  const nameOf = (dataset: string) => m.datasets.find((d) => d.id === dataset)?.name ?? dataset;
+  const progress = new Map<string, string>();
+
+  const showPrivacy = () => {
+    const dataset = host.getDataset();
+    const n = sizeOf(dataset);
+    const set = thumbs.get(dataset);
+    const name = nameOf(dataset);
+    loadThumbs.hidden = true;
+    if (set) {
+      root.dataset.thumbs = 'ready';
+      root.dataset.thumbBytes = String(set.bytes);
+      const missing = set.failed ? ` (${set.failed} could not be loaded and show empty)` : '';
+      privacyText.textContent =
+        `Private: all ${n.toLocaleString('en')} thumbnails of “${name}” (${mb(set.bytes)}) are loaded${missing}, so showing results ` +
+        'fetches nothing: the host cannot tell which images match yours. (Clicking a result runs an ordinary dataset query.)';
+    } else if (thumbs.isLoading(dataset)) {
+      root.dataset.thumbs = 'loading';
+      privacyText.textContent = `Loading all ${n.toLocaleString('en')} thumbnails of “${name}” before the first search, so that showing results fetches nothing${progress.get(dataset) ?? ''}…`;
+    } else if (thumbPolicy(n) === 'preload') {
+      root.dataset.thumbs = 'pending';
+      privacyText.textContent = `All ${n.toLocaleString('en')} thumbnails of “${name}” load with the model, before the first search, so the host cannot tell which images match yours.`;
+    } else {
+      root.dataset.thumbs = 'ask';
+      const est = mb(n * THUMB_BYTES_ESTIMATE);
+      privacyText.textContent =
+        `Your image never leaves this page, but “${name}” has ${n.toLocaleString('en')} images (≈ ${est} of thumbnails), too many to load unasked: ` +
+        'the thumbnails of your results are fetched from the host when shown, so the host can see which dataset images are the nearest neighbours of your image.';
+      loadThumbs.textContent = `Load all ${n.toLocaleString('en')} thumbnails first (≈ ${est})`;
+      loadThumbs.hidden = false;
+    }
+  };
+
+  /** Starts (or joins) loading every thumbnail of the dataset; resolves when they are in memory. */
+  const fetchThumbs = (dataset: string) => {
+    const p = thumbs.load(dataset, sizeOf(dataset), (done, total) => {
+      progress.set(dataset, ` (${done.toLocaleString('en')} of ${total.toLocaleString('en')})`);
+      if (host.getDataset() === dataset && done % 25 === 0) showPrivacy();
+    });
+    showPrivacy();
+    p.then(showPrivacy, (e: unknown) => {
+      root.dataset.thumbs = 'failed';
+      privacyText.textContent = `Could not load the thumbnails of “${nameOf(dataset)}” (${e instanceof Error ? e.message : String(e)}); results will show no thumbnails. Try again later.`;
+    });
+    return p;
+  };
+
+  /** The thumbnails a search of this dataset may show: in memory when private, else null. */
+  const thumbsForSearch = async (dataset: string): Promise<((id: number) => string) | undefined> => {
+    if (thumbPolicy(sizeOf(dataset)) === 'preload' || thumbs.isLoading(dataset) || thumbs.get(dataset)) {
+      try {
+        const set = await fetchThumbs(dataset);
+        return (id) => set.urls[id] ?? '';
+      } catch {
+        return () => ''; // never fall back to server URLs: that would reveal the results
+      }
+    }
+    return undefined; // large set, not loaded: the panel says the host sees the results
+  };
+
+  loadThumbs.addEventListener('click', () => {
+    void fetchThumbs(host.getDataset()).catch(() => undefined);
+  });
+  showPrivacy();
 
   // --- worker and model ----------------------------------------------------------------------
   let client: WorkerClient | null = null;
@@ -154,6 +231,8 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
       showError(`In-browser search is unavailable: ${msg}`);
     });
     const c = client;
+    // Thumbnails load alongside the model; the panel is ready when both are (small sets).
+    const thumbsReady = thumbPolicy(sizeOf(host.getDataset())) === 'preload' ? fetchThumbs(host.getDataset()).catch(() => undefined) : Promise.resolve();
     ready = c
       .request({
         type: 'init',
@@ -177,6 +256,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
         } catch {
           // reported at search time, with the dataset's name
         }
+        await thumbsReady;
         const from = r.source === 'indexeddb' ? 'from this browser’s cache' : `downloaded, ${r.cacheNote}`;
         statusLine.textContent = `Ready: ${modelInfo?.name ?? bs.model} on the ${r.backend} backend (model ${from}; loaded in ${ms(r.loadMs)}, warm-up ${ms(r.warmupMs)}).`;
         root.dataset.readyMs = (performance.now() - tIntent).toFixed(1); // first intent → ready
@@ -208,9 +288,12 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
       if (!isLiveMetric(metric)) throw Object.assign(new Error(`The metric “${metric}” is not supported by the in-browser search.`), { user: true });
       const p = m.metrics.find((x) => x.id === metric)?.p ?? 3;
       const layer = layerSel.value;
+      const dataset = host.getDataset();
       const pooling = host.getPooling();
-      const features = featuresFor(host.getDataset(), layer, pooling);
+      const features = featuresFor(dataset, layer, pooling);
       setState('searching');
+      // Before the search: its results must be shown from memory, not fetched (see thumbs.ts).
+      const thumb = await thumbsForSearch(dataset);
       if (file) lastName = file.name || 'pasted image';
       const tStart = performance.now();
       const r: SearchReply = await c.request({
@@ -235,6 +318,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
         imageUrl: previewUrl ?? '',
         results: r.hits.map((h: Hit) => ({ id: h.id, distance: h.distance })),
         info: `${what} · ${modelInfo?.name ?? bs.model} ${layer} (${pooling} pooling) · searched in your browser`,
+        ...(thumb ? { thumb } : {}),
       });
       await nextFrame();
       const total = performance.now() - (file ? t0 : tStart);
@@ -315,6 +399,8 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   // may have switched datasets), so that the search itself stays free of network requests.
   const intent = () => {
     const wasReady = info !== null;
+    showPrivacy(); // the explorer may have switched datasets
+    if (wasReady && thumbPolicy(sizeOf(host.getDataset())) === 'preload') void fetchThumbs(host.getDataset()).catch(() => undefined);
     void ensureModel().then(() => {
       if (!wasReady) return; // ensureModel prefetches on first load
       try {

@@ -11,6 +11,8 @@ export interface UploadResults {
   imageUrl: string;
   results: Neighbor[];
   info: string;
+  /** Thumbnail per result id for this upload (in-memory blob: URLs, so showing them fetches nothing). */
+  thumb?: (id: number) => string;
 }
 
 const PAGE = 300;
@@ -147,7 +149,7 @@ export class SearchView implements ViewModule {
     ]);
   }
 
-  private showResults(ctx: Ctx, idx: DatasetIndex, neighbors: Neighbor[], qLabel: number | null): void {
+  private showResults(ctx: Ctx, idx: DatasetIndex, neighbors: Neighbor[], qLabel: number | null, thumb?: (id: number) => string): void {
     const { manifest: m, state, data } = ctx;
     const model = m.models.find((x) => x.id === state.model);
     const metric = metricLabel(metricInfo(m, state.metric));
@@ -158,7 +160,7 @@ export class SearchView implements ViewModule {
       classes: data.dataset(state.dataset).classes,
       queryLabel: qLabel,
       metricLabel: metric,
-      thumb: (id) => data.thumbnailUrl(state.dataset, id),
+      thumb: thumb ?? ((id) => data.thumbnailUrl(state.dataset, id)),
       onPick: (id) => {
         this.upload = null;
         ctx.navigate({ q: id });
@@ -186,7 +188,7 @@ export class SearchView implements ViewModule {
       h('p', { class: 'query-file', text: r.info }),
       h('button', { class: 'link-btn', text: 'Back to the dataset query', attrs: { type: 'button' }, on: { click: () => { this.upload = null; ctx.navigate({}); } } }),
     );
-    this.showResults(ctx, idx, r.results, null);
+    this.showResults(ctx, idx, r.results, null, r.thumb);
   }
 
   private renderGallery(ctx: Ctx, idx: DatasetIndex): void {
