@@ -28,7 +28,9 @@ const OUT_DIR = path.join(BENCH, 'out');
 const CLI = path.join(REPO, '.venv', 'bin', 'convnet-search');
 const SHAPES = path.join(REPO, 'datasets', 'shapes', 'images');
 const LIVE = '#live-search';
-const GOALS = { model_bytes: 3.5e6, 200: 100, 10000: 150 };
+// model_bytes: MobileNet α 1.0 in float16 (6.4 MB); uint8 (3.2 MB) breaks real ImageNet weights
+// (docs/live-search.md, measured parity), so the old 3.5 MB goal no longer applies.
+const GOALS = { model_bytes: 7e6, 200: 100, 10000: 150 };
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -82,16 +84,16 @@ function buildSyntheticBundle(baseDir, n) {
   fs.cpSync(path.join(baseDir, 'tfjs'), path.join(outDir, 'tfjs'), { recursive: true });
   const r = rng(12345);
   for (const o of bs.outputs) {
-    const buf = fs.readFileSync(path.join(baseDir, 'datasets', src.id, 'browser', `${o.layer}.f32`));
+    const rel = (d) => base.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer).replace('{pooling}', o.pooling);
+    const buf = fs.readFileSync(path.join(baseDir, rel(src.id)));
     const real = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     const out = new Float32Array(n * o.dim);
     for (let i = 0; i < n; i++) {
       const from = (i % src.size) * o.dim;
       for (let j = 0; j < o.dim; j++) out[i * o.dim + j] = i < src.size ? real[from + j] : real[from + j] * (1 + 0.05 * gauss(r));
     }
-    const dir = path.join(outDir, 'datasets', dataset, 'browser');
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, `${o.layer}.f32`), new Uint8Array(out.buffer));
+    fs.mkdirSync(path.dirname(path.join(outDir, rel(dataset))), { recursive: true });
+    fs.writeFileSync(path.join(outDir, rel(dataset)), new Uint8Array(out.buffer));
   }
   manifest.browser_search = { ...bs, datasets: [dataset] };
   fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest));
@@ -147,7 +149,7 @@ async function main() {
   const notes = [];
 
   rows.push({
-    case: 'model (uint8 MobileNet graph model)',
+    case: `model (${bs.quantization} ${bs.model} graph model)`,
     model_bytes: bs.model_bytes,
     goal_bytes: GOALS.model_bytes,
     meets_goal: bs.model_bytes <= GOALS.model_bytes,
