@@ -181,7 +181,7 @@ def _weights(args, console: Console) -> int:
     from .weights import FetchError, fetch_weights, keras_hash_problem, weights_cache
 
     cache = weights_cache(args.weights_cache)
-    console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False)
+    console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False, soft_wrap=True)
     if args.weights_command == "list":
         t = Table(title="Keras ImageNet weights (include_top=False) per model")
         for col in ("model", "default run", "ImageNet weights", "size", "file"):
@@ -212,9 +212,10 @@ def _weights(args, console: Console) -> int:
         try:
             path = fetch_weights(spec, args.weights_cache)
         except FetchError as exc:
-            console.print(f"[red]error:[/] {spec.id}: {exc}", highlight=False)
+            console.print(f"[red]error:[/] {spec.id}: {exc}", highlight=False, soft_wrap=True)
             return EXIT_NOTHING_USABLE
-        console.print(f"{spec.id}: {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
+        console.print(f"{spec.id}: {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False,
+                      soft_wrap=True)
     return EXIT_OK
 
 
