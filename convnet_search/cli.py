@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     wfetch.add_argument("models", nargs="+", metavar="MODEL", help="model ids, or 'all' / 'default'")
     for wp in (wlist, wfetch):
         wp.add_argument("--weights-cache", type=Path, metavar="DIR",
-                        help="folder holding the .h5 files (default $KERAS_HOME/models, else ~/.keras/models)")
+                        help="folder holding the .h5 files (default $KERAS_HOME/models, "
+                             "else ~/.keras/models)")
 
     info = sub.add_parser("info", help="list models (with their default layers) and datasets")
     info.add_argument("--layers", metavar="MODEL", help="list every selectable layer of MODEL")
