@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: avg max gem grid2, all from one forward pass)")
     pre.add_argument("--weights", metavar="auto|imagenet|none|PATH",
                      help="auto (default): ImageNet if obtainable, else random with a loud warning")
+    pre.add_argument("--weights-cache", type=Path, metavar="DIR",
+                     help="folder holding Keras' ImageNet .h5 files (default $KERAS_HOME/models, "
+                          "else ~/.keras/models); see `convnet-search weights list`")
     pre.add_argument("--seed", type=int, help="seed for random weights and UMAP (default 0)")
     pre.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
@@ -64,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("dest", type=Path, metavar="DEST", help="new folder to create")
     fetch.add_argument("--per-class", type=int, default=20, help="images per class (default 20)")
     fetch.add_argument("--seed", type=int, default=0, help="which images are drawn (default 0)")
+
+    wts = sub.add_parser("weights", help="list or download Keras' ImageNet weight files (offline use)",
+                         description="The Keras cache folder: --weights-cache DIR (the folder holding "
+                                     "the .h5 files), else $KERAS_HOME/models, else ~/.keras/models. "
+                                     "Fetch on a machine with a network, copy the folder to the "
+                                     "offline one and point KERAS_HOME or --weights-cache at it.")
+    wsub = wts.add_subparsers(dest="weights_command", required=True)
+    wlist = wsub.add_parser("list", help="which models' ImageNet weights are in the cache")
+    wfetch = wsub.add_parser("fetch", help="download models' ImageNet weights (needs a network)")
+    wfetch.add_argument("models", nargs="+", metavar="MODEL", help="model ids, or 'all' / 'default'")
+    for wp in (wlist, wfetch):
+        wp.add_argument("--weights-cache", type=Path, metavar="DIR",
+                        help="folder holding the .h5 files (default $KERAS_HOME/models, "
+                             "else ~/.keras/models)")
 
     info = sub.add_parser("info", help="list models (with their default layers) and datasets")
     info.add_argument("--layers", metavar="MODEL", help="list every selectable layer of MODEL")
@@ -129,6 +146,7 @@ def _precompute(args, console: Console) -> int:
         "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
         "browser_search": False if args.no_browser_search else None,
         "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
+        "weights_cache": str(args.weights_cache) if args.weights_cache else None,
     }
     try:
         cfg = load_config(args.config, overrides)
@@ -158,6 +176,49 @@ def _fetch(args, console: Console) -> int:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE
     console.print(f"wrote {dest}; use it with: convnet-search precompute --dataset {dest}")
+    return EXIT_OK
+
+
+def _weights(args, console: Console) -> int:
+    from .models import REGISTRY, ModelError, default_model_ids, get_spec
+    from .weights import FetchError, fetch_weights, keras_hash_problem, weights_cache
+
+    cache = weights_cache(args.weights_cache)
+    console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False, soft_wrap=True)
+    if args.weights_command == "list":
+        t = Table(title="Keras ImageNet weights (include_top=False) per model")
+        for col in ("model", "default run", "ImageNet weights", "size", "file"):
+            t.add_column(col, justify="right" if col == "size" else "left", no_wrap=True)
+        for spec in REGISTRY.values():
+            path = cache.folder / spec.weights_file
+            if path.is_file():
+                problem = keras_hash_problem(spec, path)
+                status = "present" if problem is None else "[red]present, hash differs[/]"
+                size = f"{path.stat().st_size / 1e6:.1f} MB"
+            else:
+                status, size = "[yellow]missing[/]", "—"
+            t.add_row(spec.id, "✓" if spec.default else "opt-in", status, size, spec.weights_file)
+        # Piped output (no terminal) would be cut at 80 columns; file names must stay whole.
+        (console if console.is_terminal else Console(stderr=True, width=132)).print(t)
+        console.print("missing ones: `convnet-search weights fetch MODEL...` where there is a network, "
+                      "then copy the folder (README: Weights on an offline machine)")
+        return EXIT_OK
+    names: list[str] = []
+    for name in args.models:
+        names += ({"all": list(REGISTRY), "default": default_model_ids()}.get(name.lower()) or [name])
+    try:
+        specs = list({s.id: s for s in map(get_spec, names)}.values())
+    except ModelError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_USAGE
+    for spec in specs:
+        try:
+            path = fetch_weights(spec, args.weights_cache)
+        except FetchError as exc:
+            console.print(f"[red]error:[/] {spec.id}: {exc}", highlight=False, soft_wrap=True)
+            return EXIT_NOTHING_USABLE
+        console.print(f"{spec.id}: {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False,
+                      soft_wrap=True)
     return EXIT_OK
 
 
@@ -213,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return _precompute(args, console)
     if args.command == "fetch":
         return _fetch(args, console)
+    if args.command == "weights":
+        return _weights(args, console)
     return _info(args, console)
 
 

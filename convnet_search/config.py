@@ -47,6 +47,8 @@ class RunConfig:
     quantize: str = DEFAULT_QUANTIZATION
     out: Path = Path("frontend/public/data")
     work: Path = Path(".convnet-search")
+    # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
+    weights_cache: Path | None = None
 
     def validated(self) -> "RunConfig":
         if not self.datasets:
@@ -109,7 +111,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> R
             kwargs[key] = tuple(value)
         elif key == "layers":
             kwargs[key] = {m: tuple(v) for m, v in value.items()}
-        elif key in ("out", "work"):
+        elif key in ("out", "work", "weights_cache"):
             kwargs[key] = Path(value) if Path(value).is_absolute() else base_dir / value
         else:
             kwargs[key] = value

@@ -20,6 +20,7 @@ from .datasets import Dataset, dataset_fingerprint
 from .images import load_rgb
 from .models import ModelSpec, output_keys
 from .store import ArrayStore, ShardDir, fingerprint
+from .weights import ResolvedWeights, resolve_weights
 
 FEATURES_FORMAT = 2  # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"
 
@@ -37,10 +38,15 @@ class ExtractResult:
         return self.images / self.seconds if self.seconds > 0 and self.status != "up to date" else float("nan")
 
 
-def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: str | None = None) -> str:
+def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: str | None = None,
+                           weights: ResolvedWeights | None = None) -> str:
+    # The weights actually loaded (file sha256, or random + seed), not the --weights option: an
+    # "auto" run that fell back to random is redone once ImageNet weights are in the cache, and an
+    # overwritten --weights PATH file is noticed.
+    weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     return fingerprint("features", FEATURES_FORMAT, ds_fp or dataset_fingerprint(ds), spec.id,
                        spec.input_size, cfg.layers.get(spec.id), cfg.num_layers, cfg.pooling,
-                       cfg.weights, cfg.seed, cfg.shard_size, cfg.batch_size)
+                       weights.fingerprint_key(), cfg.shard_size, cfg.batch_size)
 
 
 def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
@@ -61,11 +67,15 @@ def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], ba
 
 
 def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore, *,
-                     ds_fp: str | None = None,
+                     ds_fp: str | None = None, weights: ResolvedWeights | None = None,
                      on_progress: Callable[[int], None] | None = None,
                      on_start: Callable[[int], None] | None = None) -> ExtractResult:
-    """Extract (or resume, or skip) the features of `ds` under `spec`; store them in `store`."""
-    fp = extraction_fingerprint(ds, spec, cfg, ds_fp)
+    """Extract (or resume, or skip) the features of `ds` under `spec`; store them in `store`.
+
+    weights: what pipeline.run resolved for this model (resolved here from cfg when omitted).
+    """
+    weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
+    fp = extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
     if store.is_current(ds.id, spec.id, fp):
         return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
 
@@ -77,7 +87,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
 
     t0 = time.perf_counter()
     model, infos, base_info = build_feature_extractor(
-        spec, list(cfg.layers.get(spec.id) or []) or None, weights=cfg.weights,
+        spec, list(cfg.layers.get(spec.id) or []) or None, weights=weights,
         pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 

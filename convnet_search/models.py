@@ -5,15 +5,18 @@ import time: `convnet-search --help` and the up-to-date checks must stay fast.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
-import warnings
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from .pooling import MAX_FLATTEN_DIM, POOLINGS, feature_key, keras_pooling_layer, resolve_poolings
+
+from .weights import ResolvedWeights, WeightsError, file_digests, load_failure, resolve_weights
 
 
 DEFAULT_NUM_LAYERS = 8
@@ -40,6 +43,17 @@ class ModelSpec:
     input_size: tuple[int, int]
     default: bool = True  # part of the default run (the nine ConvNet Playground models)
     extra_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Keras' own ImageNet weights for include_top=False, exactly as keras.applications fetches them
+    # (origin URL, whose last part is the cache file name, and the hash Keras checks, if any).
+    # weights.py finds them in the Keras cache without building the model; tests/test_weights.py
+    # checks every entry against what keras.applications really asks for.
+    weights_url: str = ""
+    weights_hash: str | None = None
+
+    @property
+    def weights_file(self) -> str:
+        """Keras cache file name of the no-top ImageNet weights, e.g. mobilenet_2_5_224_tf_no_top.h5."""
+        return self.weights_url.rsplit("/", 1)[-1]
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -49,31 +63,71 @@ def _register(spec: ModelSpec) -> None:
     REGISTRY[spec.id] = spec
 
 
+_KA = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+def _tf_kernels(folder: str, stem: str) -> str:
+    return f"{_KA}{folder}/{stem}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def _mobilenet_v1_url(alpha: float, rows: int = 224) -> str:
+    # keras.applications.mobilenet: alpha 1.0 -> "1_0", 0.75 -> "7_5", 0.5 -> "5_0", 0.25 -> "2_5"
+    text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
+    return f"{_KA}mobilenet/mobilenet_{text}_{rows}_tf_no_top.h5"
+
+
 # The nine ConvNet Playground models, at their native input sizes.
-_register(ModelSpec("mobilenet", "MobileNet", "MobileNet", "mobilenet", (224, 224)))
-_register(ModelSpec("efficientnetb0", "EfficientNetB0", "EfficientNetB0", "efficientnet", (224, 224)))
-_register(ModelSpec("densenet121", "DenseNet121", "DenseNet121", "densenet", (224, 224)))
-_register(ModelSpec("xception", "Xception", "Xception", "xception", (299, 299)))
-_register(ModelSpec("inceptionv3", "InceptionV3", "InceptionV3", "inception_v3", (299, 299)))
-_register(ModelSpec("resnet50", "ResNet50", "ResNet50", "resnet50", (224, 224)))
-_register(ModelSpec("efficientnetb5", "EfficientNetB5", "EfficientNetB5", "efficientnet", (456, 456)))
-_register(ModelSpec("vgg16", "VGG16", "VGG16", "vgg16", (224, 224)))
-_register(ModelSpec("vgg19", "VGG19", "VGG19", "vgg19", (224, 224)))
+_register(ModelSpec("mobilenet", "MobileNet", "MobileNet", "mobilenet", (224, 224),
+                    weights_url=_mobilenet_v1_url(1.0)))
+_register(ModelSpec("efficientnetb0", "EfficientNetB0", "EfficientNetB0", "efficientnet", (224, 224),
+                    weights_url="https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+                    weights_hash="50bc09e76180e00e4465e1a485ddc09d"))
+_register(ModelSpec("densenet121", "DenseNet121", "DenseNet121", "densenet", (224, 224),
+                    weights_url=_tf_kernels("densenet", "densenet121"),
+                    weights_hash="30ee3e1110167f948a6b9946edeeb738"))
+_register(ModelSpec("xception", "Xception", "Xception", "xception", (299, 299),
+                    weights_url=_tf_kernels("xception", "xception"),
+                    weights_hash="b0042744bf5b25fce3cb969f33bebb97"))
+_register(ModelSpec("inceptionv3", "InceptionV3", "InceptionV3", "inception_v3", (299, 299),
+                    weights_url=_tf_kernels("inception_v3", "inception_v3"),
+                    weights_hash="bcbd6486424b2319ff4ef7d526e38f63"))
+_register(ModelSpec("resnet50", "ResNet50", "ResNet50", "resnet50", (224, 224),
+                    weights_url=_tf_kernels("resnet", "resnet50"),
+                    weights_hash="4d473c1dd8becc155b73f8504c6f6626"))
+_register(ModelSpec("efficientnetb5", "EfficientNetB5", "EfficientNetB5", "efficientnet", (456, 456),
+                    weights_url="https://storage.googleapis.com/keras-applications/efficientnetb5_notop.h5",
+                    weights_hash="38879255a25d3c92d5e44e04ae6cec6f"))
+_register(ModelSpec("vgg16", "VGG16", "VGG16", "vgg16", (224, 224),
+                    weights_url=_tf_kernels("vgg16", "vgg16"),
+                    weights_hash="6d6bbae143d832006294945121d1f1fc"))
+_register(ModelSpec("vgg19", "VGG19", "VGG19", "vgg19", (224, 224),
+                    weights_url=_tf_kernels("vgg19", "vgg19"),
+                    weights_hash="253f8cb515780f3b799900260a226db6"))
 # MobileNet v1 width variants (opt-in): fewer channels per layer, smaller and faster, less accurate.
 # Published ImageNet top-1 at 224 px: alpha 0.25 ≈ 50 %, 0.5 ≈ 63 %, 0.75 ≈ 68 %, 1.0 ≈ 71 %.
 for _alpha, _suffix in ((0.25, "025"), (0.5, "050"), (0.75, "075")):
     _register(ModelSpec(f"mobilenet_{_suffix}", f"MobileNet α={_alpha:g}", "MobileNet", "mobilenet",
-                        (224, 224), default=False, extra_kwargs={"alpha": _alpha}))
+                        (224, 224), default=False, extra_kwargs={"alpha": _alpha},
+                        weights_url=_mobilenet_v1_url(_alpha)))
 # Modern, opt-in (name them with --models).
 _register(ModelSpec("mobilenetv3large", "MobileNetV3Large", "MobileNetV3Large", "mobilenet_v3",
-                    (224, 224), default=False))
+                    (224, 224), default=False,
+                    weights_url=f"{_KA}mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+                    weights_hash="07fb09a5933dd0c8eaafa16978110389"))
 _register(ModelSpec("mobilenetv3small", "MobileNetV3Small", "MobileNetV3Small", "mobilenet_v3",
-                    (224, 224), default=False))
+                    (224, 224), default=False,
+                    weights_url=f"{_KA}mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+                    weights_hash="d3e8ec802a04aa4fc771ee12a9a9b836"))
 _register(ModelSpec("efficientnetv2b0", "EfficientNetV2B0", "EfficientNetV2B0", "efficientnet_v2",
-                    (224, 224), default=False))
+                    (224, 224), default=False,
+                    weights_url=f"{_KA}efficientnet_v2/efficientnetv2-b0_notop.h5",
+                    weights_hash="893217f2bb855e2983157299931e43ff"))
 _register(ModelSpec("convnexttiny", "ConvNeXtTiny", "ConvNeXtTiny", "convnext", (224, 224),
-                    default=False))
-_register(ModelSpec("resnet50v2", "ResNet50V2", "ResNet50V2", "resnet_v2", (224, 224), default=False))
+                    default=False, weights_url=f"{_KA}convnext/convnext_tiny_notop.h5",
+                    weights_hash="d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"))
+_register(ModelSpec("resnet50v2", "ResNet50V2", "ResNet50V2", "resnet_v2", (224, 224), default=False,
+                    weights_url=_tf_kernels("resnet", "resnet50v2"),
+                    weights_hash="fac2f116257151a9d068a22e544a4917"))
 
 _ALIASES = {"mobilenetv1": "mobilenet", "effnetb0": "efficientnetb0", "effnetb5": "efficientnetb5",
             "inception_v3": "inceptionv3", "resnet": "resnet50", "convnext_tiny": "convnexttiny"}
@@ -96,14 +150,9 @@ def get_spec(name: str) -> ModelSpec:
 # Weights
 # ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class WeightsUsed:
-    kind: str  # "imagenet" | "random" | "file"
-    detail: str
-
-
-class WeightsError(RuntimeError):
-    pass
+# Resolution (which file, which digest, or random with which seed) lives in weights.py; building
+# loads exactly what was resolved. WeightsUsed is the old name of the resolved record.
+WeightsUsed = ResolvedWeights
 
 
 def _constructor(spec: ModelSpec):
@@ -112,52 +161,68 @@ def _constructor(spec: ModelSpec):
     return getattr(keras.applications, spec.constructor)
 
 
-def build_base(spec: ModelSpec, weights: str = "auto", seed: int = 0):
-    """Build the headless CNN. Returns (keras.Model, WeightsUsed).
+@contextlib.contextmanager
+def _serve_cache_file(spec: ModelSpec, path: Path):
+    """Make keras.applications' weights lookup return the resolved file: no second cache lookup,
+    no download. Building with weights="imagenet" (not weights=None + load_weights) matters:
+    some constructors (EfficientNet) add layers only for ImageNet weights."""
+    from keras.src.utils import file_utils
 
-    weights: "imagenet" (fail loudly if unavailable), "none" (random init from `seed`),
-    "auto" (ImageNet if it can be obtained, else random with a loud warning), or a file path.
+    real = file_utils.get_file
+
+    def get_file(fname=None, origin=None, *args, **kwargs):
+        if fname != spec.weights_file:
+            raise WeightsError(f"{spec.name}: Keras asks for {fname!r} but the registry names "
+                               f"{spec.weights_file!r}; fix weights_url in convnet_search/models.py")
+        return str(path)
+
+    with _GET_FILE_LOCK:
+        file_utils.get_file = get_file
+        try:
+            yield
+        finally:
+            file_utils.get_file = real
+
+
+_GET_FILE_LOCK = threading.Lock()
+
+
+def build_base(spec: ModelSpec, weights: "str | ResolvedWeights" = "auto", seed: int = 0,
+               cache_dir: Path | str | None = None):
+    """Build the headless CNN. Returns (keras.Model, ResolvedWeights).
+
+    weights: a ResolvedWeights (what the fingerprint hashed), or an option string resolved here by
+    weights.resolve_weights: "imagenet", "auto", "none" (random init from `seed`) or a file path.
+    A corrupt or wrong-architecture file is a WeightsError naming the file, never a fallback.
     """
     from .runtime import import_tensorflow
 
+    resolved = (weights if isinstance(weights, ResolvedWeights)
+                else resolve_weights(spec, str(weights), seed, cache_dir))
     import_tensorflow()
     import keras
 
     ctor = _constructor(spec)
-    shape = (*spec.input_size, 3)
-    kwargs = dict(include_top=False, input_shape=shape, **spec.extra_kwargs)
-    w = str(weights)
-    if w in ("none", "random"):
-        keras.utils.set_random_seed(seed)  # random init must be reproducible across runs/processes
-        return ctor(weights=None, **kwargs), WeightsUsed("random", f"random init (seed {seed})")
-    if w in ("imagenet", "auto"):
-        try:
-            return ctor(weights="imagenet", **kwargs), WeightsUsed("imagenet", "ImageNet (Keras applications)")
-        except Exception as exc:  # download failures surface as several exception types
-            cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            if w == "imagenet":
-                raise WeightsError(
-                    f"could not obtain ImageNet weights for {spec.name}: {cause}. "
-                    "Without a network, put the Keras weight file in ~/.keras/models/, pass "
-                    "--weights PATH, or use --weights none (random init)."
-                ) from exc
-            msg = (f"ImageNet weights for {spec.name} could not be obtained ({cause}). "
-                   f"FALLING BACK TO RANDOM WEIGHTS (seed {seed}): results show what an untrained "
-                   "network retrieves, not what ImageNet features do. The bundle records "
-                   "weights='random' and the explorer shows a banner.")
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            keras.utils.set_random_seed(seed)
-            return (ctor(weights=None, **kwargs),
-                    WeightsUsed("random", f"random init (seed {seed}); ImageNet unavailable: {cause}"))
-    path = Path(w)
-    if not path.is_file():
-        raise WeightsError(f"--weights {w!r}: not 'auto', 'imagenet', 'none' or an existing weights file")
-    model = ctor(weights=None, **kwargs)
+    kwargs = dict(include_top=False, input_shape=(*spec.input_size, 3), **spec.extra_kwargs)
+    if resolved.kind == "random":
+        keras.utils.set_random_seed(resolved.seed)  # random init must be reproducible across processes
+        return ctor(weights=None, **kwargs), resolved
+    path = resolved.path
+    assert path is not None
     try:
-        model.load_weights(str(path))
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot load as {spec.name} weights: {exc}") from exc
-    return model, WeightsUsed("file", f"file {path.name}")
+        if resolved.kind == "imagenet":
+            with _serve_cache_file(spec, path):
+                model = ctor(weights="imagenet", **kwargs)
+        else:
+            model = ctor(weights=None, **kwargs)
+            model.load_weights(str(path))
+    except WeightsError:
+        raise
+    except Exception as exc:  # h5py OSError (corrupt), ValueError (shape / layer-count mismatch), ...
+        raise WeightsError(load_failure(spec, path, exc)) from exc
+    if file_digests(path)[0] != resolved.sha256:  # replaced between resolving and loading
+        raise WeightsError(f"{path}: changed while this run was using it; run again")
+    return model, resolved
 
 
 def weights_digest(model) -> str:
@@ -295,8 +360,8 @@ def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
 
 
 def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = None, *,
-                            weights: str = "auto", pooling: str | Sequence[str] = "avg", seed: int = 0,
-                            num_layers: int = DEFAULT_NUM_LAYERS):
+                            weights: "str | ResolvedWeights" = "auto", pooling: str | Sequence[str] = "avg",
+                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS):
     """One multi-output model: float32 RGB 0..255 [B,H,W,3] -> one vector per (layer, pooling),
     in the order of `output_keys(infos, poolings)`.
 
@@ -325,6 +390,6 @@ def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = Non
     outputs = [keras_pooling_layer(p, name=f"{p}_{i.name}")(m) for i, m in zip(infos, maps) for p in poolings]
     model = keras.Model(inp, outputs, name=f"{spec.id}_features")
     base_info = {"params": int(base.count_params()), "layer_count": len(base.layers),
-                 "weights": used.kind, "weights_detail": used.detail,
+                 "weights": used.kind, "weights_detail": used.detail, "weights_sha256": used.sha256,
                  "weights_digest": weights_digest(base)}
     return model, infos, base_info

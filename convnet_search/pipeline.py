@@ -22,6 +22,7 @@ from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .extract import ExtractResult, extract_features
 from .models import get_spec
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
+from .weights import ResolvedWeights, resolve_weights
 
 log = logging.getLogger(__name__)
 NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
@@ -91,8 +92,11 @@ def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArraySto
     return store.load(ds.id, model)
 
 
-def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSearch:
-    """Convert the browser model (same weights as its extraction) to TF.js, once per fingerprint."""
+def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
+                 weights: ResolvedWeights | None = None) -> BrowserSearch:
+    """Convert the browser model (same weights as its extraction) to TF.js, once per fingerprint.
+
+    weights: what the run resolved for this model (resolved again from cfg when omitted)."""
     import json
 
     from .preprocess import RESIZE_DESCRIPTION
@@ -108,8 +112,10 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path) -> BrowserSear
         from .models import build_feature_extractor
         from .tfjs_export import export_tfjs
 
+        spec = get_spec(meta["model"])
+        weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
         model, infos, base_info = build_feature_extractor(
-            get_spec(meta["model"]), layers, weights=cfg.weights, pooling=poolings, seed=cfg.seed)
+            spec, layers, weights=weights, pooling=poolings, seed=cfg.seed)
         if base_info["weights_digest"] != meta["weights_digest"]:
             raise RuntimeError(f"{meta['model']}: rebuilt weights differ from the extracted ones; "
                                "cannot export a TF.js model that matches the dataset features")
@@ -161,6 +167,10 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     if force:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
+    # Weights are resolved once per model, before any fingerprint: a missing --weights imagenet
+    # file fails here, before hours of work; "auto" warns here if it falls back to random.
+    resolved = {m: resolve_weights(get_spec(m), cfg.weights, cfg.seed, cfg.weights_cache)
+                for m in cfg.models}
 
     t = time.perf_counter()
     with _progress(console) as progress:
@@ -174,7 +184,7 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
                     progress.reset(task, total=n, completed=n - todo)
 
                 res = extract_features(ds, spec, cfg, feature_store, ds_fp=ds_fps[ds.id],
-                                       on_start=started,
+                                       weights=resolved[mid], on_start=started,
                                        on_progress=lambda m, task=task: progress.advance(task, m))
                 progress.update(task, completed=len(ds),
                                 description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
@@ -202,7 +212,8 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     t = time.perf_counter()
     browser = None
     if cfg.browser_search and cfg.browser_model in cfg.models:
-        browser = export_stage(results[0].features[cfg.browser_model], cfg, work)
+        browser = export_stage(results[0].features[cfg.browser_model], cfg, work,
+                               resolved[cfg.browser_model])
     elif cfg.browser_search:
         console.print(f"[yellow]browser search skipped: model {cfg.browser_model!r} is not in this run[/]")
     report.stage_seconds["tfjs export"] = time.perf_counter() - t

@@ -1,8 +1,6 @@
 """Model registry, default layer rule, weights handling, multi-output extractor."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -62,25 +60,21 @@ def test_random_init_is_reproducible():
     assert models.weights_digest(a) == models.weights_digest(b) != models.weights_digest(c)
 
 
-def test_auto_falls_back_loudly_and_imagenet_fails_clearly(monkeypatch):
-    import keras
+def test_auto_falls_back_loudly_and_imagenet_fails_clearly(monkeypatch, tmp_path):
+    from convnet_search import weights
 
-    real = keras.applications.MobileNet
-
-    def offline(*args, weights=None, **kw):
-        if weights == "imagenet":
-            raise Exception("URL fetch failure: [Errno -2] Name or service not known")
-        return real(*args, weights=weights, **kw)
-
-    monkeypatch.setattr(keras.applications, "MobileNet", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty Keras cache
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")  # and no download, even where there is a network
+    weights.reset_download_memo()
     spec = get_spec("mobilenet")
     with pytest.warns(RuntimeWarning, match="FALLING BACK TO RANDOM WEIGHTS"):
         _, used = models.build_base(spec, "auto")
-    assert used.kind == "random" and "ImageNet unavailable" in used.detail
-    with pytest.raises(WeightsError, match="could not obtain ImageNet weights for MobileNet"):
+    assert used.kind == "random" and "ImageNet weights not found in" in used.detail
+    with pytest.raises(WeightsError, match="ImageNet weights for MobileNet not found"):
         models.build_base(spec, "imagenet")
     with pytest.raises(WeightsError, match="not 'auto', 'imagenet', 'none' or an existing"):
         models.build_base(spec, "/no/such/file.h5")
+    weights.reset_download_memo()
 
 
 def test_weights_file_round_trip(tmp_path):
@@ -92,7 +86,7 @@ def test_weights_file_round_trip(tmp_path):
     assert used.kind == "file" and models.weights_digest(a) == models.weights_digest(b)
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5")
-    with pytest.raises(WeightsError, match="bad.weights.h5: cannot load"):
+    with pytest.raises(WeightsError, match="bad.weights.h5: not a readable weights file"):
         models.build_base(spec, str(bad))
 
 
