@@ -127,7 +127,8 @@ def _sort_key(rel: str) -> bytes:
     return os.fsencode(rel)
 
 
-def load_dataset(name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
+def load_dataset(name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 follow_links: bool = False) -> Dataset:  # follow_links: placeholder, see issue 12
     """Load a builtin dataset by name, or an image folder by path.
 
     A ``str`` without a path separator that names a builtin dataset (see `known_datasets`) is that
