@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -30,32 +31,26 @@ def _parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("precompute", help="extract features and write the static data bundle",
                          description="Run datasets -> extract -> neighbours/UMAP/scores -> bundle. "
                                      "Unchanged work is skipped; an interrupted run resumes.")
+    # Help texts, number parsing and (in load_config) ranges come from config.KEYS: one description.
+    from .config import flag_help as h, flag_type as num
+
     pre.add_argument("--config", type=Path, help="TOML config (see configs/default.toml); flags override it")
-    pre.add_argument("--dataset", nargs="+", dest="datasets", metavar="NAME_OR_PATH",
-                     help="bundled dataset name or image folder laid out as ROOT/<class>/<image>")
-    pre.add_argument("--models", nargs="+", metavar="NAME", help="model ids (see `convnet-search info`)")
-    pre.add_argument("--layers", nargs="+", metavar="[MODEL:]LAYER",
-                     help="layer names; prefix with MODEL: when several models run (default: 8 per "
-                          "model, chosen by the documented rule)")
-    pre.add_argument("--num-layers", type=int, help="how many layers the default rule picks (default 8)")
-    pre.add_argument("--metrics", nargs="+", metavar="METRIC",
-                     help="cosine, euclidean, sqeuclidean, minkowski (default: all four)")
-    pre.add_argument("--minkowski-p", type=float, help="p of the minkowski metric (default 3; 2 is refused: "
-                                                       "that is euclidean)")
-    pre.add_argument("--k", type=int, help="neighbours stored per image (default 15; a dataset of N images stores at most N-1)")
-    pre.add_argument("--pooling", nargs="+", metavar="POOLING",
-                     help="feature map -> vector, one or several of avg, max, gem, grid2, flatten "
-                          "(default: avg max gem grid2, all from one forward pass)")
-    pre.add_argument("--weights", metavar="auto|imagenet|none|PATH",
-                     help="auto (default): ImageNet if obtainable, else random with a loud warning")
-    pre.add_argument("--weights-cache", type=Path, metavar="DIR",
-                     help="folder holding Keras' ImageNet .h5 files (default $KERAS_HOME/models, "
-                          "else ~/.keras/models); see `convnet-search weights list`")
-    pre.add_argument("--seed", type=int, help="seed for random weights and UMAP (default 0)")
-    pre.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
+    pre.add_argument("--dataset", nargs="+", dest="datasets", metavar="NAME_OR_PATH", help=h("datasets"))
+    pre.add_argument("--models", nargs="+", metavar="NAME", help=h("models"))
+    pre.add_argument("--layers", nargs="+", metavar="[MODEL:]LAYER", help=h("layers"))
+    pre.add_argument("--num-layers", type=num("num_layers"), help=h("num_layers"))
+    pre.add_argument("--metrics", nargs="+", metavar="METRIC", help=h("metrics"))
+    pre.add_argument("--minkowski-p", type=num("minkowski_p"), help=h("minkowski_p"))
+    pre.add_argument("--k", type=num("k"), help=h("k"))
+    pre.add_argument("--pooling", nargs="+", metavar="POOLING", help=h("pooling"))
+    pre.add_argument("--weights", metavar="auto|imagenet|none|PATH", help=h("weights"))
+    pre.add_argument("--weights-cache", metavar="DIR", help=h("weights_cache"))
+    pre.add_argument("--seed", type=num("seed"), help=h("seed"))
+    pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
-    pre.add_argument("--out", type=Path, help="bundle folder (default frontend/public/data)")
-    pre.add_argument("--work", type=Path, help="cache of stage outputs (default .convnet-search)")
+    pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
+    pre.add_argument("--out", type=Path, help=h("out"))
+    pre.add_argument("--work", type=Path, help=h("work"))
     pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all")
     pre.add_argument("-v", "--verbose", action="store_true")
 
@@ -88,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _layers_override(values: list[str] | None, models: list[str] | None) -> dict[str, list[str]] | None:
+    from .config import ConfigError
+
     if not values:
         return None
     out: dict[str, list[str]] = {}
@@ -95,8 +92,8 @@ def _layers_override(values: list[str] | None, models: list[str] | None) -> dict
         model, sep, layer = v.partition(":")
         if not sep:
             if not models or len(models) != 1:
-                raise SystemExit("--layers: prefix each layer with MODEL: unless exactly one model is "
-                                 "given with --models")
+                raise ConfigError("--layers: prefix each layer with MODEL: unless exactly one model is "
+                                  "given with --models")
             model, layer = models[0], v
         out.setdefault(model, []).append(layer)
     return out
@@ -139,19 +136,21 @@ def _precompute(args, console: Console) -> int:
     from .bundle import BundleError
     from .pipeline import run
 
-    overrides = {
-        "datasets": args.datasets, "models": args.models,
-        "layers": _layers_override(args.layers, args.models), "num_layers": args.num_layers,
-        "metrics": args.metrics, "minkowski_p": args.minkowski_p, "k": args.k, "pooling": args.pooling,
-        "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
-        "browser_search": False if args.no_browser_search else None,
-        "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
-        "weights_cache": str(args.weights_cache) if args.weights_cache else None,
-    }
-    try:
+    try:  # flags go through the same validation as the TOML file (config.KEYS)
+        overrides = {
+            "datasets": args.datasets, "models": args.models,
+            "layers": _layers_override(args.layers, args.models), "num_layers": args.num_layers,
+            "metrics": args.metrics, "minkowski_p": args.minkowski_p, "k": args.k, "pooling": args.pooling,
+            "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
+            "browser_search": False if args.no_browser_search else None,
+            "follow_links": True if args.follow_links else None,
+            "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
+            "weights_cache": args.weights_cache,
+        }
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        # one problem per line, unwrapped; values may hold [brackets] that are not rich markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_USAGE
     t0 = time.perf_counter()
     try:
@@ -259,7 +258,10 @@ def _info(args, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # usage error, --help or --version: argparse has printed why
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if getattr(args, "verbose", False):
         os.environ["CONVNET_SEARCH_VERBOSE"] = "1"
     console = Console(stderr=True)

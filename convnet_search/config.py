@@ -1,21 +1,126 @@
-"""What to compute: a TOML file plus CLI overrides, validated with clear errors."""
+"""What to compute: a TOML file plus CLI overrides, validated with clear errors.
+
+`KEYS` (and `UMAP_KEYS`) describe every config key once: its type, range or choices, CLI flag and
+help. The TOML file and the command-line flags go through the same checks (`load_config`), and every
+problem is collected and reported together, one line each, naming where the value came from
+(``configs/x.toml: k: ...`` or ``--k: ...``), before any compute starts.
+"""
 from __future__ import annotations
 
+import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
-from .pooling import DEFAULT_POOLINGS, resolve_poolings
-from .neighbors import resolve_metric, validate_minkowski_p
+from .pooling import DEFAULT_POOLINGS, POOLINGS
 from .tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
 
 ALL_METRICS = ("cosine", "euclidean", "sqeuclidean", "minkowski")
+# The one place that says how small k may be: a dataset of N images stores min(k, N − 1) neighbours
+# and scores the top min(15, that), so any k ≥ 1 is meaningful.
+K_MIN, K_MIN_WHY = 1, ""
+QUANTIZE_CHOICES = QUANTIZATIONS
+# umap-learn's named metrics that need no extra parameters and accept any real-valued feature.
+UMAP_METRICS = ("cosine", "euclidean", "l2", "manhattan", "l1", "taxicab", "chebyshev", "linf",
+                "linfinity", "linfty", "canberra", "braycurtis", "correlation")
+SEED_MAX = 2**32 - 1  # numpy and umap-learn seeds are unsigned 32-bit
 
 
 class ConfigError(ValueError):
-    pass
+    """One or more config problems; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = f"{len(self.problems)} config problems:\n" + "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: kind is int, float, bool, str, path, list (of strings), umap or layers (tables)."""
+    kind: str
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    why: str = ""  # reason shown after a range, e.g. why k has a minimum
+    flag: str | None = None  # CLI flag; None: "--" + the key with '-' for '_'
+    optional: bool = False  # None (absent) is a valid value
+
+
+KEYS: dict[str, Key] = {
+    "datasets": Key("list", "bundled dataset names or image folders laid out as ROOT/<class>/<image>",
+                    flag="--dataset"),
+    "models": Key("list", "model ids (see `convnet-search info`)"),
+    "layers": Key("layers", "layer names per model ([layers] table: MODEL = [names]); on the command "
+                            "line prefix each with MODEL: when several models run (default: 8 per "
+                            "model, chosen by the documented rule)"),
+    "num_layers": Key("int", f"how many layers the default rule picks (default {DEFAULT_NUM_LAYERS})", min=1),
+    "metrics": Key("list", "cosine, euclidean, sqeuclidean, minkowski (default: all four)"),
+    "minkowski_p": Key("float", "p of the minkowski metric (default 3; 2 is refused: that is euclidean)",
+                       min=1),
+    "k": Key("int", "neighbours stored per image (default 15; a dataset of N images stores at most N-1)",
+             min=K_MIN, why=K_MIN_WHY),
+    "pooling": Key("list", "feature map -> vector: one or several of " + ", ".join(POOLINGS)
+                           + f" (default: {' '.join(DEFAULT_POOLINGS)}, all from one forward pass)",
+                   choices=tuple(POOLINGS)),
+    "weights": Key("str", "auto (default): ImageNet if obtainable, else random with a loud warning; "
+                          "imagenet; none (random init); or a weights file PATH"),
+    "seed": Key("int", "seed for random weights and UMAP (default 0)", min=0, max=SEED_MAX),
+    "batch_size": Key("int", "images per forward pass (default 32)", min=1),
+    "shard_size": Key("int", "images per resumable extraction shard (default 256)", min=1),
+    "umap": Key("umap", "[umap] table: n_neighbors, min_dist, metric"),
+    "browser_search": Key("bool", "export the TF.js model for in-browser search (default true)",
+                          flag="--no-browser-search"),
+    "browser_model": Key("str", "model exported for in-browser search (default mobilenet)"),
+    "quantize": Key("str", f"weight quantization of the exported model (default {DEFAULT_QUANTIZATION}; "
+                           "chosen by measured parity, docs/live-search.md)", choices=QUANTIZE_CHOICES),
+    "weights_cache": Key("path", "folder holding Keras' ImageNet .h5 files (default $KERAS_HOME/models, "
+                                 "else ~/.keras/models); see `convnet-search weights list`", optional=True),
+    "follow_links": Key("bool", "follow symlinks that point outside the dataset root (default false)"),
+    "out": Key("path", "bundle folder (default frontend/public/data)"),
+    "work": Key("path", "cache of stage outputs (default .convnet-search)"),
+}
+
+UMAP_KEYS: dict[str, Key] = {
+    "n_neighbors": Key("int", "UMAP neighbourhood size (default 15)", min=2),
+    "min_dist": Key("float", "UMAP minimum distance between map points (default 0.1)", min=0, max=1,
+                    why="umap-learn's spread is 1"),
+    "metric": Key("str", "UMAP metric (default cosine)", choices=UMAP_METRICS),
+}
+
+
+def flag_of(name: str) -> str:
+    key = KEYS[name]
+    return key.flag or "--" + name.replace("_", "-")
+
+
+def flag_help(name: str) -> str:
+    return KEYS[name].help
+
+
+def flag_type(name: str) -> Callable[[str], Any]:
+    """argparse ``type=`` for a numeric flag: only the conversion (with this module's wording);
+    ranges are checked by `load_config` together with everything else."""
+    key = KEYS[name]
+    convert = int if key.kind == "int" else float
+
+    def parse(text: str):
+        import argparse
+
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected(key)}, got {_show(text)}") from None
+
+    parse.__name__ = key.kind
+    return parse
 
 
 @dataclass(frozen=True)
@@ -45,83 +150,321 @@ class RunConfig:
     browser_search: bool = True
     browser_model: str = "mobilenet"
     quantize: str = DEFAULT_QUANTIZATION
-    out: Path = Path("frontend/public/data")
-    work: Path = Path(".convnet-search")
+    follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
     weights_cache: Path | None = None
+    out: Path = Path("frontend/public/data")
+    work: Path = Path(".convnet-search")
 
     def validated(self) -> "RunConfig":
-        if not self.datasets:
-            raise ConfigError("no datasets given")
-        if not self.models:
-            raise ConfigError("no models given")
-        models = tuple(dict.fromkeys(get_spec(m).id for m in self.models))
-        layers = {get_spec(m).id: tuple(v) for m, v in self.layers.items()}
-        stray = [m for m in layers if m not in models]
-        if stray:
-            raise ConfigError(f"layers given for model(s) not in the run: {', '.join(stray)}")
-        metrics = tuple(dict.fromkeys(resolve_metric(m) for m in self.metrics))
-        p = validate_minkowski_p(self.minkowski_p) if "minkowski" in metrics else float(self.minkowski_p)
-        if self.k < 1:
-            raise ConfigError(f"k={self.k}: must be at least 1")
+        """This config checked with the same rules as a TOML file (first problem wins here)."""
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        raw["umap"] = dict(self.umap.__dict__)
+        raw["layers"] = {m: list(v) for m, v in self.layers.items()}
+        raw["out"], raw["work"] = str(self.out), str(self.work)
+        if self.weights_cache is not None:
+            raw["weights_cache"] = str(self.weights_cache)
+        values, problems = {}, []
+        for name, value in raw.items():
+            if value is None and KEYS[name].optional:
+                values[name] = None
+                continue
+            ok, problem = check_key(name, value)
+            if isinstance(problem, _Sub):
+                problems.extend(problem.items)
+            elif problem:
+                problems.append(f"{name}: {problem}")
+            values[name] = ok
+        if not problems:
+            problems = [f"{name}: {p}" for name, p in _resolve(values)]
+        if problems:
+            raise ConfigError(problems)
+        return _build(values, Path.cwd())
+
+
+assert set(KEYS) == {f.name for f in fields(RunConfig)}, "KEYS must describe every RunConfig field"
+assert set(UMAP_KEYS) == {f.name for f in fields(UmapConfig)}
+
+
+# --------------------------------------------------------------------------------------------
+# Checking one value
+# --------------------------------------------------------------------------------------------
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as it would be written in TOML (strings in double quotes), cut to `limit`."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_show(v, limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k} = {_show(v, limit)}" for k, v in value.items()) + "}"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _kind_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"  # TOML dates and times
+
+
+def _range_text(key: Key, noun: str) -> str:
+    lo, hi = key.min, key.max
+    fmt = (lambda x: str(int(x))) if key.kind == "int" else (lambda x: f"{x:g}")
+    if lo is not None and hi is not None:
+        text = f"{noun} between {fmt(lo)} and {fmt(hi)}"
+    elif lo is not None:
+        text = f"{noun} ≥ {fmt(lo)}"
+    elif hi is not None:
+        text = f"{noun} ≤ {fmt(hi)}"
+    else:
+        text = noun
+    return f"{text} ({key.why})" if key.why else text
+
+
+def expected(key: Key) -> str:
+    """What a key accepts, in words ("an integer ≥ 1", "one of "avg", "max"", ...)."""
+    if key.choices and key.kind == "list":
+        return "one or a list of " + ", ".join(_show(c) for c in key.choices)
+    if key.choices:
+        return "one of " + ", ".join(_show(c) for c in key.choices)
+    return {
+        "int": lambda: _range_text(key, "an integer"),
+        "float": lambda: _range_text(key, "a finite number"),
+        "bool": lambda: "true or false",
+        "str": lambda: "a non-empty string",
+        "path": lambda: "a non-empty string (a folder path)",
+        "list": lambda: "a non-empty list of non-empty strings",
+        "umap": lambda: "a table with keys " + ", ".join(UMAP_KEYS),
+        "layers": lambda: "a table MODEL = [layer names]",
+    }[key.kind]()
+
+
+def _in_range(key: Key, x: float) -> bool:
+    return (key.min is None or x >= key.min) and (key.max is None or x <= key.max)
+
+
+def _is_str_list(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(v, str) and v.strip() for v in value))
+
+
+def check_value(key: Key, value: Any) -> tuple[Any, str | None]:
+    """(normalized value, None) or (None, "expected …, got …") for a non-table key."""
+    kind = key.kind
+    ok = False
+    given = value  # as written, for the message
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool) and _in_range(key, value)
+    elif kind == "float":
+        # ints are fine where floats are meant; booleans are not numbers here
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and _in_range(key, value))
+        if ok:
+            value = float(value)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind in ("str", "path"):
+        ok = isinstance(value, str) and value.strip() != "" and (not key.choices or value in key.choices)
+    elif kind == "list":
+        if key.choices and isinstance(value, str):
+            value = [value]  # a list of choices may be given as one choice: pooling = "avg"
+        ok = _is_str_list(value) and (not key.choices or all(v in key.choices for v in value))
+        if ok:
+            value = tuple(dict.fromkeys(value))
+    if ok:
+        return value, None
+    same_kind = {"int": isinstance(value, int) and not isinstance(value, bool),
+                 "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                 "bool": isinstance(value, bool), "str": isinstance(value, str),
+                 "path": isinstance(value, str), "list": isinstance(value, (list, tuple))}[kind]
+    # Name the type only when it is the problem: `got "15" (a string)`, but `got 10` for a range.
+    note = "" if same_kind else f" ({_kind_name(value)})"
+    return None, f"expected {expected(key)}, got {_show(given)}{note}"
+
+
+def check_key(name: str, value: Any) -> tuple[Any, str | None]:
+    """Check one top-level key: (normalized value, None) or (None, problem). For a table whose
+    sub-keys are wrong the problem is a `_Sub` listing each with its key path (umap.min_dist)."""
+    key = KEYS[name]
+    if key.kind == "umap":
+        return _check_umap(value)
+    if key.kind == "layers":
+        return _check_layers(value)
+    return check_value(key, value)
+
+
+def _check_umap(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, dict):
+        return None, f"expected {expected(KEYS['umap'])}, got {_show(value)} ({_kind_name(value)})"
+    out, problems = {}, []
+    for sub, v in value.items():
+        if sub not in UMAP_KEYS:
+            problems.append(f"umap.{sub}: unknown key; known: {', '.join(UMAP_KEYS)}")
+            continue
+        ok, problem = check_value(UMAP_KEYS[sub], v)
+        if problem:
+            problems.append(f"umap.{sub}: {problem}")
+        out[sub] = ok
+    return (None, _Sub(problems)) if problems else (out, None)
+
+
+def _check_layers(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, dict):
+        return None, f"expected {expected(KEYS['layers'])}, got {_show(value)} ({_kind_name(value)})"
+    out, problems = {}, []
+    for model, names in value.items():
+        if not _is_str_list(names):
+            note = "" if isinstance(names, (list, tuple)) else f" ({_kind_name(names)})"
+            problems.append(f"layers.{model}: expected a non-empty list of layer names, got {_show(names)}{note}")
+            continue
+        out[model] = tuple(names)
+    return (None, _Sub(problems)) if problems else (out, None)
+
+
+class _Sub(str):
+    """Problems of a table's sub-keys: each already names its full key path (umap.min_dist)."""
+
+    def __new__(cls, problems: list[str]):
+        obj = super().__new__(cls, "; ".join(problems))
+        obj.items = problems
+        return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Checks that need the model / metric registries or two keys together
+# --------------------------------------------------------------------------------------------
+
+def _resolve(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """Resolve aliases in place (models, metrics, browser_model, layers); returns (key, problem)."""
+    from .neighbors import resolve_metric, validate_minkowski_p  # lazy: numba import costs ~0.3 s
+
+    problems: list[tuple[str, str]] = []
+
+    def each(name: str, items, fn: Callable[[str], str]) -> tuple[str, ...] | None:
+        out, bad = [], []
+        for item in items:
+            try:
+                out.append(fn(item))
+            except ValueError as exc:
+                bad.append(str(exc))
+        if bad:
+            problems.append((name, "; ".join(bad)))
+            return None
+        return tuple(dict.fromkeys(out))
+
+    models = each("models", values.get("models", RunConfig.models), lambda m: get_spec(m).id)
+    if models is not None:
+        values["models"] = models
+    metrics = each("metrics", values.get("metrics", RunConfig.metrics), resolve_metric)
+    if metrics is not None:
+        values["metrics"] = metrics
+    if "browser_model" in values:
+        resolved = each("browser_model", [values["browser_model"]], lambda m: get_spec(m).id)
+        if resolved is not None:
+            values["browser_model"] = resolved[0]
+    if "layers" in values:
+        layers, bad = {}, []
+        for model, names in values["layers"].items():
+            try:
+                layers[get_spec(model).id] = tuple(names)
+            except ValueError:
+                bad.append(f"unknown model {model!r} (see `convnet-search info`)")
+        stray = [m for m in layers if models is not None and m not in models]
+        if bad:
+            problems.append(("layers", "; ".join(bad)))
+        elif stray:
+            problems.append(("layers", f"given for model(s) not in the run: {', '.join(stray)}"))
+        values["layers"] = layers
+    if "minkowski_p" in values and metrics is not None and "minkowski" in metrics:
         try:
-            pooling = resolve_poolings(self.pooling)
+            values["minkowski_p"] = validate_minkowski_p(values["minkowski_p"])
         except ValueError as exc:
-            raise ConfigError(f"pooling: {exc}") from None
-        for name, value, low in (("num_layers", self.num_layers, 1), ("batch_size", self.batch_size, 1),
-                                 ("shard_size", self.shard_size, 1), ("umap.n_neighbors", self.umap.n_neighbors, 2)):
-            if value < low:
-                raise ConfigError(f"{name}={value}: must be at least {low}")
-        if self.quantize not in QUANTIZATIONS:
-            raise ConfigError(f"quantize {self.quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
-        return replace(self, models=models, layers=layers, metrics=metrics, minkowski_p=p, pooling=pooling,
-                       browser_model=get_spec(self.browser_model).id)
+            problems.append(("minkowski_p", str(exc)))
+    return problems
 
 
-_TOP_KEYS = {f.name for f in fields(RunConfig)}
+def _build(values: dict[str, Any], base_dir: Path) -> RunConfig:
+    kwargs = dict(values)
+    if "umap" in kwargs:
+        kwargs["umap"] = UmapConfig(**kwargs["umap"])
+    for key in ("out", "work", "weights_cache"):
+        if kwargs.get(key) is not None:
+            p = Path(kwargs[key]).expanduser()
+            kwargs[key] = p if p.is_absolute() else base_dir / p
+    return RunConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a TOML config (if any), apply non-None overrides, validate."""
+    """Read a TOML config (if any), apply non-None overrides (CLI flags), validate everything.
+
+    All problems are collected and raised together as one `ConfigError`, each naming the file and
+    key path (``configs/x.toml: umap.min_dist: ...``) or the flag (``--k: ...``).
+    """
     data: dict[str, Any] = {}
-    base_dir = Path.cwd()
     if path is not None:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(_TOP_KEYS))}")
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "umap":
-            bad = set(value) - {f.name for f in fields(UmapConfig)}
-            if bad:
-                raise ConfigError(f"unknown umap key(s): {', '.join(sorted(bad))}")
-            kwargs[key] = UmapConfig(**value)
-        elif key in ("datasets", "models", "metrics"):
-            kwargs[key] = tuple(value)
-        elif key == "layers":
-            kwargs[key] = {m: tuple(v) for m, v in value.items()}
-        elif key in ("out", "work", "weights_cache"):
-            kwargs[key] = Path(value) if Path(value).is_absolute() else base_dir / value
+
+    values: dict[str, Any] = {}
+    where: dict[str, str] = {}  # key -> how to name it in a message
+    problems: list[str] = []
+
+    def take(name: str, value: Any, prefix: str, label: str) -> None:
+        ok, problem = check_key(name, value)
+        if isinstance(problem, _Sub):  # table sub-keys name themselves (umap.min_dist)
+            problems.extend(f"{prefix}{p}" for p in problem.items)
+        elif problem:
+            problems.append(f"{prefix}{label}: {problem}")
         else:
-            kwargs[key] = value
-    try:
-        cfg = RunConfig(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"invalid config: {exc}") from None
-    try:
-        return cfg.validated()
-    except ConfigError:
-        raise
-    except ValueError as exc:  # model / metric / p errors from the registries
-        raise ConfigError(str(exc)) from None
+            values[name] = ok
+        where[name] = f"{prefix}{label}"
+
+    unknown = [key for key in data if key not in KEYS]
+    for key in unknown:
+        problems.append(f"{path}: {key}: unknown key{_did_you_mean(key, KEYS)}; known: {', '.join(KEYS)}")
+    for key, value in data.items():
+        if key in KEYS:
+            take(key, value, f"{path}: ", key)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in KEYS:
+            raise KeyError(f"override for unknown config key {key!r}")  # a programming error
+        values.pop(key, None)  # a flag replaces the file's value, valid or not
+        take(key, value, "", flag_of(key))
+
+    if not problems:  # registry checks make sense only once the types are right
+        problems = [f"{where.get(name, name)}: {msg}" for name, msg in _resolve(values)]
+    if problems:
+        raise ConfigError(problems)
+    return _build(values, Path.cwd())

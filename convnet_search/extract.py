@@ -112,6 +112,8 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
         parts: list[list[np.ndarray]] = [[] for _ in names]
         for batch in _image_batches(ds, start, stop, spec.input_size, cfg.batch_size):
             outs = infer(batch)
+            if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
+                outs = [outs]
             for j, o in enumerate(outs):
                 parts[j].append(o.numpy().astype(np.float32, copy=False))
             if on_progress:

@@ -154,7 +154,7 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
     check_replaceable(cfg.out)  # fail before hours of work, not after
     t = time.perf_counter()
-    datasets = [load_dataset(name) for name in cfg.datasets]
+    datasets = [load_dataset(name, follow_links=cfg.follow_links) for name in cfg.datasets]
     ids = [d.id for d in datasets]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

@@ -1,6 +1,7 @@
 """Config: TOML + overrides, validation with clear errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,10 @@ def test_overrides_win_and_aliases_resolve(tmp_path):
     ({"metrics": ["hamming"]}, "hamming"),
     ({"minkowski_p": 2.0}, "euclidean"),
     ({"minkowski_p": 0.5}, "p"),
-    ({"k": 0}, "at least 1"),
-    ({"pooling": "median"}, "unknown pooling 'median'"),
+    ({"k": 0}, "--k: expected an integer ≥ 1, got 0$"),
+    ({"pooling": "median"}, '--pooling: expected one or a list of "avg", "max", "gem", "grid2", "flatten", got "median"'),
     ({"layers": {"resnet50": ["x"]}, "models": ["vgg16"]}, "not in the run: resnet50"),
-    ({"batch_size": 0}, "batch_size=0"),
+    ({"batch_size": 0}, "--batch-size: expected an integer ≥ 1, got 0"),
 ])
 def test_invalid_values_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -50,5 +51,164 @@ def test_bad_files(tmp_path):
         load_config(bad)
     typo = tmp_path / "typo.toml"
     typo.write_text('modles = ["vgg16"]\n')
-    with pytest.raises(ConfigError, match="unknown key\\(s\\) modles"):
+    with pytest.raises(ConfigError, match="typo.toml: modles: unknown key \\(did you mean models\\?\\)"):
         load_config(typo)
+
+
+# --- typed validation (issue 12, reproduction 4) ----------------------------------------------
+
+def _problems(tmp_path, toml: str, overrides=None) -> list[str]:
+    path = tmp_path / "x.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('k = "15"', 'x.toml: k: expected an integer ≥ 1, got "15" \\(a string\\)$'),
+    ("k = true", "x.toml: k: expected an integer ≥ 1, got true \\(a boolean\\)$"),
+    ("k = 15.0", "x.toml: k: expected an integer ≥ 1, got 15.0 \\(a float\\)$"),
+    ("k = 1979-05-27", "x.toml: k: expected an integer .*, got 1979-05-27 \\(a date\\)$"),
+    ("umap = 3", "x.toml: umap: expected a table with keys n_neighbors, min_dist, metric, "
+                 "got 3 \\(an integer\\)$"),
+    ("batch_size = 2.5", "x.toml: batch_size: expected an integer ≥ 1, got 2.5 \\(a float\\)$"),
+    ('datasets = "ds/small"', 'x.toml: datasets: expected a non-empty list of non-empty strings, '
+                              'got "ds/small" \\(a string\\)$'),
+    ("datasets = []", "x.toml: datasets: expected a non-empty list .*, got \\[\\]$"),
+    ('datasets = [""]', 'x.toml: datasets: expected a non-empty list of non-empty strings, got \\[""\\]$'),
+    ('models = ["vgg16", 3]', "x.toml: models: expected a non-empty list .*, got \\[\"vgg16\", 3\\]$"),
+    ('browser_search = "no"', 'x.toml: browser_search: expected true or false, got "no" \\(a string\\)'),
+    ("browser_search = 0", "x.toml: browser_search: expected true or false, got 0 \\(an integer\\)"),
+    ("follow_links = 1", "x.toml: follow_links: expected true or false, got 1 \\(an integer\\)"),
+    ('out = ""', 'x.toml: out: expected a non-empty string \\(a folder path\\), got ""$'),
+    ('work = ["a"]', 'x.toml: work: expected a non-empty string \\(a folder path\\), got \\["a"\\] \\(a list\\)'),
+    ("minkowski_p = nan", "x.toml: minkowski_p: expected a finite number ≥ 1, got nan$"),
+    ("minkowski_p = inf", "x.toml: minkowski_p: expected a finite number ≥ 1, got inf$"),
+    ('minkowski_p = "3"', 'x.toml: minkowski_p: expected a finite number ≥ 1, got "3" \\(a string\\)'),
+    ("seed = -1", "x.toml: seed: expected an integer between 0 and 4294967295, got -1$"),
+    ('quantize = "int4"', 'x.toml: quantize: expected one of "float16", .*"none", got "int4"'),
+    ("pooling = 1", 'x.toml: pooling: expected one or a list of "avg", "max", "gem", "grid2", "flatten", got 1 \\(an integer\\)'),
+    ("weights = false", "x.toml: weights: expected a non-empty string, got false \\(a boolean\\)"),
+    ("[umap]\nmin_dist = \"0.1\"", 'x.toml: umap.min_dist: expected a finite number between 0 and 1 .*, '
+                                   'got "0.1" \\(a string\\)'),
+    ("[umap]\nmin_dist = 1.5", "x.toml: umap.min_dist: expected a finite number between 0 and 1 .*got 1.5$"),
+    ("[umap]\nn_neighbors = 1", "x.toml: umap.n_neighbors: expected an integer ≥ 2, got 1$"),
+    ('[umap]\nmetric = "hamming"', 'x.toml: umap.metric: expected one of "cosine", .*got "hamming"'),
+    ("[umap]\nneighbours = 5", "x.toml: umap.neighbours: unknown key; known: n_neighbors, min_dist, metric"),
+    ('layers = "block1"', 'x.toml: layers: expected a table MODEL = \\[layer names\\], got "block1"'),
+    ('[layers]\nvgg16 = "block1_pool"', 'x.toml: layers.vgg16: expected a non-empty list of layer names, '
+                                        'got "block1_pool" \\(a string\\)'),
+    ('models = ["alexnet"]', "x.toml: models: unknown model 'alexnet'"),
+    ('metrics = ["cos", "hamming"]', "x.toml: metrics: unknown metric 'hamming'"),
+    ('models = ["vgg16"]\n[layers]\nresnet50 = ["x"]', "x.toml: layers: given for model\\(s\\) not in the run: resnet50"),
+    ("minkowski_p = 2", "x.toml: minkowski_p: p=2 is euclidean"),
+    ('browser_model = "alexnet"', "x.toml: browser_model: unknown model 'alexnet'"),
+])
+def test_each_wrong_value_is_named_with_file_and_key(tmp_path, toml, message):
+    problems = _problems(tmp_path, toml)
+    assert len(problems) == 1, problems
+    assert re.search(message, problems[0]), problems[0]
+
+
+def test_all_problems_are_reported_together(tmp_path):
+    problems = _problems(tmp_path, 'k = "15"\numap = 3\nbatch_size = 2.5\ndatasets = "ds/small"\n'
+                                   'browser_search = "no"\nmodles = []\n', {"seed": -5, "models": ["vgg16"]})
+    keys = [p.split(": ")[1] if p.startswith(str(tmp_path)) else p.split(":")[0] for p in problems]
+    assert sorted(keys) == sorted(["modles", "k", "umap", "batch_size", "datasets", "browser_search", "--seed"])
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "x.toml")
+    assert str(info.value).startswith("6 config problems:\n  ")  # one line per problem
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"k": "15"}, '--k: expected an integer ≥ 1, got "15" \\(a string\\)'),
+    ({"datasets": "ds/small"}, '--dataset: expected a non-empty list'),
+    ({"browser_search": "no"}, '--no-browser-search: expected true or false'),
+    ({"follow_links": 1}, '--follow-links: expected true or false'),
+    ({"minkowski_p": float("nan")}, "--minkowski-p: expected a finite number ≥ 1, got nan"),
+    ({"num_layers": 0}, "--num-layers: expected an integer ≥ 1, got 0"),
+    ({"models": ["alexnet"]}, "--models: unknown model 'alexnet'"),
+])
+def test_flags_use_the_same_checks_and_are_named_as_flags(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_every_key_rejects_a_wrong_type_and_accepts_its_default(tmp_path):
+    """Generic: each declared key refuses a value of another type, naming the key; the documented
+    defaults (RunConfig()) pass the same rules."""
+    from convnet_search.config import KEYS, RunConfig
+
+    wrong = {"int": '"1"', "float": "true", "bool": '"yes"', "str": "[]", "path": "1",
+             "list": '"a"', "umap": "[1]", "layers": "2"}
+    for name, key in KEYS.items():
+        problems = _problems(tmp_path, f"{name} = {wrong[key.kind]}")
+        assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'x.toml'}: {name}: expected "), problems
+    assert RunConfig().validated().k == 15
+    with pytest.raises(ConfigError, match="^k: expected an integer"):
+        RunConfig(k="15").validated()
+
+
+def test_numbers_are_normalised_without_changing_valid_configs(tmp_path):
+    path = tmp_path / "ok.toml"
+    path.write_text('datasets = ["digits"]\nmodels = ["VGG16"]\nminkowski_p = 4\nk = 20\nseed = 4294967295\n'
+                    'browser_search = false\nfollow_links = true\nout = "o"\nwork = "/abs/w"\n'
+                    '[umap]\nmin_dist = 0\nn_neighbors = 5\n[layers]\nvgg16 = ["block1_pool"]\n')
+    cfg = load_config(path)
+    assert cfg.minkowski_p == 4.0 and isinstance(cfg.minkowski_p, float)
+    assert cfg.umap.min_dist == 0.0 and isinstance(cfg.umap.min_dist, float) and cfg.umap.n_neighbors == 5
+    assert cfg.models == ("vgg16",) and cfg.layers == {"vgg16": ("block1_pool",)} and cfg.datasets == ("digits",)
+    assert cfg.browser_search is False and cfg.follow_links is True and cfg.seed == 2**32 - 1
+    assert cfg.out == Path.cwd() / "o" and cfg.work == Path("/abs/w")
+    assert load_config(None).follow_links is False
+    assert load_config(path, {"follow_links": None, "k": 30}).k == 30
+
+
+def test_cli_reports_config_problems_without_computing(tmp_path, capsys):
+    from convnet_search.cli import main
+
+    cfg = tmp_path / "x.toml"
+    cfg.write_text('browser_search = "no"\nk = "15"\ndatasets = "ds/small"\n')
+    out = tmp_path / "out"
+    assert main(["precompute", "--config", str(cfg), "--out", str(out), "--batch-size", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "4 config problems" in err
+    assert 'x.toml: browser_search: expected true or false, got "no" (a string)' in err
+    assert "--batch-size: expected an integer ≥ 1, got 0" in err
+    assert not out.exists()
+    assert main(["precompute", "--k", "abc"]) == 2  # argparse's error, worded by config.py
+    assert 'argument --k: expected an integer ≥ 1' in capsys.readouterr().err
+    assert main(["precompute", "--models", "vgg16", "resnet50", "--layers", "x"]) == 2
+    assert "--layers: prefix each layer with MODEL:" in capsys.readouterr().err
+
+
+def test_follow_links_reaches_load_dataset(monkeypatch, tmp_path):
+    from convnet_search import pipeline
+    from convnet_search.datasets import DatasetError
+
+    seen = []
+
+    def fake_load(name, **kwargs):
+        seen.append(kwargs)
+        raise DatasetError("stop here")
+
+    monkeypatch.setattr(pipeline, "load_dataset", fake_load)
+    for flag in (False, True):
+        cfg = load_config(None, {"datasets": ["d"], "follow_links": flag or None, "out": str(tmp_path / "o"),
+                                 "work": str(tmp_path / "w")})
+        with pytest.raises(DatasetError):
+            pipeline.run(cfg)
+    assert seen == [{"follow_links": False}, {"follow_links": True}]
+
+
+def test_pooling_takes_one_or_several_choices_and_weights_cache_is_optional(tmp_path):
+    from convnet_search.pooling import DEFAULT_POOLINGS
+
+    assert load_config(None, {}).pooling == DEFAULT_POOLINGS
+    assert load_config(None, {"pooling": "gem"}).pooling == ("gem",)
+    assert load_config(None, {"pooling": ["max", "avg", "max"]}).pooling == ("max", "avg")
+    with pytest.raises(ConfigError, match='--pooling: .*got \\["avg", "median"\\]'):
+        load_config(None, {"pooling": ["avg", "median"]})
+    assert load_config(None, {}).weights_cache is None
+    assert load_config(None, {"weights_cache": str(tmp_path)}).weights_cache == tmp_path
