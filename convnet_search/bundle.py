@@ -14,6 +14,7 @@ from .evaluate import SCORE_SCALE, SCORE_TOP, search_score_numerators, summarize
 from .images import load_rgb, thumbnail_jpeg
 from .neighbors import METRICS
 from .store import StoredArrays, atomic_path, dumps_json
+from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
 BUNDLE_VERSION = 2
 FINGERPRINT_FILE = ".bundle-fingerprint"
@@ -27,6 +28,11 @@ FILES = {
     "umap": "datasets/{dataset}/{model}/{layer}/umap.f32",
     "browser_features": "datasets/{dataset}/browser/{layer}.f32",
 }
+
+
+# Everything the writer puts into --out; a folder holding anything else is never replaced.
+OWN_FILES = (*FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+             "datasets/{dataset}/summary.json")  # the last: bundle format 1
 
 
 class BundleError(RuntimeError):
@@ -185,15 +191,15 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
 
 
 def check_replaceable(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not ((out / "manifest.json").exists() or (out / FINGERPRINT_FILE).exists()):
-            raise BundleError(f"{out}: refusing to replace a non-empty folder that is not a "
-                              "convnet-search bundle; choose another --out")
+    """Raise workspace.WorkspaceError unless `out` is missing, empty or a bundle of ours (see there)."""
+    check_bundle_target(Path(out), OWN_FILES)
 
 
 def bundle_is_current(out: Path, fp: str) -> bool:
+    # A bundle without the marker (written before markers) is rewritten once to get one.
     f = Path(out) / FINGERPRINT_FILE
-    return f.exists() and f.read_text().strip() == fp and (Path(out) / "manifest.json").exists()
+    return (f.exists() and f.read_text().strip() == fp and (Path(out) / "manifest.json").exists()
+            and (Path(out) / BUNDLE_MARKER).exists())
 
 
 def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
@@ -209,4 +215,5 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
             shutil.copytree(inp.browser.export_dir, tmp / "tfjs" / inp.browser.model)
         _write(tmp, "manifest.json", dumps_json(manifest).encode())
         _write(tmp, FINGERPRINT_FILE, fp.encode())
+        _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
     return manifest
