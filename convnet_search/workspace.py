@@ -146,7 +146,11 @@ def lock_message(work: Path, holder: str) -> str:
 def _walk(root: Path) -> Iterator[tuple[str, bool]]:
     """(relative posix path, is a real folder) of everything under `root`; links are not followed
     and count as files, so a link is foreign unless a file of that name is expected."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    def unreadable(exc: OSError) -> None:  # an unlisted folder could hide files that are not ours
+        raise WorkspaceError(f"{exc.filename}: cannot list ({exc.strerror}); so it cannot be "
+                             "checked for files convnet-search did not write")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         rel = Path(dirpath).relative_to(root)
         for name in dirnames:
             yield (rel / name).as_posix(), not os.path.islink(os.path.join(dirpath, name))

@@ -65,8 +65,6 @@ def one_line(stderr: str, needle: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def test_force_never_deletes_files_it_did_not_create(tmp_path, data, main):
-    from convnet_search.workspace import STAGE_DIRS, WORK_MARKER
-
     user = tmp_path / "U"
     (user / "docs").mkdir(parents=True)
     (user / "thesis.tex").write_text("x")
@@ -84,7 +82,7 @@ def test_force_never_deletes_files_it_did_not_create(tmp_path, data, main):
     assert snapshot(data) == images and not (tmp_path / "O").exists()
 
     # A work folder of ours: --force clears the stage folders and nothing else in it.
-    from convnet_search.workspace import clear_stages, prepare_work
+    from convnet_search.workspace import STAGE_DIRS, WORK_MARKER, clear_stages, prepare_work
 
     work = tmp_path / "W"
     prepare_work(work)
