@@ -15,6 +15,7 @@ from .images import load_rgb, thumbnail_jpeg
 from .neighbors import METRICS
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
+from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
 BUNDLE_VERSION = 3  # 3: pooling axis, per-query score blocks, per-dataset k and score window
 FINGERPRINT_FILE = ".bundle-fingerprint"
@@ -29,6 +30,11 @@ FILES = {
     "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
 }
 SCORES_BLOCK_BYTES = 4096
+
+
+# Everything the writer puts into --out; a folder holding anything else is never replaced.
+OWN_FILES = (*FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+             "datasets/{dataset}/summary.json")  # the last: bundle format 1
 
 
 class BundleError(RuntimeError):
@@ -217,15 +223,15 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
 
 
 def check_replaceable(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not ((out / "manifest.json").exists() or (out / FINGERPRINT_FILE).exists()):
-            raise BundleError(f"{out}: refusing to replace a non-empty folder that is not a "
-                              "convnet-search bundle; choose another --out")
+    """Raise workspace.WorkspaceError unless `out` is missing, empty or a bundle of ours (see there)."""
+    check_bundle_target(Path(out), OWN_FILES)
 
 
 def bundle_is_current(out: Path, fp: str) -> bool:
+    # A bundle without the marker (written before markers) is rewritten once to get one.
     f = Path(out) / FINGERPRINT_FILE
-    return f.exists() and f.read_text().strip() == fp and (Path(out) / "manifest.json").exists()
+    return (f.exists() and f.read_text().strip() == fp and (Path(out) / "manifest.json").exists()
+            and (Path(out) / BUNDLE_MARKER).exists())
 
 
 def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
@@ -241,4 +247,5 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
             shutil.copytree(inp.browser.export_dir, tmp / "tfjs" / inp.browser.model)
         _write(tmp, "manifest.json", dumps_json(manifest).encode())
         _write(tmp, FINGERPRINT_FILE, fp.encode())
+        _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
     return manifest

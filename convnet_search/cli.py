@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
 import os
@@ -16,7 +17,9 @@ from rich.table import Table
 
 from . import __version__
 
-EXIT_OK, EXIT_USAGE, EXIT_NOTHING_USABLE = 0, 2, 3
+# README "Exit codes and safety" documents these.
+EXIT_OK, EXIT_USAGE, EXIT_NOTHING_USABLE, EXIT_IO, EXIT_BUSY, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+RESUME_HINT = "run the same command again to resume (finished work is kept)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,6 +138,7 @@ def _precompute(args, console: Console) -> int:
     from .models import ModelError, WeightsError
     from .bundle import BundleError
     from .pipeline import run
+    from .workspace import BusyError, StorageError, WorkspaceError
 
     try:  # flags go through the same validation as the TOML file (config.KEYS)
         overrides = {
@@ -158,12 +162,47 @@ def _precompute(args, console: Console) -> int:
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE
+    except WorkspaceError as exc:  # --out/--work refused before any compute: one line, no wrapping
+        _error_line(console, str(exc))
+        if isinstance(exc, BusyError):
+            return EXIT_BUSY
+        return EXIT_IO if isinstance(exc, StorageError) else EXIT_USAGE
     except (ModelError, WeightsError, BundleError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE
     _summary(console, report)
     console.print(f"done in {time.perf_counter() - t0:.1f}s")
     return EXIT_OK
+
+
+def _error_line(console: Console, message: str, prefix: str = "[red]error:[/] ") -> None:
+    """One line however long (a wrapped message is hard to grep); paths are not markup."""
+    from rich.markup import escape
+
+    console.print(prefix + escape(message), soft_wrap=True, highlight=False)
+
+
+def _guarded(command, args, console: Console) -> int:
+    """Run a command; Ctrl-C and file-system errors (disk full, permission, I/O) end with one line.
+
+    Every stage writes atomically, so what finished is kept and the same command resumes. With
+    --verbose the traceback is shown as well.
+    """
+    try:
+        return command(args, console)
+    except KeyboardInterrupt:
+        _error_line(console, f"interrupted (Ctrl-C); {RESUME_HINT}", prefix="[yellow]stopped:[/] ")
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if getattr(args, "verbose", False):
+            console.print_exception()
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ENOSPC or "No space left" in str(exc):  # h5py keeps only the text
+            what = f"no space left on the device{where}; free some space"
+        else:
+            what = f"{exc.strerror or exc}{where}; fix that"
+        _error_line(console, f"{what}, then {RESUME_HINT}")
+        return EXIT_IO
 
 
 def _fetch(args, console: Console) -> int:
@@ -273,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "precompute":
-        return _precompute(args, console)
+        return _guarded(_precompute, args, console)
     if args.command == "fetch":
         return _fetch(args, console)
     if args.command == "weights":

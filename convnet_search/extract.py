@@ -32,10 +32,14 @@ class ExtractResult:
     images: int
     seconds: float
     status: str  # "extracted" | "resumed" | "up to date"
+    # Images run through the model in this call: a resumed run skips the finished shards, and
+    # counting those would overstate its speed. None: all `images`.
+    computed: int | None = None
 
     @property
     def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 and self.status != "up to date" else float("nan")
+        n = self.images if self.computed is None else self.computed
+        return n / self.seconds if self.seconds > 0 and self.status != "up to date" else float("nan")
 
 
 def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: str | None = None,
@@ -105,6 +109,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     if on_start:
         on_start(sum(min(size, n - s * size) for s in range(n_shards) if not shards.done(s)))
     names = output_keys(infos, cfg.pooling)
+    computed = 0
     for s in range(n_shards):
         if shards.done(s):
             continue
@@ -119,6 +124,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
             if on_progress:
                 on_progress(int(batch.shape[0]))
         shards.save(s, {name: np.concatenate(p) for name, p in zip(names, parts)})
+        computed += stop - start
 
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for s in range(n_shards):
@@ -137,4 +143,4 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     store.write(ds.id, spec.id, meta, features)
     shards.remove()
     seconds = time.perf_counter() - t0
-    return ExtractResult(ds.id, spec.id, n, seconds, "resumed" if resumed else "extracted")
+    return ExtractResult(ds.id, spec.id, n, seconds, "resumed" if resumed else "extracted", computed)

@@ -15,14 +15,15 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from .bundle import (BUNDLE_VERSION, BrowserSearch, BundleInputs, DatasetResults, bundle_is_current,
-                     check_replaceable, write_bundle)
+from .bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, DatasetResults,
+                     bundle_is_current, write_bundle)
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .extract import ExtractResult, extract_features
 from .models import get_spec
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 from .weights import ResolvedWeights, resolve_weights
+from .workspace import clear_stages, dataset_folder, preflight, prepare_work, work_lock
 
 log = logging.getLogger(__name__)
 NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
@@ -147,12 +148,29 @@ def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
 
 
 def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> RunReport:
+    """Check --out/--work (workspace.py), hold the work folder's lock, run the stages.
+
+    Raises workspace.WorkspaceError (and its StorageError/BusyError) before any compute.
+    """
     console = console or Console(stderr=True)
+    work = Path(cfg.work)
+    folders = {name: dataset_folder(name) for name in cfg.datasets}
+    for name, folder in folders.items():
+        if not folder.is_dir():
+            load_dataset(name)  # its usual error, before any folder is created
+    preflight(Path(cfg.out), work, folders.values(), OWN_FILES)
+    prepare_work(work)
+    with work_lock(work):
+        if force:
+            clear_stages(work)  # only the stage folders: the rest of --work is not ours to delete
+        return _run_stages(cfg, console)
+
+
+def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
     report = RunReport(out=cfg.out)
     work = Path(cfg.work)
     feature_store = ArrayStore(work / "features")
     nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
-    check_replaceable(cfg.out)  # fail before hours of work, not after
     t = time.perf_counter()
     datasets = [load_dataset(name, follow_links=cfg.follow_links) for name in cfg.datasets]
     ids = [d.id for d in datasets]
@@ -164,9 +182,6 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     ds_fps = {d.id: dataset_fingerprint(d) for d in datasets}
     report.datasets = datasets
     report.stage_seconds["datasets"] = time.perf_counter() - t
-    if force:
-        import shutil
-        shutil.rmtree(work, ignore_errors=True)
     # Weights are resolved once per model, before any fingerprint: a missing --weights imagenet
     # file fails here, before hours of work; "auto" warns here if it falls back to random.
     resolved = {m: resolve_weights(get_spec(m), cfg.weights, cfg.seed, cfg.weights_cache)
