@@ -2,7 +2,8 @@
 // private search in headless Chromium must embed like the engine embedded the same file, with the
 // real ImageNet MobileNet α 0.25. The photo is itself in the bundle's dataset, so the cosine
 // distance the page reports between the upload and that dataset image is 1 − cos(browser
-// features, Python features): checked ≤ 0.01 (cosine ≥ 0.99) in every exported layer.
+// features, Python features): checked ≤ 0.01 (cosine ≥ 0.99) in every exported layer, and the
+// same file must be the top-1 result.
 // Needs ../shared/real (or CONVNET_SEARCH_REAL): skipped with the reason when it is absent.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -145,7 +146,7 @@ function distanceTo(d, id) {
 }
 
 describe('big photos: browser features = engine features', { skip: SKIP }, () => {
-  test(`4000×3000 photos uploaded in Chromium embed like the engine embedded them (cosine ≥ ${MIN_COSINE} in every exported layer)`, async () => {
+  test(`4000×3000 photos uploaded in Chromium embed like the engine embedded them (cosine ≥ ${MIN_COSINE} and itself first in every exported layer)`, async () => {
     const page = await browser.context.newPage();
     const problems = watchPage(page);
     await page.goto(server.url + '?metric=cosine');
@@ -175,6 +176,10 @@ describe('big photos: browser features = engine features', { skip: SKIP }, () =>
         const cosine = dist === null ? null : 1 - dist;
         rows.push({ file: rel, layer, cosine, top1: Number(d.top.split(',')[0].split(':')[0]) === id });
         if (cosine === null || cosine < MIN_COSINE) failures.push(`${rel} at ${layer}: cosine ${cosine ?? 'not in the top results'}`);
+        // The engine's features of this very file must be the nearest. (Before the shared box step
+        // the cosine was ≥ 0.995 yet the clean 512 px sample of the same subject was nearer in 24
+        // of 24 cases: the browser's smoothing removed the noise that the engine's bilinear aliased.)
+        else if (!rows.at(-1).top1) failures.push(`${rel} at ${layer}: cosine ${cosine} but top-1 is ${d.top.split(',')[0]}, not itself (id ${id})`);
       }
       if ((await page.inputValue(`${LIVE} #live-layer`)) !== layers[0]) {
         await page.selectOption(`${LIVE} #live-layer`, layers[0]);
@@ -184,10 +189,10 @@ describe('big photos: browser features = engine features', { skip: SKIP }, () =>
     fs.mkdirSync(RESULTS, { recursive: true });
     fs.writeFileSync(path.join(RESULTS, 'bigphoto-parity.json'), JSON.stringify(rows, null, 1));
     const cos = rows.map((r) => r.cosine ?? 0);
-    process.stderr.write(`# big-photo parity (browser vs engine, ${BIG.length} photos × ${layers.length} layers): cosine min ${Math.min(...cos).toFixed(5)}, mean ${(cos.reduce((a, b) => a + b, 0) / cos.length).toFixed(5)}; self top-1 in ${rows.filter((r) => r.top1).length}/${rows.length}\n`);
+    process.stderr.write(`# big-photo parity (browser vs engine, ${BIG.length} photos × ${layers.length} layers): cosine min ${Math.min(...cos).toFixed(5)}, mean ${(cos.reduce((a, b) => a + b, 0) / cos.length).toFixed(5)}, largest distance 1 − cos ${Math.max(...cos.map((c) => 1 - c)).toExponential(2)}; self top-1 in ${rows.filter((r) => r.top1).length}/${rows.length}\n`);
     for (const layer of layers) {
       const c = rows.filter((r) => r.layer === layer).map((r) => r.cosine ?? 0);
-      process.stderr.write(`#   ${layer}: min ${Math.min(...c).toFixed(5)}\n`);
+      process.stderr.write(`#   ${layer}: min cosine ${Math.min(...c).toFixed(5)} (1 − cos ≤ ${Math.max(...c.map((x) => 1 - x)).toExponential(2)})\n`);
     }
     assert.deepEqual(failures, [], `layers where the browser and the engine disagree:\n${failures.join('\n')}`);
     assert.deepEqual(problems, []);
