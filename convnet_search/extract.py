@@ -22,7 +22,9 @@ from .models import ModelSpec, output_keys
 from .store import ArrayStore, ShardDir, fingerprint
 from .weights import ResolvedWeights, resolve_weights
 
-FEATURES_FORMAT = 2  # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"
+# 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
+# are box-downscaled first (preprocess.area_downscale).
+FEATURES_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,11 @@ def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], ba
     """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path."""
     import tensorflow as tf
 
-    from .preprocess import resize_tensor
+    from .preprocess import area_downscale, resize_tensor
 
     def gen():
         for i in range(start, stop):
-            yield load_rgb(ds.path(i))
+            yield area_downscale(load_rgb(ds.path(i)), size)  # step 1 of the path; step 2 below
 
     data = tf.data.Dataset.from_generator(
         gen, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8))

@@ -1,33 +1,87 @@
 """The one preprocessing path from decoded pixels to network input.
 
 Python (dataset features) and the browser (uploaded image) must feed the network identical
-tensors, or search results drift silently. Both sides resize with TensorFlow's bilinear kernel with
-half-pixel centres and no antialiasing: `tf.image.resize(..., "bilinear", antialias=False)` here,
-`tf.image.resizeBilinear(img, size, false, true)` in TF.js. The model's own `preprocess_input`
-lives inside the graph (see models.build_feature_extractor), so both sides feed float32 RGB 0..255.
+tensors, or search results drift silently. The path, for a network input of h×w (224×224):
+
+1. **Large images only — box downscale by an integer factor.** If the image is larger than 2× the
+   input on either side, it is shrunk by the smallest integer ``k`` with ``ceil(H/k) ≤ 2h`` and
+   ``ceil(W/k) ≤ 2w`` (one ``k`` for both axes: the aspect ratio is kept): each output pixel is the
+   mean of a k×k block of uint8 pixels (the blocks on the right and bottom edges may be smaller and
+   average what they hold), rounded half up to uint8 with exact integer arithmetic. A 4000×3000
+   phone photo becomes 445×334 (k = 9). Why: bilinear without antialiasing reads only 2×2
+   pixels per output pixel, so from 4000 px to 224 it samples 1 pixel in 18 and aliases badly;
+   averaging every pixel first removes that, and being integer arithmetic on uint8 it is
+   reproduced bit for bit in the browser (`frontend/src/live/downscale.ts`), unlike canvas
+   smoothing, whose filter is up to each browser.
+2. **Always — bilinear resize to h×w** with half-pixel centres and no antialiasing:
+   `tf.image.resize(..., "bilinear", antialias=False)` here, `tf.image.resizeBilinear(img, size,
+   false, true)` in TF.js. From ≤ 2× the input size bilinear reads every pixel at least once.
+
+Images no larger than 2× the input (every dataset-sized image) skip step 1, so their tensors are
+exactly what they were before step 1 existed. The model's own `preprocess_input` lives inside the
+graph (see models.build_feature_extractor), so both sides feed float32 RGB 0..255.
 """
 from __future__ import annotations
 
 import numpy as np
 
 RESIZE_METHOD = "bilinear"
+# Step 1 applies when a side exceeds this multiple of the network input (see the module docstring).
+MAX_PRE_SCALE = 2
 RESIZE_DESCRIPTION = (
-    "decode → RGB → resize bilinear, half-pixel centres, no antialias → float32 0…255"
+    "decode → RGB → if a side > 2× the input: k×k box mean (smallest integer k bringing both "
+    "sides ≤ 2×, uint8, rounded half up) → resize bilinear, half-pixel centres, no antialias "
+    "→ float32 0…255"
 )
 
 
+def area_factor(height: int, width: int, size: tuple[int, int]) -> int:
+    """The box-downscale factor k of step 1: smallest k ≥ 1 with ceil(H/k) ≤ 2h and ceil(W/k) ≤ 2w."""
+    h, w = size
+    if height < 1 or width < 1 or h < 1 or w < 1:
+        raise ValueError(f"sizes must be positive, got image {height}×{width}, input {h}×{w}")
+    # ceil(H/k) ≤ 2h  ⇔  H/k ≤ 2h (2h is an integer)  ⇔  k ≥ H/(2h)  ⇔  k ≥ ceil(H/(2h)).
+    return max(1, -(-height // (MAX_PRE_SCALE * h)), -(-width // (MAX_PRE_SCALE * w)))
+
+
+def area_downscale(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Step 1: uint8 [H, W, 3] → uint8 [ceil(H/k), ceil(W/k), 3] by k×k block means (k = area_factor).
+
+    Returns ``rgb`` itself when k = 1. Edge blocks that hold fewer than k×k pixels average the
+    pixels they hold. Rounding is half up, computed exactly: (2·sum + n) // (2·n).
+    """
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {a.dtype} {a.shape}")
+    height, width = a.shape[:2]
+    k = area_factor(height, width, size)
+    if k == 1:
+        return a
+    rows = np.arange(0, height, k)
+    cols = np.arange(0, width, k)
+    # reduceat sums each run [start_i, start_{i+1}) and the last run to the end: partial edge
+    # blocks come for free. Rows first keeps the intermediate small ((H/k)·W·3 uint32).
+    sums = np.add.reduceat(np.add.reduceat(a, rows, axis=0, dtype=np.uint32), cols, axis=1, dtype=np.uint32)
+    n = np.outer(np.diff(np.append(rows, height)), np.diff(np.append(cols, width))).astype(np.uint32)[:, :, None]
+    return ((2 * sums + n) // (2 * n)).astype(np.uint8)
+
+
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize one uint8 RGB image [H, W, 3] to float32 [h, w, 3] in 0..255."""
+    """The whole path (steps 1 and 2): one uint8 RGB image [H, W, 3] → float32 [h, w, 3] in 0..255."""
     import tensorflow as tf  # lazy: keeps CLI start-up fast
 
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
-    out = tf.image.resize(tf.convert_to_tensor(rgb, tf.float32), size, RESIZE_METHOD, antialias=False)
+    small = area_downscale(rgb, size)
+    out = tf.image.resize(tf.convert_to_tensor(small, tf.float32), size, RESIZE_METHOD, antialias=False)
     return out.numpy()
 
 
 def resize_tensor(rgb, size: tuple[int, int]):
-    """Graph-mode twin of `resize_rgb` for tf.data pipelines (uint8 tensor in, float32 out)."""
+    """Step 2 only, graph mode, for tf.data pipelines (uint8 tensor in, float32 out).
+
+    Feed it `area_downscale`'s output (extract.py does, in its reader) to get the whole path.
+    """
     import tensorflow as tf
 
     return tf.image.resize(tf.cast(rgb, tf.float32), size, RESIZE_METHOD, antialias=False)

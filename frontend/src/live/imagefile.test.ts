@@ -64,7 +64,7 @@ describe('describeProblem', () => {
 });
 
 test('scaledSize keeps the aspect ratio and never upscales', () => {
-  expect(scaledSize(4000, 3000)).toEqual([1024, 768]);
-  expect(scaledSize(300, 5000)).toEqual([61, 1024]);
-  expect(scaledSize(64, 64)).toEqual([64, 64]);
+  expect(scaledSize(4000, 3000, 1024)).toEqual([1024, 768]);
+  expect(scaledSize(300, 5000, 1024)).toEqual([61, 1024]);
+  expect(scaledSize(64, 64, 1024)).toEqual([64, 64]);
 });

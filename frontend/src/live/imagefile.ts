@@ -11,8 +11,6 @@ export interface ImageHeader {
 
 /** Same limit as the engine (convnet_search/images.py DEFAULT_MAX_PIXELS). */
 export const MAX_PIXELS = 40_000_000;
-/** Longest side an uploaded image is scaled down to before it becomes a tensor. */
-export const MAX_SIDE = 1024;
 /** Bytes read for sniffing: enough for JPEG headers behind large EXIF/ICC segments. */
 export const SNIFF_BYTES = 256 * 1024;
 
@@ -98,8 +96,11 @@ export function truncation(format: ImageHeader['format'], tail: Uint8Array): str
   return null;
 }
 
-/** Size an image of w×h is drawn at before it becomes a tensor: longest side ≤ maxSide. */
-export function scaledSize(w: number, h: number, maxSide = MAX_SIDE): [number, number] {
+/**
+ * Size of a w×h image shrunk to a longest side ≤ maxSide (never enlarged): the query preview. (The
+ * network's input takes the engine's path instead: downscale.ts, then bilinear.)
+ */
+export function scaledSize(w: number, h: number, maxSide: number): [number, number] {
   const s = Math.min(1, maxSide / Math.max(w, h));
   return [Math.max(1, Math.round(w * s)), Math.max(1, Math.round(h * s))];
 }

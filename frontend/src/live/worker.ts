@@ -10,6 +10,7 @@ import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.
 import wasmThreadedSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
 import { distances, rowNorms, topK } from './metrics';
 import { describeProblem, MAX_PIXELS, scaledSize, SNIFF_BYTES } from './imagefile';
+import { areaFactor, downscaleRows } from './downscale';
 import type { FeaturesRequest, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
 import type { BrowserOutput } from '../data/types';
 
@@ -146,7 +147,7 @@ interface Pixels {
   preview: string; // data: URL
 }
 
-async function decode(file: Blob, name: string): Promise<Pixels> {
+async function decode(file: Blob, name: string, inputSize: [number, number]): Promise<Pixels> {
   const head = new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer());
   const tail = new Uint8Array(await file.slice(Math.max(0, file.size - 65536)).arrayBuffer());
   const problem = describeProblem(name, file.size, head, tail);
@@ -163,29 +164,15 @@ async function decode(file: Blob, name: string): Promise<Pixels> {
     const ow = bmp.width;
     const oh = bmp.height;
     if (ow * oh > MAX_PIXELS) throw new UserError(`“${name}” is too large: ${ow}×${oh} pixels (limit ${MAX_PIXELS.toLocaleString('en')}).`);
-    // Huge images are scaled down (high-quality filter) before they become tensors: a 40 Mpx
-    // photo would otherwise be a 480 MB float tensor. Dataset-sized images pass through as-is,
-    // so their path is exactly the engine's: RGB → bilinear resize with half-pixel centres.
-    const [w, h] = scaledSize(ow, oh);
-    const canvas = new OffscreenCanvas(w, h);
+    // Step 1 of the engine's path (docs/live-search.md "Large images"): a side over 2× the input
+    // → k×k box mean in integer arithmetic (downscale.ts), bit-identical to the engine; smaller
+    // images pass through (k = 1) as RGB. Drawn 1:1 (no smoothing involved), read in strips.
+    const canvas = new OffscreenCanvas(ow, oh);
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
     if (!ctx) throw new Error('no 2D canvas in this worker');
-    ctx.imageSmoothingEnabled = true;
-    ctx.imageSmoothingQuality = 'high';
-    ctx.drawImage(bmp, 0, 0, w, h);
-    const rgba = ctx.getImageData(0, 0, w, h).data;
-    const rgb = new Float32Array(w * h * 3);
-    for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-      const a = rgba[i + 3]!;
-      if (a === 255) {
-        rgb[j] = rgba[i]!;
-        rgb[j + 1] = rgba[i + 1]!;
-        rgb[j + 2] = rgba[i + 2]!;
-      } else {
-        // Integer "over" onto white, rounded, as convnet_search/images.py does.
-        for (let c = 0; c < 3; c++) rgb[j + c] = Math.floor((rgba[i + c]! * a + 255 * (255 - a) + 127) / 255);
-      }
-    }
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(bmp, 0, 0);
+    const { rgb, width: w, height: h } = downscaleRows(ow, oh, areaFactor(oh, ow, inputSize), (y0, rows) => ctx.getImageData(0, y0, ow, rows).data);
     const preview = await previewJpeg(bmp);
     return { rgb, width: w, height: h, originalWidth: ow, originalHeight: oh, preview };
   } finally {
@@ -214,8 +201,8 @@ async function embed(px: Pixels): Promise<Map<string, Float32Array>> {
   const { model, outputs, inputSize } = loaded;
   const ys = tf.tidy(() => {
     const img = tf.tensor4d(px.rgb, [1, px.height, px.width, 3], 'float32');
-    // THE preprocessing path, twin of convnet_search/preprocess.py resize_rgb:
-    // bilinear, half-pixel centres, no antialias; the network's preprocess_input is in the graph.
+    // Step 2 of THE preprocessing path (step 1 is in decode), twin of convnet_search/preprocess.py
+    // resize_rgb: bilinear, half-pixel centres, no antialias; preprocess_input is in the graph.
     const x = px.height === inputSize[0] && px.width === inputSize[1] ? img : tf.image.resizeBilinear(img, inputSize, false, true);
     return asArray(model.execute(x, outputs.map((o) => o.output)));
   });
@@ -234,7 +221,7 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
   let embedMs = 0;
   let px: Pixels | null = null;
   if (req.file) {
-    px = await decode(req.file, req.name ?? 'file');
+    px = await decode(req.file, req.name ?? 'file', loaded.inputSize);
     const t1 = now();
     decodeMs = t1 - t0;
     lastEmbedding = await embed(px);

@@ -1,0 +1,178 @@
+"""The preprocessing path for large images (convnet_search/preprocess.py, docs/live-search.md).
+
+Step 1 (k×k box mean by an integer factor down to ≤ 2× the network input) is checked against a
+brute-force reference; small images must skip it entirely (bit-identical tensors to the plain
+bilinear path); and with the real ImageNet MobileNet α 0.25 the classifier still recognises an
+upscaled 4000×3000 parrot through our own decoding + the whole path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convnet_search.images import load_rgb
+from convnet_search.preprocess import MAX_PRE_SCALE, area_downscale, area_factor, resize_rgb
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = (224, 224)
+
+
+def _reference(a: np.ndarray, k: int) -> np.ndarray:
+    """Brute force: every output pixel is the mean of its (possibly clipped) k×k block, half up."""
+    h, w = a.shape[:2]
+    oh, ow = -(-h // k), -(-w // k)
+    out = np.zeros((oh, ow, 3), np.uint8)
+    for i in range(oh):
+        for j in range(ow):
+            block = a[i * k:(i + 1) * k, j * k:(j + 1) * k].reshape(-1, 3).astype(np.int64)
+            n = block.shape[0]
+            out[i, j] = [(2 * s + n) // (2 * n) for s in block.sum(axis=0)]
+    return out
+
+
+@pytest.mark.parametrize("hw", [(3000, 4000), (929, 512), (457, 913), (900, 449), (1, 5000), (896, 896)])
+def test_box_downscale_matches_brute_force_block_mean(hw):
+    rng = np.random.default_rng(hw[0] * 7 + hw[1])
+    a = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+    k = area_factor(*hw, SIZE)
+    assert k > 1
+    got = area_downscale(a, SIZE)
+    assert got.dtype == np.uint8
+    assert np.array_equal(got, _reference(a, k))
+
+
+def test_rounding_is_half_up_and_exact():
+    # A 2×2 block {0, 0, 0, 1} averages to 0.25 → 0; {0, 1, 0, 1} to 0.5 → 1; {1, 1, 1, 2} to 1.25 → 1.
+    a = np.zeros((2 * 2 * 224, 2 * 224 + 1, 3), np.uint8)  # one column over 2× → k = 2
+    a[1, 1] = 1
+    a[0:2, 3] = 1
+    a[0:2, 4:6] = 1
+    a[1, 5] = 2
+    out = area_downscale(a, SIZE)
+    assert out.shape == (448, 225, 3)
+    assert out[0, :3, 0].tolist() == [0, 1, 1]
+
+
+def test_close_to_pillow_reduce():
+    # Same block layout as Pillow's Image.reduce (incl. partial edge blocks); Pillow rounds with
+    # fixed-point approximations, so values may differ by 1.
+    a = np.random.default_rng(1).integers(0, 256, (1001, 1337, 3), dtype=np.uint8)
+    k = area_factor(1001, 1337, SIZE)
+    pil = np.asarray(Image.fromarray(a).reduce(k))
+    ours = area_downscale(a, SIZE)
+    assert ours.shape == pil.shape
+    assert np.abs(ours.astype(int) - pil).max() <= 1
+
+
+def test_factor_properties_over_many_sizes():
+    rng = np.random.default_rng(2)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(1, 9000, (2000, 2))]
+    sizes += [(448, 448), (449, 448), (448, 449), (896, 1), (897, 1), (1, 1), (4000, 3000)]
+    for ih, iw in [(224, 224), (299, 299), (128, 96)]:
+        for h, w in sizes:
+            k = area_factor(h, w, (ih, iw))
+            oh, ow = -(-h // k), -(-w // k)
+            assert k >= 1 and oh <= h and ow <= w, "never upsamples"
+            assert oh <= MAX_PRE_SCALE * ih and ow <= MAX_PRE_SCALE * iw, "output ≤ 2× the input"
+            if k > 1:  # k is the smallest such factor: one less would leave a side over 2×
+                assert -(-h // (k - 1)) > MAX_PRE_SCALE * ih or -(-w // (k - 1)) > MAX_PRE_SCALE * iw
+            else:
+                assert h <= MAX_PRE_SCALE * ih and w <= MAX_PRE_SCALE * iw
+    assert area_factor(3000, 4000, SIZE) == 9  # the documented phone-photo example: 445×334
+
+
+def test_aspect_ratio_kept():
+    a = np.zeros((3000, 4000, 3), np.uint8)
+    out = area_downscale(a, SIZE)
+    assert out.shape == (334, 445, 3)
+    assert abs(out.shape[1] / out.shape[0] - 4000 / 3000) < 0.01
+    tall = area_downscale(np.zeros((5000, 700, 3), np.uint8), SIZE)  # k = 12: 417×59
+    assert tall.shape == (417, 59, 3)
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (96, 96), (224, 224), (448, 448), (300, 448), (448, 17), (1, 1)])
+def test_small_images_take_exactly_the_old_path(hw):
+    import tensorflow as tf
+
+    a = np.random.default_rng(3).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    assert area_downscale(a, SIZE) is a
+    old = tf.image.resize(tf.convert_to_tensor(a, tf.float32), SIZE, "bilinear", antialias=False).numpy()
+    assert np.array_equal(resize_rgb(a, SIZE), old)
+
+
+def test_large_fine_pattern_does_not_alias():
+    """1-pixel stripes at 4000×3000 are a flat grey to the eye; the path must keep them grey.
+
+    Plain bilinear from 4000 px reads 2 of every ~18 columns and turns them into bold bands.
+    """
+    import tensorflow as tf
+
+    a = np.zeros((3000, 4000, 3), np.uint8)
+    a[:, 1::2] = 255
+    a[1::3, :, 1] = 255  # and a second, coarser pattern on one channel
+    ours = resize_rgb(a, SIZE)
+    old = tf.image.resize(tf.convert_to_tensor(a, tf.float32), SIZE, "bilinear", antialias=False).numpy()
+    # Measured: plain bilinear std ≈ 75 / 70 (bold bands); the path ≈ 8 / 5: with an odd k (9) the
+    # 1-px stripes leave a faint ±14 ripple (4 or 5 white columns per block) that bilinear halves.
+    assert old[:, :, 0].std() > 50 and old[:, :, 1].std() > 50, "plain bilinear aliases (sanity check)"
+    assert ours[:, :, 0].std() < 10 and abs(ours[:, :, 0].mean() - 127.5) < 3
+    assert ours[:, :, 1].std() < 10 and abs(ours[:, :, 1].mean() - 170) < 3
+
+
+def test_rejects_non_rgb():
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        area_downscale(np.zeros((10, 10), np.uint8), SIZE)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        area_downscale(np.zeros((10, 10, 3), np.float32), SIZE)
+
+
+# --- the real ImageNet classifier on a big photo -------------------------------------------------
+
+def _real_root() -> Path | None:
+    env = os.environ.get("CONVNET_SEARCH_REAL")
+    root = Path(env) if env else REPO.parent / "shared" / "real"
+    return root if (root / "weights").is_dir() else None
+
+
+MACAW = 88  # Keras ImageNet order (samples/imagenet_class_index.json)
+
+
+@pytest.fixture(scope="module")
+def real_classifier():
+    root = _real_root()
+    if root is None:
+        pytest.skip("real ImageNet weights absent: no ../shared/real (set CONVNET_SEARCH_REAL to its path)")
+    h5 = root / "weights" / "keras_home" / "models" / "mobilenet_2_5_224_tf.h5"
+    if not h5.is_file():
+        pytest.skip(f"real ImageNet weights absent: {h5} missing")
+    import keras
+
+    # The very file `MobileNet(alpha=0.25, weights="imagenet")` loads with KERAS_HOME pointing at
+    # keras_home/ (passed by path: KERAS_HOME is read once, when Keras is first imported).
+    model = keras.applications.MobileNet(alpha=0.25, weights=str(h5))
+    classes = json.loads((root / "weights" / "samples" / "imagenet_class_index.json").read_text())
+    return model, classes, root / "weights" / "samples"
+
+
+def _top(model, x: np.ndarray) -> tuple[int, float]:
+    import keras
+
+    p = model.predict(keras.applications.mobilenet.preprocess_input(x[None].copy()), verbose=0)[0]
+    return int(p.argmax()), float(p.max())
+
+
+@pytest.mark.parametrize("wh", [(4000, 3000), (3000, 4000)])
+def test_classifier_still_sees_a_macaw_in_an_upscaled_4000x3000_parrot(real_classifier, tmp_path, wh):
+    model, classes, samples = real_classifier
+    assert classes[str(MACAW)][1] == "macaw"
+    big = tmp_path / "parrot_big.jpg"
+    Image.open(samples / "parrot.jpg").convert("RGB").resize(wh, Image.Resampling.BICUBIC).save(big, quality=92)
+    rgb = load_rgb(big)  # our own decoding
+    assert rgb.shape == (wh[1], wh[0], 3)
+    top, p = _top(model, resize_rgb(rgb, SIZE))  # our whole path: box downscale, then bilinear
+    assert top == MACAW, f"{wh[0]}×{wh[1]} parrot: top-1 is {classes[str(top)][1]} ({p:.3f}), not macaw"
