@@ -36,16 +36,28 @@ describe('manifest validation', () => {
   it('k = 1e9 is refused with the manifest URL and the bound, before anything is drawn', () => {
     const m = clone();
     m.k = 1e9;
+    at(m, ['datasets', 0]).k = 1e9;
     expect(ajvValid(m)).toBe(true); // the schema alone lets it through: the bound is ours
     const msg = reject(m);
     expect(msg).toMatch(/^http:\/\/h\/b\/manifest\.json: invalid manifest: k = 1000000000 neighbours per image/);
     expect(msg).toContain(`at most ${LIMITS.k}`);
   });
 
-  it('k must be at most N − 1 of every dataset', () => {
-    const m = clone();
-    m.k = 16;
-    expect(reject(m)).toMatch(/k = 16 but dataset "d" has only 16 images \(k must be at most N − 1 = 15\)/);
+  it("a dataset's k must be at most N − 1 and the manifest's k; its score window fits in it", () => {
+    const cases: [(m: Json) => void, RegExp][] = [
+      [(m) => { m.k = 16; at(m, ['datasets', 0]).k = 16; }, /dataset "d": k = 16 but it has only 16 images \(k must be at most N − 1 = 15\)/],
+      [(m) => { at(m, ['datasets', 0]).k = 1e9; }, /dataset "d": k = 1000000000 is more than the manifest's k = 15/],
+      [(m) => { at(m, ['datasets', 0]).k = 3; }, /dataset "d": score\.top = 15 is more than its k = 3/],
+      [(m) => { at(m, ['datasets', 0]).score = { top: 3, scale: 7 }; }, /score\.scale must be top\(top\+1\)\/2 = 6, not 7/],
+    ];
+    for (const [mutate, re] of cases) {
+      const m = clone();
+      mutate(m);
+      expect(reject(m)).toMatch(re);
+    }
+    const small = clone(); // a 4-image folder: k and the window shrink to 3 (bundle v3)
+    Object.assign(at(small, ['datasets', 0]), { size: 4, k: 3, score: { top: 3, scale: 6 } });
+    expect(validateManifest(small, URL_M).datasets[0]!.k).toBe(3);
   });
 
   it('missing dataset fields are named (not "Cannot read properties of undefined")', () => {

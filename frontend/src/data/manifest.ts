@@ -45,7 +45,11 @@ export function manifestBoundsProblem(m: Manifest): string | null {
   if (p) return p;
   for (const d of m.datasets) {
     if (d.size > LIMITS.images) return `dataset "${d.id}" has size ${d.size}: more than this explorer accepts (at most ${LIMITS.images.toLocaleString('en')} images)`;
-    if (m.k > d.size - 1) return `k = ${m.k} but dataset "${d.id}" has only ${d.size} images (k must be at most N − 1 = ${d.size - 1})`;
+    // Each dataset stores min(k, N − 1) neighbours per image (bundle v3) and scores its top ones.
+    if (d.k > m.k) return `dataset "${d.id}": k = ${d.k} is more than the manifest's k = ${m.k}`;
+    if (d.k > d.size - 1) return `dataset "${d.id}": k = ${d.k} but it has only ${d.size} images (k must be at most N − 1 = ${d.size - 1})`;
+    if (d.score.top > d.k) return `dataset "${d.id}": score.top = ${d.score.top} is more than its k = ${d.k}`;
+    if (d.score.scale !== (d.score.top * (d.score.top + 1)) / 2) return `dataset "${d.id}": score.scale must be top(top+1)/2 = ${(d.score.top * (d.score.top + 1)) / 2}, not ${d.score.scale}`;
     if (d.id_dtype === 'uint16' && d.size > 65536) return `dataset "${d.id}": ${d.size} images cannot be numbered with uint16 ids`;
   }
   for (const model of m.models) {
