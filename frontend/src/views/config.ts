@@ -31,7 +31,7 @@ function listNames(names: string[]): string {
 /** The banner's one sentence: which models are not ImageNet-trained, and what that means. */
 export function weightsSentence(m: Manifest): string | null {
   if (m.weights === 'imagenet') return null;
-  if (m.weights === 'random') return 'These results come from untrained networks (random weights), so they show what network structure alone finds, mostly colour and layout, not what an ImageNet-trained network sees.';
+  if (m.weights === 'random') return 'These results come from untrained networks (random weights), so they reflect colour and layout more than meaning.';
   if (m.weights === 'file') return 'These results come from networks with weights loaded from a file, not Keras’ ImageNet weights.';
   const named = (kind: string) => m.models.filter((x) => x.weights === kind).map((x) => x.name);
   const [random, file] = [named('random'), named('file')];
