@@ -57,7 +57,7 @@ frontend: frontend/node_modules/.installed
 
 serve: frontend
 	@test -f frontend/dist/data/manifest.json || echo "note: no bundle in frontend/dist/data; run 'make precompute' first"
-	$(PY) -m http.server --bind 127.0.0.1 --directory frontend/dist 8000
+	$(PY) frontend/scripts/serve.py --dir frontend/dist --bind 127.0.0.1 --port 8000  # CSP as a header too
 
 clean:
 	rm -rf .convnet-search frontend/dist frontend/public/data

@@ -5,7 +5,7 @@ import type { Manifest } from './data/types';
 import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
 import type { Ctx, ViewModule } from './context';
-import { ConfigBar } from './views/config';
+import { ConfigBar, weightsSentence } from './views/config';
 import { SearchView } from './views/search';
 import { MapView } from './views/map';
 import { CompareView } from './views/compare';
@@ -17,13 +17,18 @@ function manifestUrl(): string {
   return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
 }
 
+/**
+ * One short sentence, and the engine's raw detail (exception texts, URLs, seeds) behind a
+ * "details" disclosure: useful to whoever built the bundle, noise to everyone else.
+ */
 export function weightsBanner(m: Manifest): HTMLElement | null {
-  if (m.weights === 'imagenet') return null;
-  const what = m.weights === 'random' ? 'random (untrained) weights' : m.weights === 'mixed' ? 'a mix of weights (see each model)' : 'weights from a file';
+  const sentence = weightsSentence(m);
+  if (sentence === null) return null;
   return h('div', { class: 'banner', attrs: { role: 'note' } }, [
-    h('strong', { text: `This data was computed with ${what}, not ImageNet-trained networks. ` }),
-    m.weights === 'random' ? 'Results show what an untrained network’s structure alone finds (mostly colour and layout), not what a trained CNN sees. ' : '',
-    m.weights_detail,
+    h('span', { class: 'banner-text', text: sentence }),
+    m.weights_detail
+      ? h('details', { class: 'banner-details' }, [h('summary', { text: 'details' }), h('p', { text: m.weights_detail })])
+      : '',
   ]);
 }
 
@@ -119,6 +124,14 @@ class App {
     this.liveMounted = true;
     if (!bs) {
       this.search.liveEl.append(h('p', { class: 'hint', text: 'This bundle has no in-browser search model.' }));
+      return;
+    }
+    // The page's CSP (a <meta> tag) does not reach the search worker: a model on another origin
+    // is refused here, before the worker or TF.js is even loaded (and again in the worker).
+    try {
+      this.data.resolve(bs.model_url);
+    } catch (e) {
+      this.search.liveEl.append(status(`In-browser search is off: browser_search.model_url in ${e instanceof Error ? e.message : String(e)}`, 'error'));
       return;
     }
     import('./live/index').then(

@@ -1,28 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
-import { BundleError, DataProvider, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
+import { BundleError, DataProvider, checkIndex, checkSummary, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
+import { K, N, validManifest } from './manifest.fixture';
 import type { Manifest } from './types';
 
+/** The shared valid fixture (N=16, k=15), without browser search. */
 function manifest(): Manifest {
-  return {
-    bundle_version: 3, generator: 't', weights: 'random', weights_detail: '', k: 2, poolings: [{ id: 'avg', label: 'Average', description: '' }, { id: 'gem', label: 'GeM', description: '' }], score: { top: 15, scale: 120 },
-    metrics: [{ id: 'cosine', label: 'Cosine', p: null, description: '' }],
-    datasets: [{ id: 'd', name: 'D', description: '', source: '', classes: ['a', 'b'], size: 3, id_dtype: 'uint16', k: 2, score: { top: 2, scale: 3 }, scores_block: 2, skipped: [] }],
-    models: [
-      { id: 'm1', name: 'M1', params: 1, layer_count: 3, input_size: [8, 8], weights: 'random', layers: [
-        { name: 'l1', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 0.5 },
-        { name: 'l2', index: 2, type: 'ReLU', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 1 },
-      ] },
-      { id: 'm2', name: 'M2', params: 1, layer_count: 2, input_size: [8, 8], weights: 'random', layers: [
-        { name: 'x', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 1 },
-      ] },
-    ],
-    files: {
-      index: 'datasets/{dataset}/index.json', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
-      scores: 'datasets/{dataset}/scores/{metric}/{block}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn',
-      umap: 'datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}/{pooling}.f32',
-    },
-    browser_search: null,
-  };
+  return { ...validManifest(), browser_search: null };
 }
 
 /** An in-memory bundle served by a fake fetch that counts requests. */
@@ -33,6 +16,7 @@ function fakeBundle(files: Record<string, unknown>) {
     const key = new URL(url).pathname.replace(/^\/b\//, '');
     const body = files[key];
     if (body === undefined) return new Response('nope', { status: 404 });
+    if (body instanceof Response) return body;
     return new Response(body instanceof ArrayBuffer ? body : JSON.stringify(body));
   });
   return { calls, fetcher };
@@ -57,9 +41,10 @@ describe('binary views', () => {
     const t = knnFromBuffer(knnBuffer(3, 2), 3, 2, 'uint16');
     expect(Array.from(t.distances)).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5].map(Math.fround));
     expect(Array.from(t.ids)).toEqual([1, 2, 0, 1, 2, 0]);
-    const b32 = new ArrayBuffer(2 * 1 * 8);
-    new Uint32Array(b32, 8, 2).set([70000, 1]);
-    expect(Array.from(knnFromBuffer(b32, 2, 1, 'uint32').ids)).toEqual([70000, 1]);
+    const n32 = 70001; // ids past 65535 need uint32
+    const b32 = new ArrayBuffer(n32 * 1 * 8);
+    new Uint32Array(b32, n32 * 4, 2).set([70000, 1]);
+    expect(Array.from(knnFromBuffer(b32, n32, 1, 'uint32').ids.subarray(0, 2))).toEqual([70000, 1]);
   });
   it('names the file and sizes when a buffer has the wrong length', () => {
     expect(() => knnFromBuffer(new ArrayBuffer(10), 3, 2, 'uint16', 'x.knn')).toThrow(/x\.knn: expected 36 bytes/);
@@ -71,23 +56,27 @@ describe('binary views', () => {
 
 describe('validateManifest', () => {
   it('accepts a format-2 manifest and rejects others with the reason', () => {
-    expect(validateManifest(manifest(), 'm.json').k).toBe(2);
-    expect(() => validateManifest({ ...manifest(), bundle_version: 1 }, 'm.json')).toThrow(/m\.json: unsupported bundle_version 1/);
-    expect(() => validateManifest({ ...manifest(), models: [] }, 'm.json')).toThrow(/"models" must be a non-empty list/);
-    expect(() => validateManifest(null, 'm.json')).toThrow(BundleError);
+    const u = 'http://h/m.json';
+    expect(validateManifest(manifest(), u).k).toBe(15);
+    expect(() => validateManifest({ ...manifest(), bundle_version: 1 }, u)).toThrow(/m\.json: unsupported bundle_version 1/);
+    expect(() => validateManifest({ ...manifest(), models: [] }, u)).toThrow(/m\.json: invalid manifest: models: must have at least 1 item\(s\), has 0/);
+    expect(() => validateManifest(null, u)).toThrow(BundleError);
+    expect(() => validateManifest([], u)).toThrow(/not a JSON object/);
   });
 });
 
 describe('DataProvider', () => {
   const files = () => ({
     'manifest.json': manifest(),
-    'datasets/d/index.json': { dataset: 'd', size: 3, files: ['a/1.png', 'a/2.png', 'b/<img>.png'], labels: [0, 0, 1] },
-    'datasets/d/m1/l2/avg/cosine.knn': knnBuffer(3, 2),
-    'datasets/d/m1/l2/gem/umap.f32': new Float32Array([0, 0, 0.5, 0.5, 1, 1]).buffer,
-    // 3 queries in blocks of 2: block 1 holds only query 2; each row is 2 poolings x 3 configurations
-    'datasets/d/scores/cosine/0.u8': new Uint8Array(12).buffer,
-    'datasets/d/scores/cosine/1.u8': Uint8Array.from([1, 2, 3, 4, 5, 6]).buffer,
+    'datasets/d/index.json': index(),
+    'datasets/d/m1/l2/avg/cosine.knn': knnBuffer(N, K),
+    'datasets/d/m1/l2/gem/umap.f32': new Float32Array(N * 2).fill(0.5).buffer,
+    // 16 queries in blocks of 10: block 1 holds queries 10..15; each row is 2 poolings x 3 configurations
+    'datasets/d/scores/cosine/0.u8': new Uint8Array(10 * 6).buffer,
+    'datasets/d/scores/cosine/1.u8': Uint8Array.from({ length: 6 * 6 }, (_, i) => i).buffer,
+    'datasets/d/summary/cosine.json': { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2], [3]], [[1, 2], [3]]], precision_at_k: [[[1, 2], [3]], [[1, 2], [3]]], map_at_k: [[[1, 2], [3]], [[1, 2], [3]]] },
   });
+  const index = () => ({ dataset: 'd', size: N, files: Array.from({ length: N }, (_, i) => `c/${i}.png`), labels: Array.from({ length: N }, (_, i) => i % 2) });
 
   it('resolves templates relative to the manifest', async () => {
     const { fetcher } = fakeBundle(files());
@@ -105,8 +94,8 @@ describe('DataProvider', () => {
     expect(a).toBe(b);
     await p.umap('d', 'm1', 'l2', 'gem');
     await p.umap('d', 'm1', 'l2', 'gem');
-    expect(Array.from(await p.queryScores('d', 'cosine', 2))).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(Array.from(await p.queryScores('d', 'cosine', 1))).toHaveLength(6);
+    expect(Array.from(await p.queryScores('d', 'cosine', 15))).toEqual([30, 31, 32, 33, 34, 35]);
+    expect(Array.from(await p.queryScores('d', 'cosine', 11))).toEqual([6, 7, 8, 9, 10, 11]);
     expect(Array.from(await p.queryScores('d', 'cosine', 0))).toHaveLength(6);
     expect(calls.map((u) => u.replace('http://h/b/', ''))).toEqual([
       'manifest.json', 'datasets/d/m1/l2/avg/cosine.knn', 'datasets/d/m1/l2/gem/umap.f32', 'datasets/d/scores/cosine/1.u8',
@@ -119,8 +108,8 @@ describe('DataProvider', () => {
     const { fetcher, calls } = fakeBundle(f);
     const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
     await expect(p.umap('d', 'm2', 'x', 'avg')).rejects.toThrow(/datasets\/d\/m2\/x\/avg\/umap\.f32: HTTP 404/);
-    (f as Record<string, unknown>)['datasets/d/m2/x/avg/umap.f32'] = new Float32Array(6).buffer;
-    await expect(p.umap('d', 'm2', 'x', 'avg')).resolves.toHaveLength(6);
+    (f as Record<string, unknown>)['datasets/d/m2/x/avg/umap.f32'] = new Float32Array(2 * N).buffer;
+    await expect(p.umap('d', 'm2', 'x', 'avg')).resolves.toHaveLength(2 * N);
     expect(calls.filter((u) => u.endsWith('m2/x/avg/umap.f32'))).toHaveLength(2);
   });
 
@@ -129,7 +118,35 @@ describe('DataProvider', () => {
     (f as Record<string, unknown>)['datasets/d/index.json'] = { dataset: 'd', size: 2, files: ['a', 'b'], labels: [0, 1] };
     const { fetcher } = fakeBundle(f);
     const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
-    await expect(p.index('d')).rejects.toThrow(/index lists 2 files and 2 labels; manifest says size 3/);
+    await expect(p.index('d')).rejects.toThrow(/index lists 2 files and 2 labels; manifest says size 16/);
+  });
+
+  it('checks the shape of index and summary files before use', async () => {
+    expect(checkIndex(index(), N, 2).files).toHaveLength(N);
+    expect(() => checkIndex({ files: 'x' }, N, 2, 'i.json')).toThrow(/i\.json: index must be an object with "files" and "labels" lists/);
+    expect(() => checkIndex({ ...index(), labels: [...index().labels.slice(1), 2] }, N, 2, 'i.json')).toThrow(/label 2 of image 15 is not a class number 0…1/);
+    const f = files();
+    (f as Record<string, unknown>)['datasets/d/summary/cosine.json'] = { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2]], [[1, 2], [3]]], precision_at_k: [], map_at_k: [] };
+    const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(p.summary('d', 'cosine')).rejects.toThrow(/summary\/cosine\.json: "search_score" must hold, for each of the 2 poolings, one number per layer for each of the 2 models \(2, 1 layers\)/);
+    expect(checkSummary(files()['datasets/d/summary/cosine.json'], ['avg', 'gem'], [2, 1]).search_score[1]).toEqual([[1, 2], [3]]);
+    expect(() => checkSummary(files()['datasets/d/summary/cosine.json'], ['avg'], [2, 1], 's.json')).toThrow(/s\.json: "poolings" must be the manifest's \[avg\]/);
+  });
+
+  it('refuses a binary file whose announced size disagrees with the manifest, without reading it', async () => {
+    const f = files();
+    let pulled = 0;
+    const body = new ReadableStream({ pull(c) { pulled++; c.enqueue(new Uint8Array(1 << 16)); } });
+    (f as Record<string, unknown>)['datasets/d/m1/l2/gem/umap.f32'] = new Response(body, { headers: { 'content-length': String(1e10) } });
+    const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(p.umap('d', 'm1', 'l2', 'gem')).rejects.toThrow(/umap\.f32: the server announces 10000000000 bytes; the manifest implies 128/);
+    expect(pulled).toBeLessThanOrEqual(1);
+  });
+
+  it('refuses neighbour ids past the end of the dataset', () => {
+    const buf = knnBuffer(N, K);
+    new Uint16Array(buf, N * K * 4, N * K)[7] = N;
+    expect(() => knnFromBuffer(buf, N, K, 'uint16', 'x.knn')).toThrow(/x\.knn: neighbour id 16 is out of range for N=16/);
   });
 
   it('explains a missing manifest', async () => {

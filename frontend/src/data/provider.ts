@@ -1,6 +1,8 @@
 // The one place that fetches bundle files. Everything is lazy (fetched when a view asks) and cached
 // in memory by URL, so switching back to a configuration costs no request.
-import type { DatasetIndex, KnnTable, Manifest, Summary } from './types';
+import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } from './manifest';
+import { sameOriginUrl } from './origin';
+import type { DatasetIndex, KnnTable, Manifest, StatName, Summary } from './types';
 export const BUNDLE_VERSION = 3;
 
 export type Fetcher = (url: string) => Promise<Response>;
@@ -24,28 +26,38 @@ export function fillTemplate(template: string, values: Record<string, string | n
   });
 }
 
-/** Checks that a parsed manifest is a format-1 bundle with the fields the explorer uses. */
-export function validateManifest(raw: unknown, url: string): Manifest {
-  const m = raw as Partial<Manifest> | null;
-  if (m === null || typeof m !== 'object') throw new BundleError(url, 'manifest is not a JSON object');
-  if (m.bundle_version !== BUNDLE_VERSION) throw new BundleError(url, `unsupported bundle_version ${String(m.bundle_version)} (this explorer reads ${BUNDLE_VERSION})`);
-  for (const key of ['metrics', 'datasets', 'models'] as const) {
-    if (!Array.isArray(m[key]) || m[key].length === 0) throw new BundleError(url, `"${key}" must be a non-empty list`);
-  }
-  if (!m.files || typeof m.files !== 'object') throw new BundleError(url, '"files" templates are missing');
-  if (typeof m.k !== 'number' || m.k < 1) throw new BundleError(url, '"k" must be a positive number');
-  return m as Manifest;
+/**
+ * Checks a parsed manifest before anything is drawn from it: bundle version, the JSON Schema
+ * (docs/manifest.schema.json), bounds and references (./manifest.ts), and that every file
+ * template stays on `origin` (the page's). Throws a BundleError naming the manifest URL.
+ */
+export function validateManifest(raw: unknown, url: string, origin: string = new URL(url).origin): Manifest {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new BundleError(url, 'manifest is not a JSON object');
+  const version = (raw as { bundle_version?: unknown }).bundle_version;
+  if (version !== BUNDLE_VERSION) throw new BundleError(url, `unsupported bundle_version ${JSON.stringify(version) ?? 'undefined'} (this explorer reads ${BUNDLE_VERSION})`);
+  const problem = manifestSchemaProblem(raw) ?? manifestBoundsProblem(raw as Manifest) ?? manifestOriginProblem(raw as Manifest, url, origin);
+  if (problem) throw new BundleError(url, `invalid manifest: ${problem}`);
+  return raw as Manifest;
+}
+
+export function knnBytes(n: number, k: number, idDtype: string, url = 'neighbours'): number {
+  const idBytes = idDtype === 'uint32' ? 4 : idDtype === 'uint16' ? 2 : 0;
+  if (idBytes === 0) throw new BundleError(url, `unknown id_dtype ${idDtype}`);
+  return n * k * (4 + idBytes);
 }
 
 export function knnFromBuffer(buf: ArrayBuffer, n: number, k: number, idDtype: string, url = 'neighbours'): KnnTable {
-  const idBytes = idDtype === 'uint32' ? 4 : idDtype === 'uint16' ? 2 : 0;
-  if (idBytes === 0) throw new BundleError(url, `unknown id_dtype ${idDtype}`);
-  const expected = n * k * (4 + idBytes);
+  const expected = knnBytes(n, k, idDtype, url);
+  const idBytes = expected / (n * k) - 4;
   if (buf.byteLength !== expected) {
     throw new BundleError(url, `expected ${expected} bytes for N=${n}, k=${k}, ${idDtype} ids; got ${buf.byteLength}`);
   }
   const distances = new Float32Array(buf, 0, n * k);
   const ids = idBytes === 4 ? new Uint32Array(buf, n * k * 4, n * k) : new Uint16Array(buf, n * k * 4, n * k);
+  // An id past the end would be drawn as a thumbnail that does not exist: refuse the file instead.
+  let maxId = 0;
+  for (let i = 0; i < ids.length; i++) if (ids[i]! > maxId) maxId = ids[i]!;
+  if (ids.length && maxId >= n) throw new BundleError(url, `neighbour id ${maxId} is out of range for N=${n}`);
   return { n, k, distances, ids };
 }
 
@@ -60,6 +72,42 @@ export function scoresFromBuffer(buf: ArrayBuffer, rows: number, perQuery: numbe
   return new Uint8Array(buf);
 }
 
+/** Checks a parsed datasets/<d>/index.json against the manifest's dataset entry. */
+export function checkIndex(raw: unknown, n: number, classes: number, url = 'index'): DatasetIndex {
+  const idx = raw as Partial<DatasetIndex> | null;
+  if (idx === null || typeof idx !== 'object' || !Array.isArray(idx.files) || !Array.isArray(idx.labels)) {
+    throw new BundleError(url, 'index must be an object with "files" and "labels" lists');
+  }
+  if (idx.files.length !== n || idx.labels.length !== n) {
+    throw new BundleError(url, `index lists ${idx.files.length} files and ${idx.labels.length} labels; manifest says size ${n}`);
+  }
+  if (idx.files.some((f) => typeof f !== 'string')) throw new BundleError(url, 'every entry of "files" must be a string');
+  const bad = idx.labels.findIndex((l) => !Number.isInteger(l) || l < 0 || l >= classes);
+  if (bad >= 0) throw new BundleError(url, `label ${JSON.stringify(idx.labels[bad])} of image ${bad} is not a class number 0…${classes - 1}`);
+  return idx as DatasetIndex;
+}
+
+const STATS: StatName[] = ['search_score', 'precision_at_k', 'map_at_k'];
+
+/** Checks a parsed summary file: the manifest's poolings, and per statistic one number per
+ * [pooling][model][layer], in manifest order. */
+export function checkSummary(raw: unknown, poolings: string[], layersPerModel: number[], url = 'summary'): Summary {
+  const s = raw as (Partial<Record<StatName, unknown>> & { poolings?: unknown }) | null;
+  if (s === null || typeof s !== 'object') throw new BundleError(url, 'summary is not a JSON object');
+  if (!Array.isArray(s.poolings) || s.poolings.join('|') !== poolings.join('|')) {
+    throw new BundleError(url, `"poolings" must be the manifest's [${poolings.join(', ')}]`);
+  }
+  const table = (rows: unknown) => Array.isArray(rows) && rows.length === layersPerModel.length
+    && rows.every((r, i) => Array.isArray(r) && r.length === layersPerModel[i] && r.every((x) => typeof x === 'number'));
+  for (const stat of STATS) {
+    const perPooling = s[stat];
+    if (!Array.isArray(perPooling) || perPooling.length !== poolings.length || !perPooling.every(table)) {
+      throw new BundleError(url, `"${stat}" must hold, for each of the ${poolings.length} poolings, one number per layer for each of the ${layersPerModel.length} models (${layersPerModel.join(', ')} layers)`);
+    }
+  }
+  return s as Summary;
+}
+
 export class DataProvider {
   private readonly cache = new Map<string, Promise<unknown>>();
 
@@ -67,11 +115,19 @@ export class DataProvider {
     readonly manifest: Manifest,
     readonly baseUrl: string,
     private readonly fetcher: Fetcher,
+    /** The page's origin: the only one the explorer loads from. */
+    readonly origin: string,
   ) {}
 
-  /** Loads and checks `manifest.json` at manifestUrl (absolute, or relative to the page). */
-  static async open(manifestUrl: string, fetcher: Fetcher = (u) => fetch(u)): Promise<DataProvider> {
-    const abs = new URL(manifestUrl, globalThis.location?.href ?? 'http://localhost/').href;
+  /**
+   * Loads and checks `manifest.json` at manifestUrl (absolute, or relative to pageUrl). Nothing
+   * is fetched from another origin than pageUrl's (default: the page; in tests the manifest's).
+   */
+  static async open(manifestUrl: string, fetcher: Fetcher = (u) => fetch(u), pageUrl: string | undefined = globalThis.location?.href): Promise<DataProvider> {
+    const abs = new URL(manifestUrl, pageUrl ?? 'http://localhost/').href;
+    const origin = pageUrl ? new URL(pageUrl).origin : new URL(abs).origin;
+    const where = sameOriginUrl(abs, abs, origin);
+    if ('problem' in where) throw new BundleError(abs, `refusing to load the manifest: ${where.problem}`);
     const res = await fetcher(abs).catch((e: unknown) => {
       throw new BundleError(abs, `could not fetch the manifest (${String(e)})`);
     });
@@ -79,12 +135,14 @@ export class DataProvider {
     const raw: unknown = await res.json().catch(() => {
       throw new BundleError(abs, 'manifest is not valid JSON');
     });
-    return new DataProvider(validateManifest(raw, abs), new URL('.', abs).href, fetcher);
+    return new DataProvider(validateManifest(raw, abs, origin), new URL('.', abs).href, fetcher, origin);
   }
 
-  /** Bundle-relative path → absolute URL. */
+  /** Bundle-relative path → absolute URL; a path that leaves the page's origin is refused. */
   resolve(path: string): string {
-    return new URL(path, this.baseUrl).href;
+    const r = sameOriginUrl(path, this.baseUrl, this.origin);
+    if ('problem' in r) throw new BundleError(new URL('manifest.json', this.baseUrl).href, r.problem);
+    return r.href;
   }
 
   path(kind: keyof Manifest['files'], values: Record<string, string | number>): string {
@@ -127,40 +185,53 @@ export class DataProvider {
     return res;
   }
 
-  private json<T>(url: string): Promise<T> {
-    return this.cached(url, async () => (await this.get(url)).json() as Promise<T>);
+  private async parse(url: string): Promise<unknown> {
+    const res = await this.get(url);
+    return res.json().catch(() => {
+      throw new BundleError(url, 'not valid JSON');
+    });
   }
 
-  private binary<T>(url: string, view: (buf: ArrayBuffer) => T): Promise<T> {
-    return this.cached(url, async () => view(await (await this.get(url)).arrayBuffer()));
+  /**
+   * A binary file of exactly `bytes` bytes: a declared Content-Length that disagrees is refused
+   * before the body is read (a wrong or hostile file is never downloaded whole), then the body.
+   */
+  private binary<T>(url: string, bytes: number, view: (buf: ArrayBuffer) => T): Promise<T> {
+    return this.cached(url, async () => {
+      const res = await this.get(url);
+      const declared = res.headers.get('content-length');
+      const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+      if (declared !== null && !encoded && Number(declared) !== bytes) {
+        void res.body?.cancel().catch(() => undefined);
+        throw new BundleError(url, `the server announces ${declared} bytes; the manifest implies ${bytes}`);
+      }
+      return view(await res.arrayBuffer());
+    });
   }
 
   index(dataset: string): Promise<DatasetIndex> {
     const url = this.path('index', { dataset });
-    return this.cached(url, async () => {
-      const idx = (await (await this.get(url)).json()) as DatasetIndex;
-      const n = this.dataset(dataset).size;
-      if (idx.files.length !== n || idx.labels.length !== n) {
-        throw new BundleError(url, `index lists ${idx.files.length} files and ${idx.labels.length} labels; manifest says size ${n}`);
-      }
-      return idx;
-    });
+    const d = this.dataset(dataset);
+    return this.cached(url, async () => checkIndex(await this.parse(url), d.size, d.classes.length, url));
   }
 
   summary(dataset: string, metric: string): Promise<Summary> {
-    return this.json<Summary>(this.path('summary', { dataset, metric }));
+    const url = this.path('summary', { dataset, metric });
+    const layers = this.manifest.models.map((m) => m.layers.length);
+    const poolings = this.manifest.poolings.map((p) => p.id);
+    return this.cached(url, async () => checkSummary(await this.parse(url), poolings, layers, url));
   }
 
   neighbors(dataset: string, model: string, layer: string, pooling: string, metric: string): Promise<KnnTable> {
     const d = this.dataset(dataset);
     const url = this.path('neighbors', { dataset, model, layer, pooling, metric });
-    return this.binary(url, (buf) => knnFromBuffer(buf, d.size, d.k, d.id_dtype, url));
+    return this.binary(url, knnBytes(d.size, d.k, d.id_dtype, url), (buf) => knnFromBuffer(buf, d.size, d.k, d.id_dtype, url));
   }
 
   umap(dataset: string, model: string, layer: string, pooling: string): Promise<Float32Array> {
     const n = this.dataset(dataset).size;
     const url = this.path('umap', { dataset, model, layer, pooling });
-    return this.binary(url, (buf) => umapFromBuffer(buf, n, url));
+    return this.binary(url, n * 2 * 4, (buf) => umapFromBuffer(buf, n, url));
   }
 
   /** Query q's stored score numerators, [pooling][configuration] (manifest orders), from its block. */
@@ -170,7 +241,7 @@ export class DataProvider {
     const rows = Math.min(d.scores_block, d.size - block * d.scores_block);
     const perQuery = this.manifest.poolings.length * this.configCount();
     const url = this.path('scores', { dataset, metric, block });
-    return this.binary(url, (buf) => scoresFromBuffer(buf, rows, perQuery, url))
+    return this.binary(url, rows * perQuery, (buf) => scoresFromBuffer(buf, rows, perQuery, url))
       .then((all) => all.subarray((q - block * d.scores_block) * perQuery, (q - block * d.scores_block + 1) * perQuery));
   }
 }

@@ -13,6 +13,7 @@ import { describeProblem, MAX_PIXELS, scaledSize, SNIFF_BYTES } from './imagefil
 import { areaFactor, downscaleRows } from './downscale';
 import type { FeaturesRequest, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
 import type { BrowserOutput } from '../data/types';
+import { sameOriginUrl } from '../data/origin';
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -38,6 +39,17 @@ const featureCache = new Map<string, Promise<FeatureMatrix>>();
 let lastEmbedding: Map<string, Float32Array> | null = null;
 
 const now = () => performance.now();
+
+/**
+ * The page's CSP is a <meta> tag, which does not govern this worker: every URL it fetches (the
+ * model, its weight shards, the features) must be on the page's origin, or it is refused unfetched.
+ */
+function ownOrigin(url: string): string {
+  const r = sameOriginUrl(url, self.location.href, self.location.origin);
+  if ('problem' in r) throw new Error(`refusing to fetch ${r.problem}`);
+  return r.href;
+}
+const ownOriginFetch = (url: RequestInfo | URL, init?: RequestInit) => fetch(ownOrigin(url instanceof Request ? url.url : String(url)), init);
 
 async function pickBackend(): Promise<string> {
   setWasmPaths({
@@ -78,7 +90,7 @@ async function init(req: InitRequest) {
     }
   }
   if (!model) {
-    model = await tf.loadGraphModel(req.modelUrl);
+    model = await tf.loadGraphModel(ownOrigin(req.modelUrl), { fetchFunc: ownOriginFetch });
     try {
       await model.save(idbUrl);
       cacheNote ||= 'stored in this browser for next time';
@@ -117,7 +129,7 @@ function loadFeatures(url: string, n: number, dim: number): Promise<FeatureMatri
   let p = featureCache.get(url);
   if (!p) {
     p = (async () => {
-      const res = await fetch(url);
+      const res = await ownOriginFetch(url);
       if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
       const buf = await res.arrayBuffer();
       if (buf.byteLength !== n * dim * 4) {

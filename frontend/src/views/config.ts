@@ -12,6 +12,39 @@ export function modelDetail(m: ModelInfo): string {
   return `${m.name}: ${formatCount(m.params)} parameters, ${m.layer_count} layers, ${m.input_size.join('×')} input, ${m.weights} weights.`;
 }
 
+const WEIGHTS_NOTE: Record<string, string> = { random: 'random weights', file: 'weights from a file', imagenet: 'ImageNet weights' };
+
+/**
+ * Model picker label. When the bundle's models differ in weights ("mixed"), each one says which
+ * it has where it is chosen: "VGG16 (138.4M, random weights)".
+ */
+export function modelLabel(m: Manifest, x: ModelInfo): string {
+  const note = m.weights === 'mixed' ? `, ${WEIGHTS_NOTE[x.weights] ?? `${x.weights} weights`}` : '';
+  return `${x.name} (${formatCount(x.params)}${note})`;
+}
+
+/** "A", "A and B", "A, B and C" */
+function listNames(names: string[]): string {
+  return names.length < 2 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
+/** The banner's one sentence: which models are not ImageNet-trained, and what that means. */
+export function weightsSentence(m: Manifest): string | null {
+  if (m.weights === 'imagenet') return null;
+  if (m.weights === 'random') return 'These results come from untrained networks (random weights), so they reflect colour and layout more than meaning.';
+  if (m.weights === 'file') return 'These results come from networks with weights loaded from a file, not Keras’ ImageNet weights.';
+  const named = (kind: string) => m.models.filter((x) => x.weights === kind).map((x) => x.name);
+  const [random, file] = [named('random'), named('file')];
+  const verb = (names: string[]) => (names.length === 1 ? 'uses' : 'use');
+  const parts = [
+    random.length ? `${listNames(random)} ${verb(random)} random (untrained) weights` : '',
+    file.length ? `${listNames(file)} ${verb(file)} weights from a file` : '',
+  ].filter(Boolean);
+  if (!parts.length) return null;
+  const rest = named('imagenet').length ? ', the other models ImageNet weights' : '';
+  return `${parts.join(' and ')}${rest}: compare models with that in mind.`;
+}
+
 export function layerDetail(m: ModelInfo, l: LayerInfo, pooling: string): string {
   const shape = l.output_shape.join('×');
   return `Layer #${l.index} of ${m.layer_count} (${Math.round(l.depth * 100)}% deep), ${l.type}, output ${shape} → ${l.dims[pooling] ?? '?'}-d vector (${pooling} pooling); ${formatCount(l.params_cumulative)} parameters up to here.`;
@@ -71,7 +104,7 @@ export class ConfigBar {
     const ds = m.datasets.find((d) => d.id === s.dataset)!;
     setOptions(this.f.dataset.select, m.datasets.map((d) => [d.id, `${d.name} (${d.size})`]), s.dataset);
     this.f.dataset.detail.textContent = `${ds.size} images, ${ds.classes.length} classes. ${ds.description}`;
-    setOptions(this.f.model.select, m.models.map((x) => [x.id, `${x.name} (${formatCount(x.params)})`]), s.model);
+    setOptions(this.f.model.select, m.models.map((x) => [x.id, modelLabel(m, x)]), s.model);
     const model = m.models.find((x) => x.id === s.model)!;
     this.f.model.detail.textContent = modelDetail(model);
     setOptions(this.f.layer.select, model.layers.map((l, i) => [l.name, layerLabel(l, i, s.pooling)]), s.layer);

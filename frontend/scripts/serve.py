@@ -1,0 +1,75 @@
+"""Serve the built explorer (frontend/dist) on 127.0.0.1 with its Content-Security-Policy as an
+HTTP header, not only as index.html's <meta> tag: a <meta> CSP does not govern the page's web
+worker (the private search), a header on the worker script does. The policy is read from the
+built index.html's meta tag, so it is defined once (frontend/index.html).
+
+Usage: python frontend/scripts/serve.py [--dir frontend/dist] [--port 8000] [--bind 127.0.0.1]
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import sys
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+META_CSP = re.compile(
+    r"""<meta\s+http-equiv=["']Content-Security-Policy["']\s+content=(["'])(.+?)\1""", re.IGNORECASE | re.DOTALL)
+
+
+def csp_from_html(html: str) -> str:
+    """The policy of the page's CSP <meta> tag; a page without one is an error (never serve without)."""
+    m = META_CSP.search(html)
+    if not m:
+        raise ValueError("no <meta http-equiv=\"Content-Security-Policy\"> tag found")
+    return " ".join(m.group(2).split())
+
+
+class Handler(SimpleHTTPRequestHandler):
+    csp = ""  # set by make_handler
+
+    def end_headers(self) -> None:
+        self.send_header("Content-Security-Policy", self.csp)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
+
+def make_handler(directory: Path, csp: str):
+    cls = type("CspHandler", (Handler,), {"csp": csp})
+    # .mjs and .wasm must have script/wasm types under nosniff.
+    cls.extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
+                          ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json"}
+    return functools.partial(cls, directory=str(directory))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, default=Path(__file__).resolve().parents[1] / "dist")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--bind", default="127.0.0.1")
+    args = ap.parse_args(argv)
+    index = args.dir / "index.html"
+    try:
+        csp = csp_from_html(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        print(f"serve: {index}: {e}; build the explorer first (make frontend)", file=sys.stderr)
+        return 2
+    try:
+        server = ThreadingHTTPServer((args.bind, args.port), make_handler(args.dir, csp))
+    except OSError as e:
+        print(f"serve: cannot listen on {args.bind}:{args.port}: {e.strerror}", file=sys.stderr)
+        return 2
+    print(f"Serving {args.dir} on http://{args.bind}:{server.server_address[1]}/ (CSP sent as a header); Ctrl-C stops",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
