@@ -243,7 +243,10 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                             [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
                             str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,
                             cfg.minkowski_p, [ds_fps[d.id] for d in datasets],
-                            [(d.name, d.description, d.source) for d in datasets])
+                            [(d.name, d.description, d.source) for d in datasets],
+                            # what the manifest lists: system junk is skipped and listed but not in
+                            # the dataset fingerprint (it must not force a re-extraction)
+                            [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets])
     if bundle_is_current(cfg.out, bundle_fp):
         report.bundle_status = "up to date"
     else:

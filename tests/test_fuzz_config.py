@@ -349,37 +349,17 @@ def test_fuzz_some_valid_cases_really_run(fuzz_results):
         assert "bundle written" in r.stderr or "bundle up to date" in r.stderr, _describe(r)
 
 
-# The properties below need the engine to delete only what it created (a marker file in --out and
-# --work, --force clearing only its own stage folders), to refuse --out/--work overlapping a dataset
-# or each other, and to check that --out/--work are writable folders up front: issue 12 items 1, 2
-# and 5, built on other branches. On this branch (config) they fail, as expected:
-#   seed 62  (--work docs --force): docs/thesis.tex and docs/notes/a.txt deleted (reproduction 1);
-#   seed 87  (--out bundle_like): a folder holding a stray manifest.json is taken for a bundle and
-#            replaced: manifest.json changed, notes.txt deleted (reproduction 2);
-#   seed 112 (--work ds --force): the dataset's images are deleted, features/ etc. written into it,
-#            then extraction fails with a TensorFlow traceback;
-#   seed 137 (--out ds/newdir): the bundle is written inside the dataset folder;
-#   seed 162 (--work afile.txt): NotADirectoryError traceback (item 5).
-# strict=True: once those branches are merged these pass, pytest reports XPASS(strict) as a
-# failure, and the mark must be removed (do not keep it to hide a regression).
-NEEDS_SAFE_FOLDERS = pytest.mark.xfail(
-    strict=True, reason="needs the safe --out/--work handling of issue 12 items 1, 2, 5 (other branches)")
-
-
-@NEEDS_SAFE_FOLDERS
 def test_fuzz_valid_runs_never_crash(fuzz_results):
     bad = [r for r in fuzz_results if not r.case.invalid and _crashed(r)]
     assert not bad, f"{len(bad)} case(s) crashed:\n\n" + "\n\n".join(_describe(r) for r in bad[:5])
 
 
-@NEEDS_SAFE_FOLDERS
 def test_fuzz_never_touches_a_user_file(fuzz_results):
     bad = [r for r in fuzz_results if r.changed]
     assert not bad, f"{len(bad)} case(s) changed or removed user files:\n\n" + "\n\n".join(
         _describe(r) + f"\nchanged/removed: {r.changed[:8]}" for r in bad[:5])
 
 
-@NEEDS_SAFE_FOLDERS
 def test_fuzz_never_writes_into_the_dataset(fuzz_results):
     bad = [r for r in fuzz_results if r.in_dataset]
     assert not bad, f"{len(bad)} case(s) wrote into the dataset folder:\n\n" + "\n\n".join(

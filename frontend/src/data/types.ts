@@ -32,6 +32,8 @@ export interface DatasetInfo {
   /** Queries per scores file (query q: block floor(q / scores_block), row q % scores_block). */
   scores_block: number;
   skipped: SkippedFile[];
+  /** Caveats for people, e.g. a single class (search scores need at least 2). */
+  notes?: string[];
 }
 
 export interface PoolingInfo {

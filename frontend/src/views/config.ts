@@ -103,7 +103,7 @@ export class ConfigBar {
     const { manifest: m, state: s } = ctx;
     const ds = m.datasets.find((d) => d.id === s.dataset)!;
     setOptions(this.f.dataset.select, m.datasets.map((d) => [d.id, `${d.name} (${d.size})`]), s.dataset);
-    this.f.dataset.detail.textContent = `${ds.size} images, ${ds.classes.length} classes. ${ds.description}`;
+    this.f.dataset.detail.textContent = `${ds.size} images, ${ds.classes.length} classes. ${ds.description}${(ds.notes ?? []).map((n) => ` Note: ${n}`).join('')}`;
     setOptions(this.f.model.select, m.models.map((x) => [x.id, modelLabel(m, x)]), s.model);
     const model = m.models.find((x) => x.id === s.model)!;
     this.f.model.detail.textContent = modelDetail(model);
