@@ -157,7 +157,7 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
     folders = {name: dataset_folder(name) for name in cfg.datasets}
     for name, folder in folders.items():
         if not folder.is_dir():
-            load_dataset(name)  # its usual error, before any folder is created
+            load_dataset(name, follow_links=cfg.follow_links)  # its usual error, before any folder is created
     preflight(Path(cfg.out), work, folders.values(), OWN_FILES)
     prepare_work(work)
     with work_lock(work):
