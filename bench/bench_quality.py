@@ -98,17 +98,17 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
         t.add_column("layer", no_wrap=True)
         t.add_column("metric", no_wrap=True)
         for p in poolings:
-            t.add_column(f"{p} real", justify="right")
-            t.add_column(f"{p} rand", justify="right")
+            t.add_column(f"{p}\nreal", justify="right", no_wrap=True)
+            t.add_column(f"{p}\nrand", justify="right", no_wrap=True)
             if with_ratio:
-                t.add_column(f"{p} ×", justify="right")
+                t.add_column(f"{p}\n×", justify="right", no_wrap=True)
         for layer in meta["layers"]:
             for metric in meta["metrics"]:
                 cells = []
                 for p in poolings:
                     r = by_key[(layer["name"], metric, p)]
-                    if r["na"]:
-                        cells += [r["na"], ""] + ([""] if with_ratio else [])
+                    if r["na"]:  # "n/a (dim …)" over two cells: "n/a" | "dim …"
+                        cells += ["n/a", r["na"][5:-1]] + ([""] if with_ratio else [])
                         continue
                     cells += [_cell(r[f"real_{qkey}"]), _cell(r[f"random_{qkey}"])]
                     if with_ratio:
