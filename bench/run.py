@@ -4,8 +4,13 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   neighbors  bench_neighbors.py  exact top-k vs scipy cdist + argsort
   extract    bench_extract.py    one multi-output pass vs plain forward pass vs truncated models
   browser    bench/out/browser.json, written by bench/bench_browser.mjs (`make bench` runs it first)
+  quality    bench_quality.py    search quality of real ImageNet vs random weights (needs ../shared/real)
 
-Usage: python bench/run.py [--out bench/results.json] [--quick] [--only SECTION ...]
+A module may also define ``skip_reason() -> str | None`` (checked first), return
+``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
+``print_report(console, rows, meta)``.
+
+Usage: python bench/run.py [--out bench/results.json] [--quick] [--only SECTION ...] [--merge]
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "browser")
-MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract"}
+SECTIONS = ("neighbors", "extract", "browser", "quality")
+MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "quality": "bench_quality"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))
@@ -84,12 +89,42 @@ def machine_info() -> dict:
     return info
 
 
-def run_module_section(name: str, quick: bool) -> tuple[list[dict], str | None]:
+def run_module_section(name: str, quick: bool) -> tuple[list[dict], str | None, dict]:
+    """(rows, skip note, meta) of one module section."""
     mod_name = MODULES[name]
     if not (BENCH_DIR / f"{mod_name}.py").exists():
-        return [], f"bench/{mod_name}.py not present; section '{name}' skipped"
+        return [], f"bench/{mod_name}.py not present; section '{name}' skipped", {}
     mod = importlib.import_module(mod_name)
-    return list(mod.run(quick)), None
+    reason = mod.skip_reason() if hasattr(mod, "skip_reason") else None
+    if reason:
+        return [], reason, {}
+    out = mod.run(quick)
+    if isinstance(out, dict):
+        return list(out["rows"]), None, dict(out.get("meta") or {})
+    return list(out), None, {}
+
+
+def print_section(name: str, rows: list[dict], meta: dict) -> None:
+    mod = sys.modules.get(MODULES.get(name, ""))
+    if mod is not None and hasattr(mod, "print_report"):
+        mod.print_report(console, rows, meta)
+    else:
+        print_table(name, rows)
+
+
+def read_previous(path: Path) -> dict:
+    """The results file to merge into (--merge); missing or unreadable: start afresh, say why."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        console.print(f"[yellow]note:[/] {path} unreadable ({exc}); not merging")
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("sections"), dict):
+        console.print(f"[yellow]note:[/] {path} has no 'sections' object; not merging")
+        return {}
+    return data
 
 
 def read_browser_section() -> tuple[list[dict], str | None, dict]:
@@ -179,10 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json", help="results file (JSON)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the speed")
     ap.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other sections already in --out (replace only the ones run now)")
     args = ap.parse_args(argv)
 
     chosen = args.only or list(SECTIONS)
-    results: dict = {"quick": args.quick, "machine": machine_info(), "sections": {}}
+    machine = machine_info()
+    results: dict = {"quick": args.quick, "machine": machine, "sections": {}}
+    previous = read_previous(args.out) if args.merge else {}
+    if previous:  # the file's own run info stays; each section run now carries its own
+        results = {**previous, "sections": dict(previous["sections"])}
     failed = False
     for name in chosen:
         console.rule(f"[bold]{name}")
@@ -192,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "browser":
                 rows, note, meta = read_browser_section()
             else:
-                rows, note = run_module_section(name, args.quick)
+                rows, note, meta = run_module_section(name, args.quick)
             error = None
         except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
             rows, note, error = [], None, f"{type(exc).__name__}: {exc}"
@@ -203,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if note:
             console.print(f"[yellow]note:[/] {note}")
         if rows:
-            print_table(name, rows)
+            print_section(name, rows, meta)
         results["sections"][name] = {
             "rows": rows,
             "skipped": note,
@@ -212,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if meta:
             results["sections"][name]["meta"] = meta
+        if previous:
+            results["sections"][name].update(quick=args.quick, machine=machine)
     write_atomic(args.out, results)
     console.print(f"wrote {args.out}")
     return 1 if failed else 0
