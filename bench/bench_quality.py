@@ -6,14 +6,12 @@ On ../shared/real/tinyimagenet20 (1000 real photos, 20 ImageNet classes × 50), 
 mAP@15 for every default layer × metric × pooling (`convnet_search.models.POOLINGS`, whatever it
 holds), the best configuration of each, and the real/random ratio.
 
-Engine code path: features come from `models.build_feature_extractor` (one model per pooling, so
-each pooling is exactly the engine's), read through the engine's reader (`extract._image_batches`:
-`images.load_rgb` + the one resize path); neighbours from `neighbors.top_k_neighbors` with the
-run defaults (`RunConfig`: k, metrics, minkowski p), quality from `evaluate.summarize` (what the
-bundle's summary files hold). To run the network once per weights kind instead of once per
-pooling, the per-pooling extractors are cut at their feature maps: one trunk (image → the chosen
-layers' maps) feeds every extractor's own pooling head; on the first batch the result is checked
-against each extractor run whole (`pooling_check_max_abs_diff`).
+Engine code path: features come from `models.build_feature_extractor` (the engine's multi-output
+extractor: every pooling of every layer from one forward pass; flatten, which the engine refuses at
+early layers, gets a second pass over the layers it accepts), read through the engine's reader
+(`extract._image_batches`: `images.load_rgb` + the one resize path); neighbours from
+`neighbors.top_k_neighbors` with the run defaults (`RunConfig`: k, metrics, minkowski p), quality
+from `evaluate.summarize` (what the bundle's summary files hold).
 
 The work runs in a child process (`python bench/bench_quality.py --worker`): Keras reads
 KERAS_HOME once, at import, and bench/run.py's other sections import it earlier; the child also
@@ -131,7 +129,7 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
         + f"; worker total {tm['total']:.1f}s")
     na = sorted({r["na"] for r in rows if r["na"]})
     if na:
-        console.print(f"[dim]n/a cells: pooled vectors above models.MAX_FLATTEN_DIM = "
+        console.print(f"[dim]n/a cells: pooled vectors above pooling.MAX_FLATTEN_DIM = "
                       f"{meta['max_flatten_dim']:,} values, which the engine refuses ({', '.join(na)})[/]")
 
 
@@ -143,103 +141,56 @@ def _log(msg: str) -> None:
     print(f"[quality] {msg}", file=sys.stderr, flush=True)
 
 
-def _feature_map_tensor(t, shape: tuple[int, int, int]):
-    """Walk back from a pooled output of an extractor to the feature map it was pooled from.
+def _passes(spec, weights: str, seed: int):
+    """Extractors to run, as [(model, poolings, layer infos)], plus na[pooling][layer] = the
+    dimension the engine refuses there. Every pooling the engine accepts at all default layers
+    shares one multi-output extractor (one forward pass); a pooling it refuses at some layers
+    (flatten at early ones) gets its own pass over the layers it accepts."""
+    from convnet_search.models import build_feature_extractor
+    from convnet_search.pooling import MAX_FLATTEN_DIM, POOLINGS
 
-    Follows the (single-input) operations the pooling is made of until a tensor shaped [B, H, W, C]
-    like the layer's map; works for any pooling built as a chain of layers (flatten, GeM, a grid).
-    """
-    for _ in range(32):
-        if tuple(t.shape[1:]) == tuple(shape):
-            return t
-        op, node_index, _ = t._keras_history
-        inputs = op._inbound_nodes[node_index].input_tensors
-        if len(inputs) != 1:
-            break
-        t = inputs[0]
-    raise RuntimeError(f"cannot find the {shape} feature map under a pooled output; "
-                       "models.build_feature_extractor changed shape")
-
-
-def build_models(spec, weights: str, seed: int):
-    """Extractors of every pooling, one shared trunk and each pooling's head.
-
-    Returns (trunk, infos, heads, extractors, base_info, na): heads[P] = (layer names, model maps →
-    pooled vectors); na[P][layer] = the dimension the engine refuses for that layer.
-    """
-    import keras
-
-    from convnet_search.models import MAX_FLATTEN_DIM, POOLINGS, ModelError, build_feature_extractor
-
-    extractors, heads, na = {}, {}, {}
-    infos = base_info = None
+    model, infos, base_info = build_feature_extractor(spec, None, weights=weights, pooling="avg", seed=seed)
+    na = {p: {i.name: i.dim(p) for i in infos if i.dim(p) > MAX_FLATTEN_DIM} for p in POOLINGS}
+    shared = [p for p in POOLINGS if not na[p]]
+    passes = [(*build_feature_extractor(spec, [i.name for i in infos], weights=weights, pooling=shared,
+                                        seed=seed)[:2], shared)]
     for p in POOLINGS:
-        try:
-            model, p_infos, info = build_feature_extractor(spec, None, weights=weights, pooling=p, seed=seed)
-            na[p] = {}
-        except ModelError:
-            # e.g. flatten at early layers: keep the layers the engine accepts, mark the others n/a
-            _, all_infos, _ = build_feature_extractor(spec, None, weights=weights, pooling="avg", seed=seed)
-            na[p] = {i.name: i.dim(p) for i in all_infos if i.dim(p) > MAX_FLATTEN_DIM}
-            if not na[p]:
-                raise
-            keep = [i.name for i in all_infos if i.name not in na[p]]
-            model, p_infos, info = build_feature_extractor(spec, keep, weights=weights, pooling=p, seed=seed)
-        if base_info is None:
-            base_info = info
-        elif info["weights_digest"] != base_info["weights_digest"]:
-            raise RuntimeError(f"pooling {p}: the extractor got other weights than the first one")
-        if infos is None or len(p_infos) > len(infos):
-            infos = p_infos
-        maps = [_feature_map_tensor(out, i.output_shape) for out, i in zip(model.outputs, p_infos)]
-        heads[p] = ([i.name for i in p_infos], keras.Model(maps, model.outputs, name=f"head_{p}"))
-        extractors[p] = model
-        if len(infos) == len(p_infos) and "trunk" not in heads:
-            heads["trunk"] = keras.Model(model.inputs, maps, name="trunk")
-    if "trunk" not in heads:
-        raise RuntimeError("no pooling accepts every default layer; cannot build one trunk")
-    trunk = heads.pop("trunk")
-    return trunk, infos, heads, extractors, base_info, na
+        keep = [i.name for i in infos if i.name not in na[p]]
+        if na[p] and keep:
+            passes.append((*build_feature_extractor(spec, keep, weights=weights, pooling=p, seed=seed)[:2], [p]))
+    return [(m, pools, p_infos) for m, p_infos, pools in passes], infos, na, base_info
 
 
 def extract_all(ds, spec, weights: str, seed: int, batch_size: int) -> dict:
-    """One forward pass over `ds`: features[pooling][layer] float32 [N, dim], plus timings."""
+    """features[pooling][layer] float32 [N, dim] through the engine's reader and extractors."""
     import numpy as np
 
     from convnet_search.runtime import import_tensorflow
 
     tf = import_tensorflow()
     from convnet_search.extract import _image_batches
+    from convnet_search.models import output_keys
 
     t0 = time.perf_counter()
-    trunk, infos, heads, extractors, base_info, na = build_models(spec, weights, seed)
-    names = [i.name for i in infos]
-
-    def pooled_all(x):
-        maps = dict(zip(names, trunk(x, training=False)))
-        return {p: head([maps[n] for n in p_names], training=False) for p, (p_names, head) in heads.items()}
-
-    infer = tf.function(pooled_all, reduce_retracing=True)
+    passes, infos, na, base_info = _passes(spec, weights, seed)
     build_s = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    parts = {p: {n: [] for n in p_names} for p, (p_names, _) in heads.items()}
-    check = 0.0
-    for b, batch in enumerate(_image_batches(ds, 0, len(ds), spec.input_size, batch_size)):
-        outs = infer(batch)
-        if b == 0:  # the shared trunk + heads must equal each extractor run on its own
-            for p, model in extractors.items():
-                whole = model(batch, training=False)
-                whole = whole if isinstance(whole, (list, tuple)) else [whole]
-                for a, c in zip(outs[p], whole):
-                    check = max(check, float(np.max(np.abs(a.numpy() - c.numpy()))))
-        for p, (p_names, _) in heads.items():
-            for n, o in zip(p_names, outs[p]):
-                parts[p][n].append(o.numpy().astype(np.float32, copy=False))
+    features: dict = {}
+    for model, pools, p_infos in passes:
+        infer = tf.function(lambda x, model=model: model(x, training=False), reduce_retracing=True)
+        keys = output_keys(p_infos, pools)  # "<pooling>/<layer>", the extractor's output order
+        parts = {key: [] for key in keys}
+        for batch in _image_batches(ds, 0, len(ds), spec.input_size, batch_size):
+            outs = infer(batch)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            for key, o in zip(keys, outs):
+                parts[key].append(o.numpy().astype(np.float32, copy=False))
+        for key, v in parts.items():
+            pooling, layer = key.split("/", 1)
+            features.setdefault(pooling, {})[layer] = np.ascontiguousarray(np.concatenate(v))
     forward_s = time.perf_counter() - t0
-    features = {p: {n: np.ascontiguousarray(np.concatenate(v)) for n, v in d.items()} for p, d in parts.items()}
     return {"features": features, "infos": infos, "na": na, "base_info": base_info,
-            "check": check, "build_s": build_s, "forward_s": forward_s}
+            "passes": len(passes), "build_s": build_s, "forward_s": forward_s}
 
 
 def evaluate_all(features: dict, labels, cfg) -> tuple[dict, float, float]:
@@ -279,7 +230,8 @@ def worker(quick: bool) -> dict:
     t_start = time.perf_counter()
     from convnet_search.config import RunConfig
     from convnet_search.datasets import load_dataset
-    from convnet_search.models import MAX_FLATTEN_DIM, POOLINGS, get_spec
+    from convnet_search.models import get_spec
+    from convnet_search.pooling import MAX_FLATTEN_DIM, POOLINGS
 
     cfg = RunConfig()  # the run defaults: k, metrics, minkowski p, batch size
     real = real_dir()
@@ -292,18 +244,17 @@ def worker(quick: bool) -> dict:
     counts = [int((labels == c).sum()) for c in range(len(ds.classes))]
     chance = sum(c * (c - 1) for c in counts) / (n * (n - 1))  # P(random other image shares the class)
 
-    results, timing, weights_meta, checks = {}, {}, {}, {}
+    results, timing, weights_meta = {}, {}, {}
     infos = na = None
     for kind, weights in KINDS:
-        _log(f"{kind} weights ({weights}): {n} images, one forward pass, poolings {', '.join(POOLINGS)}")
+        _log(f"{kind} weights ({weights}): {n} images, poolings {', '.join(POOLINGS)}")
         ex = extract_all(ds, spec, weights, SEED, cfg.batch_size)
         infos, na, b = ex["infos"], ex["na"], ex["base_info"]
         if kind == "real" and b["weights"] != "imagenet":
             raise RuntimeError(f"expected ImageNet weights, got {b['weights']}: {b['weights_detail']}")
         weights_meta[kind] = {"option": weights, "kind": b["weights"], "detail": b["weights_detail"],
                               "digest": b["weights_digest"]}
-        checks[kind] = ex["check"]
-        _log(f"{kind}: build {ex['build_s']:.1f}s, forward {ex['forward_s']:.1f}s; neighbours …")
+        _log(f"{kind}: build {ex['build_s']:.1f}s, {ex['passes']} forward pass(es) {ex['forward_s']:.1f}s; neighbours …")
         results[kind], t_nbr, t_eval = evaluate_all(ex["features"], labels, cfg)
         timing[kind] = {"build": round(ex["build_s"], 2), "forward": round(ex["forward_s"], 2),
                         "neighbors": round(t_nbr, 2), "evaluate": round(t_eval, 2)}
@@ -349,11 +300,10 @@ def worker(quick: bool) -> dict:
         "ratio_best": round(bests["real"]["search_score"] / bests["random"]["search_score"], 3),
         "random_at_real_best": at_real_best["random_search_score"],
         "ratio_at_real_best": at_real_best["ratio"],
-        "pooling_check_max_abs_diff": checks,
         "timing_s": timing,
         "notes": ("search score / P@15 / mAP@15 as in the bundle's summary files (evaluate.summarize); "
                   "ratio = real / random search score of the same configuration; n/a = pooled vector "
-                  "larger than models.MAX_FLATTEN_DIM (the engine refuses it)"),
+                  "larger than pooling.MAX_FLATTEN_DIM (the engine refuses it)"),
     }
     return {"rows": rows, "meta": meta}
 
