@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--pooling", nargs="+", metavar="POOLING", help=h("pooling"))
     pre.add_argument("--weights", metavar="auto|imagenet|none|PATH", help=h("weights"))
     pre.add_argument("--weights-cache", metavar="DIR", help=h("weights_cache"))
+    pre.add_argument("--browser-model", metavar="MODEL", help=h("browser_model"))
     pre.add_argument("--seed", type=num("seed"), help=h("seed"))
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
@@ -149,7 +150,7 @@ def _precompute(args, console: Console) -> int:
             "browser_search": False if args.no_browser_search else None,
             "follow_links": True if args.follow_links else None,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
-            "weights_cache": args.weights_cache,
+            "weights_cache": args.weights_cache, "browser_model": args.browser_model,
         }
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:

@@ -78,7 +78,8 @@ KEYS: dict[str, Key] = {
     "umap": Key("umap", "[umap] table: n_neighbors, min_dist, metric"),
     "browser_search": Key("bool", "export the TF.js model for in-browser search (default true)",
                           flag="--no-browser-search"),
-    "browser_model": Key("str", "model exported for in-browser search (default mobilenet)"),
+    "browser_model": Key("str", "model exported for in-browser search; auto (default): the run's first "
+                                "MobileNet (any width), the family TF.js runs fast"),
     "quantize": Key("str", f"weight quantization of the exported model (default {DEFAULT_QUANTIZATION}; "
                            "chosen by measured parity, docs/live-search.md)", choices=QUANTIZE_CHOICES),
     "weights_cache": Key("path", "folder holding Keras' ImageNet .h5 files (default $KERAS_HOME/models, "
@@ -148,7 +149,7 @@ class RunConfig:
     shard_size: int = 256  # images per resumable extraction shard
     umap: UmapConfig = UmapConfig()
     browser_search: bool = True
-    browser_model: str = "mobilenet"
+    browser_model: str = "auto"
     quantize: str = DEFAULT_QUANTIZATION
     follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
@@ -372,7 +373,7 @@ def _resolve(values: dict[str, Any]) -> list[tuple[str, str]]:
     metrics = each("metrics", values.get("metrics", RunConfig.metrics), resolve_metric)
     if metrics is not None:
         values["metrics"] = metrics
-    if "browser_model" in values:
+    if values.get("browser_model", "auto") != "auto":
         resolved = each("browser_model", [values["browser_model"]], lambda m: get_spec(m).id)
         if resolved is not None:
             values["browser_model"] = resolved[0]

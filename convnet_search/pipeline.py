@@ -133,6 +133,13 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
     return BrowserSearch(meta["model"], export_dir, info, layers, default)
 
 
+def _browser_model(cfg: RunConfig) -> str | None:
+    """The model exported for in-browser search: as configured, or (auto) the run's first MobileNet."""
+    if cfg.browser_model != "auto":
+        return cfg.browser_model
+    return next((m for m in cfg.models if get_spec(m).constructor == "MobileNet"), None)
+
+
 def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
     """A folder of n ≥ 2 images runs with k and the score window shrunk to n − 1 (one line says so)."""
     from .datasets import DatasetError
@@ -226,11 +233,12 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
 
     t = time.perf_counter()
     browser = None
-    if cfg.browser_search and cfg.browser_model in cfg.models:
-        browser = export_stage(results[0].features[cfg.browser_model], cfg, work,
-                               resolved[cfg.browser_model])
+    browser_model = _browser_model(cfg)
+    if cfg.browser_search and browser_model in cfg.models:
+        browser = export_stage(results[0].features[browser_model], cfg, work, resolved[browser_model])
     elif cfg.browser_search:
-        console.print(f"[yellow]browser search skipped: model {cfg.browser_model!r} is not in this run[/]")
+        console.print(f"[yellow]browser search skipped: model {browser_model or 'auto (a MobileNet)'!r} "
+                      "is not in this run[/]")
     report.stage_seconds["tfjs export"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -212,3 +212,12 @@ def test_pooling_takes_one_or_several_choices_and_weights_cache_is_optional(tmp_
         load_config(None, {"pooling": ["avg", "median"]})
     assert load_config(None, {}).weights_cache is None
     assert load_config(None, {"weights_cache": str(tmp_path)}).weights_cache == tmp_path
+
+
+def test_browser_model_auto_picks_the_runs_first_mobilenet():
+    from convnet_search.pipeline import _browser_model
+
+    assert load_config(None, {}).browser_model == "auto"
+    assert _browser_model(load_config(None, {"models": ["vgg16", "mobilenet_025", "mobilenet"]})) == "mobilenet_025"
+    assert _browser_model(load_config(None, {"models": ["vgg16"]})) is None
+    assert _browser_model(load_config(None, {"models": ["vgg16", "mobilenet"], "browser_model": "vgg16"})) == "vgg16"
