@@ -34,7 +34,10 @@ SCORES_BLOCK_BYTES = 4096
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
 OWN_FILES = (*FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
-             "datasets/{dataset}/summary.json")  # the last: bundle format 1
+             "datasets/{dataset}/summary.json",  # bundle format 1
+             # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
+             "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
+             "datasets/{dataset}/{model}/{layer}/umap.f32", "datasets/{dataset}/browser/{layer}.f32")
 
 
 class BundleError(RuntimeError):

@@ -16,7 +16,12 @@ from typing import Callable
 import numpy as np
 
 GEM_P = 3.0  # generalized-mean exponent: the instance-retrieval standard (Radenović et al. 2018)
-GEM_EPS = 1e-6  # clamp before the power: GeM is defined on non-negative activations
+# GeM is defined on non-negative activations: negative values (an Add before its ReLU) count as 0.
+# It is computed as s·GeM(x/s) with s the channel's maximum over the map, which is the same number
+# but never under- or overflows in float32: untrained networks have activations near 1e-16, whose
+# cube (1e-48) would flush to zero, and the usual 1e-6 clamp would then make every vector equal.
+# An all-zero channel divides by 1 instead of 0 (no epsilon constant: the TF.js converter quantizes
+# graph constants too, and float16 flushes a tiny epsilon to 0).
 GRID = 2  # grid pooling: GRID × GRID cells, each average-pooled
 
 
@@ -42,7 +47,7 @@ def _grid_reference(x: np.ndarray) -> np.ndarray:
 
 
 def _gem_reference(x: np.ndarray) -> np.ndarray:
-    return np.mean(np.maximum(x, GEM_EPS) ** GEM_P, axis=(1, 2)) ** (1.0 / GEM_P)
+    return np.mean(np.maximum(x, 0.0) ** GEM_P, axis=(1, 2)) ** (1.0 / GEM_P)
 
 
 POOLINGS: dict[str, Pooling] = {p.id: p for p in (
@@ -115,7 +120,11 @@ def _custom_layer_class():
 
         def call(self, x):
             if self.kind == "gem":
-                return ops.power(ops.mean(ops.power(ops.maximum(x, GEM_EPS), GEM_P), axis=(1, 2)), 1.0 / GEM_P)
+                x = ops.maximum(x, 0.0)
+                s = ops.max(x, axis=(1, 2), keepdims=True)
+                s = ops.where(s > 0.0, s, 1.0)
+                gem = ops.power(ops.mean(ops.power(x / s, GEM_P), axis=(1, 2)), 1.0 / GEM_P)
+                return gem * ops.squeeze(s, axis=(1, 2))
             rows, cols = grid_bounds(x.shape[1]), grid_bounds(x.shape[2])
             cells = [ops.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)) for r0, r1 in rows for c0, c1 in cols]
             return ops.concatenate(cells, axis=-1)

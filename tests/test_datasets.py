@@ -619,12 +619,12 @@ def _fake_inputs(ds: Dataset):
     from convnet_search.bundle import BundleInputs, DatasetResults
     from convnet_search.store import StoredArrays
 
-    layer = {"name": "conv1", "index": 1, "type": "Conv2D", "output_shape": [2, 2, 4], "dim": 4,
+    layer = {"name": "conv1", "index": 1, "type": "Conv2D", "output_shape": [2, 2, 4], "dims": {"avg": 4},
              "params_cumulative": 10, "depth": 1.0}
     meta = {"name": "Toy", "params": 10, "layer_count": 2, "input_size": [8, 8], "weights": "random",
             "weights_detail": "random for the test", "layers": [layer]}
     feats = {"toy": StoredArrays(meta, {})}
-    return BundleInputs([DatasetResults(ds, feats, {}, {})], ["toy"], ["cosine"], 3.0, 15, "avg")
+    return BundleInputs([DatasetResults(ds, feats, {}, {})], ["toy"], ["cosine"], 3.0, 15, ("avg",))
 
 
 def test_one_class_warns_and_the_manifest_says_so(tmp_path):

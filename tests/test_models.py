@@ -168,3 +168,21 @@ def test_pooling_registry_is_the_schema_enum():
 
     schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json").read_text())
     assert schema["$defs"]["pooling"]["enum"] == list(POOLINGS)
+
+
+def test_gem_keeps_tiny_and_negative_activations_apart():
+    """Untrained networks have activations near 1e-16: GeM must stay scale-equivariant there (a
+    1e-6 clamp or a float32 cube flushing to zero made every image's vector equal)."""
+    import keras
+
+    from convnet_search.pooling import POOLINGS, keras_pooling_layer
+
+    rng = np.random.default_rng(1)
+    maps = rng.uniform(0, 1, (3, 7, 7, 5)) * np.array([1e-16, 1.0, 1e3, 0.0, 1.0])
+    maps[:, :, :, 4] -= 0.5  # negative values count as 0
+    gem = keras_pooling_layer("gem", "g")
+    got = np.asarray(gem(keras.ops.convert_to_tensor(maps.astype(np.float32))))
+    want = POOLINGS["gem"].reference(maps)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    assert len({tuple(np.round(r[:1] / 1e-16, 4)) for r in got}) == 3  # tiny channel: images differ
+    assert (got[:, 3] == 0).all()

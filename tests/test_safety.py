@@ -148,7 +148,9 @@ def test_bundle_folder_rules(tmp_path):
     old = tmp_path / "old"  # written by the previous version: no marker, only bundle files
     for rel in ("manifest.json", FINGERPRINT_FILE, "datasets/d/index.json",
                 "datasets/d/thumbs/0.jpg", "datasets/d/summary/cosine.json",
-                "datasets/d/m/l/cosine.knn", "tfjs/mobilenet/model.json"):
+                "datasets/d/m/l/cosine.knn", "datasets/d/scores/cosine.u8",  # format 2
+                "datasets/d/m/l/avg/cosine.knn", "datasets/d/scores/cosine/0.u8",  # format 3
+                "tfjs/mobilenet/model.json"):
         (old / rel).parent.mkdir(parents=True, exist_ok=True)
         (old / rel).write_text("{}")
     check_replaceable(old)  # adopted

@@ -104,7 +104,7 @@ def test_config_accepts_exactly_the_exporters_quantizations():
     assert RunConfig().quantize == te.DEFAULT_QUANTIZATION
     for q in te.QUANTIZATIONS:
         assert RunConfig(quantize=q).validated().quantize == q
-    with pytest.raises(ConfigError, match="quantize 'int4'"):
+    with pytest.raises(ConfigError, match="quantize: expected one of .*got \"int4\""):
         RunConfig(quantize="int4").validated()
 
 
@@ -169,17 +169,19 @@ def _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths: list[Path],
     node = shutil.which("node")
     assert node, "node is not on PATH"
     from convnet_search.images import load_rgb
-    from convnet_search.preprocess import resize_rgb
+    from convnet_search.preprocess import area_downscale, resize_rgb
 
     rgbs = [load_rgb(p) for p in paths]
     batch = np.stack([resize_rgb(rgb, spec.input_size) for rgb in rgbs]).astype("float32")
     keras_feats = model.predict(batch, verbose=0)
 
-    # Originals go to Node un-resized: TF.js does the resize the way the browser does.
+    # Node gets each image after step 1 of the documented path (the box downscale of images over 2×
+    # the input, which the browser does in JS: live/downscale.ts, checked against Python by
+    # e2e/bigphoto.test.mjs); TF.js does step 2, the bilinear resize, the way the browser does.
     npys = []
     for i, rgb in enumerate(rgbs):
         npys.append(tmp_path / f"img{i:02d}.npy")
-        np.save(npys[-1], rgb[None].astype(np.uint8))
+        np.save(npys[-1], area_downscale(rgb, spec.input_size)[None].astype(np.uint8))
     js_out = tmp_path / "js"
     pairs = ",".join(f"{o['layer']}:{o['output']}" for o in exp.outputs)
     proc = subprocess.run(
@@ -238,9 +240,12 @@ def exported_real(tmp_path_factory):
     spec = get_spec("mobilenet_025")
     # The file Keras itself loads for weights="imagenet" with KERAS_HOME=<REAL>/weights/keras_home;
     # passed as a path because KERAS_HOME is read once, when keras is first imported.
-    model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling="avg")
-    layers = [i.name for i in infos]
-    assert "conv_pw_13_relu" in layers
+    from convnet_search.pooling import DEFAULT_POOLINGS
+
+    # Every default pooling, as the bundle exports them (output names as pipeline.export_stage's).
+    model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling=DEFAULT_POOLINGS)
+    layers = [f"{p}__{i.name}" for i in infos for p in DEFAULT_POOLINGS]
+    assert "avg__conv_pw_13_relu" in layers and "gem__conv_pw_13_relu" in layers
     out = tmp_path_factory.mktemp("tfjs-real") / "mobilenet_025"
     exp = te.export_tfjs(model, layers, out)  # the default quantization
     return model, layers, out, exp, spec
