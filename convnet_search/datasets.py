@@ -7,7 +7,9 @@ any folder with that layout (e.g. one written by `fetch_public_dataset`) is read
 
 Ids are stable: class folders in sorted order, then file paths in UTF-8 byte order, and every
 candidate file is decoded once here, so a bad file is known (and skipped with its reason) before
-any features are extracted and never shifts the ids of the others.
+any features are extracted and never shifts the ids of the others. With a ``cache_dir`` (the
+pipeline passes ``<work>/scan-cache``) each file's verdict and sha256 are remembered by (relative
+path, size, mtime), so a re-run over an unchanged folder decodes and hashes nothing (see `_ScanCache`).
 
 Nothing is dropped silently: every entry of the folder that is not used ends up in
 `Dataset.skipped` with its reason — bad images, files outside class folders, hidden entries (name
@@ -31,6 +33,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import tomllib
 import unicodedata
 import urllib.error
@@ -99,6 +102,10 @@ class Dataset:
     labels: np.ndarray  # int32 [N]; labels[i] indexes classes
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # caveats for people (bundle: manifest "notes")
+    # sha256 of each used file's bytes (rel -> hex), filled by a cached scan so that
+    # `dataset_fingerprint` need not read the files again; a rel not in it is hashed from disk.
+    # Keyed by rel, not by position, so a copy with fewer files (dataclasses.replace) stays right.
+    digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def path(self, i: int) -> Path:
         return self.root / self.files[i]
@@ -155,7 +162,8 @@ def _sort_key(rel: str) -> bytes:
 
 
 def load_dataset(
-    name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, follow_links: bool = False
+    name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, follow_links: bool = False,
+    cache_dir: Path | None = None,
 ) -> Dataset:
     """Load a builtin dataset by name, or an image folder by path.
 
@@ -167,12 +175,16 @@ def load_dataset(
     default they are listed in ``skipped`` and not read, so a link cannot publish files from
     elsewhere on the disk). A dataset with a single class loads, with a `RuntimeWarning` and the
     same text in ``notes``: search scores compare classes, so every score would be 1.0.
+
+    ``cache_dir``: a folder for the scan cache (see `_ScanCache`); files whose size and mtime are
+    unchanged since the last scan are neither decoded nor hashed again. An optimization only: the
+    result (and `dataset_fingerprint`) is the same with or without it.
     """
     builtins = known_datasets()
     if isinstance(name_or_path, str) and "/" not in name_or_path and os.sep not in name_or_path and name_or_path in builtins:
         folder = builtin_datasets_dir() / name_or_path
         meta = _read_meta(folder / "dataset.toml")
-        ds = _scan(folder / "images", name_or_path, meta, max_pixels, follow_links)
+        ds = _scan(folder / "images", name_or_path, meta, max_pixels, follow_links, cache_dir)
         return _with_notes(ds)
 
     path = Path(name_or_path).expanduser()
@@ -183,11 +195,11 @@ def load_dataset(
         raise DatasetError(f"{path}: not a folder (a dataset is a folder of class folders: root/<class>/<image>)")
     if (path / "dataset.toml").is_file() and (path / "images").is_dir():
         meta = _read_meta(path / "dataset.toml")
-        ds = _scan(path / "images", _slug(path.resolve().name), meta, max_pixels, follow_links)
+        ds = _scan(path / "images", _slug(path.resolve().name), meta, max_pixels, follow_links, cache_dir)
         return _with_notes(ds)
     name = path.resolve().name
     meta = {"name": name, "description": "", "source": f"image folder '{name}'"}
-    return _with_notes(_scan(path, _slug(name), meta, max_pixels, follow_links))
+    return _with_notes(_scan(path, _slug(name), meta, max_pixels, follow_links, cache_dir))
 
 
 def _with_notes(ds: Dataset) -> Dataset:
@@ -348,7 +360,123 @@ def _root_entry(scanner: _Scanner, entry: os.DirEntry) -> tuple[str, str, str]:
     return "skip", LINK_BROKEN if entry.is_symlink() else NOT_REGULAR, ""
 
 
-def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False) -> Dataset:
+# ---------------------------------------------------------------------------------------------
+# Scan cache: each file's verdict and sha256, remembered by (relative path, size, mtime_ns)
+# ---------------------------------------------------------------------------------------------
+
+SCAN_CACHE_FORMAT = 1
+# A file modified less than this before the scan is not cached: a second write within the same
+# mtime tick (coarse on some file systems: 2 s on FAT) with the same size would go unnoticed.
+RACY_WINDOW_NS = 2_000_000_000
+
+
+def _file_sha256(path: Path) -> str:
+    fh = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            fh.update(chunk)
+    return fh.hexdigest()
+
+
+def _validate(path: Path, max_pixels: int) -> tuple[str, str]:
+    """(skip reason, "") for a file that is not a usable image, ("", sha256) for one that is."""
+    try:
+        load_rgb(path, max_pixels=max_pixels)
+    except ImageError as e:
+        return e.reason, ""
+    try:
+        return "", _file_sha256(path)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read file for the dataset fingerprint: {e}") from None
+
+
+class _ScanCache:
+    """Verdicts of one image root's files, stored as ``<cache_dir>/<id>-<hash of root>.json``.
+
+    An entry (size, mtime_ns, reason, sha256) is reused only when the file's size and mtime are
+    unchanged and the header (root, max_pixels, engine and Pillow versions) is the same, since a
+    new decoder may judge a file differently. A missing, unreadable or malformed cache is treated
+    as empty and rewritten: the cache only ever saves work, it never changes the result.
+    Without ``cache_dir`` every file is validated (and hashed later, by `dataset_fingerprint`).
+    """
+
+    def __init__(self, cache_dir: Path | None, ds_id: str, root: Path, max_pixels: int) -> None:
+        import PIL
+
+        from . import __version__
+
+        real = os.path.realpath(root)
+        self.header = {"format": SCAN_CACHE_FORMAT, "root": _display(real), "max_pixels": max_pixels,
+                       "engine": __version__, "pillow": PIL.__version__}
+        self.path = None
+        if cache_dir is not None:
+            tag = hashlib.sha256(os.fsencode(real)).hexdigest()[:12]
+            self.path = Path(cache_dir) / f"{ds_id}-{tag}.json"
+        self.old = self._read() if self.path else {}
+        self.new: dict[str, list] = {}
+        self.validated = 0  # files decoded (and hashed) by this scan
+        self.now_ns = time.time_ns()
+
+    def _read(self) -> dict[str, list]:
+        try:
+            with open(self.path, "rb") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            return {}
+        if any(data.get(k) != v for k, v in self.header.items()):
+            return {}
+        return {rel: e for rel, e in data["files"].items() if _valid_entry(e)}
+
+    def check(self, root: Path, rel: str, max_pixels: int) -> tuple[str, str]:
+        """(skip reason or "", sha256 or "") of ``root/rel``: from the cache when unchanged."""
+        path = root / rel
+        if self.path is None:
+            try:
+                load_rgb(path, max_pixels=max_pixels)
+            except ImageError as e:
+                return e.reason, ""
+            return "", ""
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None  # load_rgb reports why
+        hit = self.old.get(rel)
+        if st is not None and hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            self.new[rel] = hit
+            return hit[2], hit[3]
+        reason, digest = _validate(path, max_pixels)
+        self.validated += 1
+        if st is not None and st.st_mtime_ns < self.now_ns - RACY_WINDOW_NS:
+            try:
+                after = os.stat(path)
+            except OSError:
+                after = None
+            if after is not None and (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+                self.new[rel] = [st.st_size, st.st_mtime_ns, reason, digest]
+        return reason, digest
+
+    def save(self) -> None:
+        """Write the entries of this scan (files gone since are dropped) if anything changed."""
+        if self.path is None or self.new == self.old:
+            return
+        from .store import atomic_write_json  # noqa: PLC0415 (keeps this module's imports light)
+
+        try:
+            atomic_write_json(self.path, {**self.header, "files": self.new})
+        except OSError:
+            pass  # an optimization only: the next run validates again
+
+
+def _valid_entry(e: object) -> bool:
+    return (isinstance(e, list) and len(e) == 4 and all(type(x) is int for x in e[:2])
+            and isinstance(e[2], str) and isinstance(e[3], str)
+            and (bool(e[2]) != bool(e[3])))  # a skip reason xor a digest
+
+
+def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
+          cache_dir: Path | None = None) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"{root}: image folder missing")
     scanner = _Scanner(root, follow_links)
@@ -372,6 +500,8 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
         extra = f" ({'; '.join(why)})" if why else ""
         raise DatasetError(f"{root}: no class folders; expected root/<class>/<image>{extra}")
 
+    cache = _ScanCache(cache_dir, ds_id, root, max_pixels)
+    digests: dict[str, str] = {}
     classes: list[str] = []
     files: list[str] = []
     labels: list[int] = []
@@ -393,11 +523,12 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
                 # The bundle's index.json holds names as UTF-8 text; such a name cannot be written.
                 skipped.append(SkippedFile(shown, "file name is not valid UTF-8"))
                 continue
-            try:
-                load_rgb(root / rel, max_pixels=max_pixels)
-            except ImageError as e:
-                skipped.append(SkippedFile(shown, e.reason))
+            reason, digest = cache.check(root, rel, max_pixels)
+            if reason:
+                skipped.append(SkippedFile(shown, reason))
                 continue
+            if digest:
+                digests[rel] = digest
             if usable == 0:
                 classes.append(cls)
             usable += 1
@@ -405,6 +536,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
             labels.append(len(classes) - 1)
         if usable == 0 and not any(rel == cls + "/" for rel, _ in items):  # unreadable: said already
             skipped.append(SkippedFile(cls + "/", EMPTY_CLASS))
+    cache.save()
 
     if not files:
         bad = [s for s in skipped if s.reason not in (EMPTY_CLASS, SYSTEM_FILE, SYSTEM_DIR)]
@@ -421,6 +553,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
         files=files,
         labels=np.asarray(labels, dtype=np.int32),
         skipped=skipped,
+        digests=digests,
     )
 
 
@@ -434,14 +567,13 @@ def dataset_fingerprint(ds: Dataset) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"fingerprint": 1, "classes": ds.classes}, ensure_ascii=True).encode())
     for rel, label in zip(ds.files, ds.labels.tolist()):
-        fh = hashlib.sha256()
-        try:
-            with open(ds.root / rel, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    fh.update(chunk)
-        except OSError as e:
-            raise DatasetError(f"{ds.root / rel}: cannot read file for the dataset fingerprint: {e}") from None
-        h.update(json.dumps([_display(rel), int(label), fh.hexdigest()], ensure_ascii=True).encode() + b"\n")
+        digest = ds.digests.get(rel)  # from a cached scan: the same sha256 of the same bytes
+        if digest is None:
+            try:
+                digest = _file_sha256(ds.root / rel)
+            except OSError as e:
+                raise DatasetError(f"{ds.root / rel}: cannot read file for the dataset fingerprint: {e}") from None
+        h.update(json.dumps([_display(rel), int(label), digest], ensure_ascii=True).encode() + b"\n")
     for s in ds.skipped:
         if s.reason in (SYSTEM_FILE, SYSTEM_DIR):
             continue

@@ -179,7 +179,9 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
     feature_store = ArrayStore(work / "features")
     nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
     t = time.perf_counter()
-    datasets = [load_dataset(name, follow_links=cfg.follow_links) for name in cfg.datasets]
+    # <work>/scan-cache: unchanged images are neither decoded nor hashed again (datasets._ScanCache)
+    datasets = [load_dataset(name, follow_links=cfg.follow_links, cache_dir=work / "scan-cache")
+                for name in cfg.datasets]
     ids = [d.id for d in datasets]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
