@@ -364,7 +364,7 @@ def _root_entry(scanner: _Scanner, entry: os.DirEntry) -> tuple[str, str, str]:
 # Scan cache: each file's verdict and sha256, remembered by (relative path, size, mtime_ns)
 # ---------------------------------------------------------------------------------------------
 
-SCAN_CACHE_FORMAT = 1
+SCAN_CACHE_FORMAT = 2
 # A file modified less than this before the scan is not cached: a second write within the same
 # mtime tick (coarse on some file systems: 2 s on FAT) with the same size would go unnoticed.
 RACY_WINDOW_NS = 2_000_000_000
@@ -393,9 +393,10 @@ def _validate(path: Path, max_pixels: int) -> tuple[str, str]:
 class _ScanCache:
     """Verdicts of one image root's files, stored as ``<cache_dir>/<id>-<hash of root>.json``.
 
-    An entry (size, mtime_ns, reason, sha256) is reused only when the file's size and mtime are
-    unchanged and the header (root, max_pixels, engine and Pillow versions) is the same, since a
-    new decoder may judge a file differently. A missing, unreadable or malformed cache is treated
+    An entry (size, mtime_ns, inode, reason, sha256) is reused only when the file's size, mtime and
+    inode are unchanged (the inode catches a file replaced by another of the same size and mtime,
+    e.g. ``cp -p``; a symlink is judged by its target) and the header (root, max_pixels, engine
+    and Pillow versions) is the same, since a new decoder may judge a file differently. A missing, unreadable or malformed cache is treated
     as empty and rewritten: the cache only ever saves work, it never changes the result.
     Without ``cache_dir`` every file is validated (and hashed later, by `dataset_fingerprint`).
     """
@@ -443,9 +444,9 @@ class _ScanCache:
         except OSError:
             st = None  # load_rgb reports why
         hit = self.old.get(rel)
-        if st is not None and hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        if st is not None and hit is not None and hit[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
             self.new[rel] = hit
-            return hit[2], hit[3]
+            return hit[3], hit[4]
         reason, digest = _validate(path, max_pixels)
         self.validated += 1
         if st is not None and st.st_mtime_ns < self.now_ns - RACY_WINDOW_NS:
@@ -453,8 +454,9 @@ class _ScanCache:
                 after = os.stat(path)
             except OSError:
                 after = None
-            if after is not None and (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
-                self.new[rel] = [st.st_size, st.st_mtime_ns, reason, digest]
+            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            if after is not None and [after.st_size, after.st_mtime_ns, after.st_ino] == key:
+                self.new[rel] = [*key, reason, digest]
         return reason, digest
 
     def save(self) -> None:
@@ -470,9 +472,9 @@ class _ScanCache:
 
 
 def _valid_entry(e: object) -> bool:
-    return (isinstance(e, list) and len(e) == 4 and all(type(x) is int for x in e[:2])
-            and isinstance(e[2], str) and isinstance(e[3], str)
-            and (bool(e[2]) != bool(e[3])))  # a skip reason xor a digest
+    return (isinstance(e, list) and len(e) == 5 and all(type(x) is int for x in e[:3])
+            and isinstance(e[3], str) and isinstance(e[4], str)
+            and (bool(e[3]) != bool(e[4])))  # a skip reason xor a digest
 
 
 def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,

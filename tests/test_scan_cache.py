@@ -134,7 +134,7 @@ def test_a_corrupt_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch, garbage):
     (path,) = cache.glob("*.json")
     if garbage is None:
         data = json.loads(path.read_bytes())
-        data["files"] = {rel: [1, "x", "", ""] for rel in data["files"]}
+        data["files"] = {rel: [1, "x", 3, "", ""] for rel in data["files"]}
         garbage = json.dumps(data).encode()
     path.write_bytes(garbage)
     counter = Counter(monkeypatch)
@@ -157,6 +157,23 @@ def test_cache_from_another_limit_is_not_reused(tmp_path, monkeypatch):
     counter.reset()
     load_dataset(root, cache_dir=cache, max_pixels=1000)
     assert counter.decoded == []
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_mtime_is_validated_again(tmp_path, monkeypatch):
+    root, cache = _folder(tmp_path / "photos"), tmp_path / "cache"
+
+    def bmp(path, colour):  # BMP: the size depends on the dimensions only
+        Image.new("RGB", (6, 6), colour).save(path, format="BMP")
+        os.utime(path, ns=(PAST_NS, PAST_NS))
+
+    bmp(root / "cats" / "z.bmp", (1, 1, 1))
+    _, before = _scan(root, cache)
+    bmp(tmp_path / "other.bmp", (200, 1, 1))  # same size, same mtime, other pixels (e.g. cp -p)
+    os.replace(tmp_path / "other.bmp", root / "cats" / "z.bmp")
+    counter = Counter(monkeypatch)
+    _, fp = _scan(root, cache, counter)
+    assert counter.decoded == ["z.bmp"]
+    assert fp != before and fp == dataset_fingerprint(load_dataset(root))
 
 
 def test_a_file_written_just_now_is_not_cached(tmp_path, monkeypatch):
