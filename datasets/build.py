@@ -270,6 +270,9 @@ def build_shapes_large(dest: Path, n: int, seed: int = SHAPES_SEED, jobs: int | 
                 for _ in pool.imap_unordered(_write_large_range, chunks):
                     pass
         (tmp / "dataset.toml").write_text(LARGE_TOML.format(n=n, size=size, seed=seed), encoding="utf-8")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private (0700); a dataset folder need not be
         os.rename(tmp, dest)
     finally:
         if tmp.exists():
