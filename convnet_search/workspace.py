@@ -32,7 +32,7 @@ WORK_MARKER = ".convnet-search-work"
 BUNDLE_MARKER = ".convnet-search-bundle"
 LOCK_FILE = ".convnet-search.lock"
 PROBE_PREFIX = ".convnet-search-probe-"  # writability probe, removed at once (unless killed then)
-STAGE_DIRS = ("features", "neighbors", "umap", "tfjs")
+STAGE_DIRS = ("features", "neighbors", "umap", "tfjs", "scan-cache")
 # A run needs far more on a real dataset; below this even a tiny run fails midway.
 MIN_FREE_BYTES = 100 * 2**20
 
@@ -48,14 +48,15 @@ WORK_FILES = (
     rf"features/{_SEG}/{_SEG}\.parts-{_HEX}/(shard-\d+\.npz|state\.json)",
     rf"tfjs/{_SEG}-{_HEX}\.json",
     rf"tfjs/{_SEG}-{_HEX}/{_SEG}",
-    rf"(features|neighbors|umap|tfjs)/{_TEMP}",
+    rf"scan-cache/{_SEG}\.json",
+    rf"(features|neighbors|umap|tfjs|scan-cache)/{_TEMP}",
 )
 WORK_DIRS = (
-    r"(features|neighbors|umap|tfjs)",
+    r"(features|neighbors|umap|tfjs|scan-cache)",
     rf"(features|neighbors|umap)/{_SEG}",
     rf"features/{_SEG}/{_SEG}\.parts-{_HEX}",
     rf"tfjs/{_SEG}-{_HEX}",
-    rf"(features|neighbors|umap|tfjs)/{_TEMP}",
+    rf"(features|neighbors|umap|tfjs|scan-cache)/{_TEMP}",
 )
 
 

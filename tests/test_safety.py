@@ -336,3 +336,18 @@ def test_resumed_extraction_reports_speed_of_the_images_it_computed(tmp_path, da
     res = extract_features(ds, spec, cfg, store)
     assert res.status == "resumed" and res.images == 18 and res.computed == 14
     assert res.images_per_s == pytest.approx(14 / res.seconds)
+
+
+def test_a_work_folder_with_a_scan_cache_but_no_marker_is_still_ours(tmp_path):
+    """The scan cache (datasets.load_dataset cache_dir) is the engine's own: a work folder whose marker
+    was lost is adopted with it, and --force clears it with the other stage folders."""
+    from convnet_search.workspace import check_work_target, clear_stages
+
+    work = tmp_path / "w"
+    (work / "scan-cache").mkdir(parents=True)
+    (work / "scan-cache" / "photos-0123abcd.json").write_text("{}")
+    (work / "features" / "photos").mkdir(parents=True)
+    (work / "features" / "photos" / "mobilenet.h5").write_bytes(b"")
+    check_work_target(work)  # adopted: every entry is one the engine writes
+    clear_stages(work)
+    assert sorted(p.name for p in work.iterdir()) == []
