@@ -82,13 +82,35 @@ def _feature_keys(feats: StoredArrays) -> list[str]:
     return [feature_key(layer["name"], p) for layer in feats.meta["layers"] for p in feats.meta["poolings"]]
 
 
-def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
+def shared_graph_metrics(cfg: RunConfig) -> list[str]:
+    """The neighbours stage's metrics whose graphs UMAP reuses (empty: UMAP builds its own kNN).
+
+    Reuse needs UMAP's metric among the stored ones and k ≥ n_neighbors − 1 (umap-learn counts the
+    point itself as its first neighbour; the stage stores min(k, N − 1), which is then enough for
+    min(n_neighbors, N − 1) too). Euclidean comes along for layers where cosine falls back to it
+    (zero vectors, projection.umap_2d)."""
+    from .projection import SHARED_METRICS
+
+    if SHARED_METRICS.get(cfg.umap.metric) not in cfg.metrics or cfg.k < cfg.umap.n_neighbors - 1:
+        return []
+    return [m for m in ("cosine", "euclidean") if m in cfg.metrics]
+
+
+def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
+               nbrs: StoredArrays | None = None) -> StoredArrays:
+    """One map per feature matrix; reuses the neighbours stage's graph (nbrs) when it fits."""
     from .projection import umap_2d
 
-    fp = fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed)
+    shared = shared_graph_metrics(cfg) if nbrs is not None else []
+    # The map depends on the stored graph when it reuses one: the neighbours fingerprint says which.
+    fp = fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed,
+                     *([nbrs.meta["fingerprint"], shared] if shared else []))
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
-        arrays = {key: umap_2d(feats.arrays[key], cfg.umap, cfg.seed) for key in _feature_keys(feats)}
+        arrays = {}
+        for key in _feature_keys(feats):
+            graphs = {m: (nbrs.arrays[f"{key}/{m}/ids"], nbrs.arrays[f"{key}/{m}/dists"]) for m in shared}
+            arrays[key] = umap_2d(feats.arrays[key], cfg.umap, cfg.seed, graphs)
         store.write(ds.id, model, {"fingerprint": fp}, arrays)
     return store.load(ds.id, model)
 
@@ -228,7 +250,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
             nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store)
             stage_t["neighbors"] += time.perf_counter() - t
             t = time.perf_counter()
-            maps[m] = umap_stage(ds, feats[m], cfg, umap_store)
+            maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m])
             stage_t["umap"] += time.perf_counter() - t
         results.append(DatasetResults(ds, feats, nbrs, maps))
     report.stage_seconds.update(stage_t)

@@ -29,11 +29,54 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
     return xy
 
 
-def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int) -> np.ndarray:
+# UMAP metric name -> the neighbours stage's metric id with the same distance (umap-learn's "l2" is
+# euclidean). Only these can share a graph: umap-learn's minkowski would need p passed along, and
+# sqeuclidean is not one of UMAP_METRICS.
+SHARED_METRICS = {"cosine": "cosine", "euclidean": "euclidean", "l2": "euclidean"}
+
+# (ids, dists) of the neighbours stage for one feature matrix, keyed by metric id: row q lists the
+# stored nearest rows other than q by ascending (distance, id) (neighbors.top_k_neighbors).
+Graphs = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def precomputed_knn(ids: np.ndarray, dists: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """umap-learn's (knn_indices, knn_dists) from stored neighbours that exclude the row itself.
+
+    umap-learn wants n_neighbors columns *including* the point itself, first, at distance 0; so
+    each row is [q, its first n_neighbors − 1 stored neighbours]. Exactly n_neighbors columns:
+    umap-learn 0.5 prunes wider arrays only for N ≥ 4096.
+    """
+    ids, dists = np.asarray(ids), np.asarray(dists)
+    n, k = ids.shape
+    if k < n_neighbors - 1:
+        raise ValueError(f"{k} stored neighbours per row; UMAP with n_neighbors={n_neighbors} needs "
+                         f"{n_neighbors - 1}")
+    knn_ids = np.empty((n, n_neighbors), dtype=np.int64)
+    knn_dists = np.zeros((n, n_neighbors), dtype=np.float32)
+    knn_ids[:, 0] = np.arange(n)
+    knn_ids[:, 1:] = ids[:, :n_neighbors - 1]
+    knn_dists[:, 1:] = dists[:, :n_neighbors - 1]
+    return knn_ids, knn_dists
+
+
+def graph_for(metric: str, graphs: Graphs | None, n_neighbors: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stored graph UMAP can use under `metric` with n_neighbors, or None (UMAP builds its own)."""
+    shared = SHARED_METRICS.get(metric)
+    if not graphs or shared not in graphs:
+        return None
+    ids, dists = graphs[shared]
+    if ids.shape[1] < n_neighbors - 1:
+        return None
+    return precomputed_knn(ids, dists, n_neighbors)
+
+
+def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int, graphs: Graphs | None = None) -> np.ndarray:
     """UMAP embedding normalised into the unit square. Deterministic for a given seed.
 
     With random_state set, umap-learn runs single-threaded and reproducibly; that is the price of
-    maps that do not jump between runs.
+    maps that do not jump between runs. graphs: the neighbours stage's exact kNN of these features
+    (metric id -> (ids, dists)); when one matches UMAP's metric and is wide enough, UMAP uses it
+    (umap-learn's precomputed_knn) instead of searching neighbours again.
     """
     from .runtime import import_tensorflow
 
@@ -50,10 +93,14 @@ def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int) -> np.ndarray:
         warnings.warn("zero feature vectors present; UMAP uses euclidean for this layer", RuntimeWarning,
                       stacklevel=2)
         metric = "euclidean"
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(cfg.n_neighbors, n - 1), min_dist=cfg.min_dist,
+    n_neighbors = min(cfg.n_neighbors, n - 1)
+    knn = graph_for(metric, graphs, n_neighbors)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=cfg.min_dist,
                         metric=metric, random_state=seed, init="spectral" if n > 10 else "random",
-                        n_jobs=1)
+                        n_jobs=1, precomputed_knn=knn if knn is not None else (None, None, None))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        # no search index with a precomputed graph: only transform() of new points needs one
+        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         emb = reducer.fit_transform(x)
     return normalize_unit_square(emb)
