@@ -203,7 +203,7 @@ def _id_mismatches(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> tuple[int,
     return ordered, int(sets)
 
 
-def _faiss_rows(X: np.ndarray, rounds: int, quick: bool) -> list[dict]:
+def _faiss_rows(X: np.ndarray, rounds: int) -> list[dict]:
     faiss = _faiss()
     if faiss is None:
         return [{"case": "faiss flat", "skipped": True,
@@ -254,7 +254,7 @@ def run(quick: bool) -> list[dict]:
         r["rounds_ours_s"], r["rounds_baseline_measured_s"] = [round(t, 3) for t in t_o], [round(t, 3) for t in t_b]
         rows.append(r)
     rows.append(_shared_row(X, rounds))
-    rows.extend(_faiss_rows(X, rounds, quick))
+    rows.extend(_faiss_rows(X, rounds))
     del X
     gc.collect()
 
