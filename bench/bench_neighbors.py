@@ -11,6 +11,15 @@ round, so the ratio is measured in one run and is robust to other jobs on the ma
 
 Ours is checked against the baseline on the measured rows: ids equal to a *stable* sort of the
 baseline's distances (ties → smaller id), with the query itself excluded.
+
+Two more kinds of row:
+* shared euclidean + sqeuclidean: ``top_k_neighbors_multi`` (one gemm pass serves both) against
+  two separate calls, interleaved, ids and distances required bit-equal.
+* faiss (optional, not a project dependency; skipped with a note when ``import faiss`` fails):
+  exact flat indexes ``IndexFlatIP`` on L2-normalised rows (cosine) and ``IndexFlatL2``
+  (sqeuclidean), searching k+1 and dropping the query itself, against ours in the same run,
+  interleaved; faiss's ids are compared with ours (= the exact reference, ties → smaller id) on
+  1,000 sampled rows, and on a small set with exact duplicate rows (ties).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import tracemalloc
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from convnet_search.neighbors import top_k_neighbors
+from convnet_search.neighbors import top_k_neighbors, top_k_neighbors_multi
 
 K = 15
 GEMM_METRICS = ("cosine", "euclidean", "sqeuclidean")
@@ -127,6 +136,102 @@ def _row(metric, n, d, ours_s, base_rows, base_s, peak, mismatches, goal_speedup
     }
 
 
+def _best_of(rounds: int, *fns):
+    """Each fn called `rounds` times, interleaved; (fastest seconds per fn, last result per fn)."""
+    times = [[] for _ in fns]
+    results = [None] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            gc.collect()
+            t0 = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - t0)
+    return [min(t) for t in times], results, times
+
+
+def _shared_row(X: np.ndarray, rounds: int) -> dict:
+    """euclidean + sqeuclidean: one shared pass vs two separate calls, results bit-equal."""
+    def separate():
+        return {m: top_k_neighbors(X, K, m) for m in ("euclidean", "sqeuclidean")}
+
+    def shared():
+        return top_k_neighbors_multi(X, K, ["euclidean", "sqeuclidean"])
+
+    (t_sep, t_sh), (sep, sh), times = _best_of(rounds, separate, shared)
+    equal = all(np.array_equal(sep[m][i], sh[m][i]) for m in sep for i in (0, 1))
+    return {"case": f"top-{K} euclidean+sqeuclidean shared", "metric": "euclidean+sqeuclidean",
+            "n": X.shape[0], "d": X.shape[1], "k": K, "ours_s": round(t_sh, 3),
+            "separate_s": round(t_sep, 3), "speedup": round(t_sep / t_sh, 2), "equal": equal,
+            "pass": equal, "rounds_ours_s": [round(t, 3) for t in times[1]],
+            "rounds_separate_s": [round(t, 3) for t in times[0]]}
+
+
+def _faiss():
+    try:
+        import faiss  # noqa: PLC0415 - optional, measured only
+    except ImportError:
+        return None
+    return faiss
+
+
+def _faiss_search(faiss, X: np.ndarray, metric: str) -> np.ndarray:
+    """faiss exact flat search of X against itself; top-K ids with the query itself dropped."""
+    if metric == "cosine":
+        Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30)
+        index = faiss.IndexFlatIP(X.shape[1])
+    else:
+        Xn = X
+        index = faiss.IndexFlatL2(X.shape[1])
+    Xn = np.ascontiguousarray(Xn, dtype=np.float32)
+    index.add(Xn)
+    _, I = index.search(Xn, K + 1)
+    return _drop_self(I)
+
+
+def _drop_self(I: np.ndarray) -> np.ndarray:
+    """K ids per row without the row itself (faiss may rank an exact duplicate above it)."""
+    out = np.empty((I.shape[0], K), dtype=np.int64)
+    for q, row in enumerate(I):
+        out[q] = [j for j in row if j != q][:K]
+    return out
+
+
+def _id_mismatches(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> tuple[int, int]:
+    """(rows whose ordered ids differ, rows whose id *sets* differ) among `rows`."""
+    ordered = int((a[rows] != b[rows]).any(axis=1).sum())
+    sets = sum(set(a[r].tolist()) != set(b[r].tolist()) for r in rows)
+    return ordered, int(sets)
+
+
+def _faiss_rows(X: np.ndarray, rounds: int) -> list[dict]:
+    faiss = _faiss()
+    if faiss is None:
+        return [{"case": "faiss flat", "skipped": True,
+                 "note": "faiss not importable (optional, not a project dependency): "
+                         "`pip install faiss-cpu` to measure it"}]
+    n = X.shape[0]
+    sample = np.random.default_rng(7).choice(n, min(1000, n), replace=False)
+    ties = make_features(500, 64, seed=3)[np.repeat(np.arange(500), 4)]  # every row 3 duplicates
+    rows = []
+    for metric in ("cosine", "sqeuclidean"):
+        (t_f, t_o), (f_ids, (o_ids, _)), times = _best_of(
+            rounds, lambda: _faiss_search(faiss, X, metric), lambda: top_k_neighbors(X, K, metric))
+        mism, mism_sets = _id_mismatches(f_ids, o_ids, sample)
+        t_mism, t_sets = _id_mismatches(_faiss_search(faiss, ties, metric), top_k_neighbors(ties, K, metric)[0],
+                                        np.arange(len(ties)))
+        rows.append({
+            "case": f"top-{K} {metric} faiss flat", "metric": metric, "n": n, "d": X.shape[1], "k": K,
+            "ours_s": round(t_o, 3), "faiss_s": round(t_f, 3), "faiss_vs_ours": round(t_o / t_f, 2),
+            "faiss_version": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
+            "checked_rows": len(sample), "faiss_mismatched_rows": mism, "faiss_mismatched_sets": mism_sets,
+            "ties_rows": len(ties), "ties_faiss_mismatched_rows": t_mism, "ties_faiss_mismatched_sets": t_sets,
+            "rounds_ours_s": [round(t, 3) for t in times[1]], "rounds_faiss_s": [round(t, 3) for t in times[0]],
+            "note": "faiss_vs_ours = ours_s / faiss_s (> 1: faiss faster); mismatches: faiss ids ≠ ours "
+                    "(ours = exact reference, ties → smaller id)",
+        })
+    return rows
+
+
 def run(quick: bool) -> list[dict]:
     n, d, base_rows = (2000, 128, 2000) if quick else (20000, 1024, 1000)
     n_m, base_rows_m = (500, 500) if quick else (5000, 200)
@@ -148,6 +253,8 @@ def run(quick: bool) -> list[dict]:
         r = _row(metric, n, d, ours_s, base_rows, base_s, peak, mism, None if quick else 10.0)
         r["rounds_ours_s"], r["rounds_baseline_measured_s"] = [round(t, 3) for t in t_o], [round(t, 3) for t in t_b]
         rows.append(r)
+    rows.append(_shared_row(X, rounds))
+    rows.extend(_faiss_rows(X, rounds))
     del X
     gc.collect()
 

@@ -16,7 +16,8 @@ How (docs/bundle.md defines the distances):
   d̃ − ε ≤ U. Those candidates (usually k plus a handful; every tied point when there are ties)
   are re-ranked with exact float64 distances computed from differences, the way scipy does, and
   sorted by (distance, id). No guessing of a margin, no fallback path: ties and near-ties at the
-  boundary simply make the candidate set larger.
+  boundary simply make the candidate set larger. Euclidean's bounds are the squared ones, so
+  ``top_k_neighbors_multi`` serves euclidean and sqeuclidean from one gemm + candidate pass.
 * minkowski(p): no gemm identity exists, so a numba kernel computes exact float64 distances from
   each query to all rows (one row buffer per thread) and selects by (distance, id).
 """
@@ -89,8 +90,11 @@ DEFAULT_MINKOWSKI_P = 3.0
 _COSINE, _EUCLIDEAN, _SQEUCLIDEAN, _MINKOWSKI = 0, 1, 2, 3
 _CODES = {"cosine": _COSINE, "euclidean": _EUCLIDEAN, "sqeuclidean": _SQEUCLIDEAN, "minkowski": _MINKOWSKI}
 
-# Default budget for one block's float32 distance matrix (several live at once briefly).
-_BLOCK_BYTES = 32 * 1024 * 1024
+# Default budget for one block's float32 distance matrix (several live at once briefly). The gemm
+# is most of the time and narrow blocks slow it down: at N = 20,000, D = 1024 cosine took 15 s with
+# 32 MB blocks (409 rows) and 9 s with 128 MB (1,638 rows), as fast as faiss's IndexFlatIP (9.2 s)
+# in the same run (bench/README.md).
+_BLOCK_BYTES = 128 * 1024 * 1024
 
 
 def resolve_metric(name: str) -> str:
@@ -249,7 +253,8 @@ def _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code):
 
 
 @njit(cache=True, parallel=True)
-def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, row0):
+def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, row0,
+                 sqrt_ids, sqrt_d):
     """Select and exactly re-rank the top-k of each row of a block of approximate distances.
 
     G is the float32 gemm block (B×N): dot products of normalised rows (cosine) or of raw rows.
@@ -260,6 +265,12 @@ def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset,
     Candidates are all j with d̃ − ε ≤ U, U = k-th smallest of d̃ + ε (self excluded when
     self_offset ≥ 0: query row i is item self_offset + i). This set provably contains the exact
     top-k including every tie at the boundary.
+
+    When sqrt_ids has rows (code sqeuclidean only), the euclidean top-k is written there too,
+    from the same candidates: euclidean's bounds are the squared ones, so its candidate set is
+    identical, and sqrt of the exact float64 squared distance is bit-equal to euclidean's exact
+    distance. Only the tiny candidate sort is repeated, because distinct squared distances can
+    round to the same sqrt, and such a tie must then go to the smaller id as it does alone.
     """
     B, N = G.shape
     for b in prange(B):
@@ -291,6 +302,8 @@ def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset,
                     dist[c] = _exact_distance(Q, X, i, j, qnorm, xnorm, code)
                     c += 1
         _take_k_sorted(cand, dist, k, out_ids, out_d, i)
+        if sqrt_ids.shape[0] > 0:
+            _take_k_sorted(cand, np.sqrt(dist), k, sqrt_ids, sqrt_d, i)
 
 
 @njit(cache=True)
@@ -427,56 +440,75 @@ def _scaled_f32(X: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows: int | None,
          exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    mid = resolve_metric(metric)
-    code = _CODES[mid]
-    M, N = Q.shape[0], X.shape[0]
+    code = _CODES[resolve_metric(metric)]
+    if code == _MINKOWSKI:
+        return _run_minkowski(Q, X, k, p, block_rows, exclude_self)
+    return _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean=False)[0]
+
+
+def _run_minkowski(Q, X, k, p, block_rows, exclude_self):
+    pf = validate_minkowski_p(p)
+    ip = int(pf) if pf == int(pf) and pf <= 64 else 0
+    M = Q.shape[0]
     out_ids = np.empty((M, k), dtype=np.int64)
     out_d = np.empty((M, k), dtype=np.float64)
-    self_offset = 0 if exclude_self else -1
-    B = _block_rows(N, block_rows)
+    # Minkowski needs no B×N block (one row buffer per thread); blocks only bound the work
+    # handed to one parallel call.
+    B = _block_rows(X.shape[0], block_rows)
+    for r0 in range(0, M, B):
+        _minkowski_select(Q, X, pf, ip, 0 if exclude_self else -1, k, out_ids, out_d, r0, min(M, r0 + B))
+    return out_ids, _to_f32(out_d)
 
-    if code == _MINKOWSKI:
-        pf = validate_minkowski_p(p)
-        ip = int(pf) if pf == int(pf) and pf <= 64 else 0
-        # Minkowski needs no B×N block (one row buffer per thread); blocks only bound the work
-        # handed to one parallel call.
-        for r0 in range(0, M, B):
-            _minkowski_select(Q, X, pf, ip, self_offset, k, out_ids, out_d, r0, min(M, r0 + B))
-        return out_ids, _to_f32(out_d)
 
+def _gemm_operands(Q, X, qnorm, xnorm, code):
+    """(Qa, Xa, qsq, xsq, converted): the float32 gemm operands and squared norms for _gemm_select."""
+    M, N = Q.shape[0], X.shape[0]
     converted = Q.dtype != np.float32 or X.dtype != np.float32
-    qnorm = _row_norms(Q)
-    xnorm = _row_norms(X) if Q is not X else qnorm
     if code == _COSINE:
         # Normalised float32 copies: the gemm then gives cosines directly. Zero rows stay zero,
         # so d̃ = 1, which is also their exact distance.
         Xa = _scaled_f32(X, np.divide(1.0, xnorm, out=np.zeros_like(xnorm), where=xnorm > 0))
         Qa = Xa if Q is X else _scaled_f32(Q, np.divide(1.0, qnorm, out=np.zeros_like(qnorm), where=qnorm > 0))
-        qsq = xsq = np.zeros(1)  # unused for cosine
+        return Qa, Xa, np.zeros(1), np.zeros(1), converted  # squared norms unused for cosine
+    # Extreme magnitudes are scaled by a power of two (exact) so the largest |value| is in
+    # [0.5, 1): float32 squares then cannot overflow, and tiny data does not drown in the
+    # bound's underflow term. Ordinary magnitudes are used as they are (no copy of X).
+    maxabs = max(float(Q.max()), -float(Q.min()), float(X.max()), -float(X.min()))
+    scale = 1.0
+    if maxabs > 0 and not 2.0**-20 <= maxabs <= 2.0**20:
+        scale = 2.0 ** -math.frexp(maxabs)[1]
+    if scale == 1.0 and X.dtype == np.float32:
+        Xa = X
     else:
-        # Extreme magnitudes are scaled by a power of two (exact) so the largest |value| is in
-        # [0.5, 1): float32 squares then cannot overflow, and tiny data does not drown in the
-        # bound's underflow term. Ordinary magnitudes are used as they are (no copy of X).
-        maxabs = max(float(Q.max()), -float(Q.min()), float(X.max()), -float(X.min()))
-        scale = 1.0
-        if maxabs > 0 and not 2.0**-20 <= maxabs <= 2.0**20:
-            scale = 2.0 ** -math.frexp(maxabs)[1]
-        if scale == 1.0 and X.dtype == np.float32:
-            Xa = X
-        else:
-            Xa = _scaled_f32(X, np.full(N, scale))
-            converted = True
-        Qa = Xa if Q is X else _scaled_f32(Q, np.full(M, scale))
-        qsq, xsq = (qnorm * scale) ** 2, (xnorm * scale) ** 2
+        Xa = _scaled_f32(X, np.full(N, scale))
+        converted = True
+    Qa = Xa if Q is X else _scaled_f32(Q, np.full(M, scale))
+    return Qa, Xa, (qnorm * scale) ** 2, (xnorm * scale) ** 2, converted
+
+
+def _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean):
+    """[(ids, dists)] for `code`; with also_euclidean (code sqeuclidean) a second pair for
+    euclidean from the same gemm and candidates (see _gemm_select)."""
+    M, N = Q.shape[0], X.shape[0]
+    out_ids = np.empty((M, k), dtype=np.int64)
+    out_d = np.empty((M, k), dtype=np.float64)
+    rows2 = M if also_euclidean else 0
+    sqrt_ids, sqrt_d = np.empty((rows2, k), dtype=np.int64), np.empty((rows2, k), dtype=np.float64)
+    qnorm = _row_norms(Q)
+    xnorm = _row_norms(X) if Q is not X else qnorm
+    Qa, Xa, qsq, xsq, converted = _gemm_operands(Q, X, qnorm, xnorm, code)
     coef = _gemm_error_coef(Q.shape[1], converted)
     eabs = _gemm_error_abs(Q.shape[1])
+    B = _block_rows(N, block_rows)
     G = np.empty((min(B, M), N), dtype=np.float32)
     for r0 in range(0, M, B):
         r1 = min(M, r0 + B)
         g = G[: r1 - r0]
         np.matmul(Qa[r0:r1], Xa.T, out=g)
-        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, r0)
-    return out_ids, _to_f32(out_d)
+        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, 0 if exclude_self else -1, k,
+                     out_ids, out_d, r0, sqrt_ids, sqrt_d)
+    pairs = [(out_ids, _to_f32(out_d))]
+    return pairs + [(sqrt_ids, _to_f32(sqrt_d))] if also_euclidean else pairs
 
 
 def top_k_neighbors(X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MINKOWSKI_P,
@@ -504,7 +536,27 @@ def top_k_query(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, p: float =
     return _run(Q, X, k, metric, p, block_rows, exclude_self=False)
 
 
+def top_k_neighbors_multi(X: np.ndarray, k: int, metrics, *, p: float = DEFAULT_MINKOWSKI_P,
+                          block_rows: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """top_k_neighbors of X under several metrics, sharing work: {name as given: (ids, dists)}.
+
+    Euclidean and squared euclidean rank identically (sqrt is monotone), so when both are asked
+    one gemm + candidate pass serves both; results equal separate top_k_neighbors calls exactly.
+    """
+    X = _as_matrix(X, "X")
+    k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
+    ids = {name: resolve_metric(name) for name in metrics}
+    wanted = set(ids.values())
+    done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if {"euclidean", "sqeuclidean"} <= wanted:
+        done["sqeuclidean"], done["euclidean"] = _run_gemm(X, X, k, _SQEUCLIDEAN, block_rows, True, True)
+    for mid in sorted(wanted - done.keys(), key=list(METRICS).index):
+        done[mid] = _run(X, X, k, mid, p, block_rows, exclude_self=True)
+    return {name: done[mid] for name, mid in ids.items()}
+
+
 __all__ = [
+    "top_k_neighbors_multi",
     "Metric",
     "METRICS",
     "DEFAULT_MINKOWSKI_P",

@@ -58,17 +58,18 @@ def _progress(console: Console) -> Progress:
 
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
     from .evaluate import score_window
-    from .neighbors import top_k_neighbors
+    from .neighbors import top_k_neighbors_multi
 
     fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
                      cfg.minkowski_p, cfg.k)
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays: dict[str, np.ndarray] = {}
+        k = score_window(len(ds), cfg.k)[0]
         for key in _feature_keys(feats):
-            x = feats.arrays[key]
-            for metric in cfg.metrics:
-                ids, dists = top_k_neighbors(x, score_window(len(ds), cfg.k)[0], metric, p=cfg.minkowski_p)
+            # all metrics of one matrix at once: euclidean and sqeuclidean share one top-k
+            results = top_k_neighbors_multi(feats.arrays[key], k, cfg.metrics, p=cfg.minkowski_p)
+            for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
         store.write(ds.id, model, {"fingerprint": fp}, arrays)

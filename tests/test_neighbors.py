@@ -14,6 +14,7 @@ from convnet_search.neighbors import (
     Metric,
     resolve_metric,
     top_k_neighbors,
+    top_k_neighbors_multi,
     top_k_query,
     validate_minkowski_p,
 )
@@ -220,6 +221,77 @@ def test_bad_block_rows():
         top_k_neighbors(np.eye(4), 1, "cosine", block_rows=0)
 
 
+# ---- euclidean and squared euclidean share one top-k ----------------------------------------
+
+def _assert_shared_equals_separate(X, k, block_rows=None):
+    got = top_k_neighbors_multi(X, k, ["sqeuclidean", "l2", "cosine"], block_rows=block_rows)
+    assert list(got) == ["sqeuclidean", "l2", "cosine"]  # keyed and ordered as asked
+    for name, metric in [("sqeuclidean", "sqeuclidean"), ("l2", "euclidean"), ("cosine", "cosine")]:
+        ids, d = top_k_neighbors(X, k, metric, block_rows=block_rows)
+        np.testing.assert_array_equal(got[name][0], ids)
+        np.testing.assert_array_equal(got[name][1], d)  # bit-equal, not merely close
+    sq = got["sqeuclidean"][1].astype(np.float64)
+    np.testing.assert_allclose(got["l2"][1], np.sqrt(sq), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("block_rows", [None, 7])
+def test_shared_euclidean_equals_separate_on_data_with_ties(block_rows, rng):
+    dup = rng.normal(size=(20, 6))[rng.permutation(np.repeat(np.arange(20), 4))]  # exact duplicates
+    ints = rng.integers(-2, 3, size=(150, 4)).astype(np.float32)  # many exactly equal distances
+    for X in (dup, ints, rng.normal(size=(90, 12)).astype(np.float32)):
+        _assert_shared_equals_separate(X, 15, block_rows)
+        assert_equal_reference(X, 15, "euclidean", block_rows=block_rows)
+
+
+def test_shared_euclidean_breaks_sqrt_rounding_ties_by_smaller_id():
+    # From the origin, row 1 is at squared distance 1 + 2⁻⁵² and row 2 at exactly 1: different
+    # squared distances, but both square roots round to 1.0, a tie that euclidean must give to the
+    # smaller id (as scipy does). Taking sqrt of the squared top-k would list row 2 first.
+    X = np.array([[0.0, 0.0], [1.0, 2.0**-26], [1.0, 0.0], [5.0, 5.0]])
+    got = top_k_neighbors_multi(X, 1, ["euclidean", "sqeuclidean"])
+    assert got["sqeuclidean"][0][0, 0] == 2
+    assert got["euclidean"][0][0, 0] == 1
+    _assert_shared_equals_separate(X, 2)
+    assert_equal_reference(X, 1, "euclidean")
+
+
+def test_shared_computation_runs_one_gemm_pass_for_both(monkeypatch, rng):
+    import convnet_search.neighbors as nb
+
+    calls = []
+    real = nb._gemm_select
+    monkeypatch.setattr(nb, "_gemm_select", lambda *a: calls.append(a[5]) or real(*a))
+    X = rng.normal(size=(50, 8)).astype(np.float32)
+    top_k_neighbors_multi(X, 5, ["euclidean", "sqeuclidean", "cosine", "minkowski"])
+    assert sorted(calls) == [0, 2]  # one cosine pass, one shared (sq)euclidean pass (code 2)
+    calls.clear()
+    top_k_neighbors_multi(X, 5, ["euclidean"])  # alone: its own pass, as before
+    assert calls == [1]
+
+
+def test_neighbors_stage_computes_euclidean_and_sqeuclidean_in_one_pass(monkeypatch, tmp_path, rng):
+    from types import SimpleNamespace
+
+    import convnet_search.neighbors as nb
+    from convnet_search.pipeline import neighbors_stage
+    from convnet_search.store import ArrayStore
+
+    calls = []
+    real = nb._gemm_select
+    monkeypatch.setattr(nb, "_gemm_select", lambda *a: calls.append(a[5]) or real(*a))
+    x = rng.integers(-2, 3, size=(40, 5)).astype(np.float32)
+    feats = SimpleNamespace(meta={"fingerprint": "f", "model": "m", "layers": [{"name": "l"}], "poolings": ["avg"]},
+                            arrays={"avg/l": x})
+    ds = type("DS", (), {"id": "d", "__len__": lambda self: 40})()
+    cfg = SimpleNamespace(metrics=("cosine", "euclidean", "sqeuclidean"), minkowski_p=3.0, k=10)
+    out = neighbors_stage(ds, feats, cfg, ArrayStore(tmp_path)).arrays
+    assert sorted(calls) == [0, 2]
+    for metric in cfg.metrics:
+        ids, d = top_k_neighbors(x, 10, metric)
+        np.testing.assert_array_equal(out[f"avg/l/{metric}/ids"], ids)
+        np.testing.assert_array_equal(out[f"avg/l/{metric}/dists"], d)
+
+
 # ---- properties ------------------------------------------------------------------------------
 
 def _matrices(elements):
@@ -259,6 +331,13 @@ def test_property_integer_data_equals_reference_exactly(X, metric, data):
     rids, rd = reference(X, X, k, metric, exclude_self=True)
     np.testing.assert_array_equal(ids, rids)
     np.testing.assert_allclose(d, rd, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(X=st.one_of(int_matrices, float_matrices), data=st.data())
+def test_property_shared_euclidean_equals_separate(X, data):
+    k = data.draw(st.integers(1, X.shape[0] - 1), label="k")
+    _assert_shared_equals_separate(X, k, data.draw(st.sampled_from([None, 1, 3]), label="block_rows"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
