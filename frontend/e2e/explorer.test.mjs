@@ -151,7 +151,11 @@ describe('explorer', () => {
       const d = (xy[2 * i] - xy[0]) ** 2 + (xy[2 * i + 1] - xy[1]) ** 2;
       if (d > far) { far = d; target = i; }
     }
+    // Mouse events need the point inside the viewport: make the whole canvas fit (wherever UMAP put it).
+    await page.setViewportSize({ width: 1280, height: 1600 });
+    await page.waitForSelector('canvas.umap-canvas[data-points]');
     const box = await page.locator('canvas.umap-canvas').boundingBox();
+    assert.ok(box.y + box.height <= 1600, `canvas fits the viewport: ${JSON.stringify(box)}`);
     const s = Math.min(box.width, box.height) - 2 * PLOT_PAD;
     const x = box.x + (box.width - s) / 2 + xy[2 * target] * s;
     const y = box.y + (box.height - s) / 2 + (1 - xy[2 * target + 1]) * s;
