@@ -13,16 +13,13 @@ import os
 import subprocess
 from pathlib import Path
 
+from bench_quality import real_dir  # one rule for where ../shared/real is
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 FRONTEND = ROOT / "frontend"
 PARITY_JSON = FRONTEND / "test-results" / "bigphoto-parity.json"
 H5 = Path("weights") / "keras_home" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
-
-
-def real_dir() -> Path:
-    env = os.environ.get("CONVNET_SEARCH_REAL")
-    return Path(env).expanduser() if env else ROOT.parent / "shared" / "real"
 
 
 def skip_reason() -> str | None:

@@ -18,7 +18,6 @@ Weight names after our export look like
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -28,9 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_quality import real_dir  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from convnet_search import tfjs_export as te  # noqa: E402
 
-REAL = Path(os.environ.get("CONVNET_SEARCH_REAL") or ROOT.parent / "shared" / "real")
+REAL = real_dir()
 SCHEMES: dict[str, dict | None] = {
     "none": None,
     "float16": {"float16": "*"},
@@ -56,8 +56,10 @@ def photos(per_class: int) -> list[Path]:
 def main() -> None:
     from convnet_search.images import load_rgb
     from convnet_search.models import build_feature_extractor, get_spec
-    from convnet_search.preprocess import resize_rgb
+    from convnet_search.preprocess import area_downscale, resize_rgb
 
+    if len(sys.argv) < 3:
+        sys.exit("usage: quant_parity.py MODEL WEIGHTS [PER_CLASS] [\"scheme|scheme…\"] (see the docstring)")
     model_id, weights = sys.argv[1], sys.argv[2]
     per_class = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     schemes = {k: v for k, v in SCHEMES.items() if len(sys.argv) <= 4 or k in sys.argv[4].split("|")}
@@ -72,7 +74,9 @@ def main() -> None:
     npys = []
     for i, r in enumerate(rgbs):
         npys.append(tmp / f"img{i:03d}.npy")
-        np.save(npys[-1], r[None].astype(np.uint8))
+        # Node gets step 1 of the documented path done (the browser's JS box downscale), so the
+        # figures measure quantization, not preprocessing (as tests/test_tfjs_export.py does).
+        np.save(npys[-1], area_downscale(r, spec.input_size)[None].astype(np.uint8))
     print(f"{model_id}, weights {base['weights']}, {len(paths)} photos, layers {', '.join(layers)}")
     print("| scheme | bytes | cosine min | mean | last layer min | worst layer |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")

@@ -8,17 +8,15 @@ upscaled 4000×3000 parrot through our own decoding + the whole path.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import real_data
 from convnet_search.images import load_rgb
 from convnet_search.preprocess import MAX_PRE_SCALE, area_downscale, area_factor, resize_rgb
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = (224, 224)
 
 
@@ -133,30 +131,21 @@ def test_rejects_non_rgb():
 
 # --- the real ImageNet classifier on a big photo -------------------------------------------------
 
-def _real_root() -> Path | None:
-    env = os.environ.get("CONVNET_SEARCH_REAL")
-    root = Path(env) if env else REPO.parent / "shared" / "real"
-    return root if (root / "weights").is_dir() else None
-
-
 MACAW = 88  # Keras ImageNet order (samples/imagenet_class_index.json)
 
 
 @pytest.fixture(scope="module")
 def real_classifier():
-    root = _real_root()
-    if root is None:
-        pytest.skip("real ImageNet weights absent: no ../shared/real (set CONVNET_SEARCH_REAL to its path)")
-    h5 = root / "weights" / "keras_home" / "models" / "mobilenet_2_5_224_tf.h5"
-    if not h5.is_file():
-        pytest.skip(f"real ImageNet weights absent: {h5} missing")
+    h5 = real_data.TOP_H5
+    if real_data.missing(h5):
+        pytest.skip(real_data.missing(h5))
     import keras
 
     # The very file `MobileNet(alpha=0.25, weights="imagenet")` loads with KERAS_HOME pointing at
     # keras_home/ (passed by path: KERAS_HOME is read once, when Keras is first imported).
     model = keras.applications.MobileNet(alpha=0.25, weights=str(h5))
-    classes = json.loads((root / "weights" / "samples" / "imagenet_class_index.json").read_text())
-    return model, classes, root / "weights" / "samples"
+    classes = json.loads((real_data.SAMPLES / "imagenet_class_index.json").read_text())
+    return model, classes, real_data.SAMPLES
 
 
 def _top(model, x: np.ndarray) -> tuple[int, float]:

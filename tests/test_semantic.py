@@ -26,22 +26,16 @@ from pathlib import Path
 
 import pytest
 
+import real_data
+
 ROOT = Path(__file__).resolve().parents[1]
-ENV_REAL = "CONVNET_SEARCH_REAL"
-REAL = Path(os.environ[ENV_REAL]).expanduser() if os.environ.get(ENV_REAL) else ROOT.parent / "shared" / "real"
-DATASET = REAL / "tinyimagenet20"
-WEIGHTS = REAL / "weights"
-KERAS_HOME = WEIGHTS / "keras_home"
-SAMPLES = WEIGHTS / "samples"
+DATASET, KERAS_HOME, SAMPLES = real_data.TINYIMAGENET20, real_data.KERAS_HOME, real_data.SAMPLES
 MODEL = "mobilenet_025"
 MIN_BEST_SCORE = 0.45
 MIN_RATIO = 3.0
 
-_missing = [p for p in (DATASET, KERAS_HOME / "models", SAMPLES) if not p.is_dir()]
-pytestmark = pytest.mark.skipif(
-    bool(_missing),
-    reason=f"real data absent: {_missing[0] if _missing else ''} not found (set {ENV_REAL} to the folder "
-           "holding tinyimagenet20/ and weights/)")
+_missing = real_data.missing(DATASET, KERAS_HOME / "models", SAMPLES)
+pytestmark = pytest.mark.skipif(_missing is not None, reason=str(_missing))
 
 
 def _env() -> dict[str, str]:

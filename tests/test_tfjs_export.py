@@ -13,7 +13,6 @@ passed them while real weights fell to cosine 0.16.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import real_data
 from convnet_search import tfjs_export as te
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,8 +29,7 @@ EMBED = FRONTEND / "scripts" / "tfjs-embed.mjs"
 MIN_COSINE = 0.999
 N_IMAGES = 20
 # Real ImageNet weights and photos (evaluation only, never copied into the repo).
-REAL = Path(os.environ.get("CONVNET_SEARCH_REAL") or REPO.parent / "shared" / "real")
-REAL_WEIGHTS = REAL / "weights" / "keras_home" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
+REAL, REAL_WEIGHTS = real_data.REAL, real_data.NOTOP_H5
 REAL_PER_CLASS = 2  # tinyimagenet20: 20 classes → 40 photos, plus the sample photos
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import real_data
 from convnet_search import models, weights
 from convnet_search.config import RunConfig, load_config
 from convnet_search.extract import extraction_fingerprint
@@ -22,15 +23,9 @@ from convnet_search.weights import (FetchError, WeightsError, fetch_weights, res
                                     weights_cache)
 
 ROOT = Path(__file__).resolve().parents[1]
-# <repo>/../shared/real; a git worktree may sit a level deeper, so the nearest ancestor that has one.
-REAL = Path(os.environ.get("CONVNET_SEARCH_REAL") or next(
-    (p / "shared" / "real" for p in ROOT.parents if (p / "shared" / "real").is_dir()),
-    ROOT.parent / "shared" / "real"))
-REAL_HOME = REAL / "weights" / "keras_home"
-REAL_FILE = REAL_HOME / "models" / "mobilenet_2_5_224_tf_no_top.h5"
-needs_real = pytest.mark.skipif(not REAL_FILE.is_file(),
-                                reason=f"real ImageNet weights not found at {REAL_FILE} "
-                                       "(set CONVNET_SEARCH_REAL to the shared/real folder)")
+REAL_HOME, REAL_FILE = real_data.KERAS_HOME, real_data.NOTOP_H5
+needs_real = pytest.mark.skipif(real_data.missing(REAL_FILE) is not None,
+                                reason=str(real_data.missing(REAL_FILE)))
 CLI = [sys.executable, "-m", "convnet_search.cli"]
 
 
@@ -221,7 +216,7 @@ def test_real_cache_file_resolves_and_loads_the_real_weights():
     assert used is r
     ref = keras.applications.MobileNet(alpha=0.25, include_top=False, input_shape=(224, 224, 3),
                                        weights=None)
-    ref.load_weights(str(REAL / "weights" / "mobilenet_0.25_224_imagenet_notop.weights.h5"))
+    ref.load_weights(str(real_data.REAL / "weights" / "mobilenet_0.25_224_imagenet_notop.weights.h5"))
     assert models.weights_digest(base) == models.weights_digest(ref)
 
 
