@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .pooling import MAX_FLATTEN_DIM, POOLINGS, feature_key, keras_pooling_layer, resolve_poolings
+from .pooling import MAX_FLATTEN_DIM, POOLINGS, feature_keys, keras_pooling_layer, resolve_poolings
 
 from .weights import ResolvedWeights, WeightsError, file_digests, load_failure, resolve_weights
 
@@ -356,7 +356,7 @@ def _preprocess_layer(spec: ModelSpec):
 
 def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
     """Names of the extractor's outputs, in order: every pooling of a layer, layer by layer."""
-    return [feature_key(i.name, p) for i in infos for p in poolings]
+    return feature_keys([i.name for i in infos], poolings)
 
 
 def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = None, *,

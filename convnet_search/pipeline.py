@@ -78,9 +78,9 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
 
 def _feature_keys(feats: StoredArrays) -> list[str]:
     """Every (pooling, layer) matrix of a features file, in the extractor's output order."""
-    from .pooling import feature_key
+    from .pooling import feature_keys
 
-    return [feature_key(layer["name"], p) for layer in feats.meta["layers"] for p in feats.meta["poolings"]]
+    return feature_keys([layer["name"] for layer in feats.meta["layers"]], feats.meta["poolings"])
 
 
 def shared_graph_metrics(cfg: RunConfig) -> list[str]:

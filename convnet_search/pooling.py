@@ -11,7 +11,7 @@ explorer compares them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -85,6 +85,12 @@ def resolve_poolings(names) -> tuple[str, ...]:
 def feature_key(layer: str, pooling: str) -> str:
     """Key of one (layer, pooling) feature matrix in the stores."""
     return f"{pooling}/{layer}"
+
+
+def feature_keys(layers: Sequence[str], poolings: Sequence[str]) -> list[str]:
+    """Keys of every (layer, pooling) matrix in the extractor's output order: every pooling of a
+    layer, layer by layer."""
+    return [feature_key(layer, p) for layer in layers for p in poolings]
 
 
 def keras_pooling_layer(pooling: str, name: str):
