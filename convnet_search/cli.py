@@ -178,8 +178,6 @@ def _precompute(args, console: Console) -> int:
 
 def _error_line(console: Console, message: str, prefix: str = "[red]error:[/] ") -> None:
     """One line however long (a wrapped message is hard to grep); paths are not markup."""
-    from rich.markup import escape
-
     console.print(prefix + escape(message), soft_wrap=True, highlight=False)
 
 

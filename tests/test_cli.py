@@ -81,7 +81,6 @@ def check_bundle(out: Path) -> dict:
         index = json.loads((out / f["index"].format(dataset=d)).read_text())
         assert len(index["files"]) == len(index["labels"]) == n
         assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
-        id_size = {"uint16": 2, "uint32": 4}[ds["id_dtype"]]
         n_configs = sum(len(m["layers"]) for m in manifest["models"])
         poolings = [p["id"] for p in manifest["poolings"]]
         for metric in manifest["metrics"]:
@@ -168,7 +167,7 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
     from convnet_search.store import ArrayStore
 
     ds = manifest["datasets"][0]
-    n, k, d, top = ds["size"], ds["k"], ds["id"], ds["score"]["top"]
+    k, d, top = ds["k"], ds["id"], ds["score"]["top"]
     labels = np.array(json.loads((out / "datasets" / d / "index.json").read_text())["labels"])
     model = manifest["models"][0]
     feats = ArrayStore(work / "features").load(d, model["id"]).arrays
