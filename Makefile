@@ -9,12 +9,13 @@ CONFIG ?= configs/default.toml
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install precompute test test-py test-js bench serve frontend clean chromium
+.PHONY: help install precompute test test-py test-js bench bench-scale serve frontend clean chromium
 
 help:
 	@echo "make precompute   run the default config (configs/default.toml) -> frontend/public/data"
 	@echo "make test         Python tests + frontend unit tests + headless Chromium end-to-end tests"
 	@echo "make bench        benchmarks -> bench/results.json"
+	@echo "make bench-scale  the pipeline at 100,000 images (hours) -> bench/results-scale.json"
 	@echo "make serve        build the explorer and serve it on http://127.0.0.1:8000"
 
 # --- installs (stamp files, so they run only when the pinned inputs change) ---
@@ -51,6 +52,11 @@ test-js: $(VENV)/.installed frontend/node_modules/.installed chromium
 bench: $(VENV)/.installed frontend/node_modules/.installed chromium
 	node bench/bench_browser.mjs --out bench/out/browser.json
 	$(PY) bench/run.py --out bench/results.json
+
+# Not in CI: the whole pipeline at N = 100,000 images (hours on two cores) -> bench/results-scale.json.
+# SCALE_ARGS="--images 2000 --root /tmp/scale-small --out /tmp/scale.json" for a quick check.
+bench-scale: $(VENV)/.installed frontend/node_modules/.installed chromium
+	$(PY) bench/scale.py $(SCALE_ARGS)
 
 frontend: frontend/node_modules/.installed
 	cd frontend && npm run -s build

@@ -4,6 +4,8 @@
     .venv/bin/python datasets/build.py --out DIR    # write them under DIR instead
     .venv/bin/python datasets/build.py shapes-large DEST --images 10000 [--seed S] [--jobs J]
                                                     # a large seeded shapes folder (never committed)
+    .venv/bin/python datasets/build.py shapes-large DEST --images 10100 --extend
+                                                    # add images 10000 … 10099 to that folder
 
 Same inputs → same bytes: every random choice comes from a seeded numpy Generator, the PNGs carry
 no timestamps, and drawing uses Pillow only. The generated images are committed, so nobody needs
@@ -280,6 +282,32 @@ def build_shapes_large(dest: Path, n: int, seed: int = SHAPES_SEED, jobs: int | 
     return dest
 
 
+def extend_shapes_large(dest: Path, n: int, seed: int = SHAPES_SEED, size: int = LARGE_SIZE) -> int:
+    """Add images ``len … n − 1`` to an existing shapes-large folder (the "new photos" of a scale test).
+
+    Image ``i`` depends only on (seed, i), so the extended folder is byte-identical to one built
+    with ``n`` images at once (apart from the image count in dataset.toml's description).
+    Returns the number of images added. Each image is written to a temporary name and renamed.
+    """
+    dest = Path(dest)
+    images = dest / "images"
+    if not (dest / "dataset.toml").is_file() or not images.is_dir():
+        raise FileNotFoundError(f"{dest}: not a shapes-large folder (no dataset.toml or images/)")
+    have = sum(1 for _ in images.rglob("*.png"))
+    if n < have:
+        raise ValueError(f"--images {n} is fewer than the {have} images {dest} already holds")
+    for i in range(have, n):
+        rng = np.random.default_rng([seed, i])
+        cls = SHAPE_CLASSES[i % len(SHAPE_CLASSES)]
+        path = images / large_image_path(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        make_shape_image(cls, rng, size).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    (dest / "dataset.toml").write_text(LARGE_TOML.format(n=n, size=size, seed=seed), encoding="utf-8")
+    return n - have
+
+
 def main_large(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="build.py shapes-large",
                                  description="Write a seeded shapes folder of any size (for scale tests).")
@@ -288,11 +316,17 @@ def main_large(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=SHAPES_SEED, help="random seed (default: %(default)s)")
     ap.add_argument("--size", type=int, default=LARGE_SIZE, help="image side in pixels (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    ap.add_argument("--extend", action="store_true",
+                    help="DEST exists: add the images it lacks up to --images (same seed and size)")
     args = ap.parse_args(argv)
     t = time.perf_counter()
     try:
+        if args.extend:
+            added = extend_shapes_large(args.dest, args.images, args.seed, args.size)
+            print(f"{args.dest}: added {added} images in {time.perf_counter() - t:.1f} s")
+            return 0
         build_shapes_large(args.dest, args.images, args.seed, args.jobs, args.size)
-    except (ValueError, FileExistsError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     mb = sum(f.stat().st_size for f in (args.dest / "images").rglob("*.png")) / 1e6

@@ -224,3 +224,21 @@ def test_shapes_large_refuses_an_existing_folder(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "datasets/build.py"), "shapes-large", str(tmp_path / "x"),
                         "--images", "3"], capture_output=True, text=True)
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shapes_large_extend_equals_building_the_larger_folder_at_once(tmp_path):
+    build = _build_module()
+    build.build_shapes_large(tmp_path / "grown", 17, seed=5, jobs=1)
+    r = subprocess.run([sys.executable, str(REPO / "datasets/build.py"), "shapes-large", str(tmp_path / "grown"),
+                        "--images", "23", "--seed", "5", "--extend"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "added 6 images" in r.stdout
+    build.build_shapes_large(tmp_path / "whole", 23, seed=5, jobs=1)
+    assert _tree(tmp_path / "grown") == _tree(tmp_path / "whole")
+    # Fewer images than the folder holds, or no such folder: a message, exit 2.
+    r = subprocess.run([sys.executable, str(REPO / "datasets/build.py"), "shapes-large", str(tmp_path / "grown"),
+                        "--images", "5", "--extend"], capture_output=True, text=True)
+    assert r.returncode == 2 and "fewer than the 23 images" in r.stderr
+    r = subprocess.run([sys.executable, str(REPO / "datasets/build.py"), "shapes-large", str(tmp_path / "none"),
+                        "--images", "5", "--extend"], capture_output=True, text=True)
+    assert r.returncode == 2 and "not a shapes-large folder" in r.stderr
