@@ -1,0 +1,132 @@
+"""Update stored top-k neighbours after images were added, removed or re-extracted (no full N² pass).
+
+Adding 100 images to 100,000 must not recompute 10¹⁰ distances. Rows whose features were carried
+over bit for bit (shards.row_map) keep their old list; only the distances between them and the
+*fresh* rows (new or re-extracted) are computed, and the two are merged. That is exact, not an
+approximation, because neighbors.py ranks by distances computed exactly in float64 from the two
+vectors alone (the float32 gemm only bounds candidates): d(i, j) does not depend on which other
+rows were in the run, so the merge reproduces a full run bit for bit, ties (by smaller id)
+included. Rows that lost a neighbour (removed or re-extracted) and rows of a reordered folder are
+recomputed in full; so is everything when the merge would not be cheaper.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .neighbors import top_k_query
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    merged: int  # rows whose old list was merged with the fresh rows
+    recomputed: int  # rows searched against all rows (fresh rows + rows that lost a neighbour)
+
+
+def _drop_self(ids: np.ndarray, dists: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From k+1 results per query row, the k best other than the row itself (= exclude-self order)."""
+    keep = ids != rows[:, None]
+    # each row has its own id at most once: drop it if present, else drop the last entry
+    keep[np.all(keep, axis=1), -1] = False
+    return ids[keep].reshape(len(rows), k), dists[keep].reshape(len(rows), k)
+
+
+def _search_rows(X: np.ndarray, rows: np.ndarray, k: int, metric: str, p: float):
+    ids, dists = top_k_query(X[rows], X, k + 1, metric, p=p)
+    return _drop_self(ids, dists, rows, k)
+
+
+def _merge(a_ids, a_d, b_ids, b_d, k):
+    """Row-wise k smallest of two candidate lists by (distance, id); the lists share no id.
+
+    Also returns the rows whose result is ambiguous: neighbors.py ranks by float64 distances and
+    stores float32, so when an entry of the top k has the same float32 distance as an entry of the
+    *other* list, a full run may order (or choose) them differently; those rows are recomputed.
+    Within one list the order is already the full run's."""
+    ids = np.concatenate([a_ids, b_ids], axis=1)
+    d = np.concatenate([a_d, b_d], axis=1)
+    origin = np.concatenate([np.zeros(a_ids.shape, bool), np.ones(b_ids.shape, bool)], axis=1)
+    # by distance, then position in its own list: equal float32 distances within one list keep
+    # that list's (float64, id) order; equal ones across lists are flagged below
+    pos = np.concatenate([np.broadcast_to(np.arange(a_ids.shape[1]), a_ids.shape),
+                          np.broadcast_to(np.arange(b_ids.shape[1]), b_ids.shape)], axis=1)
+    order = np.lexsort((pos, d), axis=1)[:, :k]
+    d_top = np.take_along_axis(d, order, 1)
+    o_top = np.take_along_axis(origin, order, 1)
+    # ambiguous: an entry of the top k ties with an entry of the other list (kept or not)
+    ambiguous = np.zeros(len(d), dtype=bool)
+    for r0 in range(0, len(d), 4096):  # bounded memory: 4096 × k × (k_a + k_b) booleans
+        sl = slice(r0, r0 + 4096)
+        tie = (d_top[sl, :, None] == d[sl, None, :]) & (o_top[sl, :, None] != origin[sl, None, :])
+        ambiguous[sl] = tie.any(axis=(1, 2))
+    return np.take_along_axis(ids, order, 1), np.take_along_axis(d, order, 1), ambiguous
+
+
+def update_neighbors(X: np.ndarray, k: int, metric: str, old_ids: np.ndarray, old_dists: np.ndarray,
+                     old_to_new: np.ndarray, *, p: float = 3.0) -> tuple[np.ndarray, np.ndarray, UpdateStats]:
+    """Top-k of every row of X (the new features) from the old rows' stored top-k.
+
+    old_ids/old_dists: the stored result [N_old, k_old] for the old features; old_to_new[o]: the new
+    row of old row o when its features are carried over bit for bit, else −1. Returns what
+    neighbors.top_k_neighbors(X, k, metric, p=p) returns, and how many rows were merged/recomputed.
+    """
+    n = X.shape[0]
+    k_old = old_ids.shape[1] if old_ids.ndim == 2 else 0
+    kept_old = np.flatnonzero(old_to_new >= 0)
+    kept_new = old_to_new[kept_old]
+    ids = np.empty((n, k), dtype=np.int64)
+    dists = np.empty((n, k), dtype=np.float32)
+    fresh = np.ones(n, dtype=bool)
+    fresh[kept_new] = False
+    monotone = bool(np.all(np.diff(kept_new) > 0))  # else old ties (by old id) may not be new ties
+    if k_old < k or not monotone or len(kept_old) == 0:
+        rows = np.arange(n)
+        ids[:], dists[:] = _search_rows(X, rows, k, metric, p)
+        return ids, dists, UpdateStats(0, n)
+    mapped = old_to_new[old_ids[kept_old, :k]]  # k_old ≥ k: the first k of a longer list are the top-k
+    lost = np.any(mapped < 0, axis=1)
+    merge_new, merge_old = kept_new[~lost], kept_old[~lost]
+    recompute = [np.flatnonzero(fresh), kept_new[lost]]
+    if len(merge_new):
+        fresh_rows = np.flatnonzero(fresh)
+        a_ids, a_d = mapped[~lost], old_dists[merge_old, :k]
+        if len(fresh_rows):
+            f_ids, f_d = top_k_query(X[merge_new], X[fresh_rows], min(k, len(fresh_rows)), metric, p=p)
+            a_ids, a_d, ambiguous = _merge(a_ids, a_d, fresh_rows[f_ids], f_d, k)
+            recompute.append(merge_new[ambiguous])
+            a_ids, a_d, merge_new = a_ids[~ambiguous], a_d[~ambiguous], merge_new[~ambiguous]
+        ids[merge_new], dists[merge_new] = a_ids, a_d
+    rows = np.sort(np.concatenate(recompute))
+    if len(rows):
+        ids[rows], dists[rows] = _search_rows(X, rows, k, metric, p)
+    return ids, dists, UpdateStats(len(merge_new), len(rows))
+
+
+def place_new_points(coords_old: np.ndarray, old_to_new: np.ndarray, nbr_ids: np.ndarray,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-D map for the new rows without a new UMAP layout: carried-over points keep their place,
+    each other point goes to the mean of its carried-over neighbours (nbr_ids: the new top-k),
+    with a small seeded jitter so duplicates do not stack; a point with none goes to the centre.
+
+    Returns (coords [N, 2] float32, placed: bool [N], True where a point was placed this way).
+    The layout is then no longer what a full UMAP run would give; callers record it (docs/bundle.md).
+    """
+    n = nbr_ids.shape[0]
+    coords = np.zeros((n, 2), dtype=np.float32)
+    kept_old = np.flatnonzero(old_to_new >= 0)
+    has = np.zeros(n, dtype=bool)
+    has[old_to_new[kept_old]] = True
+    coords[old_to_new[kept_old]] = coords_old[kept_old]
+    placed = ~has
+    rows = np.flatnonzero(placed)
+    if len(rows) == 0:
+        return coords, placed
+    spread = float(np.std(coords[has])) if has.any() else 1.0
+    rng = np.random.default_rng(seed)
+    centre = coords[has].mean(axis=0) if has.any() else np.zeros(2, dtype=np.float32)
+    for r in rows:
+        nb = nbr_ids[r][has[nbr_ids[r]]]
+        base = coords[nb].mean(axis=0) if len(nb) else centre
+        coords[r] = base + rng.normal(0.0, 0.01 * spread, size=2)
+    return coords, placed

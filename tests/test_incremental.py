@@ -1,0 +1,106 @@
+"""Incremental neighbours and maps (convnet_search/incremental.py) equal a full run, bit for bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from convnet_search.incremental import place_new_points, update_neighbors
+from convnet_search.neighbors import top_k_neighbors
+
+METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]
+
+
+def _edit(X_old: np.ndarray, rng, n_remove: int, n_insert: int, n_changed: int, integer: bool):
+    """New features: some old rows removed, some re-extracted (fresh), some new rows inserted.
+
+    Returns (X_new, old_to_new) with old_to_new[o] = new row of a carried-over old row, else −1."""
+    n, d = X_old.shape
+    alive = np.ones(n, bool)
+    alive[rng.choice(n, n_remove, replace=False)] = False
+    rows, origin = [], []
+    for o in range(n):
+        if rng.random() < n_insert / n:
+            rows.append(rng.integers(0, 4, d).astype(np.float32) if integer else rng.random(d, dtype=np.float32))
+            origin.append(-1)
+        if alive[o]:
+            rows.append(X_old[o])
+            origin.append(o)
+    X = np.stack(rows).astype(np.float32)
+    old_to_new = np.full(n, -1, np.int64)
+    for new, o in enumerate(origin):
+        if o >= 0:
+            old_to_new[o] = new
+    changed = rng.choice(np.flatnonzero(old_to_new >= 0), n_changed, replace=False)
+    old_to_new[changed] = -1  # re-extracted: the same image, features not carried over
+    return X, old_to_new
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("integer", [False, True], ids=["floats", "ties"])
+def test_update_equals_a_full_run(metric, integer):
+    rng = np.random.default_rng(3)
+    n, d, k = 400, 12, 9
+    X_old = (rng.integers(0, 4, (n, d)) if integer else rng.random((n, d))).astype(np.float32)
+    old_ids, old_d = top_k_neighbors(X_old, k, metric)
+    X, m = _edit(X_old, rng, n_remove=5, n_insert=20, n_changed=8, integer=integer)
+    ids, dists, stats = update_neighbors(X, k, metric, old_ids, old_d, m)
+    ref_ids, ref_d = top_k_neighbors(X, k, metric)
+    assert np.array_equal(ids, ref_ids)
+    assert np.array_equal(dists.view(np.uint32), ref_d.view(np.uint32))  # bit for bit
+    assert stats.merged + stats.recomputed == len(X)
+    if not integer:
+        assert stats.merged > len(X) / 2  # the point: most rows are not searched again
+
+
+def test_nothing_changed_is_a_pure_remap_and_a_shorter_k_uses_the_head_of_the_list():
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 8)).astype(np.float32)
+    ids, d = top_k_neighbors(X, 10, "cosine")
+    same = np.arange(120)
+    u_ids, u_d, stats = update_neighbors(X, 6, "cosine", ids, d, same)
+    r_ids, r_d = top_k_neighbors(X, 6, "cosine")
+    assert np.array_equal(u_ids, r_ids) and np.array_equal(u_d, r_d)
+    assert stats.recomputed == 0
+
+
+def test_reordered_rows_or_a_longer_k_fall_back_to_a_full_search():
+    rng = np.random.default_rng(1)
+    X = rng.random((60, 5)).astype(np.float32)
+    ids, d = top_k_neighbors(X, 4, "euclidean")
+    perm = rng.permutation(60)
+    Xp = X[perm]
+    m = np.empty(60, np.int64)
+    m[perm] = np.arange(60)
+    u = update_neighbors(Xp, 4, "euclidean", ids, d, m)
+    assert u[2].recomputed == 60 and np.array_equal(u[0], top_k_neighbors(Xp, 4, "euclidean")[0])
+    u = update_neighbors(X, 7, "euclidean", ids, d, np.arange(60))
+    assert u[2].recomputed == 60 and np.array_equal(u[0], top_k_neighbors(X, 7, "euclidean")[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(12, 80), k=st.integers(1, 6),
+       metric=st.sampled_from(METRICS))
+def test_update_equals_a_full_run_property(seed, n, k, metric):
+    rng = np.random.default_rng(seed)
+    X_old = rng.integers(0, 3, (n, 3)).astype(np.float32)  # many exact ties and duplicates
+    old_ids, old_d = top_k_neighbors(X_old, k, metric)
+    X, m = _edit(X_old, rng, n_remove=int(rng.integers(0, 4)), n_insert=int(rng.integers(0, 6)),
+                 n_changed=int(rng.integers(0, 3)), integer=True)
+    if len(X) <= k:
+        return
+    ids, dists, _ = update_neighbors(X, k, metric, old_ids, old_d, m)
+    ref_ids, ref_d = top_k_neighbors(X, k, metric)
+    assert np.array_equal(ids, ref_ids) and np.array_equal(dists, ref_d)
+
+
+def test_new_points_are_placed_among_their_carried_over_neighbours():
+    coords_old = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], np.float32)
+    m = np.array([0, 1, 3, -1])  # old 2 is new 3; old 3 removed; new row 2 is fresh
+    nbrs = np.array([[1, 2], [0, 3], [0, 1], [1, 2]])  # new row 2's neighbours: new 0 and 1
+    coords, placed = place_new_points(coords_old, m, nbrs, seed=0)
+    assert placed.tolist() == [False, False, True, False]
+    assert np.array_equal(coords[[0, 1, 3]], coords_old[[0, 1, 2]])
+    assert np.allclose(coords[2], [5, 0], atol=0.5)
+    again, _ = place_new_points(coords_old, m, nbrs, seed=0)
+    assert np.array_equal(coords, again)  # seeded
