@@ -74,7 +74,7 @@ KEYS: dict[str, Key] = {
                           "imagenet; none (random init); or a weights file PATH"),
     "seed": Key("int", "seed for random weights and UMAP (default 0)", min=0, max=SEED_MAX),
     "batch_size": Key("int", "images per forward pass (default 32)", min=1),
-    "shard_size": Key("int", "images per resumable extraction shard (default 256)", min=1),
+    "shard_size": Key("int", "images per resumable extraction shard, on average (default 64; content-defined, at most 4×)", min=1),
     "umap": Key("umap", "[umap] table: n_neighbors, min_dist, metric"),
     "browser_search": Key("bool", "export the TF.js model for in-browser search (default true)",
                           flag="--no-browser-search"),
@@ -146,7 +146,7 @@ class RunConfig:
     weights: str = "auto"
     seed: int = 0
     batch_size: int = 32
-    shard_size: int = 256  # images per resumable extraction shard
+    shard_size: int = 64  # images per resumable extraction shard, on average (shards.py)
     umap: UmapConfig = UmapConfig()
     browser_search: bool = True
     browser_model: str = "auto"

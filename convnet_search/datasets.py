@@ -559,6 +559,20 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
     )
 
 
+def image_digests(ds: Dataset) -> list[str]:
+    """sha256 of each image's bytes, in dataset order (from the scan cache when it has them)."""
+    out = []
+    for rel in ds.files:
+        digest = ds.digests.get(rel)
+        if digest is None:
+            try:
+                digest = _file_sha256(ds.root / rel)
+            except OSError as e:
+                raise DatasetError(f"{ds.root / rel}: cannot read file for its digest: {e}") from None
+        out.append(digest)
+    return out
+
+
 def dataset_fingerprint(ds: Dataset) -> str:
     """sha256 hex over the classes, every image's (relative path, label, sha256 of its bytes) and
     the skipped files: it changes when any byte, name, label or skip reason changes.

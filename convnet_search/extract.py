@@ -1,13 +1,14 @@
 """Extraction stage: dataset images -> pooled features of every chosen layer, one forward pass each.
 
 Reader (decode + the one resize path, in a tf.data pipeline) -> mapper (a tf.function over the
-multi-output model) -> writer (one atomic .npz per shard, then one HDF5 file). A killed run resumes
-at the first missing shard; shards are fixed slices of the dataset, so a resumed run computes
-exactly what an uninterrupted one does.
+multi-output model) -> writer (one atomic .npz per shard, then one HDF5 file). Shards are
+content-defined (shards.py): a killed run resumes at the missing shards, and a run after images
+were added or removed copies the unchanged shards from the stored features and extracts only the
+rest. A shard is always computed in the same batches, so resumed, updated and cold runs give the
+same features bit for bit.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -16,15 +17,18 @@ import numpy as np
 
 from . import __version__
 from .config import RunConfig
-from .datasets import Dataset, dataset_fingerprint
+from .datasets import Dataset, dataset_fingerprint, image_digests
 from .images import load_rgb
+from .incremental import carried_runs
 from .models import ModelSpec, output_keys
+from .shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 from .store import ArrayStore, ShardDir, fingerprint
 from .weights import ResolvedWeights, resolve_weights
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
-# are box-downscaled first (preprocess.area_downscale).
-FEATURES_FORMAT = 2
+# are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
+# recorded in the metadata so a later run reuses the unchanged ones.
+FEATURES_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class ExtractResult:
     model: str
     images: int
     seconds: float
-    status: str  # "extracted" | "resumed" | "up to date"
+    status: str  # "extracted" | "resumed" | "updated" (unchanged shards reused) | "up to date"
     # Images run through the model in this call: a resumed run skips the finished shards, and
     # counting those would overstate its speed. None: all `images`.
     computed: int | None = None
@@ -53,6 +57,12 @@ def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: 
     return fingerprint("features", FEATURES_FORMAT, ds_fp or dataset_fingerprint(ds), spec.id,
                        spec.input_size, cfg.layers.get(spec.id), cfg.num_layers, cfg.pooling,
                        weights.fingerprint_key(), cfg.shard_size, cfg.batch_size)
+
+
+def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> str:
+    """Everything but the images that decides a shard's features (shard keys hash it with them)."""
+    return fingerprint("features-shard", FEATURES_FORMAT, spec.id, spec.input_size, cfg.layers.get(spec.id),
+                       cfg.num_layers, cfg.pooling, weights.fingerprint_key(), cfg.batch_size)
 
 
 def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
@@ -97,40 +107,51 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
         pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    shards = ShardDir(store.path(ds.id, spec.id).with_suffix(f".parts-{fp[:16]}"))
-    # Shards from a killed run are reused only if the weights are the very same.
-    state = shards.read_json("state.json")
+    names = output_keys(infos, cfg.pooling)
+    config_key = shard_config(spec, cfg, weights)
+    plan = plan_shards(image_digests(ds), cfg.shard_size, config_key)
+    # Shards of the previous extraction (same configuration) whose images are unchanged are
+    # copied from the stored features: adding images re-extracts only the shards around them.
+    old_meta = store.read_meta(ds.id, spec.id)
+    reuse: dict[int, Shard] = {}
+    if old_meta and old_meta.get("shard_config") == config_key and old_meta.get("keys") == names:
+        reuse = reusable_rows(shards_from_meta(old_meta.get("shards", [])), plan)
+    old = store.load(ds.id, spec.id) if reuse else None
+    # In-progress parts are keyed by configuration and shard content, so a killed run resumes
+    # even if images were added meanwhile; reused only if the weights are the very same.
+    parts = ShardDir(store.path(ds.id, spec.id).with_suffix(f".parts-{config_key[:16]}"))
+    state = parts.read_json("state.json")
     if state is not None and state.get("weights_digest") != base_info["weights_digest"]:
-        shards.remove()
+        parts.remove()
         state = None
     if state is None:
-        shards.write_json("state.json", {"weights_digest": base_info["weights_digest"]})
-    n, size = len(ds), cfg.shard_size
-    n_shards = math.ceil(n / size)
-    resumed = any(shards.done(s) for s in range(n_shards))
+        parts.write_json("state.json", {"weights_digest": base_info["weights_digest"]})
+    todo = [i for i, sh in enumerate(plan) if i not in reuse and not parts.done(sh.key)]
+    resumed = len(todo) < len(plan) - len(reuse)
     if on_start:
-        on_start(sum(min(size, n - s * size) for s in range(n_shards) if not shards.done(s)))
-    names = output_keys(infos, cfg.pooling)
+        on_start(sum(len(plan[i]) for i in todo))
     computed = 0
-    for s in range(n_shards):
-        if shards.done(s):
-            continue
-        start, stop = s * size, min(n, (s + 1) * size)
-        parts: list[list[np.ndarray]] = [[] for _ in names]
-        for batch in _image_batches(ds, start, stop, spec.input_size, cfg.batch_size):
+    for i in todo:
+        sh = plan[i]
+        chunks: list[list[np.ndarray]] = [[] for _ in names]
+        for batch in _image_batches(ds, sh.start, sh.stop, spec.input_size, cfg.batch_size):
             outs = infer(batch)
             if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
                 outs = [outs]
             for j, o in enumerate(outs):
-                parts[j].append(o.numpy().astype(np.float32, copy=False))
+                chunks[j].append(o.numpy().astype(np.float32, copy=False))
             if on_progress:
                 on_progress(int(batch.shape[0]))
-        shards.save(s, {name: np.concatenate(p) for name, p in zip(names, parts)})
-        computed += stop - start
+        parts.save(sh.key, {name: np.concatenate(c) for name, c in zip(names, chunks)})
+        computed += len(sh)
 
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for s in range(n_shards):
-        loaded = shards.load(s)
+    for i, sh in enumerate(plan):
+        if i in reuse:
+            o = reuse[i]
+            loaded = {name: old.arrays[name][o.start:o.stop] for name in names}
+        else:
+            loaded = parts.load(sh.key)
         for name in names:
             arrays[name].append(loaded[name])
     features = {name: np.ascontiguousarray(np.concatenate(a)) for name, a in arrays.items()}
@@ -141,8 +162,15 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
         "layers": [{"name": i.name, "index": i.index, "type": i.type,
                     "output_shape": list(i.output_shape), "dims": {p: i.dim(p) for p in cfg.pooling},
                     "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],
+        "shard_config": config_key, "shards": shards_to_meta(plan),
     }
+    if old_meta and old_meta.get("keys") == names and old_meta.get("shard_config") == config_key:
+        # which rows later stages may carry over (incremental.py): bit-equal rows of the same file
+        old = old or store.load(ds.id, spec.id)
+        meta["previous"] = {"fingerprint": old_meta["fingerprint"], "n": len(old_meta["files"]),
+                            "rows": carried_runs(old_meta["files"], old.arrays, list(ds.files), features, names)}
     store.write(ds.id, spec.id, meta, features)
-    shards.remove()
+    parts.remove()
     seconds = time.perf_counter() - t0
-    return ExtractResult(ds.id, spec.id, n, seconds, "resumed" if resumed else "extracted", computed)
+    status = "updated" if reuse else "resumed" if resumed else "extracted"
+    return ExtractResult(ds.id, spec.id, len(ds), seconds, status, computed)

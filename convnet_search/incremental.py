@@ -130,3 +130,51 @@ def place_new_points(coords_old: np.ndarray, old_to_new: np.ndarray, nbr_ids: np
         base = coords[nb].mean(axis=0) if len(nb) else centre
         coords[r] = base + rng.normal(0.0, 0.01 * spread, size=2)
     return coords, placed
+
+
+# Stages use this to decide between an update and a full run.
+MAX_PLACED_FRACTION = 0.05  # beyond it a map is laid out again: placed points are not UMAP's layout
+
+
+def carried_runs(old_files: list[str], old_arrays, new_files: list[str], new_arrays, keys) -> list[list[int]]:
+    """Rows of the new features that equal, bit for bit in every matrix, the old row of the same
+    file: [[new_start, old_start, length], …] runs (compact: a few runs after a few insertions).
+
+    Bit equality, not the file name, is what makes the neighbour update exact; the name only pairs
+    the rows to compare (a re-extracted shard usually gives the very same bits, and then its rows
+    count as carried too)."""
+    old_row = {f: i for i, f in enumerate(old_files)}
+    pairs = np.array([(j, old_row[f]) for j, f in enumerate(new_files) if f in old_row], dtype=np.int64).reshape(-1, 2)
+    if len(pairs):
+        same = np.ones(len(pairs), dtype=bool)
+        for key in keys:
+            a = np.ascontiguousarray(new_arrays[key]).view(np.uint8).reshape(len(new_files), -1)
+            b = np.ascontiguousarray(old_arrays[key]).view(np.uint8).reshape(len(old_files), -1)
+            for s0 in range(0, len(pairs), 4096):  # bounded memory
+                p = pairs[s0:s0 + 4096]
+                same[s0:s0 + 4096] &= np.all(a[p[:, 0]] == b[p[:, 1]], axis=1)
+        pairs = pairs[same]
+    runs: list[list[int]] = []
+    for j, o in pairs.tolist():
+        if runs and runs[-1][0] + runs[-1][2] == j and runs[-1][1] + runs[-1][2] == o:
+            runs[-1][2] += 1
+        else:
+            runs.append([j, o, 1])
+    return runs
+
+
+def basis_of(features_meta: dict) -> dict:
+    """What a stage records about the features it read, so a later run can relate rows."""
+    return {"fingerprint": features_meta["fingerprint"]}
+
+
+def carried_rows(old_basis: dict | None, new_features_meta: dict) -> np.ndarray | None:
+    """old row → new row for rows carried over from the features an earlier stage output was
+    computed from (−1 elsewhere), or None when the two extractions are not consecutive."""
+    prev = new_features_meta.get("previous")
+    if not prev or not old_basis or old_basis.get("fingerprint") != prev["fingerprint"]:
+        return None
+    out = np.full(prev["n"], -1, dtype=np.int64)
+    for j, o, length in prev["rows"]:
+        out[o:o + length] = np.arange(j, j + length)
+    return out

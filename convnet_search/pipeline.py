@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -20,6 +21,7 @@ from .bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, Dat
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .extract import ExtractResult, extract_features
+from .incremental import MAX_PLACED_FRACTION, basis_of, carried_rows, place_new_points, update_neighbors
 from .models import get_spec
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 from .weights import ResolvedWeights, resolve_weights
@@ -56,7 +58,8 @@ def _progress(console: Console) -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
-def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
+def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
+                    say: Callable[[str], None] | None = None) -> StoredArrays:
     from .evaluate import score_window
     from .neighbors import top_k_neighbors_multi
 
@@ -66,14 +69,42 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
     if not store.is_current(ds.id, model, fp):
         arrays: dict[str, np.ndarray] = {}
         k = score_window(len(ds), cfg.k)[0]
+        params = [list(cfg.metrics), cfg.minkowski_p, k]
+        old = _previous(store, ds.id, model, feats, params)
+        merged = recomputed = 0
         for key in _feature_keys(feats):
+            x = feats.arrays[key]
+            if old is not None:  # images added or removed: update the stored lists (incremental.py)
+                for metric in cfg.metrics:
+                    ids, dists, st = update_neighbors(x, k, metric, old[0].arrays[f"{key}/{metric}/ids"],
+                                                      old[0].arrays[f"{key}/{metric}/dists"], old[1], p=cfg.minkowski_p)
+                    arrays[f"{key}/{metric}/ids"], arrays[f"{key}/{metric}/dists"] = ids.astype(np.int32), dists
+                    merged, recomputed = merged + st.merged, recomputed + st.recomputed
+                continue
             # all metrics of one matrix at once: euclidean and sqeuclidean share one top-k
-            results = top_k_neighbors_multi(feats.arrays[key], k, cfg.metrics, p=cfg.minkowski_p)
+            results = top_k_neighbors_multi(x, k, cfg.metrics, p=cfg.minkowski_p)
             for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
-        store.write(ds.id, model, {"fingerprint": fp}, arrays)
+        update = {"rows_merged": merged, "rows_searched": recomputed} if old is not None else None
+        if update and say:
+            say(f"{ds.id} · {model}: neighbours updated, not recomputed: {merged} rows merged with the "
+                f"new images, {recomputed} searched again (all configurations)")
+        store.write(ds.id, model, {"fingerprint": fp, "params": params, "basis": basis_of(feats.meta),
+                                   "update": update}, arrays)
     return store.load(ds.id, model)
+
+
+def _previous(store: ArrayStore, dataset: str, model: str, feats: StoredArrays, params: list):
+    """(stored output, old row → new row) when a stored output of an earlier extraction can be
+    updated instead of recomputed (same parameters, rows related by shards), else None."""
+    meta = store.read_meta(dataset, model)
+    if not meta or meta.get("params") != params:
+        return None
+    rows = carried_rows(meta.get("basis"), feats.meta)
+    if rows is None or not np.any(rows >= 0):
+        return None
+    return store.load(dataset, model), rows
 
 
 def _feature_keys(feats: StoredArrays) -> list[str]:
@@ -98,7 +129,7 @@ def shared_graph_metrics(cfg: RunConfig) -> list[str]:
 
 
 def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
-               nbrs: StoredArrays | None = None) -> StoredArrays:
+               nbrs: StoredArrays | None = None, say: Callable[[str], None] | None = None) -> StoredArrays:
     """One map per feature matrix; reuses the neighbours stage's graph (nbrs) when it fits."""
     from .projection import umap_2d
 
@@ -109,11 +140,34 @@ def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArraySto
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays = {}
+        params = [cfg.umap.__dict__, cfg.seed, shared]
+        old = _previous(store, ds.id, model, feats, params) if nbrs is not None else None
+        placed_before = (old[0].meta.get("placed") or 0) if old is not None else 0
+        fresh = len(ds) - int(np.sum(old[1] >= 0)) if old is not None else len(ds)
+        if old is not None and placed_before + fresh > MAX_PLACED_FRACTION * len(ds):
+            old = None  # too many points placed by neighbours: lay the map out again
         for key in _feature_keys(feats):
+            if old is not None:  # a few images added: place them among their neighbours
+                graph = nbrs.arrays[f"{key}/{_placement_metric(cfg)}/ids"]
+                arrays[key] = place_new_points(old[0].arrays[key], old[1], graph, cfg.seed)[0]
+                continue
             graphs = {m: (nbrs.arrays[f"{key}/{m}/ids"], nbrs.arrays[f"{key}/{m}/dists"]) for m in shared}
             arrays[key] = umap_2d(feats.arrays[key], cfg.umap, cfg.seed, graphs)
-        store.write(ds.id, model, {"fingerprint": fp}, arrays)
+        if old is not None and say:
+            say(f"{ds.id} · {model}: {fresh} new images placed on the existing maps by their neighbours "
+                f"({placed_before + fresh} so far; the maps are laid out again past "
+                f"{MAX_PLACED_FRACTION:.0%} of the images or with --force)")
+        store.write(ds.id, model, {"fingerprint": fp, "params": params, "basis": basis_of(feats.meta),
+                                   "placed": placed_before + fresh if old is not None else 0}, arrays)
     return store.load(ds.id, model)
+
+
+def _placement_metric(cfg: RunConfig) -> str:
+    """The stored neighbours that place new points on an existing map: UMAP's metric if stored."""
+    from .projection import SHARED_METRICS
+
+    m = SHARED_METRICS.get(cfg.umap.metric)
+    return m if m in cfg.metrics else cfg.metrics[0]
 
 
 def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
@@ -236,7 +290,10 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                 progress.update(task, completed=len(ds),
                                 description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
                 report.extract.append(res)
-                if not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
+                if res.status == "updated":  # always said: it explains a fast run
+                    console.print(f"{ds.id} · {spec.name}: {res.computed} of {res.images} images extracted "
+                                  f"in {res.seconds:.1f}s; the unchanged shards were reused")
+                elif not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
                     console.print(f"{ds.id} · {spec.name}: {res.images} images, {res.status}"
                                   + (f" in {res.seconds:.1f}s" if res.status != "up to date" else ""))
     report.stage_seconds["extract"] = time.perf_counter() - t
@@ -248,10 +305,10 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
         nbrs, maps = {}, {}
         for m in cfg.models:
             t = time.perf_counter()
-            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store)
+            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store, console.print)
             stage_t["neighbors"] += time.perf_counter() - t
             t = time.perf_counter()
-            maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m])
+            maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m], console.print)
             stage_t["umap"] += time.perf_counter() - t
         results.append(DatasetResults(ds, feats, nbrs, maps))
     report.stage_seconds.update(stage_t)

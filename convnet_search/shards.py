@@ -16,7 +16,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -73,20 +72,3 @@ def reusable_rows(old: Sequence[Shard], new: Sequence[Shard]) -> dict[int, Shard
     """{index in `new`: the old shard with the same key}: shards whose stored rows can be copied."""
     by_key = {s.key: s for s in old}
     return {i: by_key[s.key] for i, s in enumerate(new) if s.key in by_key}
-
-
-def row_map(old: Sequence[Shard], new: Sequence[Shard], n_old: int) -> np.ndarray:
-    """old row → new row for rows whose features are carried over bit for bit (−1: not carried).
-
-    A key can repeat (the same images twice in a folder); each old shard maps at most once.
-    """
-    out = np.full(n_old, -1, dtype=np.int64)
-    by_key: dict[str, list[Shard]] = {}
-    for s in old:
-        by_key.setdefault(s.key, []).append(s)
-    for s in new:
-        olds = by_key.get(s.key)
-        if olds:
-            o = olds.pop(0)
-            out[o.start:o.stop] = np.arange(s.start, s.stop)
-    return out

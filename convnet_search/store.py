@@ -134,13 +134,14 @@ class ShardDir:
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def shard_path(self, index: int) -> Path:
-        return self.path / f"shard-{index:05d}.npz"
+    def shard_path(self, index: int | str) -> Path:
+        """A shard by position (int) or by content key (hex str, extract's content-defined shards)."""
+        return self.path / (f"shard-{index:05d}.npz" if isinstance(index, int) else f"shard-{index}.npz")
 
-    def done(self, index: int) -> bool:
+    def done(self, index: int | str) -> bool:
         return self.shard_path(index).exists()
 
-    def save(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+    def save(self, index: int | str, arrays: dict[str, np.ndarray]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.shard_path(index), suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
@@ -148,7 +149,7 @@ class ShardDir:
                 f.flush()
                 os.fsync(f.fileno())
 
-    def load(self, index: int) -> dict[str, np.ndarray]:
+    def load(self, index: int | str) -> dict[str, np.ndarray]:
         with np.load(self.shard_path(index)) as z:
             return {k: z[k] for k in z.files}
 

@@ -45,7 +45,7 @@ _TEMP = rf"(.*/)?(\.{_SEG}\.tmp[^/]*|\.{_SEG}\.old|\.tfjs-{_SEG})(/.*)?"
 WORK_FILES = (
     re.escape(WORK_MARKER), re.escape(LOCK_FILE), rf"{re.escape(PROBE_PREFIX)}{_SEG}",
     rf"(features|neighbors|umap)/{_SEG}/{_SEG}\.h5",
-    rf"features/{_SEG}/{_SEG}\.parts-{_HEX}/(shard-\d+\.npz|state\.json)",
+    rf"features/{_SEG}/{_SEG}\.parts-{_HEX}/(shard-{_HEX}\.npz|state\.json)",
     rf"tfjs/{_SEG}-{_HEX}\.json",
     rf"tfjs/{_SEG}-{_HEX}/{_SEG}",
     rf"scan-cache/{_SEG}\.json",

@@ -208,7 +208,7 @@ def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path, m
                              str(out), "--work", str(work)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not list(work.rglob("shard-00001.npz")):
+    while time.time() < deadline and not list(work.rglob("shard-*.npz")):  # one of several shards done
         assert proc.poll() is None, "run finished before it could be killed"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -104,3 +104,65 @@ def test_new_points_are_placed_among_their_carried_over_neighbours():
     assert np.allclose(coords[2], [5, 0], atol=0.5)
     again, _ = place_new_points(coords_old, m, nbrs, seed=0)
     assert np.array_equal(coords, again)  # seeded
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages: adding images re-extracts only nearby shards and updates neighbours exactly
+# ---------------------------------------------------------------------------------------------
+
+def _config(path, shard_size=8):
+    path.write_text('models = ["mobilenet_025"]\nnum_layers = 2\npooling = ["avg", "max"]\n'
+                    'metrics = ["cosine", "euclidean", "sqeuclidean", "minkowski"]\nweights = "none"\n'
+                    f'shard_size = {shard_size}\nbatch_size = 4\nbrowser_search = false\nk = 5\n')
+    return path
+
+
+def test_adding_images_updates_every_stage_like_a_cold_run(tmp_path):
+    from test_cli import add_plain_images, read_bundle
+
+    from convnet_search import pipeline
+    from convnet_search.config import load_config
+    from convnet_search.store import ArrayStore
+
+    data = tmp_path / "data"
+    add_plain_images(data, 40, ["a", "b", "c"])
+    cfg = _config(tmp_path / "c.toml")
+
+    def run(work, out):
+        return pipeline.run(load_config(cfg, {"datasets": [str(data)], "out": str(out), "work": str(work)}))
+
+    run(tmp_path / "w", tmp_path / "o")
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for c in ("a", "b", "c"):  # two new photos per class, named after the others
+        for i in (90, 91):
+            Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(data / c / f"plain_{i}.png")
+    from io import StringIO
+
+    from rich.console import Console
+
+    said = StringIO()
+    rep = pipeline.run(load_config(cfg, {"datasets": [str(data)], "out": str(tmp_path / "o"),
+                                         "work": str(tmp_path / "w")}), Console(file=said, width=200))
+    assert "the unchanged shards were reused" in said.getvalue()
+    assert "neighbours updated, not recomputed" in said.getvalue()
+    assert "6 new images placed on the existing maps" in said.getvalue()
+    ext = rep.extract[0]
+    assert ext.status == "updated" and ext.images == 126 and ext.computed < 126 / 2, ext
+    cold = run(tmp_path / "w2", tmp_path / "o2")
+    assert cold.extract[0].status == "extracted"
+    for stage in ("features", "neighbors"):
+        a = ArrayStore(tmp_path / "w" / stage).load(data.name, "mobilenet_025")
+        b = ArrayStore(tmp_path / "w2" / stage).load(data.name, "mobilenet_025")
+        assert a.arrays.keys() == b.arrays.keys()
+        for key in a.arrays:  # bit for bit
+            assert a.arrays[key].tobytes() == b.arrays[key].tobytes(), (stage, key)
+    nb = ArrayStore(tmp_path / "w" / "neighbors").read_meta(data.name, "mobilenet_025")
+    assert nb["update"]["rows_merged"] > 4 * nb["update"]["rows_searched"]  # re-extracted rows were bit-equal: carried
+    maps = ArrayStore(tmp_path / "w" / "umap").read_meta(data.name, "mobilenet_025")
+    assert maps["placed"] == 6  # the new points were placed among their neighbours, not laid out again
+    a, b = read_bundle(tmp_path / "o"), read_bundle(tmp_path / "o2")
+    assert a.keys() == b.keys()
+    differ = sorted(k for k in a if a[k] != b[k])
+    assert differ and all(k.endswith("umap.f32") for k in differ), differ
