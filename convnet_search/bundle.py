@@ -12,7 +12,7 @@ from . import __version__
 from .datasets import Dataset
 from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
 from .images import load_rgb, thumbnail_jpeg
-from .neighbors import METRICS
+from .metrics import metric_entry
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
@@ -85,13 +85,7 @@ def _write(root: Path, rel: str, data: bytes) -> None:
 
 
 def metric_entries(metrics: list[str], p: float) -> list[dict[str, Any]]:
-    out = []
-    for m in metrics:
-        spec = METRICS[m]
-        label = f"{spec.label} (p={p:g})" if m == "minkowski" else spec.label
-        out.append({"id": m, "label": label, "p": float(p) if m == "minkowski" else None,
-                    "description": spec.description})
-    return out
+    return [metric_entry(m, p) for m in metrics]
 
 
 def _overall_weights(kinds: list[str]) -> str:

@@ -25,9 +25,9 @@ How (docs/bundle.md defines the distances):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
+
+from .metrics import DEFAULT_MINKOWSKI_P, METRICS, Metric, resolve_metric, validate_minkowski_p
 
 try:  # numba is a dependency of umap-learn; the import is cheap compared to TensorFlow.
     from numba import njit, prange
@@ -35,95 +35,17 @@ except ImportError as exc:  # pragma: no cover - the pinned install always has n
     raise ImportError("convnet_search.neighbors needs numba (installed with umap-learn)") from exc
 
 
-# --------------------------------------------------------------------------------------------
-# Metric registry
-# --------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Metric:
-    id: str
-    label: str
-    description: str
-    aliases: tuple[str, ...]
-
-
-METRICS: dict[str, Metric] = {
-    m.id: m
-    for m in (
-        Metric(
-            "cosine",
-            "Cosine",
-            "1 − x·y / (‖x‖‖y‖); a zero vector has distance 1 to everything. Range 0 … 2.",
-            ("cos", "angular_distance", "cosine_distance"),
-        ),
-        Metric(
-            "euclidean",
-            "Euclidean",
-            "‖x − y‖₂, the straight-line distance.",
-            ("l2", "euclid", "euclidean_distance"),
-        ),
-        Metric(
-            "sqeuclidean",
-            "Squared euclidean",
-            "‖x − y‖₂²; same ranking as euclidean, different distance values.",
-            ("squared_euclidean", "sq_euclidean", "sqeuclid", "l2_squared", "sql2"),
-        ),
-        Metric(
-            "minkowski",
-            "Minkowski",
-            "(Σ |xᵢ − yᵢ|ᵖ)^(1/p) with a configurable p ≥ 1 (default 3; p = 2 would be euclidean).",
-            ("lp", "minkowski_p"),
-        ),
-    )
-}
-
-_ALIASES: dict[str, str] = {}
-for _m in METRICS.values():
-    _ALIASES[_m.id] = _m.id
-    for _a in _m.aliases:
-        _ALIASES[_a] = _m.id
-
-DEFAULT_MINKOWSKI_P = 3.0
-
-# Codes used inside the numba kernels.
+# Codes used inside the numba kernels (metrics.METRICS says which kernel each metric uses).
 _COSINE, _EUCLIDEAN, _SQEUCLIDEAN, _MINKOWSKI = 0, 1, 2, 3
 _CODES = {"cosine": _COSINE, "euclidean": _EUCLIDEAN, "sqeuclidean": _SQEUCLIDEAN, "minkowski": _MINKOWSKI}
+assert set(_CODES) == set(METRICS), "every registered metric needs a kernel code here"
 
 # Default budget for one block's float32 distance matrix (several live at once briefly). The gemm
 # is most of the time and narrow blocks slow it down: at N = 20,000, D = 1024 cosine took 15 s with
 # 32 MB blocks (409 rows) and 9 s with 128 MB (1,638 rows), as fast as faiss's IndexFlatIP (9.2 s)
 # in the same run (bench/README.md).
 _BLOCK_BYTES = 128 * 1024 * 1024
-
-
-def resolve_metric(name: str) -> str:
-    """Canonical metric id for a name or alias (case-insensitive, '-' and ' ' read as '_')."""
-    if not isinstance(name, str):
-        raise ValueError(f"metric must be a string, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    try:
-        return _ALIASES[key]
-    except KeyError:
-        valid = ", ".join(
-            f"{m.id} (aliases: {', '.join(m.aliases)})" for m in METRICS.values()
-        )
-        raise ValueError(f"unknown metric {name!r}; valid metrics: {valid}") from None
-
-
-def validate_minkowski_p(p: float) -> float:
-    """p as a float; finite, ≥ 1 (a metric), and not 2 (that is euclidean: never silently 2)."""
-    try:
-        pf = float(p)
-    except (TypeError, ValueError):
-        raise ValueError(f"minkowski p must be a number, got {p!r}") from None
-    if isinstance(p, bool) or not math.isfinite(pf):
-        raise ValueError(f"minkowski p must be a finite number, got {p!r}")
-    if pf < 1.0:
-        raise ValueError(f"minkowski p must be >= 1 (p < 1 is not a metric), got {pf:g}")
-    if pf == 2.0:
-        raise ValueError("p=2 is euclidean; use metric 'euclidean'")
-    return pf
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,8 +362,9 @@ def _scaled_f32(X: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows: int | None,
          exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    code = _CODES[resolve_metric(metric)]
-    if code == _MINKOWSKI:
+    mid = resolve_metric(metric)
+    code = _CODES[mid]
+    if METRICS[mid].kernel == "minkowski":
         return _run_minkowski(Q, X, k, p, block_rows, exclude_self)
     return _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean=False)[0]
 
@@ -540,8 +463,9 @@ def top_k_neighbors_multi(X: np.ndarray, k: int, metrics, *, p: float = DEFAULT_
                           block_rows: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """top_k_neighbors of X under several metrics, sharing work: {name as given: (ids, dists)}.
 
-    Euclidean and squared euclidean rank identically (sqrt is monotone), so when both are asked
-    one gemm + candidate pass serves both; results equal separate top_k_neighbors calls exactly.
+    Metrics of the same `Metric.order` rank identically: euclidean and squared euclidean (sqrt is
+    monotone), so when both are asked one gemm + candidate pass serves both; results equal separate
+    top_k_neighbors calls exactly.
     """
     X = _as_matrix(X, "X")
     k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
