@@ -58,21 +58,24 @@ def _progress(console: Console) -> Progress:
 
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
     from .evaluate import score_window
-    from .neighbors import top_k_neighbors_multi
+    from .neighbors import minkowski_method, top_k_neighbors_multi
 
     fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
-                     cfg.minkowski_p, cfg.k)
+                     cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays: dict[str, np.ndarray] = {}
+        how: dict[str, dict] = {}  # per matrix: how minkowski was computed (exact / recall measured)
         k = score_window(len(ds), cfg.k)[0]
         for key in _feature_keys(feats):
             # all metrics of one matrix at once: euclidean and sqeuclidean share one top-k
-            results = top_k_neighbors_multi(feats.arrays[key], k, cfg.metrics, p=cfg.minkowski_p)
+            report: dict = {}
+            results = top_k_neighbors_multi(feats.arrays[key], k, cfg.metrics, p=cfg.minkowski_p, report=report)
+            how.update({key: report["minkowski"]} if "minkowski" in report else {})
             for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
-        store.write(ds.id, model, {"fingerprint": fp}, arrays)
+        store.write(ds.id, model, {"fingerprint": fp, "minkowski": how}, arrays)
     return store.load(ds.id, model)
 
 
