@@ -104,16 +104,122 @@ def bench_model(model_id: str, batch: int, rounds: int) -> dict:
     }
 
 
+def _big_photos(folder, n: int):
+    """n seeded 4000×3000 JPEGs (smooth gradients + noise, quality 90: phone-photo sized files)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:3000, 0:4000]
+    for i in range(n):
+        d = folder / f"c{i % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        base = ((x * (i + 1) // 40 + y // 30) % 256).astype(np.uint8)
+        img = np.stack([base, base[::-1], np.roll(base, 97 * i, axis=1)], axis=-1)
+        img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(d / f"big_{i:03d}.jpg", quality=90)
+
+
+def bench_reader(ds, label: str, batch: int, rounds: int) -> dict:
+    """The extract stage's batch loop (reader → forward pass → numpy, as extract_features runs it)
+    with the decode pool (after) and with decoding inline in tf.data's generator (before), against
+    the floor: the same forward pass over the same images already decoded and resized (tensors in
+    memory). Same model (MobileNet, the default 8 layers × default poolings), interleaved rounds,
+    fastest of each kept; cpu_percent = process CPU time / wall time of that round."""
+    import os
+
+    from convnet_search import extract
+    from convnet_search.models import build_feature_extractor, get_spec
+    from convnet_search.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    spec = get_spec("mobilenet_025")
+    model, _, _ = build_feature_extractor(spec, None, weights="none", seed=0)
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    threads = extract.DECODE_THREADS
+
+    def loop(decode_threads):
+        extract.DECODE_THREADS = decode_threads
+        try:
+            for b in extract._image_batches(ds, 0, len(ds), spec.input_size, batch):
+                [o.numpy() for o in infer(b)]
+        finally:
+            extract.DECODE_THREADS = threads
+
+    extract.DECODE_THREADS = 0
+    decoded = [tf.constant(b) for b in extract._image_batches(ds, 0, len(ds), spec.input_size, batch)]
+    extract.DECODE_THREADS = threads
+    pooled_batches = [b.numpy() for b in extract._image_batches(ds, 0, len(ds), spec.input_size, batch)]
+    identical = len(pooled_batches) == len(decoded) and all(
+        np.array_equal(a, b.numpy()) for a, b in zip(pooled_batches, decoded))
+    del pooled_batches
+
+    def floor(_):
+        for b in decoded:
+            [o.numpy() for o in infer(b)]
+
+    variants = {"floor_s": (floor, None), "before_s": (loop, 0), "after_s": (loop, threads)}
+    floor(None)  # trace + warm up
+    times = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, (fn, arg) in variants.items():
+            c0, t0 = os.times(), time.perf_counter()
+            fn(arg)
+            wall = time.perf_counter() - t0
+            c1 = os.times()
+            times[name].append(wall)
+            cpu[name].append((c1.user - c0.user + c1.system - c0.system) / wall)
+    best = {k: min(v) for k, v in times.items()}
+    at = {k: cpu[k][times[k].index(best[k])] for k in variants}
+    return {
+        "case": f"extract loop vs forward floor: {label}", "model": spec.id, "images": len(ds), "batch": batch,
+        "decode_threads": threads, **{k: round(v, 3) for k, v in best.items()},
+        "before_vs_floor": round(best["before_s"] / best["floor_s"], 3),
+        "after_vs_floor": round(best["after_s"] / best["floor_s"], 3),
+        "speedup_after_vs_before": round(best["before_s"] / best["after_s"], 3),
+        "cpu_percent": {k.removesuffix("_s"): round(100 * v) for k, v in at.items()},
+        "batches_identical": identical, "cpu_count": os.cpu_count(),
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        "rounds_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
+    }
+
+
+def reader_rows(quick: bool) -> list[dict]:
+    """bench_reader on tinyimagenet20 (1000 real 64 px photos, if present) and on 4000×3000 JPEGs."""
+    import tempfile
+    from pathlib import Path
+
+    from bench_quality import DATASET, real_dir
+
+    from convnet_search.datasets import load_dataset
+
+    rows = []
+    real = real_dir() / DATASET
+    if real.is_dir():
+        ds = load_dataset(real)
+        rows.append(bench_reader(ds, f"{DATASET} ({len(ds)} real photos)", 32, 2 if quick else 3))
+    else:
+        rows.append({"case": "extract loop vs forward floor: tinyimagenet20", "skipped": True,
+                     "note": f"{real} not found"})
+    with tempfile.TemporaryDirectory() as tmp:
+        _big_photos(Path(tmp), 8 if quick else 48)
+        ds = load_dataset(Path(tmp), cache_dir=None)
+        rows.append(bench_reader(ds, f"4000×3000 JPEGs ({len(ds)})", 16, 2 if quick else 3))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     if quick:
-        return [bench_model("mobilenet", batch=8, rounds=2)]
+        return [bench_model("mobilenet", batch=8, rounds=2), *reader_rows(True)]
     return [bench_model("mobilenet", batch=32, rounds=7), bench_model("resnet50", batch=32, rounds=5),
-            bench_model("vgg16", batch=16, rounds=5)]
+            bench_model("vgg16", batch=16, rounds=5), *reader_rows(False)]
 
 
 if __name__ == "__main__":
     import json
     import sys
 
-    for row in run(quick="--quick" in sys.argv):
+    # --reader: only the reader rows (extract loop vs the forward floor, before/after the decode pool)
+    rows = reader_rows("--quick" in sys.argv) if "--reader" in sys.argv else run(quick="--quick" in sys.argv)
+    for row in rows:
         print(json.dumps(row))

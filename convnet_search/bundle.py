@@ -12,7 +12,7 @@ from . import __version__
 from .datasets import Dataset
 from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
 from .images import load_rgb, thumbnail_jpeg
-from .neighbors import METRICS
+from .metrics import metric_entry
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
@@ -85,13 +85,7 @@ def _write(root: Path, rel: str, data: bytes) -> None:
 
 
 def metric_entries(metrics: list[str], p: float) -> list[dict[str, Any]]:
-    out = []
-    for m in metrics:
-        spec = METRICS[m]
-        label = f"{spec.label} (p={p:g})" if m == "minkowski" else spec.label
-        out.append({"id": m, "label": label, "p": float(p) if m == "minkowski" else None,
-                    "description": spec.description})
-    return out
+    return [metric_entry(m, p) for m in metrics]
 
 
 def _overall_weights(kinds: list[str]) -> str:
@@ -186,6 +180,19 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
                        np.ascontiguousarray(feats[feature_key(layer, pooling)], dtype="<f4").tobytes())
 
 
+def minkowski_recall_entry(res: DatasetResults, models: list[str]) -> dict[str, Any] | None:
+    """null when every minkowski top-k of the dataset is exact; else the measured recall@15 of the
+    candidates + exact re-rank path (neighbors._minkowski_all_rows), worst over its matrices."""
+    how = [h for m in models for h in (res.neighbors[m].meta.get("minkowski") or {}).values()
+           if h.get("method") == "candidates"]
+    if not how:
+        return None
+    return {"recall_at_15": min(h["recall_at_15"] for h in how),
+            "min_row_recall": min(h["min_row_recall"] for h in how),
+            "sampled_rows": min(h["sampled_rows"] for h in how),
+            "candidates": max(h["candidates"] for h in how), "matrices": len(how)}
+
+
 def build_manifest(inp: BundleInputs) -> dict[str, Any]:
     models = _model_entries(inp)
     weights = _overall_weights([m["weights"] for m in models])
@@ -201,6 +208,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "scores_block": scores_block(len(inp.poolings), sum(len(m["layers"]) for m in models)),
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
             "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
+            "minkowski_recall": minkowski_recall_entry(res, inp.models),
         })
     browser = None
     if inp.browser is not None:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .metrics import METRIC_IDS, resolve_metric, validate_minkowski_p
 from .models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
 from .pooling import DEFAULT_POOLINGS, POOLINGS
 from .tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
 
-ALL_METRICS = ("cosine", "euclidean", "sqeuclidean", "minkowski")
+ALL_METRICS = METRIC_IDS
 # The one place that says how small k may be: a dataset of N images stores min(k, N − 1) neighbours
 # and scores the top min(15, that), so any k ≥ 1 is meaningful.
 K_MIN, K_MIN_WHY = 1, ""
@@ -62,7 +63,7 @@ KEYS: dict[str, Key] = {
                             "line prefix each with MODEL: when several models run (default: 8 per "
                             "model, chosen by the documented rule)"),
     "num_layers": Key("int", f"how many layers the default rule picks (default {DEFAULT_NUM_LAYERS})", min=1),
-    "metrics": Key("list", "cosine, euclidean, sqeuclidean, minkowski (default: all four)"),
+    "metrics": Key("list", ", ".join(METRIC_IDS) + " or an alias (default: all of them)"),
     "minkowski_p": Key("float", "p of the minkowski metric (default 3; 2 is refused: that is euclidean)",
                        min=1),
     "k": Key("int", "neighbours stored per image (default 15; a dataset of N images stores at most N-1)",
@@ -351,8 +352,6 @@ class _Sub(str):
 
 def _resolve(values: dict[str, Any]) -> list[tuple[str, str]]:
     """Resolve aliases in place (models, metrics, browser_model, layers); returns (key, problem)."""
-    from .neighbors import resolve_metric, validate_minkowski_p  # lazy: numba import costs ~0.3 s
-
     problems: list[tuple[str, str]] = []
 
     def each(name: str, items, fn: Callable[[str], str]) -> tuple[str, ...] | None:

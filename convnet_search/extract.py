@@ -9,7 +9,11 @@ same features bit for bit.
 """
 from __future__ import annotations
 
+import itertools
+import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,6 +63,12 @@ def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: 
                        weights.fingerprint_key(), cfg.shard_size, cfg.batch_size)
 
 
+# Decode threads of the extraction reader (0: decode inline in tf.data's generator thread, the
+# pre-pool behaviour, kept for bench/bench_extract.py's before/after row). Pillow's decoders and
+# numpy's reductions release the GIL, so decoding overlaps the forward pass on the other core.
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
 def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> str:
     """Everything but the images that decides a shard's features (shard keys hash it with them)."""
     return fingerprint("features-shard", FEATURES_FORMAT, spec.id, spec.input_size, cfg.layers.get(spec.id),
@@ -66,14 +76,33 @@ def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> s
 
 
 def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
-    """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path."""
+    """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
+
+    Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
+    bounded by the batch size, not N), and images come out in dataset order, so the batches are
+    the very ones a serial reader makes."""
     import tensorflow as tf
 
     from .preprocess import area_downscale, resize_tensor
 
+    def decode(i: int) -> np.ndarray:
+        return area_downscale(load_rgb(ds.path(i)), size)  # step 1 of the path; step 2 below
+
     def gen():
-        for i in range(start, stop):
-            yield area_downscale(load_rgb(ds.path(i)), size)  # step 1 of the path; step 2 below
+        if DECODE_THREADS <= 0:
+            yield from map(decode, range(start, stop))
+            return
+        todo = iter(range(start, stop))
+        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode") as pool:
+            pending = deque(pool.submit(decode, i) for i in itertools.islice(todo, 2 * batch_size))
+            try:
+                while pending:
+                    img = pending.popleft().result()
+                    pending.extend(pool.submit(decode, i) for i in itertools.islice(todo, 1))
+                    yield img
+            finally:  # stopped early (error, consumer gone): drop what is queued
+                for f in pending:
+                    f.cancel()
 
     data = tf.data.Dataset.from_generator(
         gen, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8))

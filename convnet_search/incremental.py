@@ -32,8 +32,8 @@ def _drop_self(ids: np.ndarray, dists: np.ndarray, rows: np.ndarray, k: int) -> 
     return ids[keep].reshape(len(rows), k), dists[keep].reshape(len(rows), k)
 
 
-def _search_rows(X: np.ndarray, rows: np.ndarray, k: int, metric: str, p: float):
-    ids, dists = top_k_query(X[rows], X, k + 1, metric, p=p)
+def _search_rows(X: np.ndarray, rows: np.ndarray, k: int, metric: str, p: float, L: int | None):
+    ids, dists = top_k_query(X[rows], X, k + 1, metric, p=p, minkowski_candidates=L)
     return _drop_self(ids, dists, rows, k)
 
 
@@ -64,13 +64,18 @@ def _merge(a_ids, a_d, b_ids, b_d, k):
 
 
 def update_neighbors(X: np.ndarray, k: int, metric: str, old_ids: np.ndarray, old_dists: np.ndarray,
-                     old_to_new: np.ndarray, *, p: float = 3.0) -> tuple[np.ndarray, np.ndarray, UpdateStats]:
+                     old_to_new: np.ndarray, *, p: float = 3.0, minkowski_candidates: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, UpdateStats]:
     """Top-k of every row of X (the new features) from the old rows' stored top-k.
 
     old_ids/old_dists: the stored result [N_old, k_old] for the old features; old_to_new[o]: the new
     row of old row o when its features are carried over bit for bit, else −1. Returns what
     neighbors.top_k_neighbors(X, k, metric, p=p) returns, and how many rows were merged/recomputed.
+    minkowski_candidates: the L the full run used above neighbors.MINKOWSKI_EXACT_MAX rows (its
+    result is then a measured-recall approximation, and so is this update's: searched rows use the
+    same rule, merged rows re-rank the euclidean top-L of the fresh rows).
     """
+    L = minkowski_candidates
     n = X.shape[0]
     k_old = old_ids.shape[1] if old_ids.ndim == 2 else 0
     kept_old = np.flatnonzero(old_to_new >= 0)
@@ -82,7 +87,7 @@ def update_neighbors(X: np.ndarray, k: int, metric: str, old_ids: np.ndarray, ol
     monotone = bool(np.all(np.diff(kept_new) > 0))  # else old ties (by old id) may not be new ties
     if k_old < k or not monotone or len(kept_old) == 0:
         rows = np.arange(n)
-        ids[:], dists[:] = _search_rows(X, rows, k, metric, p)
+        ids[:], dists[:] = _search_rows(X, rows, k, metric, p, L)
         return ids, dists, UpdateStats(0, n)
     mapped = old_to_new[old_ids[kept_old, :k]]  # k_old ≥ k: the first k of a longer list are the top-k
     lost = np.any(mapped < 0, axis=1)
@@ -92,14 +97,15 @@ def update_neighbors(X: np.ndarray, k: int, metric: str, old_ids: np.ndarray, ol
         fresh_rows = np.flatnonzero(fresh)
         a_ids, a_d = mapped[~lost], old_dists[merge_old, :k]
         if len(fresh_rows):
-            f_ids, f_d = top_k_query(X[merge_new], X[fresh_rows], min(k, len(fresh_rows)), metric, p=p)
+            f_ids, f_d = top_k_query(X[merge_new], X[fresh_rows], min(k, len(fresh_rows)), metric, p=p,
+                                     minkowski_candidates=L)
             a_ids, a_d, ambiguous = _merge(a_ids, a_d, fresh_rows[f_ids], f_d, k)
             recompute.append(merge_new[ambiguous])
             a_ids, a_d, merge_new = a_ids[~ambiguous], a_d[~ambiguous], merge_new[~ambiguous]
         ids[merge_new], dists[merge_new] = a_ids, a_d
     rows = np.sort(np.concatenate(recompute))
     if len(rows):
-        ids[rows], dists[rows] = _search_rows(X, rows, k, metric, p)
+        ids[rows], dists[rows] = _search_rows(X, rows, k, metric, p, L)
     return ids, dists, UpdateStats(len(merge_new), len(rows))
 
 

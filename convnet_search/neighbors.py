@@ -25,9 +25,9 @@ How (docs/bundle.md defines the distances):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
+
+from .metrics import DEFAULT_MINKOWSKI_P, METRICS, Metric, resolve_metric, validate_minkowski_p
 
 try:  # numba is a dependency of umap-learn; the import is cheap compared to TensorFlow.
     from numba import njit, prange
@@ -35,95 +35,17 @@ except ImportError as exc:  # pragma: no cover - the pinned install always has n
     raise ImportError("convnet_search.neighbors needs numba (installed with umap-learn)") from exc
 
 
-# --------------------------------------------------------------------------------------------
-# Metric registry
-# --------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Metric:
-    id: str
-    label: str
-    description: str
-    aliases: tuple[str, ...]
-
-
-METRICS: dict[str, Metric] = {
-    m.id: m
-    for m in (
-        Metric(
-            "cosine",
-            "Cosine",
-            "1 − x·y / (‖x‖‖y‖); a zero vector has distance 1 to everything. Range 0 … 2.",
-            ("cos", "angular_distance", "cosine_distance"),
-        ),
-        Metric(
-            "euclidean",
-            "Euclidean",
-            "‖x − y‖₂, the straight-line distance.",
-            ("l2", "euclid", "euclidean_distance"),
-        ),
-        Metric(
-            "sqeuclidean",
-            "Squared euclidean",
-            "‖x − y‖₂²; same ranking as euclidean, different distance values.",
-            ("squared_euclidean", "sq_euclidean", "sqeuclid", "l2_squared", "sql2"),
-        ),
-        Metric(
-            "minkowski",
-            "Minkowski",
-            "(Σ |xᵢ − yᵢ|ᵖ)^(1/p) with a configurable p ≥ 1 (default 3; p = 2 would be euclidean).",
-            ("lp", "minkowski_p"),
-        ),
-    )
-}
-
-_ALIASES: dict[str, str] = {}
-for _m in METRICS.values():
-    _ALIASES[_m.id] = _m.id
-    for _a in _m.aliases:
-        _ALIASES[_a] = _m.id
-
-DEFAULT_MINKOWSKI_P = 3.0
-
-# Codes used inside the numba kernels.
+# Codes used inside the numba kernels (metrics.METRICS says which kernel each metric uses).
 _COSINE, _EUCLIDEAN, _SQEUCLIDEAN, _MINKOWSKI = 0, 1, 2, 3
 _CODES = {"cosine": _COSINE, "euclidean": _EUCLIDEAN, "sqeuclidean": _SQEUCLIDEAN, "minkowski": _MINKOWSKI}
+assert set(_CODES) == set(METRICS), "every registered metric needs a kernel code here"
 
 # Default budget for one block's float32 distance matrix (several live at once briefly). The gemm
 # is most of the time and narrow blocks slow it down: at N = 20,000, D = 1024 cosine took 15 s with
 # 32 MB blocks (409 rows) and 9 s with 128 MB (1,638 rows), as fast as faiss's IndexFlatIP (9.2 s)
 # in the same run (bench/README.md).
 _BLOCK_BYTES = 128 * 1024 * 1024
-
-
-def resolve_metric(name: str) -> str:
-    """Canonical metric id for a name or alias (case-insensitive, '-' and ' ' read as '_')."""
-    if not isinstance(name, str):
-        raise ValueError(f"metric must be a string, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    try:
-        return _ALIASES[key]
-    except KeyError:
-        valid = ", ".join(
-            f"{m.id} (aliases: {', '.join(m.aliases)})" for m in METRICS.values()
-        )
-        raise ValueError(f"unknown metric {name!r}; valid metrics: {valid}") from None
-
-
-def validate_minkowski_p(p: float) -> float:
-    """p as a float; finite, ≥ 1 (a metric), and not 2 (that is euclidean: never silently 2)."""
-    try:
-        pf = float(p)
-    except (TypeError, ValueError):
-        raise ValueError(f"minkowski p must be a number, got {p!r}") from None
-    if isinstance(p, bool) or not math.isfinite(pf):
-        raise ValueError(f"minkowski p must be a finite number, got {p!r}")
-    if pf < 1.0:
-        raise ValueError(f"minkowski p must be >= 1 (p < 1 is not a metric), got {pf:g}")
-    if pf == 2.0:
-        raise ValueError("p=2 is euclidean; use metric 'euclidean'")
-    return pf
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +120,20 @@ def _exact_distance(Q, X, i, j, qnorm, xnorm, code):
     if code == _EUCLIDEAN:
         return math.sqrt(s)
     return s
+
+
+@njit(cache=True, parallel=True)
+def _row_sqnorms(X):
+    """‖x‖₂² in float64 with sequential summation."""
+    n, d = X.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in prange(n):
+        s = 0.0
+        for t in range(d):
+            v = np.float64(X[i, t])
+            s += v * v
+        out[i] = s
+    return out
 
 
 @njit(cache=True, parallel=True)
@@ -362,30 +298,69 @@ def _minkowski_sum(Q, X, i, j, p, ip):
     return (s0 + s1) + (s2 + s3)
 
 
+@njit(cache=True)
+def _select_row(dist_all, selfj, k, out_ids, out_d, row):
+    """Top-k of one row of exact distances (selfj ≥ 0 excluded) by (distance, id)."""
+    if selfj >= 0:
+        dist_all[selfj] = np.inf
+    U = _kth_smallest(dist_all, k)
+    count = 0
+    for j in range(dist_all.shape[0]):
+        if dist_all[j] <= U and j != selfj:
+            count += 1
+    cand = np.empty(count, dtype=np.int64)
+    dist = np.empty(count, dtype=np.float64)
+    c = 0
+    for j in range(dist_all.shape[0]):
+        if dist_all[j] <= U and j != selfj:
+            cand[c] = j
+            dist[c] = dist_all[j]
+            c += 1
+    _take_k_sorted(cand, dist, k, out_ids, out_d, row)
+
+
 @njit(cache=True, parallel=True)
-def _minkowski_select(Q, X, p, ip, self_offset, k, out_ids, out_d, row0, row1):
-    """Exact minkowski top-k for query rows row0…row1−1 against all of X."""
+def _minkowski_select(Q, X, p, ip, self_ids, k, out_ids, out_d, row0, row1):
+    """Exact minkowski top-k for query rows row0…row1−1 against all of X (self_ids[i] ≥ 0: the
+    item query i is, excluded)."""
     N = X.shape[0]
     inv_p = 1.0 / p
     for i in prange(row0, row1):
-        selfj = self_offset + i if self_offset >= 0 else -1
         dist_all = np.empty(N, dtype=np.float64)
         for j in range(N):
             dist_all[j] = _minkowski_sum(Q, X, i, j, p, ip) ** inv_p
+        _select_row(dist_all, self_ids[i], k, out_ids, out_d, i)
+
+
+@njit(cache=True, parallel=True)
+def _minkowski_rerank(G, qsq, xsq, Q, X, p, ip, self_offset, L, k, out_ids, out_d, row0):
+    """Minkowski top-k of a block of query rows from candidates: the L nearest by approximate
+    squared euclidean distance (d̃ = ‖q‖² + ‖x‖² − 2g from the float32 gemm block G; every tie
+    at the L-th value is kept), re-ranked by exact float64 minkowski distance (the same
+    `_minkowski_sum` as the exact path, so a true neighbour found gets bit-equal distance and the
+    same (distance, id) order)."""
+    B, N = G.shape
+    inv_p = 1.0 / p
+    for b in prange(B):
+        i = row0 + b
+        selfj = self_offset + i if self_offset >= 0 else -1
+        approx = np.empty(N, dtype=np.float64)
+        for j in range(N):
+            approx[j] = qsq[i] + xsq[j] - 2.0 * np.float64(G[b, j])
         if selfj >= 0:
-            dist_all[selfj] = np.inf
-        U = _kth_smallest(dist_all, k)
+            approx[selfj] = np.inf
+        T = _kth_smallest(approx, L)
         count = 0
         for j in range(N):
-            if dist_all[j] <= U and j != selfj:
+            if approx[j] <= T and j != selfj:
                 count += 1
         cand = np.empty(count, dtype=np.int64)
         dist = np.empty(count, dtype=np.float64)
         c = 0
         for j in range(N):
-            if dist_all[j] <= U and j != selfj:
+            if approx[j] <= T and j != selfj:
                 cand[c] = j
-                dist[c] = dist_all[j]
+                dist[c] = _minkowski_sum(Q, X, i, j, p, ip) ** inv_p
                 c += 1
         _take_k_sorted(cand, dist, k, out_ids, out_d, i)
 
@@ -439,24 +414,46 @@ def _scaled_f32(X: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows: int | None,
-         exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    code = _CODES[resolve_metric(metric)]
-    if code == _MINKOWSKI:
-        return _run_minkowski(Q, X, k, p, block_rows, exclude_self)
-    return _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean=False)[0]
+         self_offset: int, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, dists) of query rows Q against X; self_offset ≥ 0: Q[i] is item self_offset + i of X
+    and is excluded. `candidates` (minkowski only): None exact, else L for _minkowski_rerank."""
+    mid = resolve_metric(metric)
+    if METRICS[mid].kernel == "minkowski":
+        return _run_minkowski(Q, X, k, p, block_rows, self_offset, candidates)
+    return _run_gemm(Q, X, k, _CODES[mid], block_rows, self_offset, also_euclidean=False)[0]
 
 
-def _run_minkowski(Q, X, k, p, block_rows, exclude_self):
+def _minkowski_p(p: float) -> tuple[float, int]:
     pf = validate_minkowski_p(p)
-    ip = int(pf) if pf == int(pf) and pf <= 64 else 0
-    M = Q.shape[0]
+    return pf, (int(pf) if pf == int(pf) and pf <= 64 else 0)
+
+
+def _run_minkowski(Q, X, k, p, block_rows, self_offset, candidates=None):
+    pf, ip = _minkowski_p(p)
+    M, N = Q.shape[0], X.shape[0]
     out_ids = np.empty((M, k), dtype=np.int64)
     out_d = np.empty((M, k), dtype=np.float64)
-    # Minkowski needs no B×N block (one row buffer per thread); blocks only bound the work
-    # handed to one parallel call.
-    B = _block_rows(X.shape[0], block_rows)
+    B = _block_rows(N, block_rows)
+    if candidates is None or candidates >= N - (1 if self_offset >= 0 else 0):
+        # Exact. It needs no B×N block (one row buffer per thread); blocks only bound the work
+        # handed to one parallel call.
+        self_ids = np.arange(self_offset, self_offset + M) if self_offset >= 0 else np.full(M, -1)
+        for r0 in range(0, M, B):
+            _minkowski_select(Q, X, pf, ip, self_ids, k, out_ids, out_d, r0, min(M, r0 + B))
+        return out_ids, _to_f32(out_d)
+    qnorm = _row_norms(Q)
+    xnorm = _row_norms(X) if Q is not X else qnorm
+    Qa, Xa, _, _, _ = _gemm_operands(Q, X, qnorm, xnorm, _SQEUCLIDEAN)
+    # squared norms of the gemm operands themselves (not norm², which rounds): integer data then
+    # gives exact approximate distances, and the candidate set is exactly the brute-force one
+    xsq = _row_sqnorms(Xa)
+    qsq = xsq if Qa is Xa else _row_sqnorms(Qa)
+    G = np.empty((min(B, M), N), dtype=np.float32)
     for r0 in range(0, M, B):
-        _minkowski_select(Q, X, pf, ip, 0 if exclude_self else -1, k, out_ids, out_d, r0, min(M, r0 + B))
+        r1 = min(M, r0 + B)
+        g = G[: r1 - r0]
+        np.matmul(Qa[r0:r1], Xa.T, out=g)
+        _minkowski_rerank(g, qsq, xsq, Q, X, pf, ip, self_offset, max(k, int(candidates)), k, out_ids, out_d, r0)
     return out_ids, _to_f32(out_d)
 
 
@@ -486,7 +483,7 @@ def _gemm_operands(Q, X, qnorm, xnorm, code):
     return Qa, Xa, (qnorm * scale) ** 2, (xnorm * scale) ** 2, converted
 
 
-def _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean):
+def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
     """[(ids, dists)] for `code`; with also_euclidean (code sqeuclidean) a second pair for
     euclidean from the same gemm and candidates (see _gemm_select)."""
     M, N = Q.shape[0], X.shape[0]
@@ -505,10 +502,104 @@ def _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean):
         r1 = min(M, r0 + B)
         g = G[: r1 - r0]
         np.matmul(Qa[r0:r1], Xa.T, out=g)
-        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, 0 if exclude_self else -1, k,
+        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k,
                      out_ids, out_d, r0, sqrt_ids, sqrt_d)
     pairs = [(out_ids, _to_f32(out_d))]
     return pairs + [(sqrt_ids, _to_f32(sqrt_d))] if also_euclidean else pairs
+
+
+# --------------------------------------------------------------------------------------------
+# Minkowski above MINKOWSKI_EXACT_MAX rows: candidates + exact re-rank, recall measured
+# --------------------------------------------------------------------------------------------
+
+# Exact minkowski costs N²·D (8.6 s at N = 5,000, D = 1024; an hour per matrix at 100k). Up to this
+# many rows it stays exact; above, each row's candidates are its L nearest by (float32 gemm)
+# euclidean distance, re-ranked by exact minkowski distance, and recall@15 against exact top-15 is
+# measured on RECALL_ROWS sampled rows; L doubles until that recall reaches RECALL_TARGET.
+MINKOWSKI_EXACT_MAX = 5000
+RECALL_TARGET = 0.99
+RECALL_ROWS = 1000
+RECALL_TOP = 15
+RECALL_SEED = 0
+
+
+def minkowski_method(n: int, metrics) -> tuple:
+    """What decides how minkowski is computed for n rows (part of the neighbours fingerprint):
+    () when exact, else the candidate rule's constants."""
+    if n <= MINKOWSKI_EXACT_MAX or not any(METRICS[resolve_metric(m)].kernel == "minkowski" for m in metrics):
+        return ()
+    return ("minkowski-candidates", MINKOWSKI_EXACT_MAX, RECALL_TARGET, RECALL_ROWS, RECALL_SEED)
+
+
+def minkowski_candidates(k: int) -> int:
+    """First L tried for a top-k (bench/README.md `minkowski candidates` has the measurements)."""
+    return max(4 * k, 64)
+
+
+def minkowski_recall(X: np.ndarray, ids: np.ndarray, p: float, *, rows: int = RECALL_ROWS,
+                     top: int = RECALL_TOP, seed: int = RECALL_SEED) -> dict:
+    """recall@top of `ids` (top-k of every row of X, self excluded) against the exact minkowski
+    top-`top`, on `rows` rows sampled with a fixed seed: the share of the exact top ids found.
+
+    {"recall_at_15": mean over sampled rows, "min_row_recall": the worst row, "sampled_rows": n}."""
+    X = _as_matrix(X, "X")
+    pf, ip = _minkowski_p(p)
+    n = X.shape[0]
+    t = min(top, ids.shape[1], n - 1)
+    sample = np.sort(np.random.default_rng(seed).choice(n, min(rows, n), replace=False))
+    Q = np.ascontiguousarray(X[sample])
+    exact = np.empty((len(sample), t), dtype=np.int64)
+    _minkowski_select(Q, X, pf, ip, sample.astype(np.int64), t, exact, np.empty((len(sample), t)), 0, len(sample))
+    found = np.array([np.intersect1d(exact[r], ids[q, :t]).size for r, q in enumerate(sample)]) / t
+    return {f"recall_at_{top}": float(found.mean()), "min_row_recall": float(found.min()),
+            "sampled_rows": int(len(sample))}
+
+
+def _minkowski_all_rows(X, k, p, block_rows, report):
+    """Minkowski top-k of every row: exact up to MINKOWSKI_EXACT_MAX rows, else candidates with L
+    doubled until the measured recall reaches RECALL_TARGET (L ≥ N − 1 is exact); `report` gets
+    how (the neighbours stage stores it, the bundle manifest shows it)."""
+    n = X.shape[0]
+    if n <= MINKOWSKI_EXACT_MAX:
+        report.update(method="exact")
+        return _run_minkowski(X, X, k, p, block_rows, 0)
+    L = minkowski_candidates(k)
+    tried = []
+    while True:
+        ids, d = _run_minkowski(X, X, k, p, block_rows, 0, L)
+        if L >= n - 1:
+            report.update(method="exact", candidates_tried=tried)
+            return ids, d
+        rec = minkowski_recall(X, ids, p)
+        tried.append(L)
+        if rec[f"recall_at_{RECALL_TOP}"] >= RECALL_TARGET:
+            report.update(method="candidates", candidates=L, candidates_tried=tried, **rec)
+            return ids, d
+        L *= 2
+
+
+def top_k_rows(X: np.ndarray, k: int, metrics, row0: int, row1: int, *, p: float = DEFAULT_MINKOWSKI_P,
+               block_rows: int | None = None, minkowski_candidates: int | None = None
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Rows row0…row1−1 of top_k_neighbors_multi (for work split over processes or machines):
+    {name as given: (ids [row1−row0, k], dists)}, each row excluding itself. Minkowski is exact
+    unless `minkowski_candidates` (L) is given; then measure the whole result's recall with
+    `minkowski_recall` and retry with a larger L if it falls short (`_minkowski_all_rows` does
+    this in one process)."""
+    X = _as_matrix(X, "X")
+    k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
+    if not 0 <= row0 < row1 <= X.shape[0]:
+        raise ValueError(f"need 0 <= row0 < row1 <= {X.shape[0]}, got rows [{row0}, {row1})")
+    Q = X[row0:row1] if (row0, row1) != (0, X.shape[0]) else X
+    ids = {name: resolve_metric(name) for name in metrics}
+    wanted = set(ids.values())
+    done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if {"euclidean", "sqeuclidean"} <= wanted:
+        done["sqeuclidean"], done["euclidean"] = _run_gemm(Q, X, k, _SQEUCLIDEAN, block_rows, row0, True)
+    for mid in sorted(wanted - done.keys(), key=list(METRICS).index):
+        done[mid] = _run(Q, X, k, mid, p, block_rows, row0,
+                         minkowski_candidates if METRICS[mid].kernel == "minkowski" else None)
+    return {name: done[mid] for name, mid in ids.items()}
 
 
 def top_k_neighbors(X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MINKOWSKI_P,
@@ -516,16 +607,17 @@ def top_k_neighbors(X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MI
     """Top-k neighbours of every row of X among the other rows of X.
 
     Returns (ids int64 [N, k], distances float32 [N, k]); row q excludes q itself, is sorted by
-    ascending distance, ties broken by the smaller id. `p` is used by minkowski only.
+    ascending distance, ties broken by the smaller id. `p` is used by minkowski only (exact up to
+    MINKOWSKI_EXACT_MAX rows, see top_k_neighbors_multi).
     """
-    X = _as_matrix(X, "X")
-    k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
-    return _run(X, X, k, metric, p, block_rows, exclude_self=True)
+    return top_k_neighbors_multi(X, k, [metric], p=p, block_rows=block_rows)[metric]
 
 
 def top_k_query(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, p: float = DEFAULT_MINKOWSKI_P,
-                block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k rows of X for each row of Q (nothing excluded). Same ordering rules."""
+                block_rows: int | None = None, minkowski_candidates: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows of X for each row of Q (nothing excluded). Same ordering rules; exact, except
+    minkowski given `minkowski_candidates` (L: euclidean top-L re-ranked, as for large N)."""
     Q = _as_matrix(Q, "Q")
     X = _as_matrix(X, "X")
     if Q.shape[1] != X.shape[1]:
@@ -533,30 +625,41 @@ def top_k_query(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, p: float =
     k = _check_k(k, X.shape[0], f"the {X.shape[0]} rows of X")
     if Q.dtype != X.dtype:  # one dtype for the kernels (float32 ⊂ float64 exactly)
         Q, X = Q.astype(np.float64), X.astype(np.float64)
-    return _run(Q, X, k, metric, p, block_rows, exclude_self=False)
+    return _run(Q, X, k, metric, p, block_rows, -1, minkowski_candidates)
 
 
 def top_k_neighbors_multi(X: np.ndarray, k: int, metrics, *, p: float = DEFAULT_MINKOWSKI_P,
-                          block_rows: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                          block_rows: int | None = None, report: dict | None = None
+                          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """top_k_neighbors of X under several metrics, sharing work: {name as given: (ids, dists)}.
 
-    Euclidean and squared euclidean rank identically (sqrt is monotone), so when both are asked
-    one gemm + candidate pass serves both; results equal separate top_k_neighbors calls exactly.
+    Metrics of the same `Metric.order` rank identically: euclidean and squared euclidean (sqrt is
+    monotone), so when both are asked one gemm + candidate pass serves both; results equal separate
+    top_k_neighbors calls exactly. The gemm metrics are always exact; minkowski is exact up to
+    MINKOWSKI_EXACT_MAX rows and above that candidates + exact re-rank with measured recall
+    (`_minkowski_all_rows`); `report`, if given, receives {"minkowski": how it was computed}.
     """
     X = _as_matrix(X, "X")
     k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
     ids = {name: resolve_metric(name) for name in metrics}
-    wanted = set(ids.values())
-    done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if {"euclidean", "sqeuclidean"} <= wanted:
-        done["sqeuclidean"], done["euclidean"] = _run_gemm(X, X, k, _SQEUCLIDEAN, block_rows, True, True)
-    for mid in sorted(wanted - done.keys(), key=list(METRICS).index):
-        done[mid] = _run(X, X, k, mid, p, block_rows, exclude_self=True)
-    return {name: done[mid] for name, mid in ids.items()}
+    minkowski = [n for n, mid in ids.items() if METRICS[mid].kernel == "minkowski"]
+    out = top_k_rows(X, k, [n for n in ids if n not in minkowski], 0, X.shape[0], p=p,
+                     block_rows=block_rows) if len(minkowski) < len(ids) else {}
+    if minkowski:
+        how: dict = {}
+        pair = _minkowski_all_rows(X, k, p, block_rows, how)
+        out.update({n: pair for n in minkowski})
+        if report is not None:
+            report["minkowski"] = how
+    return {name: out[name] for name in ids}
 
 
 __all__ = [
     "top_k_neighbors_multi",
+    "top_k_rows",
+    "minkowski_recall",
+    "minkowski_method",
+    "MINKOWSKI_EXACT_MAX",
     "Metric",
     "METRICS",
     "DEFAULT_MINKOWSKI_P",

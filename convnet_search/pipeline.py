@@ -61,28 +61,33 @@ def _progress(console: Console) -> Progress:
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
                     say: Callable[[str], None] | None = None) -> StoredArrays:
     from .evaluate import score_window
-    from .neighbors import top_k_neighbors_multi
+    from .neighbors import minkowski_method, top_k_neighbors_multi
 
     fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
-                     cfg.minkowski_p, cfg.k)
+                     cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays: dict[str, np.ndarray] = {}
+        how: dict[str, dict] = {}  # per matrix: how minkowski was computed (exact / recall measured)
         k = score_window(len(ds), cfg.k)[0]
-        params = [list(cfg.metrics), cfg.minkowski_p, k]
+        params = [list(cfg.metrics), cfg.minkowski_p, k, list(minkowski_method(len(ds), cfg.metrics))]
         old = _previous(store, ds.id, model, feats, params)
         merged = recomputed = 0
         for key in _feature_keys(feats):
             x = feats.arrays[key]
             if old is not None:  # images added or removed: update the stored lists (incremental.py)
+                rule = (old[0].meta.get("minkowski") or {}).get(key) or {}
                 for metric in cfg.metrics:
                     ids, dists, st = update_neighbors(x, k, metric, old[0].arrays[f"{key}/{metric}/ids"],
-                                                      old[0].arrays[f"{key}/{metric}/dists"], old[1], p=cfg.minkowski_p)
+                                                      old[0].arrays[f"{key}/{metric}/dists"], old[1], p=cfg.minkowski_p,
+                                                      minkowski_candidates=rule.get("candidates"))
                     arrays[f"{key}/{metric}/ids"], arrays[f"{key}/{metric}/dists"] = ids.astype(np.int32), dists
                     merged, recomputed = merged + st.merged, recomputed + st.recomputed
                 continue
             # all metrics of one matrix at once: euclidean and sqeuclidean share one top-k
-            results = top_k_neighbors_multi(x, k, cfg.metrics, p=cfg.minkowski_p)
+            report: dict = {}
+            results = top_k_neighbors_multi(x, k, cfg.metrics, p=cfg.minkowski_p, report=report)
+            how.update({key: report["minkowski"]} if "minkowski" in report else {})
             for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
@@ -90,8 +95,10 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
         if update and say:
             say(f"{ds.id} · {model}: neighbours updated, not recomputed: {merged} rows merged with the "
                 f"new images, {recomputed} searched again (all configurations)")
+        if old is not None:  # the recall measured on the full run still describes the candidate rule
+            how = old[0].meta.get("minkowski") or {}
         store.write(ds.id, model, {"fingerprint": fp, "params": params, "basis": basis_of(feats.meta),
-                                   "update": update}, arrays)
+                                   "update": update, "minkowski": how}, arrays)
     return store.load(ds.id, model)
 
 

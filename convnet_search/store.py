@@ -15,7 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -76,7 +76,43 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 @dataclass
 class StoredArrays:
     meta: dict[str, Any]
-    arrays: dict[str, np.ndarray]
+    arrays: Mapping[str, np.ndarray]  # a LazyArrays when loaded from a store
+
+
+class LazyArrays(Mapping):
+    """The arrays of one store file, each read from HDF5 on first access (then kept).
+
+    Loading a stage output reads only its metadata, so a run with nothing to do (every fingerprint
+    current, the bundle up to date) reads no array at all. The file is opened per first access: it
+    is never rewritten under a loaded object within a run (the work lock; a stage writes a new file
+    and loads it again)."""
+
+    def __init__(self, path: Path, keys: list[str]):
+        self.path = Path(path)
+        self._keys = list(keys)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            if key not in self._keys:
+                raise KeyError(key)
+            import h5py
+
+            with h5py.File(self.path, "r") as f:
+                self._cache[key] = f["arrays"][key][()]
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __repr__(self) -> str:
+        return f"LazyArrays({str(self.path)!r}, {len(self._keys)} keys, {len(self._cache)} read)"
 
 
 class ArrayStore:
@@ -110,8 +146,7 @@ class ArrayStore:
         p = self.path(dataset, model)
         with h5py.File(p, "r") as f:
             meta = json.loads(f.attrs["meta"])
-            arrays = {k: f["arrays"][k][()] for k in meta["keys"]}
-        return StoredArrays(meta, arrays)
+        return StoredArrays(meta, LazyArrays(p, meta["keys"]))
 
     def write(self, dataset: str, model: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         import h5py

@@ -166,3 +166,16 @@ def test_adding_images_updates_every_stage_like_a_cold_run(tmp_path):
     assert a.keys() == b.keys()
     differ = sorted(k for k in a if a[k] != b[k])
     assert differ and all(k.endswith("umap.f32") for k in differ), differ
+
+
+def test_minkowski_candidate_rule_is_kept_by_the_update():
+    """Above neighbors.MINKOWSKI_EXACT_MAX the full run re-ranks euclidean candidates; the update
+    follows the same rule (here forced on a small matrix) and stays close to exact."""
+    rng = np.random.default_rng(5)
+    X_old = rng.random((500, 16)).astype(np.float32)
+    old_ids, old_d = top_k_neighbors(X_old, 10, "minkowski")
+    X, m = _edit(X_old, rng, n_remove=3, n_insert=15, n_changed=5, integer=False)
+    ids, _, stats = update_neighbors(X, 10, "minkowski", old_ids, old_d, m, minkowski_candidates=40)
+    exact = top_k_neighbors(X, 10, "minkowski")[0]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
+    assert recall >= 0.97 and stats.merged > 0

@@ -378,3 +378,140 @@ def test_extreme_magnitudes_equal_reference(scale, metric, rng):
     np.testing.assert_array_equal(ids, rids)
     with np.errstate(over="ignore"):  # float32 output: squared distances of 2^100 data are inf
         np.testing.assert_allclose(d, rd.astype(np.float32), rtol=1e-6)
+
+
+# ---- row blocks and minkowski candidates ------------------------------------------------------
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(X=st.one_of(int_matrices, float_matrices), data=st.data())
+def test_property_row_blocks_concatenate_to_the_whole(X, data):
+    """top_k_rows over any split of the rows equals top_k_neighbors_multi (what a distributor
+    relies on), for every metric; minkowski exact (no candidates given)."""
+    from convnet_search.neighbors import top_k_rows
+
+    n = X.shape[0]
+    k = data.draw(st.integers(1, n - 1), label="k")
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=3), label="cuts")))
+    bounds = [0, *cuts, n]
+    whole = top_k_neighbors_multi(X, k, ALL)
+    parts = [top_k_rows(X, k, ALL, a, b) for a, b in zip(bounds, bounds[1:])]
+    for m in ALL:
+        np.testing.assert_array_equal(np.concatenate([p[m][0] for p in parts]), whole[m][0])
+        np.testing.assert_array_equal(np.concatenate([p[m][1] for p in parts]), whole[m][1])
+
+
+def test_top_k_rows_rejects_bad_ranges():
+    from convnet_search.neighbors import top_k_rows
+
+    for a, b in [(-1, 3), (3, 3), (0, 11), (5, 2)]:
+        with pytest.raises(ValueError, match="row0"):
+            top_k_rows(np.eye(10), 2, ["cosine"], a, b)
+
+
+def _candidate_reference(X, k, p, L):
+    """Brute force of the candidate path: every row's L nearest by squared euclidean distance
+    (plus every tie at the L-th value), then a stable (minkowski distance, id) sort of those."""
+    D2 = cdist(X, X, "sqeuclidean")
+    Dm = cdist(X, X, "minkowski", p=p)
+    ids, ds = [], []
+    for q in range(len(X)):
+        d2 = D2[q].copy()
+        d2[q] = np.inf
+        cand = np.flatnonzero(d2 <= np.sort(d2)[L - 1])
+        order = cand[np.lexsort((cand, Dm[q, cand]))][:k]
+        ids.append(order)
+        ds.append(Dm[q, order])
+    return np.array(ids), np.array(ds)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(X=int_matrices, data=st.data())
+def test_property_minkowski_candidates_equal_brute_force_rerank(X, data):
+    """Small integers: the float32 gemm distances are exact, so the candidate set is exactly the
+    brute-force one (ties at the L-th kept) and the result must equal its exact re-rank."""
+    import convnet_search.neighbors as nb
+
+    n = X.shape[0]
+    k = data.draw(st.integers(1, n - 1), label="k")
+    L = data.draw(st.integers(k, max(k, n - 2)), label="L")
+    p = data.draw(st.sampled_from([1.0, 3.0, 1.5, 4.0]), label="p")
+    block_rows = data.draw(st.sampled_from([None, 1, 3]), label="block_rows")
+    ids, d = nb._run_minkowski(nb._as_matrix(X, "X"), nb._as_matrix(X, "X"), k, p, block_rows, 0, L)
+    rids, rd = _candidate_reference(X, k, p, L)
+    np.testing.assert_array_equal(ids, rids)
+    np.testing.assert_allclose(d, rd, rtol=1e-6, atol=1e-7)
+    if L >= n - 1:  # every other row is a candidate: exact
+        np.testing.assert_array_equal(ids, reference(X, X, k, "minkowski", p=p, exclude_self=True)[0])
+
+
+def test_minkowski_recall_equals_brute_force(rng):
+    from convnet_search.neighbors import minkowski_recall
+
+    X = rng.normal(size=(120, 6))
+    exact = reference(X, X, 15, "minkowski", exclude_self=True)[0]
+    assert minkowski_recall(X, exact, 3.0, rows=50) == {"recall_at_15": 1.0, "min_row_recall": 1.0,
+                                                        "sampled_rows": 50}
+    worse = exact.copy()
+    worse[:, 10:] = (exact[:, 10:] + 1) % 120  # replace the last 5 ids of every row
+    got = minkowski_recall(X, worse, 3.0, rows=120)  # all rows: no sampling
+    want = np.mean([np.intersect1d(worse[q], exact[q]).size / 15 for q in range(120)])
+    assert got["sampled_rows"] == 120 and got["recall_at_15"] == pytest.approx(want)
+
+
+def test_minkowski_above_exact_max_uses_candidates_and_reaches_target_recall(monkeypatch):
+    """Above MINKOWSKI_EXACT_MAX: candidates, L doubled until recall@15 ≥ 0.99 (forced to start
+    at L = k, which misses neighbours on this data), the report says so, and the recall it
+    records is the real recall of the returned ids against brute force on every row."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "bench"))
+    from bench_neighbors import make_features
+
+    import convnet_search.neighbors as nb
+
+    X = make_features(600, 32, seed=4)
+    monkeypatch.setattr(nb, "MINKOWSKI_EXACT_MAX", 100)
+    monkeypatch.setattr(nb, "RECALL_ROWS", 600)  # every row: the recorded recall is the true one
+    monkeypatch.setattr(nb, "minkowski_candidates", lambda k: k)
+    report: dict = {}
+    ids, _ = top_k_neighbors_multi(X, 15, ["minkowski", "cosine"], report=report)["minkowski"]
+    how = report["minkowski"]
+    assert how["method"] == "candidates" and how["candidates"] == how["candidates_tried"][-1]
+    assert len(how["candidates_tried"]) >= 2  # L = 15 was not enough here
+    exact = reference(X, X, 15, "minkowski", exclude_self=True)[0]
+    true_recall = np.mean([np.intersect1d(ids[q], exact[q]).size / 15 for q in range(600)])
+    assert how["recall_at_15"] == pytest.approx(true_recall) and true_recall >= 0.99
+    # at or below the limit: exact, said so
+    report.clear()
+    top_k_neighbors_multi(X[:100], 15, ["minkowski"], report=report)
+    assert report["minkowski"] == {"method": "exact"}
+
+
+def test_neighbors_stage_records_minkowski_recall_for_the_manifest(monkeypatch, tmp_path, rng):
+    from types import SimpleNamespace
+
+    import convnet_search.neighbors as nb
+    from convnet_search.bundle import minkowski_recall_entry
+    from convnet_search.pipeline import neighbors_stage
+    from convnet_search.store import ArrayStore
+
+    x = rng.normal(size=(150, 6)).astype(np.float32)
+    feats = SimpleNamespace(meta={"fingerprint": "f", "model": "m", "layers": [{"name": "l"}], "poolings": ["avg", "max"]},
+                            arrays={"avg/l": x, "max/l": x[::-1].copy()})
+    ds = type("DS", (), {"id": "d", "__len__": lambda self: 150})()
+    cfg = SimpleNamespace(metrics=("cosine", "minkowski"), minkowski_p=3.0, k=10)
+    exact = neighbors_stage(ds, feats, cfg, ArrayStore(tmp_path / "a"))
+    assert exact.meta["minkowski"] == {"avg/l": {"method": "exact"}, "max/l": {"method": "exact"}}
+    assert minkowski_recall_entry(SimpleNamespace(neighbors={"m": exact}), ["m"]) is None
+
+    monkeypatch.setattr(nb, "MINKOWSKI_EXACT_MAX", 100)
+    approx = neighbors_stage(ds, feats, cfg, ArrayStore(tmp_path / "b"))
+    assert approx.meta["fingerprint"] != exact.meta["fingerprint"]  # the method is part of it
+    how = approx.meta["minkowski"]
+    assert {h["method"] for h in how.values()} == {"candidates"}
+    entry = minkowski_recall_entry(SimpleNamespace(neighbors={"m": approx}), ["m"])
+    assert entry == {"recall_at_15": min(h["recall_at_15"] for h in how.values()),
+                     "min_row_recall": min(h["min_row_recall"] for h in how.values()),
+                     "sampled_rows": 150, "candidates": max(h["candidates"] for h in how.values()),
+                     "matrices": 2}
+    assert entry["recall_at_15"] >= nb.RECALL_TARGET

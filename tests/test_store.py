@@ -36,6 +36,7 @@ def test_array_store_round_trip_and_identical_bytes(tmp_path):
     got = s1.load("d", "m")
     assert got.meta["fingerprint"] == "f1" and s1.is_current("d", "m", "f1") and not s1.is_current("d", "m", "f2")
     np.testing.assert_array_equal(got.arrays["a/b/ids"], arrays["a/b/ids"])
+    assert list(got.arrays) == list(arrays) and len(got.arrays) == 2 and "x" in got.arrays
     s1.path("d", "m").write_bytes(b"garbage")  # a torn/foreign file is treated as missing
     assert s1.read_meta("d", "m") is None
 
@@ -52,3 +53,20 @@ def test_shards(tmp_path):
 def test_fingerprint_stable_and_sensitive():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_load_reads_metadata_only_until_an_array_is_used(tmp_path, monkeypatch):
+    import h5py
+
+    s = ArrayStore(tmp_path)
+    s.write("d", "m", {"fingerprint": "f"}, {"a": np.arange(3.0), "b": np.ones((2, 2))})
+    reads = []
+    real = h5py.Dataset.__getitem__
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda self, i: reads.append(self.name) or real(self, i))
+    got = s.load("d", "m")
+    assert got.meta["keys"] == ["a", "b"] and reads == []
+    np.testing.assert_array_equal(got.arrays["b"], np.ones((2, 2)))
+    np.testing.assert_array_equal(got.arrays["b"], np.ones((2, 2)))  # read once, then kept
+    assert reads == ["/arrays/b"]
+    with pytest.raises(KeyError):
+        got.arrays["c"]

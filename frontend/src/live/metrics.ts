@@ -6,9 +6,13 @@
 //   sqeuclidean ‖x − y‖₂²
 //   minkowski   (Σ |xᵢ − yᵢ|ᵖ)^(1/p)
 // Pure functions on typed arrays: no TF.js, no DOM, unit-tested in metrics.test.ts.
+// The list of metrics is the engine's registry (convnet_search/metrics.py), generated into
+// metricRegistry.ts; tests/test_metrics.py checks the two agree.
 
-export type LiveMetric = 'cosine' | 'euclidean' | 'sqeuclidean' | 'minkowski';
-export const LIVE_METRICS: readonly LiveMetric[] = ['cosine', 'euclidean', 'sqeuclidean', 'minkowski'];
+import { DEFAULT_MINKOWSKI_P, METRIC_IDS, type MetricId } from './metricRegistry';
+
+export type LiveMetric = MetricId;
+export const LIVE_METRICS: readonly LiveMetric[] = METRIC_IDS;
 
 export interface Hit {
   id: number;
@@ -44,7 +48,7 @@ export function distances(
   data: Float32Array,
   dim: number,
   metric: LiveMetric,
-  p = 3,
+  p = DEFAULT_MINKOWSKI_P,
   norms?: Float64Array,
 ): Float64Array {
   if (q.length !== dim) throw new Error(`query has ${q.length} values, features have ${dim}`);

@@ -1,0 +1,130 @@
+"""The one metric registry: names, aliases, p, kernel, label and description of every distance.
+
+Like umap-learn's named distances, each metric is declared once here, and everything that lists
+metrics reads it: config validation (`config.ALL_METRICS`, the `metrics` key's help), the kernels
+(`neighbors` dispatches on `Metric.kernel`), the bundle's metric entries (`bundle.metric_entries`),
+the manifest schema's enum (docs/manifest.schema.json; tests/test_metrics.py checks it equals
+`METRIC_IDS`) and the browser's list (frontend/src/live/metricRegistry.ts, written by
+``python -m convnet_search.metrics``; the same test checks the file is what this module writes).
+
+This module imports nothing heavy (no numba), so config validation can use it eagerly.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MINKOWSKI_P = 3.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    id: str
+    label: str
+    description: str
+    aliases: tuple[str, ...]
+    # How neighbors.py computes it: "gemm" (float32 gemm bound + exact re-rank) or "minkowski".
+    kernel: str
+    # p of a metric with a configurable exponent (its default), None for the others. The bundle's
+    # metric entry carries the run's p for such a metric and null otherwise.
+    p: float | None = None
+    # Metrics with the same `order` rank neighbours identically (sqrt is monotone), so one top-k
+    # pass serves them all (neighbors.top_k_neighbors_multi).
+    order: str = ""
+
+    def label_for(self, p: float) -> str:
+        """Label shown in the browser: a configurable p is part of it."""
+        return f"{self.label} (p={p:g})" if self.p is not None else self.label
+
+
+METRICS: dict[str, Metric] = {
+    m.id: m
+    for m in (
+        Metric("cosine", "Cosine",
+               "1 − x·y / (‖x‖‖y‖); a zero vector has distance 1 to everything. Range 0 … 2.",
+               ("cos", "angular_distance", "cosine_distance"), kernel="gemm", order="cosine"),
+        Metric("euclidean", "Euclidean", "‖x − y‖₂, the straight-line distance.",
+               ("l2", "euclid", "euclidean_distance"), kernel="gemm", order="l2"),
+        Metric("sqeuclidean", "Squared euclidean",
+               "‖x − y‖₂²; same ranking as euclidean, different distance values.",
+               ("squared_euclidean", "sq_euclidean", "sqeuclid", "l2_squared", "sql2"), kernel="gemm",
+               order="l2"),
+        Metric("minkowski", "Minkowski",
+               "(Σ |xᵢ − yᵢ|ᵖ)^(1/p) with a configurable p ≥ 1 (default 3; p = 2 would be euclidean).",
+               ("lp", "minkowski_p"), kernel="minkowski", p=DEFAULT_MINKOWSKI_P, order="minkowski"),
+    )
+}
+METRIC_IDS: tuple[str, ...] = tuple(METRICS)
+
+_ALIASES: dict[str, str] = {}
+for _m in METRICS.values():
+    for _a in (_m.id, *_m.aliases):
+        assert _a not in _ALIASES, f"metric alias {_a!r} declared twice"
+        _ALIASES[_a] = _m.id
+
+
+def resolve_metric(name: str) -> str:
+    """Canonical metric id for a name or alias (case-insensitive, '-' and ' ' read as '_')."""
+    if not isinstance(name, str):
+        raise ValueError(f"metric must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    try:
+        return _ALIASES[key]
+    except KeyError:
+        valid = ", ".join(f"{m.id} (aliases: {', '.join(m.aliases)})" for m in METRICS.values())
+        raise ValueError(f"unknown metric {name!r}; valid metrics: {valid}") from None
+
+
+def validate_minkowski_p(p: float) -> float:
+    """p as a float; finite, ≥ 1 (a metric), and not 2 (that is euclidean: never silently 2)."""
+    try:
+        pf = float(p)
+    except (TypeError, ValueError):
+        raise ValueError(f"minkowski p must be a number, got {p!r}") from None
+    if isinstance(p, bool) or not math.isfinite(pf):
+        raise ValueError(f"minkowski p must be a finite number, got {p!r}")
+    if pf < 1.0:
+        raise ValueError(f"minkowski p must be >= 1 (p < 1 is not a metric), got {pf:g}")
+    if pf == 2.0:
+        raise ValueError("p=2 is euclidean; use metric 'euclidean'")
+    return pf
+
+
+def metric_entry(metric_id: str, p: float) -> dict:
+    """The bundle manifest's entry of one metric (docs/bundle.md `metrics[]`)."""
+    m = METRICS[metric_id]
+    return {"id": m.id, "label": m.label_for(p), "p": float(p) if m.p is not None else None,
+            "description": m.description}
+
+
+# --------------------------------------------------------------------------------------------
+# The browser's copy (generated; checked by tests/test_metrics.py)
+# --------------------------------------------------------------------------------------------
+
+TS_PATH = Path("frontend/src/live/metricRegistry.ts")
+
+
+def typescript_source() -> str:
+    """frontend/src/live/metricRegistry.ts as this registry writes it."""
+    ids = ", ".join(f"'{m}'" for m in METRIC_IDS)
+    return (
+        "// Generated by `python -m convnet_search.metrics` from convnet_search/metrics.py (the one metric\n"
+        "// registry). Do not edit: tests/test_metrics.py fails when this file and the registry differ.\n"
+        f"export const METRIC_IDS = [{ids}] as const;\n"
+        "export type MetricId = (typeof METRIC_IDS)[number];\n"
+        f"export const DEFAULT_MINKOWSKI_P = {DEFAULT_MINKOWSKI_P:g};\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0]) if argv else Path.cwd()
+    (root / TS_PATH).parent.mkdir(parents=True, exist_ok=True)
+    (root / TS_PATH).write_text(typescript_source(), encoding="utf-8")
+    print(f"wrote {root / TS_PATH}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
