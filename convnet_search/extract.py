@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
+from . import atlas as channel_atlas
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, image_digests
 from .images import load_rgb
@@ -60,7 +61,9 @@ def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     return fingerprint("features", FEATURES_FORMAT, ds_fp or dataset_fingerprint(ds), spec.id,
                        spec.input_size, cfg.layers.get(spec.id), cfg.num_layers, cfg.pooling,
-                       weights.fingerprint_key(), cfg.shard_size, cfg.batch_size)
+                       weights.fingerprint_key(), cfg.shard_size, cfg.batch_size,
+                       # only when on: atlas = false keeps the fingerprints of stores without one
+                       *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
 # Decode threads of the extraction reader (0: decode inline in tf.data's generator thread, the
@@ -72,7 +75,8 @@ DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> str:
     """Everything but the images that decides a shard's features (shard keys hash it with them)."""
     return fingerprint("features-shard", FEATURES_FORMAT, spec.id, spec.input_size, cfg.layers.get(spec.id),
-                       cfg.num_layers, cfg.pooling, weights.fingerprint_key(), cfg.batch_size)
+                       cfg.num_layers, cfg.pooling, weights.fingerprint_key(), cfg.batch_size,
+                       *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
 def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
@@ -133,7 +137,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     t0 = time.perf_counter()
     model, infos, base_info = build_feature_extractor(
         spec, list(cfg.layers.get(spec.id) or []) or None, weights=weights,
-        pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers)
+        pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers, atlas=cfg.atlas)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     names = output_keys(infos, cfg.pooling)
@@ -142,8 +146,12 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     # Shards of the previous extraction (same configuration) whose images are unchanged are
     # copied from the stored features: adding images re-extracts only the shards around them.
     old_meta = store.read_meta(ds.id, spec.id)
+    layer_names = [i.name for i in infos]
+    extra = channel_atlas.extra_output_keys(layer_names, cfg.pooling) if cfg.atlas else []
     reuse: dict[int, Shard] = {}
-    if old_meta and old_meta.get("shard_config") == config_key and old_meta.get("keys") == names:
+    if (old_meta and old_meta.get("shard_config") == config_key and set(names) <= set(old_meta.get("keys", []))
+            and (not extra or (old_meta.get("atlas") and "avg" in cfg.pooling))):
+        # (the atlas of an update is selected from the avg features: without them, extract all)
         reuse = reusable_rows(shards_from_meta(old_meta.get("shards", [])), plan)
     old = store.load(ds.id, spec.id) if reuse else None
     # In-progress parts are keyed by configuration and shard content, so a killed run resumes
@@ -163,37 +171,49 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     for i in todo:
         sh = plan[i]
         chunks: list[list[np.ndarray]] = [[] for _ in names]
+        # the channel atlas: a running top-T per channel, from the same pass; ids are local to
+        # the shard (parts outlive dataset edits) and offset when the shards are merged
+        shard_atlas, first = channel_atlas.ShardAtlas(layer_names, cfg.pooling), 0
         for batch in _image_batches(ds, sh.start, sh.stop, spec.input_size, cfg.batch_size):
             outs = infer(batch)
             if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
                 outs = [outs]
-            for j, o in enumerate(outs):
-                chunks[j].append(o.numpy().astype(np.float32, copy=False))
+            outs = [o.numpy().astype(np.float32, copy=False) for o in outs]
+            for j in range(len(names)):
+                chunks[j].append(outs[j])
+            if extra:
+                shard_atlas.add(first, dict(zip(names + extra, outs)))
+            first += len(outs[0])
             if on_progress:
                 on_progress(int(batch.shape[0]))
-        parts.save(sh.key, {name: np.concatenate(c) for name, c in zip(names, chunks)})
+        parts.save(sh.key, {**{name: np.concatenate(c) for name, c in zip(names, chunks)},
+                            **shard_atlas.arrays()})
         computed += len(sh)
 
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    fresh: list[tuple[int, dict]] = []  # (first row, arrays) of the shards read from parts
     for i, sh in enumerate(plan):
         if i in reuse:
             o = reuse[i]
             loaded = {name: old.arrays[name][o.start:o.stop] for name in names}
         else:
             loaded = parts.load(sh.key)
+            fresh.append((sh.start, loaded))
         for name in names:
             arrays[name].append(loaded[name])
     features = {name: np.ascontiguousarray(np.concatenate(a)) for name, a in arrays.items()}
+    if extra:  # shards merged in a fixed order and rule: a resumed or updated run stores the same atlas
+        features.update(_atlas(ds, plan, reuse, fresh, old, features, layer_names, spec, cfg, infer, names + extra))
     meta = {
         "fingerprint": fp, "generator": f"convnet-search {__version__}", "dataset": ds.id,
         "model": spec.id, "name": spec.name, "input_size": list(spec.input_size),
-        "poolings": list(cfg.pooling), "files": list(ds.files), **base_info,
+        "poolings": list(cfg.pooling), "atlas": bool(extra), "files": list(ds.files), **base_info,
         "layers": [{"name": i.name, "index": i.index, "type": i.type,
                     "output_shape": list(i.output_shape), "dims": {p: i.dim(p) for p in cfg.pooling},
                     "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],
         "shard_config": config_key, "shards": shards_to_meta(plan),
     }
-    if old_meta and old_meta.get("keys") == names and old_meta.get("shard_config") == config_key:
+    if old_meta and set(names) <= set(old_meta.get("keys", [])) and old_meta.get("shard_config") == config_key:
         # which rows later stages may carry over (incremental.py): bit-equal rows of the same file
         old = old or store.load(ds.id, spec.id)
         meta["previous"] = {"fingerprint": old_meta["fingerprint"], "n": len(old_meta["files"]),
@@ -203,3 +223,51 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     seconds = time.perf_counter() - t0
     status = "updated" if reuse else "resumed" if resumed else "extracted"
     return ExtractResult(ds.id, spec.id, len(ds), seconds, status, computed)
+
+
+def _atlas(ds: Dataset, plan, reuse, fresh, old, features, layers, spec, cfg, infer, out_names):
+    """The stored channel atlas: merged from every shard's partial atlas, or, when shards were
+    reused (their partials are gone), selected from the avg features with the maps of the fresh
+    shards and of the previous atlas, plus a small extra pass for maps neither has."""
+    import dataclasses
+
+    from .incremental import updated_atlas
+
+    def offset(start: int, part: dict) -> dict:
+        return {k: (v + start if k.endswith("/ids") else v) for k, v in part.items()}
+
+    parts = [offset(start, part) for start, part in fresh]
+    if not reuse:
+        return channel_atlas.merge_shards(parts, features, layers)
+    new_of_old = np.full(len(old.meta["files"]), -1, dtype=np.int64)
+    fresh_rows = np.ones(len(ds), dtype=bool)
+    for i, o in reuse.items():
+        new_of_old[o.start:o.stop] = np.arange(plan[i].start, plan[i].stop)
+        fresh_rows[plan[i].start:plan[i].stop] = False
+    out: dict[str, np.ndarray] = {}
+    todo: dict[str, tuple] = {}
+    for layer in layers:
+        prefix = f"atlas/{layer}"
+        fresh_part = channel_atlas.merge([channel_atlas.PartialAtlas.from_arrays(p, prefix) for p in parts]) if parts else None
+        old_part = channel_atlas.stored_atlas(old.arrays, layer)[0]
+        ids, values, maps, missing = updated_atlas(features[f"avg/{layer}"], fresh_rows, fresh_part, old_part,
+                                                   new_of_old, channel_atlas.TOP)
+        todo[layer] = (ids, maps, missing)
+        out.update({f"{prefix}/ids": ids.astype(np.uint32), f"{prefix}/values": values, f"{prefix}/maps": maps,
+                    f"{prefix}/selectivity": channel_atlas.selectivity(features[f"avg/{layer}"])})
+    need = sorted({int(i) for ids, _, missing in todo.values() for i in ids[missing]})
+    if need:  # a small extra pass over the images whose maps neither source had
+        sub = dataclasses.replace(ds, files=[ds.files[i] for i in need], labels=ds.labels[need])
+        got: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+        for batch in _image_batches(sub, 0, len(sub), spec.input_size, cfg.batch_size):
+            outs = infer(batch)
+            outs = dict(zip(out_names, [o.numpy() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]))
+            for layer in layers:
+                got[layer].append(outs[f"atlas/{layer}/map"])
+        row = {img: j for j, img in enumerate(need)}
+        for layer in layers:
+            ids, maps, missing = todo[layer]
+            small = np.concatenate(got[layer])  # [len(need), h, w, C]
+            for ch, r in zip(*np.nonzero(missing)):
+                maps[ch, r] = small[row[int(ids[ch, r])], :, :, ch]
+    return out

@@ -184,3 +184,41 @@ def carried_rows(old_basis: dict | None, new_features_meta: dict) -> np.ndarray 
     for j, o, length in prev["rows"]:
         out[o:o + length] = np.arange(j, j + length)
     return out
+
+
+def updated_atlas(avg: np.ndarray, fresh_rows: np.ndarray, fresh, old, new_of_old: np.ndarray, top: int):
+    """The channel atlas of a dataset after an update (atlas.py's PartialAtlas), without a full pass.
+
+    avg: [N, C] the channel means of every new row (the stored avg features); fresh_rows: bool [N],
+    rows extracted in this run, whose maps `fresh` (a PartialAtlas over them, new ids) holds; old:
+    the previous atlas (old ids) and new_of_old[o]: o's new row where its shard was reused (−1
+    elsewhere). The top images come from `avg` exactly as a full run selects them (value
+    descending, ties by id); their maps come from `fresh` or `old`. Returns (ids [C, t], values,
+    maps [C, t, h, w] with NaN where neither has the map, missing: bool [C, t]): those few maps
+    (an image newly in a channel's top because a former one left) need a small extra pass.
+    """
+    c = avg.shape[1]
+    t = min(top, avg.shape[0])
+    vals = np.ascontiguousarray(avg.T, dtype=np.float32)  # [C, N]
+    # value descending, ties by smaller id: every value ≥ the t-th largest (ties included), sorted
+    kth = np.partition(vals, vals.shape[1] - t, axis=1)[:, vals.shape[1] - t]
+    ids = np.empty((c, t), dtype=np.int64)
+    for ch in range(c):
+        pool = np.flatnonzero(vals[ch] >= kth[ch])
+        ids[ch] = pool[np.lexsort((pool, -vals[ch, pool].astype(np.float64)))[:t]]
+    values = np.take_along_axis(vals, ids, 1)
+    h, w = fresh.maps.shape[2:] if fresh is not None else old.maps.shape[2:]
+    maps = np.full((c, t, h, w), np.nan, dtype=np.float32)
+    old_new = np.where(old.ids >= 0, new_of_old[np.maximum(old.ids, 0)], -1) if old is not None else None
+    for ch in range(c):
+        for r, i in enumerate(ids[ch]):
+            src = None
+            if fresh_rows[i] and fresh is not None:
+                hit = np.flatnonzero(fresh.ids[ch] == i)
+                src = fresh.maps[ch, hit[0]] if len(hit) else None
+            elif old_new is not None:
+                hit = np.flatnonzero(old_new[ch] == i)
+                src = old.maps[ch, hit[0]] if len(hit) else None
+            if src is not None:
+                maps[ch, r] = src
+    return ids, values, maps, np.isnan(maps[:, :, 0, 0])
