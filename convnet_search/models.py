@@ -361,9 +361,10 @@ def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
 
 def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = None, *,
                             weights: "str | ResolvedWeights" = "auto", pooling: str | Sequence[str] = "avg",
-                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS):
+                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS, spatial: bool = False):
     """One multi-output model: float32 RGB 0..255 [B,H,W,3] -> one vector per (layer, pooling),
-    in the order of `output_keys(infos, poolings)`.
+    in the order of `output_keys(infos, poolings)`; with `spatial`, followed by each layer's raw
+    [B,h,w,C] map (layer order), which the TF.js export exposes for the browser's similarity maps.
 
     Returns (model, layer_infos, base_info) where base_info has params, layer_count, weights.
     One forward pass yields every chosen layer and pooling (TOOLCHAIN: ~5x faster than a model per
@@ -388,6 +389,8 @@ def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = Non
     if not isinstance(maps, (list, tuple)):
         maps = [maps]
     outputs = [keras_pooling_layer(p, name=f"{p}_{i.name}")(m) for i, m in zip(infos, maps) for p in poolings]
+    if spatial:
+        outputs += list(maps)
     model = keras.Model(inp, outputs, name=f"{spec.id}_features")
     base_info = {"params": int(base.count_params()), "layer_count": len(base.layers),
                  "weights": used.kind, "weights_detail": used.detail, "weights_sha256": used.sha256,
