@@ -30,10 +30,18 @@ FILES = {
     "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
 }
 SCORES_BLOCK_BYTES = 4096
+# Channel atlas and feature visualizations (docs/bundle.md): in the manifest's `files` only when
+# the bundle has them, so a bundle without them reads as before.
+ATLAS_FILES = {
+    "atlas_index": "datasets/{dataset}/{model}/{layer}/atlas/index.json",
+    "atlas_top": "datasets/{dataset}/{model}/{layer}/atlas/top.bin",
+    "atlas_maps": "datasets/{dataset}/{model}/{layer}/atlas/maps/{block}.bin",
+}
+FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
@@ -71,6 +79,8 @@ class BundleInputs:
     k: int
     poolings: tuple[str, ...]
     browser: BrowserSearch | None = None
+    # model id -> layer -> (JPEG grid in the work folder, channels in tile order, tile px): featviz.py
+    featviz: dict[str, dict[str, tuple[Path, list[int], int]]] = field(default_factory=dict)
     dataset_docs: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -172,6 +182,7 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     for i in range(len(ds)):
         _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
     _write_neighbors_and_scores(root, inp, res)
+    _write_atlas(root, res, _id_dtype(len(ds)))
     for mid in inp.models:
         for layer in res.features[mid].meta["layers"]:
             for pooling in inp.poolings:
@@ -184,6 +195,48 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
             for pooling in inp.poolings:
                 _write(root, _path(FILES["browser_features"], dataset=d, layer=layer, pooling=pooling),
                        np.ascontiguousarray(feats[feature_key(layer, pooling)], dtype="<f4").tobytes())
+
+
+def _atlas_models(res: DatasetResults) -> list[str]:
+    return [m for m, f in res.features.items() if f.meta.get("atlas")]
+
+
+def _write_atlas(root: Path, res: DatasetResults, id_dtype: np.dtype) -> None:
+    """Channel atlas files of every (model, layer) of one dataset whose features have one."""
+    from .atlas import BLOCK, quantize_maps, selectivity_order, stored_atlas
+
+    d = res.dataset.id
+    for mid in _atlas_models(res):
+        feats = res.features[mid]
+        for layer in feats.meta["layers"]:
+            kw = dict(dataset=d, model=mid, layer=layer["name"])
+            atlas, var = stored_atlas(feats.arrays, layer["name"])
+            c, t, h, w = atlas.maps.shape
+            order = selectivity_order(var)
+            _write(root, _path(ATLAS_FILES["atlas_index"], **kw), dumps_json({
+                "channels": c, "top": t, "map_size": [h, w], "block": BLOCK, "order": order.tolist(),
+                "selectivity": [float(f"{v:.4g}") for v in var[order]]}).encode())
+            _write(root, _path(ATLAS_FILES["atlas_top"], **kw), atlas.ids.astype(id_dtype).tobytes())
+            q, scale = quantize_maps(atlas.maps)
+            for b, lo in enumerate(range(0, c, BLOCK)):
+                hi = min(lo + BLOCK, c)
+                _write(root, _path(ATLAS_FILES["atlas_maps"], block=b, **kw),
+                       np.ascontiguousarray(atlas.values[lo:hi], "<f4").tobytes()
+                       + np.ascontiguousarray(scale[lo:hi], "<f4").tobytes() + q[lo:hi].tobytes())
+
+
+def _atlas_manifest(manifest: dict[str, Any], inp: BundleInputs) -> None:
+    """Add the optional atlas / featviz keys (docs/bundle.md) to a manifest, in place."""
+    any_atlas = False
+    for entry, res in zip(manifest["datasets"], inp.results):
+        if models := [m for m in inp.models if m in _atlas_models(res)]:
+            entry["atlas"], any_atlas = models, True
+    for model in manifest["models"]:
+        for layer in model["layers"]:
+            if viz := inp.featviz.get(model["id"], {}).get(layer["name"]):
+                layer["featviz"] = {"channels": list(viz[1]), "tile": viz[2]}
+    manifest["files"] = {**manifest["files"], **(ATLAS_FILES if any_atlas else {}),
+                         **(FEATVIZ_FILES if inp.featviz else {})}
 
 
 def build_manifest(inp: BundleInputs) -> dict[str, Any]:
@@ -215,7 +268,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "default_layer": b.default_layer,
             "datasets": [r.dataset.id for r in inp.results],
         }
-    return {
+    manifest = {
         "bundle_version": BUNDLE_VERSION, "generator": f"convnet-search {__version__}",
         "weights": weights, "weights_detail": "; ".join(details), "k": inp.k,
         "poolings": [{"id": p, "label": POOLINGS[p].label, "description": POOLINGS[p].description}
@@ -224,6 +277,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         "metrics": metric_entries(inp.metrics, inp.minkowski_p),
         "datasets": datasets, "models": models, "files": FILES, "browser_search": browser,
     }
+    _atlas_manifest(manifest, inp)
+    return manifest
 
 
 def check_replaceable(out: Path) -> None:
@@ -249,6 +304,9 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
             _write_dataset(tmp, inp, res)
         if inp.browser is not None:
             shutil.copytree(inp.browser.export_dir, tmp / "tfjs" / inp.browser.model)
+        for mid, layers in inp.featviz.items():
+            for layer, (jpg, _, _) in layers.items():
+                _write(tmp, _path(FEATVIZ_FILES["featviz"], model=mid, layer=layer), Path(jpg).read_bytes())
         _write(tmp, "manifest.json", dumps_json(manifest).encode())
         _write(tmp, FINGERPRINT_FILE, fp.encode())
         _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())

@@ -52,6 +52,7 @@ class Key:
     why: str = ""  # reason shown after a range, e.g. why k has a minimum
     flag: str | None = None  # CLI flag; None: "--" + the key with '-' for '_'
     optional: bool = False  # None (absent) is a valid value
+    empty_ok: bool = False  # a list key for which [] is meaningful (e.g. featviz_models: none)
 
 
 KEYS: dict[str, Key] = {
@@ -84,6 +85,11 @@ KEYS: dict[str, Key] = {
                            "chosen by measured parity, docs/live-search.md)", choices=QUANTIZE_CHOICES),
     "weights_cache": Key("path", "folder holding Keras' ImageNet .h5 files (default $KERAS_HOME/models, "
                                  "else ~/.keras/models); see `convnet-search weights list`", optional=True),
+    "atlas": Key("bool", "channel atlas: per channel of every chosen layer, the top 9 images and their "
+                         "activation maps, from the extraction's forward pass (default true)"),
+    "featviz_models": Key("list", "models whose 16 most selective channels per layer get feature "
+                                  "visualizations (a stage after extract); auto (default): the browser "
+                                  "model; [] for none", empty_ok=True),
     "follow_links": Key("bool", "follow symlinks that point outside the dataset root (default false)"),
     "out": Key("path", "bundle folder (default frontend/public/data)"),
     "work": Key("path", "cache of stage outputs (default .convnet-search)"),
@@ -151,6 +157,8 @@ class RunConfig:
     browser_search: bool = True
     browser_model: str = "auto"
     quantize: str = DEFAULT_QUANTIZATION
+    atlas: bool = True
+    featviz_models: tuple[str, ...] = ("auto",)
     follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
     weights_cache: Path | None = None
@@ -248,7 +256,7 @@ def expected(key: Key) -> str:
         "bool": lambda: "true or false",
         "str": lambda: "a non-empty string",
         "path": lambda: "a non-empty string (a folder path)",
-        "list": lambda: "a non-empty list of non-empty strings",
+        "list": lambda: ("a list" if key.empty_ok else "a non-empty list") + " of non-empty strings",
         "umap": lambda: "a table with keys " + ", ".join(UMAP_KEYS),
         "layers": lambda: "a table MODEL = [layer names]",
     }[key.kind]()
@@ -283,7 +291,8 @@ def check_value(key: Key, value: Any) -> tuple[Any, str | None]:
     elif kind == "list":
         if key.choices and isinstance(value, str):
             value = [value]  # a list of choices may be given as one choice: pooling = "avg"
-        ok = _is_str_list(value) and (not key.choices or all(v in key.choices for v in value))
+        ok = ((_is_str_list(value) and (not key.choices or all(v in key.choices for v in value)))
+              or (key.empty_ok and isinstance(value, (list, tuple)) and len(value) == 0))
         if ok:
             value = tuple(dict.fromkeys(value))
     if ok:
@@ -377,6 +386,14 @@ def _resolve(values: dict[str, Any]) -> list[tuple[str, str]]:
         resolved = each("browser_model", [values["browser_model"]], lambda m: get_spec(m).id)
         if resolved is not None:
             values["browser_model"] = resolved[0]
+    if values.get("featviz_models"):
+        resolved = each("featviz_models", values["featviz_models"],
+                        lambda m: m if m == "auto" else get_spec(m).id)
+        if resolved is not None:
+            stray = [m for m in resolved if m != "auto" and models is not None and m not in models]
+            if stray:
+                problems.append(("featviz_models", f"model(s) not in the run: {', '.join(stray)}"))
+            values["featviz_models"] = resolved
     if "layers" in values:
         layers, bad = {}, []
         for model, names in values["layers"].items():

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
+from . import atlas as channel_atlas
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint
 from .images import load_rgb
@@ -52,7 +53,9 @@ def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     return fingerprint("features", FEATURES_FORMAT, ds_fp or dataset_fingerprint(ds), spec.id,
                        spec.input_size, cfg.layers.get(spec.id), cfg.num_layers, cfg.pooling,
-                       weights.fingerprint_key(), cfg.shard_size, cfg.batch_size)
+                       weights.fingerprint_key(), cfg.shard_size, cfg.batch_size,
+                       # only when on: atlas = false keeps the fingerprints of stores without one
+                       *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
 def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
@@ -94,7 +97,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     t0 = time.perf_counter()
     model, infos, base_info = build_feature_extractor(
         spec, list(cfg.layers.get(spec.id) or []) or None, weights=weights,
-        pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers)
+        pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers, atlas=cfg.atlas)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     shards = ShardDir(store.path(ds.id, spec.id).with_suffix(f".parts-{fp[:16]}"))
@@ -111,33 +114,43 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     if on_start:
         on_start(sum(min(size, n - s * size) for s in range(n_shards) if not shards.done(s)))
     names = output_keys(infos, cfg.pooling)
+    layer_names = [i.name for i in infos]
+    extra = channel_atlas.extra_output_keys(layer_names, cfg.pooling) if cfg.atlas else []
     computed = 0
     for s in range(n_shards):
         if shards.done(s):
             continue
         start, stop = s * size, min(n, (s + 1) * size)
         parts: list[list[np.ndarray]] = [[] for _ in names]
+        shard_atlas, first = channel_atlas.ShardAtlas(layer_names, cfg.pooling), start
         for batch in _image_batches(ds, start, stop, spec.input_size, cfg.batch_size):
             outs = infer(batch)
             if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
                 outs = [outs]
-            for j, o in enumerate(outs):
-                parts[j].append(o.numpy().astype(np.float32, copy=False))
+            outs = [o.numpy().astype(np.float32, copy=False) for o in outs]
+            for j in range(len(names)):
+                parts[j].append(outs[j])
+            if extra:  # the channel atlas: a running top-T per channel, from the same pass
+                shard_atlas.add(first, dict(zip(names + extra, outs)))
+            first += len(outs[0])
             if on_progress:
                 on_progress(int(batch.shape[0]))
-        shards.save(s, {name: np.concatenate(p) for name, p in zip(names, parts)})
+        shards.save(s, {**{name: np.concatenate(p) for name, p in zip(names, parts)},
+                        **shard_atlas.arrays()})
         computed += stop - start
 
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for s in range(n_shards):
-        loaded = shards.load(s)
+    loaded = [shards.load(s) for s in range(n_shards)]
+    for part in loaded:
         for name in names:
-            arrays[name].append(loaded[name])
+            arrays[name].append(part[name])
     features = {name: np.ascontiguousarray(np.concatenate(a)) for name, a in arrays.items()}
+    if extra:  # shards merged in a fixed order and rule: a resumed run stores the same atlas
+        features.update(channel_atlas.merge_shards(loaded, features, layer_names))
     meta = {
         "fingerprint": fp, "generator": f"convnet-search {__version__}", "dataset": ds.id,
         "model": spec.id, "name": spec.name, "input_size": list(spec.input_size),
-        "poolings": list(cfg.pooling), "files": list(ds.files), **base_info,
+        "poolings": list(cfg.pooling), "atlas": bool(extra), "files": list(ds.files), **base_info,
         "layers": [{"name": i.name, "index": i.index, "type": i.type,
                     "output_shape": list(i.output_shape), "dims": {p: i.dim(p) for p in cfg.pooling},
                     "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],

@@ -354,6 +354,30 @@ def _preprocess_layer(spec: ModelSpec):
     return _preprocess_class()(spec.preprocess_module, name="preprocess")
 
 
+def _atlas_outputs(infos: list[LayerInfo], maps, poolings: Sequence[str]) -> list:
+    """Outputs named by atlas.extra_output_keys: the small map (an AveragePooling2D when the size
+    divides, else two pooling-matrix products) and, if "avg" is not pooled, the global mean."""
+    import keras
+
+    from .atlas import map_size, pooling_matrix
+
+    out = []
+    for info, m in zip(infos, maps):
+        (hh, ww, _), (h, w) = info.output_shape, map_size(*info.output_shape[:2])
+        if (hh, ww) == (h, w):
+            small = m
+        elif hh % h == 0 and ww % w == 0:
+            small = keras.layers.AveragePooling2D((hh // h, ww // w), name=f"atlas_{info.name}")(m)
+        else:
+            ph, pw = pooling_matrix(hh, h), pooling_matrix(ww, w)
+            small = keras.layers.Lambda(lambda x, ph=ph, pw=pw: keras.ops.einsum(
+                "yi,bijc,xj->byxc", ph, x, pw), name=f"atlas_{info.name}")(m)
+        out.append(small)
+        if "avg" not in poolings:
+            out.append(keras.layers.GlobalAveragePooling2D(name=f"atlas_avg_{info.name}")(m))
+    return out
+
+
 def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
     """Names of the extractor's outputs, in order: every pooling of a layer, layer by layer."""
     return feature_keys([i.name for i in infos], poolings)
@@ -361,10 +385,13 @@ def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
 
 def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = None, *,
                             weights: "str | ResolvedWeights" = "auto", pooling: str | Sequence[str] = "avg",
-                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS, spatial: bool = False):
+                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS, atlas: bool = False,
+                            spatial: bool = False):
     """One multi-output model: float32 RGB 0..255 [B,H,W,3] -> one vector per (layer, pooling),
-    in the order of `output_keys(infos, poolings)`; with `spatial`, followed by each layer's raw
-    [B,h,w,C] map (layer order), which the TF.js export exposes for the browser's similarity maps.
+    in the order of `output_keys(infos, poolings)`; with atlas=True then the channel atlas's
+    outputs (atlas.extra_output_keys: each layer's map pooled to ≤ 14×14, its mean if not pooled);
+    with `spatial` then each layer's raw [B,h,w,C] map (layer order), which the TF.js export
+    exposes for the browser's similarity maps.
 
     Returns (model, layer_infos, base_info) where base_info has params, layer_count, weights.
     One forward pass yields every chosen layer and pooling (TOOLCHAIN: ~5x faster than a model per
@@ -389,6 +416,8 @@ def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = Non
     if not isinstance(maps, (list, tuple)):
         maps = [maps]
     outputs = [keras_pooling_layer(p, name=f"{p}_{i.name}")(m) for i, m in zip(infos, maps) for p in poolings]
+    if atlas:
+        outputs += _atlas_outputs(infos, maps, poolings)
     if spatial:
         outputs += list(maps)
     model = keras.Model(inp, outputs, name=f"{spec.id}_features")
