@@ -39,3 +39,11 @@ describe('whyAvailability', () => {
     expect(whyAvailability({ ...m, browser_search: null }, 'mob', 'l2')).toHaveProperty('reason', expect.stringMatching(/has none/));
   });
 });
+
+describe('jointRange', () => {
+  it('spans both maps, and widens a flat map so it still draws', async () => {
+    const { jointRange } = await import('./why');
+    expect(jointRange([0.7, 0.9], [0.8, 0.96])).toEqual({ lo: 0.7, hi: 0.96 });
+    expect(jointRange([0.5], [0.5])).toEqual({ lo: 0, hi: 1 });
+  });
+});

@@ -174,7 +174,7 @@ export class SearchView implements ViewModule {
         const qImg = this.query.querySelector<HTMLImageElement>('img.query-img');
         const query = upload
           ? { label: 'your image', src: upload.imageUrl, img: qImg, upload: true }
-          : { label: `the query ${idx.files[state.q ?? -1] ?? ''}`.trim(), src: qImg?.src ?? '', img: qImg };
+          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? '', img: qImg };
         const pick = () => {
           this.why.root.close();
           this.upload = null;

@@ -45,6 +45,19 @@ async function bitmapOf(side: WhySide): Promise<WhyImage> {
 
 const range = (a: Float32Array) => `${Math.min(...a).toFixed(2)}…${Math.max(...a).toFixed(2)}`;
 
+/** One colour scale for both maps: their joint min … max (cosines of ReLU features often all lie
+ * in 0.6…1, where a fixed 0…1 scale would paint everything the same colour). */
+export function jointRange(a: ArrayLike<number>, b: ArrayLike<number>): { lo: number; hi: number } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const m of [a, b]) for (let i = 0; i < m.length; i++) {
+    lo = Math.min(lo, m[i]!);
+    hi = Math.max(hi, m[i]!);
+  }
+  if (!(hi > lo)) return { lo: Number.isFinite(lo) ? lo - 0.5 : 0, hi: Number.isFinite(hi) ? hi + 0.5 : 1 };
+  return { lo, hi };
+}
+
 export class WhyDialog {
   readonly root: HTMLDialogElement;
   private readonly body = h('div', { class: 'why-body' });
@@ -71,7 +84,7 @@ export class WhyDialog {
 
   open(m: Manifest, model: string, layer: string, query: WhySide, result: WhySide): void {
     const token = ++this.token;
-    this.title.textContent = `Why is ${result.label} similar to ${query.label}?`;
+    this.title.textContent = `Why is ${result.label} similar to ${query.upload ? 'your image' : `the query ${query.label}`}?`;
     clear(this.body);
     if (!this.root.open) this.root.showModal();
     const avail = whyAvailability(m, model, layer);
@@ -102,7 +115,7 @@ export class WhyDialog {
 
   private show(m: Manifest, layer: string, modelName: string, query: WhySide, result: WhySide, r: WhyReply): void {
     clear(this.body);
-    const opts = { lo: 0, hi: 1, alpha: 0.6 };
+    const opts = { ...jointRange(r.query, r.result), alpha: 0.55 };
     const px = ([w, hh]: [number, number]) => `${w}×${hh}`;
     const figs = h('div', { class: 'why-figs' }, [
       heatFigure(result.src, result.label, heatCanvas(r.result, r.h, r.w, opts), [h('strong', { text: 'Result' }), ` ${result.label}: where it looks like the query (${range(r.result)})`], result.onPick),
@@ -113,7 +126,7 @@ export class WhyDialog {
       : `Both maps are computed from the thumbnails (${px(r.resultSize)} and ${px(r.querySize)} px), not the full images the search used, so they can differ a little from what the search saw.`;
     this.body.append(
       figs,
-      heatLegend('0', '1', 'cosine similarity:'),
+      heatLegend(opts.lo.toFixed(2), opts.hi.toFixed(2), 'cosine similarity (both images on one scale):'),
       h('p', { class: 'hint', text: `Each ${r.h}×${r.w} cell of layer ${layer} is a region of the image; its colour is the cosine between that region’s feature vector and the other image’s average-pooled vector. Bright regions are what makes the two images close at this layer.` }),
       h('p', { class: 'hint', text: `Computed in your browser with ${modelName} (TF.js) in ${Math.round(r.ms)} ms. ${from}` }),
       m.models.find((x) => x.id === m.browser_search?.model)?.weights === 'random'
