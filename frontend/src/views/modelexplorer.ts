@@ -120,7 +120,8 @@ export class ModelExplorerView implements ViewModule {
         return h('img', { class: 'mx-thumb', attrs: { src: data.thumbnailUrl(state.dataset, id), alt: '', width: 48, height: 48, loading: 'lazy', decoding: 'async' } });
       });
       return h('button', { class: 'mx-cell', attrs: { type: 'button', 'data-channel': c, 'aria-pressed': String(this.channel === c), title: `Channel ${c}: selectivity rank ${rank + 1}, variance ${fmt(idx.selectivity[rank]!)}` }, on: { click: () => this.open(ctx, model, layer, idx, top, dsIndex, vizUrl, c) } }, [
-        vizUrl && t !== undefined ? vizTile(vizUrl, t, tiles, 'mx-viz') : h('span', { class: 'mx-viz mx-viz-none', text: 'no picture' }),
+        // Only the 16 most selective channels have a visualization; the others say so.
+        vizUrl && t !== undefined ? vizTile(vizUrl, t, tiles, 'mx-viz') : vizUrl ? h('span', { class: 'mx-viz mx-viz-none', text: 'not visualized' }) : '',
         h('span', { class: 'mx-thumbs' }, thumbs),
         h('span', { class: 'mx-label', text: `#${rank + 1} · ch ${c}` }),
       ]);
@@ -152,7 +153,7 @@ export class ModelExplorerView implements ViewModule {
         vizUrl && t >= 0 ? vizTile(vizUrl, t, layer.featviz!.channels.length, 'mx-viz mx-viz-big') : '',
         h('div', {}, [
           h('h3', { text: `Channel ${c} of ${layer.name}` }),
-          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(idx.selectivity[rank]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled). Click an image to search with it.` }),
+          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(idx.selectivity[rank]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled; point at an image to see it without the map). Click an image to search with it.` }),
           vizUrl && t >= 0 ? h('p', { class: 'hint', text: 'Left: a synthesized picture that excites this channel as much as possible.' }) : '',
         ]),
       ]),

@@ -115,7 +115,7 @@ export class WhyDialog {
 
   private show(m: Manifest, layer: string, modelName: string, query: WhySide, result: WhySide, r: WhyReply): void {
     clear(this.body);
-    const opts = { ...jointRange(r.query, r.result), alpha: 0.55 };
+    const opts = { ...jointRange(r.query, r.result), alpha: 0.55, size: 200 };
     const px = ([w, hh]: [number, number]) => `${w}×${hh}`;
     const figs = h('div', { class: 'why-figs' }, [
       heatFigure(result.src, result.label, heatCanvas(r.result, r.h, r.w, opts), [h('strong', { text: 'Result' }), ` ${result.label}: where it looks like the query (${range(r.result)})`], result.onPick),
@@ -127,7 +127,7 @@ export class WhyDialog {
     this.body.append(
       figs,
       heatLegend(opts.lo.toFixed(2), opts.hi.toFixed(2), 'cosine similarity (both images on one scale):'),
-      h('p', { class: 'hint', text: `Each ${r.h}×${r.w} cell of layer ${layer} is a region of the image; its colour is the cosine between that region’s feature vector and the other image’s average-pooled vector. Bright regions are what makes the two images close at this layer.` }),
+      h('p', { class: 'hint', text: `Each ${r.h}×${r.w} cell of layer ${layer} is a region of the image; its colour is the cosine between that region’s feature vector and the other image’s average-pooled vector. Bright regions are what makes the two images close at this layer. Point at a picture to see it without the map.` }),
       h('p', { class: 'hint', text: `Computed in your browser with ${modelName} (TF.js) in ${Math.round(r.ms)} ms. ${from}` }),
       m.models.find((x) => x.id === m.browser_search?.model)?.weights === 'random'
         ? h('p', { class: 'notice', text: 'This model has random (untrained) weights: the maps follow colour and texture, not meaning.' })
