@@ -168,6 +168,20 @@ def _browser_model(cfg: RunConfig) -> str | None:
     return next((m for m in cfg.models if get_spec(m).constructor == "MobileNet"), None)
 
 
+def featviz_models(cfg: RunConfig, weights: dict[str, ResolvedWeights]) -> list[str]:
+    """Models to visualize: as configured; "auto" is the exported browser model when its weights are
+    trained (activation maximization of random weights shows nothing; name the model to get it)."""
+    out: list[str] = []
+    for m in cfg.featviz_models:
+        if m == "auto":
+            m = _browser_model(cfg) if cfg.browser_search else None
+            if m is None or m not in weights or weights[m].kind == "random":
+                continue
+        if m in cfg.models and m not in out:
+            out.append(m)
+    return out
+
+
 def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
     """A folder of n ≥ 2 images runs with k and the score window shrunk to n − 1 (one line says so)."""
     from .datasets import DatasetError
@@ -261,6 +275,22 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
         results.append(DatasetResults(ds, feats, nbrs, maps))
     report.stage_seconds.update(stage_t)
 
+    from .featviz import featviz_stage
+
+    featviz = {}  # model -> FeatvizResult, from the run's first dataset's selectivity
+    for mid in featviz_models(cfg, resolved):
+        t = time.perf_counter()
+        rendered = featviz_stage(results[0].features[mid], cfg.seed, work, resolved[mid])
+        report.stage_seconds[f"featviz {mid}"] = time.perf_counter() - t
+        if rendered is None:
+            console.print(f"[yellow]feature visualizations of {mid} skipped: its features have neither "
+                          "an atlas nor avg pooling to choose channels by[/]")
+        else:
+            featviz[mid] = rendered
+            took = rendered.seconds if rendered.status == "rendered" else rendered.recorded_seconds
+            console.print(f"feature visualizations {mid}: {len(rendered.layers)} layers, {rendered.status}"
+                          f" (compute {took:.1f}s)")
+
     t = time.perf_counter()
     browser = None
     browser_model = _browser_model(cfg)
@@ -284,12 +314,14 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                             [(d.name, d.description, d.source) for d in datasets],
                             # what the manifest lists: system junk is skipped and listed but not in
                             # the dataset fingerprint (it must not force a re-extraction)
-                            [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets])
+                            [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
+                            *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []))
     if bundle_is_current(cfg.out, bundle_fp):
         report.bundle_status = "up to date"
     else:
         write_bundle(cfg.out, BundleInputs(results, list(cfg.models), list(cfg.metrics), cfg.minkowski_p,
-                                           cfg.k, cfg.pooling, browser), bundle_fp)
+                                           cfg.k, cfg.pooling, browser,
+                                           featviz={m: r.layers for m, r in featviz.items()}), bundle_fp)
         report.bundle_status = "written"
     report.stage_seconds["bundle"] = time.perf_counter() - t
     return report

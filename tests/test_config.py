@@ -221,3 +221,31 @@ def test_browser_model_auto_picks_the_runs_first_mobilenet():
     assert _browser_model(load_config(None, {"models": ["vgg16", "mobilenet_025", "mobilenet"]})) == "mobilenet_025"
     assert _browser_model(load_config(None, {"models": ["vgg16"]})) is None
     assert _browser_model(load_config(None, {"models": ["vgg16", "mobilenet"], "browser_model": "vgg16"})) == "vgg16"
+
+
+def test_atlas_and_featviz_models_keys(tmp_path):
+    from types import SimpleNamespace
+
+    from convnet_search.pipeline import featviz_models
+
+    cfg = load_config(None, {})
+    assert cfg.atlas is True and cfg.featviz_models == ("auto",)
+    f = tmp_path / "c.toml"
+    f.write_text('models = ["vgg16", "mobilenet_025"]\natlas = false\nfeatviz_models = []\n')
+    cfg = load_config(f)
+    assert cfg.atlas is False and cfg.featviz_models == ()
+    with pytest.raises(ConfigError, match="featviz.models: model\\(s\\) not in the run: vgg19"):
+        load_config(None, {"models": ["vgg16"], "featviz_models": ["vgg19"]})
+    with pytest.raises(ConfigError, match="featviz.models: .*alexnet"):
+        load_config(None, {"featviz_models": ["alexnet"]})
+    with pytest.raises(ConfigError, match="atlas: expected true or false"):
+        load_config(None, {"atlas": "yes"})
+    trained, random = SimpleNamespace(kind="imagenet"), SimpleNamespace(kind="random")
+    cfg = load_config(None, {"models": ["vgg16", "mobilenet_025"]})
+    assert featviz_models(cfg, {"vgg16": trained, "mobilenet_025": trained}) == ["mobilenet_025"]
+    # auto leaves random weights out; a named model is rendered whatever its weights
+    assert featviz_models(cfg, {"vgg16": trained, "mobilenet_025": random}) == []
+    named = load_config(None, {"models": ["vgg16", "mobilenet_025"], "featviz_models": ["vgg16", "auto"]})
+    assert featviz_models(named, {"vgg16": random, "mobilenet_025": trained}) == ["vgg16", "mobilenet_025"]
+    off = load_config(None, {"models": ["mobilenet_025"], "browser_search": False})
+    assert featviz_models(off, {"mobilenet_025": trained}) == []
