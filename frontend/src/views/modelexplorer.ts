@@ -21,7 +21,7 @@ export function featvizTileStyle(i: number, tiles: number): { size: string; posi
   const rows = Math.ceil(tiles / cols);
   const col = i % cols;
   const row = Math.floor(i / cols);
-  const pct = (k: number, n: number) => (n > 1 ? (k / (n - 1)) * 100 : 0);
+  const pct = (k: number, n: number) => (n > 1 ? Number(((k / (n - 1)) * 100).toFixed(4)) : 0);
   return { size: `${cols * 100}% ${rows * 100}%`, position: `${pct(col, cols)}% ${pct(row, rows)}%` };
 }
 
