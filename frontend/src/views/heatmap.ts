@@ -82,6 +82,14 @@ export function heatFigure(src: string, alt: string, canvas: HTMLCanvasElement, 
   return h('figure', { class: 'heat-fig' }, [body, h('figcaption', {}, caption)]);
 }
 
+/** A "Show the maps" checkbox that hides every heat overlay inside `scope` (to see the pictures). */
+export function overlayToggle(scope: HTMLElement): HTMLElement {
+  const box = h('input', { attrs: { type: 'checkbox', checked: true } });
+  box.addEventListener('change', () => scope.classList.toggle('heat-off', !box.checked));
+  scope.classList.remove('heat-off');
+  return h('label', { class: 'heat-toggle' }, [box, 'Show the maps']);
+}
+
 /** Colour bar: "lo ▮▮▮▮ hi" with a label saying what is measured. */
 export function heatLegend(lo: string, hi: string, label: string): HTMLElement {
   const bar = h('span', { class: 'heat-legend-bar', attrs: { 'aria-hidden': 'true' } });

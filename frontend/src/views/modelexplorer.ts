@@ -9,7 +9,7 @@ import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { blockChannels, channelMap, type AtlasIndex } from '../data/atlas';
 import type { DatasetIndex, LayerInfo, ModelInfo } from '../data/types';
-import { heatCanvas, heatFigure, heatLegend } from './heatmap';
+import { heatCanvas, heatFigure, heatLegend, overlayToggle } from './heatmap';
 
 /** Channels shown before "Show more": the first screenful, and what index.json + top.bin serve. */
 export const PAGE = 64;
@@ -153,7 +153,7 @@ export class ModelExplorerView implements ViewModule {
         vizUrl && t >= 0 ? vizTile(vizUrl, t, layer.featviz!.channels.length, 'mx-viz mx-viz-big') : '',
         h('div', {}, [
           h('h3', { text: `Channel ${c} of ${layer.name}` }),
-          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(idx.selectivity[rank]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled; point at an image to see it without the map). Click an image to search with it.` }),
+          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(idx.selectivity[rank]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled). Click an image to search with it.` }),
           vizUrl && t >= 0 ? h('p', { class: 'hint', text: 'Left: a synthesized picture that excites this channel as much as possible.' }) : '',
         ]),
       ]),
@@ -178,7 +178,8 @@ export class ModelExplorerView implements ViewModule {
         const canvas = heatCanvas(map, mh, mw, { lo: 0, hi: scale > 0 ? scale : 1, alpha: 0.55 });
         return heatFigure(data.thumbnailUrl(state.dataset, id), `${file} (${cls})`, canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
       });
-      this.detail.append(h('div', { class: 'mx-top' }, figs), heatLegend('0', 'peak', `activation of channel ${c} (each image on its own scale):`));
+      const grid = h('div', { class: 'mx-top' }, figs);
+      this.detail.append(grid, heatLegend('0', 'peak', `activation of channel ${c} (each image on its own scale):`), overlayToggle(grid));
       this.detail.dataset.state = 'ready';
     } catch (e) {
       if (!fresh()) return;

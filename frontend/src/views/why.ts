@@ -5,7 +5,7 @@
 import { h, clear, status } from '../dom';
 import type { Manifest } from '../data/types';
 import type { WhyImage, WhyReply, WhyRequest } from '../live/protocol';
-import { heatCanvas, heatFigure, heatLegend } from './heatmap';
+import { heatCanvas, heatFigure, heatLegend, overlayToggle } from './heatmap';
 
 export type WhyRunner = (req: Omit<WhyRequest, 'type' | 'id'>) => Promise<WhyReply>;
 
@@ -67,7 +67,8 @@ export class WhyDialog {
   private token = 0;
 
   constructor() {
-    const close = h('button', { class: 'why-close', text: 'Close', attrs: { type: 'button' }, on: { click: () => this.root.close() } });
+    // autofocus: the modal's first focus goes to Close, not to the result picture.
+    const close = h('button', { class: 'why-close', text: 'Close', attrs: { type: 'button', autofocus: true }, on: { click: () => this.root.close() } });
     this.root = h('dialog', { class: 'why', attrs: { 'aria-labelledby': 'why-title' } }, [h('div', { class: 'why-head' }, [this.title, close]), this.body]);
   }
 
@@ -127,7 +128,8 @@ export class WhyDialog {
     this.body.append(
       figs,
       heatLegend(opts.lo.toFixed(2), opts.hi.toFixed(2), 'cosine similarity (both images on one scale):'),
-      h('p', { class: 'hint', text: `Each ${r.h}×${r.w} cell of layer ${layer} is a region of the image; its colour is the cosine between that region’s feature vector and the other image’s average-pooled vector. Bright regions are what makes the two images close at this layer. Point at a picture to see it without the map.` }),
+      overlayToggle(figs),
+      h('p', { class: 'hint', text: `Each ${r.h}×${r.w} cell of layer ${layer} is a region of the image; its colour is the cosine between that region’s feature vector and the other image’s average-pooled vector. Bright regions are what makes the two images close at this layer.` }),
       h('p', { class: 'hint', text: `Computed in your browser with ${modelName} (TF.js) in ${Math.round(r.ms)} ms. ${from}` }),
       m.models.find((x) => x.id === m.browser_search?.model)?.weights === 'random'
         ? h('p', { class: 'notice', text: 'This model has random (untrained) weights: the maps follow colour and texture, not meaning.' })
