@@ -77,11 +77,11 @@ def batch_atlas(first_id: int, values: np.ndarray, maps: np.ndarray, top: int = 
     b, c = values.shape
     ids = np.broadcast_to(np.arange(first_id, first_id + b, dtype=np.int64), (c, b))
     vals = np.ascontiguousarray(values.T, dtype=np.float32)  # [C, B]
-    pick = _select(ids, vals, top)
-    maps_cb = maps.transpose(3, 0, 1, 2)  # [C, B, h, w]
-    return PartialAtlas(np.take_along_axis(ids, pick, 1), np.take_along_axis(vals, pick, 1),
-                        np.ascontiguousarray(np.take_along_axis(maps_cb, pick[:, :, None, None], 1),
-                                             dtype=np.float32))
+    pick = _select(ids, vals, top)  # [C, t] batch positions
+    rows = np.arange(c)[:, None]
+    # maps[pick, :, :, channel] gathers [C, t, h, w] directly (no transposed copy of the batch)
+    return PartialAtlas(ids[rows, pick], vals[rows, pick],
+                        np.ascontiguousarray(maps[pick, :, :, rows], dtype=np.float32))
 
 
 def merge(parts: Sequence[PartialAtlas | None], top: int = TOP) -> PartialAtlas:
@@ -92,9 +92,9 @@ def merge(parts: Sequence[PartialAtlas | None], top: int = TOP) -> PartialAtlas:
     ids = np.concatenate([p.ids for p in parts], axis=1)
     vals = np.concatenate([p.values for p in parts], axis=1)
     pick = _select(ids, vals, top)
+    rows = np.arange(len(pick))[:, None]
     maps = np.concatenate([p.maps for p in parts], axis=1)
-    return PartialAtlas(np.take_along_axis(ids, pick, 1), np.take_along_axis(vals, pick, 1),
-                        np.take_along_axis(maps, pick[:, :, None, None], 1))
+    return PartialAtlas(ids[rows, pick], vals[rows, pick], maps[rows, pick])  # fancy rows: no broadcast index
 
 
 def selectivity(avg: np.ndarray) -> np.ndarray:
@@ -164,9 +164,11 @@ class ShardAtlas:
 
     def add(self, first_id: int, outputs: Mapping[str, np.ndarray]) -> None:
         for layer in self.layers:
-            avg = _avg(outputs, layer)
-            batch = batch_atlas(first_id, avg, outputs[f"atlas/{layer}/map"], self.top)
-            self.parts[layer] = merge([self.parts[layer], batch], self.top)
+            avg, maps, run = _avg(outputs, layer), outputs[f"atlas/{layer}/map"], self.parts[layer]
+            if run is not None and run.ids.shape[1] == self.top:
+                _update_full(run, first_id, avg, maps)
+            else:
+                self.parts[layer] = merge([run, batch_atlas(first_id, avg, maps, self.top)], self.top)
             if "avg" not in self.poolings:
                 self.avgs[layer].append(np.asarray(avg, np.float32))
 
@@ -179,6 +181,28 @@ class ShardAtlas:
             if self.avgs[layer]:
                 out[f"atlas/{layer}/avg"] = np.concatenate(self.avgs[layer])
         return out
+
+
+def _update_full(run: PartialAtlas, first_id: int, values: np.ndarray, maps: np.ndarray) -> None:
+    """merge([run, batch]) in place for a running atlas that already holds T images per channel:
+    the selection runs on values and ids only, and only the maps of channels whose top changed are
+    rewritten, copying from the batch just the entries that entered (the extraction's hot loop)."""
+    c, t = run.ids.shape
+    vals = values.T  # [C, B]
+    if not (vals >= run.values[:, -1:]).any():
+        return  # below every channel's T-th value: nothing enters
+    b = vals.shape[1]
+    ids_all = np.concatenate([run.ids, np.broadcast_to(np.arange(first_id, first_id + b), (c, b))], axis=1)
+    vals_all = np.concatenate([run.values, vals.astype(np.float32)], axis=1)
+    sel = _select(ids_all, vals_all, t)  # [C, T] positions: < T running, ≥ T batch
+    changed = np.nonzero((sel != np.arange(t)).any(axis=1))[0]
+    sc, rows = sel[changed], changed[:, None]
+    out = run.maps[rows, np.minimum(sc, t - 1)]  # [K, T, h, w]: running entries, reordered
+    k, r = np.nonzero(sc >= t)
+    out[k, r] = maps[sc[k, r] - t, :, :, changed[k]]  # the entries that entered, from the batch
+    run.maps[changed] = out
+    run.ids[changed] = ids_all[rows, sc]
+    run.values[changed] = vals_all[rows, sc]
 
 
 def merge_shards(shards: Sequence[Mapping[str, np.ndarray]], features: Mapping[str, np.ndarray],

@@ -54,6 +54,23 @@ def test_merge_of_parts_equals_atlas_of_the_whole(n, c, top, cuts, levels, seed)
     assert np.array_equal(whole.ids, brute_top(vals, min(top, n)))
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), c=st.integers(1, 5), batch=st.integers(1, 12), levels=st.sampled_from([None, 2, 5]),
+       seed=st.integers(0, 2**16))
+def test_shard_atlas_in_place_updates_equal_the_atlas_of_the_whole(n, c, batch, levels, seed):
+    """ShardAtlas's hot path (in-place update once every channel holds T images) gives exactly the
+    atlas of the whole, ties included."""
+    rng = np.random.default_rng(seed)
+    vals, maps = random_outputs(rng, n, c, levels=levels)
+    acc = atlas.ShardAtlas(["l"], ["avg"])
+    for lo in range(0, n, batch):
+        acc.add(lo, {"avg/l": vals[lo:lo + batch], "atlas/l/map": maps[lo:lo + batch]})
+    got, whole = acc.parts["l"], atlas.batch_atlas(0, vals, maps)
+    assert np.array_equal(got.ids, whole.ids)
+    assert np.array_equal(got.values, whole.values)
+    assert np.array_equal(got.maps, whole.maps)
+
+
 def test_ties_go_to_the_smaller_id():
     vals = np.zeros((12, 1), np.float32)
     vals[[3, 7, 11]] = 1.0
