@@ -171,6 +171,7 @@ class App {
       this.data.resolve(bs.model_url);
     } catch (e) {
       this.search.liveEl.append(status(`In-browser search is off: browser_search.model_url in ${e instanceof Error ? e.message : String(e)}`, 'error'));
+      this.search.why.setFailed('the in-browser model is off (its URL is refused)');
       return;
     }
     import('./live/index').then(
@@ -187,7 +188,10 @@ class App {
           },
           provideWhy: (run) => this.search.why.setRunner(run),
         }),
-      (e: unknown) => this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error')),
+      (e: unknown) => {
+        this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error'));
+        this.search.why.setFailed(`the in-browser search could not be loaded (${String(e)})`);
+      },
     );
   }
 }

@@ -63,7 +63,8 @@ export class WhyDialog {
   private readonly body = h('div', { class: 'why-body' });
   private readonly title = h('h2', { attrs: { id: 'why-title' } });
   private runner: WhyRunner | null = null;
-  private waiting: (() => void)[] = [];
+  private failure: string | null = null;
+  private waiting: { resolve: (r: WhyRunner) => void; reject: (e: Error) => void }[] = [];
   private token = 0;
 
   constructor() {
@@ -75,12 +76,19 @@ export class WhyDialog {
   /** Called once the in-browser search is mounted (it owns the worker and the model). */
   setRunner(run: WhyRunner): void {
     this.runner = run;
-    for (const w of this.waiting.splice(0)) w();
+    for (const w of this.waiting.splice(0)) w.resolve(run);
+  }
+
+  /** The in-browser search could not be mounted: say why instead of waiting for it. */
+  setFailed(reason: string): void {
+    this.failure = reason;
+    for (const w of this.waiting.splice(0)) w.reject(new Error(reason));
   }
 
   private runnerReady(): Promise<WhyRunner> {
     if (this.runner) return Promise.resolve(this.runner);
-    return new Promise((resolve) => this.waiting.push(() => resolve(this.runner!)));
+    if (this.failure !== null) return Promise.reject(new Error(this.failure));
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   open(m: Manifest, model: string, layer: string, query: WhySide, result: WhySide): void {
