@@ -59,3 +59,14 @@ describe('similarity maps', () => {
     expect(() => whySimilar(f, { data: new Float32Array(3), h: 1, w: 1, c: 3 })).toThrow(/2 vs 3 channels/);
   });
 });
+
+describe('parity with Python (convnet_search/atlas.py similarity_map)', () => {
+  it('gives the maps of the shared fixture (tests/test_similarity_parity.py checks it against Python)', async () => {
+    const fx = (await import('./similarity.fixture.json')).default as { shape: [number, number, number]; query_map: number[]; result_map: number[]; query: number[]; result: number[] };
+    const [h, w, c] = fx.shape;
+    const got = whySimilar({ data: Float32Array.from(fx.query_map), h, w, c }, { data: Float32Array.from(fx.result_map), h, w, c });
+    fx.query.forEach((x, i) => expect(got.query[i]).toBeCloseTo(x, 5));
+    fx.result.forEach((x, i) => expect(got.result[i]).toBeCloseTo(x, 5));
+    expect(got.query[0]).toBe(0);
+  });
+});
