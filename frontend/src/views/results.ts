@@ -14,8 +14,8 @@ export interface ResultsInput {
   metricLabel: string;
   thumb(id: number): string;
   onPick(id: number): void;
-  /** "Why similar?" for a result: its id and the <img> showing it. */
-  onWhy?(id: number, img: HTMLImageElement): void;
+  /** "Why similar?" for a result: its id and the button showing its picture. */
+  onWhy?(id: number, shown: HTMLElement): void;
 }
 
 export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: number): HTMLElement {
@@ -26,7 +26,6 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
   const fill = h('span', { class: 'bar-fill' });
   fill.style.width = `${(frac * 100).toFixed(1)}%`;
   const dist = formatDistance(n.distance);
-  const img = h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } });
   const btn = h(
     'button',
     {
@@ -39,7 +38,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
       },
       on: { click: () => inp.onPick(n.id) },
     },
-    [img],
+    [h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
   );
   const onWhy = inp.onWhy;
   return h('li', { class: `result${other ? ' result-other' : ''}`, attrs: { 'data-rank': rank } }, [
@@ -51,7 +50,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
     h('span', { class: 'bar', attrs: { role: 'img', 'aria-label': `similarity bar ${Math.round(frac * 100)}% of the nearest` } }, [fill]),
     h('span', { class: 'result-class', text: cls }),
     other ? h('span', { class: 'other-mark', text: '✕ other class', attrs: { title: 'Not in the query image’s class' } }) : null,
-    onWhy ? h('button', { class: 'why-btn link-btn', text: 'Why similar?', attrs: { type: 'button', 'aria-label': `Why is result ${rank} similar?` }, on: { click: () => onWhy(n.id, img) } }) : null,
+    onWhy ? h('button', { class: 'why-btn link-btn', text: 'Why similar?', attrs: { type: 'button', 'aria-label': `Why is result ${rank} similar?` }, on: { click: () => onWhy(n.id, btn) } }) : null,
   ]);
 }
 

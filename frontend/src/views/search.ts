@@ -169,18 +169,21 @@ export class SearchView implements ViewModule {
         this.upload = null;
         ctx.navigate({ q: id });
       },
-      onWhy: (id, img) => {
+      onWhy: (id, shown) => {
+        // The picture on the page is reused (its pixels, no fetch); absent, the thumbnail's URL.
+        const img = shown.querySelector('img');
         const upload = this.upload;
         const qImg = this.query.querySelector<HTMLImageElement>('img.query-img');
         const query = upload
           ? { label: 'your image', src: upload.imageUrl, img: qImg, upload: true }
-          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? '', img: qImg };
+          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? data.thumbnailUrl(state.dataset, state.q ?? 0), img: qImg };
         const pick = () => {
           this.why.root.close();
           this.upload = null;
           ctx.navigate({ q: id });
         };
-        this.why.open(m, state.model, state.layer, query, { label: idx.files[id] ?? `image ${id}`, src: img.src, img, onPick: pick });
+        const src = img?.src ?? (thumb ?? ((i: number) => data.thumbnailUrl(state.dataset, i)))(id);
+        this.why.open(m, state.model, state.layer, query, { label: idx.files[id] ?? `image ${id}`, src, img, onPick: pick });
       },
     });
     clear(this.results);

@@ -36,8 +36,11 @@ export interface WhySide {
 
 async function bitmapOf(side: WhySide): Promise<WhyImage> {
   if (side.upload) return { kind: 'upload' };
-  const img = side.img;
-  if (!img) throw new Error(`the picture of ${side.label} is not on the page`);
+  let img = side.img;
+  if (!img) {
+    img = new Image();
+    img.src = side.src;
+  }
   if (!img.complete || img.naturalWidth === 0) await img.decode();
   // Pixels as stored (no colour management), like the engine's decode.
   return { kind: 'bitmap', bitmap: await createImageBitmap(img, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' }) };
