@@ -272,7 +272,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "model_bytes": int(b.info["model_bytes"]), "model_sha256": b.info["model_sha256"],
             "quantization": b.info["quantization"],
             "input_size": meta["input_size"], "preprocess": b.info["preprocess"],
-            "outputs": b.info["outputs"], "default_layer": b.default_layer,
+            "outputs": b.info["outputs"], "spatial_outputs": b.info["spatial_outputs"],
+            "default_layer": b.default_layer,
             "datasets": [r.dataset.id for r in inp.results],
         }
     manifest = {

@@ -385,10 +385,13 @@ def output_keys(infos: list[LayerInfo], poolings: Sequence[str]) -> list[str]:
 
 def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = None, *,
                             weights: "str | ResolvedWeights" = "auto", pooling: str | Sequence[str] = "avg",
-                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS, atlas: bool = False):
+                            seed: int = 0, num_layers: int = DEFAULT_NUM_LAYERS, atlas: bool = False,
+                            spatial: bool = False):
     """One multi-output model: float32 RGB 0..255 [B,H,W,3] -> one vector per (layer, pooling),
     in the order of `output_keys(infos, poolings)`; with atlas=True then the channel atlas's
-    outputs (atlas.extra_output_keys: each layer's map pooled to ≤ 14×14, its mean if not pooled).
+    outputs (atlas.extra_output_keys: each layer's map pooled to ≤ 14×14, its mean if not pooled);
+    with `spatial` then each layer's raw [B,h,w,C] map (layer order), which the TF.js export
+    exposes for the browser's similarity maps.
 
     Returns (model, layer_infos, base_info) where base_info has params, layer_count, weights.
     One forward pass yields every chosen layer and pooling (TOOLCHAIN: ~5x faster than a model per
@@ -415,6 +418,8 @@ def build_feature_extractor(spec: ModelSpec, layer_names: list[str] | None = Non
     outputs = [keras_pooling_layer(p, name=f"{p}_{i.name}")(m) for i, m in zip(infos, maps) for p in poolings]
     if atlas:
         outputs += _atlas_outputs(infos, maps, poolings)
+    if spatial:
+        outputs += list(maps)
     model = keras.Model(inp, outputs, name=f"{spec.id}_features")
     base_info = {"params": int(base.count_params()), "layer_count": len(base.layers),
                  "weights": used.kind, "weights_detail": used.detail, "weights_sha256": used.sha256,

@@ -30,7 +30,7 @@ from .workspace import clear_stages, dataset_folder, preflight, prepare_work, wo
 log = logging.getLogger(__name__)
 NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
 UMAP_FORMAT = 2  # 2: keys "<pooling>/<layer>"
-EXPORT_FORMAT = 3  # 2: model_sha256 recorded; 3: one output per (layer, pooling)
+EXPORT_FORMAT = 4  # 2: model_sha256 recorded; 3: one output per (layer, pooling); 4: + spatial maps
 
 
 @dataclass
@@ -200,17 +200,22 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
         spec = get_spec(meta["model"])
         weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
         model, infos, base_info = build_feature_extractor(
-            spec, layers, weights=weights, pooling=poolings, seed=cfg.seed)
+            spec, layers, weights=weights, pooling=poolings, seed=cfg.seed, spatial=True)
         if base_info["weights_digest"] != meta["weights_digest"]:
             raise RuntimeError(f"{meta['model']}: rebuilt weights differ from the extracted ones; "
                                "cannot export a TF.js model that matches the dataset features")
         # Signature keys without "/": one output per (layer, pooling), in output_keys order.
         pairs = [(i.name, p) for i in infos for p in poolings]
-        exp = export_tfjs(model, [f"{p}__{layer}" for layer, p in pairs], export_dir, quantize=cfg.quantize)
+        # Then each layer's raw map ("spatial__<layer>"): the browser's "why similar?" maps.
+        exp = export_tfjs(model, [f"{p}__{layer}" for layer, p in pairs], export_dir, quantize=cfg.quantize,
+                          spatial_names=[f"spatial__{i.name}" for i in infos])
         outputs = [{"layer": layer, "pooling": p, "dim": o["dim"], "output": o["output"]}
                    for (layer, p), o in zip(pairs, exp.outputs)]
+        spatial = [{"layer": i.name, "output": o["output"], "shape": o["shape"]}
+                   for i, o in zip(infos, exp.spatial_outputs)]
         atomic_write_json(info_path, {"model_bytes": exp.model_bytes, "model_sha256": exp.model_sha256,
-                                      "quantization": exp.quantization, "outputs": outputs})
+                                      "quantization": exp.quantization, "outputs": outputs,
+                                      "spatial_outputs": spatial})
     info = json.loads(info_path.read_text())
     info["preprocess"] = RESIZE_DESCRIPTION
     default = layers[-1]

@@ -1,7 +1,9 @@
 """Export a Keras feature extractor to a TF.js graph model for the in-browser search.
 
 The exported model takes a float32 ``[B, H, W, 3]`` RGB tensor with values 0…255 (the network's
-own ``preprocess_input`` is inside the Keras graph) and returns one pooled vector per layer.
+own ``preprocess_input`` is inside the Keras graph) and returns one pooled vector per layer, and
+optionally each layer's raw ``[B, h, w, C]`` map ("spatial outputs": the browser computes "why
+similar?" maps from them). Extra outputs of tensors the graph computes anyway add no weights.
 
 Why a *graph* model through a SavedModel: a TF.js *layers* model saved from Keras 3 writes files
 that TF.js then refuses to load (see TOOLCHAIN.md). Why a dict-valued serving signature: the
@@ -48,6 +50,7 @@ class TfjsExport:
     model_bytes: int  # model.json + weight shards
     quantization: str  # one of QUANTIZATIONS
     outputs: list[dict[str, Any]]  # [{"layer", "dim", "output"}] in the order of layer_names
+    spatial_outputs: list[dict[str, Any]]  # [{"layer", "output", "shape": [h, w, c]}], spatial_names order
     model_sha256: str  # over model.json and the shards, in order: a cache key for the browser
     files: list[str]  # model.json first, then the shards, relative to out_dir
 
@@ -62,24 +65,28 @@ def _quantization_map(quantize: str) -> dict[str, str] | None:
     return None if quantize == "none" else {quantize: "*"}
 
 
-def _write_saved_model(model: "keras.Model", layer_names: list[str], path: Path) -> None:
-    """SavedModel whose serving signature returns ``{layer_name: pooled [B, dim]}``."""
+def _write_saved_model(model: "keras.Model", layer_names: list[str], path: Path,
+                       spatial_names: list[str] = ()) -> None:
+    """SavedModel whose serving signature returns ``{layer_name: pooled [B, dim]}`` and
+    ``{spatial_name: [B, h, w, C]}`` (the model's outputs: pooled ones first, then spatial ones)."""
     import keras
     import tensorflow as tf
 
     outputs = model.outputs
-    if len(outputs) != len(layer_names):
+    names = [*layer_names, *spatial_names]
+    if len(outputs) != len(names):
         raise ValueError(
-            f"model has {len(outputs)} outputs but {len(layer_names)} layer names were given "
-            f"({', '.join(layer_names)}); they must correspond one to one"
+            f"model has {len(outputs)} outputs but {len(names)} layer names were given "
+            f"({', '.join(names)}); they must correspond one to one"
         )
-    if len(set(layer_names)) != len(layer_names):
-        raise ValueError(f"duplicate layer names: {layer_names}")
-    for name, out in zip(layer_names, outputs):
-        if len(out.shape) != 2:
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate layer names: {names}")
+    for i, (name, out) in enumerate(zip(names, outputs)):
+        rank = 2 if i < len(layer_names) else 4
+        if len(out.shape) != rank:
             raise ValueError(
                 f"output for layer {name!r} has shape {tuple(out.shape)}; the browser search "
-                "needs pooled [batch, dim] vectors"
+                + ("needs pooled [batch, dim] vectors" if rank == 2 else "needs spatial [batch, h, w, C] maps")
             )
     in_shape = tuple(model.inputs[0].shape)
     if len(in_shape) != 4 or in_shape[-1] != 3 or in_shape[1] is None or in_shape[2] is None:
@@ -89,7 +96,7 @@ def _write_saved_model(model: "keras.Model", layer_names: list[str], path: Path)
         ys = model(x, training=False)
         if not isinstance(ys, (list, tuple)):
             ys = [ys]
-        return {name: y for name, y in zip(layer_names, ys)}
+        return {name: y for name, y in zip(names, ys)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -124,9 +131,11 @@ def _signature_tensor_names(saved_model: Path, layer_names: list[str]) -> dict[s
 
 
 def _fix_signature(
-    model_json: dict[str, Any], names: dict[str, str], layer_names: list[str], where: Path
-) -> list[dict[str, Any]]:
-    """Rewrite model.json's ``signature.outputs`` as ``{layer: tensor}`` and describe the outputs.
+    model_json: dict[str, Any], names: dict[str, str], layer_names: list[str], where: Path,
+    spatial_names: list[str] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rewrite model.json's ``signature.outputs`` as ``{layer: tensor}`` and describe the outputs:
+    (pooled ``[{"layer", "dim", "output"}]``, spatial ``[{"layer", "output", "shape": [h, w, c]}]``).
 
     Any tool reading model.json then sees correct keys; the browser still asks for tensors by
     their graph name (``output``), which does not depend on the signature at all.
@@ -138,19 +147,24 @@ def _fix_signature(
     by_tensor = {entry["name"]: entry for entry in sig_outputs.values()}
     graph_nodes = {node["name"] for node in model_json["modelTopology"]["node"]}
     fixed: dict[str, Any] = {}
-    result = []
-    for layer in layer_names:
+    result, spatial = [], []
+    for layer in [*layer_names, *spatial_names]:
         tensor = names[layer]
         entry = by_tensor.get(tensor)
         if entry is None or tensor.split(":")[0] not in graph_nodes:
             raise TfjsExportError(f"{where}: converted graph has no output tensor {tensor} for layer {layer!r}")
-        dims = entry.get("tensorShape", {}).get("dim", [])
-        if len(dims) != 2 or int(dims[1].get("size", -1)) <= 0:
-            raise TfjsExportError(f"{where}: output {layer!r} has shape {dims}, expected [batch, dim]")
+        sizes = [int(d.get("size", -1)) for d in entry.get("tensorShape", {}).get("dim", [])]
         fixed[layer] = entry
-        result.append({"layer": layer, "dim": int(dims[1]["size"]), "output": tensor})
+        if layer in spatial_names:
+            if len(sizes) != 4 or min(sizes[1:]) <= 0:
+                raise TfjsExportError(f"{where}: output {layer!r} has shape {sizes}, expected [batch, h, w, C]")
+            spatial.append({"layer": layer, "output": tensor, "shape": sizes[1:]})
+        else:
+            if len(sizes) != 2 or sizes[1] <= 0:
+                raise TfjsExportError(f"{where}: output {layer!r} has shape {sizes}, expected [batch, dim]")
+            result.append({"layer": layer, "dim": sizes[1], "output": tensor})
     model_json["signature"]["outputs"] = fixed
-    return result
+    return result, spatial
 
 
 def _model_files(model_json: dict[str, Any]) -> list[str]:
@@ -170,9 +184,11 @@ def _sha256(root: Path, files: list[str]) -> str:
 
 
 def export_tfjs(
-    model: "keras.Model", layer_names: list[str], out_dir: Path, *, quantize: str = DEFAULT_QUANTIZATION
+    model: "keras.Model", layer_names: list[str], out_dir: Path, *, quantize: str = DEFAULT_QUANTIZATION,
+    spatial_names: list[str] = (),
 ) -> TfjsExport:
-    """Convert ``model`` (outputs = pooled features of ``layer_names``, in order) into ``out_dir``.
+    """Convert ``model`` (outputs = pooled features of ``layer_names``, in order, then the raw maps
+    named ``spatial_names``) into ``out_dir``.
 
     ``out_dir`` is replaced atomically: the model is converted into a sibling temp folder that is
     renamed into place only when it is complete and its signature checks out.
@@ -180,7 +196,7 @@ def export_tfjs(
     qmap = _quantization_map(quantize)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    layer_names = list(layer_names)
+    layer_names, spatial_names = list(layer_names), list(spatial_names)
 
     # tensorflowjs imports TF-DF, whose welcome banner probes for IPython when stdout is not a
     # terminal (under pytest it raises ModuleNotFoundError); the variable turns the probe off.
@@ -190,7 +206,7 @@ def export_tfjs(
     with tempfile.TemporaryDirectory(prefix=".tfjs-", dir=out_dir.parent) as tmp:
         saved = Path(tmp) / "saved_model"
         staged = Path(tmp) / "tfjs"
-        _write_saved_model(model, layer_names, saved)
+        _write_saved_model(model, layer_names, saved, spatial_names)
         try:
             # Grappler logs its session start-up natively ("Number of eligible GPUs …"); the
             # converter's own errors still arrive as the exception below.
@@ -211,13 +227,19 @@ def export_tfjs(
         if not model_json_path.is_file():
             raise TfjsExportError(f"converter wrote no {MODEL_JSON} into {staged}")
         model_json = json.loads(model_json_path.read_text())
-        names = _signature_tensor_names(saved, layer_names)
-        outputs = _fix_signature(model_json, names, layer_names, model_json_path)
+        names = _signature_tensor_names(saved, [*layer_names, *spatial_names])
+        outputs, spatial = _fix_signature(model_json, names, layer_names, model_json_path, spatial_names)
         for out, keras_out in zip(outputs, model.outputs):
             if out["dim"] != int(keras_out.shape[-1]):
                 raise TfjsExportError(
                     f"{model_json_path}: layer {out['layer']!r} maps to {out['output']} of dim "
                     f"{out['dim']}, but the Keras output has dim {keras_out.shape[-1]}"
+                )
+        for out, keras_out in zip(spatial, model.outputs[len(layer_names):]):
+            if out["shape"] != [int(d) for d in keras_out.shape[1:]]:
+                raise TfjsExportError(
+                    f"{model_json_path}: spatial output {out['layer']!r} maps to {out['output']} of "
+                    f"shape {out['shape']}, but the Keras output has shape {tuple(keras_out.shape[1:])}"
                 )
         # Canonical JSON: the converter's key order varies between runs, bundles must not.
         model_json_path.write_text(json.dumps(model_json, separators=(",", ":"), sort_keys=True))
@@ -241,6 +263,7 @@ def export_tfjs(
         model_bytes=size,
         quantization=quantize,
         outputs=outputs,
+        spatial_outputs=spatial,
         model_sha256=digest,
         files=files,
     )

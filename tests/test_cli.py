@@ -121,6 +121,11 @@ def check_bundle(out: Path) -> dict:
                 feats = np.fromfile(out / f["browser_features"].format(dataset=d, layer=o["layer"],
                                                                        pooling=o["pooling"]), "<f4")
                 assert feats.size == sizes[d] * o["dim"]
+        # One spatial output per exported layer, shaped like that layer's map ("why similar?").
+        shapes = {x["name"]: x["output_shape"] for m in manifest["models"] if m["id"] == bs["model"]
+                  for x in m["layers"]}
+        assert [s["layer"] for s in bs["spatial_outputs"]] == list(dict.fromkeys(o["layer"] for o in bs["outputs"]))
+        assert all(s["shape"] == shapes[s["layer"]] for s in bs["spatial_outputs"]), bs["spatial_outputs"]
     return manifest
 
 

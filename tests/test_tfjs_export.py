@@ -55,7 +55,8 @@ def test_fix_signature_rekeys_outputs_by_layer_whatever_the_converter_named_them
         ["Identity", "Identity_1", "Identity_2"],
     )
     names = {"a": "Identity_2:0", "b": "Identity:0", "c": "Identity_1:0"}
-    out = te._fix_signature(mj, names, ["a", "b", "c"], Path("model.json"))
+    out, spatial = te._fix_signature(mj, names, ["a", "b", "c"], Path("model.json"))
+    assert spatial == []
     assert out == [
         {"layer": "a", "dim": 64, "output": "Identity_2:0"},
         {"layer": "b", "dim": 512, "output": "Identity:0"},
@@ -63,6 +64,20 @@ def test_fix_signature_rekeys_outputs_by_layer_whatever_the_converter_named_them
     ]
     assert list(mj["signature"]["outputs"]) == ["a", "b", "c"]
     assert mj["signature"]["outputs"]["b"]["name"] == "Identity:0"
+
+
+def test_fix_signature_describes_spatial_outputs_with_their_map_shape():
+    spatial = {"name": "Identity_1:0", "tensorShape": {"dim": [{"size": "-1"}, {"size": "7"}, {"size": "5"}, {"size": "16"}]}}
+    mj = _model_json({"Identity:0": _entry("Identity:0", 16), "Identity_1:0": spatial}, ["Identity", "Identity_1"])
+    out, sp = te._fix_signature(mj, {"a": "Identity:0", "spatial__a": "Identity_1:0"}, ["a"], Path("model.json"),
+                                ["spatial__a"])
+    assert out == [{"layer": "a", "dim": 16, "output": "Identity:0"}]
+    assert sp == [{"layer": "spatial__a", "output": "Identity_1:0", "shape": [7, 5, 16]}]
+    assert list(mj["signature"]["outputs"]) == ["a", "spatial__a"]
+    # a pooled vector where a map is expected is refused
+    mj = _model_json({"Identity:0": _entry("Identity:0", 16)}, ["Identity"])
+    with pytest.raises(te.TfjsExportError, match=r"expected \[batch, h, w, C\]"):
+        te._fix_signature(mj, {"s": "Identity:0"}, [], Path("model.json"), ["s"])
 
 
 def test_fix_signature_names_the_missing_tensor():
@@ -121,15 +136,20 @@ def _bundled_images(n: int) -> list[Path]:
     return [ds.path(int(i)) for i in idx]
 
 
+def _spatial_names(infos) -> list[str]:
+    return [f"spatial__{i.name}" for i in infos]  # as pipeline.export_stage names them
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """MobileNet (random weights) exported as the pipeline does: pooled outputs, then spatial maps."""
     from convnet_search.models import build_feature_extractor, get_spec
 
     spec = get_spec("mobilenet")
-    model, infos, _ = build_feature_extractor(spec, None, weights="none", pooling="avg", seed=0)
+    model, infos, _ = build_feature_extractor(spec, None, weights="none", pooling="avg", seed=0, spatial=True)
     layers = [i.name for i in infos]
     out = tmp_path_factory.mktemp("tfjs") / "mobilenet"
-    exp = te.export_tfjs(model, layers, out)  # the default quantization
+    exp = te.export_tfjs(model, layers, out, spatial_names=_spatial_names(infos))  # the default quantization
     return model, layers, out, exp, spec
 
 
@@ -137,14 +157,16 @@ def exported(tmp_path_factory):
 def test_export_writes_a_complete_small_model(exported):
     model, layers, out, exp, _ = exported
     assert [o["layer"] for o in exp.outputs] == layers
-    assert [o["dim"] for o in exp.outputs] == [int(t.shape[-1]) for t in model.outputs]
-    assert len({o["output"] for o in exp.outputs}) == len(layers)
+    assert [o["dim"] for o in exp.outputs] == [int(t.shape[-1]) for t in model.outputs[:len(layers)]]
+    assert [o["layer"] for o in exp.spatial_outputs] == [f"spatial__{x}" for x in layers]
+    assert [o["shape"] for o in exp.spatial_outputs] == [list(t.shape[1:]) for t in model.outputs[len(layers):]]
+    assert len({o["output"] for o in exp.outputs + exp.spatial_outputs}) == 2 * len(layers)
     assert sorted(p.name for p in out.iterdir()) == sorted(exp.files)
     assert exp.model_bytes == sum((out / f).stat().st_size for f in exp.files)
     assert exp.quantization == te.DEFAULT_QUANTIZATION
     assert exp.model_bytes <= 7e6, f"float16 MobileNet should be ≤ 7 MB, is {exp.model_bytes:,} B"
     sig = json.loads((out / "model.json").read_text())["signature"]["outputs"]
-    assert {k: v["name"] for k, v in sig.items()} == {o["layer"]: o["output"] for o in exp.outputs}
+    assert {k: v["name"] for k, v in sig.items()} == {o["layer"]: o["output"] for o in exp.outputs + exp.spatial_outputs}
     assert exp.model_sha256 == te._sha256(out, exp.files)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tfjs-")], "temp dir left behind"
 
@@ -155,7 +177,7 @@ def test_export_replaces_an_existing_folder_atomically(exported, tmp_path):
     out = tmp_path / "m"
     out.mkdir()
     (out / "stale.bin").write_bytes(b"old")
-    again = te.export_tfjs(model, layers, out)
+    again = te.export_tfjs(model, layers, out, spatial_names=[o["layer"] for o in exp.spatial_outputs])
     assert not (out / "stale.bin").exists()
     assert again.model_sha256 == exp.model_sha256  # same weights, same bytes: deterministic
 
@@ -173,6 +195,10 @@ def _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths: list[Path],
     rgbs = [load_rgb(p) for p in paths]
     batch = np.stack([resize_rgb(rgb, spec.input_size) for rgb in rgbs]).astype("float32")
     keras_feats = model.predict(batch, verbose=0)
+    # Pooled outputs, then the spatial maps (compared flattened, position by position).
+    checked = exp.outputs + exp.spatial_outputs
+    layers = [o["layer"] for o in checked]
+    assert len(keras_feats) == len(checked), f"{len(keras_feats)} Keras outputs for {len(checked)} exported"
 
     # Node gets each image after step 1 of the documented path (the box downscale of images over 2×
     # the input, which the browser does in JS: live/downscale.ts, checked against Python by
@@ -182,7 +208,7 @@ def _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths: list[Path],
         npys.append(tmp_path / f"img{i:02d}.npy")
         np.save(npys[-1], area_downscale(rgb, spec.input_size)[None].astype(np.uint8))
     js_out = tmp_path / "js"
-    pairs = ",".join(f"{o['layer']}:{o['output']}" for o in exp.outputs)
+    pairs = ",".join(f"{o['layer']}:{o['output']}" for o in checked)
     proc = subprocess.run(
         [node, str(EMBED), str(out), *map(str, npys), str(js_out), "--outputs", pairs],
         cwd=FRONTEND, capture_output=True, text=True, timeout=300,
@@ -196,6 +222,7 @@ def _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths: list[Path],
     failures = []
     cosines = []
     for layer, kf in zip(layers, keras_feats):
+        kf = kf.reshape(len(paths), -1)
         jf = np.fromfile(js_out / f"{layer}.f32", dtype="<f4").reshape(len(paths), -1)
         assert jf.shape == kf.shape, f"{layer}: TF.js {jf.shape} vs Keras {kf.shape}"
         cos = (jf * kf).sum(1) / (np.linalg.norm(jf, axis=1) * np.linalg.norm(kf, axis=1))
@@ -242,11 +269,12 @@ def exported_real(tmp_path_factory):
     from convnet_search.pooling import DEFAULT_POOLINGS
 
     # Every default pooling, as the bundle exports them (output names as pipeline.export_stage's).
-    model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling=DEFAULT_POOLINGS)
+    model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling=DEFAULT_POOLINGS,
+                                                 spatial=True)
     layers = [f"{p}__{i.name}" for i in infos for p in DEFAULT_POOLINGS]
     assert "avg__conv_pw_13_relu" in layers and "gem__conv_pw_13_relu" in layers
     out = tmp_path_factory.mktemp("tfjs-real") / "mobilenet_025"
-    exp = te.export_tfjs(model, layers, out)  # the default quantization
+    exp = te.export_tfjs(model, layers, out, spatial_names=_spatial_names(infos))  # the default quantization
     return model, layers, out, exp, spec
 
 
@@ -259,4 +287,40 @@ def test_converted_model_matches_keras_with_real_weights_on_real_photos(exported
     assert len(paths) >= 40, f"expected ≥ 40 real photos under {REAL}, found {len(paths)}"
     cos = _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths, tmp_path)
     print(f"real weights, {exp.quantization}, {exp.model_bytes:,} B: cosine min {cos.min():.6f} "
-          f"mean {cos.mean():.6f} over {len(paths)} photos × {len(layers)} layers")
+          f"mean {cos.mean():.6f} over {len(paths)} photos × {len(layers) + len(exp.spatial_outputs)} "
+          "outputs (pooled, then spatial maps)")
+
+
+def _weights_by_name(model_dir: Path) -> dict[str, bytes]:
+    """Each weight's stored bytes (the shards concatenated, cut per weightsManifest entry), by name:
+    the converter orders weights by graph position, which extra output nodes may change."""
+    mj = json.loads((model_dir / "model.json").read_text())
+    out = {}
+    for group in mj["weightsManifest"]:
+        blob = b"".join((model_dir / p).read_bytes() for p in group["paths"])
+        pos = 0
+        for w in group["weights"]:
+            q = w.get("quantization")
+            n = int(np.prod(w["shape"])) * ({"uint8": 1, "uint16": 2, "float16": 2}[q["dtype"]] if q else 4)
+            out[w["name"]] = (w["shape"], w["dtype"], json.dumps(q, sort_keys=True), blob[pos:pos + n])
+            pos += n
+        assert pos == len(blob), f"{model_dir}: weights cover {pos} of {len(blob)} shard bytes"
+    return out
+
+
+@pytest.mark.slow
+def test_spatial_outputs_add_no_weights(exported, tmp_path):
+    """The same model exported without spatial outputs has byte-identical weight shards; only
+    model.json grows (a signature entry and an output node per map)."""
+    model, layers, out, exp, _ = exported
+    import keras
+
+    # Same model name: the graph's weight names (and so the shard's weight order) include it.
+    pooled_only = keras.Model(model.inputs, model.outputs[:len(layers)], name=model.name)
+    plain = te.export_tfjs(pooled_only, layers, tmp_path / "plain")
+    a, b = _weights_by_name(out), _weights_by_name(tmp_path / "plain")
+    assert sorted(a) == sorted(b), f"weights differ: {sorted(set(a) ^ set(b))[:5]}"
+    assert [k for k in a if a[k] != b[k]] == [], "spatial outputs changed weight values"
+    grew = exp.model_bytes - plain.model_bytes
+    print(f"model_bytes {plain.model_bytes:,} → {exp.model_bytes:,} (+{grew:,} B of model.json)")
+    assert 0 <= grew <= 4096 * len(layers), f"model.json grew by {grew:,} B for {len(layers)} spatial outputs"

@@ -112,7 +112,9 @@ export function buildTinyBundle() {
     const t0 = Date.now();
     const r = spawnSync(CLI, ['precompute', '--config', CONFIG, '--dataset', imagesDir, '--out', tmpOut, '--work', work], {
       encoding: 'utf8',
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
+      // This checkout's engine (the bundle's cache key hashes it), not whichever one the
+      // console script was installed from (a git worktree shares the main checkout's .venv).
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },
       maxBuffer: 64 * 1024 * 1024,
     });
     fs.rmSync(work, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import { MapView } from './views/map';
 import { CompareView } from './views/compare';
 import { AboutView } from './views/about';
 
-const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', about: 'About / FAQ' };
+const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', explorer: 'Model Explorer', about: 'About / FAQ' };
 
 function manifestUrl(): string {
   return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
@@ -32,6 +32,39 @@ export function weightsBanner(m: Manifest): HTMLElement | null {
   ]);
 }
 
+/**
+ * A view whose code loads on first display (its own chunk): the Model Explorer is not part of the
+ * first screen's download.
+ */
+class LazyView implements ViewModule {
+  readonly root = h('section', { class: 'view view-lazy' });
+  private view: ViewModule | null = null;
+  private loading = false;
+  private ctx: Ctx | null = null;
+
+  constructor(private readonly load: () => Promise<ViewModule>) {}
+
+  update(ctx: Ctx): void {
+    this.ctx = ctx;
+    if (this.view) return this.view.update(ctx);
+    if (this.loading) return;
+    this.loading = true;
+    this.root.append(status('Loading this view…'));
+    this.load().then(
+      (v) => {
+        this.view = v;
+        this.root.replaceWith(v.root);
+        v.update(this.ctx!);
+      },
+      (e: unknown) => {
+        this.loading = false;
+        clear(this.root);
+        this.root.append(status(`Could not load this view: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+      },
+    );
+  }
+}
+
 class App {
   private state!: AppState;
   private readonly views: Record<View, ViewModule>;
@@ -44,7 +77,13 @@ class App {
     private readonly data: DataProvider,
     private readonly root: HTMLElement,
   ) {
-    this.views = { search: this.search, map: new MapView(), compare: new CompareView(), about: new AboutView() };
+    this.views = {
+      search: this.search,
+      map: new MapView(),
+      compare: new CompareView(),
+      explorer: new LazyView(() => import('./views/modelexplorer').then((x) => new x.ModelExplorerView())),
+      about: new AboutView(),
+    };
     this.tabs = Object.fromEntries(VIEWS.map((v) => [v, this.tab(v)])) as Record<View, HTMLButtonElement>;
   }
 
@@ -132,6 +171,7 @@ class App {
       this.data.resolve(bs.model_url);
     } catch (e) {
       this.search.liveEl.append(status(`In-browser search is off: browser_search.model_url in ${e instanceof Error ? e.message : String(e)}`, 'error'));
+      this.search.why.setFailed('the in-browser model is off (its URL is refused)');
       return;
     }
     import('./live/index').then(
@@ -146,8 +186,12 @@ class App {
             if (this.state.view !== 'search') this.navigate({ view: 'search' });
             this.search.showUpload(r);
           },
+          provideWhy: (run) => this.search.why.setRunner(run),
         }),
-      (e: unknown) => this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error')),
+      (e: unknown) => {
+        this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error'));
+        this.search.why.setFailed(`the in-browser search could not be loaded (${String(e)})`);
+      },
     );
   }
 }

@@ -3,6 +3,7 @@
 import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } from './manifest';
 import { sameOriginUrl } from './origin';
 import type { DatasetIndex, KnnTable, Manifest, StatName, Summary } from './types';
+import { atlasBlockBytes, atlasBlockFromBuffer, atlasTopFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex } from './atlas';
 export const BUNDLE_VERSION = 3;
 
 export type Fetcher = (url: string) => Promise<Response>;
@@ -146,7 +147,39 @@ export class DataProvider {
   }
 
   path(kind: keyof Manifest['files'], values: Record<string, string | number>): string {
-    return this.resolve(fillTemplate(this.manifest.files[kind], values));
+    const t = this.manifest.files[kind];
+    if (t === undefined) throw new Error(`the manifest has no files.${kind}`);
+    return this.resolve(fillTemplate(t, values));
+  }
+
+  /** A template the manifest may lack (atlas, featviz): null when absent. */
+  optionalPath(kind: 'atlas_index' | 'atlas_top' | 'atlas_maps' | 'featviz', values: Record<string, string | number>): string | null {
+    const t = this.manifest.files[kind];
+    return t ? this.resolve(fillTemplate(t, values)) : null;
+  }
+
+  hasAtlas(dataset: string, model: string): boolean {
+    return !!this.manifest.files.atlas_index && (this.dataset(dataset).atlas ?? []).includes(model);
+  }
+
+  atlasIndex(dataset: string, model: string, layer: string): Promise<AtlasIndex> {
+    const url = this.optionalPath('atlas_index', { dataset, model, layer });
+    if (!url) return Promise.reject(new Error('this bundle has no channel atlas'));
+    const n = this.dataset(dataset).size;
+    return this.cached(url, async () => checkAtlasIndex(await this.parse(url), n, url));
+  }
+
+  atlasTop(dataset: string, model: string, layer: string, idx: AtlasIndex): Promise<Uint16Array | Uint32Array> {
+    const d = this.dataset(dataset);
+    const url = this.optionalPath('atlas_top', { dataset, model, layer });
+    if (!url) return Promise.reject(new Error('this bundle has no channel atlas'));
+    return this.binary(url, idx.channels * idx.top * idBytes(d.id_dtype, url), (buf) => atlasTopFromBuffer(buf, idx, d.size, d.id_dtype, url));
+  }
+
+  atlasMaps(dataset: string, model: string, layer: string, idx: AtlasIndex, block: number): Promise<AtlasBlock> {
+    const url = this.optionalPath('atlas_maps', { dataset, model, layer, block });
+    if (!url) return Promise.reject(new Error('this bundle has no channel atlas'));
+    return this.binary(url, atlasBlockBytes(idx, block), (buf) => atlasBlockFromBuffer(buf, idx, block, url));
   }
 
   thumbnailUrl(dataset: string, id: number): string {

@@ -34,6 +34,8 @@ export interface DatasetInfo {
   skipped: SkippedFile[];
   /** Caveats for people, e.g. a single class (search scores need at least 2). */
   notes?: string[];
+  /** Model ids with a channel atlas for this dataset (all their layers). */
+  atlas?: string[];
 }
 
 export interface PoolingInfo {
@@ -51,6 +53,8 @@ export interface LayerInfo {
   dims: Record<string, number>;
   params_cumulative: number;
   depth: number;
+  /** Feature visualizations of this layer (featviz/{model}/{layer}.jpg): channels in tile order. */
+  featviz?: { channels: number[]; tile: number };
 }
 
 export interface ModelInfo {
@@ -71,6 +75,11 @@ export interface FileTemplates {
   neighbors: string;
   umap: string;
   browser_features: string;
+  /** Present iff the bundle has channel atlases / feature visualizations (docs/bundle.md). */
+  atlas_index?: string;
+  atlas_top?: string;
+  atlas_maps?: string;
+  featviz?: string;
 }
 
 export interface BrowserOutput {
@@ -78,6 +87,12 @@ export interface BrowserOutput {
   pooling: string;
   dim: number;
   output: string;
+}
+
+export interface SpatialOutput {
+  layer: string;
+  output: string;
+  shape: [number, number, number];
 }
 
 export interface BrowserSearch {
@@ -90,6 +105,8 @@ export interface BrowserSearch {
   input_size: [number, number];
   preprocess: string;
   outputs: BrowserOutput[];
+  /** Each layer's raw [h, w, C] map as a graph output (absent in older bundles). */
+  spatial_outputs?: SpatialOutput[];
   default_layer: string;
   datasets: string[];
 }

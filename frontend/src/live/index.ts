@@ -6,7 +6,7 @@ import './live.css';
 import type { Manifest } from '../data/types';
 import { fillTemplate } from '../data/provider';
 import { isLiveMetric, type Hit } from './metrics';
-import { modelCacheKey, type InitReply, type Reply, type Request, type SearchReply } from './protocol';
+import { modelCacheKey, type InitReply, type Reply, type Request, type SearchReply, type WhyReply, type WhyRequest } from './protocol';
 import { THUMB_BYTES_ESTIMATE, ThumbStore, thumbPolicy } from './thumbs';
 
 export interface LiveSearchHost {
@@ -17,6 +17,8 @@ export interface LiveSearchHost {
   getPooling(): string;
   /** thumb(id): the in-memory thumbnail of a result (see thumbs.ts), never a server URL when private. */
   showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string; thumb?: (id: number) => string }): void;
+  /** Receives the "why similar?" runner (views/why.ts): the same worker and model as the search. */
+  provideWhy?(run: (req: Omit<WhyRequest, 'type' | 'id'>) => Promise<WhyReply>): void;
 }
 
 type DistReq = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
@@ -411,4 +413,5 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
     }, () => undefined);
   };
   for (const ev of ['pointerenter', 'focusin', 'dragenter'] as const) root.addEventListener(ev, intent);
+  host.provideWhy?.((req) => ensureModel().then(() => client!.request({ type: 'why', ...req })));
 }

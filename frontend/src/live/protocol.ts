@@ -34,7 +34,21 @@ export interface SearchRequest {
   k: number;
 }
 
-export type Request = InitRequest | FeaturesRequest | SearchRequest;
+/** An image for "why similar?": the last uploaded one (its pixels stay in the worker), or a
+ * dataset thumbnail the page already shows, as a bitmap (transferred: no fetch). */
+export type WhyImage = { kind: 'upload' } | { kind: 'bitmap'; bitmap: ImageBitmap };
+
+/** Similarity maps of a query and a result at one layer (see similarity.ts). */
+export interface WhyRequest {
+  type: 'why';
+  id: number;
+  layer: string;
+  output: string; // the layer's spatial graph output (browser_search.spatial_outputs)
+  query: WhyImage;
+  result: WhyImage;
+}
+
+export type Request = InitRequest | FeaturesRequest | SearchRequest | WhyRequest;
 
 export interface InitReply {
   type: 'init';
@@ -83,7 +97,20 @@ export interface ErrorReply {
   user: boolean;
 }
 
-export type Reply = InitReply | FeaturesReply | SearchReply | ErrorReply;
+export interface WhyReply {
+  type: 'why';
+  id: number;
+  h: number;
+  w: number;
+  query: Float32Array; // h·w cosines, row-major
+  result: Float32Array;
+  /** Pixel size each image was embedded from (before the resize to the model input). */
+  querySize: [number, number];
+  resultSize: [number, number];
+  ms: number;
+}
+
+export type Reply = InitReply | FeaturesReply | SearchReply | WhyReply | ErrorReply;
 
 /**
  * IndexedDB key for the bundle's model. It must change whenever the model's bytes do, and must be

@@ -14,6 +14,7 @@ import { areaFactor, downscaleRows } from './downscale';
 import type { FeaturesRequest, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
 import type { BrowserOutput } from '../data/types';
 import { sameOriginUrl } from '../data/origin';
+import { whyMaps, type RgbPixels } from './why';
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -37,6 +38,8 @@ const featureCache = new Map<string, Promise<FeatureMatrix>>();
 /** Features of the last uploaded image, per "<pooling>/<layer>", so a layer, pooling or metric
  * change needs no re-embedding. */
 let lastEmbedding: Map<string, Float32Array> | null = null;
+/** Pixels of the last uploaded image: "why similar?" maps it without the page re-sending it. */
+let lastUpload: RgbPixels | null = null;
 
 const now = () => performance.now();
 
@@ -237,6 +240,7 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
     const t1 = now();
     decodeMs = t1 - t0;
     lastEmbedding = await embed(px);
+    lastUpload = px;
     embedMs = now() - t1;
   } else if (!lastEmbedding) {
     throw new UserError('Choose an image first.');
@@ -270,6 +274,9 @@ async function handle(req: Request): Promise<Reply> {
         return { type: 'features', id: req.id, ...(await features(req)) };
       case 'search':
         return { type: 'search', id: req.id, ...(await search(req)) };
+      case 'why':
+        if (!loaded) throw new Error('the model is not loaded');
+        return { type: 'why', id: req.id, ...(await whyMaps(loaded.model, loaded.inputSize, req, lastUpload)) };
     }
   } catch (e) {
     return { type: 'error', id: req.id, message: e instanceof Error ? e.message : String(e), user: e instanceof UserError };

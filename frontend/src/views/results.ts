@@ -14,6 +14,8 @@ export interface ResultsInput {
   metricLabel: string;
   thumb(id: number): string;
   onPick(id: number): void;
+  /** "Why similar?" for a result: its id and the button showing its picture. */
+  onWhy?(id: number, shown: HTMLElement): void;
 }
 
 export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: number): HTMLElement {
@@ -38,6 +40,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
     },
     [h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
   );
+  const onWhy = inp.onWhy;
   return h('li', { class: `result${other ? ' result-other' : ''}`, attrs: { 'data-rank': rank } }, [
     btn,
     h('div', { class: 'result-meta' }, [
@@ -47,6 +50,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
     h('span', { class: 'bar', attrs: { role: 'img', 'aria-label': `similarity bar ${Math.round(frac * 100)}% of the nearest` } }, [fill]),
     h('span', { class: 'result-class', text: cls }),
     other ? h('span', { class: 'other-mark', text: '✕ other class', attrs: { title: 'Not in the query image’s class' } }) : null,
+    onWhy ? h('button', { class: 'why-btn link-btn', text: 'Why similar?', attrs: { type: 'button', 'aria-label': `Why is result ${rank} similar?` }, on: { click: () => onWhy(n.id, btn) } }) : null,
   ]);
 }
 

@@ -6,6 +6,7 @@ import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { metricInfo, metricLabel } from './config';
 import { renderResults } from './results';
+import { WhyDialog } from './why';
 
 export interface UploadResults {
   imageUrl: string;
@@ -25,6 +26,8 @@ export class SearchView implements ViewModule {
   private readonly gallery = h('div', { class: 'gallery-body' });
   private readonly galleryHead = h('div', { class: 'gallery-head' });
   private readonly latest = new Latest();
+  /** "Why similar?" (views/why.ts); its runner comes from the in-browser search once mounted. */
+  readonly why = new WhyDialog();
   private upload: UploadResults | null = null;
   private galleryKey = '';
   private ctx: Ctx | null = null;
@@ -45,6 +48,7 @@ export class SearchView implements ViewModule {
       h('div', { class: 'search-top' }, [this.query, this.results]),
       live,
       h('section', { class: 'gallery', attrs: { 'aria-label': 'Dataset images' } }, [this.galleryHead, this.gallery]),
+      this.why.root,
     ]);
   }
 
@@ -164,6 +168,22 @@ export class SearchView implements ViewModule {
       onPick: (id) => {
         this.upload = null;
         ctx.navigate({ q: id });
+      },
+      onWhy: (id, shown) => {
+        // The picture on the page is reused (its pixels, no fetch); absent, the thumbnail's URL.
+        const img = shown.querySelector('img');
+        const upload = this.upload;
+        const qImg = this.query.querySelector<HTMLImageElement>('img.query-img');
+        const query = upload
+          ? { label: 'your image', src: upload.imageUrl, img: qImg, upload: true }
+          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? data.thumbnailUrl(state.dataset, state.q ?? 0), img: qImg };
+        const pick = () => {
+          this.why.root.close();
+          this.upload = null;
+          ctx.navigate({ q: id });
+        };
+        const src = img?.src ?? (thumb ?? ((i: number) => data.thumbnailUrl(state.dataset, i)))(id);
+        this.why.open(m, state.model, state.layer, query, { label: idx.files[id] ?? `image ${id}`, src, img, onPick: pick });
       },
     });
     clear(this.results);

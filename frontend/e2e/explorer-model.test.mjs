@@ -1,0 +1,200 @@
+// End-to-end tests of the Model Explorer view and "why similar?" (issue 11) in headless Chromium,
+// against the tiny engine bundle (harness.buildTinyBundle: MobileNet with browser search, channel
+// atlas for every model). Every request of the browser context is recorded.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, test } from 'node:test';
+import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+
+// Bytes per model/layer switch, images aside (issue 11). Checked gzip-encoded (what a compressing
+// static host sends): raw, a 1024-channel layer's index.json + top.bin are 32 KB by the atlas
+// format (top.bin alone is 1024 × 9 × 2 B); raw bytes are recorded too. They do not depend on N
+// below 65,536 images (uint16 ids), so the tiny bundle measures the N = 200 case.
+const SWITCH_BUDGET = 20_000;
+let bundle, server, browser, manifest, ds, bs, requests;
+const measured = {};
+
+function recordRequests(context) {
+  const log = [];
+  // blob: and data: URLs are in-memory objects of the page, not requests anyone else can see.
+  context.on('request', (r) => { if (!/^(blob|data):/.test(r.url())) log.push(r.url()); });
+  return log;
+}
+
+/** Pixels drawn on every heat canvas matching sel: [painted pixels, distinct colours] per canvas. */
+const canvasStats = (page, sel) => page.$$eval(sel, (cs) => cs.map((c) => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let painted = 0;
+  const colours = new Set();
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] > 0) painted++;
+    colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+  }
+  return [painted, colours.size, c.width * c.height];
+}));
+
+const isImage = (p) => /\.(jpe?g|png|webp)$/i.test(p);
+
+before(async () => {
+  bundle = buildTinyBundle();
+  ensureSiteBuilt();
+  manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
+  bs = manifest.browser_search;
+  assert.ok(bs?.spatial_outputs?.length, 'the e2e bundle must export spatial outputs for "why similar?"');
+  ds = manifest.datasets.find((d) => (d.atlas ?? []).includes(bs.model));
+  assert.ok(ds, 'the e2e bundle must have a channel atlas for the browser model');
+  server = await startServer({ bundleDir: bundle.dir });
+  browser = await launchBrowser();
+  requests = recordRequests(browser.context);
+});
+
+after(async () => {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  fs.writeFileSync(path.join(RESULTS, 'explorer-model.json'), JSON.stringify(measured, null, 1));
+  await browser?.close();
+  await server?.close();
+});
+
+describe('Model Explorer', () => {
+  test('shows the channel grid, a channel with its heatmaps, costs ≤ 20 KB per layer switch, and an image click makes it the query', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const model = manifest.models.find((m) => m.id === bs.model);
+    const layers = model.layers.map((l) => l.name);
+    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}&layer=${layers[0]}`);
+    await page.waitForSelector('.view-explorer[data-state=ready]', { timeout: 30_000 });
+    const channels = Number(await page.getAttribute('.view-explorer', 'data-channels'));
+    const cells = await page.locator('.mx-cell').count();
+    assert.equal(cells, Math.min(64, channels), `${cells} cells for ${channels} channels`);
+    // Selectivity order: the first cell is the atlas's most selective channel.
+    const atlas0 = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layers[0], 'atlas', 'index.json'), 'utf8'));
+    assert.equal(Number(await page.getAttribute('.mx-cell >> nth=0', 'data-channel')), atlas0.order[0]);
+
+    // Every other layer: what a switch fetches, images aside.
+    measured.switches = [];
+    for (const layer of layers.slice(1)) {
+      await waitQuiet(server);
+      const from = server.log.length;
+      await page.selectOption('#sel-layer', layer);
+      await page.waitForFunction((l) => document.querySelector('.view-explorer')?.dataset.state === 'ready' && location.search.includes(`layer=${l}`), layer);
+      await waitQuiet(server);
+      const data = server.log.slice(from).filter((e) => !isImage(e.path));
+      const bytes = data.reduce((s, e) => s + e.bytes, 0);
+      const gzip = data.reduce((s, e) => s + gzipSync(fs.readFileSync(path.join(bundle.dir, e.path.replace(/^\/data\//, '')))).length, 0);
+      measured.switches.push({ layer, channels: Number(await page.getAttribute('.view-explorer', 'data-channels')), bytes, gzip, files: data.map((e) => `${e.path} ${e.bytes}`) });
+      assert.ok(data.length > 0 && data.every((e) => e.path.includes('/atlas/')), `a switch fetches the atlas only: ${data.map((e) => e.path)}`);
+      assert.ok(gzip <= SWITCH_BUDGET, `switching to ${layer} fetched ${bytes} B (${gzip} B gzip) besides images: ${data.map((e) => `${e.path} ${e.bytes}`).join(', ')}`);
+      assert.ok(data.every((e) => !e.path.includes('/maps/')), 'activation maps are fetched only on a channel click');
+    }
+
+    // A channel: its top images with heat overlays drawn (non-empty, not one flat colour).
+    const from = server.log.length;
+    await page.click('.mx-cell >> nth=0');
+    await page.waitForSelector('.mx-detail[data-state=ready]', { timeout: 30_000 });
+    const maps = server.log.slice(from).filter((e) => e.path.includes('/atlas/maps/'));
+    assert.equal(maps.length, 1, `one maps block fetched: ${maps.map((e) => e.path)}`);
+    const stats = await canvasStats(page, '.mx-detail canvas.heat');
+    const idx = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layers[layers.length - 1], 'atlas', 'index.json'), 'utf8'));
+    assert.equal(stats.length, idx.top, `${stats.length} heatmaps for top ${idx.top}`);
+    assert.ok(stats.every(([painted, , all]) => painted === all), 'every heat canvas is fully painted');
+    assert.ok(stats.some(([, colours]) => colours > 1), 'the heatmaps are not all one flat colour');
+    measured.channelMapsBytes = maps[0].bytes;
+
+    // Click an image: it becomes the search query.
+    await page.click('.mx-top .heat-btn >> nth=0');
+    await page.waitForFunction(() => location.search.includes('view=search'));
+    const q = new URLSearchParams(await page.evaluate(() => location.search)).get('q');
+    const top = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layers[layers.length - 1], 'atlas', 'top.bin'));
+    const ch = Number(await page.evaluate(() => document.querySelector('.mx-detail')?.dataset.channel ?? 'NaN'));
+    const idBytes = ds.id_dtype === 'uint32' ? 4 : 2;
+    const expected = idBytes === 2 ? top.readUInt16LE(ch * idx.top * 2) : top.readUInt32LE(ch * idx.top * 4);
+    assert.equal(Number(q), expected, `the query is the channel's top image (channel ${ch})`);
+    await page.waitForSelector('.results-grid');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('random weights get their notice; a bundle without an atlas says so instead of breaking', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const model = manifest.models.find((m) => m.id === bs.model);
+    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
+    await page.waitForSelector('.view-explorer[data-state=ready]', { timeout: 30_000 });
+    if (model.weights === 'random') assert.match(await page.textContent('.mx-random'), /noise from untrained weights/);
+    else assert.equal(await page.locator('.mx-random').count(), 0, 'no random-weights notice for trained weights');
+    // The same bundle as an older engine wrote it: no atlas keys in the manifest.
+    const older = structuredClone(manifest);
+    for (const d of older.datasets) delete d.atlas;
+    for (const k of ['atlas_index', 'atlas_top', 'atlas_maps']) delete older.files[k];
+    await page.route('**/data/manifest.json', (route) => route.fulfill({ json: older }));
+    const from = server.log.length;
+    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
+    await page.waitForSelector('.view-explorer[data-state=no-atlas]', { timeout: 30_000 });
+    assert.match(await page.textContent('.view-explorer'), /This bundle has no channel atlas for .* on “/);
+    assert.ok(server.log.slice(from).every((e) => !e.path.includes('/atlas/')), 'nothing fetched from an atlas the manifest does not list');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+});
+
+describe('why similar?', () => {
+  const layer = () => bs.spatial_outputs[bs.spatial_outputs.length - 1].layer;
+
+  test('on a dataset query: both heatmaps are drawn from the thumbnails, computed in the browser', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    await page.goto(`${server.url}?view=search&dataset=${ds.id}&model=${bs.model}&layer=${layer()}&q=3`);
+    await page.waitForSelector('.results-grid .why-btn');
+    await page.click('.results-grid .why-btn >> nth=1');
+    await page.waitForSelector('dialog.why[data-state=ready], dialog.why[data-state=failed]', { timeout: 120_000 });
+    assert.equal(await page.getAttribute('dialog.why', 'data-state'), 'ready', await page.textContent('dialog.why'));
+    const stats = await canvasStats(page, 'dialog.why canvas.heat');
+    assert.equal(stats.length, 2, 'one map over the result, one over the query');
+    assert.ok(stats.every(([painted, colours]) => painted > 0 && colours > 1), `heatmaps drawn: ${JSON.stringify(stats)}`);
+    assert.match(await page.textContent('dialog.why'), /computed from the thumbnails/);
+    await page.keyboard.press('Escape');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('for a model the browser does not run: marked unavailable with the reason', async () => {
+    const other = manifest.models.find((m) => m.id !== bs.model);
+    assert.ok(other, 'the e2e bundle has a second model');
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    await page.goto(`${server.url}?view=search&dataset=${ds.id}&model=${other.id}&q=3`);
+    await page.waitForSelector('.results-grid .why-btn');
+    await page.click('.results-grid .why-btn >> nth=0');
+    await page.waitForSelector('dialog.why[data-state=unavailable]');
+    assert.match(await page.textContent('dialog.why'), /not exported to the browser/);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('on an uploaded image: maps drawn with no network request at all', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    await page.goto(`${server.url}?view=search&dataset=${ds.id}&model=${bs.model}&layer=${layer()}&metric=cosine`);
+    await page.hover('#live-search');
+    await page.waitForSelector('#live-search[data-state=ready]', { timeout: 120_000 });
+    const index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+    await page.setInputFiles('#live-search #live-file', path.join(bundle.imagesDir, index.files[5]));
+    await page.waitForFunction(() => document.querySelector('#live-search')?.dataset.searches === '1', null, { timeout: 60_000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('.results-grid img')].every((i) => i.complete && i.naturalWidth > 0));
+    await new Promise((r) => setTimeout(r, 500));
+    const [reqBefore, srvBefore] = [requests.length, server.log.length];
+    await page.click('.results-grid .why-btn >> nth=2');
+    await page.waitForSelector('dialog.why[data-state=ready], dialog.why[data-state=failed]', { timeout: 60_000 });
+    assert.equal(await page.getAttribute('dialog.why', 'data-state'), 'ready', await page.textContent('dialog.why'));
+    const stats = await canvasStats(page, 'dialog.why canvas.heat');
+    assert.ok(stats.length === 2 && stats.every(([painted, colours]) => painted > 0 && colours > 1), `heatmaps drawn: ${JSON.stringify(stats)}`);
+    assert.match(await page.textContent('dialog.why'), /not sent anywhere/);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(requests.slice(reqBefore), [], 'no request from the browser for "why similar?" on an upload');
+    assert.deepEqual(server.log.slice(srvBefore), [], 'the server saw nothing');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+});

@@ -1,0 +1,191 @@
+// Model Explorer: what the channels of one layer respond to. The channel grid in selectivity order
+// (atlas/index.json), each cell with its feature visualization (a tile of featviz/{model}/{layer}.jpg)
+// and its top images (atlas/top.bin); a click opens the channel's top images with their activation
+// maps (atlas/maps/{block}.bin, fetched only then); a click on an image makes it the search query.
+// Model and layer are the app's state (the configuration bar), shared with every view.
+import './modelexplorer.css';
+import { h, clear, status } from '../dom';
+import type { Ctx, ViewModule } from '../context';
+import { Latest } from '../context';
+import { blockChannels, channelMap, type AtlasIndex } from '../data/atlas';
+import type { DatasetIndex, LayerInfo, ModelInfo } from '../data/types';
+import { heatCanvas, heatFigure, heatLegend, overlayToggle } from './heatmap';
+
+/** Channels shown before "Show more": the first screenful, and what index.json + top.bin serve. */
+export const PAGE = 64;
+const CELL_THUMBS = 3;
+
+/** Where tile i of a featviz grid is, as CSS background size/position (the JPEG is a row-major grid). */
+export function featvizTileStyle(i: number, tiles: number): { size: string; position: string } {
+  const cols = Math.min(4, tiles);
+  const rows = Math.ceil(tiles / cols);
+  const col = i % cols;
+  const row = Math.floor(i / cols);
+  const pct = (k: number, n: number) => (n > 1 ? Number(((k / (n - 1)) * 100).toFixed(4)) : 0);
+  return { size: `${cols * 100}% ${rows * 100}%`, position: `${pct(col, cols)}% ${pct(row, rows)}%` };
+}
+
+function vizTile(url: string, i: number, tiles: number, cls: string): HTMLElement {
+  const el = h('span', { class: cls, attrs: { role: 'img', 'aria-label': 'feature visualization' } });
+  const s = featvizTileStyle(i, tiles);
+  el.style.backgroundImage = `url("${url}")`;
+  el.style.backgroundSize = s.size;
+  el.style.backgroundPosition = s.position;
+  return el;
+}
+
+const fmt = (x: number) => (Math.abs(x) >= 100 || x === 0 ? x.toFixed(0) : x.toPrecision(3));
+
+export class ModelExplorerView implements ViewModule {
+  readonly root: HTMLElement;
+  private readonly head = h('div', { class: 'mx-head' });
+  private readonly detail = h('section', { class: 'mx-detail', attrs: { 'aria-live': 'polite', 'aria-label': 'Selected channel' } });
+  private readonly grid = h('div', { class: 'mx-grid-wrap' });
+  private readonly latest = new Latest();
+  private key = '';
+  private shown = PAGE;
+  private channel: number | null = null;
+
+  constructor() {
+    this.root = h('section', { class: 'view view-explorer', attrs: { 'aria-label': 'Model Explorer' } }, [this.head, this.detail, this.grid]);
+  }
+
+  update(ctx: Ctx): void {
+    const { state } = ctx;
+    const key = `${state.dataset}|${state.model}|${state.layer}`;
+    if (key === this.key) return;
+    this.key = key;
+    this.shown = PAGE;
+    this.channel = null;
+    void this.render(ctx);
+  }
+
+  private async render(ctx: Ctx): Promise<void> {
+    const fresh = this.latest.next();
+    const { data, manifest: m, state } = ctx;
+    const model = m.models.find((x) => x.id === state.model)!;
+    const layer = model.layers.find((l) => l.name === state.layer)!;
+    const ds = data.dataset(state.dataset);
+    clear(this.head);
+    clear(this.detail);
+    clear(this.grid);
+    this.root.dataset.state = 'loading';
+    const pos = model.layers.indexOf(layer);
+    this.head.append(
+      h('h2', { text: `${model.name} · layer ${pos + 1} of ${model.layers.length}: ${layer.name}` }),
+      h('p', { class: 'hint', text: `Output ${layer.output_shape.join('×')} (${Math.round(layer.depth * 100)}% deep). Channels sorted by selectivity: how much their average activation varies over the ${ds.size} images of “${ds.name}”. Each cell: what the channel responds to most (a synthesized picture, if the bundle has one) and the dataset images that excite it most. Click a channel to see where in those images it fires.` }),
+      this.weightsNotice(model) ?? '',
+    );
+    const vizUrl = layer.featviz ? data.optionalPath('featviz', { model: model.id, layer: layer.name }) : null;
+    if (!data.hasAtlas(state.dataset, model.id)) {
+      this.root.dataset.state = 'no-atlas';
+      this.grid.append(status(`This bundle has no channel atlas for ${model.name} on “${ds.name}”, so there are no top images or activation maps to show.`, 'empty'));
+      if (vizUrl && layer.featviz) this.grid.append(this.vizOnly(vizUrl, layer));
+      return;
+    }
+    this.grid.append(status('Loading the channel atlas…'));
+    try {
+      const [idx, dsIndex] = await Promise.all([data.atlasIndex(state.dataset, model.id, layer.name), data.index(state.dataset)]);
+      const top = await data.atlasTop(state.dataset, model.id, layer.name, idx);
+      if (!fresh()) return;
+      this.root.dataset.state = 'ready';
+      this.root.dataset.channels = String(idx.channels);
+      this.drawGrid(ctx, model, layer, idx, top, dsIndex, vizUrl);
+    } catch (e) {
+      if (!fresh()) return;
+      this.root.dataset.state = 'failed';
+      clear(this.grid);
+      this.grid.append(status(`Could not load the channel atlas: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+    }
+  }
+
+  private weightsNotice(model: ModelInfo): HTMLElement | null {
+    if (model.weights !== 'random') return null;
+    return h('p', { class: 'notice mx-random', attrs: { role: 'note' }, text: `${model.name} has random (untrained) weights here: the pictures below are noise from untrained weights. Its channels respond to colours and textures by chance, not to anything learned; use a bundle with ImageNet weights to see real features.` });
+  }
+
+  private vizOnly(url: string, layer: LayerInfo): HTMLElement {
+    const fv = layer.featviz!;
+    return h('div', { class: 'mx-grid' }, fv.channels.map((c, i) => h('div', { class: 'mx-cell mx-cell-static' }, [vizTile(url, i, fv.channels.length, 'mx-viz'), h('span', { class: 'mx-label', text: `channel ${c}` })])));
+  }
+
+  private drawGrid(ctx: Ctx, model: ModelInfo, layer: LayerInfo, idx: AtlasIndex, top: Uint16Array | Uint32Array, dsIndex: DatasetIndex, vizUrl: string | null): void {
+    const { data, state } = ctx;
+    const tileOf = new Map((layer.featviz?.channels ?? []).map((c, i) => [c, i]));
+    const tiles = layer.featviz?.channels.length ?? 0;
+    const cell = (c: number, rank: number) => {
+      const t = tileOf.get(c);
+      const thumbs = Array.from({ length: Math.min(CELL_THUMBS, idx.top) }, (_, r) => {
+        const id = top[c * idx.top + r]!;
+        return h('img', { class: 'mx-thumb', attrs: { src: data.thumbnailUrl(state.dataset, id), alt: '', width: 48, height: 48, loading: 'lazy', decoding: 'async' } });
+      });
+      return h('button', { class: 'mx-cell', attrs: { type: 'button', 'data-channel': c, 'aria-pressed': String(this.channel === c), title: `Channel ${c}: selectivity rank ${rank + 1}, variance ${fmt(idx.selectivity[rank]!)}` }, on: { click: () => this.open(ctx, model, layer, idx, top, dsIndex, vizUrl, c) } }, [
+        // Only the 16 most selective channels have a visualization; the others say so.
+        vizUrl && t !== undefined ? vizTile(vizUrl, t, tiles, 'mx-viz') : vizUrl ? h('span', { class: 'mx-viz mx-viz-none', text: 'not visualized' }) : '',
+        h('span', { class: 'mx-thumbs' }, thumbs),
+        h('span', { class: 'mx-label', text: `#${rank + 1} · ch ${c}` }),
+      ]);
+    };
+    clear(this.grid);
+    const shown = Math.min(this.shown, idx.channels);
+    this.grid.append(
+      h('h3', { text: `${idx.channels} channels, most selective first (showing ${shown})` }),
+      h('div', { class: 'mx-grid' }, idx.order.slice(0, shown).map((c, rank) => cell(c, rank))),
+    );
+    if (shown < idx.channels) {
+      this.grid.append(h('button', { class: 'more-btn mx-more', text: `Show ${Math.min(PAGE, idx.channels - shown)} more (${idx.channels - shown} left)`, attrs: { type: 'button' }, on: { click: () => { this.shown += PAGE; this.drawGrid(ctx, model, layer, idx, top, dsIndex, vizUrl); } } }));
+    }
+  }
+
+  private async open(ctx: Ctx, model: ModelInfo, layer: LayerInfo, idx: AtlasIndex, top: Uint16Array | Uint32Array, dsIndex: DatasetIndex, vizUrl: string | null, c: number): Promise<void> {
+    const fresh = this.latest.next();
+    const { data, state } = ctx;
+    this.channel = c;
+    for (const b of this.grid.querySelectorAll<HTMLElement>('.mx-cell')) b.setAttribute('aria-pressed', String(Number(b.dataset.channel) === c));
+    const ds = data.dataset(state.dataset);
+    const rank = idx.order.indexOf(c);
+    clear(this.detail);
+    this.detail.dataset.channel = String(c);
+    this.detail.dataset.state = 'loading';
+    const t = layer.featviz?.channels.indexOf(c) ?? -1;
+    this.detail.append(
+      h('div', { class: 'mx-detail-head' }, [
+        vizUrl && t >= 0 ? vizTile(vizUrl, t, layer.featviz!.channels.length, 'mx-viz mx-viz-big') : '',
+        h('div', {}, [
+          h('h3', { text: `Channel ${c} of ${layer.name}` }),
+          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(idx.selectivity[rank]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled). Click an image to search with it.` }),
+          vizUrl && t >= 0 ? h('p', { class: 'hint', text: 'Left: a synthesized picture that excites this channel as much as possible.' }) : '',
+        ]),
+      ]),
+      status('Loading the activation maps…'),
+    );
+    this.detail.scrollIntoView({ block: 'nearest' });
+    try {
+      const b = Math.floor(c / idx.block);
+      if (blockChannels(idx, b) === 0) throw new Error(`channel ${c} is past the atlas`);
+      const block = await data.atlasMaps(state.dataset, model.id, layer.name, idx, b);
+      if (!fresh()) return;
+      this.detail.querySelector('.status')?.remove();
+      const [mh, mw] = idx.map_size;
+      const figs = Array.from({ length: idx.top }, (_, r) => {
+        const id = top[c * idx.top + r]!;
+        const scale = block.scales[(c - block.first) * idx.top + r]!;
+        const value = block.values[(c - block.first) * idx.top + r]!;
+        const map = channelMap(block, c, r);
+        const file = dsIndex.files[id] ?? `#${id}`;
+        const cls = ds.classes[dsIndex.labels[id] ?? -1] ?? '?';
+        // Each map on its own scale (0 … its maximum): where the channel fires within this image.
+        const canvas = heatCanvas(map, mh, mw, { lo: 0, hi: scale > 0 ? scale : 1, alpha: 0.55 });
+        return heatFigure(data.thumbnailUrl(state.dataset, id), `${file} (${cls})`, canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
+      });
+      const grid = h('div', { class: 'mx-top' }, figs);
+      this.detail.append(grid, heatLegend('0', 'peak', `activation of channel ${c} (each image on its own scale):`), overlayToggle(grid));
+      this.detail.dataset.state = 'ready';
+    } catch (e) {
+      if (!fresh()) return;
+      this.detail.dataset.state = 'failed';
+      this.detail.querySelector('.status')?.remove();
+      this.detail.append(status(`Could not load the activation maps: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+    }
+  }
+}
