@@ -439,14 +439,15 @@ def _scaled_f32(X: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 def _run(Q: np.ndarray, X: np.ndarray, k: int, metric: str, p: float, block_rows: int | None,
-         exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+         exclude_self: bool, row0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """row0: with exclude_self, query row i of Q is item row0 + i of X (Q = X[row0:...])."""
     code = _CODES[resolve_metric(metric)]
     if code == _MINKOWSKI:
-        return _run_minkowski(Q, X, k, p, block_rows, exclude_self)
-    return _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean=False)[0]
+        return _run_minkowski(Q, X, k, p, block_rows, exclude_self, row0)
+    return _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean=False, row0=row0)[0]
 
 
-def _run_minkowski(Q, X, k, p, block_rows, exclude_self):
+def _run_minkowski(Q, X, k, p, block_rows, exclude_self, row0=0):
     pf = validate_minkowski_p(p)
     ip = int(pf) if pf == int(pf) and pf <= 64 else 0
     M = Q.shape[0]
@@ -456,7 +457,7 @@ def _run_minkowski(Q, X, k, p, block_rows, exclude_self):
     # handed to one parallel call.
     B = _block_rows(X.shape[0], block_rows)
     for r0 in range(0, M, B):
-        _minkowski_select(Q, X, pf, ip, 0 if exclude_self else -1, k, out_ids, out_d, r0, min(M, r0 + B))
+        _minkowski_select(Q, X, pf, ip, row0 if exclude_self else -1, k, out_ids, out_d, r0, min(M, r0 + B))
     return out_ids, _to_f32(out_d)
 
 
@@ -486,7 +487,7 @@ def _gemm_operands(Q, X, qnorm, xnorm, code):
     return Qa, Xa, (qnorm * scale) ** 2, (xnorm * scale) ** 2, converted
 
 
-def _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean):
+def _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean, row0=0):
     """[(ids, dists)] for `code`; with also_euclidean (code sqeuclidean) a second pair for
     euclidean from the same gemm and candidates (see _gemm_select)."""
     M, N = Q.shape[0], X.shape[0]
@@ -505,7 +506,7 @@ def _run_gemm(Q, X, k, code, block_rows, exclude_self, also_euclidean):
         r1 = min(M, r0 + B)
         g = G[: r1 - r0]
         np.matmul(Qa[r0:r1], Xa.T, out=g)
-        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, 0 if exclude_self else -1, k,
+        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, row0 if exclude_self else -1, k,
                      out_ids, out_d, r0, sqrt_ids, sqrt_d)
     pairs = [(out_ids, _to_f32(out_d))]
     return pairs + [(sqrt_ids, _to_f32(sqrt_d))] if also_euclidean else pairs
@@ -544,19 +545,38 @@ def top_k_neighbors_multi(X: np.ndarray, k: int, metrics, *, p: float = DEFAULT_
     one gemm + candidate pass serves both; results equal separate top_k_neighbors calls exactly.
     """
     X = _as_matrix(X, "X")
-    k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
+    return top_k_neighbors_rows(X, k, metrics, 0, X.shape[0], p=p, block_rows=block_rows)
+
+
+def top_k_neighbors_rows(X: np.ndarray, k: int, metrics, start: int, stop: int, *,
+                         p: float = DEFAULT_MINKOWSKI_P, block_rows: int | None = None
+                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Rows [start, stop) of top_k_neighbors_multi(X, ...): those queries among all rows of X.
+
+    The same arrays as those rows of the full call, byte for byte: a row's result depends only on
+    X (the approximate gemm only picks candidates, which are then ranked exactly), so row blocks
+    computed anywhere (distributor.RayDistributor) concatenate to the full result.
+    """
+    X = _as_matrix(X, "X")
+    n = X.shape[0]
+    k = _check_k(k, n - 1, f"the {n} rows minus the query itself")
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"rows [{start}, {stop}) are not a non-empty range of the {n} rows")
+    Q = X if (start, stop) == (0, n) else X[start:stop]  # a view: no copy of the block
     ids = {name: resolve_metric(name) for name in metrics}
     wanted = set(ids.values())
     done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if {"euclidean", "sqeuclidean"} <= wanted:
-        done["sqeuclidean"], done["euclidean"] = _run_gemm(X, X, k, _SQEUCLIDEAN, block_rows, True, True)
+        done["sqeuclidean"], done["euclidean"] = _run_gemm(Q, X, k, _SQEUCLIDEAN, block_rows, True, True,
+                                                           row0=start)
     for mid in sorted(wanted - done.keys(), key=list(METRICS).index):
-        done[mid] = _run(X, X, k, mid, p, block_rows, exclude_self=True)
+        done[mid] = _run(Q, X, k, mid, p, block_rows, exclude_self=True, row0=start)
     return {name: done[mid] for name, mid in ids.items()}
 
 
 __all__ = [
     "top_k_neighbors_multi",
+    "top_k_neighbors_rows",
     "Metric",
     "METRICS",
     "DEFAULT_MINKOWSKI_P",

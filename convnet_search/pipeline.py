@@ -19,6 +19,7 @@ from .bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, Dat
                      bundle_is_current, write_bundle)
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
+from .distributor import Distributor, LocalDistributor, make_distributor
 from .extract import ExtractResult, extract_features
 from .models import get_spec
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
@@ -37,6 +38,7 @@ class RunReport:
     datasets: list[Dataset] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     bundle_status: str = ""
+    distributor: str = "local"
     weights: str = ""
     out: Path | None = None
 
@@ -56,9 +58,11 @@ def _progress(console: Console) -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
-def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore) -> StoredArrays:
+def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
+                    distributor: Distributor | None = None) -> StoredArrays:
     from .evaluate import score_window
-    from .neighbors import top_k_neighbors_multi
+
+    distributor = distributor or LocalDistributor()
 
     fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
                      cfg.minkowski_p, cfg.k)
@@ -68,7 +72,8 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
         k = score_window(len(ds), cfg.k)[0]
         for key in _feature_keys(feats):
             # all metrics of one matrix at once: euclidean and sqeuclidean share one top-k
-            results = top_k_neighbors_multi(feats.arrays[key], k, cfg.metrics, p=cfg.minkowski_p)
+            # (top_k_neighbors_multi; on Ray as row blocks, merged into the same arrays)
+            results = distributor.neighbors(feats.arrays[key], k, cfg.metrics, cfg.minkowski_p)
             for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
@@ -177,10 +182,13 @@ def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
                       f"{k_eff} results (k={k} requested) and the search score uses the top {top}.")
 
 
-def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> RunReport:
-    """Check --out/--work (workspace.py), hold the work folder's lock, run the stages.
+def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
+        distributor: Distributor | None = None) -> RunReport:
+    """Check --out/--work (workspace.py), reach the distributor, hold the work folder's lock, run
+    the stages.
 
-    Raises workspace.WorkspaceError (and its StorageError/BusyError) before any compute.
+    Raises workspace.WorkspaceError (and its StorageError/BusyError) and distributor.ClusterError
+    before anything is written. distributor: made from cfg (and closed) when not given.
     """
     console = console or Console(stderr=True)
     work = Path(cfg.work)
@@ -189,15 +197,21 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
         if not folder.is_dir():
             load_dataset(name, follow_links=cfg.follow_links)  # its usual error, before any folder is created
     preflight(Path(cfg.out), work, folders.values(), OWN_FILES)
-    prepare_work(work)
-    with work_lock(work):
-        if force:
-            clear_stages(work)  # only the stage folders: the rest of --work is not ours to delete
-        return _run_stages(cfg, console)
+    dist = distributor or make_distributor(cfg)
+    try:
+        dist.connect()  # an unreachable cluster fails here, with nothing written
+        prepare_work(work)
+        with work_lock(work):
+            if force:
+                clear_stages(work)  # only the stage folders: the rest of --work is not ours to delete
+            return _run_stages(cfg, console, dist)
+    finally:
+        if distributor is None:
+            dist.close()
 
 
-def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
-    report = RunReport(out=cfg.out)
+def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunReport:
+    report = RunReport(out=cfg.out, distributor=dist.name)
     work = Path(cfg.work)
     feature_store = ArrayStore(work / "features")
     nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
@@ -231,7 +245,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                     progress.reset(task, total=n, completed=n - todo)
 
                 res = extract_features(ds, spec, cfg, feature_store, ds_fp=ds_fps[ds.id],
-                                       weights=resolved[mid], on_start=started,
+                                       weights=resolved[mid], on_start=started, distributor=dist,
                                        on_progress=lambda m, task=task: progress.advance(task, m))
                 progress.update(task, completed=len(ds),
                                 description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
@@ -248,7 +262,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
         nbrs, maps = {}, {}
         for m in cfg.models:
             t = time.perf_counter()
-            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store)
+            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store, dist)
             stage_t["neighbors"] += time.perf_counter() - t
             t = time.perf_counter()
             maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m])
