@@ -7,6 +7,7 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   quality    bench_quality.py    search quality of real ImageNet vs random weights (needs ../shared/real)
   bigphoto   bench_bigphoto.py   browser vs engine features of 4000×3000 photos (needs ../shared/real)
   umap       bench_umap.py       UMAP with the neighbours stage's kNN graph vs its own search
+  ray        bench_ray.py        --distributor ray vs local: overhead, 1 vs 2 single-CPU workers
 
 A module may also define ``skip_reason() -> str | None`` (checked first), return
 ``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
@@ -41,9 +42,9 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "browser", "quality", "bigphoto", "umap")
+SECTIONS = ("neighbors", "extract", "browser", "quality", "bigphoto", "umap", "ray")
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "quality": "bench_quality",
-           "bigphoto": "bench_bigphoto", "umap": "bench_umap"}
+           "bigphoto": "bench_bigphoto", "umap": "bench_umap", "ray": "bench_ray"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))
