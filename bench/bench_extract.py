@@ -140,15 +140,15 @@ def bench_reader(ds, label: str, batch: int, rounds: int) -> dict:
     def loop(decode_threads):
         extract.DECODE_THREADS = decode_threads
         try:
-            for b in extract._image_batches(ds, 0, len(ds), spec.input_size, batch):
+            for b in extract._image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch):
                 [o.numpy() for o in infer(b)]
         finally:
             extract.DECODE_THREADS = threads
 
     extract.DECODE_THREADS = 0
-    decoded = [tf.constant(b) for b in extract._image_batches(ds, 0, len(ds), spec.input_size, batch)]
+    decoded = [tf.constant(b) for b in extract._image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch)]
     extract.DECODE_THREADS = threads
-    pooled_batches = [b.numpy() for b in extract._image_batches(ds, 0, len(ds), spec.input_size, batch)]
+    pooled_batches = [b.numpy() for b in extract._image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch)]
     identical = len(pooled_batches) == len(decoded) and all(
         np.array_equal(a, b.numpy()) for a, b in zip(pooled_batches, decoded))
     del pooled_batches

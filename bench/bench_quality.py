@@ -180,7 +180,7 @@ def extract_all(ds, spec, weights: str, seed: int, batch_size: int) -> dict:
         infer = tf.function(lambda x, model=model: model(x, training=False), reduce_retracing=True)
         keys = output_keys(p_infos, pools)  # "<pooling>/<layer>", the extractor's output order
         parts = {key: [] for key in keys}
-        for batch in _image_batches(ds, 0, len(ds), spec.input_size, batch_size):
+        for batch in _image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch_size):
             outs = infer(batch)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
             for key, o in zip(keys, outs):

@@ -8,6 +8,7 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   bigphoto   bench_bigphoto.py   browser vs engine features of 4000×3000 photos (needs ../shared/real)
   umap       bench_umap.py       UMAP with the neighbours stage's kNN graph vs its own search
   atlas      bench_atlas.py      channel atlas's extra extract time (ratio) and featviz seconds per model
+  ray        bench_ray.py        --distributor ray vs local: overhead, 1 vs 2 single-CPU workers
 
 A module may also define ``skip_reason() -> str | None`` (checked first), return
 ``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
@@ -42,10 +43,9 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "browser", "quality", "bigphoto", "umap", "atlas")
+SECTIONS = ("neighbors", "extract", "browser", "quality", "bigphoto", "umap", "atlas", "ray")
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "quality": "bench_quality",
-           "bigphoto": "bench_bigphoto", "umap": "bench_umap",
-           "atlas": "bench_atlas"}
+           "bigphoto": "bench_bigphoto", "umap": "bench_umap", "atlas": "bench_atlas", "ray": "bench_ray"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))

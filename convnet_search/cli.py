@@ -19,6 +19,7 @@ from . import __version__
 
 # README "Exit codes and safety" documents these.
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING_USABLE, EXIT_IO, EXIT_BUSY, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_CLUSTER = 6  # --distributor ray: the cluster cannot be reached, has no room, or lost every worker
 RESUME_HINT = "run the same command again to resume (finished work is kept)"
 
 
@@ -53,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
     pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
+    pre.add_argument("--distributor", metavar="local|ray", help=h("distributor"))
+    pre.add_argument("--ray-address", metavar="ADDRESS", help=h("ray_address"))
+    pre.add_argument("--workers", type=num("workers"), help=h("workers"))
+    pre.add_argument("--cpus-per-worker", type=num("cpus_per_worker"), help=h("cpus_per_worker"))
+    pre.add_argument("--gpus-per-worker", type=num("gpus_per_worker"), help=h("gpus_per_worker"))
     pre.add_argument("--out", type=Path, help=h("out"))
     pre.add_argument("--work", type=Path, help=h("work"))
     pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all")
@@ -111,6 +117,7 @@ def _summary(console: Console, report) -> None:
         ips = "—" if math.isnan(r.images_per_s) else f"{r.images_per_s:.1f}"
         t.add_row(r.dataset, r.model, str(r.images), ips, f"{r.seconds:.1f}s", r.status)
     console.print(t)
+    _worker_summary(console, report)
     st = Table(title="Stages")
     st.add_column("stage")
     st.add_column("time", justify="right")
@@ -133,11 +140,33 @@ def _summary(console: Console, report) -> None:
     console.print(f"bundle {report.bundle_status}: {report.out}")
 
 
+def _worker_summary(console: Console, report) -> None:
+    """Per Ray worker (and node): shards, images and images/s over the whole run."""
+    if report.distributor != "ray":
+        return
+    rows: dict[tuple[str, str], list[float]] = {}
+    for r in report.extract:
+        for w in r.workers:
+            acc = rows.setdefault((w.worker, w.node), [0, 0, 0.0, 0])
+            acc[0] += w.shards
+            acc[1] += w.images
+            acc[2] += w.seconds
+            acc[3] += w.lost
+    t = Table(title="Ray workers")
+    for col in ("worker", "node", "shards", "images", "images/s", "busy", "lost shards"):
+        t.add_column(col, justify="left" if col in ("worker", "node") else "right")
+    for (name, node), (shards, images, seconds, lost) in sorted(rows.items()):
+        ips = f"{images / seconds:.1f}" if seconds > 0 else "—"
+        t.add_row(name, node, str(shards), str(images), ips, f"{seconds:.1f}s", str(lost))
+    console.print(t if rows else "Ray workers: no shard to extract (all up to date)")
+
+
 def _precompute(args, console: Console) -> int:
     from .config import ConfigError, load_config
     from .datasets import DatasetError
     from .models import ModelError, WeightsError
     from .bundle import BundleError
+    from .distributor import ClusterError, RayMissingError
     from .pipeline import run
     from .workspace import BusyError, StorageError, WorkspaceError
 
@@ -151,6 +180,8 @@ def _precompute(args, console: Console) -> int:
             "follow_links": True if args.follow_links else None,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
+            "distributor": args.distributor, "ray_address": args.ray_address, "workers": args.workers,
+            "cpus_per_worker": args.cpus_per_worker, "gpus_per_worker": args.gpus_per_worker,
         }
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:
@@ -163,6 +194,12 @@ def _precompute(args, console: Console) -> int:
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE
+    except RayMissingError as exc:
+        _error_line(console, str(exc))
+        return EXIT_USAGE
+    except ClusterError as exc:  # before anything is written when the cluster cannot be reached
+        _error_line(console, str(exc))
+        return EXIT_CLUSTER
     except WorkspaceError as exc:  # --out/--work refused before any compute: one line, no wrapping
         _error_line(console, str(exc))
         if isinstance(exc, BusyError):

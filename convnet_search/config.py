@@ -28,6 +28,10 @@ QUANTIZE_CHOICES = QUANTIZATIONS
 UMAP_METRICS = ("cosine", "euclidean", "l2", "manhattan", "l1", "taxicab", "chebyshev", "linf",
                 "linfinity", "linfty", "canberra", "braycurtis", "correlation")
 SEED_MAX = 2**32 - 1  # numpy and umap-learn seeds are unsigned 32-bit
+DISTRIBUTORS = ("local", "ray")  # distributor.py: who runs extraction shards and neighbour blocks
+RAY_INSTALL_HINT = "pip install 'convnet-search[ray]'"
+# Keys that only mean something with distributor = "ray" (refused with "local", not ignored).
+RAY_KEYS = ("ray_address", "workers", "cpus_per_worker", "gpus_per_worker")
 
 
 class ConfigError(ValueError):
@@ -92,6 +96,15 @@ KEYS: dict[str, Key] = {
                                   "visualizations (a stage after extract); auto (default): the browser "
                                   "model; [] for none", empty_ok=True),
     "follow_links": Key("bool", "follow symlinks that point outside the dataset root (default false)"),
+    "distributor": Key("str", "who runs extraction and neighbours: local (default, this process) or ray "
+                              "(a Ray cluster; same outputs; docs/distributed.md)", choices=DISTRIBUTORS),
+    "ray_address": Key("str", "Ray cluster to use with --distributor ray: HOST:PORT, ray://HOST:PORT, auto "
+                              "(the running one) or local (a new one); default: RAY_ADDRESS, else the "
+                              "`ray start` cluster of this machine, else a new local Ray", optional=True),
+    "workers": Key("int", "Ray workers (actors) to start (default: as many as the cluster's CPUs/GPUs "
+                          "allow)", min=1, optional=True),
+    "cpus_per_worker": Key("int", "CPUs per Ray worker, also its TensorFlow thread count (default 1)", min=1),
+    "gpus_per_worker": Key("float", "GPUs per Ray worker, fractions allowed (default 0)", min=0),
     "out": Key("path", "bundle folder (default frontend/public/data)"),
     "work": Key("path", "cache of stage outputs (default .convnet-search)"),
 }
@@ -163,6 +176,12 @@ class RunConfig:
     follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
     weights_cache: Path | None = None
+    # Who runs the work (distributor.py); never part of a fingerprint: the outputs are the same.
+    distributor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: int = 1
+    gpus_per_worker: float = 0.0
     out: Path = Path("frontend/public/data")
     work: Path = Path(".convnet-search")
 
@@ -406,11 +425,34 @@ def _resolve(values: dict[str, Any]) -> list[tuple[str, str]]:
         elif stray:
             problems.append(("layers", f"given for model(s) not in the run: {', '.join(stray)}"))
         values["layers"] = layers
+    problems += _distributor_problems(values)
     if "minkowski_p" in values and metrics is not None and "minkowski" in metrics:
         try:
             values["minkowski_p"] = validate_minkowski_p(values["minkowski_p"])
         except ValueError as exc:
             problems.append(("minkowski_p", str(exc)))
+    return problems
+
+
+def _distributor_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """Ray keys need distributor = "ray"; "ray" needs Ray installed; an address must parse."""
+    import importlib.util
+
+    problems: list[tuple[str, str]] = []
+    ray = values.get("distributor", RunConfig.distributor) == "ray"
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    stray = [k for k in RAY_KEYS if values.get(k) not in (None, defaults[k])]
+    if stray and not ray:
+        problems += [(k, 'only used with distributor = "ray" (--distributor ray); remove it or use Ray')
+                     for k in stray]
+    if ray and importlib.util.find_spec("ray") is None:
+        problems.append(("distributor", f"ray is not installed: {RAY_INSTALL_HINT}"))
+    address = values.get("ray_address")
+    if address is not None and address not in ("auto", "local"):
+        rest = address.split("://", 1)[1] if address.startswith("ray://") else address
+        host, _, port = rest.rpartition(":")
+        if "://" in rest or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(("ray_address", f"expected HOST:PORT, ray://HOST:PORT, auto or local, got {_show(address)}"))
     return problems
 
 

@@ -15,7 +15,8 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,10 +26,13 @@ from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, image_digests
 from .images import load_rgb
 from .incremental import carried_runs
-from .models import ModelSpec, output_keys
+from .models import LayerInfo, ModelSpec, output_keys
 from .shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 from .store import ArrayStore, ShardDir, fingerprint
 from .weights import ResolvedWeights, resolve_weights
+
+if TYPE_CHECKING:
+    from .distributor import Distributor, WorkerStats
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
@@ -46,6 +50,8 @@ class ExtractResult:
     # Images run through the model in this call: a resumed run skips the finished shards, and
     # counting those would overstate its speed. None: all `images`.
     computed: int | None = None
+    # Who ran the shards of this call (distributor.WorkerStats): shards, images, busy time each.
+    workers: tuple["WorkerStats", ...] = ()
 
     @property
     def images_per_s(self) -> float:
@@ -79,30 +85,34 @@ def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> s
                        *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
-def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], batch_size: int):
+def _image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size: int,
+                   threads: int | None = None):
     """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
 
     Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
-    bounded by the batch size, not N), and images come out in dataset order, so the batches are
-    the very ones a serial reader makes."""
+    bounded by the batch size, not N), and images come out in order, so the batches are the very
+    ones a serial reader makes. threads: cap on the decode pool and tf.data's own thread pool (a
+    Ray worker given one CPU keeps to it)."""
     import tensorflow as tf
 
     from .preprocess import area_downscale, resize_tensor
 
-    def decode(i: int) -> np.ndarray:
-        return area_downscale(load_rgb(ds.path(i)), size)  # step 1 of the path; step 2 below
+    decoders = DECODE_THREADS if threads is None else min(DECODE_THREADS, threads)
+
+    def decode(path) -> np.ndarray:
+        return area_downscale(load_rgb(Path(path)), size)  # step 1 of the path; step 2 below
 
     def gen():
-        if DECODE_THREADS <= 0:
-            yield from map(decode, range(start, stop))
+        if decoders <= 0:
+            yield from map(decode, paths)
             return
-        todo = iter(range(start, stop))
-        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode") as pool:
-            pending = deque(pool.submit(decode, i) for i in itertools.islice(todo, 2 * batch_size))
+        todo = iter(paths)
+        with ThreadPoolExecutor(decoders, thread_name_prefix="decode") as pool:
+            pending = deque(pool.submit(decode, p) for p in itertools.islice(todo, 2 * batch_size))
             try:
                 while pending:
                     img = pending.popleft().result()
-                    pending.extend(pool.submit(decode, i) for i in itertools.islice(todo, 1))
+                    pending.extend(pool.submit(decode, p) for p in itertools.islice(todo, 1))
                     yield img
             finally:  # stopped early (error, consumer gone): drop what is queued
                 for f in pending:
@@ -110,86 +120,210 @@ def _image_batches(ds: Dataset, start: int, stop: int, size: tuple[int, int], ba
 
     data = tf.data.Dataset.from_generator(
         gen, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8))
+    if threads:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        data = data.with_options(options)
     return (data.map(lambda x: resize_tensor(x, size), num_parallel_calls=tf.data.AUTOTUNE,
                      deterministic=True)
             .batch(batch_size).prefetch(2))
 
 
-def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore, *,
-                     ds_fp: str | None = None, weights: ResolvedWeights | None = None,
-                     on_progress: Callable[[int], None] | None = None,
-                     on_start: Callable[[int], None] | None = None) -> ExtractResult:
-    """Extract (or resume, or skip) the features of `ds` under `spec`; store them in `store`.
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """What to build: a model, its weights, layers and poolings. Small and picklable, so a
+    distributor can send it to a worker, which builds the extractor once (`build`)."""
+    model: ModelSpec
+    weights: ResolvedWeights
+    layers: tuple[str, ...] | None
+    pooling: tuple[str, ...]
+    num_layers: int
+    seed: int
+    atlas: bool = False
 
-    weights: what pipeline.run resolved for this model (resolved here from cfg when omitted).
+    @classmethod
+    def of(cls, spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> "ExtractorSpec":
+        return cls(spec, weights, tuple(cfg.layers.get(spec.id) or ()) or None, tuple(cfg.pooling),
+                   cfg.num_layers, cfg.seed, bool(cfg.atlas))
+
+    def build(self) -> "FeatureExtractor":
+        from .models import build_feature_extractor
+        from .runtime import import_tensorflow
+
+        tf = import_tensorflow()
+        model, infos, base_info = build_feature_extractor(
+            self.model, list(self.layers) if self.layers else None, weights=self.weights,
+            pooling=self.pooling, seed=self.seed, num_layers=self.num_layers, atlas=self.atlas)
+        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        layers = [i.name for i in infos]
+        extra = channel_atlas.extra_output_keys(layers, self.pooling) if self.atlas else []
+        return FeatureExtractor(self, infer, infos, base_info, output_keys(infos, self.pooling), extra)
+
+
+@dataclass(frozen=True)
+class FeatureExtractor:
+    """A built extractor: one forward pass gives every output `names[j]` of a batch, then the
+    channel atlas's outputs `extra` (atlas.extra_output_keys) when the atlas is on."""
+    spec: ExtractorSpec
+    infer: Callable
+    infos: list[LayerInfo]
+    base_info: dict
+    names: list[str]
+    extra: list[str]
+
+    def outputs(self, batch) -> dict[str, np.ndarray]:
+        outs = self.infer(batch)
+        if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
+            outs = [outs]
+        return dict(zip(self.names + self.extra, (o.numpy().astype(np.float32, copy=False) for o in outs)))
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One work item: shard `index` of its job, its images, and where it is saved under `key`
+    (its content key, shards.py); small, so it can be sent to workers."""
+    index: int
+    key: str
+    paths: tuple[str, ...]
+    batch_size: int
+    shard_dir: Path
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """One (dataset, model) extraction cut into its work items, the shards (content-defined,
+    shards.py): shard s holds the images shard_paths[s], is saved as shard_keys[s], and is
+    extracted with the same batches wherever it runs, so its arrays do not depend on who computed
+    it. Shards in `reused` are copied from the stored features instead (no work)."""
+    extractor: ExtractorSpec
+    shard_dir: Path
+    shard_paths: tuple[tuple[str, ...], ...]
+    shard_keys: tuple[str, ...]
+    batch_size: int
+    reused: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, ds: Dataset, extractor: ExtractorSpec, shard_dir: Path, plan: Sequence[Shard],
+           batch_size: int, reused: Sequence[int] = ()) -> "ExtractJob":
+        paths = [str(Path(ds.path(i)).absolute()) for i in range(len(ds))]
+        return cls(extractor, Path(shard_dir).absolute(), tuple(tuple(paths[s.start:s.stop]) for s in plan),
+                   tuple(s.key for s in plan), batch_size, frozenset(reused))
+
+    def task(self, index: int) -> ShardTask:
+        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size, self.shard_dir)
+
+    def pending(self, weights_digest: str) -> list[int]:
+        """The shards still to do, after checking that finished ones were made with these very
+        weights (shards from a killed run are reused only then). Driver side, before any work."""
+        shards = ShardDir(self.shard_dir)
+        state = shards.read_json("state.json")
+        if state is not None and state.get("weights_digest") != weights_digest:
+            shards.remove()
+            state = None
+        if state is None:
+            shards.write_json("state.json", {"weights_digest": weights_digest})
+        return [s for s in range(len(self.shard_paths))
+                if s not in self.reused and not shards.done(self.shard_keys[s])]
+
+    def images(self, shard_ids: Sequence[int]) -> int:
+        return sum(len(self.shard_paths[s]) for s in shard_ids)
+
+
+def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | None = None) -> Iterator[int]:
+    """Extract one shard and save it atomically (a .npz, present = done), with its partial
+    channel atlas (ids local to the shard: parts outlive dataset edits).
+
+    Yields the image count of each batch as it is done (progress); the shard is written when the
+    iterator is exhausted. The one shard routine of every distributor (extract_shard wraps it).
     """
+    chunks: list[list[np.ndarray]] = [[] for _ in ex.names]
+    layers = [i.name for i in ex.infos]
+    shard_atlas, first = channel_atlas.ShardAtlas(layers, ex.spec.pooling), 0
+    for batch in _image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads):
+        outs = ex.outputs(batch)
+        for j, name in enumerate(ex.names):
+            chunks[j].append(outs[name])
+        if ex.extra:  # the channel atlas: a running top-T per channel, from the same pass
+            shard_atlas.add(first, outs)
+        first += int(batch.shape[0])
+        yield int(batch.shape[0])
+    ShardDir(task.shard_dir).save(task.key, {**{name: np.concatenate(c) for name, c in zip(ex.names, chunks)},
+                                             **shard_atlas.arrays()})
+
+
+def extract_shard(ex: FeatureExtractor, task: ShardTask,
+                  on_progress: Callable[[int], None] | None = None) -> int:
+    """extract_shard_steps run to the end; returns the shard's image count."""
+    done = 0
+    for n in extract_shard_steps(ex, task):
+        done += n
+        if on_progress:
+            on_progress(n)
+    return done
+
+
+@dataclass(frozen=True)
+class ExtractPlan:
+    """What extract_features will do: the job, and which stored shards it copies."""
+    fp: str
+    config_key: str
+    plan: list[Shard]
+    reuse: dict[int, Shard]  # index in plan -> the previous extraction's shard with the same key
+    old_meta: dict | None
+    job: ExtractJob
+
+
+def plan_extraction(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore,
+                    ds_fp: str | None = None, weights: ResolvedWeights | None = None) -> ExtractPlan:
+    """Content-defined shards of `ds`, the ones reusable from the stored features, the job."""
+    from .pooling import feature_keys
+
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     fp = extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
-    if store.is_current(ds.id, spec.id, fp):
-        return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
-
-    from .runtime import import_tensorflow
-
-    tf = import_tensorflow()
-
-    from .models import build_feature_extractor
-
-    t0 = time.perf_counter()
-    model, infos, base_info = build_feature_extractor(
-        spec, list(cfg.layers.get(spec.id) or []) or None, weights=weights,
-        pooling=cfg.pooling, seed=cfg.seed, num_layers=cfg.num_layers, atlas=cfg.atlas)
-    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    names = output_keys(infos, cfg.pooling)
     config_key = shard_config(spec, cfg, weights)
     plan = plan_shards(image_digests(ds), cfg.shard_size, config_key)
     # Shards of the previous extraction (same configuration) whose images are unchanged are
     # copied from the stored features: adding images re-extracts only the shards around them.
     old_meta = store.read_meta(ds.id, spec.id)
-    layer_names = [i.name for i in infos]
-    extra = channel_atlas.extra_output_keys(layer_names, cfg.pooling) if cfg.atlas else []
     reuse: dict[int, Shard] = {}
-    if (old_meta and old_meta.get("shard_config") == config_key and set(names) <= set(old_meta.get("keys", []))
-            and (not extra or (old_meta.get("atlas") and "avg" in cfg.pooling))):
+    if (old_meta and old_meta.get("shard_config") == config_key
+            and set(feature_keys([x["name"] for x in old_meta.get("layers", [])], cfg.pooling)) <= set(old_meta.get("keys", []))
+            and (not cfg.atlas or (old_meta.get("atlas") and "avg" in cfg.pooling))):
         # (the atlas of an update is selected from the avg features: without them, extract all)
         reuse = reusable_rows(shards_from_meta(old_meta.get("shards", [])), plan)
-    old = store.load(ds.id, spec.id) if reuse else None
     # In-progress parts are keyed by configuration and shard content, so a killed run resumes
-    # even if images were added meanwhile; reused only if the weights are the very same.
-    parts = ShardDir(store.path(ds.id, spec.id).with_suffix(f".parts-{config_key[:16]}"))
-    state = parts.read_json("state.json")
-    if state is not None and state.get("weights_digest") != base_info["weights_digest"]:
-        parts.remove()
-        state = None
-    if state is None:
-        parts.write_json("state.json", {"weights_digest": base_info["weights_digest"]})
-    todo = [i for i, sh in enumerate(plan) if i not in reuse and not parts.done(sh.key)]
-    resumed = len(todo) < len(plan) - len(reuse)
-    if on_start:
-        on_start(sum(len(plan[i]) for i in todo))
-    computed = 0
-    for i in todo:
-        sh = plan[i]
-        chunks: list[list[np.ndarray]] = [[] for _ in names]
-        # the channel atlas: a running top-T per channel, from the same pass; ids are local to
-        # the shard (parts outlive dataset edits) and offset when the shards are merged
-        shard_atlas, first = channel_atlas.ShardAtlas(layer_names, cfg.pooling), 0
-        for batch in _image_batches(ds, sh.start, sh.stop, spec.input_size, cfg.batch_size):
-            outs = infer(batch)
-            if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
-                outs = [outs]
-            outs = [o.numpy().astype(np.float32, copy=False) for o in outs]
-            for j in range(len(names)):
-                chunks[j].append(outs[j])
-            if extra:
-                shard_atlas.add(first, dict(zip(names + extra, outs)))
-            first += len(outs[0])
-            if on_progress:
-                on_progress(int(batch.shape[0]))
-        parts.save(sh.key, {**{name: np.concatenate(c) for name, c in zip(names, chunks)},
-                            **shard_atlas.arrays()})
-        computed += len(sh)
+    # even if images were added meanwhile.
+    parts = store.path(ds.id, spec.id).with_suffix(f".parts-{config_key[:16]}")
+    job = ExtractJob.of(ds, ExtractorSpec.of(spec, cfg, weights), parts, plan, cfg.batch_size, list(reuse))
+    return ExtractPlan(fp, config_key, plan, reuse, old_meta, job)
 
+
+def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore, *,
+                     ds_fp: str | None = None, weights: ResolvedWeights | None = None,
+                     on_progress: Callable[[int], None] | None = None,
+                     on_start: Callable[[int], None] | None = None,
+                     distributor: "Distributor | None" = None) -> ExtractResult:
+    """Extract (or resume, update, or skip) the features of `ds` under `spec`; store them in `store`.
+
+    weights: what pipeline.run resolved for this model (resolved here from cfg when omitted).
+    distributor: who runs the shards (default: this process, distributor.LocalDistributor); the
+    result is the same whoever does, so it is not part of the fingerprint.
+    """
+    from .distributor import LocalDistributor
+
+    weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
+    fp = extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
+    if store.is_current(ds.id, spec.id, fp):
+        return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
+
+    t0 = time.perf_counter()
+    xp = plan_extraction(ds, spec, cfg, store, ds_fp, weights)
+    plan, reuse, old_meta, job = xp.plan, xp.reuse, xp.old_meta, xp.job
+    run = (distributor or LocalDistributor()).extract(job, on_start=on_start, on_progress=on_progress)
+    infos, names = run.infos, output_keys(run.infos, cfg.pooling)
+    layer_names = [i.name for i in infos]
+    old = store.load(ds.id, spec.id) if reuse else None
+    parts = ShardDir(job.shard_dir)
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
     fresh: list[tuple[int, dict]] = []  # (first row, arrays) of the shards read from parts
     for i, sh in enumerate(plan):
@@ -202,18 +336,18 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
         for name in names:
             arrays[name].append(loaded[name])
     features = {name: np.ascontiguousarray(np.concatenate(a)) for name, a in arrays.items()}
-    if extra:  # shards merged in a fixed order and rule: a resumed or updated run stores the same atlas
-        features.update(_atlas(ds, plan, reuse, fresh, old, features, layer_names, spec, cfg, infer, names + extra))
+    if cfg.atlas:  # shards merged in a fixed order and rule: a resumed or updated run stores the same atlas
+        features.update(_atlas(ds, plan, reuse, fresh, old, features, layer_names, cfg, job))
     meta = {
         "fingerprint": fp, "generator": f"convnet-search {__version__}", "dataset": ds.id,
         "model": spec.id, "name": spec.name, "input_size": list(spec.input_size),
-        "poolings": list(cfg.pooling), "atlas": bool(extra), "files": list(ds.files), **base_info,
+        "poolings": list(cfg.pooling), "atlas": bool(cfg.atlas), "files": list(ds.files), **run.base_info,
         "layers": [{"name": i.name, "index": i.index, "type": i.type,
                     "output_shape": list(i.output_shape), "dims": {p: i.dim(p) for p in cfg.pooling},
                     "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],
-        "shard_config": config_key, "shards": shards_to_meta(plan),
+        "shard_config": xp.config_key, "shards": shards_to_meta(plan),
     }
-    if old_meta and set(names) <= set(old_meta.get("keys", [])) and old_meta.get("shard_config") == config_key:
+    if old_meta and set(names) <= set(old_meta.get("keys", [])) and old_meta.get("shard_config") == xp.config_key:
         # which rows later stages may carry over (incremental.py): bit-equal rows of the same file
         old = old or store.load(ds.id, spec.id)
         meta["previous"] = {"fingerprint": old_meta["fingerprint"], "n": len(old_meta["files"]),
@@ -221,16 +355,15 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     store.write(ds.id, spec.id, meta, features)
     parts.remove()
     seconds = time.perf_counter() - t0
+    resumed = run.computed < sum(len(sh) for i, sh in enumerate(plan) if i not in reuse)
     status = "updated" if reuse else "resumed" if resumed else "extracted"
-    return ExtractResult(ds.id, spec.id, len(ds), seconds, status, computed)
+    return ExtractResult(ds.id, spec.id, len(ds), seconds, status, run.computed, tuple(run.workers))
 
 
-def _atlas(ds: Dataset, plan, reuse, fresh, old, features, layers, spec, cfg, infer, out_names):
+def _atlas(ds: Dataset, plan, reuse, fresh, old, features, layers, cfg, job: ExtractJob):
     """The stored channel atlas: merged from every shard's partial atlas, or, when shards were
     reused (their partials are gone), selected from the avg features with the maps of the fresh
     shards and of the previous atlas, plus a small extra pass for maps neither has."""
-    import dataclasses
-
     from .incremental import updated_atlas
 
     def offset(start: int, part: dict) -> dict:
@@ -257,11 +390,10 @@ def _atlas(ds: Dataset, plan, reuse, fresh, old, features, layers, spec, cfg, in
                     f"{prefix}/selectivity": channel_atlas.selectivity(features[f"avg/{layer}"])})
     need = sorted({int(i) for ids, _, missing in todo.values() for i in ids[missing]})
     if need:  # a small extra pass over the images whose maps neither source had
-        sub = dataclasses.replace(ds, files=[ds.files[i] for i in need], labels=ds.labels[need])
+        ex = job.extractor.build()  # here, on the driver: the few images of one update
         got: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-        for batch in _image_batches(sub, 0, len(sub), spec.input_size, cfg.batch_size):
-            outs = infer(batch)
-            outs = dict(zip(out_names, [o.numpy() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]))
+        for batch in _image_batches([ds.path(i) for i in need], job.extractor.model.input_size, cfg.batch_size):
+            outs = ex.outputs(batch)
             for layer in layers:
                 got[layer].append(outs[f"atlas/{layer}/map"])
         row = {img: j for j, img in enumerate(need)}

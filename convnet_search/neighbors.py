@@ -25,6 +25,8 @@ How (docs/bundle.md defines the distances):
 from __future__ import annotations
 
 import math
+from typing import Callable
+
 import numpy as np
 
 from .metrics import DEFAULT_MINKOWSKI_P, METRICS, Metric, resolve_metric, validate_minkowski_p
@@ -555,18 +557,23 @@ def minkowski_recall(X: np.ndarray, ids: np.ndarray, p: float, *, rows: int = RE
             "sampled_rows": int(len(sample))}
 
 
-def _minkowski_all_rows(X, k, p, block_rows, report):
+# rows(metrics, L) -> {metric: (ids, dists)} of every row: how a caller gets all rows computed
+# (here: in this process; distributor.RayDistributor: as row blocks on a cluster).
+RowsFn = Callable[[list, "int | None"], dict]
+
+
+def _minkowski_all_rows(X, k, p, rows: RowsFn, report):
     """Minkowski top-k of every row: exact up to MINKOWSKI_EXACT_MAX rows, else candidates with L
     doubled until the measured recall reaches RECALL_TARGET (L ≥ N − 1 is exact); `report` gets
     how (the neighbours stage stores it, the bundle manifest shows it)."""
     n = X.shape[0]
     if n <= MINKOWSKI_EXACT_MAX:
         report.update(method="exact")
-        return _run_minkowski(X, X, k, p, block_rows, 0)
+        return rows(["minkowski"], None)["minkowski"]
     L = minkowski_candidates(k)
     tried = []
     while True:
-        ids, d = _run_minkowski(X, X, k, p, block_rows, 0, L)
+        ids, d = rows(["minkowski"], L)["minkowski"]
         if L >= n - 1:
             report.update(method="exact", candidates_tried=tried)
             return ids, d
@@ -629,8 +636,8 @@ def top_k_query(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, p: float =
 
 
 def top_k_neighbors_multi(X: np.ndarray, k: int, metrics, *, p: float = DEFAULT_MINKOWSKI_P,
-                          block_rows: int | None = None, report: dict | None = None
-                          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                          block_rows: int | None = None, report: dict | None = None,
+                          rows: RowsFn | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """top_k_neighbors of X under several metrics, sharing work: {name as given: (ids, dists)}.
 
     Metrics of the same `Metric.order` rank identically: euclidean and squared euclidean (sqrt is
@@ -638,16 +645,19 @@ def top_k_neighbors_multi(X: np.ndarray, k: int, metrics, *, p: float = DEFAULT_
     top_k_neighbors calls exactly. The gemm metrics are always exact; minkowski is exact up to
     MINKOWSKI_EXACT_MAX rows and above that candidates + exact re-rank with measured recall
     (`_minkowski_all_rows`); `report`, if given, receives {"minkowski": how it was computed}.
+    rows: who computes all rows for (metrics, L) (default: top_k_rows here, in one call); a
+    row's result depends only on X, so row blocks computed anywhere concatenate to the same arrays.
     """
     X = _as_matrix(X, "X")
     k = _check_k(k, X.shape[0] - 1, f"the {X.shape[0]} rows minus the query itself")
+    rows = rows or (lambda ms, L: top_k_rows(X, k, ms, 0, X.shape[0], p=p, block_rows=block_rows,
+                                             minkowski_candidates=L))
     ids = {name: resolve_metric(name) for name in metrics}
     minkowski = [n for n, mid in ids.items() if METRICS[mid].kernel == "minkowski"]
-    out = top_k_rows(X, k, [n for n in ids if n not in minkowski], 0, X.shape[0], p=p,
-                     block_rows=block_rows) if len(minkowski) < len(ids) else {}
+    out = rows([n for n in ids if n not in minkowski], None) if len(minkowski) < len(ids) else {}
     if minkowski:
         how: dict = {}
-        pair = _minkowski_all_rows(X, k, p, block_rows, how)
+        pair = _minkowski_all_rows(X, k, p, rows, how)
         out.update({n: pair for n in minkowski})
         if report is not None:
             report["minkowski"] = how

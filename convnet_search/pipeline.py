@@ -20,6 +20,7 @@ from .bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, Dat
                      bundle_is_current, write_bundle)
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
+from .distributor import Distributor, LocalDistributor, make_distributor
 from .extract import ExtractResult, extract_features
 from .incremental import MAX_PLACED_FRACTION, basis_of, carried_rows, place_new_points, update_neighbors
 from .models import get_spec
@@ -39,6 +40,7 @@ class RunReport:
     datasets: list[Dataset] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     bundle_status: str = ""
+    distributor: str = "local"
     weights: str = ""
     out: Path | None = None
 
@@ -59,9 +61,12 @@ def _progress(console: Console) -> Progress:
 
 
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
-                    say: Callable[[str], None] | None = None) -> StoredArrays:
+                    say: Callable[[str], None] | None = None,
+                    distributor: Distributor | None = None) -> StoredArrays:
     from .evaluate import score_window
-    from .neighbors import minkowski_method, top_k_neighbors_multi
+    from .neighbors import minkowski_method
+
+    distributor = distributor or LocalDistributor()
 
     fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
                      cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
@@ -85,8 +90,9 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
                     merged, recomputed = merged + st.merged, recomputed + st.recomputed
                 continue
             # all metrics of one matrix at once: euclidean and sqeuclidean share one top-k
+            # (top_k_neighbors_multi; on Ray as row blocks, merged into the same arrays)
             report: dict = {}
-            results = top_k_neighbors_multi(x, k, cfg.metrics, p=cfg.minkowski_p, report=report)
+            results = distributor.neighbors(x, k, cfg.metrics, cfg.minkowski_p, report=report)
             how.update({key: report["minkowski"]} if "minkowski" in report else {})
             for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
@@ -257,10 +263,13 @@ def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
                       f"{k_eff} results (k={k} requested) and the search score uses the top {top}.")
 
 
-def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> RunReport:
-    """Check --out/--work (workspace.py), hold the work folder's lock, run the stages.
+def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
+        distributor: Distributor | None = None) -> RunReport:
+    """Check --out/--work (workspace.py), reach the distributor, hold the work folder's lock, run
+    the stages.
 
-    Raises workspace.WorkspaceError (and its StorageError/BusyError) before any compute.
+    Raises workspace.WorkspaceError (and its StorageError/BusyError) and distributor.ClusterError
+    before anything is written. distributor: made from cfg (and closed) when not given.
     """
     console = console or Console(stderr=True)
     work = Path(cfg.work)
@@ -269,15 +278,21 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False) -> 
         if not folder.is_dir():
             load_dataset(name, follow_links=cfg.follow_links)  # its usual error, before any folder is created
     preflight(Path(cfg.out), work, folders.values(), OWN_FILES)
-    prepare_work(work)
-    with work_lock(work):
-        if force:
-            clear_stages(work)  # only the stage folders: the rest of --work is not ours to delete
-        return _run_stages(cfg, console)
+    dist = distributor or make_distributor(cfg)
+    try:
+        dist.connect()  # an unreachable cluster fails here, with nothing written
+        prepare_work(work)
+        with work_lock(work):
+            if force:
+                clear_stages(work)  # only the stage folders: the rest of --work is not ours to delete
+            return _run_stages(cfg, console, dist)
+    finally:
+        if distributor is None:
+            dist.close()
 
 
-def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
-    report = RunReport(out=cfg.out)
+def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunReport:
+    report = RunReport(out=cfg.out, distributor=dist.name)
     work = Path(cfg.work)
     feature_store = ArrayStore(work / "features")
     nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
@@ -311,7 +326,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                     progress.reset(task, total=n, completed=n - todo)
 
                 res = extract_features(ds, spec, cfg, feature_store, ds_fp=ds_fps[ds.id],
-                                       weights=resolved[mid], on_start=started,
+                                       weights=resolved[mid], on_start=started, distributor=dist,
                                        on_progress=lambda m, task=task: progress.advance(task, m))
                 progress.update(task, completed=len(ds),
                                 description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
@@ -331,7 +346,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
         nbrs, maps = {}, {}
         for m in cfg.models:
             t = time.perf_counter()
-            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store, console.print)
+            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store, console.print, dist)
             stage_t["neighbors"] += time.perf_counter() - t
             t = time.perf_counter()
             maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m], console.print)

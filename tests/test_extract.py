@@ -24,7 +24,7 @@ def photos(tmp_path_factory):
 
 def _batches(ds, monkeypatch, threads, start, stop, batch):
     monkeypatch.setattr(extract, "DECODE_THREADS", threads)
-    return [b.numpy() for b in extract._image_batches(ds, start, stop, (64, 64), batch)]
+    return [b.numpy() for b in extract._image_batches([ds.path(i) for i in range(start, stop)], (64, 64), batch)]
 
 
 @pytest.mark.parametrize("start,stop,batch", [(0, 22, 4), (3, 17, 5), (5, 6, 32)])

@@ -1,0 +1,134 @@
+"""--distributor ray vs local on one machine: Ray's overhead, and 1 vs 2 single-CPU workers.
+
+Job: feature extraction (the stage that grows with a collection) of N synthetic 96×96 images
+(N = 320, --quick 64) with MobileNet (α = 1, random weights: the same compute as ImageNet weights),
+every default pooling, shards of 32, batches of 16. Each configuration runs the same job twice in
+one session: the first pass pays the start (Ray: ray.init, each actor's TensorFlow import and model
+build; local: the model build), the second is the steady state a long run sees. Reported:
+
+* ``start_s``: the first pass minus the second (plus ray.init for Ray): what a run pays once.
+* ``extract_s`` / ``images_per_s``: the second pass (Ray: wall time of the whole pass on the driver,
+  dispatch and progress streaming included; local: the same loop in this process).
+* rows ``overhead``: Ray with one worker given both CPUs vs local (which uses both cores), steady
+  and end to end (start included); goal ≤ 1.15× steady.
+* row ``scaling``: two single-CPU workers vs one (TensorFlow limited to one thread per worker);
+  goal ≥ 1.7× on two cores.
+
+The outputs of every pass are checked byte for byte against the local pass (same shards).
+Usage: python bench/bench_ray.py [--quick]
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+MODEL, SHARD, BATCH, SIZE = "mobilenet", 32, 16, 96
+MB = 1024 * 1024
+
+
+def skip_reason() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "ray is not installed (pip install 'convnet-search[ray]')"
+    return None
+
+
+def _images(root: Path, n: int) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"c{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    return root
+
+
+def _job(ds, tmp: Path, tag: str):
+    from convnet_search.config import RunConfig
+    from convnet_search.extract import ExtractJob, ExtractorSpec
+    from convnet_search.models import get_spec
+    from convnet_search.weights import resolve_weights
+
+    spec = get_spec(MODEL)
+    cfg = RunConfig(models=(MODEL,), weights="none")
+    ex = ExtractorSpec.of(spec, cfg, resolve_weights(spec, "none", 0))
+    return ExtractJob.of(ds, ex, tmp / tag, SHARD, BATCH)
+
+
+def _shards(job) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(job.shard_dir.glob("shard-*.npz")))
+
+
+def _two_passes(dist, ds, tmp: Path, tag: str) -> dict:
+    t0 = time.perf_counter()
+    dist.connect()
+    connect = time.perf_counter() - t0
+    walls = []
+    jobs = []
+    for i in range(2):
+        job = _job(ds, tmp, f"{tag}-{i}")
+        t = time.perf_counter()
+        run = dist.extract(job)
+        walls.append(time.perf_counter() - t)
+        jobs.append((job, run))
+    dist.close()
+    return {"connect_s": connect, "first_s": walls[0], "extract_s": walls[1], "jobs": jobs}
+
+
+def run(quick: bool = False) -> dict:
+    from convnet_search.datasets import load_dataset
+    from convnet_search.distributor import LocalDistributor, RayDistributor
+
+    n = 64 if quick else 320
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp_name:
+        tmp = Path(tmp_name)
+        ds = load_dataset(str(_images(tmp / "images", n)))
+        load = os.getloadavg()
+        local = _two_passes(LocalDistributor(), ds, tmp, "local")
+        ref = _shards(local["jobs"][1][0])
+        # The local pass: busy time of the shard loop (the model build is the first pass's extra).
+        results = {"local": local}
+        init = {"num_cpus": 2, "object_store_memory": 200 * MB}
+        for tag, workers, cpus in (("ray-1x2", 1, 2), ("ray-1x1", 1, 1), ("ray-2x1", 2, 1)):
+            dist = RayDistributor("local", workers=workers, cpus_per_worker=cpus, init_kwargs=init)
+            results[tag] = _two_passes(dist, ds, tmp, tag)
+            for job, _ in results[tag]["jobs"]:
+                assert _shards(job) == ref, f"{tag}: shards differ from the local ones"
+        for tag, r in results.items():
+            start = r["first_s"] - r["extract_s"] + r["connect_s"]
+            rows.append({"case": tag, "images": n, "start_s": round(start, 2),
+                         "extract_s": round(r["extract_s"], 2),
+                         "images_per_s": round(n / r["extract_s"], 1), "identical_to_local": True})
+        steady = results["ray-1x2"]["extract_s"] / results["local"]["extract_s"]
+        end_to_end = ((results["ray-1x2"]["connect_s"] + results["ray-1x2"]["first_s"])
+                      / (results["local"]["first_s"]))
+        scaling = results["ray-1x1"]["extract_s"] / results["ray-2x1"]["extract_s"]
+        rows.append({"case": "overhead: ray 1 worker × 2 CPUs / local", "ratio_steady": round(steady, 3),
+                     "ratio_end_to_end": round(end_to_end, 3), "goal": "≤ 1.15 (steady)"})
+        rows.append({"case": "scaling: 2 workers × 1 CPU vs 1 × 1", "ratio": round(scaling, 3), "goal": "≥ 1.7"})
+        load_after = os.getloadavg()
+    meta = {"model": MODEL, "images": n, "shard_size": SHARD, "batch_size": BATCH, "image_px": SIZE,
+            "loadavg_1_5_15_before": [round(x, 2) for x in load],
+            "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
+            "note": "one machine, 2 cores shared with other jobs: the load average says how quiet it was"}
+    return {"rows": rows, "meta": meta}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run("--quick" in sys.argv), indent=1))
