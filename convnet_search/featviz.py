@@ -28,7 +28,7 @@ import numpy as np
 
 from .store import StoredArrays, atomic_write_bytes, atomic_write_json, fingerprint
 
-FEATVIZ_FORMAT = 1
+FEATVIZ_FORMAT = 2  # 2: objective divided by the layer's activation scale at the start
 TILE = 128  # px of one visualization (the parametrized image)
 CHANNELS = 16  # channels visualized per layer: the most selective ones
 STEPS = 256
@@ -137,15 +137,26 @@ def render_layer(base, preprocess, layer_name: str, channels: Sequence[int], inp
         x = tf.transpose(x, [0, 2, 3, 1])
         return tf.sigmoid(tf.tensordot(x, color, axes=1))  # decorrelated colours -> RGB in [0, 1]
 
+    def view(transforms):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=image(), transforms=transforms, output_shape=out_size, fill_value=0.5,
+            interpolation="BILINEAR", fill_mode="CONSTANT")
+
+    # Adam is blind to the objective's scale only while gradients dwarf its epsilon (1e-7):
+    # random-weights networks have activations near 1e-17 at late layers, which would leave the
+    # image grey. Dividing by the layer's mean |activation| on the starting image makes the
+    # optimization the same at any scale (for trained weights, a constant factor Adam ignores).
+    start = target(preprocess(view(tf.constant(random_transforms(rng, n, tile, input_size))) * 255.0),
+                   training=False)
+    act_scale = float(tf.reduce_mean(tf.abs(start)))
+    inv_scale = tf.constant(1.0 / act_scale if act_scale > 0 else 1.0, tf.float32)
+
     @tf.function(reduce_retracing=True)
     def step(transforms):
         with tf.GradientTape() as tape:
-            view = tf.raw_ops.ImageProjectiveTransformV3(
-                images=image(), transforms=transforms, output_shape=out_size, fill_value=0.5,
-                interpolation="BILINEAR", fill_mode="CONSTANT")
-            acts = target(preprocess(view * 255.0), training=False)  # [n, h, w, C]
+            acts = target(preprocess(view(transforms) * 255.0), training=False)  # [n, h, w, C]
             per_image = tf.gather(tf.reduce_mean(acts, axis=[1, 2]), chan, axis=1, batch_dims=1)
-            loss = -tf.reduce_sum(per_image)
+            loss = -tf.reduce_sum(per_image) * inv_scale
         grads = tape.gradient(loss, [re, im])
         opt.apply_gradients(zip(grads, [re, im]))
         return loss
