@@ -210,9 +210,9 @@ def reader_rows(quick: bool) -> list[dict]:
 
 def run(quick: bool = False) -> list[dict]:
     if quick:
-        return [bench_model("mobilenet", batch=8, rounds=2), *reader_rows(True)]
+        return [bench_model("mobilenet", batch=8, rounds=2)]
     return [bench_model("mobilenet", batch=32, rounds=7), bench_model("resnet50", batch=32, rounds=5),
-            bench_model("vgg16", batch=16, rounds=5), *reader_rows(False)]
+            bench_model("vgg16", batch=16, rounds=5)]
 
 
 if __name__ == "__main__":

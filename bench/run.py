@@ -3,6 +3,7 @@
 Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one dict per table row):
   neighbors  bench_neighbors.py  exact top-k vs scipy cdist + argsort
   extract    bench_extract.py    one multi-output pass vs plain forward pass vs truncated models
+  reader     bench_reader.py     extract loop before/after the decode pool vs the forward floor
   browser    bench/out/browser.json, written by bench/bench_browser.mjs (`make bench` runs it first)
   quality    bench_quality.py    search quality of real ImageNet vs random weights (needs ../shared/real)
   bigphoto   bench_bigphoto.py   browser vs engine features of 4000×3000 photos (needs ../shared/real)
@@ -43,9 +44,10 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "browser", "quality", "bigphoto", "umap", "atlas", "ray")
-MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "quality": "bench_quality",
-           "bigphoto": "bench_bigphoto", "umap": "bench_umap", "atlas": "bench_atlas", "ray": "bench_ray"}
+SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "bigphoto", "umap", "atlas", "ray")
+MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader",
+           "quality": "bench_quality", "bigphoto": "bench_bigphoto", "umap": "bench_umap", "atlas": "bench_atlas",
+           "ray": "bench_ray"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))

@@ -209,36 +209,49 @@ def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset,
     identical, and sqrt of the exact float64 squared distance is bit-equal to euclidean's exact
     distance. Only the tiny candidate sort is repeated, because distinct squared distances can
     round to the same sqrt, and such a tie must then go to the smaller id as it does alone.
+
+    One pass per row: U only falls as j advances (a running k-smallest buffer of the upper
+    bounds), so every j with d̃ − ε ≤ U_final also passed d̃ − ε ≤ U_j when it was seen; those
+    are kept in a buffer and filtered by U_final at the end: the same candidate set as two full
+    passes and a count, with one read of the gemm block instead of three.
     """
     B, N = G.shape
     for b in prange(B):
         i = row0 + b  # row in Q
         selfj = self_offset + i if self_offset >= 0 else -1
         qsq_i = qsq[i] if code != _COSINE else 0.0
-        # Pass 1: U = k-th smallest upper bound.
-        hi_all = np.empty(N, dtype=np.float64)
+        top = np.full(k, np.inf)  # the k smallest upper bounds so far, ascending
+        keep = np.empty(N, dtype=np.int64)
+        keep_lo = np.empty(N, dtype=np.float64)
+        n_keep = 0
         for j in range(N):
-            lo, hi_all[j] = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
-        if selfj >= 0:
-            hi_all[selfj] = np.inf
-        U = _kth_smallest(hi_all, k)
-        # Pass 2: count candidates; pass 3: collect them with exact distances (ids ascending).
+            if j == selfj:
+                continue
+            lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
+            if hi < top[k - 1]:
+                pos = k - 1
+                while pos > 0 and top[pos - 1] > hi:
+                    top[pos] = top[pos - 1]
+                    pos -= 1
+                top[pos] = hi
+            if lo <= top[k - 1]:
+                keep[n_keep] = j
+                keep_lo[n_keep] = lo
+                n_keep += 1
+        U = top[k - 1]
         count = 0
-        for j in range(N):
-            if j != selfj:
-                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
-                if lo <= U:
-                    count += 1
+        for c in range(n_keep):
+            if keep_lo[c] <= U:
+                count += 1
         cand = np.empty(count, dtype=np.int64)
         dist = np.empty(count, dtype=np.float64)
         c = 0
-        for j in range(N):
-            if j != selfj:
-                lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
-                if lo <= U:
-                    cand[c] = j
-                    dist[c] = _exact_distance(Q, X, i, j, qnorm, xnorm, code)
-                    c += 1
+        for t in range(n_keep):
+            if keep_lo[t] <= U:
+                j = keep[t]
+                cand[c] = j
+                dist[c] = _exact_distance(Q, X, i, j, qnorm, xnorm, code)
+                c += 1
         _take_k_sorted(cand, dist, k, out_ids, out_d, i)
         if sqrt_ids.shape[0] > 0:
             _take_k_sorted(cand, np.sqrt(dist), k, sqrt_ids, sqrt_d, i)

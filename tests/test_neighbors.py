@@ -434,7 +434,9 @@ def test_property_minkowski_candidates_equal_brute_force_rerank(X, data):
     n = X.shape[0]
     k = data.draw(st.integers(1, n - 1), label="k")
     L = data.draw(st.integers(k, max(k, n - 2)), label="L")
-    p = data.draw(st.sampled_from([1.0, 3.0, 1.5, 4.0]), label="p")
+    # integer p: sums of small integers are exact, so equal distances tie exactly (a fractional p
+    # rounds, and permuted coordinates may then differ by an ulp: the module docstring's caveat)
+    p = data.draw(st.sampled_from([1.0, 3.0, 4.0]), label="p")
     block_rows = data.draw(st.sampled_from([None, 1, 3]), label="block_rows")
     ids, d = nb._run_minkowski(nb._as_matrix(X, "X"), nb._as_matrix(X, "X"), k, p, block_rows, 0, L)
     rids, rd = _candidate_reference(X, k, p, L)
