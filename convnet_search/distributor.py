@@ -204,8 +204,9 @@ def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> 
     except OSError as exc:
         why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         shown = address or f"{host}:{port} (RAY_ADDRESS or the `ray start` cluster of this machine)"
+        hint = "" if address else "; --ray-address local starts a new Ray just for this run"
         raise ClusterError(f"cannot reach the Ray cluster at {shown}: {why} after at most {timeout:g}s; "
-                           "is it running (`ray status` on its head node) and is the port open?") from None
+                           f"is it running (`ray status` on its head node) and is the port open?{hint}") from None
 
 
 def row_blocks(n: int, parts: int) -> list[tuple[int, int]]:
