@@ -11,29 +11,33 @@ import numpy as np
 from . import __version__
 from .datasets import Dataset
 from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
-from .images import load_rgb, thumbnail_jpeg
 from .neighbors import METRICS
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
+from .thumbnails import ThumbSheets, cut_cells, jpeg, manifest_entry
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
-BUNDLE_VERSION = 3  # 3: pooling axis, per-query score blocks, per-dataset k and score window
+BUNDLE_VERSION = 4  # 4: thumbnails in sprite sheets; 3: pooling axis, per-query score blocks, per-dataset k
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
     "index": "datasets/{dataset}/index.json",
-    "thumbnail": "datasets/{dataset}/thumbs/{id}.jpg",
+    "thumb_sheet": "datasets/{dataset}/thumbs/{level}/{sheet}.jpg",
     "summary": "datasets/{dataset}/summary/{metric}.json",
     "scores": "datasets/{dataset}/scores/{metric}/{block}.u8",
     "neighbors": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn",
     "umap": "datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32",
     "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
 }
+# Transitional: one JPEG per image (cut from the large sheets) for code that still reads
+# files.thumbnail, written only while every dataset has at most LEGACY_THUMBS_MAX images.
+LEGACY_THUMBNAIL = "datasets/{dataset}/thumbs/{id}.jpg"
+LEGACY_THUMBS_MAX = 5000
 SCORES_BLOCK_BYTES = 4096
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
@@ -51,6 +55,7 @@ class DatasetResults:
     features: dict[str, StoredArrays]  # model id -> features (meta has layer infos, weights)
     neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
     umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
+    thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
 
 
 @dataclass
@@ -72,6 +77,13 @@ class BundleInputs:
     poolings: tuple[str, ...]
     browser: BrowserSearch | None = None
     dataset_docs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def legacy_thumbnails(self) -> bool:
+        return all(len(r.dataset) <= LEGACY_THUMBS_MAX for r in self.results)
+
+    def files(self) -> dict[str, str]:
+        return {**FILES, "thumbnail": LEGACY_THUMBNAIL} if self.legacy_thumbnails else dict(FILES)
 
 
 def _path(template: str, **kw: Any) -> str:
@@ -117,6 +129,16 @@ def _id_dtype(n: int) -> np.dtype:
     return np.dtype("<u2") if n <= 0xFFFF else np.dtype("<u4")
 
 
+def knn_blob(ids: np.ndarray, dists: np.ndarray, k: int, n: int) -> bytes:
+    """One .knn file: float32 distances [N, k], then ids [N, k] as the manifest's id_dtype."""
+    id_dtype = _id_dtype(n)
+    ids = np.asarray(ids)[:, :k]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise BundleError(f"neighbour ids must lie in 0…{n - 1}")
+    return (np.ascontiguousarray(np.asarray(dists)[:, :k], dtype="<f4").tobytes()
+            + np.ascontiguousarray(ids).astype(id_dtype).tobytes())
+
+
 def scores_block(n_poolings: int, n_configs: int) -> int:
     """Queries per scores file: one file stays ≤ SCORES_BLOCK_BYTES (the compare view fetches the
     block holding its query: a few KB whatever N is)."""
@@ -126,7 +148,7 @@ def scores_block(n_poolings: int, n_configs: int) -> int:
 def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     """.knn files, per-query score blocks and the per-metric summary of one dataset."""
     ds, d = res.dataset, res.dataset.id
-    n, labels, id_dtype = len(ds), np.asarray(ds.labels), _id_dtype(len(ds))
+    n, labels = len(ds), np.asarray(ds.labels)
     k, top = score_window(n, inp.k)  # a small folder stores (and scores) fewer than k results
     block = scores_block(len(inp.poolings), sum(len(res.features[m].meta["layers"]) for m in inp.models))
     for metric in inp.metrics:
@@ -141,8 +163,7 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
                     name = layer["name"]
                     key = f"{feature_key(name, pooling)}/{metric}"
                     ids, dists = res.neighbors[mid].arrays[f"{key}/ids"], res.neighbors[mid].arrays[f"{key}/dists"]
-                    blob = (np.ascontiguousarray(dists[:, :k], dtype="<f4").tobytes()
-                            + np.ascontiguousarray(ids[:, :k]).astype(id_dtype).tobytes())
+                    blob = knn_blob(ids, dists, k, n)
                     _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, pooling=pooling,
                                        metric=metric), blob)
                     row_scores.append(search_score_numerators(ids, labels, top).astype(np.uint8))
@@ -164,13 +185,31 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
                dumps_json({"dataset": d, "metric": metric, "poolings": list(inp.poolings), **sums}).encode())
 
 
+def _copy_thumbnails(root: Path, sheets: ThumbSheets, d: str, legacy: bool) -> None:
+    """Copies the thumbnails stage's sheets (no image is decoded here); with `legacy`, cuts the
+    transitional per-image files out of the large sheets."""
+    per = sheets.grid * sheets.grid
+    large = max(sheets.levels, key=lambda lv: lv.cell)
+    for s in range(sheets.sheets):
+        for lv in sheets.levels:
+            dest = root / _path(FILES["thumb_sheet"], dataset=d, level=lv.id, sheet=s)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sheets.sheet_path(lv.id, s), dest)
+        if legacy:
+            count = min(per, sheets.n - s * per)
+            cells = cut_cells(sheets.sheet_path(large.id, s).read_bytes(), count, large.cell, sheets.grid)
+            for pos, im in enumerate(cells):
+                _write(root, _path(LEGACY_THUMBNAIL, dataset=d, id=s * per + pos), jpeg(im, large.quality))
+
+
 def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     ds = res.dataset
     d = ds.id
     _write(root, _path(FILES["index"], dataset=d), dumps_json(
         {"dataset": d, "size": len(ds), "files": list(ds.files), "labels": [int(x) for x in ds.labels]}).encode())
-    for i in range(len(ds)):
-        _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
+    if res.thumbs is None:
+        raise BundleError(f"dataset {d!r}: no thumbnail sheets (run the thumbnails stage first)")
+    _copy_thumbnails(root, res.thumbs, d, inp.legacy_thumbnails)
     _write_neighbors_and_scores(root, inp, res)
     for mid in inp.models:
         for layer in res.features[mid].meta["layers"]:
@@ -221,7 +260,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
                      for p in inp.poolings],
         "score": {"top": SCORE_TOP, "scale": SCORE_SCALE},
         "metrics": metric_entries(inp.metrics, inp.minkowski_p),
-        "datasets": datasets, "models": models, "files": FILES, "browser_search": browser,
+        "datasets": datasets, "models": models, "files": inp.files(), "thumbnails": manifest_entry(),
+        "browser_search": browser,
     }
 
 

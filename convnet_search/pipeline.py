@@ -1,4 +1,4 @@
-"""Stage order and up-to-date checks: datasets -> extract -> neighbours / umap -> export -> bundle.
+"""Stage order and up-to-date checks: datasets -> extract -> thumbnails -> neighbours / umap -> export -> bundle.
 
 Each stage reads the previous stage's stored output (work folder) and writes its own with a
 fingerprint of its inputs, so each can be re-run alone and unchanged work is skipped.
@@ -21,6 +21,7 @@ from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .extract import ExtractResult, extract_features
 from .models import get_spec
+from .thumbnails import thumbnails_stage
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 from .weights import ResolvedWeights, resolve_weights
 from .workspace import clear_stages, dataset_folder, preflight, prepare_work, work_lock
@@ -241,6 +242,10 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                                   + (f" in {res.seconds:.1f}s" if res.status != "up to date" else ""))
     report.stage_seconds["extract"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    thumbs = {ds.id: thumbnails_stage(ds, ds_fps[ds.id], work) for ds in datasets}
+    report.stage_seconds["thumbnails"] = time.perf_counter() - t
+
     results: list[DatasetResults] = []
     stage_t = {"neighbors": 0.0, "umap": 0.0}
     for ds in datasets:
@@ -253,7 +258,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
             t = time.perf_counter()
             maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m])
             stage_t["umap"] += time.perf_counter() - t
-        results.append(DatasetResults(ds, feats, nbrs, maps))
+        results.append(DatasetResults(ds, feats, nbrs, maps, thumbs[ds.id]))
     report.stage_seconds.update(stage_t)
 
     t = time.perf_counter()
@@ -275,6 +280,7 @@ def _run_stages(cfg: RunConfig, console: Console) -> RunReport:
                             [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
                             str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,
+                            [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
                             cfg.minkowski_p, [ds_fps[d.id] for d in datasets],
                             [(d.name, d.description, d.source) for d in datasets],
                             # what the manifest lists: system junk is skipped and listed but not in

@@ -51,7 +51,9 @@ test('N=200: first result and every view switch stay within budget (≤ 20 KB of
   await step('layer change (search)', () => page.selectOption('#sel-layer', m.models[0].layers[0].name), `.results-grid .result`);
   await step('metric change (search)', () => page.selectOption('#sel-metric', 'euclidean'), '.results-grid .result');
   await step('pooling change (search)', () => page.selectOption('#sel-pooling', m.poolings[m.poolings.length - 1].id), '.results-grid .result');
-  assert.deepEqual(report['pooling change (search)'].files, ['euclidean.knn']);
+  // One query's row of the new pooling's file: two Range requests (distances, ids).
+  assert.deepEqual(report['pooling change (search)'].files, ['euclidean.knn', 'euclidean.knn']);
+  assert.ok(report['pooling change (search)'].dataBytes <= 200, `${report['pooling change (search)'].dataBytes} bytes`);
   await step('model change (search)', () => page.selectOption('#sel-model', m.models[1].id), '.results-grid .result');
   // A result click (no gallery scrolling, which would load gallery thumbnails, not query data).
   await step('new query (click a result)', () => page.click('.results-grid .result-btn >> nth=4'), '.results-grid .result');

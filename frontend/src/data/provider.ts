@@ -2,10 +2,11 @@
 // in memory by URL, so switching back to a configuration costs no request.
 import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } from './manifest';
 import { sameOriginUrl } from './origin';
-import type { DatasetIndex, KnnTable, Manifest, StatName, Summary } from './types';
-export const BUNDLE_VERSION = 3;
+import { thumbRef, type ThumbRef } from './thumbs';
+import type { DatasetIndex, KnnTable, Manifest, Neighbor, StatName, Summary } from './types';
+export const BUNDLE_VERSION = 4;
 
-export type Fetcher = (url: string) => Promise<Response>;
+export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
 
 export class BundleError extends Error {
   constructor(
@@ -108,6 +109,12 @@ export function checkSummary(raw: unknown, poolings: string[], layersPerModel: n
   return s as Summary;
 }
 
+function rowOf(t: KnnTable, q: number): Neighbor[] {
+  const out: Neighbor[] = [];
+  for (let i = 0; i < t.k; i++) out.push({ id: t.ids[q * t.k + i]!, distance: t.distances[q * t.k + i]! });
+  return out;
+}
+
 export class DataProvider {
   private readonly cache = new Map<string, Promise<unknown>>();
 
@@ -123,7 +130,7 @@ export class DataProvider {
    * Loads and checks `manifest.json` at manifestUrl (absolute, or relative to pageUrl). Nothing
    * is fetched from another origin than pageUrl's (default: the page; in tests the manifest's).
    */
-  static async open(manifestUrl: string, fetcher: Fetcher = (u) => fetch(u), pageUrl: string | undefined = globalThis.location?.href): Promise<DataProvider> {
+  static async open(manifestUrl: string, fetcher: Fetcher = (u, init) => fetch(u, init), pageUrl: string | undefined = globalThis.location?.href): Promise<DataProvider> {
     const abs = new URL(manifestUrl, pageUrl ?? 'http://localhost/').href;
     const origin = pageUrl ? new URL(pageUrl).origin : new URL(abs).origin;
     const where = sameOriginUrl(abs, abs, origin);
@@ -149,8 +156,23 @@ export class DataProvider {
     return this.resolve(fillTemplate(this.manifest.files[kind], values));
   }
 
+  /**
+   * Where thumbnail `id` is drawn from: its sprite sheet's URL and the cell's pixel box in it
+   * (level: a manifest thumbnails level id; default the largest cells). Synchronous, fetches
+   * nothing: an element (views/thumb.ts) or a canvas/WebGL texture loads the sheet when drawn.
+   */
+  thumbnail(dataset: string, id: number, level?: string): ThumbRef {
+    const ref = thumbRef(this.manifest.thumbnails, this.dataset(dataset).size, id, level);
+    return { ...ref, url: this.path('thumb_sheet', { dataset, level: ref.level, sheet: ref.sheet }) };
+  }
+
+  /**
+   * Deprecated (bundle format ≤ 3 API): one JPEG per image. Bundles of format 4 have such files
+   * only while every dataset has ≤ 5,000 images (manifest files.thumbnail); otherwise this is ''
+   * (an <img> without a source). Migrate to thumbnail() / views/thumb.ts thumbEl().
+   */
   thumbnailUrl(dataset: string, id: number): string {
-    return this.path('thumbnail', { dataset, id });
+    return (this.manifest.files.thumbnail as string | undefined) === undefined ? '' : this.path('thumbnail', { dataset, id });
   }
 
   dataset(id: string) {
@@ -232,6 +254,70 @@ export class DataProvider {
     const n = this.dataset(dataset).size;
     const url = this.path('umap', { dataset, model, layer, pooling });
     return this.binary(url, n * 2 * 4, (buf) => umapFromBuffer(buf, n, url));
+  }
+
+  /**
+   * Query q's k neighbours without downloading the whole .knn file: two HTTP Range requests (its
+   * row of distances, its row of ids: k·(4 + id bytes) bytes, 90 at k=15 with uint16 ids). A
+   * server that ignores Range answers 200 with the whole file: it is checked, kept as the table
+   * (later queries of this configuration cost nothing) and used.
+   */
+  neighborRow(dataset: string, model: string, layer: string, pooling: string, metric: string, q: number): Promise<Neighbor[]> {
+    const d = this.dataset(dataset);
+    const url = this.path('neighbors', { dataset, model, layer, pooling, metric });
+    if (!Number.isInteger(q) || q < 0 || q >= d.size) return Promise.reject(new RangeError(`query ${q} out of range 0…${d.size - 1}`));
+    const whole = this.cache.get(url) as Promise<KnnTable> | undefined;
+    if (whole) return whole.then((t) => rowOf(t, q));
+    const idBytes = d.id_dtype === 'uint32' ? 4 : 2;
+    const total = knnBytes(d.size, d.k, d.id_dtype, url);
+    return this.cached(`${url}#row=${q}`, async () => {
+      const parts = await Promise.all([
+        this.range(url, q * d.k * 4, d.k * 4, total),
+        this.range(url, d.size * d.k * 4 + q * d.k * idBytes, d.k * idBytes, total),
+      ]);
+      const full = parts.find((p) => p.whole);
+      if (full) {
+        const table = knnFromBuffer(full.buf, d.size, d.k, d.id_dtype, url);
+        this.cache.set(url, Promise.resolve(table));
+        return rowOf(table, q);
+      }
+      const dist = new Float32Array(parts[0]!.buf);
+      const ids = idBytes === 4 ? new Uint32Array(parts[1]!.buf) : new Uint16Array(parts[1]!.buf);
+      const row: Neighbor[] = [];
+      for (let i = 0; i < d.k; i++) {
+        const id = ids[i]!;
+        if (id >= d.size) throw new BundleError(url, `neighbour id ${id} is out of range for N=${d.size}`);
+        row.push({ id, distance: dist[i]! });
+      }
+      return row;
+    });
+  }
+
+  /** `length` bytes at `start` of a file of `total` bytes: 206 with exactly them, or 200 with the whole file. */
+  private async range(url: string, start: number, length: number, total: number): Promise<{ buf: ArrayBuffer; whole: boolean }> {
+    let res: Response;
+    try {
+      res = await this.fetcher(url, { headers: { Range: `bytes=${start}-${start + length - 1}` } });
+    } catch (e) {
+      throw new BundleError(url, `network error (${String(e)})`);
+    }
+    if (res.status === 206) {
+      const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+      if (cr && (Number(cr[1]) !== start || (cr[3] !== '*' && Number(cr[3]) !== total))) {
+        throw new BundleError(url, `the server sent ${res.headers.get('content-range')}; asked for bytes ${start}-${start + length - 1} of ${total}`);
+      }
+      const buf = await res.arrayBuffer();
+      if (buf.byteLength !== length) throw new BundleError(url, `asked for ${length} bytes, got ${buf.byteLength}`);
+      return { buf, whole: false };
+    }
+    if (!res.ok) throw new BundleError(url, `HTTP ${res.status}`);
+    const declared = res.headers.get('content-length');
+    const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+    if (declared !== null && !encoded && Number(declared) !== total) {
+      void res.body?.cancel().catch(() => undefined);
+      throw new BundleError(url, `the server announces ${declared} bytes; the manifest implies ${total}`);
+    }
+    return { buf: await res.arrayBuffer(), whole: true };
   }
 
   /** Query q's stored score numerators, [pooling][configuration] (manifest orders), from its block. */

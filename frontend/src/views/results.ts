@@ -13,6 +13,8 @@ export interface ResultsInput {
   queryLabel: number | null;
   metricLabel: string;
   thumb(id: number): string;
+  /** Sprite-sheet thumbnail element (views/thumb.ts); when given, used instead of thumb(). */
+  thumbEl?: (id: number, alt: string) => HTMLElement;
   onPick(id: number): void;
 }
 
@@ -36,7 +38,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
       },
       on: { click: () => inp.onPick(n.id) },
     },
-    [h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
+    [inp.thumbEl ? inp.thumbEl(n.id, `${file} (${cls})`) : h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
   );
   return h('li', { class: `result${other ? ' result-other' : ''}`, attrs: { 'data-rank': rank } }, [
     btn,
