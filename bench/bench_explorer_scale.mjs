@@ -11,7 +11,7 @@
 // median, JS heap ≤ 300 MB.
 //
 //   node bench/bench_explorer_scale.mjs --bundle DIR [--out FILE] [--shots DIR]
-//   node bench/bench_explorer_scale.mjs --synthetic 20000 [--out FILE] [--shots DIR]
+//   node bench/bench_explorer_scale.mjs --synthetic 20000 [--models 1 --layers 2] [--out FILE] [--shots DIR]
 //     (--synthetic: frontend/e2e/scaled-bundle.mjs from the e2e tiny engine bundle)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,11 +30,13 @@ function bundleDir() {
   if (arg('bundle')) return path.resolve(arg('bundle'));
   const n = Number(arg('synthetic', '0'));
   if (!n) throw new Error('usage: bench_explorer_scale.mjs --bundle DIR | --synthetic N [--out FILE] [--shots DIR]');
-  return deriveScaledBundle(buildTinyBundle().dir, path.join(RESULTS, `bench-scale-${n}`), n).dir;
+  // --models M --layers L: that many configurations (fewer files at 10⁵ images than the tiny bundle's 3 × 3)
+  const shape = arg('models') ? { models: Number(arg('models')), layers: Number(arg('layers', '2')) } : {};
+  return deriveScaledBundle(buildTinyBundle().dir, path.join(RESULTS, `bench-scale-${n}`), n, shape).dir;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const isData = (e) => e.path.startsWith('/data/') && !e.path.endsWith('.jpg');
+const isData = (e) => e.path.startsWith('/data/') && !e.path.includes('/thumbs/');
 
 async function main() {
   const dir = bundleDir();
@@ -56,7 +58,7 @@ async function main() {
     await page.waitForSelector('.results-grid .result', { timeout: 60_000 });
     out.first_result_ms = Math.round(await page.evaluate(() => performance.getEntriesByName('first-result')[0]?.startTime ?? -1));
     await waitQuiet(server);
-    out.first_screen = { data_bytes: server.log.filter(isData).reduce((s, e) => s + e.bytes, 0), files: server.log.filter(isData).map((e) => `${e.path} ${e.status} ${e.bytes}`), thumb_sheet_bytes: server.log.filter((e) => e.path.endsWith('.jpg')).reduce((s, e) => s + e.bytes, 0) };
+    out.first_screen = { data_bytes: server.log.filter(isData).reduce((s, e) => s + e.bytes, 0), files: server.log.filter(isData).map((e) => `${e.path} ${e.status} ${e.bytes}`), thumb_bytes: server.log.filter((e) => e.path.includes('/thumbs/')).reduce((s, e) => s + e.bytes, 0) };
     out.gallery_dom = await page.evaluate(() => ({ items: document.querySelectorAll('.gal-item').length, nodes: document.querySelectorAll('*').length }));
     // Scroll the gallery through: frames stay bounded in DOM size.
     const scroll = await page.evaluate(async () => {

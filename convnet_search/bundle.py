@@ -14,7 +14,7 @@ from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_
 from .neighbors import METRICS
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
-from .thumbnails import ThumbSheets, cut_cells, jpeg, manifest_entry
+from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
 BUNDLE_VERSION = 4  # 4: thumbnails in sprite sheets; 3: pooling axis, per-query score blocks, per-dataset k
@@ -23,13 +23,14 @@ FINGERPRINT_FILE = ".bundle-fingerprint"
 FILES = {
     "index": "datasets/{dataset}/index.json",
     "thumb_sheet": "datasets/{dataset}/thumbs/{level}/{sheet}.jpg",
+    "thumb_pack": "datasets/{dataset}/thumbs/{level}/{sheet}.jpgs",
     "summary": "datasets/{dataset}/summary/{metric}.json",
     "scores": "datasets/{dataset}/scores/{metric}/{block}.u8",
     "neighbors": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn",
     "umap": "datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32",
     "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
 }
-# Transitional: one JPEG per image (cut from the large sheets) for code that still reads
+# Transitional: one JPEG per image (the large level's packs, split) for code that still reads
 # files.thumbnail, written only while every dataset has at most LEGACY_THUMBS_MAX images.
 LEGACY_THUMBNAIL = "datasets/{dataset}/thumbs/{id}.jpg"
 LEGACY_THUMBS_MAX = 5000
@@ -186,20 +187,19 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
 
 
 def _copy_thumbnails(root: Path, sheets: ThumbSheets, d: str, legacy: bool) -> None:
-    """Copies the thumbnails stage's sheets (no image is decoded here); with `legacy`, cuts the
-    transitional per-image files out of the large sheets."""
+    """Copies the thumbnails stage's sheets and packs (no image is decoded here); with `legacy`,
+    splits the packs into the transitional per-image files."""
     per = sheets.grid * sheets.grid
-    large = max(sheets.levels, key=lambda lv: lv.cell)
     for s in range(sheets.sheets):
-        for lv in sheets.levels:
-            dest = root / _path(FILES["thumb_sheet"], dataset=d, level=lv.id, sheet=s)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sheets.sheet_path(lv.id, s), dest)
+        copies = [(sheets.sheet_path(lv.id, s), _path(FILES["thumb_sheet"], dataset=d, level=lv.id, sheet=s))
+                  for lv in sheets.levels]
+        copies.append((sheets.pack_path(s), _path(FILES["thumb_pack"], dataset=d, level=PACK_LEVEL, sheet=s)))
+        for src, rel in copies:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, root / rel)
         if legacy:
-            count = min(per, sheets.n - s * per)
-            cells = cut_cells(sheets.sheet_path(large.id, s).read_bytes(), count, large.cell, sheets.grid)
-            for pos, im in enumerate(cells):
-                _write(root, _path(LEGACY_THUMBNAIL, dataset=d, id=s * per + pos), jpeg(im, large.quality))
+            for pos, data in enumerate(unpack(sheets.pack_path(s).read_bytes())):
+                _write(root, _path(LEGACY_THUMBNAIL, dataset=d, id=s * per + pos), data)
 
 
 def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:

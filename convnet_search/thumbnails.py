@@ -5,13 +5,18 @@ A sheet holds GRID × GRID consecutive ids (row-major cells); each image is shru
 view (PixPlot's atlas idea: thousands of tiny textures from a few files) and large cells for the
 gallery and results. At N = 100,000 that is 2 × ⌈N / 256⌉ = 782 files instead of 100,000.
 
-Stored in <work>/thumbs/<dataset>-<fingerprint>/<level>/<sheet>.jpg, each sheet written atomically,
-so a killed run resumes at the first sheet missing a level; the bundle stage only copies them.
+The large level also gets a pack per sheet, <sheet>.jpgs: the same cells as separate JPEGs behind a
+table of offsets, so a view showing a few scattered images (a query's results) fetches each one by
+an HTTP Range request (≈ 2–5 KB) instead of whole 0.5 MB sheets.
+
+Stored in <work>/thumbs/<dataset>-<fingerprint>/<level>/<sheet>.jpg (+ .jpgs), each file written
+atomically, so a killed run resumes at the first sheet missing a file; the bundle stage only copies.
 """
 from __future__ import annotations
 
 import io
 import math
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +27,7 @@ from .datasets import Dataset
 from .images import ImageError, load_rgb
 from .store import atomic_write_bytes, atomic_write_json, fingerprint
 
-THUMBS_FORMAT = 1
+THUMBS_FORMAT = 2  # 2: packs of single JPEGs for the large level
 GRID = 16  # cells per sheet side: 256 thumbnails per sheet
 BACKGROUND = (238, 238, 238)  # the explorer's thumbnail background (#eeeeee): letterbox colour
 
@@ -38,6 +43,7 @@ class ThumbLevel:
 # gallery and results draw (96 CSS px tiles; 128 px would cost ≈ 1.7× the bytes for sharpness
 # only a 2× display sees).
 LEVELS = (ThumbLevel("small", 32, 80), ThumbLevel("large", 96, 85))
+PACK_LEVEL = "large"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,12 @@ class ThumbSheets:
 
     def sheet_path(self, level: str, sheet: int) -> Path:
         return self.folder / level / f"{sheet}.jpg"
+
+    def pack_path(self, sheet: int) -> Path:
+        return self.folder / PACK_LEVEL / f"{sheet}.jpgs"
+
+    def sheet_files(self, sheet: int) -> list[Path]:
+        return [*(self.sheet_path(lv.id, sheet) for lv in self.levels), self.pack_path(sheet)]
 
     @property
     def sheets(self) -> int:
@@ -85,12 +97,32 @@ def fit_cell(rgb: np.ndarray, cell: int) -> Image.Image:
 
 
 def render_sheet(images: list[np.ndarray], cell: int, grid: int = GRID) -> Image.Image:
-    rows = math.ceil(len(images) / grid)
+    return tile([fit_cell(rgb, cell) for rgb in images], cell, grid)
+
+
+def tile(cells: list[Image.Image], cell: int, grid: int = GRID) -> Image.Image:
+    rows = math.ceil(len(cells) / grid)
     sheet = Image.new("RGB", (grid * cell, rows * cell), BACKGROUND)
-    for pos, rgb in enumerate(images):
+    for pos, im in enumerate(cells):
         row, col = divmod(pos, grid)
-        sheet.paste(fit_cell(rgb, cell), (col * cell, row * cell))
+        sheet.paste(im, (col * cell, row * cell))
     return sheet
+
+
+def pack(jpegs: list[bytes]) -> bytes:
+    """uint32 LE offsets[count + 1] (from the file start), then the JPEGs back to back: image j is
+    bytes offsets[j] … offsets[j + 1] − 1."""
+    head = 4 * (len(jpegs) + 1)
+    offsets = [head]
+    for b in jpegs:
+        offsets.append(offsets[-1] + len(b))
+    return struct.pack(f"<{len(offsets)}I", *offsets) + b"".join(jpegs)
+
+
+def unpack(data: bytes) -> list[bytes]:
+    first = struct.unpack_from("<I", data)[0]
+    offsets = struct.unpack_from(f"<{first // 4}I", data)
+    return [data[a:b] for a, b in zip(offsets, offsets[1:])]
 
 
 def jpeg(im: Image.Image, quality: int) -> bytes:
@@ -117,25 +149,20 @@ def thumbnails_stage(ds: Dataset, ds_fp: str, work: Path,
         return sheets
     per = grid * grid
     for s in range(sheets.sheets):
-        if all(sheets.sheet_path(lv.id, s).exists() for lv in levels):
+        if all(p.exists() for p in sheets.sheet_files(s)):
             continue  # written by an earlier (killed) run: resume after it
         rgbs = [_load(ds, i) for i in range(s * per, min(len(ds), (s + 1) * per))]
         for lv in levels:
-            atomic_write_bytes(sheets.sheet_path(lv.id, s), jpeg(render_sheet(rgbs, lv.cell, grid), lv.quality))
+            cells = [fit_cell(rgb, lv.cell) for rgb in rgbs]
+            if lv.id == PACK_LEVEL:
+                atomic_write_bytes(sheets.pack_path(s), pack([jpeg(c, lv.quality) for c in cells]))
+            atomic_write_bytes(sheets.sheet_path(lv.id, s), jpeg(tile(cells, lv.cell, grid), lv.quality))
     atomic_write_json(done, {"fingerprint": fp, "n": len(ds), "sheets": sheets.sheets})
     return sheets
-
-
-def cut_cells(sheet_jpeg: bytes, count: int, cell: int, grid: int = GRID) -> list[Image.Image]:
-    """The first `count` cells of a sheet, decoded once (for the transitional per-image files)."""
-    with Image.open(io.BytesIO(sheet_jpeg)) as im:
-        rgb = im.convert("RGB")
-    return [rgb.crop((c * cell, r * cell, (c + 1) * cell, (r + 1) * cell))
-            for r, c in (divmod(pos, grid) for pos in range(count))]
 
 
 def manifest_entry(levels: tuple[ThumbLevel, ...] = LEVELS, grid: int = GRID) -> dict:
     """The manifest's "thumbnails" object: independent of N (sheet sizes follow from size)."""
     return {"grid": grid, "background": "#%02x%02x%02x" % BACKGROUND,
-            "levels": [{"id": lv.id, "cell": lv.cell} for lv in levels]}
+            "levels": [{"id": lv.id, "cell": lv.cell} for lv in levels], "pack_level": PACK_LEVEL}
 

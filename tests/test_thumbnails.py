@@ -61,7 +61,7 @@ def test_stage_writes_sheets_once_and_resumes_per_sheet(tmp_path, monkeypatch):
     assert th.thumbnails_stage(ds, "fp-a", work) == sheets and decoded == []
     # killed after sheet 0: only sheet 1 is made again
     (sheets.folder / "done.json").unlink()
-    sheets.sheet_path("small", 1).unlink()
+    sheets.pack_path(1).unlink()
     th.thumbnails_stage(ds, "fp-a", work)
     assert len(decoded) == 300 - 256
     # another dataset fingerprint: another folder
@@ -75,11 +75,19 @@ def test_sheets_are_deterministic(tmp_path):
     assert a.sheet_path("large", 0).read_bytes() == b.sheet_path("large", 0).read_bytes()
 
 
-def test_cut_cells_gives_back_each_cell(tmp_path):
-    imgs = [np.full((8, 8, 3), c, np.uint8) for c in (0, 128, 255)]
-    data = th.jpeg(th.render_sheet(imgs, 32, grid=2), 95)
-    cells = th.cut_cells(data, 3, 32, grid=2)
-    assert [c.size for c in cells] == [(32, 32)] * 3
-    assert [int(np.asarray(c)[16, 16, 0]) for c in cells] == [0, 128, 255] or \
-        all(abs(int(np.asarray(c)[16, 16, 0]) - v) < 6 for c, v in zip(cells, (0, 128, 255)))
-    assert Image.open(io.BytesIO(data)).size == (64, 64)
+def test_pack_holds_each_cell_as_its_own_jpeg(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "imgs", 20))
+    sheets = th.thumbnails_stage(ds, "x", tmp_path / "w")
+    data = sheets.pack_path(0).read_bytes()
+    jpegs = th.unpack(data)
+    assert len(jpegs) == 20
+    head = np.frombuffer(data[:84], "<u4")
+    assert head[0] == 84 and head[-1] == len(data)  # offsets from the file start, last = end
+    for j in (0, 7, 19):
+        assert data[head[j]:head[j + 1]] == jpegs[j]
+        with Image.open(io.BytesIO(jpegs[j])) as im:
+            cell = np.asarray(im.convert("RGB")).astype(int)
+        i = int(Path(ds.files[j]).stem)
+        assert cell.shape == (96, 96, 3)
+        assert np.abs(cell[48, 48] - [i * 7 % 256, i * 13 % 256, 200]).max() < 12
+    assert th.unpack(th.pack([b"ab", b"", b"c"])) == [b"ab", b"", b"c"]

@@ -1,5 +1,5 @@
 """Thumbnail sprite sheets for a synthetic bundle of N images (e2e/scaled-bundle.mjs): the cells of
-a real bundle's sheets reused cyclically (image i shows base image i mod base N), laid out exactly
+a real bundle's sheets reused cyclically (and the pack level's packs) (image i shows base image i mod base N), laid out exactly
 as docs/bundle.md "Thumbnails" fixes for N, through convnet_search.thumbnails.
 
 Usage: python make_sheets.py BASE_BUNDLE BASE_DATASET OUT_DATASET_DIR N
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from convnet_search.thumbnails import jpeg, sheet_count
+from convnet_search.thumbnails import jpeg, pack, sheet_count, tile
 
 QUALITY = {"small": 80, "large": 85}
 
@@ -35,13 +35,11 @@ def main(base: Path, base_ds: str, out: Path, n: int) -> None:
         dest = out / "thumbs" / level["id"]
         dest.mkdir(parents=True, exist_ok=True)
         for s in range(sheet_count(n, grid)):
-            count = min(per, n - s * per)
-            rows = -(-count // grid)
-            sheet = Image.new("RGB", (grid * cell, rows * cell), (238, 238, 238))
-            for pos in range(count):
-                r, c = divmod(pos, grid)
-                sheet.paste(cells[(s * per + pos) % base_n], (c * cell, r * cell))
-            (dest / f"{s}.jpg").write_bytes(jpeg(sheet, QUALITY.get(level["id"], 85)))
+            mine = [cells[(s * per + pos) % base_n] for pos in range(min(per, n - s * per))]
+            quality = QUALITY.get(level["id"], 85)
+            (dest / f"{s}.jpg").write_bytes(jpeg(tile(mine, cell, grid), quality))
+            if level["id"] == m["thumbnails"]["pack_level"]:
+                (dest / f"{s}.jpgs").write_bytes(pack([jpeg(im, quality) for im in mine]))
 
 
 if __name__ == "__main__":

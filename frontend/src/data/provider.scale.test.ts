@@ -130,4 +130,39 @@ describe('sprite-sheet thumbnails', () => {
     const p2 = await DataProvider.open('http://h/b/manifest.json', async () => new Response(JSON.stringify({ ...m, files })), 'http://h/');
     expect(p2.thumbnailUrl('d', 3)).toBe('');
   });
+
+  /** A pack of `count` fake "JPEGs": image j is j + 1 bytes of value j. */
+  function packFile(count: number): ArrayBuffer {
+    const head = 4 * (count + 1);
+    const offsets = new Uint32Array(count + 1);
+    offsets[0] = head;
+    for (let j = 0; j < count; j++) offsets[j + 1] = offsets[j]! + j + 1;
+    const buf = new Uint8Array(offsets[count]!);
+    buf.set(new Uint8Array(offsets.buffer), 0);
+    for (let j = 0; j < count; j++) buf.fill(j, offsets[j]!, offsets[j + 1]!);
+    return buf.buffer;
+  }
+
+  for (const ranges of [true, false]) {
+    it(`thumbnailImage: one image from its sheet's pack ${ranges ? 'by Range (table once per pack)' : '(host without Range: the whole pack once)'}`, async () => {
+      const m = bigManifest(300, 15);
+      const files = { 'datasets/d/thumbs/large/0.jpgs': packFile(256), 'datasets/d/thumbs/large/1.jpgs': packFile(44) };
+      const { log, fetcher } = host(m, files, ranges);
+      const blobs: Blob[] = [];
+      const create = URL.createObjectURL;
+      URL.createObjectURL = (b: Blob) => { blobs.push(b); return `blob:${blobs.length}`; };
+      try {
+        const p = await DataProvider.open('http://h/b/manifest.json', fetcher, 'http://h/');
+        expect(await p.thumbnailImage('d', 256 + 43)).toBe('blob:1');
+        expect(await p.thumbnailImage('d', 256 + 5)).toBe('blob:2');
+        expect(await p.thumbnailImage('d', 256 + 5)).toBe('blob:2');  // cached
+        expect([...new Uint8Array(await blobs[0]!.arrayBuffer())]).toEqual(new Array(44).fill(43));
+        expect([...new Uint8Array(await blobs[1]!.arrayBuffer())]).toEqual(new Array(6).fill(5));
+        if (ranges) expect(log.map((e) => e.bytes)).toEqual([4 * 45, 44, 6]);
+        else expect(log.map((e) => e.status)).toEqual([200]);
+      } finally {
+        URL.createObjectURL = create;
+      }
+    });
+  }
 });

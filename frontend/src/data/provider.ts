@@ -167,6 +167,41 @@ export class DataProvider {
   }
 
   /**
+   * Image `id` alone, for views that show a few scattered images (a query and its results, a
+   * tooltip): an object URL of its JPEG from the pack_level's pack, fetched by two HTTP Range
+   * requests (the pack's offsets table, ≤ 1 KB and kept per pack; then ≈ 2–5 KB of JPEG) instead of
+   * a whole sheet. A host without Range support sends the whole pack once; it is kept and sliced.
+   */
+  thumbnailImage(dataset: string, id: number): Promise<string> {
+    const info = this.manifest.thumbnails;
+    const ref = thumbRef(info, this.dataset(dataset).size, id, info.pack_level);
+    const url = this.path('thumb_pack', { dataset, level: ref.level, sheet: ref.sheet });
+    const pos = ref.row * ref.cols + ref.col;
+    const count = Math.min(info.grid * info.grid, this.dataset(dataset).size - ref.sheet * info.grid * info.grid);
+    return this.cached(`${url}#${pos}`, async () => {
+      const pack = await this.packHead(url, count);
+      const start = pack.offsets[pos]!, end = pack.offsets[pos + 1]!;
+      if (!(start <= end && end <= pack.total)) throw new BundleError(url, `image ${pos}: bad offsets ${start}…${end}`);
+      const bytes = pack.whole ? pack.whole.slice(start, end) : (await this.range(url, start, end - start, pack.total)).buf;
+      return URL.createObjectURL(new Blob([bytes], { type: 'image/jpeg' }));
+    });
+  }
+
+  /** A pack's offsets table (count + 1 uint32), or the whole pack if the host ignores Range. */
+  private packHead(url: string, count: number): Promise<{ offsets: Uint32Array; total: number; whole: ArrayBuffer | null }> {
+    return this.cached(`${url}#head`, async () => {
+      const head = 4 * (count + 1);
+      // total is unknown until the table is read: ask for the head, accept any Content-Range total.
+      const r = await this.range(url, 0, head, -1);
+      const offsets = new Uint32Array(r.whole ? r.buf.slice(0, head) : r.buf);
+      if (r.buf.byteLength < head || offsets[0] !== head) throw new BundleError(url, `not a thumbnail pack of ${count} images`);
+      const total = offsets[count]!;
+      if (r.whole && r.buf.byteLength !== total) throw new BundleError(url, `pack is ${r.buf.byteLength} bytes; its table says ${total}`);
+      return { offsets, total, whole: r.whole ? r.buf : null };
+    });
+  }
+
+  /**
    * Deprecated (bundle format ≤ 3 API): one JPEG per image. Bundles of format 4 have such files
    * only while every dataset has ≤ 5,000 images (manifest files.thumbnail); otherwise this is ''
    * (an <img> without a source). Migrate to thumbnail() / views/thumb.ts thumbEl().
@@ -293,7 +328,7 @@ export class DataProvider {
     });
   }
 
-  /** `length` bytes at `start` of a file of `total` bytes: 206 with exactly them, or 200 with the whole file. */
+  /** `length` bytes at `start` of a file of `total` bytes (−1: not known yet): 206 with exactly them, or 200 with the whole file. */
   private async range(url: string, start: number, length: number, total: number): Promise<{ buf: ArrayBuffer; whole: boolean }> {
     let res: Response;
     try {
@@ -303,7 +338,7 @@ export class DataProvider {
     }
     if (res.status === 206) {
       const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
-      if (cr && (Number(cr[1]) !== start || (cr[3] !== '*' && Number(cr[3]) !== total))) {
+      if (cr && (Number(cr[1]) !== start || (cr[3] !== '*' && total >= 0 && Number(cr[3]) !== total))) {
         throw new BundleError(url, `the server sent ${res.headers.get('content-range')}; asked for bytes ${start}-${start + length - 1} of ${total}`);
       }
       const buf = await res.arrayBuffer();
@@ -313,7 +348,7 @@ export class DataProvider {
     if (!res.ok) throw new BundleError(url, `HTTP ${res.status}`);
     const declared = res.headers.get('content-length');
     const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
-    if (declared !== null && !encoded && Number(declared) !== total) {
+    if (declared !== null && !encoded && total >= 0 && Number(declared) !== total) {
       void res.body?.cancel().catch(() => undefined);
       throw new BundleError(url, `the server announces ${declared} bytes; the manifest implies ${total}`);
     }

@@ -67,6 +67,8 @@ export interface FileTemplates {
   index: string;
   /** Sprite sheet {sheet} of thumbnail level {level} (see ThumbnailsInfo). */
   thumb_sheet: string;
+  /** The pack_level's cells as single JPEGs behind an offsets table (docs/bundle.md "Thumbnails"). */
+  thumb_pack: string;
   /** Transitional one-JPEG-per-image template, present only in bundles of ≤ 5,000 images per
    * dataset (undefined at run time above that: typed as a string so that not-yet-migrated code
    * compiles; it must test for it). New code draws from the sheets (DataProvider.thumbnail,
@@ -85,6 +87,8 @@ export interface ThumbnailsInfo {
   grid: number;
   background: string;
   levels: { id: string; cell: number }[];
+  /** The level whose sheets also exist as packs of single JPEGs (files.thumb_pack). */
+  pack_level: string;
 }
 
 export interface BrowserOutput {

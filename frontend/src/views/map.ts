@@ -11,7 +11,7 @@ import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { classColor } from './palette';
 import { MapGL, type Quad } from './mapgl';
-import { thumbEl } from './thumb';
+import { thumbImg } from './thumb';
 
 /** Canvas inset in CSS px; the e2e test uses the same value to click points. */
 export const PLOT_PAD = 16;
@@ -19,6 +19,9 @@ export const PLOT_PAD = 16;
 /** Thumbnails are drawn when at most this many points are in view and a quad is ≥ THUMB_MIN_PX. */
 export const MAX_THUMBS = 1500;
 export const THUMB_MIN_PX = 16;
+/** Sheets drawn from at once (textures: 512² px each for small cells, 1536² for large). */
+export const MAX_SHEETS = 48;
+const MAX_LARGE_SHEETS = 8;
 const MAX_ZOOM = 400;
 
 interface Drawn {
@@ -144,7 +147,7 @@ export class MapView implements ViewModule {
       const cls = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
       this.info.append(
         h('p', { class: 'map-query' }, [
-          thumbEl(data, state.dataset, q, `Query ${idx.files[q] ?? ''} (${cls})`),
+          thumbImg(data, state.dataset, q, `Query ${idx.files[q] ?? ''} (${cls})`, 'map-query-img'),
           h('span', { text: `Query: ${idx.files[q] ?? ''} (${cls}), marked by the large target ring; its top ${this.drawn?.hits.length ?? 0} results are ringed.` }),
         ]),
       );
@@ -244,25 +247,38 @@ export class MapView implements ViewModule {
       if (x >= x0 && x <= x1 && y >= y0 && y <= y1) ids.push(i);
     });
     if (ids.length > MAX_THUMBS) return out;
-    const level = levelFor(ctx.manifest.thumbnails, q * dpr);
-    const wanted = new Set<string>();
+    // Points in view come from many sheets (a map neighbourhood is not an id range): GPU memory
+    // is bounded by drawing from at most MAX_SHEETS sheets, those holding the most points in view,
+    // with the large cells only when few sheets are needed; the other points stay dots.
+    const per = ctx.manifest.thumbnails.grid ** 2;
+    const bySheet = new Map<number, number[]>();
     for (const i of ids) {
-      const ref = ctx.data.thumbnail(d.dataset, i, level);
-      wanted.add(ref.url);
-      if (!this.gl.hasTexture(ref.url)) {
-        this.loadSheet(ref.url);
+      const s = Math.floor(i / per);
+      (bySheet.get(s) ?? bySheet.set(s, []).get(s)!).push(i);
+    }
+    const sheets = [...bySheet.entries()].sort((a, b) => b[1].length - a[1].length).slice(0, MAX_SHEETS);
+    const level = bySheet.size <= MAX_LARGE_SHEETS ? levelFor(ctx.manifest.thumbnails, q * dpr) : levelFor(ctx.manifest.thumbnails, 0);
+    const wanted = new Set<string>();
+    for (const [, members] of sheets) {
+      const url = ctx.data.thumbnail(d.dataset, members[0]!, level).url;
+      wanted.add(url);
+      if (!this.gl.hasTexture(url)) {
+        this.loadSheet(url);
         continue;
       }
-      let list = out.get(ref.url);
-      if (!list) out.set(ref.url, (list = []));
-      list.push({ x: d.xy[2 * i]!, y: d.xy[2 * i + 1]!, u0: ref.x / ref.sheetW, v0: ref.y / ref.sheetH, u1: (ref.x + ref.w) / ref.sheetW, v1: (ref.y + ref.h) / ref.sheetH });
+      const list: Quad[] = [];
+      for (const i of members) {
+        const ref = ctx.data.thumbnail(d.dataset, i, level);
+        list.push({ x: d.xy[2 * i]!, y: d.xy[2 * i + 1]!, u0: ref.x / ref.sheetW, v0: ref.y / ref.sheetH, u1: (ref.x + ref.w) / ref.sheetW, v1: (ref.y + ref.h) / ref.sheetH });
+      }
+      out.set(url, list);
     }
-    if (this.gl.textureCount > 96) this.gl.dropTextures(wanted);
+    if (this.gl.textureCount > MAX_SHEETS) this.gl.dropTextures(wanted);
     return out;
   }
 
   private loadSheet(url: string): void {
-    if (this.loading.has(url)) return;
+    if (this.loading.has(url) || this.loading.size >= 6) return;  // a few at a time; the next redraw asks again
     this.loading.add(url);
     const img = new Image();
     img.decoding = 'async';
@@ -375,7 +391,7 @@ export class MapView implements ViewModule {
     const cls = ctx.data.dataset(ctx.state.dataset).classes[idx.labels[i] ?? -1] ?? '?';
     clear(this.tip);
     this.tip.append(
-      thumbEl(ctx.data, ctx.state.dataset, i, '', 'tip-img'),
+      thumbImg(ctx.data, ctx.state.dataset, i, '', 'tip-img'),
       h('span', { class: 'tip-class', text: cls }),
       h('span', { class: 'tip-file', text: idx.files[i] ?? '' }),
     );

@@ -6,7 +6,7 @@ import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { metricInfo, metricLabel } from './config';
 import { renderResults } from './results';
-import { thumbEl } from './thumb';
+import { thumbEl, thumbImg } from './thumb';
 import { VirtualGallery } from './gallery';
 
 export interface UploadResults {
@@ -123,7 +123,7 @@ export class SearchView implements ViewModule {
     clear(this.query);
     this.query.append(
       h('h2', { text: 'Query' }),
-      thumbEl(data, state.dataset, q, `Query image ${file} (${cls})`, 'query-img'),
+      thumbImg(data, state.dataset, q, `Query image ${file} (${cls})`, 'query-img'),
       h('p', { class: 'query-file', text: file }),
       h('p', { class: 'query-class' }, ['Class: ', h('strong', { text: cls })]),
       this.scoreBox(sc.score, sc.same, top, cls, sc.matches),
@@ -162,7 +162,7 @@ export class SearchView implements ViewModule {
       queryLabel: qLabel,
       metricLabel: metric,
       thumb: thumb ?? (() => ''),
-      thumbEl: thumb ? undefined : (id, alt) => thumbEl(data, state.dataset, id, alt),
+      thumbEl: thumb ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),
       onPick: (id) => {
         this.upload = null;
         ctx.navigate({ q: id });
