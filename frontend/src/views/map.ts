@@ -22,6 +22,8 @@ export const THUMB_MIN_PX = 16;
 /** Sheets drawn from at once (textures: 512² px each for small cells, 1536² for large). */
 export const MAX_SHEETS = 48;
 const MAX_LARGE_SHEETS = 8;
+/** Up to this many points in view, zoomed in, each image is fetched alone (large cells, ≈ 2–5 KB each). */
+const SINGLE_MAX = 150;
 const MAX_ZOOM = 400;
 
 interface Drawn {
@@ -73,6 +75,10 @@ export class MapView implements ViewModule {
   private frame = 0;
   private drag: { x: number; y: number; cx: number; cy: number; moved: boolean } | null = null;
   private readonly loading = new Set<string>();
+  /** Object URL of each image fetched alone for deep zoom ('' while it loads). */
+  private singles = new Map<number, string>();
+  /** Edge of the thumbnail quads of the last draw, CSS px. */
+  private quadSize = 0;
   private readonly tip = h('div', { class: 'umap-tip', attrs: { hidden: true, 'aria-hidden': 'true' } });
   private readonly legend = h('ul', { class: 'legend', attrs: { 'aria-label': 'Classes' } });
   private readonly info = h('div', { class: 'map-info' });
@@ -179,6 +185,7 @@ export class MapView implements ViewModule {
     for (let i = 0; i < n; i++) rgb.set(classRgb(idx.labels[i] ?? 0), 3 * i);
     this.gl.setPoints(xy, rgb);
     this.gl.dropTextures(new Set());
+    this.singles = new Map();
     this.view = { zoom: 1, cx: 0.5, cy: 0.5 };
   }
 
@@ -202,7 +209,7 @@ export class MapView implements ViewModule {
     const n = d.xy.length / 2;
     const r = (n > 3000 ? 1.6 : n > 500 ? 2.5 : 3.5) * Math.min(3, Math.sqrt(this.view.zoom));
     const sheets = this.thumbQuads(d, rect.width, rect.height, dpr);
-    const q = quadPx(this.t.scale);
+    const q = this.quadSize;
     this.gl.draw(this.t, rect.width, rect.height, dpr, 2 * r, d.q === null ? 0.85 : 0.55, sheets, q, this.canvas.dataset.sync === '1');
     const g = this.overlay.getContext('2d');
     if (g) {
@@ -236,6 +243,7 @@ export class MapView implements ViewModule {
     const out = new Map<string, Quad[]>();
     const ctx = this.ctx;
     const q = quadPx(this.t.scale);
+    this.quadSize = q;
     if (!ctx || !this.gl || q < THUMB_MIN_PX) return out;
     const m = q / this.t.scale;  // half a quad or more around the edges, in data units
     const x0 = -this.t.ox / this.t.scale - m, x1 = (w - this.t.ox) / this.t.scale + m;
@@ -247,6 +255,8 @@ export class MapView implements ViewModule {
       if (x >= x0 && x <= x1 && y >= y0 && y <= y1) ids.push(i);
     });
     if (ids.length > MAX_THUMBS) return out;
+    const small = Math.min(...ctx.manifest.thumbnails.levels.map((l) => l.cell));
+    if (ids.length <= SINGLE_MAX && q * dpr > small) return this.singleQuads(d, ids);
     // Points in view come from many sheets (a map neighbourhood is not an id range): GPU memory
     // is bounded by drawing from at most MAX_SHEETS sheets, those holding the most points in view,
     // with the large cells only when few sheets are needed; the other points stay dots.
@@ -258,6 +268,8 @@ export class MapView implements ViewModule {
     }
     const sheets = [...bySheet.entries()].sort((a, b) => b[1].length - a[1].length).slice(0, MAX_SHEETS);
     const level = bySheet.size <= MAX_LARGE_SHEETS ? levelFor(ctx.manifest.thumbnails, q * dpr) : levelFor(ctx.manifest.thumbnails, 0);
+    const cell = ctx.manifest.thumbnails.levels.find((l) => l.id === level)!.cell;
+    this.quadSize = Math.min(q, (1.5 * cell) / dpr);  // at most 1.5× enlarged: blur is worse than a smaller image
     const wanted = new Set<string>();
     for (const [, members] of sheets) {
       const url = ctx.data.thumbnail(d.dataset, members[0]!, level).url;
@@ -274,6 +286,30 @@ export class MapView implements ViewModule {
       out.set(url, list);
     }
     if (this.gl.textureCount > MAX_SHEETS) this.gl.dropTextures(wanted);
+    return out;
+  }
+
+  /** Deep zoom, few points in view: each image alone (a few KB from its pack) as its own texture. */
+  private singleQuads(d: Drawn, ids: number[]): Map<string, Quad[]> {
+    const out = new Map<string, Quad[]>();
+    const gl = this.gl!;
+    const wanted = new Set<string>();
+    for (const i of ids) {
+      const url = this.singles.get(i);
+      if (url === undefined) {
+        this.singles.set(i, '');
+        this.ctx!.data.thumbnailImage(d.dataset, i).then(
+          (u) => { if (this.drawn?.xy === d.xy) { this.singles.set(i, u); this.schedule(); } },
+          () => undefined,  // stays a dot
+        );
+        continue;
+      }
+      if (!url) continue;
+      wanted.add(url);
+      if (!gl.hasTexture(url)) this.loadSheet(url);
+      else out.set(url, [{ x: d.xy[2 * i]!, y: d.xy[2 * i + 1]!, u0: 0, v0: 0, u1: 1, v1: 1 }]);
+    }
+    if (gl.textureCount > MAX_SHEETS) gl.dropTextures(wanted);
     return out;
   }
 
