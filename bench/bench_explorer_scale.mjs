@@ -121,6 +121,11 @@ async function main() {
     await page.waitForTimeout(300);
     out.map_zoomed = { zoom: Number(await page.getAttribute('canvas.umap-canvas', 'data-zoom')), thumbs: Number(await page.getAttribute('canvas.umap-canvas', 'data-thumbs')), redraw_ms: Number(await page.getAttribute('canvas.umap-canvas', 'data-draw-ms')) };
     const heap = await heapMb();
+    const shots = arg('shots');
+    if (shots) {
+      fs.mkdirSync(shots, { recursive: true });
+      await page.locator('.view-map').screenshot({ path: path.join(shots, 'map_zoomed.png') });
+    }
     // Two more steps in (fewer points in view: each image alone, sharp) for the record and the screenshot.
     for (let i = 0; i < 2; i++) {
       await page.mouse.wheel(0, -400);
@@ -131,10 +136,7 @@ async function main() {
     out.map_zoomed_more = { zoom: Number(await page.getAttribute('canvas.umap-canvas', 'data-zoom')), thumbs: Number(await page.getAttribute('canvas.umap-canvas', 'data-thumbs')), redraw_ms: Number(await page.getAttribute('canvas.umap-canvas', 'data-draw-ms')) };
     out.js_heap_mb = Math.round(heap.js + heap.buffers);
     out.js_heap_detail_mb = { js: Math.round(heap.js * 10) / 10, array_buffers: Math.round(heap.buffers * 10) / 10 };
-    const shots = arg('shots');
     if (shots) {
-      fs.mkdirSync(shots, { recursive: true });
-      await page.locator('.view-map').screenshot({ path: path.join(shots, 'map_zoomed.png') });
       await page.click('#tab-search');
       await page.waitForSelector('.gal-item');
       await page.evaluate(() => { const g = document.querySelector('.gal-scroll'); g.scrollTop = g.scrollHeight * 0.37; });

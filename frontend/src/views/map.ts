@@ -23,7 +23,7 @@ export const THUMB_MIN_PX = 16;
 export const MAX_SHEETS = 48;
 const MAX_LARGE_SHEETS = 8;
 /** Up to this many points in view, zoomed in, each image is fetched alone (large cells, ≈ 2–5 KB each). */
-const SINGLE_MAX = 150;
+const SINGLE_MAX = 300;
 const MAX_ZOOM = 400;
 
 interface Drawn {
@@ -255,8 +255,10 @@ export class MapView implements ViewModule {
       if (x >= x0 && x <= x1 && y >= y0 && y <= y1) ids.push(i);
     });
     if (ids.length > MAX_THUMBS) return out;
+    // Sized to the points' spacing in view (PixPlot-like): dense areas get smaller images, so they overlap less.
+    this.quadSize = Math.min(q, Math.max(2 * THUMB_MIN_PX, 0.8 * Math.sqrt((w * h) / Math.max(1, ids.length))));
     const small = Math.min(...ctx.manifest.thumbnails.levels.map((l) => l.cell));
-    if (ids.length <= SINGLE_MAX && q * dpr > small) return this.singleQuads(d, ids);
+    if (ids.length <= SINGLE_MAX && this.quadSize * dpr > small) return this.singleQuads(d, ids);
     // Points in view come from many sheets (a map neighbourhood is not an id range): GPU memory
     // is bounded by drawing from at most MAX_SHEETS sheets, those holding the most points in view,
     // with the large cells only when few sheets are needed; the other points stay dots.
@@ -269,7 +271,7 @@ export class MapView implements ViewModule {
     const sheets = [...bySheet.entries()].sort((a, b) => b[1].length - a[1].length).slice(0, MAX_SHEETS);
     const level = bySheet.size <= MAX_LARGE_SHEETS ? levelFor(ctx.manifest.thumbnails, q * dpr) : levelFor(ctx.manifest.thumbnails, 0);
     const cell = ctx.manifest.thumbnails.levels.find((l) => l.id === level)!.cell;
-    this.quadSize = Math.min(q, (1.5 * cell) / dpr);  // at most 1.5× enlarged: blur is worse than a smaller image
+    this.quadSize = Math.min(this.quadSize, (1.5 * cell) / dpr);  // at most 1.5× enlarged: blur is worse than a smaller image
     const wanted = new Set<string>();
     for (const [, members] of sheets) {
       const url = ctx.data.thumbnail(d.dataset, members[0]!, level).url;
