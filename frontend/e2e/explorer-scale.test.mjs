@@ -40,6 +40,9 @@ test('gallery: only visible rows in the DOM, scrolling and jump to class, click-
   await page.evaluate(() => { const g = document.querySelector('.gal-scroll'); g.scrollTop = g.scrollHeight / 2; });
   await page.waitForFunction((n) => [...document.querySelectorAll('.gal-item')].some((b) => Math.abs(Number(b.dataset.id) - n / 2) < 200), N);
   const mid = await dom();
+  const pos = await page.textContent('.gal-pos');
+  const [a, b] = (/images ([\d,]+)–([\d,]+) of 5,000/.exec(pos) ?? []).slice(1).map((x) => Number(x.replace(/,/g, '')));
+  assert.ok(a > 1000 && b < 4000 && a < b, `position label: ${pos}`);
   assert.ok(mid.items <= 400 && mid.nodes < 3000, JSON.stringify(mid));
   // Jump to class: the first image of that class is shown at the top and focused.
   const c = 3;

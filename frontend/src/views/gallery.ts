@@ -10,6 +10,8 @@ export interface GalleryInput {
   byClass: boolean;
   /** The element for image id (a button); called only for rows scrolled into view. */
   tile(id: number): HTMLElement;
+  /** Told the first and last image ids of the rows in view after each scroll (a position label). */
+  onView?: (first: number, last: number) => void;
 }
 
 /** One row: a class heading (head ≥ 0) or tiles ids[from … to). */
@@ -188,6 +190,16 @@ export class VirtualGallery {
       this.space.append(el);
     }
     this.root.dataset.rows = String(this.shown.size);
+    if (inp.onView) {
+      const ids: number[] = [];
+      const y0 = this.root.scrollTop, y1 = y0 + this.root.clientHeight;
+      for (let r = rowAt(this.rows, y0); r < this.rows.length && this.rows[r]!.top < y1; r++) {
+        const row = this.rows[r]!;
+        if (row.head >= 0 || row.to === row.from) continue;
+        ids.push(row.ids ? row.ids[row.from]! : row.from, row.ids ? row.ids[row.to - 1]! : row.to - 1);
+      }
+      if (ids.length) inp.onView(Math.min(...ids), Math.max(...ids));
+    }
   }
 
   private rowEl(inp: GalleryInput, row: GalleryRow): HTMLElement {

@@ -25,6 +25,7 @@ export class SearchView implements ViewModule {
   private readonly galleryView = new VirtualGallery();
   private readonly gallery = this.galleryView.root;
   private readonly galleryHead = h('div', { class: 'gallery-head' });
+  private readonly galleryPos = h('span', { class: 'gal-pos hint', attrs: { 'aria-live': 'off' } });
   private readonly latest = new Latest();
   private upload: UploadResults | null = null;
   private galleryKey = '';
@@ -202,6 +203,9 @@ export class SearchView implements ViewModule {
       const ds = data.dataset(state.dataset);
       this.galleryView.show({
         size: ds.size, labels: idx.labels, classes: ds.classes, byClass: state.gallery === 'class',
+        onView: (first, last) => {
+          this.galleryPos.textContent = `images ${(first + 1).toLocaleString('en')}–${(last + 1).toLocaleString('en')} of ${ds.size.toLocaleString('en')}`;
+        },
         tile: (id) => {
           const file = idx.files[id] ?? '';
           const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
@@ -233,6 +237,7 @@ export class SearchView implements ViewModule {
     clear(this.galleryHead);
     this.galleryHead.append(
       h('h2', { text: `${ds.name}: ${ds.size.toLocaleString('en')} images` }),
+      this.galleryPos,
       h('div', { class: 'toggles', attrs: { role: 'group', 'aria-label': 'Gallery layout' } }, [toggle('all', 'All'), toggle('class', 'By category'), jump]),
     );
     if (ds.size === 0) this.galleryHead.append(status('This dataset has no images.', 'empty'));
