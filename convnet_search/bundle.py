@@ -11,24 +11,29 @@ import numpy as np
 from . import __version__
 from .datasets import Dataset
 from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
-from .images import load_rgb, thumbnail_jpeg
 from .metrics import metric_entry
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
+from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
-BUNDLE_VERSION = 3  # 3: pooling axis, per-query score blocks, per-dataset k and score window
+BUNDLE_VERSION = 4  # 4: thumbnails in sprite sheets; 3: pooling axis, per-query score blocks, per-dataset k
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
     "index": "datasets/{dataset}/index.json",
-    "thumbnail": "datasets/{dataset}/thumbs/{id}.jpg",
+    "thumb_sheet": "datasets/{dataset}/thumbs/{level}/{sheet}.jpg",
+    "thumb_pack": "datasets/{dataset}/thumbs/{level}/{sheet}.jpgs",
     "summary": "datasets/{dataset}/summary/{metric}.json",
     "scores": "datasets/{dataset}/scores/{metric}/{block}.u8",
     "neighbors": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn",
     "umap": "datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32",
     "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
 }
+# Transitional: one JPEG per image (the large level's packs, split) for code that still reads
+# files.thumbnail, written only while every dataset has at most LEGACY_THUMBS_MAX images.
+LEGACY_THUMBNAIL = "datasets/{dataset}/thumbs/{id}.jpg"
+LEGACY_THUMBS_MAX = 5000
 SCORES_BLOCK_BYTES = 4096
 # Channel atlas and feature visualizations (docs/bundle.md): in the manifest's `files` only when
 # the bundle has them, so a bundle without them reads as before.
@@ -41,7 +46,7 @@ FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
@@ -59,6 +64,7 @@ class DatasetResults:
     features: dict[str, StoredArrays]  # model id -> features (meta has layer infos, weights)
     neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
     umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
+    thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
 
 
 @dataclass
@@ -82,6 +88,13 @@ class BundleInputs:
     # model id -> layer -> (JPEG grid in the work folder, channels in tile order, tile px): featviz.py
     featviz: dict[str, dict[str, tuple[Path, list[int], int]]] = field(default_factory=dict)
     dataset_docs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def legacy_thumbnails(self) -> bool:
+        return all(len(r.dataset) <= LEGACY_THUMBS_MAX for r in self.results)
+
+    def files(self) -> dict[str, str]:
+        return {**FILES, "thumbnail": LEGACY_THUMBNAIL} if self.legacy_thumbnails else dict(FILES)
 
 
 def _path(template: str, **kw: Any) -> str:
@@ -121,6 +134,16 @@ def _id_dtype(n: int) -> np.dtype:
     return np.dtype("<u2") if n <= 0xFFFF else np.dtype("<u4")
 
 
+def knn_blob(ids: np.ndarray, dists: np.ndarray, k: int, n: int) -> bytes:
+    """One .knn file: float32 distances [N, k], then ids [N, k] as the manifest's id_dtype."""
+    id_dtype = _id_dtype(n)
+    ids = np.asarray(ids)[:, :k]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise BundleError(f"neighbour ids must lie in 0…{n - 1}")
+    return (np.ascontiguousarray(np.asarray(dists)[:, :k], dtype="<f4").tobytes()
+            + np.ascontiguousarray(ids).astype(id_dtype).tobytes())
+
+
 def scores_block(n_poolings: int, n_configs: int) -> int:
     """Queries per scores file: one file stays ≤ SCORES_BLOCK_BYTES (the compare view fetches the
     block holding its query: a few KB whatever N is)."""
@@ -130,7 +153,7 @@ def scores_block(n_poolings: int, n_configs: int) -> int:
 def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     """.knn files, per-query score blocks and the per-metric summary of one dataset."""
     ds, d = res.dataset, res.dataset.id
-    n, labels, id_dtype = len(ds), np.asarray(ds.labels), _id_dtype(len(ds))
+    n, labels = len(ds), np.asarray(ds.labels)
     k, top = score_window(n, inp.k)  # a small folder stores (and scores) fewer than k results
     block = scores_block(len(inp.poolings), sum(len(res.features[m].meta["layers"]) for m in inp.models))
     for metric in inp.metrics:
@@ -145,8 +168,7 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
                     name = layer["name"]
                     key = f"{feature_key(name, pooling)}/{metric}"
                     ids, dists = res.neighbors[mid].arrays[f"{key}/ids"], res.neighbors[mid].arrays[f"{key}/dists"]
-                    blob = (np.ascontiguousarray(dists[:, :k], dtype="<f4").tobytes()
-                            + np.ascontiguousarray(ids[:, :k]).astype(id_dtype).tobytes())
+                    blob = knn_blob(ids, dists, k, n)
                     _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, pooling=pooling,
                                        metric=metric), blob)
                     row_scores.append(search_score_numerators(ids, labels, top).astype(np.uint8))
@@ -168,13 +190,30 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
                dumps_json({"dataset": d, "metric": metric, "poolings": list(inp.poolings), **sums}).encode())
 
 
+def _copy_thumbnails(root: Path, sheets: ThumbSheets, d: str, legacy: bool) -> None:
+    """Copies the thumbnails stage's sheets and packs (no image is decoded here); with `legacy`,
+    splits the packs into the transitional per-image files."""
+    per = sheets.grid * sheets.grid
+    for s in range(sheets.sheets):
+        copies = [(sheets.sheet_path(lv.id, s), _path(FILES["thumb_sheet"], dataset=d, level=lv.id, sheet=s))
+                  for lv in sheets.levels]
+        copies.append((sheets.pack_path(s), _path(FILES["thumb_pack"], dataset=d, level=PACK_LEVEL, sheet=s)))
+        for src, rel in copies:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, root / rel)
+        if legacy:
+            for pos, data in enumerate(unpack(sheets.pack_path(s).read_bytes())):
+                _write(root, _path(LEGACY_THUMBNAIL, dataset=d, id=s * per + pos), data)
+
+
 def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     ds = res.dataset
     d = ds.id
     _write(root, _path(FILES["index"], dataset=d), dumps_json(
         {"dataset": d, "size": len(ds), "files": list(ds.files), "labels": [int(x) for x in ds.labels]}).encode())
-    for i in range(len(ds)):
-        _write(root, _path(FILES["thumbnail"], dataset=d, id=i), thumbnail_jpeg(load_rgb(ds.path(i))))
+    if res.thumbs is None:
+        raise BundleError(f"dataset {d!r}: no thumbnail sheets (run the thumbnails stage first)")
+    _copy_thumbnails(root, res.thumbs, d, inp.legacy_thumbnails)
     _write_neighbors_and_scores(root, inp, res)
     _write_atlas(root, res, _id_dtype(len(ds)))
     for mid in inp.models:
@@ -283,7 +322,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
                      for p in inp.poolings],
         "score": {"top": SCORE_TOP, "scale": SCORE_SCALE},
         "metrics": metric_entries(inp.metrics, inp.minkowski_p),
-        "datasets": datasets, "models": models, "files": FILES, "browser_search": browser,
+        "datasets": datasets, "models": models, "files": inp.files(), "thumbnails": manifest_entry(),
+        "browser_search": browser,
     }
     _atlas_manifest(manifest, inp)
     return manifest

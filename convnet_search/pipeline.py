@@ -1,4 +1,4 @@
-"""Stage order and up-to-date checks: datasets -> extract -> neighbours / umap -> export -> bundle.
+"""Stage order and up-to-date checks: datasets -> extract -> thumbnails -> neighbours / umap -> export -> bundle.
 
 Each stage reads the previous stage's stored output (work folder) and writes its own with a
 fingerprint of its inputs, so each can be re-run alone and unchanged work is skipped.
@@ -24,6 +24,7 @@ from .distributor import Distributor, LocalDistributor, make_distributor
 from .extract import ExtractResult, extract_features
 from .incremental import MAX_PLACED_FRACTION, basis_of, carried_rows, place_new_points, update_neighbors
 from .models import get_spec
+from .thumbnails import thumbnails_stage
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 from .weights import ResolvedWeights, resolve_weights
 from .workspace import clear_stages, dataset_folder, preflight, prepare_work, work_lock
@@ -339,6 +340,10 @@ def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunRepor
                                   + (f" in {res.seconds:.1f}s" if res.status != "up to date" else ""))
     report.stage_seconds["extract"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    thumbs = {ds.id: thumbnails_stage(ds, ds_fps[ds.id], work) for ds in datasets}
+    report.stage_seconds["thumbnails"] = time.perf_counter() - t
+
     results: list[DatasetResults] = []
     stage_t = {"neighbors": 0.0, "umap": 0.0}
     for ds in datasets:
@@ -351,7 +356,7 @@ def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunRepor
             t = time.perf_counter()
             maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m], console.print)
             stage_t["umap"] += time.perf_counter() - t
-        results.append(DatasetResults(ds, feats, nbrs, maps))
+        results.append(DatasetResults(ds, feats, nbrs, maps, thumbs[ds.id]))
     report.stage_seconds.update(stage_t)
 
     from .featviz import featviz_stage
@@ -389,6 +394,7 @@ def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunRepor
                             [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
                             str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,
+                            [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
                             cfg.minkowski_p, [ds_fps[d.id] for d in datasets],
                             [(d.name, d.description, d.source) for d in datasets],
                             # what the manifest lists: system junk is skipped and listed but not in

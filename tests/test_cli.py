@@ -80,7 +80,13 @@ def check_bundle(out: Path) -> dict:
         assert top == min(15, k) and ds["score"]["scale"] == top * (top + 1) // 2
         index = json.loads((out / f["index"].format(dataset=d)).read_text())
         assert len(index["files"]) == len(index["labels"]) == n
-        assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
+        for level in manifest["thumbnails"]["levels"]:  # sprite sheets: ⌈N / grid²⌉ per level
+            per = manifest["thumbnails"]["grid"] ** 2
+            last = out / f["thumb_sheet"].format(dataset=d, level=level["id"], sheet=(n - 1) // per)
+            assert last.stat().st_size > 0
+            assert not (out / f["thumb_sheet"].format(dataset=d, level=level["id"], sheet=(n - 1) // per + 1)).exists()
+        if "thumbnail" in f:  # transitional per-image files (small bundles only)
+            assert (out / f["thumbnail"].format(dataset=d, id=n - 1)).stat().st_size > 0
         n_configs = sum(len(m["layers"]) for m in manifest["models"])
         poolings = [p["id"] for p in manifest["poolings"]]
         for metric in manifest["metrics"]:

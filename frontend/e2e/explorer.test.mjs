@@ -137,7 +137,12 @@ describe('explorer', () => {
       const r = c.getBoundingClientRect();
       const s = Math.min(r.width, r.height) - 2 * pad;
       const ox = (r.width - s) / 2, oy = (r.height - s) / 2, dpr = c.width / r.width;
-      const g = c.getContext('2d');
+      // The map is WebGL (drawn with preserveDrawingBuffer): copy it into a 2-D canvas to read pixels.
+      const copy = document.createElement('canvas');
+      copy.width = c.width;
+      copy.height = c.height;
+      const g = copy.getContext('2d');
+      g.drawImage(c, 0, 0);
       return Array.from({ length: xy.length / 2 }, (_, i) => {
         const px = Math.round((ox + xy[2 * i] * s) * dpr), py = Math.round((oy + (1 - xy[2 * i + 1]) * s) * dpr);
         return g.getImageData(px, py, 1, 1).data[3] > 0;
@@ -312,8 +317,8 @@ describe('explorer', () => {
       await act();
       await page.waitForSelector(ready);
       await waitQuiet(server);
-      const files = server.log.slice(from).filter((e) => !e.path.endsWith('.jpg'));
-      report[name] = { dataBytes: files.reduce((s, e) => s + e.bytes, 0), files: files.map((e) => e.path), thumbBytes: server.bytes(from) - files.reduce((s, e) => s + e.bytes, 0) };
+      const files = server.log.slice(from).filter((e) => !e.path.includes('/thumbs/'));
+      report[name] = { dataBytes: files.reduce((s, e) => s + e.bytes, 0), files: files.map((e) => e.path), entries: files, thumbBytes: server.bytes(from) - files.reduce((s, e) => s + e.bytes, 0) };
     };
     await step('search→map', () => page.click('#tab-map'), 'canvas.umap-canvas[data-points]');
     await step('map→compare', () => page.click('#tab-compare'), '.heatmap .heat-cell');
@@ -324,11 +329,13 @@ describe('explorer', () => {
     assert.deepEqual(report['search→map'].files.map((f) => path.basename(f)), ['umap.f32']);
     assert.deepEqual(report['compare→search'].files, [], 'cached');
     assert.deepEqual(report['search→map again'].files, [], 'cached');
-    assert.deepEqual(report['metric change'].files.map((f) => path.basename(f)), ['euclidean.knn']);
-    assert.equal(report['metric change'].dataBytes, n * k * 6);
-    // .knn and .f32 files are exactly linear in N; JSON (summary) and score blocks (.u8) do not depend on N.
-    const scaled = (f, bytes) => (/\.(knn|f32)$/.test(f) ? (bytes * 200) / n : bytes);
-    const per200 = Object.fromEntries(Object.entries(report).map(([kk, v]) => [kk, Math.round(v.files.reduce((s, f) => s + scaled(f, server.log.find((e) => e.path === f).bytes), 0))]));
+    // One query's row of the new metric's file: two Range requests (distances, ids), not the file.
+    assert.deepEqual(report['metric change'].files.map((f) => path.basename(f)), ['euclidean.knn', 'euclidean.knn']);
+    assert.equal(report['metric change'].dataBytes, k * 6);
+    // Whole .knn and .f32 files are exactly linear in N; JSON (summary), score blocks (.u8) and
+    // Range answers (206: one query's row) do not depend on N.
+    const scaled = (e) => (e.status === 200 && /\.(knn|f32)$/.test(e.path) ? (e.bytes * 200) / n : e.bytes);
+    const per200 = Object.fromEntries(Object.entries(report).map(([kk, v]) => [kk, Math.round(v.entries.reduce((s, e) => s + scaled(e), 0))]));
     for (const [kk, b] of Object.entries(per200)) assert.ok(b <= 20_000, `${kk}: ${b} bytes at N=200`);
     fs.writeFileSync(path.join(RESULTS, 'view-switch.json'), JSON.stringify({ n, report, dataBytesAtN200: per200 }, null, 1));
     assert.deepEqual(problems, []);

@@ -21,7 +21,6 @@ export const DIST = path.join(FRONTEND, 'dist');
 export const RESULTS = path.join(FRONTEND, 'test-results');
 export const XSS_NAME = '<img src=x onerror=alert(1)>.png';
 const PY = path.join(REPO, '.venv', 'bin', 'python');
-const CLI = path.join(REPO, '.venv', 'bin', 'convnet-search');
 const CONFIG = path.join(REPO, 'configs', 'e2e.toml');
 const SHAPES = path.join(REPO, 'datasets', 'shapes', 'images');
 const CLASSES = 4;
@@ -110,8 +109,10 @@ export function buildTinyBundle() {
     const tmpOut = `${dir}.partial`;
     fs.rmSync(tmpOut, { recursive: true, force: true });
     const t0 = Date.now();
-    const r = spawnSync(CLI, ['precompute', '--config', CONFIG, '--dataset', imagesDir, '--out', tmpOut, '--work', work], {
+    // This checkout's engine (the venv's console script may point at another checkout's code).
+    const r = spawnSync(PY, ['-m', 'convnet_search.cli', 'precompute', '--config', CONFIG, '--dataset', imagesDir, '--out', tmpOut, '--work', work], {
       encoding: 'utf8',
+      cwd: REPO,
       // This checkout's engine (the bundle's cache key hashes it), not whichever one the
       // console script was installed from (a git worktree shares the main checkout's .venv).
       env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },
@@ -154,10 +155,10 @@ const MIME = {
 };
 
 /**
- * Serves siteDir at / and bundleDir at /data/. Returns { url, log, bytes(), reset(), close() };
+ * Serves siteDir at / and bundleDir at /data/ (with single-range requests unless noRange). Returns { url, log, bytes(), reset(), close() };
  * log entries are { path, bytes, status } in response order.
  */
-export async function startServer({ siteDir = DIST, bundleDir } = {}) {
+export async function startServer({ siteDir = DIST, bundleDir, noRange = false } = {}) {
   const log = [];
   const server = http.createServer((req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
@@ -173,8 +174,19 @@ export async function startServer({ siteDir = DIST, bundleDir } = {}) {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
         return;
       }
+      const type = MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+      // Single byte ranges, as static hosts serve them (DataProvider.neighborRow); noRange: a host without.
+      const m = !noRange && /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+      if (m && Number(m[1]) <= Number(m[2]) && Number(m[1]) < body.length) {
+        const start = Number(m[1]), end = Math.min(body.length - 1, Number(m[2]));
+        const part = body.subarray(start, end + 1);
+        log.push({ path: urlPath, bytes: part.length, status: 206 });
+        res.writeHead(206, { 'content-type': type, 'content-length': part.length, 'content-range': `bytes ${start}-${end}/${body.length}`, 'accept-ranges': 'bytes', 'cache-control': 'no-cache' });
+        res.end(part);
+        return;
+      }
       log.push({ path: urlPath, bytes: body.length, status: 200 });
-      res.writeHead(200, { 'content-type': MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache' });
+      res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache', ...(noRange ? {} : { 'accept-ranges': 'bytes' }) });
       res.end(body);
     });
   });

@@ -5,8 +5,15 @@
 // images whose files have exactly the sizes and layout docs/bundle.md fixes for that N. The
 // explorer's behaviour (not the engine's numbers) is what these checks measure; correctness
 // checks use the real engine bundle.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+/** Per-image thumbnails exist only up to this N (convnet_search/bundle.py LEGACY_THUMBS_MAX). */
+const LEGACY_THUMBS_MAX = 5000;
 
 function rng(seed) {
   let a = seed >>> 0;
@@ -90,12 +97,18 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers } = {}) 
     datasets: [{ ...src, id, name: `Scaled test set (${n})`, description: 'Synthetic scale test.', size: n, id_dtype: n <= 65535 ? 'uint16' : 'uint32', k: src.k, score: src.score, skipped: [] }],
     browser_search: null,
   };
+  if (n > LEGACY_THUMBS_MAX) {
+    const { thumbnail: _legacy, ...files } = manifest.files;
+    manifest.files = files;
+  }
   fs.rmSync(outDir, { recursive: true, force: true });
   const dsDir = path.join(outDir, 'datasets', id);
   fs.mkdirSync(path.join(dsDir, 'thumbs'), { recursive: true });
+  // Sprite sheets (the format's thumbnails): the base bundle's cells reused cyclically.
+  execFileSync(path.join(REPO, '.venv', 'bin', 'python'), [path.join(HERE, 'make_sheets.py'), baseDir, src.id, dsDir, String(n)], { env: { ...process.env, PYTHONPATH: REPO }, stdio: 'inherit' });
   const labels = Array.from({ length: n }, (_, i) => Math.floor((i * C) / n));
   fs.writeFileSync(path.join(dsDir, 'index.json'), JSON.stringify({ dataset: id, size: n, files: labels.map((l, i) => `${classes[l]}/img_${String(i).padStart(5, '0')}.png`), labels }));
-  for (let i = 0; i < n; i++) fs.linkSync(path.join(baseDir, 'datasets', src.id, 'thumbs', `${i % src.size}.jpg`), path.join(dsDir, 'thumbs', `${i}.jpg`));
+  if (n <= LEGACY_THUMBS_MAX) for (let i = 0; i < n; i++) fs.linkSync(path.join(baseDir, 'datasets', src.id, 'thumbs', `${i % src.size}.jpg`), path.join(dsDir, 'thumbs', `${i}.jpg`));
   const r = rng(n);
   const k = src.k;
   const poolings = base.poolings.map((p) => p.id);

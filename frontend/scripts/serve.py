@@ -3,12 +3,16 @@ HTTP header, not only as index.html's <meta> tag: a <meta> CSP does not govern t
 worker (the private search), a header on the worker script does. The policy is read from the
 built index.html's meta tag, so it is defined once (frontend/index.html).
 
+It also answers single byte-range requests (206 Partial Content), which http.server does not: the
+explorer fetches one query's neighbours as a Range of its .knn file (docs/bundle.md).
+
 Usage: python frontend/scripts/serve.py [--dir frontend/dist] [--port 8000] [--bind 127.0.0.1]
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import re
 import sys
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +30,50 @@ def csp_from_html(html: str) -> str:
     return " ".join(m.group(2).split())
 
 
+RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single satisfiable "bytes=a-b" / "bytes=a-" range, else None
+    (then the whole file is sent with 200, which the explorer also accepts)."""
+    m = RANGE.match(header or "")
+    if not m:
+        return None
+    start = int(m.group(1))
+    end = min(size - 1, int(m.group(2))) if m.group(2) else size - 1
+    return (start, end) if start <= end else None
+
+
 class Handler(SimpleHTTPRequestHandler):
     csp = ""  # set by make_handler
+
+    def send_head(self):  # noqa: ANN201 (http.server's signature)
+        path = self.translate_path(self.path)
+        if "Range" not in self.headers or not os.path.isfile(path):
+            return super().send_head()
+        f = open(path, "rb")
+        size = os.fstat(f.fileno()).st_size
+        rng = parse_range(self.headers["Range"], size)
+        if rng is None:
+            f.close()
+            return super().send_head()
+        start, end = rng
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        f.seek(start)
+        self._range_left = end - start + 1
+        return f
+
+    def copyfile(self, source, outputfile) -> None:
+        left = getattr(self, "_range_left", None)
+        if left is None:
+            return super().copyfile(source, outputfile)
+        self._range_left = None
+        outputfile.write(source.read(left))
 
     def end_headers(self) -> None:
         self.send_header("Content-Security-Policy", self.csp)

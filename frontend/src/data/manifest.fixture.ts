@@ -7,7 +7,7 @@ export const K = 15;
 
 export function validManifest(): Manifest {
   return {
-    bundle_version: 3, generator: 'convnet-search test', weights: 'random', weights_detail: 'random init (seed 0)', k: K,
+    bundle_version: 4, generator: 'convnet-search test', weights: 'random', weights_detail: 'random init (seed 0)', k: K,
     poolings: [{ id: 'avg', label: 'Average', description: 'mean' }, { id: 'gem', label: 'GeM (p=3)', description: 'generalized mean' }],
     score: { top: 15, scale: 120 },
     metrics: [
@@ -25,10 +25,11 @@ export function validManifest(): Manifest {
       ] },
     ],
     files: {
-      index: 'datasets/{dataset}/index.json', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
+      index: 'datasets/{dataset}/index.json', thumb_sheet: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpg', thumb_pack: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpgs', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
       scores: 'datasets/{dataset}/scores/{metric}/{block}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn',
       umap: 'datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}/{pooling}.f32',
     },
+    thumbnails: { grid: 16, background: '#eeeeee', levels: [{ id: 'small', cell: 32 }, { id: 'large', cell: 96 }], pack_level: 'large' },
     browser_search: {
       model: 'm1', model_url: 'tfjs/m1/model.json', model_bytes: 1234, model_sha256: 'ab'.repeat(32), quantization: 'uint8',
       input_size: [8, 8], preprocess: 'in graph', outputs: [{ layer: 'l2', pooling: 'avg', dim: 2, output: 'Identity:0' }, { layer: 'l2', pooling: 'gem', dim: 2, output: 'Identity_1:0' }], default_layer: 'l2', datasets: ['d'],

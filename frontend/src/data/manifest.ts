@@ -43,6 +43,9 @@ export function manifestBoundsProblem(m: Manifest): string | null {
   };
   const p = dup('dataset', m.datasets.map((d) => d.id)) ?? dup('model', m.models.map((x) => x.id)) ?? dup('metric', m.metrics.map((x) => x.id)) ?? dup('pooling', m.poolings.map((x) => x.id));
   if (p) return p;
+  const lv = dup('thumbnail level', m.thumbnails.levels.map((l) => l.id));
+  if (lv) return lv;
+  if (!m.thumbnails.levels.some((l) => l.id === m.thumbnails.pack_level)) return `thumbnails.pack_level "${m.thumbnails.pack_level}" is not one of the thumbnail levels`;
   for (const d of m.datasets) {
     if (d.size > LIMITS.images) return `dataset "${d.id}" has size ${d.size}: more than this explorer accepts (at most ${LIMITS.images.toLocaleString('en')} images)`;
     // Each dataset stores min(k, N − 1) neighbours per image (bundle v3) and scores its top ones.

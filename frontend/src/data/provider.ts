@@ -2,11 +2,12 @@
 // in memory by URL, so switching back to a configuration costs no request.
 import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } from './manifest';
 import { sameOriginUrl } from './origin';
-import type { DatasetIndex, KnnTable, Manifest, StatName, Summary } from './types';
+import { thumbRef, type ThumbRef } from './thumbs';
+import type { DatasetIndex, KnnTable, Manifest, Neighbor, StatName, Summary } from './types';
 import { atlasBlockBytes, atlasBlockFromBuffer, atlasTopFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex } from './atlas';
-export const BUNDLE_VERSION = 3;
+export const BUNDLE_VERSION = 4;
 
-export type Fetcher = (url: string) => Promise<Response>;
+export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
 
 export class BundleError extends Error {
   constructor(
@@ -109,6 +110,12 @@ export function checkSummary(raw: unknown, poolings: string[], layersPerModel: n
   return s as Summary;
 }
 
+function rowOf(t: KnnTable, q: number): Neighbor[] {
+  const out: Neighbor[] = [];
+  for (let i = 0; i < t.k; i++) out.push({ id: t.ids[q * t.k + i]!, distance: t.distances[q * t.k + i]! });
+  return out;
+}
+
 export class DataProvider {
   private readonly cache = new Map<string, Promise<unknown>>();
 
@@ -124,7 +131,7 @@ export class DataProvider {
    * Loads and checks `manifest.json` at manifestUrl (absolute, or relative to pageUrl). Nothing
    * is fetched from another origin than pageUrl's (default: the page; in tests the manifest's).
    */
-  static async open(manifestUrl: string, fetcher: Fetcher = (u) => fetch(u), pageUrl: string | undefined = globalThis.location?.href): Promise<DataProvider> {
+  static async open(manifestUrl: string, fetcher: Fetcher = (u, init) => fetch(u, init), pageUrl: string | undefined = globalThis.location?.href): Promise<DataProvider> {
     const abs = new URL(manifestUrl, pageUrl ?? 'http://localhost/').href;
     const origin = pageUrl ? new URL(pageUrl).origin : new URL(abs).origin;
     const where = sameOriginUrl(abs, abs, origin);
@@ -182,8 +189,58 @@ export class DataProvider {
     return this.binary(url, atlasBlockBytes(idx, block), (buf) => atlasBlockFromBuffer(buf, idx, block, url));
   }
 
+  /**
+   * Where thumbnail `id` is drawn from: its sprite sheet's URL and the cell's pixel box in it
+   * (level: a manifest thumbnails level id; default the largest cells). Synchronous, fetches
+   * nothing: an element (views/thumb.ts) or a canvas/WebGL texture loads the sheet when drawn.
+   */
+  thumbnail(dataset: string, id: number, level?: string): ThumbRef {
+    const ref = thumbRef(this.manifest.thumbnails, this.dataset(dataset).size, id, level);
+    return { ...ref, url: this.path('thumb_sheet', { dataset, level: ref.level, sheet: ref.sheet }) };
+  }
+
+  /**
+   * Image `id` alone, for views that show a few scattered images (a query and its results, a
+   * tooltip): an object URL of its JPEG from the pack_level's pack, fetched by two HTTP Range
+   * requests (the pack's offsets table, ≤ 1 KB and kept per pack; then ≈ 2–5 KB of JPEG) instead of
+   * a whole sheet. A host without Range support sends the whole pack once; it is kept and sliced.
+   */
+  thumbnailImage(dataset: string, id: number): Promise<string> {
+    const info = this.manifest.thumbnails;
+    const ref = thumbRef(info, this.dataset(dataset).size, id, info.pack_level);
+    const url = this.path('thumb_pack', { dataset, level: ref.level, sheet: ref.sheet });
+    const pos = ref.row * ref.cols + ref.col;
+    const count = Math.min(info.grid * info.grid, this.dataset(dataset).size - ref.sheet * info.grid * info.grid);
+    return this.cached(`${url}#${pos}`, async () => {
+      const pack = await this.packHead(url, count);
+      const start = pack.offsets[pos]!, end = pack.offsets[pos + 1]!;
+      if (!(start <= end && end <= pack.total)) throw new BundleError(url, `image ${pos}: bad offsets ${start}…${end}`);
+      const bytes = pack.whole ? pack.whole.slice(start, end) : (await this.range(url, start, end - start, pack.total)).buf;
+      return URL.createObjectURL(new Blob([bytes], { type: 'image/jpeg' }));
+    });
+  }
+
+  /** A pack's offsets table (count + 1 uint32), or the whole pack if the host ignores Range. */
+  private packHead(url: string, count: number): Promise<{ offsets: Uint32Array; total: number; whole: ArrayBuffer | null }> {
+    return this.cached(`${url}#head`, async () => {
+      const head = 4 * (count + 1);
+      // total is unknown until the table is read: ask for the head, accept any Content-Range total.
+      const r = await this.range(url, 0, head, -1);
+      const offsets = new Uint32Array(r.whole ? r.buf.slice(0, head) : r.buf);
+      if (r.buf.byteLength < head || offsets[0] !== head) throw new BundleError(url, `not a thumbnail pack of ${count} images`);
+      const total = offsets[count]!;
+      if (r.whole && r.buf.byteLength !== total) throw new BundleError(url, `pack is ${r.buf.byteLength} bytes; its table says ${total}`);
+      return { offsets, total, whole: r.whole ? r.buf : null };
+    });
+  }
+
+  /**
+   * Deprecated (bundle format ≤ 3 API): one JPEG per image. Bundles of format 4 have such files
+   * only while every dataset has ≤ 5,000 images (manifest files.thumbnail); otherwise this is ''
+   * (an <img> without a source). Migrate to thumbnail() / views/thumb.ts thumbEl().
+   */
   thumbnailUrl(dataset: string, id: number): string {
-    return this.path('thumbnail', { dataset, id });
+    return (this.manifest.files.thumbnail as string | undefined) === undefined ? '' : this.path('thumbnail', { dataset, id });
   }
 
   dataset(id: string) {
@@ -265,6 +322,70 @@ export class DataProvider {
     const n = this.dataset(dataset).size;
     const url = this.path('umap', { dataset, model, layer, pooling });
     return this.binary(url, n * 2 * 4, (buf) => umapFromBuffer(buf, n, url));
+  }
+
+  /**
+   * Query q's k neighbours without downloading the whole .knn file: two HTTP Range requests (its
+   * row of distances, its row of ids: k·(4 + id bytes) bytes, 90 at k=15 with uint16 ids). A
+   * server that ignores Range answers 200 with the whole file: it is checked, kept as the table
+   * (later queries of this configuration cost nothing) and used.
+   */
+  neighborRow(dataset: string, model: string, layer: string, pooling: string, metric: string, q: number): Promise<Neighbor[]> {
+    const d = this.dataset(dataset);
+    const url = this.path('neighbors', { dataset, model, layer, pooling, metric });
+    if (!Number.isInteger(q) || q < 0 || q >= d.size) return Promise.reject(new RangeError(`query ${q} out of range 0…${d.size - 1}`));
+    const whole = this.cache.get(url) as Promise<KnnTable> | undefined;
+    if (whole) return whole.then((t) => rowOf(t, q));
+    const idBytes = d.id_dtype === 'uint32' ? 4 : 2;
+    const total = knnBytes(d.size, d.k, d.id_dtype, url);
+    return this.cached(`${url}#row=${q}`, async () => {
+      const parts = await Promise.all([
+        this.range(url, q * d.k * 4, d.k * 4, total),
+        this.range(url, d.size * d.k * 4 + q * d.k * idBytes, d.k * idBytes, total),
+      ]);
+      const full = parts.find((p) => p.whole);
+      if (full) {
+        const table = knnFromBuffer(full.buf, d.size, d.k, d.id_dtype, url);
+        this.cache.set(url, Promise.resolve(table));
+        return rowOf(table, q);
+      }
+      const dist = new Float32Array(parts[0]!.buf);
+      const ids = idBytes === 4 ? new Uint32Array(parts[1]!.buf) : new Uint16Array(parts[1]!.buf);
+      const row: Neighbor[] = [];
+      for (let i = 0; i < d.k; i++) {
+        const id = ids[i]!;
+        if (id >= d.size) throw new BundleError(url, `neighbour id ${id} is out of range for N=${d.size}`);
+        row.push({ id, distance: dist[i]! });
+      }
+      return row;
+    });
+  }
+
+  /** `length` bytes at `start` of a file of `total` bytes (−1: not known yet): 206 with exactly them, or 200 with the whole file. */
+  private async range(url: string, start: number, length: number, total: number): Promise<{ buf: ArrayBuffer; whole: boolean }> {
+    let res: Response;
+    try {
+      res = await this.fetcher(url, { headers: { Range: `bytes=${start}-${start + length - 1}` } });
+    } catch (e) {
+      throw new BundleError(url, `network error (${String(e)})`);
+    }
+    if (res.status === 206) {
+      const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+      if (cr && (Number(cr[1]) !== start || (cr[3] !== '*' && total >= 0 && Number(cr[3]) !== total))) {
+        throw new BundleError(url, `the server sent ${res.headers.get('content-range')}; asked for bytes ${start}-${start + length - 1} of ${total}`);
+      }
+      const buf = await res.arrayBuffer();
+      if (buf.byteLength !== length) throw new BundleError(url, `asked for ${length} bytes, got ${buf.byteLength}`);
+      return { buf, whole: false };
+    }
+    if (!res.ok) throw new BundleError(url, `HTTP ${res.status}`);
+    const declared = res.headers.get('content-length');
+    const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+    if (declared !== null && !encoded && total >= 0 && Number(declared) !== total) {
+      void res.body?.cancel().catch(() => undefined);
+      throw new BundleError(url, `the server announces ${declared} bytes; the manifest implies ${total}`);
+    }
+    return { buf: await res.arrayBuffer(), whole: true };
   }
 
   /** Query q's stored score numerators, [pooling][configuration] (manifest orders), from its block. */

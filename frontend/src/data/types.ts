@@ -1,4 +1,4 @@
-// Types of the static bundle, exactly as docs/bundle.md (format version 1) describes it.
+// Types of the static bundle, exactly as docs/bundle.md (format version 4) describes it.
 // The explorer reads nothing else.
 
 export type MetricId = string;
@@ -69,6 +69,14 @@ export interface ModelInfo {
 
 export interface FileTemplates {
   index: string;
+  /** Sprite sheet {sheet} of thumbnail level {level} (see ThumbnailsInfo). */
+  thumb_sheet: string;
+  /** The pack_level's cells as single JPEGs behind an offsets table (docs/bundle.md "Thumbnails"). */
+  thumb_pack: string;
+  /** Transitional one-JPEG-per-image template, present only in bundles of ≤ 5,000 images per
+   * dataset (undefined at run time above that: typed as a string so that not-yet-migrated code
+   * compiles; it must test for it). New code draws from the sheets (DataProvider.thumbnail,
+   * views/thumb.ts). */
   thumbnail: string;
   summary: string;
   scores: string;
@@ -80,6 +88,16 @@ export interface FileTemplates {
   atlas_top?: string;
   atlas_maps?: string;
   featviz?: string;
+}
+
+/** Thumbnails in sprite sheets: sheet s of a level holds ids s·grid² … (s+1)·grid² − 1, row-major,
+ * each letterboxed into a cell × cell square on `background`. */
+export interface ThumbnailsInfo {
+  grid: number;
+  background: string;
+  levels: { id: string; cell: number }[];
+  /** The level whose sheets also exist as packs of single JPEGs (files.thumb_pack). */
+  pack_level: string;
 }
 
 export interface BrowserOutput {
@@ -123,6 +141,7 @@ export interface Manifest {
   datasets: DatasetInfo[];
   models: ModelInfo[];
   files: FileTemplates;
+  thumbnails: ThumbnailsInfo;
   browser_search: BrowserSearch | null;
 }
 

@@ -1,6 +1,7 @@
 // Compare view: this query's search score per layer, per pooling and per model (from its row of the
 // scores/<metric>/<block>.u8 file), and the dataset-wide model × layer leaderboard heatmap plus the
 // best configuration per pooling (from summary/<metric>.json).
+import { thumbImg } from './thumb';
 import { h, clear, status } from '../dom';
 import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
 import type { DatasetIndex, Manifest, StatName, Summary } from '../data/types';
@@ -79,7 +80,7 @@ export class CompareView implements ViewModule {
     const pooling = poolingInfo(m, state.pooling).label;
     this.query.append(
       h('div', { class: 'cmp-head' }, [
-        h('img', { class: 'cmp-thumb', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query image ${idx.files[q] ?? ''}`, width: 64, height: 64 } }),
+        thumbImg(data, state.dataset, q, `Query image ${idx.files[q] ?? ''}`, 'cmp-thumb'),
         h('p', { class: 'hint', text: `Search score of ${idx.files[q] ?? ''} under each configuration (1.00 = all ${ds.score.top} results in its class). Click a row to use it.` }),
       ]),
       h('h3', { text: `Per layer of ${model.name} (${pooling} pooling)` }),

@@ -1,25 +1,84 @@
-// UMAP view: one canvas draws every image as a dot (smooth at 10⁴ points), coloured by class.
-// Hover shows the thumbnail; click makes that image the query; query and its top-k are ringed.
+// UMAP view: a WebGL canvas draws every image as a dot coloured by class (10⁵ points in one draw
+// call), with pan (drag) and zoom (wheel, +/− keys and buttons); zoomed in far enough, the images
+// themselves are drawn from the thumbnail sprite sheets. A 2-D overlay rings the query and its
+// top-k. Hover shows the thumbnail, click makes that image the query; picking uses a spatial grid.
 import { h, clear, status } from '../dom';
-import { knnRow, nearestPoint, plotTransform, toScreen, type PlotTransform } from '../data/score';
+import { plotTransform, toScreen, type PlotTransform } from '../data/score';
+import { buildGrid, countInBox, forEachInBox, nearestInGrid, type PointGrid } from '../data/pointgrid';
+import { levelFor } from '../data/thumbs';
 import type { DatasetIndex } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { classColor } from './palette';
+import { MapGL, type Quad } from './mapgl';
+import { thumbImg } from './thumb';
 
 /** Canvas inset in CSS px; the e2e test uses the same value to click points. */
 export const PLOT_PAD = 16;
+
+/** Thumbnails are drawn when at most this many points are in view and a quad is ≥ THUMB_MIN_PX. */
+export const MAX_THUMBS = 1500;
+export const THUMB_MIN_PX = 16;
+/** Sheets drawn from at once (textures: 512² px each for small cells, 1536² for large). */
+export const MAX_SHEETS = 48;
+const MAX_LARGE_SHEETS = 8;
+/** Up to this many points in view, zoomed in, each image is fetched alone (large cells, ≈ 2–5 KB each). */
+const SINGLE_MAX = 300;
+const MAX_ZOOM = 400;
 
 interface Drawn {
   xy: Float32Array;
   idx: DatasetIndex;
   q: number | null;
   hits: number[];
+  grid: PointGrid;
+  dataset: string;
+}
+
+/** Pan/zoom state: the data point at the plot's centre and the magnification. */
+export interface MapView2D {
+  zoom: number;
+  cx: number;
+  cy: number;
+}
+
+/** The base transform (whole unit square in the canvas) magnified about (cx, cy). */
+export function zoomedTransform(base: PlotTransform, v: MapView2D): PlotTransform {
+  return { scale: base.scale * v.zoom, ox: base.ox + base.scale * (0.5 - v.cx * v.zoom), oy: base.oy + base.scale * (0.5 + v.zoom * v.cy - v.zoom) };
+}
+
+/** Thumbnail quad edge in CSS px at plot scale S (grows with zoom, capped). */
+export function quadPx(scale: number): number {
+  return Math.min(128, scale * 0.02);
+}
+
+const rgbCache = new Map<number, [number, number, number]>();
+function classRgb(label: number): [number, number, number] {
+  let c = rgbCache.get(label);
+  if (!c) {
+    const g = document.createElement('canvas').getContext('2d')!;
+    g.fillStyle = classColor(label);
+    const s = g.fillStyle;  // normalised: "#rrggbb" or "rgb(r, g, b)"
+    const m = s.startsWith('#') ? [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)) : (s.match(/\d+/g) ?? ['0', '0', '0']).slice(0, 3).map(Number);
+    c = [m[0]! / 255, m[1]! / 255, m[2]! / 255];
+    rgbCache.set(label, c);
+  }
+  return c;
 }
 
 export class MapView implements ViewModule {
   readonly root: HTMLElement;
   private readonly canvas = h('canvas', { class: 'umap-canvas', attrs: { tabindex: 0, role: 'img' } });
+  private readonly overlay = h('canvas', { class: 'umap-overlay', attrs: { 'aria-hidden': 'true' } });
+  private gl: MapGL | null = null;
+  private view: MapView2D = { zoom: 1, cx: 0.5, cy: 0.5 };
+  private frame = 0;
+  private drag: { x: number; y: number; cx: number; cy: number; moved: boolean } | null = null;
+  private readonly loading = new Set<string>();
+  /** Object URL of each image fetched alone for deep zoom ('' while it loads). */
+  private singles = new Map<number, string>();
+  /** Edge of the thumbnail quads of the last draw, CSS px. */
+  private quadSize = 0;
   private readonly tip = h('div', { class: 'umap-tip', attrs: { hidden: true, 'aria-hidden': 'true' } });
   private readonly legend = h('ul', { class: 'legend', attrs: { 'aria-label': 'Classes' } });
   private readonly info = h('div', { class: 'map-info' });
@@ -32,15 +91,23 @@ export class MapView implements ViewModule {
   private t: PlotTransform = plotTransform(1, 1, PLOT_PAD);
 
   constructor() {
-    const wrap = h('div', { class: 'umap-wrap' }, [this.canvas, this.tip]);
+    const btn = (text: string, label: string, fn: () => void) => h('button', { class: 'map-zoom-btn', text, attrs: { type: 'button', 'aria-label': label, title: label }, on: { click: fn } });
+    const zoomBar = h('div', { class: 'map-zoom', attrs: { role: 'group', 'aria-label': 'Map zoom' } }, [
+      btn('+', 'Zoom in', () => this.zoomAt(2, null)), btn('−', 'Zoom out', () => this.zoomAt(0.5, null)), btn('⟲', 'Show the whole map', () => this.resetView()),
+    ]);
+    const wrap = h('div', { class: 'umap-wrap' }, [this.canvas, this.overlay, this.tip, zoomBar]);
     this.root = h('section', { class: 'view view-map', attrs: { 'aria-label': 'UMAP map' } }, [
       h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info, this.legend, this.announce,
-        h('p', { class: 'hint', text: 'Keyboard: focus the map, ←/→ step through the images, Enter makes one the query.' })]),
+        h('p', { class: 'hint', text: 'Drag to pan, wheel or +/− to zoom: zoomed in, the images appear. Keyboard: focus the map, ←/→ step through the images, Enter makes one the query.' })]),
       wrap,
     ]);
-    this.canvas.addEventListener('mousemove', (e) => this.hover(e));
+    this.canvas.addEventListener('mousemove', (e) => this.drag ? undefined : this.hover(e));
     this.canvas.addEventListener('mouseleave', () => (this.tip.hidden = true));
     this.canvas.addEventListener('click', (e) => this.click(e));
+    this.canvas.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
+    this.canvas.addEventListener('mousedown', (e) => this.startDrag(e));
+    window.addEventListener('mousemove', (e) => this.moveDrag(e));
+    window.addEventListener('mouseup', () => setTimeout(() => (this.drag = null), 0));
     this.canvas.addEventListener('keydown', (e) => this.key(e));
     this.canvas.addEventListener('blur', () => (this.tip.hidden = true));
     new ResizeObserver(() => this.draw()).observe(wrap);
@@ -53,12 +120,15 @@ export class MapView implements ViewModule {
     const ds = data.dataset(state.dataset);
     clear(this.info);
     this.info.append(status('Loading map…'));
-    const knnP = state.q === null ? Promise.resolve(null) : data.neighbors(state.dataset, state.model, state.layer, state.pooling, state.metric);
-    Promise.all([data.umap(state.dataset, state.model, state.layer, state.pooling), data.index(state.dataset), knnP]).then(
-      ([xy, idx, knn]) => {
+    const rowP = state.q === null ? Promise.resolve(null) : data.neighborRow(state.dataset, state.model, state.layer, state.pooling, state.metric, state.q);
+    Promise.all([data.umap(state.dataset, state.model, state.layer, state.pooling), data.index(state.dataset), rowP]).then(
+      ([xy, idx, row]) => {
         if (!fresh()) return;
-        const hits = knn && state.q !== null ? knnRow(knn, state.q).map((n) => n.id) : [];
-        this.drawn = { xy, idx, q: state.q, hits };
+        const hits = row ? row.map((n) => n.id) : [];
+        const same = this.drawn?.xy === xy;
+        const grid = same ? this.drawn!.grid : buildGrid(xy);
+        this.drawn = { xy, idx, q: state.q, hits, grid, dataset: state.dataset };
+        if (!same) this.upload(xy, idx);
         this.renderInfo(ctx, idx);
         this.draw();
       },
@@ -83,7 +153,7 @@ export class MapView implements ViewModule {
       const cls = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
       this.info.append(
         h('p', { class: 'map-query' }, [
-          h('img', { attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query ${idx.files[q] ?? ''} (${cls})`, width: 48, height: 48 } }),
+          thumbImg(data, state.dataset, q, `Query ${idx.files[q] ?? ''} (${cls})`, 'map-query-img'),
           h('span', { text: `Query: ${idx.files[q] ?? ''} (${cls}), marked by the large target ring; its top ${this.drawn?.hits.length ?? 0} results are ringed.` }),
         ]),
       );
@@ -99,58 +169,208 @@ export class MapView implements ViewModule {
     });
   }
 
-  /** Redraws everything; cheap enough (≈ N arcs) to do on every change. */
+  /** A new layout: points and colours go to the GPU once; the view shows the whole map again. */
+  private upload(xy: Float32Array, idx: DatasetIndex): void {
+    if (!this.gl) {
+      try {
+        this.gl = new MapGL(this.canvas);
+      } catch (e) {
+        clear(this.info);
+        this.info.append(status(`Could not draw the map: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+        return;
+      }
+    }
+    const n = xy.length / 2;
+    const rgb = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++) rgb.set(classRgb(idx.labels[i] ?? 0), 3 * i);
+    this.gl.setPoints(xy, rgb);
+    this.gl.dropTextures(new Set());
+    this.singles = new Map();
+    this.view = { zoom: 1, cx: 0.5, cy: 0.5 };
+  }
+
+  private schedule(): void {
+    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
+  }
+
+  /** Redraws everything: points on the GPU (two uniforms change on pan/zoom), rings on the overlay. */
   draw(): void {
     const d = this.drawn;
     const rect = this.canvas.getBoundingClientRect();
-    if (!d || rect.width === 0) return;
+    if (!d || rect.width === 0 || !this.gl) return;
     const t0 = performance.now();
     const dpr = window.devicePixelRatio || 1;
-    this.canvas.width = Math.round(rect.width * dpr);
-    this.canvas.height = Math.round(rect.height * dpr);
-    const g = this.canvas.getContext('2d');
-    if (!g) return;
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, rect.width, rect.height);
-    this.t = plotTransform(rect.width, rect.height, PLOT_PAD);
+    const W = Math.round(rect.width * dpr), H = Math.round(rect.height * dpr);
+    for (const c of [this.canvas, this.overlay]) {
+      if (c.width !== W) c.width = W;
+      if (c.height !== H) c.height = H;
+    }
+    this.t = zoomedTransform(plotTransform(rect.width, rect.height, PLOT_PAD), this.view);
     const n = d.xy.length / 2;
-    const r = n > 3000 ? 1.6 : n > 500 ? 2.5 : 3.5;
-    g.globalAlpha = d.q === null ? 0.85 : 0.55;
-    this.drawPoints(g, d, r);
-    g.globalAlpha = 1;
-    for (const id of d.hits) this.ring(g, d.xy, id, r + 3, '#ffffff', '#000000', d.idx.labels[id]);
-    if (d.q !== null) {
-      // The query: its dot enlarged plus a wide outer target ring, distinct from the neighbours' rings.
-      this.ring(g, d.xy, d.q, r + 3, '#000000', '#ffffff', d.idx.labels[d.q]);
-      const [x, y] = toScreen(this.t, d.xy[2 * d.q] ?? 0, d.xy[2 * d.q + 1] ?? 0);
-      g.beginPath();
-      g.arc(x, y, r + 10, 0, Math.PI * 2);
-      g.lineWidth = 4;
-      g.strokeStyle = '#ffffff';
-      g.stroke();
-      g.lineWidth = 2.2;
-      g.strokeStyle = '#000000';
-      g.stroke();
+    const r = (n > 3000 ? 1.6 : n > 500 ? 2.5 : 3.5) * Math.min(3, Math.sqrt(this.view.zoom));
+    const sheets = this.thumbQuads(d, rect.width, rect.height, dpr);
+    const q = this.quadSize;
+    this.gl.draw(this.t, rect.width, rect.height, dpr, 2 * r, d.q === null ? 0.85 : 0.55, sheets, q, this.canvas.dataset.sync === '1');
+    const g = this.overlay.getContext('2d');
+    if (g) {
+      g.setTransform(dpr, 0, 0, dpr, 0, 0);
+      g.clearRect(0, 0, rect.width, rect.height);
+      for (const id of d.hits) this.ring(g, d.xy, id, r + 3, '#ffffff', '#000000', d.idx.labels[id]);
+      if (d.q !== null) {
+        // The query: its dot enlarged plus a wide outer target ring, distinct from the neighbours' rings.
+        this.ring(g, d.xy, d.q, r + 3, '#000000', '#ffffff', d.idx.labels[d.q]);
+        const [x, y] = toScreen(this.t, d.xy[2 * d.q] ?? 0, d.xy[2 * d.q + 1] ?? 0);
+        g.beginPath();
+        g.arc(x, y, r + 10 + (sheets.size ? q / 2 : 0), 0, Math.PI * 2);
+        g.lineWidth = 4;
+        g.strokeStyle = '#ffffff';
+        g.stroke();
+        g.lineWidth = 2.2;
+        g.strokeStyle = '#000000';
+        g.stroke();
+      }
     }
     this.canvas.dataset.points = String(n);
-    // Exposed for the e2e smoothness check at 10⁴ points.
+    this.canvas.dataset.zoom = this.view.zoom.toFixed(3);
+    this.canvas.dataset.transform = `${this.t.scale},${this.t.ox},${this.t.oy}`;  // CSS px, for the e2e tests
+    this.canvas.dataset.thumbs = String([...sheets.values()].reduce((s, qs) => s + qs.length, 0));
+    // Exposed for the e2e and bench redraw measurements.
     this.canvas.dataset.drawMs = (performance.now() - t0).toFixed(1);
   }
 
-  private drawPoints(g: CanvasRenderingContext2D, d: Drawn, r: number): void {
-    // One path per class: n arcs but only C fill calls.
-    const byClass = new Map<number, number[]>();
-    d.idx.labels.forEach((l, i) => (byClass.get(l) ?? byClass.set(l, []).get(l)!).push(i));
-    for (const [label, ids] of byClass) {
-      g.fillStyle = classColor(label);
-      g.beginPath();
-      for (const i of ids) {
-        const [x, y] = toScreen(this.t, d.xy[2 * i] ?? 0, d.xy[2 * i + 1] ?? 0);
-        g.moveTo(x + r, y);
-        g.arc(x, y, r, 0, Math.PI * 2);
-      }
-      g.fill();
+  /** Quads per loaded sheet for the points in view, once zoomed in enough; starts loading missing sheets. */
+  private thumbQuads(d: Drawn, w: number, h: number, dpr: number): Map<string, Quad[]> {
+    const out = new Map<string, Quad[]>();
+    const ctx = this.ctx;
+    const q = quadPx(this.t.scale);
+    this.quadSize = q;
+    if (!ctx || !this.gl || q < THUMB_MIN_PX) return out;
+    const m = q / this.t.scale;  // half a quad or more around the edges, in data units
+    const x0 = -this.t.ox / this.t.scale - m, x1 = (w - this.t.ox) / this.t.scale + m;
+    const y0 = 1 - (h - this.t.oy) / this.t.scale - m, y1 = 1 - -this.t.oy / this.t.scale + m;
+    if (countInBox(d.grid, x0, y0, x1, y1) > MAX_THUMBS * 2) return out;
+    const ids: number[] = [];
+    forEachInBox(d.grid, x0, y0, x1, y1, (i) => {
+      const x = d.xy[2 * i]!, y = d.xy[2 * i + 1]!;
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1) ids.push(i);
+    });
+    if (ids.length > MAX_THUMBS) return out;
+    // Sized to the points' spacing in view (PixPlot-like): dense areas get smaller images, so they overlap less.
+    this.quadSize = Math.min(q, Math.max(2 * THUMB_MIN_PX, 0.8 * Math.sqrt((w * h) / Math.max(1, ids.length))));
+    const small = Math.min(...ctx.manifest.thumbnails.levels.map((l) => l.cell));
+    if (ids.length <= SINGLE_MAX && this.quadSize * dpr > small) return this.singleQuads(d, ids);
+    // Points in view come from many sheets (a map neighbourhood is not an id range): GPU memory
+    // is bounded by drawing from at most MAX_SHEETS sheets, those holding the most points in view,
+    // with the large cells only when few sheets are needed; the other points stay dots.
+    const per = ctx.manifest.thumbnails.grid ** 2;
+    const bySheet = new Map<number, number[]>();
+    for (const i of ids) {
+      const s = Math.floor(i / per);
+      (bySheet.get(s) ?? bySheet.set(s, []).get(s)!).push(i);
     }
+    const sheets = [...bySheet.entries()].sort((a, b) => b[1].length - a[1].length).slice(0, MAX_SHEETS);
+    const level = bySheet.size <= MAX_LARGE_SHEETS ? levelFor(ctx.manifest.thumbnails, q * dpr) : levelFor(ctx.manifest.thumbnails, 0);
+    const cell = ctx.manifest.thumbnails.levels.find((l) => l.id === level)!.cell;
+    this.quadSize = Math.min(this.quadSize, (1.5 * cell) / dpr);  // at most 1.5× enlarged: blur is worse than a smaller image
+    const wanted = new Set<string>();
+    for (const [, members] of sheets) {
+      const url = ctx.data.thumbnail(d.dataset, members[0]!, level).url;
+      wanted.add(url);
+      if (!this.gl.hasTexture(url)) {
+        this.loadSheet(url);
+        continue;
+      }
+      const list: Quad[] = [];
+      for (const i of members) {
+        const ref = ctx.data.thumbnail(d.dataset, i, level);
+        list.push({ x: d.xy[2 * i]!, y: d.xy[2 * i + 1]!, u0: ref.x / ref.sheetW, v0: ref.y / ref.sheetH, u1: (ref.x + ref.w) / ref.sheetW, v1: (ref.y + ref.h) / ref.sheetH });
+      }
+      out.set(url, list);
+    }
+    if (this.gl.textureCount > MAX_SHEETS) this.gl.dropTextures(wanted);
+    return out;
+  }
+
+  /** Deep zoom, few points in view: each image alone (a few KB from its pack) as its own texture. */
+  private singleQuads(d: Drawn, ids: number[]): Map<string, Quad[]> {
+    const out = new Map<string, Quad[]>();
+    const gl = this.gl!;
+    const wanted = new Set<string>();
+    for (const i of ids) {
+      const url = this.singles.get(i);
+      if (url === undefined) {
+        this.singles.set(i, '');
+        this.ctx!.data.thumbnailImage(d.dataset, i).then(
+          (u) => { if (this.drawn?.xy === d.xy) { this.singles.set(i, u); this.schedule(); } },
+          () => undefined,  // stays a dot
+        );
+        continue;
+      }
+      if (!url) continue;
+      wanted.add(url);
+      if (!gl.hasTexture(url)) this.loadSheet(url);
+      else out.set(url, [{ x: d.xy[2 * i]!, y: d.xy[2 * i + 1]!, u0: 0, v0: 0, u1: 1, v1: 1 }]);
+    }
+    if (gl.textureCount > MAX_SHEETS) gl.dropTextures(wanted);
+    return out;
+  }
+
+  private loadSheet(url: string): void {
+    if (this.loading.has(url) || this.loading.size >= 6) return;  // a few at a time; the next redraw asks again
+    this.loading.add(url);
+    const img = new Image();
+    img.decoding = 'async';
+    img.onload = () => {
+      this.loading.delete(url);
+      this.gl?.addTexture(url, img);
+      this.schedule();
+    };
+    img.onerror = () => this.loading.delete(url);  // retried on a later redraw
+    img.src = url;
+  }
+
+  private resetView(): void {
+    this.view = { zoom: 1, cx: 0.5, cy: 0.5 };
+    this.schedule();
+  }
+
+  /** Zooms by `factor` keeping the data point under (sx, sy) CSS px in place (null: the centre). */
+  private zoomAt(factor: number, at: [number, number] | null): void {
+    const rect = this.canvas.getBoundingClientRect();
+    const [sx, sy] = at ?? [rect.width / 2, rect.height / 2];
+    const dx = (sx - this.t.ox) / this.t.scale, dy = 1 - (sy - this.t.oy) / this.t.scale;
+    const zoom = Math.min(MAX_ZOOM, Math.max(1, this.view.zoom * factor));
+    const base = plotTransform(rect.width, rect.height, PLOT_PAD);
+    // Solve zoomedTransform(base, {zoom, cx, cy}) maps (dx, dy) to (sx, sy).
+    const cx = dx - (sx - base.ox - base.scale * 0.5) / (base.scale * zoom);
+    const cy = dy + (sy - base.oy - base.scale * 0.5) / (base.scale * zoom);
+    this.view = zoom === 1 ? { zoom, cx: 0.5, cy: 0.5 } : { zoom, cx, cy };
+    this.schedule();
+  }
+
+  private wheel(e: WheelEvent): void {
+    if (!this.drawn) return;
+    e.preventDefault();
+    const rect = this.canvas.getBoundingClientRect();
+    this.tip.hidden = true;
+    this.zoomAt(Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)), [e.clientX - rect.left, e.clientY - rect.top]);
+  }
+
+  private startDrag(e: MouseEvent): void {
+    if (e.button !== 0) return;
+    this.drag = { x: e.clientX, y: e.clientY, cx: this.view.cx, cy: this.view.cy, moved: false };
+  }
+
+  private moveDrag(e: MouseEvent): void {
+    const g = this.drag;
+    if (!g || (e.buttons & 1) === 0) return;
+    const dx = e.clientX - g.x, dy = e.clientY - g.y;
+    if (!g.moved && Math.hypot(dx, dy) < 4) return;
+    g.moved = true;
+    this.tip.hidden = true;
+    if (this.view.zoom === 1) return;  // the whole map is in view: nothing to pan to
+    this.view = { ...this.view, cx: g.cx - dx / this.t.scale, cy: g.cy + dy / this.t.scale };
+    this.schedule();
   }
 
   private ring(g: CanvasRenderingContext2D, xy: Float32Array, id: number, r: number, stroke: string, halo: string, label: number | undefined): void {
@@ -170,7 +390,7 @@ export class MapView implements ViewModule {
   private pointAt(e: MouseEvent): number {
     if (!this.drawn) return -1;
     const rect = this.canvas.getBoundingClientRect();
-    return nearestPoint(this.drawn.xy, this.t, e.clientX - rect.left, e.clientY - rect.top, 10);
+    return nearestInGrid(this.drawn.grid, this.t, e.clientX - rect.left, e.clientY - rect.top, 10);
   }
 
   private key(e: KeyboardEvent): void {
@@ -180,6 +400,9 @@ export class MapView implements ViewModule {
     else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') this.cursor = (this.cursor - 1 + n) % n;
     else if ((e.key === 'Enter' || e.key === ' ') && this.cursor >= 0) this.ctx.navigate({ q: this.cursor });
     else if (e.key === 'Escape') this.tip.hidden = true;
+    else if (e.key === '+' || e.key === '=') this.zoomAt(2, null);
+    else if (e.key === '-') this.zoomAt(0.5, null);
+    else if (e.key === '0') this.resetView();
     else return;
     e.preventDefault();
     if (e.key.startsWith('Arrow')) {
@@ -206,7 +429,7 @@ export class MapView implements ViewModule {
     const cls = ctx.data.dataset(ctx.state.dataset).classes[idx.labels[i] ?? -1] ?? '?';
     clear(this.tip);
     this.tip.append(
-      h('img', { attrs: { src: ctx.data.thumbnailUrl(ctx.state.dataset, i), alt: '', width: 96, height: 96 } }),
+      thumbImg(ctx.data, ctx.state.dataset, i, '', 'tip-img'),
       h('span', { class: 'tip-class', text: cls }),
       h('span', { class: 'tip-file', text: idx.files[i] ?? '' }),
     );
@@ -219,6 +442,7 @@ export class MapView implements ViewModule {
   }
 
   private click(e: MouseEvent): void {
+    if (this.drag?.moved) return;  // the end of a pan, not a pick
     const i = this.pointAt(e);
     if (i >= 0 && this.ctx) this.ctx.navigate({ q: i });
   }

@@ -13,6 +13,8 @@ export interface ResultsInput {
   queryLabel: number | null;
   metricLabel: string;
   thumb(id: number): string;
+  /** Sprite-sheet thumbnail element (views/thumb.ts); when given, used instead of thumb(). */
+  thumbEl?: (id: number, alt: string) => HTMLElement;
   onPick(id: number): void;
   /** "Why similar?" for a result: its id and the button showing its picture. */
   onWhy?(id: number, shown: HTMLElement): void;
@@ -38,7 +40,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
       },
       on: { click: () => inp.onPick(n.id) },
     },
-    [h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
+    [inp.thumbEl ? inp.thumbEl(n.id, `${file} (${cls})`) : h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
   );
   const onWhy = inp.onWhy;
   return h('li', { class: `result${other ? ' result-other' : ''}`, attrs: { 'data-rank': rank } }, [

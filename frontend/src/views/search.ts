@@ -1,12 +1,14 @@
 // Search view: the query and its top-k results with score, the private-search panel, the gallery.
 import { h, clear, status, gridKeys } from '../dom';
-import { knnRow, searchScore, rankWeight } from '../data/score';
+import { searchScore, rankWeight } from '../data/score';
 import type { DatasetIndex, DatasetInfo, Neighbor } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { metricInfo, metricLabel } from './config';
 import { renderResults } from './results';
 import { WhyDialog } from './why';
+import { thumbEl, thumbImg } from './thumb';
+import { VirtualGallery } from './gallery';
 
 export interface UploadResults {
   imageUrl: string;
@@ -16,22 +18,21 @@ export interface UploadResults {
   thumb?: (id: number) => string;
 }
 
-const PAGE = 300;
-
 export class SearchView implements ViewModule {
   readonly root: HTMLElement;
   readonly liveEl: HTMLElement;
   private readonly query = h('div', { class: 'query-panel', attrs: { 'aria-live': 'polite' } });
   private readonly results = h('div', { class: 'results' });
-  private readonly gallery = h('div', { class: 'gallery-body' });
+  private readonly galleryView = new VirtualGallery();
+  private readonly gallery = this.galleryView.root;
   private readonly galleryHead = h('div', { class: 'gallery-head' });
+  private readonly galleryPos = h('span', { class: 'gal-pos hint', attrs: { 'aria-live': 'off' } });
   private readonly latest = new Latest();
   /** "Why similar?" (views/why.ts); its runner comes from the in-browser search once mounted. */
   readonly why = new WhyDialog();
   private upload: UploadResults | null = null;
   private galleryKey = '';
   private ctx: Ctx | null = null;
-  private shown = PAGE;
   /** First time a result list is on screen (performance measurement for the e2e tests). */
   private marked = false;
 
@@ -86,9 +87,10 @@ export class SearchView implements ViewModule {
       return;
     }
     const q = state.q;
-    const knnP = data.neighbors(state.dataset, state.model, state.layer, state.pooling, state.metric);
-    Promise.all([idxP, knnP]).then(
-      ([idx, knn]) => fresh() && this.renderQuery(ctx, idx, q, knnRow(knn, q)),
+    // Only query q's row: two Range requests of ≈ 100 bytes (DataProvider.neighborRow).
+    const rowP = data.neighborRow(state.dataset, state.model, state.layer, state.pooling, state.metric, q);
+    Promise.all([idxP, rowP]).then(
+      ([idx, row]) => fresh() && this.renderQuery(ctx, idx, q, row),
       (e: unknown) => fresh() && this.fail(this.results, e),
     );
   }
@@ -126,7 +128,7 @@ export class SearchView implements ViewModule {
     clear(this.query);
     this.query.append(
       h('h2', { text: 'Query' }),
-      h('img', { class: 'query-img', attrs: { src: data.thumbnailUrl(state.dataset, q), alt: `Query image ${file} (${cls})`, width: 128, height: 128 } }),
+      thumbImg(data, state.dataset, q, `Query image ${file} (${cls})`, 'query-img'),
       h('p', { class: 'query-file', text: file }),
       h('p', { class: 'query-class' }, ['Class: ', h('strong', { text: cls })]),
       this.scoreBox(sc.score, sc.same, top, cls, sc.matches),
@@ -164,7 +166,8 @@ export class SearchView implements ViewModule {
       classes: data.dataset(state.dataset).classes,
       queryLabel: qLabel,
       metricLabel: metric,
-      thumb: thumb ?? ((id) => data.thumbnailUrl(state.dataset, id)),
+      thumb: thumb ?? (() => ''),
+      thumbEl: thumb ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),
       onPick: (id) => {
         this.upload = null;
         ctx.navigate({ q: id });
@@ -212,75 +215,52 @@ export class SearchView implements ViewModule {
   }
 
   private renderGallery(ctx: Ctx, idx: DatasetIndex): void {
-    const { state } = ctx;
-    const key = `${state.dataset}|${state.gallery}|${this.shown}`;
+    const { state, data } = ctx;
+    const key = `${state.dataset}|${state.gallery}`;
     if (key !== this.galleryKey) {
       this.galleryKey = key;
-      this.buildGallery(ctx, idx);
+      this.buildGalleryHead(ctx, idx);
+      const ds = data.dataset(state.dataset);
+      this.galleryView.show({
+        size: ds.size, labels: idx.labels, classes: ds.classes, byClass: state.gallery === 'class',
+        onView: (first, last) => {
+          this.galleryPos.textContent = `images ${(first + 1).toLocaleString('en')}–${(last + 1).toLocaleString('en')} of ${ds.size.toLocaleString('en')}`;
+        },
+        tile: (id) => {
+          const file = idx.files[id] ?? '';
+          const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
+          return h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id, title: `${file} (${cls})`, 'aria-label': `Search with ${file}, class ${cls}` }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [
+            thumbEl(data, state.dataset, id, `${file} (${cls})`),
+          ]);
+        },
+      });
     }
-    for (const b of this.gallery.querySelectorAll<HTMLElement>('button.gal-item')) {
-      const on = Number(b.dataset.id) === state.q && !this.upload;
-      b.classList.toggle('selected', on);
-      b.setAttribute('aria-pressed', String(on));
-    }
+    this.galleryView.select(this.upload ? null : state.q);
   }
 
-  /**
-   * Gallery thumbnails get their src only when scrolled near the viewport. Native loading="lazy"
-   * uses a 1250–2500 px margin, which at N=200 fetched the whole gallery (700 KB) before the
-   * first results; this keeps the first screen to what is visible.
-   */
-  private readonly observer = new IntersectionObserver(
-    (entries) => {
-      for (const e of entries) {
-        if (!e.isIntersecting) continue;
-        const img = e.target as HTMLImageElement;
-        img.src = img.dataset.src ?? '';
-        this.observer.unobserve(img);
-      }
-    },
-    { rootMargin: '200px' },
-  );
-
-  private lazyImg(src: string, alt: string): HTMLImageElement {
-    const img = h('img', { attrs: { alt, decoding: 'async', width: 96, height: 96, 'data-src': src } });
-    this.observer.observe(img);
-    return img;
-  }
-
-  private buildGallery(ctx: Ctx, idx: DatasetIndex): void {
-    this.observer.disconnect();
+  private buildGalleryHead(ctx: Ctx, idx: DatasetIndex): void {
     const { state, data } = ctx;
     const ds = data.dataset(state.dataset);
     const mode = state.gallery;
     const toggle = (m: 'all' | 'class', text: string) =>
       h('button', { class: 'toggle', text, attrs: { type: 'button', 'aria-pressed': String(mode === m) }, on: { click: () => ctx.navigate({ gallery: m }) } });
+    const counts = new Array<number>(ds.classes.length).fill(0);
+    for (const l of idx.labels) counts[l] = (counts[l] ?? 0) + 1;
+    const jump = h('select', { class: 'gal-jump', attrs: { 'aria-label': 'Jump to the first image of a class' }, on: { change: () => {
+      const c = Number(jump.value);
+      if (jump.value !== '') this.galleryView.jumpToClass(c);
+      jump.value = '';
+    } } }, [
+      h('option', { text: 'Jump to class…', attrs: { value: '' } }),
+      ...ds.classes.map((name, c) => h('option', { text: `${name} (${counts[c]})`, attrs: { value: c, disabled: counts[c] === 0 } })),
+    ]);
     clear(this.galleryHead);
     this.galleryHead.append(
-      h('h2', { text: `${ds.name}: ${ds.size} images` }),
-      h('div', { class: 'toggles', attrs: { role: 'group', 'aria-label': 'Gallery layout' } }, [toggle('all', 'All'), toggle('class', 'By category')]),
+      h('h2', { text: `${ds.name}: ${ds.size.toLocaleString('en')} images` }),
+      this.galleryPos,
+      h('div', { class: 'toggles', attrs: { role: 'group', 'aria-label': 'Gallery layout' } }, [toggle('all', 'All'), toggle('class', 'By category'), jump]),
     );
-    const item = (id: number) => {
-      const file = idx.files[id] ?? '';
-      const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
-      return h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id, title: `${file} (${cls})`, 'aria-label': `Search with ${file}, class ${cls}` }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [
-        this.lazyImg(data.thumbnailUrl(state.dataset, id), `${file} (${cls})`),
-      ]);
-    };
-    clear(this.gallery);
-    const ids = Array.from({ length: ds.size }, (_, i) => i);
-    if (mode === 'all') {
-      this.gallery.append(h('div', { class: 'gal-grid' }, ids.slice(0, this.shown).map(item)));
-    } else {
-      ds.classes.forEach((name, c) => {
-        const members = ids.filter((i) => idx.labels[i] === c);
-        this.gallery.append(h('h3', { class: 'gal-class', text: `${name} (${members.length})` }), h('div', { class: 'gal-grid' }, members.slice(0, this.shown).map(item)));
-      });
-    }
-    if (ds.size > this.shown) {
-      this.gallery.append(h('button', { class: 'more-btn', text: `Show more (${ds.size - this.shown} left)`, attrs: { type: 'button' }, on: { click: () => { this.shown += PAGE * 4; ctx.navigate({}, { replace: true }); } } }));
-    }
-    if (ds.size === 0) this.gallery.append(status('This dataset has no images.', 'empty'));
+    if (ds.size === 0) this.galleryHead.append(status('This dataset has no images.', 'empty'));
   }
 }
 

@@ -1,0 +1,29 @@
+// A thumbnail element drawn from a sprite sheet (CSS background), the replacement for
+// <img src=thumbnailUrl(...)>: the browser fetches each sheet once, however many cells it shows.
+import { h } from '../dom';
+import type { DataProvider } from '../data/provider';
+import { thumbCss } from '../data/thumbs';
+
+/** A role="img" span showing image `id`; size it with CSS (it keeps a 1:1 aspect ratio). */
+export function thumbEl(data: DataProvider, dataset: string, id: number, alt: string, className = 'thumb', level?: string): HTMLElement {
+  const el = h('span', { class: `sprite ${className}`, attrs: { role: 'img', 'aria-label': alt } });
+  Object.assign(el.style, thumbCss(data.thumbnail(dataset, id, level)));
+  return el;
+}
+
+const BLANK = 'data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7';
+
+/**
+ * An <img> of image `id` alone (DataProvider.thumbnailImage: a few KB by Range from the pack),
+ * for a query, its results and tooltips, where a whole sheet per image would cost ~0.5 MB each.
+ */
+export function thumbImg(data: DataProvider, dataset: string, id: number, alt: string, className = 'thumb'): HTMLImageElement {
+  // A transparent 1×1 GIF until the JPEG arrives: a replaced element from the start, so CSS gives it
+  // its final box (an <img> without src would be laid out as its alt text, then jump).
+  const img = h('img', { class: className, attrs: { alt, decoding: 'async', width: 128, height: 128, src: BLANK } });
+  data.thumbnailImage(dataset, id).then(
+    (src) => { img.src = src; },
+    () => img.classList.add('thumb-failed'),  // the rest of the view stays usable
+  );
+  return img;
+}
