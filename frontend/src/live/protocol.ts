@@ -12,12 +12,16 @@ export interface InitRequest {
   inputSize: [number, number];
 }
 
-export interface FeaturesRequest {
+/** One browser-features file (docs/bundle.md "In-browser search files") and how to read it. */
+export interface FeaturesSpec {
+  url: string; // absolute URL of files.browser_features for (dataset, layer, pooling)
+  n: number; // images
+  dim: number; // the model output's dimension (the query's length)
+}
+
+export interface FeaturesRequest extends FeaturesSpec {
   type: 'features';
   id: number;
-  url: string; // absolute URL of datasets/<dataset>/browser/<layer>/<pooling>.f32
-  n: number;
-  dim: number;
 }
 
 export interface SearchRequest {
@@ -26,7 +30,7 @@ export interface SearchRequest {
   /** The uploaded file; absent = search again with the last embedding (layer or metric change). */
   file?: Blob;
   name?: string;
-  features: { url: string; n: number; dim: number };
+  features: FeaturesSpec;
   layer: string;
   pooling: string;
   metric: LiveMetric;
@@ -84,6 +88,18 @@ export interface ErrorReply {
 }
 
 export type Reply = InitReply | FeaturesReply | SearchReply | ErrorReply;
+
+/** Each request type, as the page sends it (the client numbers it), and its reply: a new request adds a line to each. */
+export interface RequestOf {
+  init: Omit<InitRequest, 'id'>;
+  features: Omit<FeaturesRequest, 'id'>;
+  search: Omit<SearchRequest, 'id'>;
+}
+export interface ReplyOf {
+  init: InitReply;
+  features: FeaturesReply;
+  search: SearchReply;
+}
 
 /**
  * IndexedDB key for the bundle's model. It must change whenever the model's bytes do, and must be
