@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--weights", metavar="auto|imagenet|none|PATH", help=h("weights"))
     pre.add_argument("--weights-cache", metavar="DIR", help=h("weights_cache"))
     pre.add_argument("--browser-model", metavar="MODEL", help=h("browser_model"))
+    pre.add_argument("--browser-budget-mb", type=num("browser_budget_mb"), metavar="MB", help=h("browser_budget_mb"))
     pre.add_argument("--seed", type=num("seed"), help=h("seed"))
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
@@ -151,6 +152,7 @@ def _precompute(args, console: Console) -> int:
             "follow_links": True if args.follow_links else None,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
+            "browser_budget_mb": args.browser_budget_mb,
         }
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:

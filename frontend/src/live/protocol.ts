@@ -1,5 +1,6 @@
 // Messages between the page (index.ts) and the TF.js worker (worker.ts). Every request carries an
 // id; the worker answers each with exactly one reply with the same id (result or error).
+import type { FeatureLayout } from './features';
 import type { Hit, LiveMetric } from './metrics';
 import type { BrowserOutput, Manifest } from '../data/types';
 
@@ -13,10 +14,8 @@ export interface InitRequest {
 }
 
 /** One browser-features file (docs/bundle.md "In-browser search files") and how to read it. */
-export interface FeaturesSpec {
+export interface FeaturesSpec extends FeatureLayout {
   url: string; // absolute URL of files.browser_features for (dataset, layer, pooling)
-  n: number; // images
-  dim: number; // the model output's dimension (the query's length)
 }
 
 export interface FeaturesRequest extends FeaturesSpec {

@@ -45,10 +45,18 @@ describe('LiveSession', () => {
     expect(a).toBe(b);
     await a;
     expect(port.sent.map((r) => r.type)).toEqual(['init', 'features']);
-    expect(port.sent[1]).toMatchObject({ url: 'http://h/datasets/d/browser/l2/gem.f32', n: N, dim: 2 });
+    expect(port.sent[1]).toMatchObject({ url: 'http://h/datasets/d/browser/l2/gem.float32', n: N, dim: 2, encoding: 'float32', dims: 2 });
     expect(states).toEqual(['loading', 'ready']);
     expect(fetched).toHaveLength(N); // a small dataset's thumbnails load with the model
     expect(session.thumbStatus('d')).toMatchObject({ kind: 'ready', failed: 0 });
+  });
+
+  it('reads each file’s encoding from browser_search.features', async () => {
+    const m = validManifest();
+    m.browser_search!.features = [{ dataset: 'd', layer: 'l2', pooling: 'gem', encoding: 'pca_uint8', dims: 1, bytes: 100, recall: { cosine: 0.97 }, recall_k: 15, recall_queries: 16 }];
+    const { session } = setup({ manifest: m });
+    expect(session.featuresFor('d', 'l2', 'gem')).toEqual({ url: 'http://h/datasets/d/browser/l2/gem.pca_uint8', n: N, dim: 2, encoding: 'pca_uint8', dims: 1 });
+    expect(session.featuresFor('d', 'l2', 'avg')).toMatchObject({ encoding: 'float32', dims: 2 }); // no entry: float32
   });
 
   it('searches with the host’s metric, pooling and the dataset’s k, and returns in-memory thumbnails', async () => {

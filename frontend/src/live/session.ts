@@ -115,8 +115,11 @@ export class LiveSession {
     const out = bs.outputs.find((o) => o.layer === layer && o.pooling === pooling);
     if (!ds || !bs.datasets.includes(dataset)) throw new UserFacingError(`Private search has no features for the dataset “${dataset}” in this bundle.`);
     if (!out) throw new Error(`unknown layer ${layer} with ${pooling} pooling`);
-    const rel = fillTemplate(m.files.browser_features, { dataset, layer, pooling });
-    return { url: this.host.resolve(rel), n: ds.size, dim: out.dim };
+    // Bundles before encodings were recorded hold float32 files.
+    const stored = bs.features?.find((f) => f.dataset === dataset && f.layer === layer && f.pooling === pooling);
+    const encoding = stored?.encoding ?? 'float32';
+    const rel = fillTemplate(m.files.browser_features, { dataset, layer, pooling, encoding });
+    return { url: this.host.resolve(rel), n: ds.size, dim: out.dim, encoding, dims: stored?.dims ?? out.dim };
   }
 
   // --- thumbnails (privacy) -------------------------------------------------------------------
