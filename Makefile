@@ -9,12 +9,13 @@ CONFIG ?= configs/default.toml
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install precompute test test-py test-js bench serve frontend clean chromium
+.PHONY: help install precompute test test-py test-js bench bench-scale serve frontend clean chromium
 
 help:
 	@echo "make precompute   run the default config (configs/default.toml) -> frontend/public/data"
 	@echo "make test         Python tests + frontend unit tests + headless Chromium end-to-end tests"
 	@echo "make bench        benchmarks -> bench/results.json"
+	@echo "make bench-scale  private search at N=100,000 (SCALE_N): download, latency, recall -> bench/out/live-scale.json"
 	@echo "make serve        build the explorer and serve it on http://127.0.0.1:8000"
 
 # --- installs (stamp files, so they run only when the pinned inputs change) ---
@@ -51,6 +52,12 @@ test-js: $(VENV)/.installed frontend/node_modules/.installed chromium
 bench: $(VENV)/.installed frontend/node_modules/.installed chromium
 	node bench/bench_browser.mjs --out bench/out/browser.json
 	$(PY) bench/run.py --out bench/results.json
+
+# Private search at scale (minutes; several GB of temp files at 100k): compressed features under the
+# 32 MB budget vs float32 exact, in headless Chromium. SCALE_ARGS e.g. --base DIR --images DIR.
+SCALE_N ?= 100000
+bench-scale: $(VENV)/.installed frontend/node_modules/.installed chromium
+	node bench/bench_live_scale.mjs --n $(SCALE_N) $(SCALE_ARGS) --out bench/out/live-scale.json
 
 frontend: frontend/node_modules/.installed
 	cd frontend && npm run -s build
