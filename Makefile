@@ -16,6 +16,7 @@ help:
 	@echo "make test         Python tests + frontend unit tests + headless Chromium end-to-end tests"
 	@echo "make bench        benchmarks -> bench/results.json"
 	@echo "make bench-scale  the pipeline at 100,000 images (hours) -> bench/results-scale.json"
+	@echo "make bench-live-scale  private search at N=100,000 (SCALE_N) -> bench/out/live-scale.json"
 	@echo "make serve        build the explorer and serve it on http://127.0.0.1:8000"
 
 # --- installs (stamp files, so they run only when the pinned inputs change) ---
@@ -57,6 +58,12 @@ bench: $(VENV)/.installed frontend/node_modules/.installed chromium
 # SCALE_ARGS="--images 2000 --root /tmp/scale-small --out /tmp/scale.json" for a quick check.
 bench-scale: $(VENV)/.installed frontend/node_modules/.installed chromium
 	$(PY) bench/scale.py $(SCALE_ARGS)
+
+# Private search at scale (minutes; several GB of temp files at 100k): compressed features under the
+# 32 MB budget vs float32 exact, in headless Chromium. LIVE_SCALE_ARGS e.g. --base DIR --images DIR.
+SCALE_N ?= 100000
+bench-live-scale: $(VENV)/.installed frontend/node_modules/.installed chromium
+	node bench/bench_live_scale.mjs --n $(SCALE_N) $(LIVE_SCALE_ARGS) --out bench/out/live-scale.json
 
 frontend: frontend/node_modules/.installed
 	cd frontend && npm run -s build

@@ -84,7 +84,7 @@ function buildSyntheticBundle(baseDir, n) {
   fs.cpSync(path.join(baseDir, 'tfjs'), path.join(outDir, 'tfjs'), { recursive: true });
   const r = rng(12345);
   for (const o of bs.outputs) {
-    const rel = (d) => base.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer).replace('{pooling}', o.pooling);
+    const rel = (d) => base.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer).replace('{pooling}', o.pooling).replace('{encoding}', 'float32'); // the base bundle is small: float32
     const buf = fs.readFileSync(path.join(baseDir, rel(src.id)));
     const real = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     const out = new Float32Array(n * o.dim);

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .browser_features import DOWNLOAD_BUDGET_MB, encode_for_browser
 from .datasets import Dataset
 from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
 from .metrics import metric_entry
@@ -28,7 +29,7 @@ FILES = {
     "scores": "datasets/{dataset}/scores/{metric}/{block}.u8",
     "neighbors": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn",
     "umap": "datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32",
-    "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.f32",
+    "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.{encoding}",
 }
 # Transitional: one JPEG per image (the large level's packs, split) for code that still reads
 # files.thumbnail, written only while every dataset has at most LEGACY_THUMBS_MAX images.
@@ -50,7 +51,8 @@ OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LE
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
-             "datasets/{dataset}/{model}/{layer}/umap.f32", "datasets/{dataset}/browser/{layer}.f32")
+             "datasets/{dataset}/{model}/{layer}/umap.f32", "datasets/{dataset}/browser/{layer}.f32",
+             "datasets/{dataset}/browser/{layer}/{pooling}.f32")  # bundle format 3 before encodings
 
 
 class BundleError(RuntimeError):
@@ -74,6 +76,8 @@ class BrowserSearch:
     info: dict[str, Any]  # model_bytes, quantization, outputs
     layers: list[str]
     default_layer: str
+    # Download budget of a private search (model + one features file); features are compressed to fit.
+    budget_bytes: int = int(DOWNLOAD_BUDGET_MB * 1e6)
 
 
 @dataclass
@@ -222,12 +226,24 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
                 xy = res.umap[mid].arrays[feature_key(layer["name"], pooling)]
                 _write(root, _path(FILES["umap"], dataset=d, model=mid, layer=layer["name"], pooling=pooling),
                        np.ascontiguousarray(xy, dtype="<f4").tobytes())
-    if inp.browser is not None:
-        feats = res.features[inp.browser.model].arrays
-        for layer in inp.browser.layers:
-            for pooling in inp.poolings:
-                _write(root, _path(FILES["browser_features"], dataset=d, layer=layer, pooling=pooling),
-                       np.ascontiguousarray(feats[feature_key(layer, pooling)], dtype="<f4").tobytes())
+
+
+def write_browser_features(root: Path, inp: BundleInputs, res: DatasetResults) -> list[dict[str, Any]]:
+    """The browser model's features of one dataset, one file per (layer, pooling), each in the least
+    lossy encoding that keeps model + file within the budget (browser_features.py); returns their
+    manifest entries with the recall@15 each encoding measured against float32 exact search."""
+    b, d = inp.browser, res.dataset.id
+    feats = res.features[b.model].arrays
+    budget = b.budget_bytes - int(b.info["model_bytes"])
+    entries = []
+    for layer in b.layers:
+        for pooling in inp.poolings:
+            data, entry = encode_for_browser(feats[feature_key(layer, pooling)], budget, list(inp.metrics),
+                                             inp.minkowski_p)
+            _write(root, _path(FILES["browser_features"], dataset=d, layer=layer, pooling=pooling,
+                               encoding=entry["encoding"]), data)
+            entries.append({"dataset": d, "layer": layer, "pooling": pooling, **entry})
+    return entries
 
 
 def minkowski_recall_entry(res: DatasetResults, models: list[str]) -> dict[str, Any] | None:
@@ -314,6 +330,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "outputs": b.info["outputs"], "spatial_outputs": b.info["spatial_outputs"],
             "default_layer": b.default_layer,
             "datasets": [r.dataset.id for r in inp.results],
+            "features_budget_bytes": b.budget_bytes,
+            "features": [],  # filled by write_browser_features
         }
     manifest = {
         "bundle_version": BUNDLE_VERSION, "generator": f"convnet-search {__version__}",
@@ -350,6 +368,8 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
         tmp.mkdir(parents=True)
         for res in inp.results:
             _write_dataset(tmp, inp, res)
+            if inp.browser is not None:
+                manifest["browser_search"]["features"] += write_browser_features(tmp, inp, res)
         if inp.browser is not None:
             shutil.copytree(inp.browser.export_dir, tmp / "tfjs" / inp.browser.model)
         for mid, layers in inp.featviz.items():

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--weights", metavar="auto|imagenet|none|PATH", help=h("weights"))
     pre.add_argument("--weights-cache", metavar="DIR", help=h("weights_cache"))
     pre.add_argument("--browser-model", metavar="MODEL", help=h("browser_model"))
+    pre.add_argument("--browser-budget-mb", type=num("browser_budget_mb"), metavar="MB", help=h("browser_budget_mb"))
     pre.add_argument("--seed", type=num("seed"), help=h("seed"))
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
@@ -182,6 +183,7 @@ def _precompute(args, console: Console) -> int:
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
             "distributor": args.distributor, "ray_address": args.ray_address, "workers": args.workers,
             "cpus_per_worker": args.cpus_per_worker, "gpus_per_worker": args.gpus_per_worker,
+            "browser_budget_mb": args.browser_budget_mb,
         }
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .browser_features import DOWNLOAD_BUDGET_MB
 from .metrics import METRIC_IDS, resolve_metric, validate_minkowski_p
 from .models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
 from .pooling import DEFAULT_POOLINGS, POOLINGS
@@ -86,6 +87,9 @@ KEYS: dict[str, Key] = {
                           flag="--no-browser-search"),
     "browser_model": Key("str", "model exported for in-browser search; auto (default): the run's first "
                                 "MobileNet (any width), the family TF.js runs fast"),
+    "browser_budget_mb": Key("float", "download budget of a private search, model + one features file, "
+                                      f"in MB (default {DOWNLOAD_BUDGET_MB:g}): the dataset's features are compressed to fit "
+                                      "(docs/live-search.md \"Features download\")", min=0.001),
     "quantize": Key("str", f"weight quantization of the exported model (default {DEFAULT_QUANTIZATION}; "
                            "chosen by measured parity, docs/live-search.md)", choices=QUANTIZE_CHOICES),
     "weights_cache": Key("path", "folder holding Keras' ImageNet .h5 files (default $KERAS_HOME/models, "
@@ -170,6 +174,7 @@ class RunConfig:
     umap: UmapConfig = UmapConfig()
     browser_search: bool = True
     browser_model: str = "auto"
+    browser_budget_mb: float = DOWNLOAD_BUDGET_MB
     quantize: str = DEFAULT_QUANTIZATION
     atlas: bool = True
     featviz_models: tuple[str, ...] = ("auto",)

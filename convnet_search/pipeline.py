@@ -226,7 +226,7 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
     info = json.loads(info_path.read_text())
     info["preprocess"] = RESIZE_DESCRIPTION
     default = layers[-1]
-    return BrowserSearch(meta["model"], export_dir, info, layers, default)
+    return BrowserSearch(meta["model"], export_dir, info, layers, default, int(cfg.browser_budget_mb * 1e6))
 
 
 def _browser_model(cfg: RunConfig) -> str | None:
@@ -393,7 +393,7 @@ def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunRepor
                             [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
                             [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
-                            str(browser.export_dir) if browser else None, cfg.k, cfg.metrics,
+                            str(browser.export_dir) if browser else None, cfg.browser_budget_mb, cfg.k, cfg.metrics,
                             [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
                             cfg.minkowski_p, [ds_fps[d.id] for d in datasets],
                             [(d.name, d.description, d.source) for d in datasets],

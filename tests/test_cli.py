@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convnet_search.browser_features import Layout
 from odd_images import make_odd_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,11 +123,14 @@ def check_bundle(out: Path) -> dict:
         assert h.hexdigest() == bs["model_sha256"]
         assert bs["model_bytes"] == model_json.stat().st_size + sum((model_json.parent / s).stat().st_size for s in shards)
         sizes = {d["id"]: d["size"] for d in manifest["datasets"]}
+        entries = {(e["dataset"], e["layer"], e["pooling"]): e for e in bs["features"]}
+        assert len(entries) == len(bs["features"]) == len(bs["datasets"]) * len(bs["outputs"])
         for d in bs["datasets"]:
             for o in bs["outputs"]:
-                feats = np.fromfile(out / f["browser_features"].format(dataset=d, layer=o["layer"],
-                                                                       pooling=o["pooling"]), "<f4")
-                assert feats.size == sizes[d] * o["dim"]
+                e = entries[(d, o["layer"], o["pooling"])]
+                data = (out / f["browser_features"].format(dataset=d, layer=o["layer"], pooling=o["pooling"],
+                                                           encoding=e["encoding"])).read_bytes()
+                assert len(data) == e["bytes"] == Layout(e["encoding"], sizes[d], o["dim"], e["dims"]).nbytes
         # One spatial output per exported layer, shaped like that layer's map ("why similar?").
         shapes = {x["name"]: x["output_shape"] for m in manifest["models"] if m["id"] == bs["model"]
                   for x in m["layers"]}

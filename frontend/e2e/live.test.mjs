@@ -289,7 +289,7 @@ describe('private live search', () => {
     fs.writeFileSync(path.join(big.dir, 'manifest.json'), JSON.stringify({ ...big.manifest, browser_search: { ...bs, datasets: [big.dataset] } }));
     fs.cpSync(path.join(bundle.dir, path.dirname(bs.model_url)), path.join(big.dir, path.dirname(bs.model_url)), { recursive: true });
     for (const o of bs.outputs) {
-      const rel = (d) => manifest.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer).replace('{pooling}', o.pooling);
+      const rel = (d) => manifest.files.browser_features.replace('{dataset}', d).replace('{layer}', o.layer).replace('{pooling}', o.pooling).replace('{encoding}', 'float32'); // the base bundle is small: float32
       const f = fs.readFileSync(path.join(bundle.dir, rel(ds.id)));
       const src = new Float32Array(f.buffer, f.byteOffset, f.length / 4);
       const out = new Float32Array(n * o.dim);

@@ -27,12 +27,14 @@ export function validManifest(): Manifest {
     files: {
       index: 'datasets/{dataset}/index.json', thumb_sheet: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpg', thumb_pack: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpgs', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
       scores: 'datasets/{dataset}/scores/{metric}/{block}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn',
-      umap: 'datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}/{pooling}.f32',
+      umap: 'datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}/{pooling}.{encoding}',
     },
     thumbnails: { grid: 16, background: '#eeeeee', levels: [{ id: 'small', cell: 32 }, { id: 'large', cell: 96 }], pack_level: 'large' },
     browser_search: {
       model: 'm1', model_url: 'tfjs/m1/model.json', model_bytes: 1234, model_sha256: 'ab'.repeat(32), quantization: 'uint8',
       input_size: [8, 8], preprocess: 'in graph', outputs: [{ layer: 'l2', pooling: 'avg', dim: 2, output: 'Identity:0' }, { layer: 'l2', pooling: 'gem', dim: 2, output: 'Identity_1:0' }], default_layer: 'l2', datasets: ['d'],
+      features_budget_bytes: 32_000_000,
+      features: [{ dataset: 'd', layer: 'l2', pooling: 'avg', encoding: 'uint8', dims: 2, bytes: 160, recall: { cosine: 0.98, minkowski: 0.97 }, recall_k: 15, recall_queries: 16 }],
     },
   };
 }

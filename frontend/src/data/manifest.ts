@@ -79,6 +79,11 @@ export function manifestBoundsProblem(m: Manifest): string | null {
     if (!bs.outputs.some((o) => o.layer === bs.default_layer)) return `browser_search.default_layer "${bs.default_layer}" is not one of its outputs`;
     const missing = bs.datasets.find((id) => !m.datasets.some((d) => d.id === id));
     if (missing !== undefined) return `browser_search.datasets: "${missing}" is not one of the manifest's datasets`;
+    for (const f of bs.features ?? []) {
+      const out = bs.outputs.find((o) => o.layer === f.layer && o.pooling === f.pooling);
+      if (!out) return `browser_search.features: layer "${f.layer}" with pooling "${f.pooling}" is not one of its outputs`;
+      if (f.dims > out.dim) return `browser_search.features: ${f.layer}/${f.pooling} stores ${f.dims} dims of a ${out.dim}-dim output`;
+    }
   }
   return null;
 }

@@ -127,6 +127,27 @@ export interface BrowserSearch {
   spatial_outputs?: SpatialOutput[];
   default_layer: string;
   datasets: string[];
+  /** The budget the features files were compressed to fit (model + one file), bytes. */
+  features_budget_bytes?: number;
+  /** How each features file is stored, and the recall that costs (absent: all float32, older bundles). */
+  features?: BrowserFeatures[];
+}
+
+/** How a browser-features file is stored (docs/bundle.md "In-browser search files"). */
+export type FeatureEncoding = 'float32' | 'float16' | 'uint8' | 'pca_uint8';
+
+/** One browser-features file: its encoding (convnet_search/browser_features.py) and measured cost. */
+export interface BrowserFeatures {
+  dataset: string;
+  layer: string;
+  pooling: string;
+  encoding: FeatureEncoding;
+  dims: number; // stored coordinates per vector (dim, or principal axes for pca_uint8)
+  bytes: number;
+  /** Recall@recall_k of the page's search against float32 exact search, per metric (1 for float32). */
+  recall: Record<string, number>;
+  recall_k: number;
+  recall_queries: number; // sampled dataset images used as queries (0: float32, exact by definition)
 }
 
 export interface Manifest {

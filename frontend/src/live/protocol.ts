@@ -1,5 +1,6 @@
 // Messages between the page (index.ts) and the TF.js worker (worker.ts). Every request carries an
 // id; the worker answers each with exactly one reply with the same id (result or error).
+import type { FeatureLayout } from './features';
 import type { Hit, LiveMetric } from './metrics';
 import type { BrowserOutput, Manifest } from '../data/types';
 
@@ -12,12 +13,14 @@ export interface InitRequest {
   inputSize: [number, number];
 }
 
-export interface FeaturesRequest {
+/** One browser-features file (docs/bundle.md "In-browser search files") and how to read it. */
+export interface FeaturesSpec extends FeatureLayout {
+  url: string; // absolute URL of files.browser_features for (dataset, layer, pooling)
+}
+
+export interface FeaturesRequest extends FeaturesSpec {
   type: 'features';
   id: number;
-  url: string; // absolute URL of datasets/<dataset>/browser/<layer>/<pooling>.f32
-  n: number;
-  dim: number;
 }
 
 export interface SearchRequest {
@@ -26,7 +29,7 @@ export interface SearchRequest {
   /** The uploaded file; absent = search again with the last embedding (layer or metric change). */
   file?: Blob;
   name?: string;
-  features: { url: string; n: number; dim: number };
+  features: FeaturesSpec;
   layer: string;
   pooling: string;
   metric: LiveMetric;
@@ -111,6 +114,20 @@ export interface WhyReply {
 }
 
 export type Reply = InitReply | FeaturesReply | SearchReply | WhyReply | ErrorReply;
+
+/** Each request type, as the page sends it (the client numbers it), and its reply: a new request adds a line to each. */
+export interface RequestOf {
+  init: Omit<InitRequest, 'id'>;
+  features: Omit<FeaturesRequest, 'id'>;
+  search: Omit<SearchRequest, 'id'>;
+  why: Omit<WhyRequest, 'id'>;
+}
+export interface ReplyOf {
+  init: InitReply;
+  features: FeaturesReply;
+  search: SearchReply;
+  why: WhyReply;
+}
 
 /**
  * IndexedDB key for the bundle's model. It must change whenever the model's bytes do, and must be

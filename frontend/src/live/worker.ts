@@ -8,10 +8,11 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreadedSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
-import { distances, rowNorms, topK } from './metrics';
+import { topK } from './metrics';
+import { layoutBytes, readFeatures, searchDistances, type FeatureIndex } from './features';
 import { describeProblem, MAX_PIXELS, scaledSize, SNIFF_BYTES } from './imagefile';
 import { areaFactor, downscaleRows } from './downscale';
-import type { FeaturesRequest, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
+import type { FeaturesRequest, FeaturesSpec, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
 import type { BrowserOutput } from '../data/types';
 import { sameOriginUrl } from '../data/origin';
 import { whyMaps, type RgbPixels } from './why';
@@ -27,14 +28,8 @@ interface Loaded {
   baseline: number;
 }
 
-interface FeatureMatrix {
-  data: Float32Array;
-  dim: number;
-  norms: Float64Array;
-}
-
 let loaded: Loaded | null = null;
-const featureCache = new Map<string, Promise<FeatureMatrix>>();
+const featureCache = new Map<string, Promise<FeatureIndex>>();
 /** Features of the last uploaded image, per "<pooling>/<layer>", so a layer, pooling or metric
  * change needs no re-embedding. */
 let lastEmbedding: Map<string, Float32Array> | null = null;
@@ -128,29 +123,28 @@ function asArray(x: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): tf.Tensor[] {
   return Object.values(x);
 }
 
-function loadFeatures(url: string, n: number, dim: number): Promise<FeatureMatrix> {
-  let p = featureCache.get(url);
+function loadFeatures(spec: FeaturesSpec): Promise<FeatureIndex> {
+  let p = featureCache.get(spec.url);
   if (!p) {
     p = (async () => {
-      const res = await ownOriginFetch(url);
-      if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-      const buf = await res.arrayBuffer();
-      if (buf.byteLength !== n * dim * 4) {
-        throw new Error(`${url}: ${buf.byteLength} bytes, expected ${n} images × ${dim} floats × 4 = ${n * dim * 4}`);
+      const res = await ownOriginFetch(spec.url);
+      if (!res.ok) throw new Error(`${spec.url}: HTTP ${res.status}`);
+      try {
+        return readFeatures(await res.arrayBuffer(), spec);
+      } catch (e) {
+        throw new Error(`${spec.url}: ${e instanceof Error ? e.message : String(e)}`);
       }
-      const data = new Float32Array(buf);
-      return { data, dim, norms: rowNorms(data, dim) };
     })();
-    p.catch(() => featureCache.delete(url));
-    featureCache.set(url, p);
+    p.catch(() => featureCache.delete(spec.url));
+    featureCache.set(spec.url, p);
   }
   return p;
 }
 
 async function features(req: FeaturesRequest) {
   const t0 = now();
-  const f = await loadFeatures(req.url, req.n, req.dim);
-  return { ms: now() - t0, bytes: f.data.byteLength };
+  await loadFeatures(req);
+  return { ms: now() - t0, bytes: layoutBytes(req) };
 }
 
 interface Pixels {
@@ -247,9 +241,9 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
   }
   const q = lastEmbedding.get(`${req.pooling}/${req.layer}`);
   if (!q) throw new Error(`the model has no output for layer ${req.layer} with ${req.pooling} pooling`);
-  const f = await loadFeatures(req.features.url, req.features.n, req.features.dim);
+  const f = await loadFeatures(req.features);
   const t2 = now();
-  const d = distances(q, f.data, f.dim, req.metric, req.p, f.norms);
+  const d = searchDistances(q, f, req.metric, req.p);
   const hits = topK(d, req.k);
   const searchMs = now() - t2;
   return {

@@ -1,0 +1,285 @@
+"""Browser-search features: the dataset's features as the page downloads them, compressed to fit a
+download budget, and the recall that compression costs (docs/live-search.md "Features download").
+
+The page downloads one features file per (dataset, layer, pooling) and searches it with the
+uploaded image's exact float32 feature. At 100,000 images × 1,024 floats that file would be 410 MB,
+so the bundle picks, per file, the least lossy encoding that fits the budget:
+
+    float32    f32[N·dim]                                             exact
+    float16    f16[N·dim]                                             ≈ 3 significant digits
+    uint8      f32 low[N] · f32 step[N] · u8 code[N·dim]
+    pca_uint8  f32 mean[dim] · f32 basis[dims·dim] · f32 low[N] · f32 step[N] · u8 code[N·dims]
+
+uint8: each vector's coordinates c are stored as low + step·code (per-vector affine, 256 levels,
+error ≤ step/2 per coordinate). pca_uint8 first projects onto the top `dims` principal axes
+(c = basis·(x − mean)) and stores those coordinates the same way. The page ranks by the metric
+between the exact query and the *decoded* vector x̂ (`search_distances`), computed from the codes
+without rebuilding x̂: q·x̂ = q·mean + (basis·q)·ĉ and ‖x̂‖ once per vector at load. (Measured on real
+features: keeping each vector's exact norm instead, an "unbiased" asymmetric distance, lost recall
+— 0.86 vs 0.98 cosine at conv_pw_11 gem —, because the decoded vector's distance to a *near*
+query has an error proportional to their difference, the exact-norm one does not.) Minkowski
+cannot be written with dot products: under pca_uint8 it is taken in the principal subspace,
+‖basis·(q − mean) − ĉ‖ₚ, an approximation whose recall the manifest reports like every other.
+
+All sections are little-endian and 4-byte aligned (the code bytes come last), so the page views
+them as typed arrays without copying.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ENCODINGS = ("float32", "float16", "uint8", "pca_uint8")  # least lossy first
+DOWNLOAD_BUDGET_MB = 32.0  # model + one features file, at the default
+RECALL_K = 15
+RECALL_QUERIES = 1000
+PCA_FIT_ROWS = 50_000  # rows the principal axes are fitted on (a seeded sample beyond that)
+PCA_DIMS_STEP = 8
+LEVELS = 255
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the page needs to read one features file: the manifest's per-file entry."""
+    encoding: str
+    n: int
+    dim: int  # the model output's dimension (the query's)
+    dims: int  # stored coordinates per vector: dim, or the number of principal axes
+
+    @property
+    def nbytes(self) -> int:
+        n, dim, dims = self.n, self.dim, self.dims
+        if self.encoding == "float32":
+            return 4 * n * dim
+        if self.encoding == "float16":
+            return 2 * n * dim
+        header = 4 * (dim + dims * dim) if self.encoding == "pca_uint8" else 0
+        return header + 8 * n + n * dims
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A features file read back: float rows, or quantized codes with their per-vector terms."""
+    layout: Layout
+    rows: np.ndarray | None = None  # float32 [N, dim] for float32 / float16
+    mean: np.ndarray | None = None  # float32 [dim] (pca_uint8)
+    basis: np.ndarray | None = None  # float32 [dims, dim] (pca_uint8), orthonormal rows
+    low: np.ndarray | None = None  # float32 [N]
+    step: np.ndarray | None = None  # float32 [N]
+    code: np.ndarray | None = None  # uint8 [N, dims]
+
+
+def choose_layout(n: int, dim: int, budget_bytes: int) -> Layout:
+    """The least lossy encoding whose file fits `budget_bytes`; pca_uint8 keeps as many axes as fit
+    (a multiple of 8, at least 8 even when that is over budget: the manifest shows the bytes)."""
+    for enc in ("float32", "float16", "uint8"):
+        layout = Layout(enc, n, dim, dim)
+        if layout.nbytes <= budget_bytes:
+            return layout
+    # header 4·dim·(1 + dims) + 8n + n·dims ≤ budget  →  dims ≤ (budget − 4·dim − 8n) / (n + 4·dim)
+    fit = (budget_bytes - 4 * dim - 8 * n) // (n + 4 * dim)
+    dims = int(min(dim, max(PCA_DIMS_STEP, fit - fit % PCA_DIMS_STEP)))
+    return Layout("pca_uint8", n, dim, dims)
+
+
+def _quantize(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row affine uint8: c ≈ low + step·code, |error| ≤ step/2."""
+    low = c.min(axis=1)
+    step = (c.max(axis=1) - low) / LEVELS
+    safe = np.where(step > 0, step, 1.0)
+    code = np.clip(np.rint((c - low[:, None]) / safe[:, None]), 0, LEVELS).astype(np.uint8)
+    return low.astype(np.float32), step.astype(np.float32), code
+
+
+def principal_axes(x: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the top-`dims` principal axes (rows, orthonormal) of x, fitted on ≤ PCA_FIT_ROWS rows."""
+    rows = x if len(x) <= PCA_FIT_ROWS else x[np.sort(np.random.default_rng(seed).choice(len(x), PCA_FIT_ROWS, replace=False))]
+    mean = rows.mean(axis=0, dtype=np.float64)
+    centred = rows.astype(np.float64) - mean
+    if len(rows) < centred.shape[1]:  # fewer rows than dims: the thin SVD is O(rows²·dim), not O(dim³)
+        basis = np.linalg.svd(centred, full_matrices=False)[2][:dims]
+        basis = np.concatenate([basis, np.zeros((dims - len(basis), centred.shape[1]))]) if len(basis) < dims else basis
+    else:
+        _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+        basis = vecs[:, ::-1][:, :dims].T
+    basis *= np.where(basis[np.arange(dims), np.abs(basis).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]  # fixed signs
+    return mean.astype(np.float32), np.ascontiguousarray(basis, dtype=np.float32)
+
+
+def encode(x: np.ndarray, layout: Layout, seed: int = 0) -> bytes:
+    """The file bytes of features x [N, dim] under `layout` (see the module docstring)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape != (layout.n, layout.dim):
+        raise ValueError(f"features of shape {x.shape}, layout says {(layout.n, layout.dim)}")
+    if layout.encoding == "float32":
+        return np.ascontiguousarray(x, dtype="<f4").tobytes()
+    if layout.encoding == "float16":
+        return np.ascontiguousarray(x, dtype="<f2").tobytes()
+    head = b""
+    c = x
+    if layout.encoding == "pca_uint8":
+        mean, basis = principal_axes(x, layout.dims, seed)
+        c = (x.astype(np.float64) - mean) @ basis.astype(np.float64).T
+        head = mean.astype("<f4").tobytes() + basis.astype("<f4").tobytes()
+    elif layout.encoding != "uint8":
+        raise ValueError(f"unknown encoding {layout.encoding!r}; known: {', '.join(ENCODINGS)}")
+    low, step, code = _quantize(np.asarray(c, dtype=np.float64))
+    out = head + low.astype("<f4").tobytes() + step.astype("<f4").tobytes() + code.tobytes()
+    assert len(out) == layout.nbytes
+    return out
+
+
+def decode(buf: bytes, layout: Layout) -> Decoded:
+    """Reads back what `encode` wrote (the page's worker does the same with typed arrays)."""
+    if len(buf) != layout.nbytes:
+        raise ValueError(f"{len(buf)} bytes, the {layout.encoding} layout of {layout.n}×{layout.dim} needs {layout.nbytes}")
+    n, dim, dims = layout.n, layout.dim, layout.dims
+    if layout.encoding in ("float32", "float16"):
+        rows = np.frombuffer(buf, dtype="<f4" if layout.encoding == "float32" else "<f2").reshape(n, dim)
+        return Decoded(layout, rows=rows.astype(np.float32))
+    at = 0
+
+    def take(count: int, dtype: str) -> np.ndarray:
+        nonlocal at
+        a = np.frombuffer(buf, dtype=dtype, count=count, offset=at)
+        at += a.nbytes
+        return a
+
+    mean = basis = None
+    if layout.encoding == "pca_uint8":
+        mean = take(dim, "<f4")
+        basis = take(dims * dim, "<f4").reshape(dims, dim)
+    low, step = take(n, "<f4"), take(n, "<f4")
+    code = take(n * dims, "u1").reshape(n, dims)
+    return Decoded(layout, mean=mean, basis=basis, low=low, step=step, code=code)
+
+
+BLOCK_ROWS = 8192  # rows decoded at a time: memory stays ~64 MB at 1,024 dims whatever N is
+
+
+def _minkowski(q: np.ndarray, x: np.ndarray, p: float) -> np.ndarray:
+    # float32 terms (float64 sums): 1,000 queries × 100,000 rows stay a few minutes in numpy
+    q, x = q.astype(np.float32), x.astype(np.float32)
+    out = np.empty((len(q), len(x)))
+    for i, row in enumerate(q):
+        d = np.abs(x - row)
+        out[i] = ((d * d * d) if p == 3 else d ** p).sum(axis=1, dtype=np.float64) ** (1 / p)
+    return out
+
+
+def exact_distances(q: np.ndarray, x: np.ndarray, metric: str, p: float = 3.0) -> np.ndarray:
+    """float64 [m, N] distances of docs/bundle.md between queries q [m, dim] and rows x [N, dim]
+    (what metrics.ts computes for float32 / float16 rows)."""
+    q = np.asarray(q, dtype=np.float64)
+    out = np.empty((len(q), len(x)))
+    qn = np.linalg.norm(q, axis=1)
+    for s in range(0, len(x), BLOCK_ROWS):
+        xb = np.asarray(x[s:s + BLOCK_ROWS], dtype=np.float64)
+        if metric == "minkowski":
+            out[:, s:s + len(xb)] = _minkowski(q, xb, p)
+        else:
+            out[:, s:s + len(xb)] = _from_dots(q @ xb.T, qn, np.linalg.norm(xb, axis=1), metric)
+    return out
+
+
+def _from_dots(dot: np.ndarray, qn: np.ndarray, xn: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        den = qn[:, None] * xn[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, np.clip(1 - dot / np.where(den > 0, den, 1), 0, 2), 1.0)
+    sq = np.maximum(0.0, qn[:, None] ** 2 + xn[None, :] ** 2 - 2 * dot)
+    if metric == "sqeuclidean":
+        return sq
+    if metric == "euclidean":
+        return np.sqrt(sq)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def search_distances(q: np.ndarray, f: Decoded, metric: str, p: float = 3.0) -> np.ndarray:
+    """float64 [m, N]: the distances the page ranks by, from exact queries q [m, dim] to the decoded
+    vectors of f (module docstring; twin of frontend/src/live/features.ts searchDistances)."""
+    if f.rows is not None:
+        return exact_distances(q, f.rows, metric, p)
+    q = np.asarray(q, dtype=np.float64)
+    qn = np.linalg.norm(q, axis=1)
+    pca = f.basis is not None
+    if pca:
+        basis, mean = f.basis.astype(np.float64), f.mean.astype(np.float64)
+        q_axes, q_mean, mean_axes = q @ basis.T, q @ mean, basis @ mean
+    out = np.empty((len(q), f.layout.n))
+    for s in range(0, f.layout.n, BLOCK_ROWS):
+        sl = slice(s, s + BLOCK_ROWS)
+        c = f.low[sl, None].astype(np.float64) + f.step[sl, None].astype(np.float64) * f.code[sl]
+        if metric == "minkowski":  # on the decoded vectors; under PCA in the principal subspace
+            out[:, sl] = _minkowski(q_axes - mean_axes if pca else q, c, p)
+            continue
+        if pca:  # x̂ = mean + basisᵀ·c:  q·x̂ = q·mean + (basis·q)·c,  ‖x̂‖² = ‖mean‖² + 2 (basis·mean)·c + ‖c‖²
+            dot = q_mean[:, None] + q_axes @ c.T
+            xn = np.sqrt(np.maximum(0.0, mean @ mean + 2 * c @ mean_axes + (c * c).sum(axis=1)))
+        else:
+            dot, xn = q @ c.T, np.linalg.norm(c, axis=1)
+        out[:, sl] = _from_dots(dot, qn, xn, metric)
+    return out
+
+
+def top_ids(d: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """[m, k] ids of the k smallest distances per row, ties to the smaller id (as the page);
+    `exclude[i]` (the query's own id) is left out of row i."""
+    d = np.array(d, dtype=np.float64)
+    if exclude is not None:
+        d[np.arange(len(d)), exclude] = np.inf
+    order = np.lexsort((np.broadcast_to(np.arange(d.shape[1]), d.shape), d), axis=1)
+    return order[:, :k]
+
+
+def recall_at_k(exact_d: np.ndarray, approx_d: np.ndarray, k: int, exclude: np.ndarray | None = None) -> float:
+    """Mean over queries of |top-k(approx) ∩ top-k(exact)| / k."""
+    a, b = top_ids(exact_d, k, exclude), top_ids(approx_d, k, exclude)
+    return float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(a, b)]))
+
+
+def sample_queries(n: int, count: int = RECALL_QUERIES, seed: int = 0) -> np.ndarray:
+    """Sorted ids of the rows used as queries: all rows when n ≤ count."""
+    if n <= count:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+
+
+def measure_recall(x: np.ndarray, f: Decoded, metrics: list[str], p: float = 3.0, k: int = RECALL_K,
+                   queries: int = RECALL_QUERIES, seed: int = 0, chunk: int = 100) -> dict[str, float]:
+    """Recall@k of the page's search on `f` against float32 exact search of x, per metric: each
+    sampled dataset row is a query, leave-one-out (its own id is excluded from both top-k, like an
+    upload that is not in the dataset). k shrinks to N − 1 for tiny datasets."""
+    x = np.asarray(x, dtype=np.float32)
+    k = min(k, len(x) - 1)
+    if k < 1:
+        return {m: 1.0 for m in metrics}
+    ids = sample_queries(len(x), queries, seed)
+    out = {}
+    for metric in metrics:
+        hits = 0.0
+        for s in range(0, len(ids), chunk):
+            part = ids[s:s + chunk]
+            q = x[part]
+            hits += recall_at_k(exact_distances(q, x, metric, p), search_distances(q, f, metric, p), k, part) * len(part)
+        out[metric] = round(hits / len(ids), 4)
+    return out
+
+
+def encode_for_browser(x: np.ndarray, budget_bytes: int, metrics: list[str], p: float = 3.0,
+                       seed: int = 0) -> tuple[bytes, dict]:
+    """The file bytes and the manifest entry (encoding, dims, bytes, measured recall) of one
+    (dataset, layer, pooling). float32 is exact by definition: no measurement."""
+    x = np.asarray(x, dtype=np.float32)
+    layout = choose_layout(len(x), x.shape[1], budget_bytes)
+    data = encode(x, layout, seed)
+    entry = {"encoding": layout.encoding, "dims": layout.dims, "bytes": len(data),
+             "recall_k": max(0, min(RECALL_K, len(x) - 1))}
+    if layout.encoding == "float32":
+        entry["recall"] = {m: 1.0 for m in metrics}
+        entry["recall_queries"] = 0
+    else:
+        entry["recall"] = measure_recall(x, decode(data, layout), metrics, p, seed=seed)
+        entry["recall_queries"] = int(len(sample_queries(len(x))))
+    return data, entry

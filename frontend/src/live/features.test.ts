@@ -1,0 +1,82 @@
+// Python writes → TS reads: features.fixture.bin holds the four encodings of the same 50 vectors, as
+// convnet_search/browser_features.py writes them (tests/test_browser_features.py generates it), and
+// features.fixture.json the distances Python's search_distances computed from those bytes.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { FEATURE_ENCODINGS, layoutBytes, readFeatures, searchDistances, type FeatureIndex, type FeatureLayout } from './features';
+import { distances, LIVE_METRICS, topK, type LiveMetric } from './metrics';
+
+interface Case {
+  layout: FeatureLayout;
+  offset: number;
+  bytes: number;
+  distances: Record<LiveMetric, number[][]>;
+}
+const doc = JSON.parse(readFileSync(new URL('./features.fixture.json', import.meta.url), 'utf8')) as { queries: number[][]; p: number; cases: Record<string, Case> };
+const blob = readFileSync(new URL('./features.fixture.bin', import.meta.url));
+const bytesOf = (c: Case) => blob.buffer.slice(blob.byteOffset + c.offset, blob.byteOffset + c.offset + c.bytes);
+const queries = doc.queries.map((q) => Float32Array.from(q));
+
+/** Brute-force reference: rebuild every decoded vector x̂, then metrics.ts's exact distances. */
+function decodedRows(f: FeatureIndex): Float32Array {
+  const { n, dim, dims } = f.layout;
+  if (f.rows) return f.rows;
+  const out = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < dim; j++) {
+      let v = f.mean ? f.mean[j]! : 0;
+      for (let r = 0; r < dims; r++) {
+        const c = f.low![i]! + f.step![i]! * f.code![i * dims + r]!;
+        if (f.basis) v += c * f.basis[r * dim + j]!;
+        else if (r === j) v = c;
+      }
+      out[i * dim + j] = v;
+    }
+  }
+  return out;
+}
+
+describe('browser features (fixture written by Python)', () => {
+  it('has every encoding, each file the size its layout says', () => {
+    expect(Object.keys(doc.cases).sort()).toEqual([...FEATURE_ENCODINGS].sort());
+    for (const c of Object.values(doc.cases)) expect(layoutBytes(c.layout)).toBe(c.bytes);
+  });
+
+  for (const [enc, c] of Object.entries(doc.cases)) {
+    it(`${enc}: the page's distances equal Python's for every metric`, () => {
+      const f = readFeatures(bytesOf(c), c.layout);
+      for (const metric of LIVE_METRICS) {
+        queries.forEach((q, qi) => {
+          const got = searchDistances(q, f, metric, doc.p);
+          const want = c.distances[metric][qi]!;
+          // Python sums Minkowski's terms in float32 (speed at 100k): agreement to 1e-6, relative.
+          got.forEach((d, i) => expect(Math.abs(d - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want[i]!))));
+          expect(topK(got, 15).map((h) => h.id)).toEqual(topK(Float64Array.from(want), 15).map((h) => h.id));
+        });
+      }
+    });
+
+    it(`${enc}: equals brute force on the decoded vectors${enc === 'pca_uint8' ? ' (Minkowski: in the principal subspace)' : ''}`, () => {
+      const f = readFeatures(bytesOf(c), c.layout);
+      const rows = decodedRows(f);
+      for (const metric of LIVE_METRICS) {
+        if (enc === 'pca_uint8' && metric === 'minkowski') continue; // by definition not on x̂; the Python fixture covers it
+        for (const q of queries) {
+          const want = distances(q, rows, c.layout.dim, metric, doc.p);
+          searchDistances(q, f, metric, doc.p).forEach((d, i) => expect(d).toBeCloseTo(want[i]!, 4));
+        }
+      }
+    });
+  }
+
+  it('refuses a file whose size does not match its layout', () => {
+    const c = doc.cases.uint8!;
+    expect(() => readFeatures(bytesOf(c).slice(1), c.layout)).toThrow(/bytes, the uint8 layout of 50 images × 12 dims \(12 stored\) needs/);
+  });
+
+  it('decodes float16 bit patterns exactly (normal, subnormal, zero, infinity)', () => {
+    const halves = new Uint16Array([0x3c00, 0xc000, 0x0001, 0x0000, 0x7bff, 0x7c00]);
+    const f = readFeatures(halves.buffer, { encoding: 'float16', n: 1, dim: 6, dims: 6 });
+    expect(Array.from(f.rows!)).toEqual([1, -2, 2 ** -24, 0, 65504, Infinity]);
+  });
+});

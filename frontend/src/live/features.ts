@@ -1,0 +1,173 @@
+// The dataset's browser-search features as downloaded: float32, float16, uint8 or pca_uint8
+// (layouts and distances defined in convnet_search/browser_features.py, docs/bundle.md). Reading is
+// typed-array views over the downloaded bytes (no copy, except float16 → float32 once); search is
+// the Python twin's: the metric between the exact query and each *decoded* vector x̂, from the codes
+// (q·x̂ and ‖x̂‖, the latter once at load), without rebuilding x̂. Pure functions, tested in
+// features.test.ts against a brute-force reference and against distances Python computed on the same bytes.
+import type { FeatureEncoding } from '../data/types';
+import { distances, rowNorms, type LiveMetric } from './metrics';
+
+export type { FeatureEncoding };
+export const FEATURE_ENCODINGS: readonly FeatureEncoding[] = ['float32', 'float16', 'uint8', 'pca_uint8'];
+
+export interface FeatureLayout {
+  encoding: FeatureEncoding;
+  n: number; // vectors
+  dim: number; // the model output's dimension (the query's length)
+  dims: number; // stored coordinates per vector: dim, or the number of principal axes
+}
+
+/** Bytes of a file in this layout (browser_features.Layout.nbytes). */
+export function layoutBytes({ encoding, n, dim, dims }: FeatureLayout): number {
+  if (encoding === 'float32') return 4 * n * dim;
+  if (encoding === 'float16') return 2 * n * dim;
+  return (encoding === 'pca_uint8' ? 4 * (dim + dims * dim) : 0) + 8 * n + n * dims;
+}
+
+/** A features file, read. Float kinds have `rows`; quantized kinds the per-vector terms and codes. */
+export interface FeatureIndex {
+  layout: FeatureLayout;
+  rows?: Float32Array; // [n·dim]
+  rowNorms?: Float64Array; // ‖row‖ of the float rows, ‖x̂‖ of the quantized ones
+  mean?: Float32Array; // [dim] (pca_uint8)
+  basis?: Float32Array; // [dims·dim], orthonormal rows (pca_uint8)
+  low?: Float32Array; // [n]
+  step?: Float32Array; // [n]
+  code?: Uint8Array; // [n·dims]
+}
+
+let halfTable: Float32Array | null = null;
+/** float16 bit pattern → float32 value, for all 65,536 patterns (built once, 256 KB). */
+function halfToFloat(): Float32Array {
+  if (halfTable) return halfTable;
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const f = h & 0x3ff;
+    t[h] = e === 0 ? sign * f * 2 ** -24 : e === 31 ? (f ? NaN : sign * Infinity) : sign * (1 + f / 1024) * 2 ** (e - 15);
+  }
+  return (halfTable = t);
+}
+
+/** Reads a downloaded file; throws if its size does not match the layout. Little-endian hosts only
+ * (every browser the page supports). */
+export function readFeatures(buf: ArrayBuffer, layout: FeatureLayout): FeatureIndex {
+  const want = layoutBytes(layout);
+  if (buf.byteLength !== want) {
+    throw new Error(`${buf.byteLength} bytes, the ${layout.encoding} layout of ${layout.n} images × ${layout.dim} dims (${layout.dims} stored) needs ${want}`);
+  }
+  const { encoding, n, dim, dims } = layout;
+  if (encoding === 'float32' || encoding === 'float16') {
+    let rows: Float32Array;
+    if (encoding === 'float32') rows = new Float32Array(buf);
+    else {
+      const half = new Uint16Array(buf);
+      const table = halfToFloat();
+      rows = new Float32Array(half.length);
+      for (let i = 0; i < half.length; i++) rows[i] = table[half[i]!]!;
+    }
+    return { layout, rows, rowNorms: rowNorms(rows, dim) };
+  }
+  let at = 0;
+  const f32 = (count: number) => {
+    const a = new Float32Array(buf, at, count);
+    at += 4 * count;
+    return a;
+  };
+  const pca = encoding === 'pca_uint8';
+  const mean = pca ? f32(dim) : undefined;
+  const basis = pca ? f32(dims * dim) : undefined;
+  const low = f32(n);
+  const step = f32(n);
+  const code = new Uint8Array(buf, at, n * dims);
+  // ‖x̂‖ with x̂ = mean + basisᵀ·c (orthonormal rows): ‖x̂‖² = ‖mean‖² + 2 (basis·mean)·c + ‖c‖².
+  const meanAxes = pca ? project(basis!, mean!, dims, dim) : null;
+  let mm = 0;
+  if (mean) for (let j = 0; j < dim; j++) mm += mean[j]! * mean[j]!;
+  const norms = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * dims;
+    let cc = 0;
+    let cm = 0;
+    for (let r = 0; r < dims; r++) {
+      const c = low[i]! + step[i]! * code[o + r]!;
+      cc += c * c;
+      if (meanAxes) cm += c * meanAxes[r]!;
+    }
+    norms[i] = Math.sqrt(Math.max(0, mm + 2 * cm + cc));
+  }
+  return { layout, ...(pca ? { mean, basis } : {}), rowNorms: norms, low, step, code };
+}
+
+/** basis·v: v [dim] onto the stored axes, float64 [dims]. */
+function project(basis: Float32Array, v: ArrayLike<number>, dims: number, dim: number): Float64Array {
+  const out = new Float64Array(dims);
+  for (let r = 0; r < dims; r++) {
+    let s = 0;
+    const o = r * dim;
+    for (let j = 0; j < dim; j++) s += basis[o + j]! * v[j]!;
+    out[r] = s;
+  }
+  return out;
+}
+
+/**
+ * The distance the page ranks by, from the exact query `q` to every vector of `f`
+ * (browser_features.search_distances): the metric between q and the decoded vector x̂, with
+ * q·x̂ = q·mean + (basis·q)·c for the dot-product metrics; Minkowski on x̂ (uint8) or, for
+ * pca_uint8, in the principal subspace: ‖basis·(q − mean) − c‖ₚ.
+ */
+export function searchDistances(q: Float32Array, f: FeatureIndex, metric: LiveMetric, p = 3): Float64Array {
+  const { n, dim, dims } = f.layout;
+  if (q.length !== dim) throw new Error(`query has ${q.length} values, features have ${dim}`);
+  if (f.rows) return distances(q, f.rows, dim, metric, p, f.rowNorms);
+  const { low, step, code, mean, basis, rowNorms: norms } = f as Required<Pick<FeatureIndex, 'low' | 'step' | 'code' | 'rowNorms'>> & FeatureIndex;
+  const pca = basis && mean;
+  // The query in stored coordinates: q itself (uint8), or basis·q (pca_uint8).
+  const qs = pca ? project(basis, q, dims, dim) : Float64Array.from(q);
+  const out = new Float64Array(n);
+  if (metric === 'minkowski') {
+    if (!(p >= 1) || !Number.isFinite(p)) throw new Error(`minkowski p must be a finite number ≥ 1, got ${p}`);
+    if (pca) {
+      const ma = project(basis, mean, dims, dim);
+      for (let r = 0; r < dims; r++) qs[r]! -= ma[r]!;
+    }
+    for (let i = 0; i < n; i++) {
+      const o = i * dims;
+      const lo = low[i]!;
+      const st = step[i]!;
+      let s = 0;
+      if (p === 3) {
+        for (let r = 0; r < dims; r++) {
+          const d = Math.abs(qs[r]! - (lo + st * code[o + r]!));
+          s += d * d * d;
+        }
+      } else for (let r = 0; r < dims; r++) s += Math.abs(qs[r]! - (lo + st * code[o + r]!)) ** p;
+      out[i] = s ** (1 / p);
+    }
+    return out;
+  }
+  let qMean = 0; // q·mean
+  if (pca) for (let j = 0; j < dim; j++) qMean += q[j]! * mean[j]!;
+  let qSum = 0;
+  let qq = 0;
+  for (let r = 0; r < dims; r++) qSum += qs[r]!;
+  for (let j = 0; j < dim; j++) qq += q[j]! * q[j]!;
+  const qn = Math.sqrt(qq);
+  for (let i = 0; i < n; i++) {
+    const o = i * dims;
+    let sc = 0; // qs · code_i: the one O(dims) loop per vector
+    for (let r = 0; r < dims; r++) sc += qs[r]! * code[o + r]!;
+    const dot = qMean + low[i]! * qSum + step[i]! * sc;
+    const xn = norms[i]!;
+    if (metric === 'cosine') {
+      const den = qn * xn;
+      out[i] = den > 0 ? Math.min(2, Math.max(0, 1 - dot / den)) : 1;
+    } else {
+      const sq = Math.max(0, qq + xn * xn - 2 * dot);
+      out[i] = metric === 'sqeuclidean' ? sq : Math.sqrt(sq);
+    }
+  }
+  return out;
+}

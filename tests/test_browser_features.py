@@ -1,0 +1,177 @@
+"""browser_features: layouts, round-trip error bounds, the page's distances against brute force, recall,
+the budget rule; and the fixture frontend/src/live/features.test.ts reads (Python writes → TS reads)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convnet_search import browser_features as bf
+
+FIXTURE = Path(__file__).resolve().parent.parent / "frontend" / "src" / "live" / "features.fixture.json"
+METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]
+
+
+def features(n=300, dim=48, seed=0) -> np.ndarray:
+    """ReLU-like features: non-negative, sparse, a few strong directions (like pooled CNN maps)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 6)) @ rng.normal(size=(6, dim)) + 0.3 * rng.normal(size=(n, dim))
+    return np.maximum(z, 0).astype(np.float32)
+
+
+def decoded_rows(f: bf.Decoded) -> np.ndarray:
+    """The decoded vectors x̂, rebuilt the slow obvious way (the reference for search_distances)."""
+    if f.rows is not None:
+        return f.rows.astype(np.float64)
+    c = f.low[:, None].astype(np.float64) + f.step[:, None].astype(np.float64) * f.code
+    return c if f.basis is None else f.mean + c @ f.basis.astype(np.float64)
+
+
+def brute(q: np.ndarray, x: np.ndarray, metric: str, p: float = 3.0) -> np.ndarray:
+    out = np.empty((len(q), len(x)))
+    for i, a in enumerate(q.astype(np.float64)):
+        for j, b in enumerate(x.astype(np.float64)):
+            if metric == "cosine":
+                den = np.linalg.norm(a) * np.linalg.norm(b)
+                out[i, j] = min(2, max(0, 1 - a @ b / den)) if den > 0 else 1.0
+            elif metric == "minkowski":
+                out[i, j] = (np.abs(a - b) ** p).sum() ** (1 / p)
+            else:
+                sq = ((a - b) ** 2).sum()
+                out[i, j] = sq if metric == "sqeuclidean" else np.sqrt(sq)
+    return out
+
+
+@pytest.mark.parametrize("encoding", bf.ENCODINGS)
+def test_layout_bytes_match_the_encoded_file_and_decode_reads_it_back(encoding):
+    x = features()
+    layout = bf.Layout(encoding, *x.shape, 16 if encoding == "pca_uint8" else x.shape[1])
+    data = bf.encode(x, layout)
+    assert len(data) == layout.nbytes
+    f = bf.decode(data, layout)
+    with pytest.raises(ValueError, match="bytes"):
+        bf.decode(data[:-1], layout)
+    if encoding == "float32":
+        assert np.array_equal(f.rows, x)
+    if encoding == "float16":
+        assert np.allclose(f.rows, x, rtol=2 ** -11, atol=2 ** -24)
+
+
+def test_uint8_error_is_at_most_half_a_step_per_coordinate():
+    x = features()
+    f = bf.decode(bf.encode(x, bf.Layout("uint8", *x.shape, x.shape[1])), bf.Layout("uint8", *x.shape, x.shape[1]))
+    err = np.abs(decoded_rows(f) - x)
+    assert np.all(err <= f.step[:, None] / 2 * (1 + 1e-5) + 1e-7)
+    assert np.allclose(f.low, x.min(axis=1)) and np.allclose(f.low + 255 * f.step, x.max(axis=1), rtol=1e-5)
+
+
+def test_pca_with_all_axes_is_a_rotation_and_truncation_loses_the_smallest_variance():
+    x = features(dim=24)
+    mean, basis = bf.principal_axes(x, 24)
+    assert np.allclose(basis @ basis.T, np.eye(24), atol=1e-5)
+    c = (x - mean) @ basis.T
+    assert np.allclose(mean + c @ basis, x, atol=1e-4)
+    var = c.var(axis=0)
+    assert np.all(np.diff(var) <= 1e-6)  # axes in decreasing variance
+
+
+def test_pca_with_fewer_rows_than_dims_finds_the_same_subspace_as_the_covariance():
+    x = features(n=12, dim=40)
+    _, svd_basis = bf.principal_axes(x, 6)  # 12 rows < 40 dims: thin SVD
+    centred = x.astype(np.float64) - x.mean(axis=0)
+    vecs = np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :6].T
+    assert np.allclose(svd_basis.T @ svd_basis, vecs.T @ vecs, atol=1e-4)  # same projection
+    assert np.allclose(bf.principal_axes(x, 16)[1][12:], 0)  # only 12 rows: the axes beyond are 0
+
+
+@pytest.mark.parametrize("encoding", bf.ENCODINGS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_search_distances_equal_brute_force_on_the_decoded_vectors(encoding, metric):
+    x = features(n=60, dim=20)
+    layout = bf.Layout(encoding, 60, 20, 8 if encoding == "pca_uint8" else 20)
+    f = bf.decode(bf.encode(x, layout), layout)
+    q = features(n=5, dim=20, seed=1)
+    got = bf.search_distances(q, f, metric, 3.0)
+    if encoding == "pca_uint8" and metric == "minkowski":  # in the principal subspace, by definition
+        c = f.low[:, None] + f.step[:, None] * f.code.astype(np.float64)
+        want = brute((q - f.mean) @ f.basis.T.astype(np.float64), c, metric)
+    else:
+        want = brute(q, decoded_rows(f), metric)
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_recall_against_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    exact, approx = rng.random((7, 40)), rng.random((7, 40))
+    approx[:3] = exact[:3]  # three perfect queries
+    exclude = np.arange(7)
+    want = []
+    for i in range(7):
+        keep = [j for j in range(40) if j != i]
+        top_e = set(sorted(keep, key=lambda j: (exact[i, j], j))[:5])
+        top_a = set(sorted(keep, key=lambda j: (approx[i, j], j))[:5])
+        want.append(len(top_e & top_a) / 5)
+    assert bf.recall_at_k(exact, approx, 5, exclude) == pytest.approx(np.mean(want))
+    assert bf.recall_at_k(exact, exact, 5, exclude) == 1.0
+
+
+def test_measure_recall_is_one_for_lossless_and_drops_with_fewer_axes():
+    x = features(n=200, dim=32)
+    lossless = bf.Layout("float32", 200, 32, 32)
+    assert bf.measure_recall(x, bf.decode(bf.encode(x, lossless), lossless), METRICS) == {m: 1.0 for m in METRICS}
+    r = {d: bf.measure_recall(x, bf.decode(bf.encode(x, lo := bf.Layout("pca_uint8", 200, 32, d)), lo), ["cosine"])["cosine"]
+         for d in (2, 24)}
+    assert r[2] < r[24] <= 1.0
+
+
+def test_budget_rule_keeps_float32_when_it_fits_else_the_least_lossy_that_fits():
+    n, dim = 100_000, 1024
+    mb = 1_000_000
+    assert bf.choose_layout(1000, 256, 32 * mb).encoding == "float32"
+    assert bf.choose_layout(n, 256, 32 * mb - 500_757).encoding == "uint8"  # 25.6 MB + 0.8 MB of per-vector terms
+    assert bf.choose_layout(n, 64, 32 * mb).encoding == "float32"  # 25.6 MB
+    assert bf.choose_layout(n, 128, 32 * mb).encoding == "float16"  # 51.2 MB as float32
+    lo = bf.choose_layout(n, dim, 32 * mb - 6_437_705)  # MobileNet 1.0's model leaves 25.6 MB
+    assert lo.encoding == "pca_uint8" and lo.dims % 8 == 0 and lo.nbytes <= 32 * mb - 6_437_705
+    assert bf.Layout("pca_uint8", n, dim, lo.dims + 8).nbytes > 32 * mb - 6_437_705  # the most axes that fit
+    assert bf.choose_layout(n, dim, 10).dims == bf.PCA_DIMS_STEP  # hopeless budget: the smallest, flagged by bytes
+
+
+def test_encode_for_browser_records_encoding_bytes_and_measured_recall():
+    x = features(n=120, dim=16)
+    data, entry = bf.encode_for_browser(x, budget_bytes=120 * 16 * 2, metrics=METRICS)
+    assert entry["encoding"] == "float16" and entry["bytes"] == len(data) == 120 * 16 * 2
+    assert entry["recall_queries"] == 120 and entry["recall_k"] == 15
+    assert set(entry["recall"]) == set(METRICS) and all(0.9 <= v <= 1 for v in entry["recall"].values())
+
+
+def test_ts_fixture_bytes_decode_to_its_distances():
+    """features.test.ts decodes and searches frontend/src/live/features.fixture.bin and must get the
+    distances of features.fixture.json; this checks that Python gets them from the same bytes
+    (written by this test when missing, or with FIXTURE_WRITE=1 after a deliberate format change)."""
+    import os
+
+    bin_path, json_path = FIXTURE.with_suffix(".bin"), FIXTURE
+    if os.environ.get("FIXTURE_WRITE") == "1" or not json_path.exists():
+        x, q = features(n=50, dim=12, seed=7), features(n=3, dim=12, seed=8)
+        cases, blobs = {}, b""
+        for enc in bf.ENCODINGS:
+            layout = bf.Layout(enc, 50, 12, 4 if enc == "pca_uint8" else 12)
+            data = bf.encode(x, layout)
+            f = bf.decode(data, layout)
+            cases[enc] = {"layout": {"encoding": enc, "n": 50, "dim": 12, "dims": layout.dims},
+                          "offset": len(blobs), "bytes": len(data),
+                          "distances": {m: bf.search_distances(q, f, m, 3.0).tolist() for m in METRICS}}
+            blobs += data + b"\0" * (-len(data) % 8)
+        json_path.write_text(json.dumps({"queries": q.tolist(), "p": 3.0, "cases": cases}))
+        bin_path.write_bytes(blobs)
+    doc, blobs = json.loads(json_path.read_text()), bin_path.read_bytes()
+    q = np.asarray(doc["queries"], dtype=np.float32)
+    assert set(doc["cases"]) == set(bf.ENCODINGS)
+    for case in doc["cases"].values():
+        layout = bf.Layout(**case["layout"])
+        f = bf.decode(blobs[case["offset"]:case["offset"] + case["bytes"]], layout)
+        for m, want in case["distances"].items():
+            assert np.allclose(bf.search_distances(q, f, m, doc["p"]), want, rtol=1e-9, atol=1e-12), (layout, m)
