@@ -189,17 +189,20 @@ def faiss_rows(work: Path) -> list[dict]:
     return rows
 
 
-def browser_figures(out: Path, log: Path) -> dict:
-    """The explorer and private-search measurement scripts (headless Chromium), if present."""
+def browser_figures(out: Path, n: int, log: Path) -> dict:
+    """The explorer and private-search measurement scripts (headless Chromium): the explorer on
+    this run's bundle; private search on bench_live_scale.mjs's own N-image bundle (real photos'
+    features + same-class mixtures, compressed under the budget as the engine does; see there)."""
     figures: dict = {}
-    for name, script in (("explorer", "bench_explorer_scale.mjs"), ("private_search", "bench_live_scale.mjs")):
+    for name, script, args in (("explorer", "bench_explorer_scale.mjs", ["--bundle", str(out)]),
+                               ("private_search", "bench_live_scale.mjs", ["--n", str(n)])):
         path = BENCH_DIR / script
         if not path.exists():
             figures[name] = {"note": f"bench/{script} not present"}
             continue
         res = REPO / "bench" / "out" / f"scale-{name}.json"
         res.parent.mkdir(exist_ok=True)
-        _, rc = _timed(["node", str(path), "--bundle", str(out), "--out", str(res)], log)
+        _, rc = _timed(["node", str(path), *args, "--out", str(res)], log)
         figures[name] = json.loads(res.read_text()) if rc == 0 and res.exists() else {"error": f"exit {rc}; see {log}"}
     return figures
 
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         result["faiss"] = faiss_rows(root / "work")
     if not args.skip_browser:
         print("[scale] explorer and private-search figures (headless Chromium)", flush=True)
-        result["browser"] = browser_figures(root / "bundle", log)
+        result["browser"] = browser_figures(root / "bundle", args.images, log)
     result["pass"] = {k: isinstance(result.get(k), (int, float)) and result[k] <= v for k, v in GOALS.items()}
     write_atomic(args.out, result)
     print(json.dumps({k: result[k] for k in ("rerun_nothing_changed_s", "add_100_images_s", "pass")}, indent=1))
