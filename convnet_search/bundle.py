@@ -249,7 +249,8 @@ def write_browser_features(root: Path, inp: BundleInputs, res: DatasetResults) -
 def minkowski_recall_entry(res: DatasetResults, models: list[str]) -> dict[str, Any] | None:
     """null when every minkowski top-k of the dataset is exact; else the measured recall@15 of the
     candidates + exact re-rank path (neighbors._minkowski_all_rows), worst over its matrices."""
-    how = [h for m in models for h in (res.neighbors[m].meta.get("minkowski") or {}).values()
+    how = [h for m in models if m in res.neighbors
+           for h in (res.neighbors[m].meta.get("minkowski") or {}).values()
            if h.get("method") == "candidates"]
     if not how:
         return None

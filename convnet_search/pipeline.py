@@ -157,7 +157,7 @@ def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArraySto
         params = [cfg.umap.__dict__, cfg.seed, shared]
         old = _previous(store, ds.id, model, feats, params) if nbrs is not None else None
         placed_before = (old[0].meta.get("placed") or 0) if old is not None else 0
-        fresh = len(ds) - int(np.sum(old[1] >= 0)) if old is not None else len(ds)
+        fresh = len(ds) - int(np.sum(old[1] >= 0)) if old is not None else 0
         if old is not None and placed_before + fresh > MAX_PLACED_FRACTION * len(ds):
             old = None  # too many points placed by neighbours: lay the map out again
         for key in _feature_keys(feats):
