@@ -563,12 +563,12 @@ def image_digests(ds: Dataset) -> list[str]:
     """sha256 of each image's bytes, in dataset order (from the scan cache when it has them)."""
     out = []
     for rel in ds.files:
-        digest = ds.digests.get(rel)
+        digest = ds.digests.get(rel)  # from a cached scan: the same sha256 of the same bytes
         if digest is None:
             try:
                 digest = _file_sha256(ds.root / rel)
             except OSError as e:
-                raise DatasetError(f"{ds.root / rel}: cannot read file for its digest: {e}") from None
+                raise DatasetError(f"{ds.root / rel}: cannot read file for the dataset fingerprint: {e}") from None
         out.append(digest)
     return out
 
@@ -582,13 +582,7 @@ def dataset_fingerprint(ds: Dataset) -> str:
     (opening a folder in Finder is enough) and they can never change what is computed."""
     h = hashlib.sha256()
     h.update(json.dumps({"fingerprint": 1, "classes": ds.classes}, ensure_ascii=True).encode())
-    for rel, label in zip(ds.files, ds.labels.tolist()):
-        digest = ds.digests.get(rel)  # from a cached scan: the same sha256 of the same bytes
-        if digest is None:
-            try:
-                digest = _file_sha256(ds.root / rel)
-            except OSError as e:
-                raise DatasetError(f"{ds.root / rel}: cannot read file for the dataset fingerprint: {e}") from None
+    for rel, label, digest in zip(ds.files, ds.labels.tolist(), image_digests(ds)):
         h.update(json.dumps([_display(rel), int(label), digest], ensure_ascii=True).encode() + b"\n")
     for s in ds.skipped:
         if s.reason in (SYSTEM_FILE, SYSTEM_DIR):

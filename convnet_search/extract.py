@@ -274,12 +274,14 @@ class ExtractPlan:
 
 
 def plan_extraction(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore,
-                    ds_fp: str | None = None, weights: ResolvedWeights | None = None) -> ExtractPlan:
-    """Content-defined shards of `ds`, the ones reusable from the stored features, the job."""
+                    ds_fp: str | None = None, weights: ResolvedWeights | None = None,
+                    fp: str | None = None) -> ExtractPlan:
+    """Content-defined shards of `ds`, the ones reusable from the stored features, the job.
+    fp: the extraction fingerprint when the caller has it already (else computed here)."""
     from .pooling import feature_keys
 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
-    fp = extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
+    fp = fp or extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
     config_key = shard_config(spec, cfg, weights)
     plan = plan_shards(image_digests(ds), cfg.shard_size, config_key)
     # Shards of the previous extraction (same configuration) whose images are unchanged are
@@ -317,7 +319,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
         return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
 
     t0 = time.perf_counter()
-    xp = plan_extraction(ds, spec, cfg, store, ds_fp, weights)
+    xp = plan_extraction(ds, spec, cfg, store, ds_fp, weights, fp)
     plan, reuse, old_meta, job = xp.plan, xp.reuse, xp.old_meta, xp.job
     run = (distributor or LocalDistributor()).extract(job, on_start=on_start, on_progress=on_progress)
     infos, names = run.infos, output_keys(run.infos, cfg.pooling)

@@ -138,18 +138,9 @@ def _row_sqnorms(X):
     return out
 
 
-@njit(cache=True, parallel=True)
 def _row_norms(X):
     """‖x‖₂ in float64 with sequential summation (as scipy's cosine does)."""
-    n, d = X.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        s = 0.0
-        for t in range(d):
-            v = np.float64(X[i, t])
-            s += v * v
-        out[i] = math.sqrt(s)
-    return out
+    return np.sqrt(_row_sqnorms(X))
 
 
 @njit(cache=True)

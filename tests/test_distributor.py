@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
-from PIL import Image
 from ray.cluster_utils import Cluster
 
 from convnet_search import pipeline
+from test_cli import add_plain_images, read_bundle
 from convnet_search.config import ConfigError, load_config
 from convnet_search.distributor import RayDistributor, row_blocks
 from convnet_search.extract import (extract_features, extract_shard, plan_extraction,
@@ -44,18 +44,9 @@ browser_search = false
 """
 
 
-def read_tree(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-
-
-def make_images(root: Path, per_class: int = 8, classes=("a", "b", "c")) -> Path:
-    rng = np.random.default_rng(0)
-    for c_i, c in enumerate(classes):
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            img = rng.integers(0, 60, size=(40, 40, 3), dtype=np.uint8)
-            img[6 + 4 * c_i: 26 + 4 * c_i, 8:32] = rng.integers(120, 255, size=3, dtype=np.uint8)
-            Image.fromarray(img).save(root / c / f"img_{i:02d}.png")
+def make_images(root: Path, per_class: int = 8) -> Path:
+    """A tiny 3-class folder (test_cli's images) at root."""
+    add_plain_images(root, per_class, ["a", "b", "c"])
     return root
 
 
@@ -205,10 +196,10 @@ def test_ray_bundle_is_byte_identical_to_the_local_one(cluster, case):
     assert sum(w.shards for w in res.workers) == _shards(cfg) and sum(w.images for w in res.workers) == 24
     assert report.distributor == "ray"
     ref = case["ref"]
-    assert read_tree(Path(cfg.out)) == read_tree(Path(ref.out))
+    assert read_bundle(Path(cfg.out)) == read_bundle(Path(ref.out))
     assert features_file(cfg).read_bytes() == features_file(ref).read_bytes()
     for stage in ("neighbors", "umap"):
-        assert read_tree(Path(cfg.work) / stage) == read_tree(Path(ref.work) / stage)
+        assert read_bundle(Path(cfg.work) / stage) == read_bundle(Path(ref.work) / stage)
     assert not ray.is_initialized()  # the distributor disconnected; the cluster fixture stays up
 
 
@@ -298,5 +289,5 @@ def test_a_worker_node_lost_mid_extraction_changes_nothing(cluster, case):
     assert res.status == "extracted" and res.computed == 24
     assert sum(w.lost for w in res.workers) >= 1  # the lost node really was running a shard
     assert sum(w.shards for w in res.workers) == _shards(cfg)
-    assert read_tree(Path(cfg.out)) == read_tree(Path(case["ref"].out))
+    assert read_bundle(Path(cfg.out)) == read_bundle(Path(case["ref"].out))
     del spare
