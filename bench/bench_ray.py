@@ -62,12 +62,16 @@ def _job(ds, tmp: Path, tag: str):
     from convnet_search.config import RunConfig
     from convnet_search.extract import ExtractJob, ExtractorSpec
     from convnet_search.models import get_spec
+    from convnet_search.shards import Shard
     from convnet_search.weights import resolve_weights
 
     spec = get_spec(MODEL)
     cfg = RunConfig(models=(MODEL,), weights="none")
     ex = ExtractorSpec.of(spec, cfg, resolve_weights(spec, "none", 0))
-    return ExtractJob.of(ds, ex, tmp / tag, SHARD, BATCH)
+    # equal slices, not content-defined shards: both workers get the same amount of work, so the
+    # scaling row measures Ray and the cores, not how evenly the digests happened to cut
+    plan = [Shard(a, min(a + SHARD, len(ds)), f"bench-{a:06d}") for a in range(0, len(ds), SHARD)]
+    return ExtractJob.of(ds, ex, tmp / tag, plan, BATCH)
 
 
 def _shards(job) -> bytes:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from . import interrupts
 from .config import RAY_INSTALL_HINT
 from .extract import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
 
@@ -111,12 +112,14 @@ class LocalDistributor:
 
     def extract(self, job: ExtractJob, *, on_start: Progress | None = None,
                 on_progress: Progress | None = None) -> ExtractRun:
-        ex = job.extractor.build()
-        todo = job.pending(ex.base_info["weights_digest"])
-        if on_start:
-            on_start(job.images(todo))
-        t = time.perf_counter()
-        images = sum(extract_shard(ex, job.task(s), on_progress) for s in todo)
+        with interrupts.deferred():  # Ctrl-C lands between batches, not inside TensorFlow's callbacks
+            ex = job.extractor.build()
+            interrupts.check()
+            todo = job.pending(ex.base_info["weights_digest"])
+            if on_start:
+                on_start(job.images(todo))
+            t = time.perf_counter()
+            images = sum(extract_shard(ex, job.task(s), on_progress) for s in todo)
         stats = WorkerStats("local", socket.gethostname(), len(todo), images, time.perf_counter() - t)
         return ExtractRun(ex.infos, ex.base_info, images, [stats])
 

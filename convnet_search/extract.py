@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from . import atlas as channel_atlas
+from . import interrupts
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, image_digests
 from .images import load_rgb
@@ -246,6 +247,7 @@ def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | No
         if ex.extra:  # the channel atlas: a running top-T per channel, from the same pass
             shard_atlas.add(first, outs)
         first += int(batch.shape[0])
+        interrupts.check()  # a Ctrl-C recorded during the batch (interrupts.deferred) stops here
         yield int(batch.shape[0])
     ShardDir(task.shard_dir).save(task.key, {**{name: np.concatenate(c) for name, c in zip(ex.names, chunks)},
                                              **shard_atlas.arrays()})

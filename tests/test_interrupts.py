@@ -1,0 +1,49 @@
+"""interrupts.deferred: a first Ctrl-C waits for the next check(), a second one raises at once."""
+import os
+import signal
+
+import pytest
+
+from convnet_search import interrupts
+
+
+def _ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # the handler runs on the main thread before kill returns to Python code
+
+
+def test_first_ctrl_c_is_raised_at_the_next_check():
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            _ctrl_c()
+            reached = True  # not raised inside the "TensorFlow" work
+            interrupts.check()
+            reached = False
+    assert reached
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_second_ctrl_c_raises_at_once():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            _ctrl_c()
+            steps.append("first recorded")
+            _ctrl_c()
+            steps.append("not reached")
+    assert steps == ["first recorded"]
+    interrupts.check()  # nothing left pending for the next run
+
+
+def test_a_ctrl_c_after_the_last_check_still_stops_the_block():
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            interrupts.check()
+            _ctrl_c()
+    interrupts.check()
+
+
+def test_outside_the_block_ctrl_c_is_immediate_and_a_quiet_block_changes_nothing():
+    with interrupts.deferred():
+        interrupts.check()
+    with pytest.raises(KeyboardInterrupt):
+        _ctrl_c()
