@@ -166,6 +166,8 @@ def faiss_rows(work: Path) -> list[dict]:
         ds, model = path.parent.name, path.stem
         stored = store.load(ds, model)
         for key in stored.arrays:
+            if key.startswith("atlas/"):  # the channel atlas's ids, values and maps: not features
+                continue
             x = stored.arrays[key]
             if best is None or x.shape[1] > best[1].shape[1]:
                 best = (f"{ds}/{model}/{key}", np.ascontiguousarray(x, dtype=np.float32))
