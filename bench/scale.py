@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     log = root / "scale.log"
     folder = root / f"shapes-{args.images}"
-    result: dict = {"machine": machine_info(), "images": args.images, "models": args.models, "pooling": args.pooling,
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    result: dict = {"machine": machine_info(), "commit": commit, "keras_home": os.environ.get("KERAS_HOME"),
+                    "images": args.images, "models": args.models, "pooling": args.pooling,
                     "metrics": ["cosine", "euclidean", "sqeuclidean", "minkowski"], "goals": GOALS, "log": str(log)}
     load = os.getloadavg()
     result["loadavg_at_start"] = [round(x, 2) for x in load]
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[scale] cold run at N={args.images} (log: {log})", flush=True)
     result["cold"] = instrumented("cold")
     print("[scale] rerun, nothing changed", flush=True)
-    cli = [str(REPO / ".venv" / "bin" / "convnet-search"), "precompute", "--config", str(config)]
+    # `python -m` from the repository (cwd): this checkout's code, not whatever the venv's entry point names
+    cli = [_python(), "-m", "convnet_search.cli", "precompute", "--config", str(config)]
     secs, rc = _timed(cli, log)
     result["rerun_nothing_changed_s"] = round(secs, 2) if rc == 0 else f"failed (exit {rc})"
     print(f"[scale] add {ADDED_IMAGES} images", flush=True)
