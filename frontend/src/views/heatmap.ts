@@ -75,9 +75,10 @@ export function heatCanvas(map: ArrayLike<number>, mh: number, mw: number, opts:
   return canvas;
 }
 
-/** An image with its heat overlay, stacked. */
-export function heatFigure(src: string, alt: string, canvas: HTMLCanvasElement, caption: (string | HTMLElement)[], onClick?: () => void): HTMLElement {
-  const stack = h('span', { class: 'heat-stack' }, [h('img', { attrs: { src, alt, width: 128, height: 128, decoding: 'async' } }), canvas]);
+/** An image (its URL, or an <img> such as views/thumb.ts thumbImg's) with its heat overlay, stacked. */
+export function heatFigure(src: string | HTMLImageElement, alt: string, canvas: HTMLCanvasElement, caption: (string | HTMLElement)[], onClick?: () => void): HTMLElement {
+  const img = typeof src === 'string' ? h('img', { attrs: { src, alt, width: 128, height: 128, decoding: 'async' } }) : src;
+  const stack = h('span', { class: 'heat-stack' }, [img, canvas]);
   const body = onClick ? h('button', { class: 'heat-btn', attrs: { type: 'button', title: `${alt}: click to search with it` }, on: { click: onClick } }, [stack]) : stack;
   return h('figure', { class: 'heat-fig' }, [body, h('figcaption', {}, caption)]);
 }

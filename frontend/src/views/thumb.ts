@@ -27,3 +27,8 @@ export function thumbImg(data: DataProvider, dataset: string, id: number, alt: s
   );
   return img;
 }
+
+/** `img` if it shows its picture (not thumbImg's placeholder while loading, nor a failed one), else null. */
+export function shownThumb(img: HTMLImageElement | null): HTMLImageElement | null {
+  return img && img.getAttribute('src') !== BLANK && img.src !== '' && !img.classList.contains('thumb-failed') ? img : null;
+}

@@ -26,7 +26,9 @@ export function whyAvailability(m: Manifest, model: string, layer: string): { ou
 /** A shown image: the <img> element on the page (its pixels are reused: nothing is fetched). */
 export interface WhySide {
   label: string;
-  src: string;
+  /** Its URL (or the promise of one, e.g. DataProvider.thumbnailImage), used when img is null. */
+  src: string | Promise<string>;
+  /** The picture on the page, only if it is loaded (views/thumb.ts shownThumb). */
   img: HTMLImageElement | null;
   /** The uploaded image: its pixels are in the search worker. */
   upload?: boolean;
@@ -39,7 +41,7 @@ async function bitmapOf(side: WhySide): Promise<WhyImage> {
   let img = side.img;
   if (!img) {
     img = new Image();
-    img.src = side.src;
+    img.src = await side.src;
   }
   if (!img.complete || img.naturalWidth === 0) await img.decode();
   // Pixels as stored (no colour management), like the engine's decode.
@@ -111,11 +113,11 @@ export class WhyDialog {
     this.body.append(status(`Computing the similarity maps in your browser (${modelName}, layer ${layer})…`));
     void (async () => {
       try {
-        const [q, r] = await Promise.all([bitmapOf(query), bitmapOf(result)]);
+        const [q, r, qSrc, rSrc] = await Promise.all([bitmapOf(query), bitmapOf(result), query.img?.src ?? query.src, result.img?.src ?? result.src]);
         const run = await this.runnerReady();
         const reply = await run({ layer, output: avail.output, query: q, result: r });
         if (token !== this.token) return;
-        this.show(m, layer, modelName, query, result, reply);
+        this.show(m, layer, modelName, { ...query, src: qSrc }, { ...result, src: rSrc }, reply);
       } catch (e) {
         if (token !== this.token) return;
         this.root.dataset.state = 'failed';
@@ -125,7 +127,7 @@ export class WhyDialog {
     })();
   }
 
-  private show(m: Manifest, layer: string, modelName: string, query: WhySide, result: WhySide, r: WhyReply): void {
+  private show(m: Manifest, layer: string, modelName: string, query: WhySide & { src: string }, result: WhySide & { src: string }, r: WhyReply): void {
     clear(this.body);
     const opts = { ...jointRange(r.query, r.result), alpha: 0.55, size: 200 };
     const px = ([w, hh]: [number, number]) => `${w}×${hh}`;
