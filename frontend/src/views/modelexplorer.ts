@@ -12,7 +12,7 @@ import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { blockChannels, channelMap, pageRanks, rowIds, type AtlasIndex, type AtlasRows } from '../data/atlas';
 import type { DatasetIndex, LayerInfo, ModelInfo } from '../data/types';
-import { heatCanvas, heatFigure, heatLegend, overlayToggle } from './heatmap';
+import { heatCanvas, heatFigure, heatLegend, overlayToggle, placeOverContent, thumbContent } from './heatmap';
 import { thumbImg } from './thumb';
 
 const CELL_THUMBS = 3;
@@ -218,6 +218,12 @@ export class ModelExplorerView implements ViewModule {
         // Each map on its own scale (0 … its maximum): where the channel fires within this image.
         const canvas = heatCanvas(map, mh, mw, { lo: 0, hi: scale > 0 ? scale : 1, alpha: 0.55 });
         const img = thumbImg(data, state.dataset, id, `${file} (${cls})`, 'heat-img');
+        // The map covers the picture, not the thumbnail cell's letterbox around it.
+        void data.thumbnailImage(state.dataset, id).then(async (src) => {
+          const probe = new Image();
+          probe.src = src;
+          placeOverContent(canvas, await thumbContent(probe, ctx.manifest.thumbnails.background), probe.naturalWidth, probe.naturalHeight);
+        }).catch(() => undefined); // no picture: thumbImg marks it failed; the map stays full-size
         return heatFigure(img, `${file} (${cls})`, canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
       });
       const grid = h('div', { class: 'mx-top' }, figs);
