@@ -188,7 +188,10 @@ describe('Model Explorer', () => {
       const imgs = [...document.querySelectorAll(s)];
       return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 1);
     }, sel, { timeout: 30_000 });
-    await loaded('.mx-cell img.mx-thumb');
+    // The grid's images load near the viewport only: the first row's are in view.
+    await loaded('.mx-cell:nth-child(-n+4) img.mx-thumb');
+    const lazy = await page.$$eval('.mx-cell img.mx-thumb', (imgs) => imgs.filter((i) => i.naturalWidth <= 1).length);
+    assert.ok(lazy > 0, 'cells far below the viewport have not fetched their images');
     await page.click('.mx-cell >> nth=0');
     await page.waitForSelector('.mx-detail[data-state=ready]', { timeout: 30_000 });
     await loaded('.mx-detail .heat-stack img');

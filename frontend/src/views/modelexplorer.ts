@@ -4,8 +4,9 @@
 // channels, ≈ 2 KB); "Show more" fetches the next rows file; a click opens the channel's top images
 // with their activation maps (atlas/maps/{block}.bin, fetched only then); a click on an image makes
 // it the search query. Images come one by one from the thumbnail packs (views/thumb.ts thumbImg),
-// as search results do: a channel's top images are scattered over the dataset. Model and layer are
-// the app's state (the configuration bar), shared with every view.
+// as search results do: a channel's top images are scattered over the dataset; the grid's only
+// once near the viewport. Model and layer are the app's state (the configuration bar), shared with
+// every view.
 import './modelexplorer.css';
 import { h, clear, status } from '../dom';
 import type { Ctx, ViewModule } from '../context';
@@ -13,7 +14,7 @@ import { Latest } from '../context';
 import { blockChannels, channelMap, pageRanks, rowIds, type AtlasIndex, type AtlasRows } from '../data/atlas';
 import type { DatasetIndex, LayerInfo, ModelInfo } from '../data/types';
 import { heatCanvas, heatFigure, heatLegend, overlayToggle, placeOverContent, thumbContent } from './heatmap';
-import { thumbImg } from './thumb';
+import { lazyThumbImg, thumbImg } from './thumb';
 
 const CELL_THUMBS = 3;
 
@@ -140,7 +141,7 @@ export class ModelExplorerView implements ViewModule {
       const c = rows.channel[i]!;
       const t = tileOf.get(c);
       const ids = rowIds(rows, rank);
-      const thumbs = Array.from({ length: Math.min(CELL_THUMBS, idx.top) }, (_, r) => thumbImg(data, state.dataset, ids[r]!, '', 'mx-thumb'));
+      const thumbs = Array.from({ length: Math.min(CELL_THUMBS, idx.top) }, (_, r) => lazyThumbImg(data, state.dataset, ids[r]!, '', 'mx-thumb'));
       return h('button', { class: 'mx-cell', attrs: { type: 'button', 'data-channel': c, 'data-rank': rank, 'aria-pressed': String(this.channel === c), title: `Channel ${c}: selectivity rank ${rank + 1}, variance ${fmt(rows.selectivity[i]!)}` }, on: { click: () => void this.open(ctx, s, rows, rank) } }, [
         // Only the 16 most selective channels have a visualization; the others say so.
         vizUrl && t !== undefined ? vizTile(vizUrl, t, tiles, 'mx-viz') : vizUrl ? h('span', { class: 'mx-viz mx-viz-none', text: 'not visualized' }) : '',
