@@ -18,6 +18,7 @@ import numpy as np
 TOP = 9  # images per channel (fewer when the dataset is smaller)
 MAP_MAX = 14  # stored maps are at most MAP_MAX × MAP_MAX (adaptive average pooling above that)
 BLOCK = 16  # channels per bundle maps file
+ROWS_PAGE = 64  # channels per bundle rows file: the explorer's first screen is one of them
 
 
 def map_size(h: int, w: int) -> tuple[int, int]:

@@ -40,14 +40,20 @@ SCORES_BLOCK_BYTES = 4096
 # the bundle has them, so a bundle without them reads as before.
 ATLAS_FILES = {
     "atlas_index": "datasets/{dataset}/{model}/{layer}/atlas/index.json",
-    "atlas_top": "datasets/{dataset}/{model}/{layer}/atlas/top.bin",
+    "atlas_rows": "datasets/{dataset}/{model}/{layer}/atlas/rows/{page}.bin",
     "atlas_maps": "datasets/{dataset}/{model}/{layer}/atlas/maps/{block}.bin",
 }
+# The atlas layout's revision. It changes without a BUNDLE_VERSION bump (the atlas is optional and
+# its manifest keys tell layouts apart: format 1 had files.atlas_top, which today's explorer treats
+# as "no atlas"), so it is part of the stored fingerprint: an older layout is rewritten, not kept.
+ATLAS_FORMAT = 2
+ATLAS_FORMAT_1 = "datasets/{dataset}/{model}/{layer}/atlas/top.bin"  # C×T ids in channel order
 FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
 OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+             ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
@@ -265,8 +271,10 @@ def _atlas_models(res: DatasetResults) -> list[str]:
 
 
 def _write_atlas(root: Path, res: DatasetResults, id_dtype: np.dtype) -> None:
-    """Channel atlas files of every (model, layer) of one dataset whose features have one."""
-    from .atlas import BLOCK, quantize_maps, selectivity_order, stored_atlas
+    """Channel atlas files of every (model, layer) of one dataset whose features have one: every
+    file in selectivity order (rank r = the r-th most selective channel), so the explorer's first
+    screen is index.json and rows/0.bin alone (docs/bundle.md "Channel atlas")."""
+    from .atlas import BLOCK, ROWS_PAGE, quantize_maps, selectivity_order, stored_atlas
 
     d = res.dataset.id
     for mid in _atlas_models(res):
@@ -277,15 +285,18 @@ def _write_atlas(root: Path, res: DatasetResults, id_dtype: np.dtype) -> None:
             c, t, h, w = atlas.maps.shape
             order = selectivity_order(var)
             _write(root, _path(ATLAS_FILES["atlas_index"], **kw), dumps_json({
-                "channels": c, "top": t, "map_size": [h, w], "block": BLOCK, "order": order.tolist(),
-                "selectivity": [float(f"{v:.4g}") for v in var[order]]}).encode())
-            _write(root, _path(ATLAS_FILES["atlas_top"], **kw), atlas.ids.astype(id_dtype).tobytes())
+                "channels": c, "top": t, "map_size": [h, w], "block": BLOCK, "page": ROWS_PAGE}).encode())
+            for p, lo in enumerate(range(0, c, ROWS_PAGE)):
+                ranks = order[lo:lo + ROWS_PAGE]
+                _write(root, _path(ATLAS_FILES["atlas_rows"], page=p, **kw),
+                       var[ranks].astype("<f4").tobytes() + ranks.astype("<u4").tobytes()
+                       + np.ascontiguousarray(atlas.ids[ranks].astype(id_dtype)).tobytes())
             q, scale = quantize_maps(atlas.maps)
             for b, lo in enumerate(range(0, c, BLOCK)):
-                hi = min(lo + BLOCK, c)
+                ranks = order[lo:lo + BLOCK]
                 _write(root, _path(ATLAS_FILES["atlas_maps"], block=b, **kw),
-                       np.ascontiguousarray(atlas.values[lo:hi], "<f4").tobytes()
-                       + np.ascontiguousarray(scale[lo:hi], "<f4").tobytes() + q[lo:hi].tobytes())
+                       atlas.values[ranks].astype("<f4").tobytes() + scale[ranks].astype("<f4").tobytes()
+                       + np.ascontiguousarray(q[ranks]).tobytes())
 
 
 def _atlas_manifest(manifest: dict[str, Any], inp: BundleInputs) -> None:
@@ -353,10 +364,15 @@ def check_replaceable(out: Path) -> None:
     check_bundle_target(Path(out), OWN_FILES)
 
 
+def _stored_fingerprint(fp: str) -> str:
+    """What FINGERPRINT_FILE holds: the inputs' fingerprint and the writer's ATLAS_FORMAT."""
+    return f"{fp}+atlas{ATLAS_FORMAT}"
+
+
 def bundle_is_current(out: Path, fp: str) -> bool:
     # A bundle without the marker (written before markers) is rewritten once to get one.
     f = Path(out) / FINGERPRINT_FILE
-    return (f.exists() and f.read_text().strip() == fp and (Path(out) / "manifest.json").exists()
+    return (f.exists() and f.read_text().strip() == _stored_fingerprint(fp) and (Path(out) / "manifest.json").exists()
             and (Path(out) / BUNDLE_MARKER).exists())
 
 
@@ -377,6 +393,6 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
             for layer, (jpg, _, _) in layers.items():
                 _write(tmp, _path(FEATVIZ_FILES["featviz"], model=mid, layer=layer), Path(jpg).read_bytes())
         _write(tmp, "manifest.json", dumps_json(manifest).encode())
-        _write(tmp, FINGERPRINT_FILE, fp.encode())
+        _write(tmp, FINGERPRINT_FILE, _stored_fingerprint(fp).encode())
         _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
     return manifest

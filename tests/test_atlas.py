@@ -169,13 +169,23 @@ def test_keras_small_map_matches_the_reference():
 
 
 def read_atlas_files(root, d: str, model: str, layer: str, id_dtype: str):
-    """A reader written from docs/bundle.md alone: (index, ids [C, T], values, scales, maps uint8)."""
+    """A reader written from docs/bundle.md alone, everything by selectivity rank:
+    (index, selectivity [C], channel [C], ids [C, T], values, scales, maps uint8)."""
     import json
 
     base = root / "datasets" / d / model / layer / "atlas"
     index = json.loads((base / "index.json").read_text())
-    c, t, (h, w), block = index["channels"], index["top"], index["map_size"], index["block"]
-    ids = np.fromfile(base / "top.bin", dtype=np.dtype(id_dtype).newbyteorder("<")).reshape(c, t)
+    c, t, (h, w), block, page = (index[k] for k in ("channels", "top", "map_size", "block", "page"))
+    assert not (base / "top.bin").exists()
+    sel, chan, ids = [], [], []
+    size = np.dtype(id_dtype).itemsize
+    for p in range((c + page - 1) // page):
+        raw = (base / "rows" / f"{p}.bin").read_bytes()
+        n = min(page, c - p * page)
+        assert len(raw) == n * (8 + t * size)
+        sel.append(np.frombuffer(raw, "<f4", n))
+        chan.append(np.frombuffer(raw, "<u4", n, 4 * n))
+        ids.append(np.frombuffer(raw, np.dtype(id_dtype).newbyteorder("<"), n * t, 8 * n).reshape(n, t))
     values, scales, maps = [], [], []
     for b in range((c + block - 1) // block):
         raw = (base / "maps" / f"{b}.bin").read_bytes()
@@ -184,33 +194,52 @@ def read_atlas_files(root, d: str, model: str, layer: str, id_dtype: str):
         values.append(np.frombuffer(raw, "<f4", n * t).reshape(n, t))
         scales.append(np.frombuffer(raw, "<f4", n * t, 4 * n * t).reshape(n, t))
         maps.append(np.frombuffer(raw, np.uint8, offset=8 * n * t).reshape(n, t, h, w))
-    return index, ids, np.concatenate(values), np.concatenate(scales), np.concatenate(maps)
+    return (index, np.concatenate(sel), np.concatenate(chan), np.concatenate(ids),
+            np.concatenate(values), np.concatenate(scales), np.concatenate(maps))
 
 
 def test_bundle_atlas_files_round_trip(tmp_path):
     """bundle._write_atlas writes what docs/bundle.md says: read back with the documented layout,
-    the files hold the stored atlas (ids, values, quantized maps) and the selectivity order."""
+    the files hold the stored atlas (ids, values, quantized maps), all in selectivity order."""
     from types import SimpleNamespace
 
     from convnet_search import bundle
     from convnet_search.store import StoredArrays
 
     rng = np.random.default_rng(7)
-    n, c = 40, 21  # 21 channels: a partial last block
+    n, c = 40, 150  # 150 channels: partial last rows page (64, 64, 22) and maps block (…, 6)
     vals, maps = random_outputs(rng, n, c, h=5, w=4, levels=6)
+    vals[:, 3] = vals[:, 7]  # a selectivity tie: the smaller channel index ranks first
     acc = atlas.ShardAtlas(["l"], ["avg"])
     acc.add(0, {"avg/l": vals, "atlas/l/map": maps})
     stored = atlas.merge_shards([acc.arrays()], {"avg/l": vals}, ["l"])
     feats = StoredArrays({"atlas": True, "layers": [{"name": "l"}]}, stored)
     res = SimpleNamespace(dataset=SimpleNamespace(id="d"), features={"m": feats})
     bundle._write_atlas(tmp_path, res, np.dtype("<u2"))
-    index, ids, values, scales, q = read_atlas_files(tmp_path, "d", "m", "l", "uint16")
-    assert (index["channels"], index["top"], index["map_size"], index["block"]) == (c, 9, [5, 4], 16)
-    assert np.array_equal(ids, brute_top(vals, 9))
-    assert np.array_equal(values, np.take_along_axis(vals.T, ids.astype(int), 1))
-    expect_maps = np.stack([maps[ids[ch], :, :, ch] for ch in range(c)])
+    index, sel, chan, ids, values, scales, q = read_atlas_files(tmp_path, "d", "m", "l", "uint16")
+    assert index == {"channels": c, "top": 9, "map_size": [5, 4], "block": 16, "page": 64}
+    var = vals.astype(np.float64).var(axis=0)
+    order = sorted(range(c), key=lambda i: (-var[i], i))
+    assert chan.tolist() == order
+    assert order.index(3) < order.index(7)
+    assert np.array_equal(sel, var[order].astype(np.float32))
+    by_channel = brute_top(vals, 9)
+    assert np.array_equal(ids, by_channel[order])
+    assert np.array_equal(values, np.take_along_axis(vals.T, by_channel.astype(int), 1)[order])
+    expect_maps = np.stack([maps[by_channel[ch], :, :, ch] for ch in order])
     assert np.array_equal(scales, expect_maps.max(axis=(-2, -1)).clip(0))
     assert np.allclose(atlas.dequantize_maps(q, scales), expect_maps.clip(0), atol=scales.max() / 255)
-    var = vals.astype(np.float64).var(axis=0)
-    assert index["order"] == sorted(range(c), key=lambda i: (-var[i], i))
-    assert index["selectivity"] == [float(f"{var[i]:.4g}") for i in index["order"]]
+
+
+def test_atlas_layout_is_in_the_stored_fingerprint(tmp_path):
+    """A bundle written with an older atlas layout (same inputs) is not up to date: it is rewritten."""
+    from convnet_search import bundle
+    from convnet_search.workspace import BUNDLE_MARKER
+
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / BUNDLE_MARKER).write_text("{}")
+    (tmp_path / bundle.FINGERPRINT_FILE).write_text("abc")  # as the format-1 writer stored it
+    assert not bundle.bundle_is_current(tmp_path, "abc")
+    (tmp_path / bundle.FINGERPRINT_FILE).write_text(bundle._stored_fingerprint("abc"))
+    assert bundle.bundle_is_current(tmp_path, "abc")
+    assert not bundle.bundle_is_current(tmp_path, "abd")

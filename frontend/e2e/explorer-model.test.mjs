@@ -8,10 +8,11 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
 
-// Bytes per model/layer switch, images aside (issue 11). Checked gzip-encoded (what a compressing
-// static host sends): raw, a 1024-channel layer's index.json + top.bin are 32 KB by the atlas
-// format (top.bin alone is 1024 × 9 × 2 B); raw bytes are recorded too. They do not depend on N
-// below 65,536 images (uint16 ids), so the tiny bundle measures the N = 200 case.
+// Bytes per model/layer switch, images aside (issue 11): what the server sent (raw, uncompressed),
+// summed from its response log. A switch fetches atlas/index.json and atlas/rows/0.bin (the first
+// screen's 64 channels); atlas format 1 fetched 32.4 KB at 1,024 channels (a whole C×T top.bin
+// and the whole selectivity order). The bytes do not depend on N below 65,536 images (uint16 ids,
+// T = 9 once N ≥ 9), so the tiny bundle's 1,024-channel layer measures the N = 200 case.
 const SWITCH_BUDGET = 20_000;
 let bundle, server, browser, manifest, ds, bs, requests;
 const measured = {};
@@ -35,7 +36,21 @@ const canvasStats = (page, sel) => page.$$eval(sel, (cs) => cs.map((c) => {
   return [painted, colours.size, c.width * c.height];
 }));
 
-const isImage = (p) => /\.(jpe?g|png|webp)$/i.test(p);
+// Images: featviz JPEGs and thumbnails (sheets, packs read by Range, per-image files).
+const isImage = (p) => /\.(jpe?g|png|webp)$/i.test(p) || p.includes('/thumbs/');
+
+/** Rows file p of a layer's atlas, as docs/bundle.md lays it out: { selectivity, channel, ids(rank) }. */
+function readRows(dir, layer, p = 0) {
+  const base = path.join(dir, 'atlas');
+  const idx = JSON.parse(fs.readFileSync(path.join(base, 'index.json'), 'utf8'));
+  const buf = fs.readFileSync(path.join(base, 'rows', `${p}.bin`));
+  const n = Math.min(idx.page, idx.channels - p * idx.page);
+  const size = ds.id_dtype === 'uint32' ? 4 : 2;
+  assert.equal(buf.length, n * (8 + idx.top * size), `${layer} rows/${p}.bin size`);
+  const id = (rank, i) => (size === 2 ? buf.readUInt16LE : buf.readUInt32LE).call(buf, n * 8 + ((rank - p * idx.page) * idx.top + i) * size);
+  return { idx, channel: (rank) => buf.readUInt32LE(n * 4 + (rank - p * idx.page) * 4), ids: (rank) => Array.from({ length: idx.top }, (_, i) => id(rank, i)) };
+}
+const layerDir = (model, layer) => path.join(bundle.dir, 'datasets', ds.id, model, layer);
 
 before(async () => {
   bundle = buildTinyBundle();
@@ -69,8 +84,7 @@ describe('Model Explorer', () => {
     const cells = await page.locator('.mx-cell').count();
     assert.equal(cells, Math.min(64, channels), `${cells} cells for ${channels} channels`);
     // Selectivity order: the first cell is the atlas's most selective channel.
-    const atlas0 = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layers[0], 'atlas', 'index.json'), 'utf8'));
-    assert.equal(Number(await page.getAttribute('.mx-cell >> nth=0', 'data-channel')), atlas0.order[0]);
+    assert.equal(Number(await page.getAttribute('.mx-cell >> nth=0', 'data-channel')), readRows(layerDir(model.id, layers[0]), layers[0]).channel(0));
 
     // Every other layer: what a switch fetches, images aside.
     measured.switches = [];
@@ -83,11 +97,24 @@ describe('Model Explorer', () => {
       const data = server.log.slice(from).filter((e) => !isImage(e.path));
       const bytes = data.reduce((s, e) => s + e.bytes, 0);
       const gzip = data.reduce((s, e) => s + gzipSync(fs.readFileSync(path.join(bundle.dir, e.path.replace(/^\/data\//, '')))).length, 0);
-      measured.switches.push({ layer, channels: Number(await page.getAttribute('.view-explorer', 'data-channels')), bytes, gzip, files: data.map((e) => `${e.path} ${e.bytes}`) });
-      assert.ok(data.length > 0 && data.every((e) => e.path.includes('/atlas/')), `a switch fetches the atlas only: ${data.map((e) => e.path)}`);
-      assert.ok(gzip <= SWITCH_BUDGET, `switching to ${layer} fetched ${bytes} B (${gzip} B gzip) besides images: ${data.map((e) => `${e.path} ${e.bytes}`).join(', ')}`);
-      assert.ok(data.every((e) => !e.path.includes('/maps/')), 'activation maps are fetched only on a channel click');
+      const images = server.log.slice(from).filter((e) => isImage(e.path));
+      measured.switches.push({ layer, channels: Number(await page.getAttribute('.view-explorer', 'data-channels')), bytes, gzip, files: data.map((e) => `${e.path} ${e.bytes}`), imageRequests: images.length, imageBytes: images.reduce((s, e) => s + e.bytes, 0) });
+      assert.deepEqual(data.map((e) => e.path.replace(/.*\/atlas\//, '')).sort(), ['index.json', 'rows/0.bin'], `a switch fetches the atlas index and first rows file only: ${data.map((e) => e.path)}`);
+      assert.ok(bytes <= SWITCH_BUDGET, `switching to ${layer} fetched ${bytes} B besides images: ${data.map((e) => `${e.path} ${e.bytes}`).join(', ')}`);
     }
+    assert.ok(measured.switches.some((s) => s.channels === 1024), `the e2e bundle has a 1,024-channel layer to measure: ${measured.switches.map((s) => s.channels)}`);
+
+    // "Show more": the next rows file only, 64 more cells in rank order.
+    const last = layers[layers.length - 1];
+    const rows1 = readRows(layerDir(model.id, last), last, 1);
+    const fromMore = server.log.length;
+    await page.click('.mx-more');
+    await page.waitForFunction((n) => document.querySelectorAll('.mx-cell').length === n, Math.min(128, rows1.idx.channels));
+    await waitQuiet(server);
+    const moreData = server.log.slice(fromMore).filter((e) => !isImage(e.path));
+    assert.deepEqual(moreData.map((e) => e.path.replace(/.*\/atlas\//, '')), ['rows/1.bin']);
+    measured.showMoreBytes = moreData[0].bytes;
+    assert.equal(Number(await page.getAttribute('.mx-cell >> nth=64', 'data-channel')), rows1.channel(64));
 
     // A channel: its top images with heat overlays drawn (non-empty, not one flat colour).
     const from = server.log.length;
@@ -96,7 +123,7 @@ describe('Model Explorer', () => {
     const maps = server.log.slice(from).filter((e) => e.path.includes('/atlas/maps/'));
     assert.equal(maps.length, 1, `one maps block fetched: ${maps.map((e) => e.path)}`);
     const stats = await canvasStats(page, '.mx-detail canvas.heat');
-    const idx = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layers[layers.length - 1], 'atlas', 'index.json'), 'utf8'));
+    const idx = rows1.idx;
     assert.equal(stats.length, idx.top, `${stats.length} heatmaps for top ${idx.top}`);
     assert.ok(stats.every(([painted, , all]) => painted === all), 'every heat canvas is fully painted');
     assert.ok(stats.some(([, colours]) => colours > 1), 'the heatmaps are not all one flat colour');
@@ -106,11 +133,8 @@ describe('Model Explorer', () => {
     await page.click('.mx-top .heat-btn >> nth=0');
     await page.waitForFunction(() => location.search.includes('view=search'));
     const q = new URLSearchParams(await page.evaluate(() => location.search)).get('q');
-    const top = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layers[layers.length - 1], 'atlas', 'top.bin'));
-    const ch = Number(await page.evaluate(() => document.querySelector('.mx-detail')?.dataset.channel ?? 'NaN'));
-    const idBytes = ds.id_dtype === 'uint32' ? 4 : 2;
-    const expected = idBytes === 2 ? top.readUInt16LE(ch * idx.top * 2) : top.readUInt32LE(ch * idx.top * 4);
-    assert.equal(Number(q), expected, `the query is the channel's top image (channel ${ch})`);
+    const rows0 = readRows(layerDir(model.id, last), last, 0);
+    assert.equal(Number(q), rows0.ids(0)[0], `the query is the most selective channel's top image (channel ${rows0.channel(0)})`);
     await page.waitForSelector('.results-grid');
     assert.deepEqual(problems, []);
     await page.close();
@@ -127,13 +151,54 @@ describe('Model Explorer', () => {
     // The same bundle as an older engine wrote it: no atlas keys in the manifest.
     const older = structuredClone(manifest);
     for (const d of older.datasets) delete d.atlas;
-    for (const k of ['atlas_index', 'atlas_top', 'atlas_maps']) delete older.files[k];
+    for (const k of ['atlas_index', 'atlas_rows', 'atlas_maps']) delete older.files[k];
     await page.route('**/data/manifest.json', (route) => route.fulfill({ json: older }));
     const from = server.log.length;
     await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
     await page.waitForSelector('.view-explorer[data-state=no-atlas]', { timeout: 30_000 });
     assert.match(await page.textContent('.view-explorer'), /This bundle has no channel atlas for .* on “/);
     assert.ok(server.log.slice(from).every((e) => !e.path.includes('/atlas/')), 'nothing fetched from an atlas the manifest does not list');
+    // A bundle in atlas format 1 (files.atlas_top): not misread, the view asks for a rebuild.
+    const format1 = structuredClone(manifest);
+    delete format1.files.atlas_rows;
+    format1.files.atlas_top = 'datasets/{dataset}/{model}/{layer}/atlas/top.bin';
+    await page.unroute('**/data/manifest.json');
+    await page.route('**/data/manifest.json', (route) => route.fulfill({ json: format1 }));
+    const from1 = server.log.length;
+    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
+    await page.waitForSelector('.view-explorer[data-state=no-atlas]', { timeout: 30_000 });
+    assert.match(await page.textContent('.view-explorer'), /older layout .* rebuild the bundle/);
+    assert.ok(server.log.slice(from1).every((e) => !e.path.includes('/atlas/')), 'nothing fetched from a format-1 atlas');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('without per-image thumbnail files (bundles above 5,000 images): grid and heatmaps show the images from the packs', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const model = manifest.models.find((m) => m.id === bs.model);
+    const large = structuredClone(manifest);
+    delete large.files.thumbnail;
+    await page.route('**/data/manifest.json', (route) => route.fulfill({ json: large }));
+    const from = server.log.length;
+    const last = model.layers[model.layers.length - 1].name;
+    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}&layer=${last}`);
+    await page.waitForSelector('.view-explorer[data-state=ready]', { timeout: 30_000 });
+    const loaded = (sel) => page.waitForFunction((s) => {
+      const imgs = [...document.querySelectorAll(s)];
+      return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 1);
+    }, sel, { timeout: 30_000 });
+    // The grid's images load near the viewport only: the first row's are in view.
+    await loaded('.mx-cell:nth-child(-n+4) img.mx-thumb');
+    const lazy = await page.$$eval('.mx-cell img.mx-thumb', (imgs) => imgs.filter((i) => i.naturalWidth <= 1).length);
+    assert.ok(lazy > 0, 'cells far below the viewport have not fetched their images');
+    await page.click('.mx-cell >> nth=0');
+    await page.waitForSelector('.mx-detail[data-state=ready]', { timeout: 30_000 });
+    await loaded('.mx-detail .heat-stack img');
+    const rows0 = readRows(layerDir(model.id, last), last, 0);
+    assert.equal(await page.locator('.mx-detail .heat-stack img').count(), rows0.idx.top);
+    const thumbs = server.log.slice(from).filter((e) => e.path.includes('/thumbs/'));
+    assert.ok(thumbs.length > 0 && thumbs.every((e) => e.path.endsWith('.jpgs')), `images come from the packs: ${thumbs.slice(0, 5).map((e) => e.path)}`);
     assert.deepEqual(problems, []);
     await page.close();
   });
@@ -154,6 +219,37 @@ describe('why similar?', () => {
     assert.equal(stats.length, 2, 'one map over the result, one over the query');
     assert.ok(stats.every(([painted, colours]) => painted > 0 && colours > 1), `heatmaps drawn: ${JSON.stringify(stats)}`);
     assert.match(await page.textContent('dialog.why'), /computed from the thumbnails/);
+    await page.keyboard.press('Escape');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('without per-image thumbnail files and with slow packs: the maps are computed on the real pictures, not a placeholder', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const large = structuredClone(manifest);
+    delete large.files.thumbnail;
+    await page.route('**/data/manifest.json', (route) => route.fulfill({ json: large }));
+    // Packs answer only after "why" is clicked: the result and query pictures are still loading
+    // (thumbImg's placeholder) when it is.
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    await page.route('**/thumbs/**', async (route) => { await gate; await route.continue(); });
+    await page.goto(`${server.url}?view=search&dataset=${ds.id}&model=${bs.model}&layer=${layer()}&q=3`);
+    await page.waitForSelector('.results-grid .why-btn');
+    await page.click('.results-grid .why-btn >> nth=4');
+    setTimeout(() => release(), 1500);
+    await page.waitForSelector('dialog.why[data-state=ready], dialog.why[data-state=failed]', { timeout: 120_000 });
+    assert.equal(await page.getAttribute('dialog.why', 'data-state'), 'ready', await page.textContent('dialog.why'));
+    const text = await page.textContent('dialog.why');
+    assert.doesNotMatch(text, /\b1×1\b/, 'a placeholder pixel was mapped instead of the picture');
+    await page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('dialog.why .heat-stack img')];
+      return imgs.length === 2 && imgs.every((i) => i.complete && i.naturalWidth > 1 && i.naturalHeight > 1);
+    }, null, { timeout: 10_000 }).catch(async () => {
+      const sizes = await page.$$eval('dialog.why .heat-stack img', (imgs) => imgs.map((i) => [i.naturalWidth, i.naturalHeight, i.getAttribute('src')?.slice(0, 12)]));
+      assert.fail(`both pictures drawn under the maps: ${JSON.stringify(sizes)}`);
+    });
     await page.keyboard.press('Escape');
     assert.deepEqual(problems, []);
     await page.close();

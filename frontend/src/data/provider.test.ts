@@ -86,6 +86,40 @@ describe('DataProvider', () => {
     expect(p.configCount()).toBe(3);
   });
 
+  it('reads the channel atlas in rank order: index, one rows file per page, maps blocks; format 1 (atlas_top) counts as no atlas', async () => {
+    const atlasFiles = { atlas_index: 'datasets/{dataset}/{model}/{layer}/atlas/index.json', atlas_rows: 'datasets/{dataset}/{model}/{layer}/atlas/rows/{page}.bin', atlas_maps: 'datasets/{dataset}/{model}/{layer}/atlas/maps/{block}.bin' };
+    const m = manifest();
+    m.files = { ...m.files, ...atlasFiles };
+    m.datasets[0]!.atlas = ['m1'];
+    // C = 3 channels, T = 2, pages of 2 ranks: rows/0.bin holds ranks 0-1, rows/1.bin rank 2.
+    const rows = (sel: number[], ch: number[], ids: number[]) => {
+      const buf = new ArrayBuffer(sel.length * 8 + ids.length * 2);
+      new Float32Array(buf, 0, sel.length).set(sel);
+      new Uint32Array(buf, sel.length * 4, ch.length).set(ch);
+      new Uint16Array(buf, sel.length * 8, ids.length).set(ids);
+      return buf;
+    };
+    const { fetcher, calls } = fakeBundle({
+      ...files(), 'manifest.json': m,
+      'datasets/d/m1/l2/atlas/index.json': { channels: 3, top: 2, map_size: [1, 1], block: 16, page: 2 },
+      'datasets/d/m1/l2/atlas/rows/0.bin': rows([9, 4], [2, 0], [5, 6, 7, 8]),
+      'datasets/d/m1/l2/atlas/rows/1.bin': rows([1], [1], [N - 1, 0]),
+    });
+    const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
+    expect([p.hasAtlas('d', 'm1'), p.hasAtlas('d', 'm2')]).toEqual([true, false]);
+    const idx = await p.atlasIndex('d', 'm1', 'l2');
+    const r0 = await p.atlasRows('d', 'm1', 'l2', idx, 0);
+    expect([Array.from(r0.channel), Array.from(r0.selectivity), Array.from(r0.ids)]).toEqual([[2, 0], [9, 4], [5, 6, 7, 8]]);
+    const r1 = await p.atlasRows('d', 'm1', 'l2', idx, 1);
+    expect([r1.first, Array.from(r1.channel), Array.from(r1.ids)]).toEqual([2, [1], [N - 1, 0]]);
+    expect(calls.map((u) => u.replace('http://h/b/datasets/d/m1/l2/', ''))).toEqual(['http://h/b/manifest.json', 'atlas/index.json', 'atlas/rows/0.bin', 'atlas/rows/1.bin']);
+    const older = manifest();
+    older.files = { ...older.files, atlas_index: atlasFiles.atlas_index, atlas_top: 'datasets/{dataset}/{model}/{layer}/atlas/top.bin', atlas_maps: atlasFiles.atlas_maps };
+    older.datasets[0]!.atlas = ['m1'];
+    const q = await DataProvider.open('http://h/b/manifest.json', fakeBundle({ 'manifest.json': older }).fetcher);
+    expect(q.hasAtlas('d', 'm1')).toBe(false);
+  });
+
   it('fetches lazily and each file only once (in-memory cache)', async () => {
     const { fetcher, calls } = fakeBundle(files());
     const p = await DataProvider.open('http://h/b/manifest.json', fetcher);

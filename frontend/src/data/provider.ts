@@ -4,7 +4,7 @@ import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } f
 import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
 import type { DatasetIndex, KnnTable, Manifest, Neighbor, StatName, Summary } from './types';
-import { atlasBlockBytes, atlasBlockFromBuffer, atlasTopFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex } from './atlas';
+import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
 export const BUNDLE_VERSION = 4;
 
 export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
@@ -160,13 +160,15 @@ export class DataProvider {
   }
 
   /** A template the manifest may lack (atlas, featviz): null when absent. */
-  optionalPath(kind: 'atlas_index' | 'atlas_top' | 'atlas_maps' | 'featviz', values: Record<string, string | number>): string | null {
+  optionalPath(kind: 'atlas_index' | 'atlas_rows' | 'atlas_maps' | 'featviz', values: Record<string, string | number>): string | null {
     const t = this.manifest.files[kind];
     return t ? this.resolve(fillTemplate(t, values)) : null;
   }
 
+  /** An atlas in today's layout (files.atlas_rows; a bundle with only files.atlas_top has the older one). */
   hasAtlas(dataset: string, model: string): boolean {
-    return !!this.manifest.files.atlas_index && (this.dataset(dataset).atlas ?? []).includes(model);
+    const f = this.manifest.files;
+    return !!f.atlas_index && !!f.atlas_rows && !!f.atlas_maps && (this.dataset(dataset).atlas ?? []).includes(model);
   }
 
   atlasIndex(dataset: string, model: string, layer: string): Promise<AtlasIndex> {
@@ -176,11 +178,12 @@ export class DataProvider {
     return this.cached(url, async () => checkAtlasIndex(await this.parse(url), n, url));
   }
 
-  atlasTop(dataset: string, model: string, layer: string, idx: AtlasIndex): Promise<Uint16Array | Uint32Array> {
+  /** Rows file `page` of a layer's atlas: ranks [page·idx.page, …), their channel, selectivity and top images. */
+  atlasRows(dataset: string, model: string, layer: string, idx: AtlasIndex, page: number): Promise<AtlasRows> {
     const d = this.dataset(dataset);
-    const url = this.optionalPath('atlas_top', { dataset, model, layer });
+    const url = this.optionalPath('atlas_rows', { dataset, model, layer, page });
     if (!url) return Promise.reject(new Error('this bundle has no channel atlas'));
-    return this.binary(url, idx.channels * idx.top * idBytes(d.id_dtype, url), (buf) => atlasTopFromBuffer(buf, idx, d.size, d.id_dtype, url));
+    return this.binary(url, atlasRowsBytes(idx, page, d.id_dtype), (buf) => atlasRowsFromBuffer(buf, idx, page, d.size, d.id_dtype, url));
   }
 
   atlasMaps(dataset: string, model: string, layer: string, idx: AtlasIndex, block: number): Promise<AtlasBlock> {

@@ -85,6 +85,8 @@ export interface FileTemplates {
   browser_features: string;
   /** Present iff the bundle has channel atlases / feature visualizations (docs/bundle.md). */
   atlas_index?: string;
+  atlas_rows?: string;
+  /** Atlas format 1 (C×T ids in channel order): not read; such a bundle shows "no atlas". */
   atlas_top?: string;
   atlas_maps?: string;
   featviz?: string;

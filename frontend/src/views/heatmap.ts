@@ -75,9 +75,77 @@ export function heatCanvas(map: ArrayLike<number>, mh: number, mw: number, opts:
   return canvas;
 }
 
-/** An image with its heat overlay, stacked. */
-export function heatFigure(src: string, alt: string, canvas: HTMLCanvasElement, caption: (string | HTMLElement)[], onClick?: () => void): HTMLElement {
-  const stack = h('span', { class: 'heat-stack' }, [h('img', { attrs: { src, alt, width: 128, height: 128, decoding: 'async' } }), canvas]);
+/** A pixel box in an image (x, y from the top left). */
+export interface Box {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/**
+ * Where the picture is inside a thumbnail cell (RGBA pixels, w×h): the thumbnails stage shrinks
+ * each image to fit its cell and centres it on the manifest's `background` colour (docs/bundle.md
+ * "Thumbnails"), so a non-square or small image has background-coloured borders. Rows and columns
+ * entirely within `tol` of the background are trimmed from each side. The writer centres (opposite
+ * borders differ by ≤ 1 px); where they differ more, the picture itself has background-coloured
+ * rows at one edge, and both sides keep the smaller border. All background: the whole cell.
+ */
+export function contentBox(px: ArrayLike<number>, w: number, h: number, bg: [number, number, number], tol = 12): Box {
+  const isBg = (x: number, y: number) => {
+    const i = (y * w + x) * 4;
+    return Math.abs(px[i]! - bg[0]) <= tol && Math.abs(px[i + 1]! - bg[1]) <= tol && Math.abs(px[i + 2]! - bg[2]) <= tol;
+  };
+  const rowBg = (y: number) => { for (let x = 0; x < w; x++) if (!isBg(x, y)) return false; return true; };
+  const colBg = (x: number) => { for (let y = 0; y < h; y++) if (!isBg(x, y)) return false; return true; };
+  let top = 0;
+  while (top < h && rowBg(top)) top++;
+  if (top === h) return { x: 0, y: 0, w, h };
+  let bottom = h;
+  while (bottom > top && rowBg(bottom - 1)) bottom--;
+  let left = 0;
+  while (left < w && colBg(left)) left++;
+  let right = w;
+  while (right > left && colBg(right - 1)) right--;
+  if (Math.abs(top - (h - bottom)) > 1) [top, bottom] = [Math.min(top, h - bottom), h - Math.min(top, h - bottom)];
+  if (Math.abs(left - (w - right)) > 1) [left, right] = [Math.min(left, w - right), w - Math.min(left, w - right)];
+  return { x: left, y: top, w: right - left, h: bottom - top };
+}
+
+/** "#rrggbb" → [r, g, b]. */
+export function parseHex(colour: string): [number, number, number] {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(colour);
+  if (!m) throw new Error(`not a #rrggbb colour: ${colour}`);
+  return [parseInt(m[1]!, 16), parseInt(m[2]!, 16), parseInt(m[3]!, 16)];
+}
+
+/** contentBox of a loaded thumbnail <img> (decoded into a canvas; it must be same-origin or a blob). */
+export async function thumbContent(img: HTMLImageElement, background: string): Promise<Box> {
+  if (!img.complete || img.naturalWidth === 0) await img.decode();
+  const w = img.naturalWidth;
+  const hh = img.naturalHeight;
+  const c = document.createElement('canvas');
+  c.width = w;
+  c.height = hh;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  if (!g) return { x: 0, y: 0, w, h: hh };
+  g.drawImage(img, 0, 0);
+  return contentBox(g.getImageData(0, 0, w, hh).data, w, hh, parseHex(background));
+}
+
+/**
+ * Lays a heat canvas over the picture only, not the letterbox around it (a map covers the image
+ * the network saw: the picture stretched to the input size). The <img> fills its box (1:1 cell).
+ */
+export function placeOverContent(canvas: HTMLCanvasElement, box: Box, cellW: number, cellH: number): void {
+  const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(3)}%`;
+  Object.assign(canvas.style, { inset: 'auto', left: pct(box.x, cellW), top: pct(box.y, cellH), width: pct(box.w, cellW), height: pct(box.h, cellH) });
+}
+
+/** An image (its URL, or an <img> such as views/thumb.ts thumbImg's) with its heat overlay, stacked. */
+export function heatFigure(src: string | HTMLImageElement, alt: string, canvas: HTMLCanvasElement, caption: (string | HTMLElement)[], onClick?: () => void): HTMLElement {
+  const img = typeof src === 'string' ? h('img', { attrs: { src, alt, width: 128, height: 128, decoding: 'async' } }) : src;
+  const stack = h('span', { class: 'heat-stack' }, [img, canvas]);
   const body = onClick ? h('button', { class: 'heat-btn', attrs: { type: 'button', title: `${alt}: click to search with it` }, on: { click: onClick } }, [stack]) : stack;
   return h('figure', { class: 'heat-fig' }, [body, h('figcaption', {}, caption)]);
 }

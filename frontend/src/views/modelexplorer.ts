@@ -1,19 +1,32 @@
-// Model Explorer: what the channels of one layer respond to. The channel grid in selectivity order
-// (atlas/index.json), each cell with its feature visualization (a tile of featviz/{model}/{layer}.jpg)
-// and its top images (atlas/top.bin); a click opens the channel's top images with their activation
-// maps (atlas/maps/{block}.bin, fetched only then); a click on an image makes it the search query.
-// Model and layer are the app's state (the configuration bar), shared with every view.
+// Model Explorer: what the channels of one layer respond to. The channel grid in selectivity order,
+// each cell with its feature visualization (a tile of featviz/{model}/{layer}.jpg) and its top
+// images. A layer switch fetches atlas/index.json and atlas/rows/0.bin only (the first screen's
+// channels, ≈ 2 KB); "Show more" fetches the next rows file; a click opens the channel's top images
+// with their activation maps (atlas/maps/{block}.bin, fetched only then); a click on an image makes
+// it the search query. Images come one by one from the thumbnail packs (views/thumb.ts thumbImg),
+// as search results do: a channel's top images are scattered over the dataset; the grid's only
+// once near the viewport. Model and layer are the app's state (the configuration bar), shared with
+// every view.
 import './modelexplorer.css';
 import { h, clear, status } from '../dom';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
-import { blockChannels, channelMap, type AtlasIndex } from '../data/atlas';
+import { blockChannels, channelMap, pageRanks, rowIds, type AtlasIndex, type AtlasRows } from '../data/atlas';
 import type { DatasetIndex, LayerInfo, ModelInfo } from '../data/types';
-import { heatCanvas, heatFigure, heatLegend, overlayToggle } from './heatmap';
+import { heatCanvas, heatFigure, heatLegend, overlayToggle, placeOverContent, thumbContent } from './heatmap';
+import { lazyThumbImg, thumbImg } from './thumb';
 
-/** Channels shown before "Show more": the first screenful, and what index.json + top.bin serve. */
-export const PAGE = 64;
 const CELL_THUMBS = 3;
+
+/** What the grid is drawing: one layer's atlas and the rows files loaded so far. */
+interface Shown {
+  model: ModelInfo;
+  layer: LayerInfo;
+  idx: AtlasIndex;
+  dsIndex: DatasetIndex;
+  vizUrl: string | null;
+  pages: AtlasRows[];
+}
 
 /** Where tile i of a featviz grid is, as CSS background size/position (the JPEG is a row-major grid). */
 export function featvizTileStyle(i: number, tiles: number): { size: string; position: string } {
@@ -41,9 +54,9 @@ export class ModelExplorerView implements ViewModule {
   private readonly head = h('div', { class: 'mx-head' });
   private readonly detail = h('section', { class: 'mx-detail', attrs: { 'aria-live': 'polite', 'aria-label': 'Selected channel' } });
   private readonly grid = h('div', { class: 'mx-grid-wrap' });
-  private readonly latest = new Latest();
+  private readonly latestGrid = new Latest();
+  private readonly latestDetail = new Latest();
   private key = '';
-  private shown = PAGE;
   private channel: number | null = null;
 
   constructor() {
@@ -55,13 +68,13 @@ export class ModelExplorerView implements ViewModule {
     const key = `${state.dataset}|${state.model}|${state.layer}`;
     if (key === this.key) return;
     this.key = key;
-    this.shown = PAGE;
     this.channel = null;
+    this.latestDetail.next();
     void this.render(ctx);
   }
 
   private async render(ctx: Ctx): Promise<void> {
-    const fresh = this.latest.next();
+    const fresh = this.latestGrid.next();
     const { data, manifest: m, state } = ctx;
     const model = m.models.find((x) => x.id === state.model)!;
     const layer = model.layers.find((l) => l.name === state.layer)!;
@@ -79,18 +92,26 @@ export class ModelExplorerView implements ViewModule {
     const vizUrl = layer.featviz ? data.optionalPath('featviz', { model: model.id, layer: layer.name }) : null;
     if (!data.hasAtlas(state.dataset, model.id)) {
       this.root.dataset.state = 'no-atlas';
-      this.grid.append(status(`This bundle has no channel atlas for ${model.name} on “${ds.name}”, so there are no top images or activation maps to show.`, 'empty'));
+      const older = m.files.atlas_top !== undefined && (ds.atlas ?? []).includes(model.id);
+      this.grid.append(status(older
+        ? `This bundle’s channel atlas for ${model.name} is in an older layout this explorer does not read: rebuild the bundle to see top images and activation maps.`
+        : `This bundle has no channel atlas for ${model.name} on “${ds.name}”, so there are no top images or activation maps to show.`, 'empty'));
       if (vizUrl && layer.featviz) this.grid.append(this.vizOnly(vizUrl, layer));
       return;
     }
     this.grid.append(status('Loading the channel atlas…'));
     try {
       const [idx, dsIndex] = await Promise.all([data.atlasIndex(state.dataset, model.id, layer.name), data.index(state.dataset)]);
-      const top = await data.atlasTop(state.dataset, model.id, layer.name, idx);
+      const first = await data.atlasRows(state.dataset, model.id, layer.name, idx, 0);
       if (!fresh()) return;
       this.root.dataset.state = 'ready';
       this.root.dataset.channels = String(idx.channels);
-      this.drawGrid(ctx, model, layer, idx, top, dsIndex, vizUrl);
+      const shown: Shown = { model, layer, idx, dsIndex, vizUrl, pages: [first] };
+      clear(this.grid);
+      const cells = h('div', { class: 'mx-grid' });
+      const heading = h('h3');
+      this.grid.append(heading, cells);
+      this.appendPage(ctx, shown, first, cells, heading);
     } catch (e) {
       if (!fresh()) return;
       this.root.dataset.state = 'failed';
@@ -109,43 +130,62 @@ export class ModelExplorerView implements ViewModule {
     return h('div', { class: 'mx-grid' }, fv.channels.map((c, i) => h('div', { class: 'mx-cell mx-cell-static' }, [vizTile(url, i, fv.channels.length, 'mx-viz'), h('span', { class: 'mx-label', text: `channel ${c}` })])));
   }
 
-  private drawGrid(ctx: Ctx, model: ModelInfo, layer: LayerInfo, idx: AtlasIndex, top: Uint16Array | Uint32Array, dsIndex: DatasetIndex, vizUrl: string | null): void {
+  /** The cells of one rows file, then a "Show more" button that fetches the next one. */
+  private appendPage(ctx: Ctx, s: Shown, rows: AtlasRows, cells: HTMLElement, heading: HTMLElement): void {
     const { data, state } = ctx;
+    const { idx, layer, vizUrl } = s;
     const tileOf = new Map((layer.featviz?.channels ?? []).map((c, i) => [c, i]));
     const tiles = layer.featviz?.channels.length ?? 0;
-    const cell = (c: number, rank: number) => {
+    const cell = (rank: number) => {
+      const i = rank - rows.first;
+      const c = rows.channel[i]!;
       const t = tileOf.get(c);
-      const thumbs = Array.from({ length: Math.min(CELL_THUMBS, idx.top) }, (_, r) => {
-        const id = top[c * idx.top + r]!;
-        return h('img', { class: 'mx-thumb', attrs: { src: data.thumbnailUrl(state.dataset, id), alt: '', width: 48, height: 48, loading: 'lazy', decoding: 'async' } });
-      });
-      return h('button', { class: 'mx-cell', attrs: { type: 'button', 'data-channel': c, 'aria-pressed': String(this.channel === c), title: `Channel ${c}: selectivity rank ${rank + 1}, variance ${fmt(idx.selectivity[rank]!)}` }, on: { click: () => this.open(ctx, model, layer, idx, top, dsIndex, vizUrl, c) } }, [
+      const ids = rowIds(rows, rank);
+      const thumbs = Array.from({ length: Math.min(CELL_THUMBS, idx.top) }, (_, r) => lazyThumbImg(data, state.dataset, ids[r]!, '', 'mx-thumb'));
+      return h('button', { class: 'mx-cell', attrs: { type: 'button', 'data-channel': c, 'data-rank': rank, 'aria-pressed': String(this.channel === c), title: `Channel ${c}: selectivity rank ${rank + 1}, variance ${fmt(rows.selectivity[i]!)}` }, on: { click: () => void this.open(ctx, s, rows, rank) } }, [
         // Only the 16 most selective channels have a visualization; the others say so.
         vizUrl && t !== undefined ? vizTile(vizUrl, t, tiles, 'mx-viz') : vizUrl ? h('span', { class: 'mx-viz mx-viz-none', text: 'not visualized' }) : '',
         h('span', { class: 'mx-thumbs' }, thumbs),
         h('span', { class: 'mx-label', text: `#${rank + 1} · ch ${c}` }),
       ]);
     };
-    clear(this.grid);
-    const shown = Math.min(this.shown, idx.channels);
-    this.grid.append(
-      h('h3', { text: `${idx.channels} channels, most selective first (showing ${shown})` }),
-      h('div', { class: 'mx-grid' }, idx.order.slice(0, shown).map((c, rank) => cell(c, rank))),
-    );
-    if (shown < idx.channels) {
-      this.grid.append(h('button', { class: 'more-btn mx-more', text: `Show ${Math.min(PAGE, idx.channels - shown)} more (${idx.channels - shown} left)`, attrs: { type: 'button' }, on: { click: () => { this.shown += PAGE; this.drawGrid(ctx, model, layer, idx, top, dsIndex, vizUrl); } } }));
+    cells.append(...Array.from({ length: rows.count }, (_, i) => cell(rows.first + i)));
+    const shown = rows.first + rows.count;
+    heading.textContent = `${idx.channels} channels, most selective first (showing ${shown})`;
+    this.grid.querySelector('.mx-more')?.remove();
+    if (shown >= idx.channels) return;
+    const next = pageRanks(idx, s.pages.length);
+    const more: HTMLButtonElement = h('button', { class: 'more-btn mx-more', text: `Show ${next} more (${idx.channels - shown} left)`, attrs: { type: 'button' }, on: { click: () => void this.more(ctx, s, cells, heading, more) } });
+    this.grid.append(more);
+  }
+
+  private async more(ctx: Ctx, s: Shown, cells: HTMLElement, heading: HTMLElement, button: HTMLButtonElement): Promise<void> {
+    const key = this.key;
+    const { data, state } = ctx;
+    button.disabled = true;
+    button.setAttribute('aria-busy', 'true');
+    try {
+      const rows = await data.atlasRows(state.dataset, s.model.id, s.layer.name, s.idx, s.pages.length);
+      if (key !== this.key) return;
+      s.pages.push(rows);
+      this.appendPage(ctx, s, rows, cells, heading);
+    } catch (e) {
+      if (key !== this.key) return;
+      button.replaceWith(status(`Could not load more channels: ${e instanceof Error ? e.message : String(e)}`, 'error'));
     }
   }
 
-  private async open(ctx: Ctx, model: ModelInfo, layer: LayerInfo, idx: AtlasIndex, top: Uint16Array | Uint32Array, dsIndex: DatasetIndex, vizUrl: string | null, c: number): Promise<void> {
-    const fresh = this.latest.next();
+  private async open(ctx: Ctx, s: Shown, rows: AtlasRows, rank: number): Promise<void> {
+    const fresh = this.latestDetail.next();
     const { data, state } = ctx;
+    const { model, layer, idx, dsIndex, vizUrl } = s;
+    const c = rows.channel[rank - rows.first]!;
     this.channel = c;
     for (const b of this.grid.querySelectorAll<HTMLElement>('.mx-cell')) b.setAttribute('aria-pressed', String(Number(b.dataset.channel) === c));
     const ds = data.dataset(state.dataset);
-    const rank = idx.order.indexOf(c);
     clear(this.detail);
     this.detail.dataset.channel = String(c);
+    this.detail.dataset.rank = String(rank);
     this.detail.dataset.state = 'loading';
     const t = layer.featviz?.channels.indexOf(c) ?? -1;
     this.detail.append(
@@ -153,7 +193,7 @@ export class ModelExplorerView implements ViewModule {
         vizUrl && t >= 0 ? vizTile(vizUrl, t, layer.featviz!.channels.length, 'mx-viz mx-viz-big') : '',
         h('div', {}, [
           h('h3', { text: `Channel ${c} of ${layer.name}` }),
-          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(idx.selectivity[rank]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled). Click an image to search with it.` }),
+          h('p', { class: 'hint', text: `Selectivity rank ${rank + 1} of ${idx.channels} (variance ${fmt(rows.selectivity[rank - rows.first]!)}). Its ${idx.top} strongest images in “${ds.name}”, with where the channel fires in each (${idx.map_size.join('×')} map, bilinearly upsampled). Click an image to search with it.` }),
           vizUrl && t >= 0 ? h('p', { class: 'hint', text: 'Left: a synthesized picture that excites this channel as much as possible.' }) : '',
         ]),
       ]),
@@ -161,22 +201,31 @@ export class ModelExplorerView implements ViewModule {
     );
     this.detail.scrollIntoView({ block: 'nearest' });
     try {
-      const b = Math.floor(c / idx.block);
-      if (blockChannels(idx, b) === 0) throw new Error(`channel ${c} is past the atlas`);
+      const b = Math.floor(rank / idx.block);
+      if (blockChannels(idx, b) === 0) throw new Error(`rank ${rank} is past the atlas`);
       const block = await data.atlasMaps(state.dataset, model.id, layer.name, idx, b);
       if (!fresh()) return;
       this.detail.querySelector('.status')?.remove();
       const [mh, mw] = idx.map_size;
+      const ids = rowIds(rows, rank);
       const figs = Array.from({ length: idx.top }, (_, r) => {
-        const id = top[c * idx.top + r]!;
-        const scale = block.scales[(c - block.first) * idx.top + r]!;
-        const value = block.values[(c - block.first) * idx.top + r]!;
-        const map = channelMap(block, c, r);
+        const id = ids[r]!;
+        const j = (rank - block.first) * idx.top + r;
+        const scale = block.scales[j]!;
+        const value = block.values[j]!;
+        const map = channelMap(block, rank, r);
         const file = dsIndex.files[id] ?? `#${id}`;
         const cls = ds.classes[dsIndex.labels[id] ?? -1] ?? '?';
         // Each map on its own scale (0 … its maximum): where the channel fires within this image.
         const canvas = heatCanvas(map, mh, mw, { lo: 0, hi: scale > 0 ? scale : 1, alpha: 0.55 });
-        return heatFigure(data.thumbnailUrl(state.dataset, id), `${file} (${cls})`, canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
+        const img = thumbImg(data, state.dataset, id, `${file} (${cls})`, 'heat-img');
+        // The map covers the picture, not the thumbnail cell's letterbox around it.
+        void data.thumbnailImage(state.dataset, id).then(async (src) => {
+          const probe = new Image();
+          probe.src = src;
+          placeOverContent(canvas, await thumbContent(probe, ctx.manifest.thumbnails.background), probe.naturalWidth, probe.naturalHeight);
+        }).catch(() => undefined); // no picture: thumbImg marks it failed; the map stays full-size
+        return heatFigure(img, `${file} (${cls})`, canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
       });
       const grid = h('div', { class: 'mx-top' }, figs);
       this.detail.append(grid, heatLegend('0', 'peak', `activation of channel ${c} (each image on its own scale):`), overlayToggle(grid));

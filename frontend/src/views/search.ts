@@ -7,7 +7,7 @@ import { Latest } from '../context';
 import { metricInfo, metricLabel } from './config';
 import { renderResults } from './results';
 import { WhyDialog } from './why';
-import { thumbEl, thumbImg } from './thumb';
+import { shownThumb, thumbEl, thumbImg } from './thumb';
 import { VirtualGallery } from './gallery';
 
 export interface UploadResults {
@@ -173,19 +173,20 @@ export class SearchView implements ViewModule {
         ctx.navigate({ q: id });
       },
       onWhy: (id, shown) => {
-        // The picture on the page is reused (its pixels, no fetch); absent, the thumbnail's URL.
-        const img = shown.querySelector('img');
+        // The picture on the page is reused (its pixels, no fetch) once loaded; until then (or if
+        // it failed) the image from its pack (cached: the request the page already made).
+        const img = shownThumb(shown.querySelector('img'));
         const upload = this.upload;
-        const qImg = this.query.querySelector<HTMLImageElement>('img.query-img');
+        const qImg = shownThumb(this.query.querySelector<HTMLImageElement>('img.query-img'));
         const query = upload
           ? { label: 'your image', src: upload.imageUrl, img: qImg, upload: true }
-          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? data.thumbnailUrl(state.dataset, state.q ?? 0), img: qImg };
+          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? data.thumbnailImage(state.dataset, state.q ?? 0), img: qImg };
         const pick = () => {
           this.why.root.close();
           this.upload = null;
           ctx.navigate({ q: id });
         };
-        const src = img?.src ?? (thumb ?? ((i: number) => data.thumbnailUrl(state.dataset, i)))(id);
+        const src = img?.src ?? (thumb ? thumb(id) : data.thumbnailImage(state.dataset, id));
         this.why.open(m, state.model, state.layer, query, { label: idx.files[id] ?? `image ${id}`, src, img, onPick: pick });
       },
     });

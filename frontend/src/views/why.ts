@@ -5,7 +5,7 @@
 import { h, clear, status } from '../dom';
 import type { Manifest } from '../data/types';
 import type { WhyImage, WhyReply, WhyRequest } from '../live/protocol';
-import { heatCanvas, heatFigure, heatLegend, overlayToggle } from './heatmap';
+import { heatCanvas, heatFigure, heatLegend, overlayToggle, placeOverContent, thumbContent, type Box } from './heatmap';
 
 export type WhyRunner = (req: Omit<WhyRequest, 'type' | 'id'>) => Promise<WhyReply>;
 
@@ -26,7 +26,9 @@ export function whyAvailability(m: Manifest, model: string, layer: string): { ou
 /** A shown image: the <img> element on the page (its pixels are reused: nothing is fetched). */
 export interface WhySide {
   label: string;
-  src: string;
+  /** Its URL (or the promise of one, e.g. DataProvider.thumbnailImage), used when img is null. */
+  src: string | Promise<string>;
+  /** The picture on the page, only if it is loaded (views/thumb.ts shownThumb). */
   img: HTMLImageElement | null;
   /** The uploaded image: its pixels are in the search worker. */
   upload?: boolean;
@@ -34,16 +36,19 @@ export interface WhySide {
   onPick?: () => void;
 }
 
-async function bitmapOf(side: WhySide): Promise<WhyImage> {
-  if (side.upload) return { kind: 'upload' };
+/** A side's pixels for the model: a thumbnail without its cell's letterbox (the search saw the picture alone). */
+async function bitmapOf(side: WhySide, background: string): Promise<{ image: WhyImage; box?: Box; cell?: [number, number] }> {
+  if (side.upload) return { image: { kind: 'upload' } };
   let img = side.img;
   if (!img) {
     img = new Image();
-    img.src = side.src;
+    img.src = await side.src;
   }
   if (!img.complete || img.naturalWidth === 0) await img.decode();
+  const box = await thumbContent(img, background);
   // Pixels as stored (no colour management), like the engine's decode.
-  return { kind: 'bitmap', bitmap: await createImageBitmap(img, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' }) };
+  const bitmap = await createImageBitmap(img, box.x, box.y, box.w, box.h, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+  return { image: { kind: 'bitmap', bitmap }, box, cell: [img.naturalWidth, img.naturalHeight] };
 }
 
 const range = (a: Float32Array) => `${Math.min(...a).toFixed(2)}…${Math.max(...a).toFixed(2)}`;
@@ -60,6 +65,9 @@ export function jointRange(a: ArrayLike<number>, b: ArrayLike<number>): { lo: nu
   if (!(hi > lo)) return { lo: Number.isFinite(lo) ? lo - 0.5 : 0, hi: Number.isFinite(hi) ? hi + 0.5 : 1 };
   return { lo, hi };
 }
+
+/** A side as shown: its URL, and where its picture is inside its thumbnail cell. */
+type Shown = WhySide & { src: string; box?: Box; cell?: [number, number] };
 
 export class WhyDialog {
   readonly root: HTMLDialogElement;
@@ -111,11 +119,12 @@ export class WhyDialog {
     this.body.append(status(`Computing the similarity maps in your browser (${modelName}, layer ${layer})…`));
     void (async () => {
       try {
-        const [q, r] = await Promise.all([bitmapOf(query), bitmapOf(result)]);
+        const bg = m.thumbnails.background;
+        const [q, r, qSrc, rSrc] = await Promise.all([bitmapOf(query, bg), bitmapOf(result, bg), query.img?.src ?? query.src, result.img?.src ?? result.src]);
         const run = await this.runnerReady();
-        const reply = await run({ layer, output: avail.output, query: q, result: r });
+        const reply = await run({ layer, output: avail.output, query: q.image, result: r.image });
         if (token !== this.token) return;
-        this.show(m, layer, modelName, query, result, reply);
+        this.show(m, layer, modelName, { ...query, src: qSrc, ...q }, { ...result, src: rSrc, ...r }, reply);
       } catch (e) {
         if (token !== this.token) return;
         this.root.dataset.state = 'failed';
@@ -125,13 +134,19 @@ export class WhyDialog {
     })();
   }
 
-  private show(m: Manifest, layer: string, modelName: string, query: WhySide, result: WhySide, r: WhyReply): void {
+  private show(m: Manifest, layer: string, modelName: string, query: Shown, result: Shown, r: WhyReply): void {
     clear(this.body);
     const opts = { ...jointRange(r.query, r.result), alpha: 0.55, size: 200 };
     const px = ([w, hh]: [number, number]) => `${w}×${hh}`;
+    // Each map over the picture it was computed from (a thumbnail's letterbox left uncovered).
+    const overlay = (map: Float32Array, side: Shown) => {
+      const c = heatCanvas(map, r.h, r.w, opts);
+      if (side.box && side.cell) placeOverContent(c, side.box, side.cell[0], side.cell[1]);
+      return c;
+    };
     const figs = h('div', { class: 'why-figs' }, [
-      heatFigure(result.src, result.label, heatCanvas(r.result, r.h, r.w, opts), [h('strong', { text: 'Result' }), ` ${result.label}: where it looks like the query (${range(r.result)})`], result.onPick),
-      heatFigure(query.src, query.label, heatCanvas(r.query, r.h, r.w, opts), [h('strong', { text: 'Query' }), ` ${query.label}: where it looks like the result (${range(r.query)})`]),
+      heatFigure(result.src, result.label, overlay(r.result, result), [h('strong', { text: 'Result' }), ` ${result.label}: where it looks like the query (${range(r.result)})`], result.onPick),
+      heatFigure(query.src, query.label, overlay(r.query, query), [h('strong', { text: 'Query' }), ` ${query.label}: where it looks like the result (${range(r.query)})`]),
     ]);
     const from = query.upload
       ? `Your image is mapped from its downscaled pixels (${px(r.querySize)}), inside this page: it is not sent anywhere. The result is mapped from its thumbnail (${px(r.resultSize)}).`
