@@ -175,3 +175,33 @@ def test_ts_fixture_bytes_decode_to_its_distances():
         f = bf.decode(blobs[case["offset"]:case["offset"] + case["bytes"]], layout)
         for m, want in case["distances"].items():
             assert np.allclose(bf.search_distances(q, f, m, doc["p"]), want, rtol=1e-9, atol=1e-12), (layout, m)
+
+
+def _top_ids_by_full_sort(d, k, exclude=None):
+    d = np.array(d, dtype=np.float64)
+    if exclude is not None:
+        d[np.arange(len(d)), exclude] = np.inf
+    return np.lexsort((np.broadcast_to(np.arange(d.shape[1]), d.shape), d), axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_ids_equals_a_full_sort_with_ties_nan_and_the_query_left_out(seed):
+    rng = np.random.default_rng(seed)
+    m, n = 30, 200
+    d = rng.integers(0, 6, size=(m, n)).astype(np.float64)  # many exact ties at the k-th value
+    d[rng.random((m, n)) < 0.02] = np.nan
+    d[:3, :197] = np.nan  # rows with fewer than k numbers
+    exclude = rng.integers(0, n, size=m)
+    for k in (1, 5, 15, n - 1, n):
+        np.testing.assert_array_equal(bf.top_ids(d, k, exclude), _top_ids_by_full_sort(d, k, exclude))
+        np.testing.assert_array_equal(bf.top_ids(d, k), _top_ids_by_full_sort(d, k))
+
+
+@pytest.mark.parametrize("p", [3.0, 1.5, 4.0])
+def test_minkowski_kernel_equals_numpy_float32_terms(p):
+    rng = np.random.default_rng(1)
+    q, x = rng.normal(size=(7, 33)).astype(np.float32), rng.normal(size=(50, 33)).astype(np.float32)
+    d = np.abs(x[None, :, :] - q[:, None, :])
+    ref = ((d * d * d) if p == 3 else d ** np.float32(p)).sum(axis=2, dtype=np.float64) ** (1 / p)
+    # p = 3: the same float32 products; other p: numba's float32 pow may differ from numpy's by an ulp
+    np.testing.assert_allclose(bf._minkowski(q, x, p), ref, rtol=1e-12 if p == 3 else 1e-6)
