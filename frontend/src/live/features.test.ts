@@ -3,7 +3,7 @@
 // features.fixture.json the distances Python's search_distances computed from those bytes.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FEATURE_ENCODINGS, layoutBytes, readFeatures, searchDistances, type FeatureIndex, type FeatureLayout } from './features';
+import { codeDots, FEATURE_ENCODINGS, layoutBytes, readFeatures, searchDistances, type FeatureIndex, type FeatureLayout } from './features';
 import { distances, LIVE_METRICS, topK, type LiveMetric } from './metrics';
 
 interface Case {
@@ -68,6 +68,22 @@ describe('browser features (fixture written by Python)', () => {
       }
     });
   }
+
+  it('codeDots: word-at-a-time equals the byte-at-a-time sum, and ranks the same', () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (const [n, dims, offset] of [[500, 64, 0], [300, 12, 8], [200, 10, 0], [100, 16, 2]] as const) {
+      const buf = new ArrayBuffer(offset + n * dims);
+      const code = new Uint8Array(buf, offset, n * dims);
+      for (let i = 0; i < code.length; i++) code[i] = Math.floor(rand() * 256);
+      const qs = Float64Array.from({ length: dims }, () => rand() * 2 - 1);
+      const want = new Float64Array(n);
+      for (let i = 0; i < n; i++) for (let r = 0; r < dims; r++) want[i]! += qs[r]! * code[i * dims + r]!;
+      const got = codeDots(qs, code, n, dims);
+      got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want[i]!))));
+      expect(topK(got, 15).map((h) => h.id)).toEqual(topK(want, 15).map((h) => h.id));
+    }
+  });
 
   it('refuses a file whose size does not match its layout', () => {
     const c = doc.cases.uint8!;

