@@ -111,15 +111,16 @@ def choose_layout(n: int, dim: int, budget_bytes: int) -> Layout:
 
 
 def pca_layouts(n: int, dim: int, budget_bytes: int) -> list[Layout]:
-    """pca_uint8 and pca_u8u4 with as many axes as fit (at least one step even when that is over
-    budget: the manifest shows the bytes); encode_for_browser keeps the one with the better recall."""
+    """pca_uint8 and pca_u8u4 with as many axes as fit (pca_uint8 at least 8 even when that is over
+    budget: the manifest shows the bytes; pca_u8u4 only if ≥ 8 fit); encode_for_browser keeps the
+    one with the better recall."""
     # header 4·dim·(1 + dims) + 8n + n·dims ≤ budget  →  dims ≤ (budget − 4·dim − 8n) / (n + 4·dim)
     fit = (budget_bytes - 4 * dim - 8 * n) // (n + 4 * dim)
     dims = int(min(dim, max(PCA_DIMS_STEP, fit - fit % PCA_DIMS_STEP)))
-    # pca_u8u4: 4·dim·(1 + dims) + 8·dims + n·(dims/4 + 3·dims/8) ≤ budget
-    fit4 = int((budget_bytes - 4 * dim) // (5 * n / 8 + 4 * dim + 8))
-    step = U8U4_DIMS_STEP if dim >= U8U4_DIMS_STEP else 8
-    dims4 = int(min(dim - dim % step, max(step, fit4 - fit4 % step)))
+    # pca_u8u4: 4·dim·(1 + dims) + 8·dims + n·(dims/4 + 3·dims/8) ≤ budget; only when it fits (the
+    # over-budget fallback is pca_uint8's): multiples of 32 axes, of 8 below 32
+    fit4 = int(min(dim, (budget_bytes - 4 * dim) // (5 * n / 8 + 4 * dim + 8)))
+    dims4 = fit4 - fit4 % (U8U4_DIMS_STEP if fit4 >= U8U4_DIMS_STEP else 8)
     out = [Layout("pca_uint8", n, dim, dims)]
     return out + [Layout("pca_u8u4", n, dim, dims4)] if dims4 >= 8 else out
 

@@ -165,6 +165,9 @@ def test_budget_rule_keeps_float32_when_it_fits_else_the_least_lossy_that_fits()
     assert (u8.encoding, u4.encoding) == ("pca_uint8", "pca_u8u4") and u4.dims % bf.U8U4_DIMS_STEP == 0
     assert u8.nbytes <= budget and u4.nbytes <= budget < bf.Layout("pca_u8u4", n, dim, u4.dims + 32).nbytes
     assert (u8.dims, u4.dims) == (288, 448)  # 1.6× the axes in the same bytes
+    assert [lo.encoding for lo in bf.pca_layouts(n, dim, 10)] == ["pca_uint8"]  # u8u4 only when it fits
+    small = bf.pca_layouts(41, 1024, 41_000)[1]  # the e2e's tiny bundle: below 32 axes, multiples of 8
+    assert small.dims % 8 == 0 and small.dims < 32 and small.nbytes <= 41_000
 
 
 def test_encode_for_browser_keeps_the_pca_encoding_with_the_better_measured_recall():
