@@ -10,7 +10,11 @@ with --n, N synthetic ones: each is a convex mix of two real vectors of the same
 the second ~ U(0, 0.5)) times per-coordinate log-normal noise (σ = 0.1). That keeps what the
 encodings are sensitive to (non-negativity, sparsity, per-vector scale, the principal spectrum)
 and makes neighbourhoods N/n_real times denser than the real set, so the top 15 is decided by finer
-differences: a harder case for lossy codes than the real photos. Not part of `make test`.
+differences: a harder case for lossy codes than the real photos. With --at-n N the real vectors are
+measured under the PCA layouts (pca_uint8, pca_u8u4: their axis counts) the budget gives at N
+images: the recall a 100k-image bundle would have on these features, with the sizes of 100k
+(the axes are fitted on the measured vectors; at N they would be fitted on ≤ 50,000 of the N).
+Not part of `make test`.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]
 def candidates(n: int, dim: int) -> list[bf.Layout]:
     out = [bf.Layout(e, n, dim, dim) for e in ("float16", "uint8")]
     out += [bf.Layout("pca_uint8", n, dim, d) for d in (32, 64, 128, 256) if d < dim]
+    out += [bf.Layout("pca_u8u4", n, dim, d) for d in (64, 128, 256, 512) if d < dim]
     return out
 
 
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", nargs="*", default=METRICS)
     ap.add_argument("--only", nargs="*", help="encodings to measure, e.g. uint8 pca_uint8:256")
     ap.add_argument("--budget-mb", type=float, default=bf.DOWNLOAD_BUDGET_MB)
+    ap.add_argument("--at-n", type=int, default=0, help="measure the PCA layouts the budget gives at this N")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     manifest = json.loads((a.bundle / "manifest.json").read_text())
@@ -70,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             layouts = candidates(n, dim)
             if chosen not in layouts:
                 layouts.append(chosen)
+            if a.at_n:
+                at = bf.pca_layouts(a.at_n, dim, budget)
+                layouts = [bf.Layout(lo.encoding, n, dim, min(lo.dims, n - 1 - (n - 1) % 8)) for lo in at]
+                for lo, big in zip(layouts, at):
+                    print(f"{o['layer']:>16} {o['pooling']:>5} at N={a.at_n}: {big.encoding}:{big.dims} is "
+                          f"{big.nbytes / 1e6:.2f} MB (budget {budget / 1e6:.2f} MB)", flush=True)
             if a.only:
                 layouts = [lo for lo in layouts if lo.encoding in a.only or f"{lo.encoding}:{lo.dims}" in a.only]
             for layout in layouts:

@@ -21,11 +21,18 @@ def features(n=300, dim=48, seed=0) -> np.ndarray:
     return np.maximum(z, 0).astype(np.float32)
 
 
+def stored_coords(f: bf.Decoded) -> np.ndarray:
+    """low + step·code, with per-axis terms for pca_u8u4 and per-vector ones otherwise."""
+    if f.layout.encoding == "pca_u8u4":
+        return f.low[None, :].astype(np.float64) + f.step[None, :].astype(np.float64) * f.code
+    return f.low[:, None].astype(np.float64) + f.step[:, None].astype(np.float64) * f.code
+
+
 def decoded_rows(f: bf.Decoded) -> np.ndarray:
     """The decoded vectors x̂, rebuilt the slow obvious way (the reference for search_distances)."""
     if f.rows is not None:
         return f.rows.astype(np.float64)
-    c = f.low[:, None].astype(np.float64) + f.step[:, None].astype(np.float64) * f.code
+    c = stored_coords(f)
     return c if f.basis is None else f.mean + c @ f.basis.astype(np.float64)
 
 
@@ -47,7 +54,7 @@ def brute(q: np.ndarray, x: np.ndarray, metric: str, p: float = 3.0) -> np.ndarr
 @pytest.mark.parametrize("encoding", bf.ENCODINGS)
 def test_layout_bytes_match_the_encoded_file_and_decode_reads_it_back(encoding):
     x = features()
-    layout = bf.Layout(encoding, *x.shape, 16 if encoding == "pca_uint8" else x.shape[1])
+    layout = bf.Layout(encoding, *x.shape, 16 if encoding.startswith("pca") else x.shape[1])
     data = bf.encode(x, layout)
     assert len(data) == layout.nbytes
     f = bf.decode(data, layout)
@@ -65,6 +72,23 @@ def test_uint8_error_is_at_most_half_a_step_per_coordinate():
     err = np.abs(decoded_rows(f) - x)
     assert np.all(err <= f.step[:, None] / 2 * (1 + 1e-5) + 1e-7)
     assert np.allclose(f.low, x.min(axis=1)) and np.allclose(f.low + 255 * f.step, x.max(axis=1), rtol=1e-5)
+
+
+def test_u8u4_stores_a_quarter_of_the_axes_in_8_bits_the_rest_in_4_with_per_axis_steps():
+    x = features(n=400, dim=48)
+    layout = bf.Layout("pca_u8u4", 400, 48, 32)
+    assert layout.head == 8 and layout.nbytes == 4 * (48 + 32 * 48) + 8 * 32 + 400 * (8 + 12)
+    f = bf.decode(bf.encode(x, layout), layout)
+    c = (x.astype(np.float64) - f.mean) @ f.basis.T.astype(np.float64)
+    err = np.abs(stored_coords(f) - c)
+    assert f.code[:, :8].max() == 255 and f.code[:, 8:].max() == 15
+    assert np.all(err[:, :8] <= f.step[:8] / 2 * (1 + 1e-4) + 1e-6)  # 8-bit axes: full range, half a step
+    lo, hi = np.percentile(c[:, 8:], [0.5, 99.5], axis=0)
+    inside = (c[:, 8:] >= lo) & (c[:, 8:] <= hi)
+    assert np.all(err[:, 8:][inside] <= np.broadcast_to(f.step[8:] / 2, inside.shape)[inside] * (1 + 1e-4) + 1e-6)
+    assert inside.mean() > 0.98  # only the clipped 1 % err more
+    with pytest.raises(ValueError, match="multiple of 8"):
+        bf.Layout("pca_u8u4", 10, 48, 12)
 
 
 def test_pca_with_all_axes_is_a_rotation_and_truncation_loses_the_smallest_variance():
@@ -90,13 +114,12 @@ def test_pca_with_fewer_rows_than_dims_finds_the_same_subspace_as_the_covariance
 @pytest.mark.parametrize("metric", METRICS)
 def test_search_distances_equal_brute_force_on_the_decoded_vectors(encoding, metric):
     x = features(n=60, dim=20)
-    layout = bf.Layout(encoding, 60, 20, 8 if encoding == "pca_uint8" else 20)
+    layout = bf.Layout(encoding, 60, 20, 8 if encoding.startswith("pca") else 20)
     f = bf.decode(bf.encode(x, layout), layout)
     q = features(n=5, dim=20, seed=1)
     got = bf.search_distances(q, f, metric, 3.0)
-    if encoding == "pca_uint8" and metric == "minkowski":  # in the principal subspace, by definition
-        c = f.low[:, None] + f.step[:, None] * f.code.astype(np.float64)
-        want = brute((q - f.mean) @ f.basis.T.astype(np.float64), c, metric)
+    if encoding.startswith("pca") and metric == "minkowski":  # in the principal subspace, by definition
+        want = brute((q - f.mean) @ f.basis.T.astype(np.float64), stored_coords(f), metric)
     else:
         want = brute(q, decoded_rows(f), metric)
     assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -137,6 +160,25 @@ def test_budget_rule_keeps_float32_when_it_fits_else_the_least_lossy_that_fits()
     assert lo.encoding == "pca_uint8" and lo.dims % 8 == 0 and lo.nbytes <= 32 * mb - 6_437_705
     assert bf.Layout("pca_uint8", n, dim, lo.dims + 8).nbytes > 32 * mb - 6_437_705  # the most axes that fit
     assert bf.choose_layout(n, dim, 10).dims == bf.PCA_DIMS_STEP  # hopeless budget: the smallest, flagged by bytes
+    budget = 32 * mb - 532_952  # alpha 0.25's model
+    u8, u4 = bf.pca_layouts(n, dim, budget)
+    assert (u8.encoding, u4.encoding) == ("pca_uint8", "pca_u8u4") and u4.dims % bf.U8U4_DIMS_STEP == 0
+    assert u8.nbytes <= budget and u4.nbytes <= budget < bf.Layout("pca_u8u4", n, dim, u4.dims + 32).nbytes
+    assert (u8.dims, u4.dims) == (288, 448)  # 1.6× the axes in the same bytes
+    assert [lo.encoding for lo in bf.pca_layouts(n, dim, 10)] == ["pca_uint8"]  # u8u4 only when it fits
+    small = bf.pca_layouts(41, 1024, 41_000)[1]  # the e2e's tiny bundle: below 32 axes, multiples of 8
+    assert small.dims % 8 == 0 and small.dims < 32 and small.nbytes <= 41_000
+
+
+def test_encode_for_browser_keeps_the_pca_encoding_with_the_better_measured_recall():
+    x = features(n=400, dim=64)
+    budget = 400 * 64  # uint8 does not fit: the two PCA encodings compete
+    data, entry = bf.encode_for_browser(x, budget, ["cosine"])
+    got = {}
+    for lo in bf.pca_layouts(400, 64, budget):
+        got[lo.encoding] = bf.measure_recall(x, bf.decode(bf.encode(x, lo), lo), ["cosine"])["cosine"]
+    assert entry["encoding"] == max(got, key=lambda e: (got[e], e == "pca_uint8"))
+    assert entry["recall"]["cosine"] == got[entry["encoding"]] and entry["bytes"] == len(data)
 
 
 def test_encode_for_browser_records_encoding_bytes_and_measured_recall():
@@ -158,7 +200,7 @@ def test_ts_fixture_bytes_decode_to_its_distances():
         x, q = features(n=50, dim=12, seed=7), features(n=3, dim=12, seed=8)
         cases, blobs = {}, b""
         for enc in bf.ENCODINGS:
-            layout = bf.Layout(enc, 50, 12, 4 if enc == "pca_uint8" else 12)
+            layout = bf.Layout(enc, 50, 12, {"pca_uint8": 4, "pca_u8u4": 8}.get(enc, 12))
             data = bf.encode(x, layout)
             f = bf.decode(data, layout)
             cases[enc] = {"layout": {"encoding": enc, "n": 50, "dim": 12, "dims": layout.dims},

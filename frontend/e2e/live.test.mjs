@@ -281,9 +281,10 @@ describe('private live search', () => {
   });
 
   test('a large dataset: the panel says what the host can see, loads every thumbnail on request, then uploads fetch nothing', async () => {
-    // 1,500 images (> the 8 MB estimate): the tiny bundle scaled up, with its browser model and
-    // its browser features repeated cyclically (image i has the features of tiny image i mod N).
-    const n = 1500;
+    // 6,000 images (> the 8 MB estimate, and > 5,000: format 4 has no per-image thumbnail files,
+    // only sheets and packs): the tiny bundle scaled up, with its browser model and its browser
+    // features repeated cyclically (image i has the features of tiny image i mod N).
+    const n = 6000;
     const big = deriveScaledBundle(bundle.dir, path.join(RESULTS, 'live-large-bundle'), n);
     const bs = manifest.browser_search;
     fs.writeFileSync(path.join(big.dir, 'manifest.json'), JSON.stringify({ ...big.manifest, browser_search: { ...bs, datasets: [big.dataset] } }));
@@ -305,19 +306,22 @@ describe('private live search', () => {
       await page.hover(LIVE);
       await page.waitForSelector(`${LIVE}[data-state=ready]`, { timeout: 120_000 });
       assert.equal(await page.getAttribute(LIVE, 'data-thumbs'), 'ask');
-      assert.match(await page.textContent(`${LIVE} .live-privacy`), /has 1,500 images .* the host can see which dataset images are the nearest neighbours of your image/);
+      assert.equal(big.manifest.files.thumbnail, undefined, 'no per-image thumbnails above 5,000 images');
+      assert.match(await page.textContent(`${LIVE} .live-privacy`), /has 6,000 images .* the host can see which dataset images are the nearest neighbours of your image/);
       const button = page.locator(`${LIVE} .live-load-thumbs`);
-      assert.match(await button.textContent(), /Load all 1,500 thumbnails first \(≈ 9\.0 MB\)/);
-      // the per-image files the private search loads (the gallery's sprite sheets are not counted)
-      const perImage = (e) => /\/thumbs\/\d+\.jpg$/.test(e.path);
-      const thumbsBefore = bigServer.log.filter(perImage).length;
+      assert.match(await button.textContent(), /Load all 6,000 thumbnails first \(≈ 36\.0 MB\)/);
+      // Whole packs (status 200) are what the private search loads: the gallery draws sheets
+      // (.jpg) and a non-private result list takes single images from packs by Range (206).
+      const wholePack = (e) => /\/thumbs\/large\/\d+\.jpgs$/.test(e.path) && e.status === 200;
+      const packs = Math.ceil(n / (manifest.thumbnails.grid * manifest.thumbnails.grid));
+      assert.equal(bigServer.log.filter(wholePack).length, 0, 'no whole pack before the button');
       await button.click();
-      await page.waitForSelector(`${LIVE}[data-thumbs=ready]`, { timeout: 120_000 });
-      const thumbPaths = new Set(bigServer.log.filter(perImage).map((e) => e.path));
-      assert.equal(thumbPaths.size, n, 'every thumbnail fetched once asked');
-      assert.ok(thumbsBefore < n, 'not all of them before the button');
+      await page.waitForSelector(`${LIVE}[data-thumbs=ready], ${LIVE}[data-thumbs=failed]`, { timeout: 120_000 });
+      assert.match(await page.textContent(`${LIVE} .live-privacy`), /Private: all 6,000 thumbnails/);
+      const packPaths = bigServer.log.filter(wholePack).map((e) => e.path);
+      assert.equal(packPaths.length, packs, `each of the ${packs} packs fetched once: ${packPaths.length} requests`);
+      assert.equal(new Set(packPaths).size, packs, 'every pack fetched');
       assert.ok(await button.isHidden(), 'the button goes once they are loaded');
-      assert.match(await page.textContent(`${LIVE} .live-privacy`), /Private: all 1,500 thumbnails/);
       await waitQuiet(bigServer);
       const from = bigServer.log.length;
       const id = 5;
@@ -326,6 +330,9 @@ describe('private live search', () => {
       assert.equal(Number((await data(page)).top.split(',')[0].split(':')[0]), id, 'ties (the copies) go to the smaller id');
       const srcs = await page.$$eval('.results-grid img', (imgs) => imgs.map((i) => i.getAttribute('src')));
       assert.ok(srcs.length > 0 && srcs.every((x) => x.startsWith('blob:')), `result thumbnails from memory: ${srcs.join(' ')}`);
+      // ...and they are the images themselves: decoded, 96-px pack cells, not empty tiles
+      const sizes = await page.$$eval('.results-grid img', (imgs) => Promise.all(imgs.map((i) => i.decode().then(() => [i.naturalWidth, i.naturalHeight], () => [0, 0]))));
+      assert.ok(sizes.every(([w, h]) => w > 0 && h > 0), `result thumbnails decode: ${JSON.stringify(sizes)}`);
       await new Promise((r) => setTimeout(r, 500));
       assert.deepEqual(bigServer.log.slice(from).map((e) => e.path), [], 'no request after the upload');
       assert.deepEqual(problems, []);

@@ -136,7 +136,7 @@ export interface BrowserSearch {
 }
 
 /** How a browser-features file is stored (docs/bundle.md "In-browser search files"). */
-export type FeatureEncoding = 'float32' | 'float16' | 'uint8' | 'pca_uint8';
+export type FeatureEncoding = 'float32' | 'float16' | 'uint8' | 'pca_uint8' | 'pca_u8u4';
 
 /** One browser-features file: its encoding (convnet_search/browser_features.py) and measured cost. */
 export interface BrowserFeatures {
@@ -144,7 +144,7 @@ export interface BrowserFeatures {
   layer: string;
   pooling: string;
   encoding: FeatureEncoding;
-  dims: number; // stored coordinates per vector (dim, or principal axes for pca_uint8)
+  dims: number; // stored coordinates per vector (dim, or principal axes for pca_uint8 / pca_u8u4)
   bytes: number;
   /** Recall@recall_k of the page's search against float32 exact search, per metric (1 for float32). */
   recall: Record<string, number>;

@@ -3,7 +3,7 @@
 // features.fixture.json the distances Python's search_distances computed from those bytes.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FEATURE_ENCODINGS, layoutBytes, readFeatures, searchDistances, type FeatureIndex, type FeatureLayout } from './features';
+import { codeDots, nibbleDots, FEATURE_ENCODINGS, layoutBytes, readFeatures, searchDistances, type FeatureIndex, type FeatureLayout } from './features';
 import { distances, LIVE_METRICS, topK, type LiveMetric } from './metrics';
 
 interface Case {
@@ -22,11 +22,19 @@ function decodedRows(f: FeatureIndex): Float32Array {
   const { n, dim, dims } = f.layout;
   if (f.rows) return f.rows;
   const out = new Float32Array(n * dim);
+  // pca_u8u4: per-axis terms; the first dims/4 codes are bytes, the rest nibbles (low one first)
+  const head = Math.floor(dims / 4);
+  const codeOf = (i: number, r: number) => {
+    if (!f.nibbles) return f.code![i * dims + r]!;
+    if (r < head) return f.code![i * head + r]!;
+    const b = f.nibbles[i * ((dims - head) / 2) + Math.floor((r - head) / 2)]!;
+    return (r - head) % 2 ? b >> 4 : b & 15;
+  };
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < dim; j++) {
       let v = f.mean ? f.mean[j]! : 0;
       for (let r = 0; r < dims; r++) {
-        const c = f.low![i]! + f.step![i]! * f.code![i * dims + r]!;
+        const c = f.nibbles ? f.low![r]! + f.step![r]! * codeOf(i, r) : f.low![i]! + f.step![i]! * codeOf(i, r);
         if (f.basis) v += c * f.basis[r * dim + j]!;
         else if (r === j) v = c;
       }
@@ -56,11 +64,11 @@ describe('browser features (fixture written by Python)', () => {
       }
     });
 
-    it(`${enc}: equals brute force on the decoded vectors${enc === 'pca_uint8' ? ' (Minkowski: in the principal subspace)' : ''}`, () => {
+    it(`${enc}: equals brute force on the decoded vectors${enc.startsWith('pca') ? ' (Minkowski: in the principal subspace)' : ''}`, () => {
       const f = readFeatures(bytesOf(c), c.layout);
       const rows = decodedRows(f);
       for (const metric of LIVE_METRICS) {
-        if (enc === 'pca_uint8' && metric === 'minkowski') continue; // by definition not on x̂; the Python fixture covers it
+        if (enc.startsWith('pca') && metric === 'minkowski') continue; // by definition not on x̂; the Python fixture covers it
         for (const q of queries) {
           const want = distances(q, rows, c.layout.dim, metric, doc.p);
           searchDistances(q, f, metric, doc.p).forEach((d, i) => expect(d).toBeCloseTo(want[i]!, 4));
@@ -68,6 +76,43 @@ describe('browser features (fixture written by Python)', () => {
       }
     });
   }
+
+  it('codeDots: word-at-a-time equals the byte-at-a-time sum, and ranks the same', () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (const [n, dims, offset] of [[500, 64, 0], [300, 12, 8], [200, 10, 0], [100, 16, 2]] as const) {
+      const buf = new ArrayBuffer(offset + n * dims);
+      const code = new Uint8Array(buf, offset, n * dims);
+      for (let i = 0; i < code.length; i++) code[i] = Math.floor(rand() * 256);
+      const qs = Float64Array.from({ length: dims }, () => rand() * 2 - 1);
+      const want = new Float64Array(n);
+      for (let i = 0; i < n; i++) for (let r = 0; r < dims; r++) want[i]! += qs[r]! * code[i * dims + r]!;
+      const got = codeDots(qs, code, n, dims);
+      got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want[i]!))));
+      expect(topK(got, 15).map((h) => h.id)).toEqual(topK(want, 15).map((h) => h.id));
+    }
+  });
+
+  it('nibbleDots: word-at-a-time equals the nibble-by-nibble sum (low nibble first), and ranks the same', () => {
+    let seed = 11;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (const [n, count, offset] of [[500, 48, 0], [300, 16, 4], [200, 6, 0], [100, 8, 1]] as const) {
+      const buf = new ArrayBuffer(offset + (n * count) / 2);
+      const packed = new Uint8Array(buf, offset, (n * count) / 2);
+      for (let i = 0; i < packed.length; i++) packed[i] = Math.floor(rand() * 256);
+      const ws = Float64Array.from({ length: count }, () => rand() * 2 - 1);
+      const want = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        for (let r = 0; r < count; r++) {
+          const b = packed[i * (count / 2) + Math.floor(r / 2)]!;
+          want[i]! += ws[r]! * (r % 2 ? Math.floor(b / 16) : b % 16);
+        }
+      }
+      const got = nibbleDots(ws, packed, n, count);
+      got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want[i]!))));
+      expect(topK(got, 15).map((h) => h.id)).toEqual(topK(want, 15).map((h) => h.id));
+    }
+  });
 
   it('refuses a file whose size does not match its layout', () => {
     const c = doc.cases.uint8!;

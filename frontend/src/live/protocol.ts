@@ -75,6 +75,7 @@ export interface SearchTimings {
   decodeMs: number; // file → RGB pixels (0 when re-searching)
   embedMs: number; // pixels → features (TF.js)
   searchMs: number; // distances + top-k
+  topkMs: number; // the top-k part of searchMs
   workerMs: number; // everything in the worker
 }
 

@@ -4,12 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { validManifest, N } from '../data/manifest.fixture';
 import type { Manifest } from '../data/types';
 import type { InitReply, RequestOf, SearchReply } from './protocol';
-import { LiveSession, type SessionState, type WorkerPort } from './session';
-import { ThumbStore } from './thumbs';
+import { LiveSession, packThumbStore, type SessionState, type WorkerPort } from './session';
+import { makePack } from './packs.fixture';
 
 const INIT: Omit<InitReply, 'id'> = { type: 'init', backend: 'cpu', source: 'network', loadMs: 1, warmupMs: 1, numTensors: 7, cacheNote: 'stored' };
 const searchReply = (preview?: string): SearchReply => ({
-  type: 'search', id: 0, hits: [{ id: 3, distance: 0 }], timings: { decodeMs: 1, embedMs: 1, searchMs: 1, workerMs: 3 },
+  type: 'search', id: 0, hits: [{ id: 3, distance: 0 }], timings: { decodeMs: 1, embedMs: 1, searchMs: 1, topkMs: 0, workerMs: 3 },
   numTensors: 7, baselineTensors: 7, width: 8, height: 8, originalWidth: 8, originalHeight: 8, ...(preview ? { preview } : {}),
 });
 
@@ -29,11 +29,17 @@ function setup(opts: { metric?: string; dataset?: string; manifest?: Manifest } 
   const port = new FakePort();
   const states: SessionState[] = [];
   const fetched: string[] = [];
-  const thumbs = new ThumbStore((d, id) => `http://h/${d}/${id}.jpg`, async (u) => {
-    fetched.push(u);
-    return new Response(new Blob(['x']));
-  }, () => 'blob:x');
   const host = { manifest, resolve: (p: string) => `http://h/${p}`, getDataset: () => opts.dataset ?? 'd', getMetric: () => opts.metric ?? 'cosine', getPooling: () => 'gem' };
+  // The thumbnails as the page gets them: the manifest's packs, each image 1 byte = its id mod 256.
+  const per = manifest.thumbnails.grid ** 2;
+  const fetcher = async (u: string) => {
+    fetched.push(u);
+    const sheet = Number(/\/(\d+)\.jpgs$/.exec(u)?.[1] ?? NaN);
+    const size = manifest.datasets[0]!.size;
+    if (!(sheet * per < size)) return new Response('', { status: 404 });
+    return new Response(makePack(Array.from({ length: Math.min(per, size - sheet * per) }, (_, j) => Uint8Array.of((sheet * per + j) & 255))));
+  };
+  const thumbs = packThumbStore(manifest, host.resolve, fetcher);
   const session = new LiveSession(host, () => port, { state: (s) => states.push(s) }, thumbs);
   return { session, port, states, fetched };
 }
@@ -47,7 +53,7 @@ describe('LiveSession', () => {
     expect(port.sent.map((r) => r.type)).toEqual(['init', 'features']);
     expect(port.sent[1]).toMatchObject({ url: 'http://h/datasets/d/browser/l2/gem.float32', n: N, dim: 2, encoding: 'float32', dims: 2 });
     expect(states).toEqual(['loading', 'ready']);
-    expect(fetched).toHaveLength(N); // a small dataset's thumbnails load with the model
+    expect(fetched).toEqual(['http://h/datasets/d/thumbs/large/0.jpgs']); // a small dataset's thumbnails load with the model: its one pack
     expect(session.thumbStatus('d')).toMatchObject({ kind: 'ready', failed: 0 });
   });
 
@@ -66,7 +72,7 @@ describe('LiveSession', () => {
     expect(req).toMatchObject({ metric: 'cosine', pooling: 'gem', layer: 'l2', k: 15, p: 3, name: 'cat.png' });
     expect(o.name).toBe('cat.png');
     expect(o.preview).toBe('data:x');
-    expect(o.thumb?.(3)).toBe('blob:x');
+    expect(o.thumb?.(3)).toMatch(/^blob:/);
     expect(session.hasImage).toBe(true);
     // A re-search (layer change) sends no file and keeps the name and preview.
     const again = await session.search(null, 'l2');
@@ -106,6 +112,23 @@ describe('LiveSession', () => {
     const o = await session.search(new File(['x'], 'a.png'), 'l2');
     expect(o.thumb).toBeUndefined();
     expect(fetched).toHaveLength(0);
+  });
+
+  it('above 5,000 images (no files.thumbnail in format 4) "load all" fetches the packs, and results are private', async () => {
+    const m = validManifest();
+    m.datasets[0]!.size = 6000;
+    delete (m.files as Partial<Manifest['files']>).thumbnail;
+    const { session, fetched } = setup({ manifest: m });
+    expect(session.thumbStatus('d')).toEqual({ kind: 'ask' });
+    await session.loadThumbs('d');
+    expect(session.thumbStatus('d')).toMatchObject({ kind: 'ready', failed: 0 });
+    // ⌈6,000 / 256⌉ = 24 packs of the pack_level, each once, the same whatever is uploaded later
+    expect([...fetched].sort()).toEqual(Array.from({ length: 24 }, (_, s) => `http://h/datasets/d/thumbs/large/${s}.jpgs`).sort());
+    const o = await session.search(new File(['x'], 'a.png'), 'l2');
+    const u = o.thumb?.(5999);
+    expect(u).toMatch(/^blob:/);
+    expect(new Uint8Array(await (await fetch(u!)).arrayBuffer())).toEqual(Uint8Array.of(5999 & 255));
+    expect(fetched).toHaveLength(24); // the search and its thumbnails fetched nothing
   });
 
   it('runs searches one after another, in call order', async () => {

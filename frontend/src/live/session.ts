@@ -5,7 +5,7 @@ import type { Manifest } from '../data/types';
 import { fillTemplate } from '../data/provider';
 import { isLiveMetric } from './metrics';
 import { modelCacheKey, type FeaturesSpec, type InitReply, type Reply, type ReplyOf, type Request, type RequestOf, type SearchReply, type WhyReply, type WhyRequest } from './protocol';
-import { ThumbStore, thumbPolicy } from './thumbs';
+import { ThumbStore, thumbPolicy, type Fetcher } from './thumbs';
 
 /** What the session needs from the explorer: the bundle and the current view's choices. */
 export interface SessionHost {
@@ -54,6 +54,15 @@ export interface SearchOutcome {
   thumb?: (id: number) => string;
 }
 
+/**
+ * The private results' thumbnails: the bundle's packs of its pack_level (the JPEGs the gallery's
+ * results show), which exist at any N; per-image files (files.thumbnail) stop above 5,000 images.
+ */
+export function packThumbStore(m: Manifest, resolve: (path: string) => string, fetcher?: Fetcher): ThumbStore {
+  const { grid, pack_level: level } = m.thumbnails;
+  return new ThumbStore((dataset, sheet) => resolve(fillTemplate(m.files.thumb_pack, { dataset, level, sheet })), grid * grid, fetcher);
+}
+
 export class UserFacingError extends Error {
   readonly user = true;
 }
@@ -76,8 +85,7 @@ export class LiveSession {
     private readonly events: SessionEvents = {},
     thumbs?: ThumbStore,
   ) {
-    const m = host.manifest;
-    this.thumbs = thumbs ?? new ThumbStore((dataset, id) => host.resolve(fillTemplate(m.files.thumbnail, { dataset, id })));
+    this.thumbs = thumbs ?? packThumbStore(host.manifest, host.resolve);
   }
 
   get state(): SessionState {
@@ -155,7 +163,7 @@ export class LiveSession {
     if (thumbPolicy(this.size(dataset)) === 'preload' || this.thumbs.isLoading(dataset) || this.thumbs.get(dataset)) {
       try {
         const set = await this.loadThumbs(dataset);
-        return (id) => set.urls[id] ?? '';
+        return (id) => set.url(id);
       } catch {
         return () => ''; // never fall back to server URLs: that would reveal the results
       }

@@ -244,11 +244,13 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
   const f = await loadFeatures(req.features);
   const t2 = now();
   const d = searchDistances(q, f, req.metric, req.p);
+  const t3 = now();
   const hits = topK(d, req.k);
-  const searchMs = now() - t2;
+  const t4 = now();
+  const searchMs = t4 - t2;
   return {
     hits,
-    timings: { decodeMs, embedMs, searchMs, workerMs: now() - t0 },
+    timings: { decodeMs, embedMs, searchMs, topkMs: t4 - t3, workerMs: now() - t0 },
     numTensors: tf.memory().numTensors,
     baselineTensors: loaded.baseline,
     width: px?.width ?? 0,
