@@ -231,7 +231,9 @@ def _assert_shared_equals_separate(X, k, block_rows=None):
         np.testing.assert_array_equal(got[name][0], ids)
         np.testing.assert_array_equal(got[name][1], d)  # bit-equal, not merely close
     sq = got["sqeuclidean"][1].astype(np.float64)
-    np.testing.assert_allclose(got["l2"][1], np.sqrt(sq), rtol=1e-6, atol=0)
+    # atol: a distance below sqrt(float32's smallest normal) (1e-19) is kept as float32 while its
+    # square underflows when stored (hypothesis found 8.5e-26 whose stored square is 0)
+    np.testing.assert_allclose(got["l2"][1], np.sqrt(sq), rtol=1e-6, atol=np.sqrt(np.finfo(np.float32).tiny))
 
 
 @pytest.mark.parametrize("block_rows", [None, 7])
