@@ -430,15 +430,16 @@ def _scores(ctx: RunContext) -> None:
                                        ctx.cfg.k, ctx.store("scores"))
 
 
-def _loader(stage: str, folder: str, attr: str, fp: Callable[[RunContext, DatasetResults, str], str]):
+def _loader(stage: str, fp: Callable[[RunContext, DatasetResults, str], str]):
     """`load` of a stage storing one ArrayStore file per (dataset, model): fp gives the fingerprint
-    its `run` would compute (from the outputs loaded before it)."""
+    its `run` would compute (from the outputs loaded before it). Folder and DatasetResults field:
+    the stage name."""
     def load(ctx: RunContext) -> None:
-        store = ctx.store(folder)
+        store = ctx.store(stage)
         for res, mid in ctx.items():
             if not store.is_current(res.dataset.id, mid, fp(ctx, res, mid)):
                 raise ctx.missing(stage, f"{res.dataset.id} · {mid}")
-            getattr(res, attr)[mid] = store.load(res.dataset.id, mid)
+            getattr(res, stage)[mid] = store.load(res.dataset.id, mid)
     return load
 
 
@@ -530,22 +531,20 @@ def _cannot_load(ctx: RunContext) -> None:
 
 
 _FEATURES = ("datasets", "extract")
-STAGES = (
-    Stage("datasets", _datasets, _datasets, folders=("scan-cache",)),
+_NEIGHBORS = (*_FEATURES, "neighbors")
+STAGES = (  # name, run, load, needs, folders in --work
+    Stage("datasets", _datasets, _datasets, (), ("scan-cache",)),
     Stage("extract", _extract, _load_features, ("datasets",), ("features",)),
     Stage("thumbnails", _thumbnails, _load_thumbnails, ("datasets",), ("thumbs",)),
-    Stage("neighbors", _neighbors, _loader("neighbors", "neighbors", "neighbors",
-                                           lambda ctx, r, m: neighbors_fingerprint(r.dataset, r.features[m], ctx.cfg)),
-          _FEATURES, ("neighbors",)),
-    Stage("umap", _umap, _loader("umap", "umap", "umap",
-                                 lambda ctx, r, m: umap_fingerprint(r.features[m], ctx.cfg, r.neighbors[m])),
-          (*_FEATURES, "neighbors"), ("umap",)),
-    Stage("scores", _scores, _loader("scores", "scores", "scores",
-                                     lambda ctx, r, m: scores_fingerprint(r.dataset, r.neighbors[m], ctx.cfg.k)),
-          (*_FEATURES, "neighbors"), ("scores",)),
+    Stage("neighbors", _neighbors, _loader("neighbors", lambda ctx, r, m: neighbors_fingerprint(
+        r.dataset, r.features[m], ctx.cfg)), _FEATURES, ("neighbors",)),
+    Stage("umap", _umap, _loader("umap", lambda ctx, r, m: umap_fingerprint(
+        r.features[m], ctx.cfg, r.neighbors[m])), _NEIGHBORS, ("umap",)),
+    Stage("scores", _scores, _loader("scores", lambda ctx, r, m: scores_fingerprint(
+        r.dataset, r.neighbors[m], ctx.cfg.k)), _NEIGHBORS, ("scores",)),
     Stage("featviz", _featviz, _load_featviz, _FEATURES, ("featviz",)),
     Stage("tfjs", _export, _load_export, _FEATURES, ("tfjs",)),
-    Stage("bundle", _bundle, _cannot_load, tuple(STAGE_NAMES[:-1])),
+    Stage("bundle", _bundle, _cannot_load, STAGE_NAMES[:-1]),
 )
 assert tuple(s.name for s in STAGES) == STAGE_NAMES  # stages.py holds the names for the CLI
 
