@@ -36,10 +36,10 @@ sys.path.insert(0, str(BENCH_DIR))
 
 ADDED_IMAGES = 100
 GOALS = {"rerun_nothing_changed_s": 10.0, "add_100_images_s": 120.0}
-# pipeline functions whose time and memory make up each stage (the names pipeline._run_stages calls)
+# pipeline functions whose time and memory make up each stage (the names pipeline.STAGES' functions call)
 STAGE_FUNCTIONS = {"datasets": "load_dataset", "extract": "extract_features", "neighbors": "neighbors_stage",
-                   "umap": "umap_stage", "thumbnails": "thumbnails_stage", "tfjs export": "export_stage",
-                   "bundle": "write_bundle"}
+                   "umap": "umap_stage", "scores": "scores_stage", "thumbnails": "thumbnails_stage",
+                   "tfjs": "export_stage", "bundle": "write_bundle"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def _reset_peak_rss() -> bool:
 
 
 def _instrument(pipeline, stats: dict[str, dict]) -> None:
-    """Wrap the stage functions pipeline._run_stages calls: seconds summed, peak RSS maxed per stage."""
+    """Wrap the stage functions pipeline's stages call: seconds summed, peak RSS maxed per stage."""
     for stage, name in STAGE_FUNCTIONS.items():
         fn = getattr(pipeline, name, None)
         if fn is None:

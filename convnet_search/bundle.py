@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__
 from .browser_features import DOWNLOAD_BUDGET_MB, encode_for_browser
 from .datasets import Dataset
-from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window, search_score_numerators, summarize
+from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
 from .metrics import metric_entry
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
@@ -73,6 +73,7 @@ class DatasetResults:
     neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
     umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
     thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
+    scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
 
 
 @dataclass
@@ -161,19 +162,23 @@ def scores_block(n_poolings: int, n_configs: int) -> int:
 
 
 def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
-    """.knn files, per-query score blocks and the per-metric summary of one dataset."""
+    """.knn files, per-query score blocks and the per-metric summary of one dataset (the scores
+    were computed by the scores stage, scores.py: only laid out here)."""
+    from .scores import MEANS
+
     ds, d = res.dataset, res.dataset.id
-    n, labels = len(ds), np.asarray(ds.labels)
-    k, top = score_window(n, inp.k)  # a small folder stores (and scores) fewer than k results
+    n = len(ds)
+    k = score_window(n, inp.k)[0]  # a small folder stores (and scores) fewer than k results
     block = scores_block(len(inp.poolings), sum(len(res.features[m].meta["layers"]) for m in inp.models))
     for metric in inp.metrics:
         numerators = []  # [pooling][config] -> uint8 [N]
-        sums: dict[str, list] = {"search_score": [], "precision_at_k": [], "map_at_k": []}
+        sums: dict[str, list] = {stat: [] for stat in MEANS}
         for pooling in inp.poolings:
             per_pooling = {key: [] for key in sums}
             row_scores = []
             for mid in inp.models:
                 per_model = {key: [] for key in sums}
+                scores = _scores_of(res, mid)
                 for layer in res.features[mid].meta["layers"]:
                     name = layer["name"]
                     key = f"{feature_key(name, pooling)}/{metric}"
@@ -181,11 +186,9 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
                     blob = knn_blob(ids, dists, k, n)
                     _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, pooling=pooling,
                                        metric=metric), blob)
-                    row_scores.append(search_score_numerators(ids, labels, top).astype(np.uint8))
-                    q = summarize(ids[:, :k], labels, k, top)
-                    for stat, value in (("search_score", q.search_score), ("precision_at_k", q.precision_at_k),
-                                        ("map_at_k", q.map_at_k)):
-                        per_model[stat].append(round(value, 4))
+                    row_scores.append(np.asarray(scores.arrays[f"{key}/numerators"], dtype=np.uint8))
+                    for stat, value in zip(MEANS, scores.arrays[f"{key}/means"]):
+                        per_model[stat].append(round(float(value), 4))
                 for stat in sums:
                     per_pooling[stat].append(per_model[stat])
             numerators.append(np.stack(row_scores))
@@ -198,6 +201,12 @@ def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResul
         # One small file per metric: the leaderboard needs only the current metric's means.
         _write(root, _path(FILES["summary"], dataset=d, metric=metric),
                dumps_json({"dataset": d, "metric": metric, "poolings": list(inp.poolings), **sums}).encode())
+
+
+def _scores_of(res: DatasetResults, model: str) -> StoredArrays:
+    if model not in res.scores:
+        raise BundleError(f"dataset {res.dataset.id!r} · {model}: no search scores (run the scores stage first)")
+    return res.scores[model]
 
 
 def _copy_thumbnails(root: Path, sheets: ThumbSheets, d: str, legacy: bool) -> None:

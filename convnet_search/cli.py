@@ -62,7 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--gpus-per-worker", type=num("gpus_per_worker"), help=h("gpus_per_worker"))
     pre.add_argument("--out", type=Path, help=h("out"))
     pre.add_argument("--work", type=Path, help=h("work"))
-    pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all")
+    pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all "
+                     "(with --only: that stage's only)")
+    from .stages import STAGE_NAMES
+
+    pre.add_argument("--only", metavar="STAGE", choices=STAGE_NAMES,
+                     help="bring only this stage up to date, reading the earlier stages' stored outputs "
+                          "(which must be current: the error names the stage to run first); the bundle "
+                          f"is not written unless STAGE is bundle. Stages, in run order: {', '.join(STAGE_NAMES)}")
     pre.add_argument("-v", "--verbose", action="store_true")
 
     fetch = sub.add_parser("fetch", help="download a public dataset as an image folder (needs a network)",
@@ -111,13 +118,8 @@ def _layers_override(values: list[str] | None, models: list[str] | None) -> dict
 
 
 def _summary(console: Console, report) -> None:
-    t = Table(title="Extraction", show_lines=False)
-    for col in ("dataset", "model", "images", "images/s", "time", "status"):
-        t.add_column(col, justify="right" if col in ("images", "images/s", "time") else "left")
-    for r in report.extract:
-        ips = "—" if math.isnan(r.images_per_s) else f"{r.images_per_s:.1f}"
-        t.add_row(r.dataset, r.model, str(r.images), ips, f"{r.seconds:.1f}s", r.status)
-    console.print(t)
+    if report.extract:  # (--only another stage: none)
+        _extract_summary(console, report)
     _worker_summary(console, report)
     st = Table(title="Stages")
     st.add_column("stage")
@@ -135,10 +137,20 @@ def _summary(console: Console, report) -> None:
         console.print(sk)
     else:
         console.print("Skipped files: none")
-    if report.weights != "imagenet":
+    if report.weights not in ("imagenet", ""):  # "": --only a stage before the features
         console.print(f"[bold yellow]weights: {report.weights}[/] — the bundle says so and the explorer "
                       "shows a banner.")
     console.print(f"bundle {report.bundle_status}: {report.out}")
+
+
+def _extract_summary(console: Console, report) -> None:
+    t = Table(title="Extraction", show_lines=False)
+    for col in ("dataset", "model", "images", "images/s", "time", "status"):
+        t.add_column(col, justify="right" if col in ("images", "images/s", "time") else "left")
+    for r in report.extract:
+        ips = "—" if math.isnan(r.images_per_s) else f"{r.images_per_s:.1f}"
+        t.add_row(r.dataset, r.model, str(r.images), ips, f"{r.seconds:.1f}s", r.status)
+    console.print(t)
 
 
 def _worker_summary(console: Console, report) -> None:
@@ -169,6 +181,7 @@ def _precompute(args, console: Console) -> int:
     from .bundle import BundleError
     from .distributor import ClusterError, RayMissingError
     from .pipeline import run
+    from .stages import StageInputMissing
     from .workspace import BusyError, StorageError, WorkspaceError
 
     try:  # flags go through the same validation as the TOML file (config.KEYS)
@@ -192,7 +205,7 @@ def _precompute(args, console: Console) -> int:
         return EXIT_USAGE
     t0 = time.perf_counter()
     try:
-        report = run(cfg, console=console, force=args.force)
+        report = run(cfg, console=console, force=args.force, only=args.only)
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE
@@ -207,6 +220,9 @@ def _precompute(args, console: Console) -> int:
         if isinstance(exc, BusyError):
             return EXIT_BUSY
         return EXIT_IO if isinstance(exc, StorageError) else EXIT_USAGE
+    except StageInputMissing as exc:  # --only STAGE before the stages it reads from
+        _error_line(console, str(exc))
+        return EXIT_USAGE
     except (ModelError, WeightsError, BundleError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE

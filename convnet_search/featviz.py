@@ -191,22 +191,37 @@ def layer_channels(feats: StoredArrays, layer: str) -> list[int] | None:
     return most_selective(var)
 
 
-def featviz_stage(feats: StoredArrays, seed: int, work: Path, weights: Any = None,
-                  steps: int = STEPS) -> FeatvizResult | None:
-    """Render (or reuse) the visualizations of every layer of one model's features store (the
-    run's first dataset). weights: the run's ResolvedWeights for the model."""
+def _folder(work: Path, model: str, fp: str) -> Path:
+    return Path(work) / "featviz" / f"{model}-{fp[:16]}"
+
+
+def stored_featviz(feats: StoredArrays, seed: int, work: Path, steps: int = STEPS) -> FeatvizResult | None:
+    """Fingerprint and is-current check of featviz_stage: its result with status "up to date" when
+    the work folder has it, "missing" when not; None when the features give no channels to draw."""
     meta = feats.meta
     chosen = {layer["name"]: layer_channels(feats, layer["name"]) for layer in meta["layers"]}
     if any(c is None for c in chosen.values()):
         return None  # neither an atlas nor avg features: no selectivity to choose channels by
     fp = fingerprint("featviz", FEATVIZ_FORMAT, meta["weights_digest"], meta["model"], meta["input_size"],
                      chosen, steps, TILE, LEARNING_RATE, JITTER, SCALES, ANGLES, VIEW_MARGIN, seed)
-    folder = Path(work) / "featviz" / f"{meta['model']}-{fp[:16]}"
-    info_path = folder / "info.json"
+    folder = _folder(work, meta["model"], fp)
     layers = {name: (folder / f"{name}.jpg", chans, TILE) for name, chans in chosen.items()}
-    if info_path.exists():
-        recorded = float(json.loads(info_path.read_text()).get("seconds", 0.0))
-        return FeatvizResult(meta["model"], layers, 0.0, "up to date", fp, recorded)
+    if not (folder / "info.json").exists():
+        return FeatvizResult(meta["model"], layers, 0.0, "missing", fp)
+    recorded = float(json.loads((folder / "info.json").read_text()).get("seconds", 0.0))
+    return FeatvizResult(meta["model"], layers, 0.0, "up to date", fp, recorded)
+
+
+def featviz_stage(feats: StoredArrays, seed: int, work: Path, weights: Any = None,
+                  steps: int = STEPS) -> FeatvizResult | None:
+    """Render (or reuse) the visualizations of every layer of one model's features store (the
+    run's first dataset). weights: the run's ResolvedWeights for the model."""
+    stored = stored_featviz(feats, seed, work, steps)
+    if stored is None or stored.status == "up to date":
+        return stored
+    meta, fp, layers = feats.meta, stored.fingerprint, stored.layers
+    chosen = {name: chans for name, (_, chans, _) in layers.items()}
+    info_path = _folder(work, meta["model"], fp) / "info.json"
     from .models import _preprocess_layer, build_base, get_spec, weights_digest
 
     t0 = time.perf_counter()

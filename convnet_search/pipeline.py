@@ -1,7 +1,8 @@
-"""Stage order and up-to-date checks: datasets -> extract -> thumbnails -> neighbours / umap -> export -> bundle.
+"""The stages and the run: datasets -> extract -> thumbnails -> neighbours -> umap -> scores ->
+featviz -> tfjs -> bundle (stages.py: the contract they follow).
 
-Each stage reads the previous stage's stored output (work folder) and writes its own with a
-fingerprint of its inputs, so each can be re-run alone and unchanged work is skipped.
+Each stage reads the previous stages' stored outputs (work folder) and writes its own with a
+fingerprint of its inputs, so unchanged work is skipped and `--only STAGE` runs one stage alone.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from rich.console import Console
@@ -21,13 +22,18 @@ from .bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, Dat
 from .config import RunConfig
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .distributor import Distributor, LocalDistributor, make_distributor
-from .extract import ExtractResult, extract_features
+from .extract import ExtractResult, extract_features, extraction_fingerprint
 from .incremental import MAX_PLACED_FRACTION, basis_of, carried_rows, place_new_points, update_neighbors
 from .models import get_spec
-from .thumbnails import thumbnails_stage
+from .scores import SCORES_FORMAT, scores_fingerprint, scores_stage
+from .stages import STAGE_NAMES, Stage, StageInputMissing, plan
+from .thumbnails import thumbnail_sheets, thumbnails_current, thumbnails_stage
 from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
 from .weights import ResolvedWeights, resolve_weights
-from .workspace import clear_stages, dataset_folder, preflight, prepare_work, work_lock
+from .workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
+
+if TYPE_CHECKING:
+    from .featviz import FeatvizResult
 
 log = logging.getLogger(__name__)
 NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
@@ -61,6 +67,13 @@ def _progress(console: Console) -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
+def neighbors_fingerprint(ds: Dataset, feats: StoredArrays, cfg: RunConfig) -> str:
+    from .neighbors import minkowski_method
+
+    return fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
+                       cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
+
+
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
                     say: Callable[[str], None] | None = None,
                     distributor: Distributor | None = None) -> StoredArrays:
@@ -69,8 +82,7 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
 
     distributor = distributor or LocalDistributor()
 
-    fp = fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
-                     cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
+    fp = neighbors_fingerprint(ds, feats, cfg)
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays: dict[str, np.ndarray] = {}
@@ -142,15 +154,20 @@ def shared_graph_metrics(cfg: RunConfig) -> list[str]:
     return [m for m in ("cosine", "euclidean") if m in cfg.metrics]
 
 
+def umap_fingerprint(feats: StoredArrays, cfg: RunConfig, nbrs: StoredArrays | None) -> str:
+    shared = shared_graph_metrics(cfg) if nbrs is not None else []
+    # The map depends on the stored graph when it reuses one: the neighbours fingerprint says which.
+    return fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed,
+                       *([nbrs.meta["fingerprint"], shared] if shared else []))
+
+
 def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
                nbrs: StoredArrays | None = None, say: Callable[[str], None] | None = None) -> StoredArrays:
     """One map per feature matrix; reuses the neighbours stage's graph (nbrs) when it fits."""
     from .projection import umap_2d
 
     shared = shared_graph_metrics(cfg) if nbrs is not None else []
-    # The map depends on the stored graph when it reuses one: the neighbours fingerprint says which.
-    fp = fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed,
-                     *([nbrs.meta["fingerprint"], shared] if shared else []))
+    fp = umap_fingerprint(feats, cfg, nbrs)
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         arrays = {}
@@ -189,18 +206,12 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
     """Convert the browser model (same weights as its extraction) to TF.js, once per fingerprint.
 
     weights: what the run resolved for this model (resolved again from cfg when omitted)."""
-    import json
-
-    from .preprocess import RESIZE_DESCRIPTION
-
     meta = feats.meta
     layers = [layer["name"] for layer in meta["layers"]]
     poolings = meta["poolings"]
-    fp = fingerprint("tfjs", EXPORT_FORMAT, meta["weights_digest"], layers, poolings, cfg.quantize,
-                     meta["input_size"])
-    export_dir = work / "tfjs" / f"{meta['model']}-{fp[:16]}"
+    export_dir = export_folder(feats, cfg, work)
     info_path = export_dir.with_suffix(".json")
-    if not (info_path.exists() and export_dir.is_dir()):
+    if not export_current(export_dir):
         from .models import build_feature_extractor
         from .tfjs_export import export_tfjs
 
@@ -223,10 +234,31 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
         atomic_write_json(info_path, {"model_bytes": exp.model_bytes, "model_sha256": exp.model_sha256,
                                       "quantization": exp.quantization, "outputs": outputs,
                                       "spatial_outputs": spatial})
-    info = json.loads(info_path.read_text())
+    return stored_export(feats, cfg, export_dir)
+
+
+def export_folder(feats: StoredArrays, cfg: RunConfig, work: Path) -> Path:
+    """<work>/tfjs/<model>-<fingerprint>: the export of these features' weights, layers, poolings."""
+    meta = feats.meta
+    fp = fingerprint("tfjs", EXPORT_FORMAT, meta["weights_digest"], [layer["name"] for layer in meta["layers"]],
+                     meta["poolings"], cfg.quantize, meta["input_size"])
+    return work / "tfjs" / f"{meta['model']}-{fp[:16]}"
+
+
+def export_current(export_dir: Path) -> bool:
+    return export_dir.with_suffix(".json").exists() and export_dir.is_dir()
+
+
+def stored_export(feats: StoredArrays, cfg: RunConfig, export_dir: Path) -> BrowserSearch:
+    import json
+
+    from .preprocess import RESIZE_DESCRIPTION
+
+    info = json.loads(export_dir.with_suffix(".json").read_text())
     info["preprocess"] = RESIZE_DESCRIPTION
-    default = layers[-1]
-    return BrowserSearch(meta["model"], export_dir, info, layers, default, int(cfg.browser_budget_mb * 1e6))
+    layers = [layer["name"] for layer in feats.meta["layers"]]
+    return BrowserSearch(feats.meta["model"], export_dir, info, layers, layers[-1],
+                         int(cfg.browser_budget_mb * 1e6))
 
 
 def _browser_model(cfg: RunConfig) -> str | None:
@@ -264,15 +296,271 @@ def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
                       f"{k_eff} results (k={k} requested) and the search score uses the top {top}.")
 
 
-def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
-        distributor: Distributor | None = None) -> RunReport:
-    """Check --out/--work (workspace.py), reach the distributor, hold the work folder's lock, run
-    the stages.
+# ---------------------------------------------------------------------------------------------
+# The run: a loop over STAGES (stages.py: the contract), sharing one RunContext
+# ---------------------------------------------------------------------------------------------
 
+@dataclass
+class RunContext:
+    """What the stages of one run share: the config, where they write, and each stage's outputs as
+    they are computed (or, under --only, read back from the work folder)."""
+    cfg: RunConfig
+    console: Console
+    dist: Distributor
+    report: RunReport
+    only: str | None = None
+    force: bool = False
+    results: list[DatasetResults] = field(default_factory=list)  # per dataset, filled stage by stage
+    ds_fps: dict[str, str] = field(default_factory=dict)
+    featviz: dict[str, FeatvizResult] = field(default_factory=dict)  # model -> its visualizations
+    browser: BrowserSearch | None = None
+    _weights: dict[str, ResolvedWeights] | None = None
+
+    @property
+    def work(self) -> Path:
+        return Path(self.cfg.work)
+
+    def store(self, folder: str) -> ArrayStore:
+        return ArrayStore(self.work / folder)
+
+    @property
+    def weights(self) -> dict[str, ResolvedWeights]:
+        """Resolved once per model, before the first fingerprint that needs them: a missing
+        --weights imagenet file fails before hours of work; "auto" warns here if it falls back."""
+        if self._weights is None:
+            cfg = self.cfg
+            self._weights = {m: resolve_weights(get_spec(m), cfg.weights, cfg.seed, cfg.weights_cache)
+                             for m in cfg.models}
+        return self._weights
+
+    def items(self) -> list[tuple[DatasetResults, str]]:
+        """The (dataset, model) work items of the per-model stages, in run order."""
+        return [(r, m) for r in self.results for m in self.cfg.models]
+
+    def missing(self, stage: str, what: str) -> StageInputMissing:
+        return StageInputMissing(self.only or "?", stage, what)
+
+
+def _datasets(ctx: RunContext) -> None:
+    cfg = ctx.cfg
+    # <work>/scan-cache: unchanged images are neither decoded nor hashed again (datasets._ScanCache)
+    datasets = [load_dataset(name, follow_links=cfg.follow_links, cache_dir=ctx.work / "scan-cache")
+                for name in cfg.datasets]
+    ids = [d.id for d in datasets]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ValueError(f"two datasets share the id(s) {', '.join(sorted(dupes))}; rename a folder")
+    for ds in datasets:
+        _note_small_dataset(ds, cfg.k, ctx.console)
+    ctx.ds_fps = {d.id: dataset_fingerprint(d) for d in datasets}
+    ctx.results = [DatasetResults(d, {}, {}, {}) for d in datasets]
+    ctx.report.datasets = datasets
+
+
+def _extract(ctx: RunContext) -> None:
+    resolved, console, store = ctx.weights, ctx.console, ctx.store("features")
+    with _progress(console) as progress:
+        for res, mid in ctx.items():
+            ds, spec = res.dataset, get_spec(mid)
+            task = progress.add_task(f"{ds.id} · {spec.name}", total=len(ds))
+
+            def started(todo: int, task=task, n=len(ds)) -> None:
+                progress.update(task, completed=n - todo)
+                progress.reset(task, total=n, completed=n - todo)
+
+            r = extract_features(ds, spec, ctx.cfg, store, ds_fp=ctx.ds_fps[ds.id], weights=resolved[mid],
+                                 on_start=started, distributor=ctx.dist,
+                                 on_progress=lambda m, task=task: progress.advance(task, m))
+            progress.update(task, completed=len(ds), description=f"{ds.id} · {spec.name} [dim]({r.status})[/]")
+            ctx.report.extract.append(r)
+            if r.status == "updated":  # always said: it explains a fast run
+                console.print(f"{ds.id} · {spec.name}: {r.computed} of {r.images} images extracted "
+                              f"in {r.seconds:.1f}s; the unchanged shards were reused")
+            elif not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
+                console.print(f"{ds.id} · {spec.name}: {r.images} images, {r.status}"
+                              + (f" in {r.seconds:.1f}s" if r.status != "up to date" else ""))
+            res.features[mid] = store.load(ds.id, mid)
+    _note_weights(ctx)
+
+
+def _load_features(ctx: RunContext) -> None:
+    store = ctx.store("features")
+    for res, mid in ctx.items():
+        ds = res.dataset
+        fp = extraction_fingerprint(ds, get_spec(mid), ctx.cfg, ctx.ds_fps[ds.id], ctx.weights[mid])
+        if not store.is_current(ds.id, mid, fp):
+            raise ctx.missing("extract", f"{ds.id} · {mid}")
+        res.features[mid] = store.load(ds.id, mid)
+    _note_weights(ctx)
+
+
+def _note_weights(ctx: RunContext) -> None:
+    kinds = sorted({r.features[m].meta["weights"] for r, m in ctx.items()})
+    ctx.report.weights = kinds[0] if len(kinds) == 1 else "mixed"
+
+
+def _thumbnails(ctx: RunContext) -> None:
+    for res in ctx.results:
+        res.thumbs = thumbnails_stage(res.dataset, ctx.ds_fps[res.dataset.id], ctx.work)
+
+
+def _load_thumbnails(ctx: RunContext) -> None:
+    for res in ctx.results:
+        sheets, _ = thumbnail_sheets(res.dataset, ctx.ds_fps[res.dataset.id], ctx.work)
+        if not thumbnails_current(sheets):
+            raise ctx.missing("thumbnails", res.dataset.id)
+        res.thumbs = sheets
+
+
+def _neighbors(ctx: RunContext) -> None:
+    for res, mid in ctx.items():
+        res.neighbors[mid] = neighbors_stage(res.dataset, res.features[mid], ctx.cfg, ctx.store("neighbors"),
+                                             ctx.console.print, ctx.dist)
+
+
+def _umap(ctx: RunContext) -> None:
+    for res, mid in ctx.items():
+        res.umap[mid] = umap_stage(res.dataset, res.features[mid], ctx.cfg, ctx.store("umap"),
+                                   res.neighbors[mid], ctx.console.print)
+
+
+def _scores(ctx: RunContext) -> None:
+    for res, mid in ctx.items():
+        res.scores[mid] = scores_stage(res.dataset, res.features[mid], res.neighbors[mid], list(ctx.cfg.metrics),
+                                       ctx.cfg.k, ctx.store("scores"))
+
+
+def _loader(stage: str, fp: Callable[[RunContext, DatasetResults, str], str]):
+    """`load` of a stage storing one ArrayStore file per (dataset, model): fp gives the fingerprint
+    its `run` would compute (from the outputs loaded before it). Folder and DatasetResults field:
+    the stage name."""
+    def load(ctx: RunContext) -> None:
+        store = ctx.store(stage)
+        for res, mid in ctx.items():
+            if not store.is_current(res.dataset.id, mid, fp(ctx, res, mid)):
+                raise ctx.missing(stage, f"{res.dataset.id} · {mid}")
+            getattr(res, stage)[mid] = store.load(res.dataset.id, mid)
+    return load
+
+
+def _featviz(ctx: RunContext) -> None:
+    from .featviz import featviz_stage
+
+    for mid in featviz_models(ctx.cfg, ctx.weights):  # from the run's first dataset's selectivity
+        rendered = featviz_stage(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work, ctx.weights[mid])
+        if rendered is None:
+            ctx.console.print(f"[yellow]feature visualizations of {mid} skipped: its features have neither "
+                              "an atlas nor avg pooling to choose channels by[/]")
+            continue
+        ctx.featviz[mid] = rendered
+        took = rendered.seconds if rendered.status == "rendered" else rendered.recorded_seconds
+        ctx.console.print(f"feature visualizations {mid}: {len(rendered.layers)} layers, {rendered.status}"
+                          f" (compute {took:.1f}s)")
+
+
+def _load_featviz(ctx: RunContext) -> None:
+    from .featviz import stored_featviz
+
+    for mid in featviz_models(ctx.cfg, ctx.weights):
+        stored = stored_featviz(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work)
+        if stored is not None and stored.status != "up to date":
+            raise ctx.missing("featviz", mid)
+        if stored is not None:
+            ctx.featviz[mid] = stored
+
+
+def _export_model(ctx: RunContext) -> str | None:
+    """The model to export for in-browser search, if the run has one (says why not otherwise)."""
+    model = _browser_model(ctx.cfg)
+    if ctx.cfg.browser_search and model not in ctx.cfg.models:
+        ctx.console.print(f"[yellow]browser search skipped: model {model or 'auto (a MobileNet)'!r} "
+                          "is not in this run[/]")
+    return model if ctx.cfg.browser_search and model in ctx.cfg.models else None
+
+
+def _export(ctx: RunContext) -> None:
+    if model := _export_model(ctx):
+        ctx.browser = export_stage(ctx.results[0].features[model], ctx.cfg, ctx.work, ctx.weights[model])
+
+
+def _load_export(ctx: RunContext) -> None:
+    if model := _export_model(ctx):
+        feats = ctx.results[0].features[model]
+        folder = export_folder(feats, ctx.cfg, ctx.work)
+        if not export_current(folder):
+            raise ctx.missing("tfjs", model)
+        ctx.browser = stored_export(feats, ctx.cfg, folder)
+
+
+def bundle_fingerprint(ctx: RunContext) -> str:
+    cfg, results, datasets = ctx.cfg, ctx.results, [r.dataset for r in ctx.results]
+    per_model = [(r, m) for r, m in ctx.items()]
+    browser, featviz = ctx.browser, ctx.featviz
+    # BUNDLE_VERSION is part of it: a bundle written in an older format is rewritten, not kept.
+    # The scores are a function of the neighbours, k and the labels (all below); their format joins
+    # once it moves past 1, so bundles written before the scores stage existed stay current.
+    return fingerprint("bundle", BUNDLE_VERSION,
+                       [r.features[m].meta["fingerprint"] for r, m in per_model],
+                       [r.neighbors[m].meta["fingerprint"] for r, m in per_model],
+                       [r.umap[m].meta["fingerprint"] for r, m in per_model],
+                       str(browser.export_dir) if browser else None, cfg.browser_budget_mb, cfg.k, cfg.metrics,
+                       [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
+                       cfg.minkowski_p, [ctx.ds_fps[d.id] for d in datasets],
+                       [(d.name, d.description, d.source) for d in datasets],
+                       # what the manifest lists: system junk is skipped and listed but not in
+                       # the dataset fingerprint (it must not force a re-extraction)
+                       [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
+                       *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
+                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []))
+
+
+def _bundle(ctx: RunContext) -> None:
+    """Only serializes the stored outputs (bundle.py); `--force --only bundle` rewrites a current one."""
+    cfg, fp = ctx.cfg, bundle_fingerprint(ctx)
+    if bundle_is_current(cfg.out, fp) and not (ctx.force and ctx.only == "bundle"):
+        ctx.report.bundle_status = "up to date"
+        return
+    write_bundle(cfg.out, BundleInputs(ctx.results, list(cfg.models), list(cfg.metrics), cfg.minkowski_p,
+                                       cfg.k, cfg.pooling, ctx.browser,
+                                       featviz={m: r.layers for m, r in ctx.featviz.items()}), fp)
+    ctx.report.bundle_status = "written"
+
+
+def _cannot_load(ctx: RunContext) -> None:
+    raise AssertionError("no stage reads the bundle")
+
+
+_FEATURES = ("datasets", "extract")
+_NEIGHBORS = (*_FEATURES, "neighbors")
+STAGES = (  # name, run, load, needs, folders in --work
+    Stage("datasets", _datasets, _datasets, (), ("scan-cache",)),
+    Stage("extract", _extract, _load_features, ("datasets",), ("features",)),
+    Stage("thumbnails", _thumbnails, _load_thumbnails, ("datasets",), ("thumbs",)),
+    Stage("neighbors", _neighbors, _loader("neighbors", lambda ctx, r, m: neighbors_fingerprint(
+        r.dataset, r.features[m], ctx.cfg)), _FEATURES, ("neighbors",)),
+    Stage("umap", _umap, _loader("umap", lambda ctx, r, m: umap_fingerprint(
+        r.features[m], ctx.cfg, r.neighbors[m])), _NEIGHBORS, ("umap",)),
+    Stage("scores", _scores, _loader("scores", lambda ctx, r, m: scores_fingerprint(
+        r.dataset, r.neighbors[m], ctx.cfg.k)), _NEIGHBORS, ("scores",)),
+    Stage("featviz", _featviz, _load_featviz, _FEATURES, ("featviz",)),
+    Stage("tfjs", _export, _load_export, _FEATURES, ("tfjs",)),
+    Stage("bundle", _bundle, _cannot_load, STAGE_NAMES[:-1]),
+)
+assert tuple(s.name for s in STAGES) == STAGE_NAMES  # stages.py holds the names for the CLI
+
+
+def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
+        distributor: Distributor | None = None, only: str | None = None) -> RunReport:
+    """Check --out/--work (workspace.py), reach the distributor, hold the work folder's lock, run
+    the stages (all, or with `only` that one: stages.plan).
+
+    force: discard the stored outputs first (every stage's, or with `only` that stage's).
     Raises workspace.WorkspaceError (and its StorageError/BusyError) and distributor.ClusterError
-    before anything is written. distributor: made from cfg (and closed) when not given.
+    before anything is written, StageInputMissing when `only`'s inputs are not stored.
+    distributor: made from cfg (and closed) when not given.
     """
     console = console or Console(stderr=True)
+    steps = plan(STAGES, only)  # an unknown stage name fails here, before anything else
     work = Path(cfg.work)
     folders = {name: dataset_folder(name) for name in cfg.datasets}
     for name, folder in folders.items():
@@ -284,129 +572,23 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
         dist.connect()  # an unreachable cluster fails here, with nothing written
         prepare_work(work)
         with work_lock(work):
-            if force:
-                clear_stages(work)  # only the stage folders: the rest of --work is not ours to delete
-            return _run_stages(cfg, console, dist)
+            if force:  # only the stage folders: the rest of --work is not ours to delete
+                clear_stages(work, next(s.folders for s, how in steps if how == "run") if only else STAGE_DIRS)
+            ctx = RunContext(cfg, console, dist, RunReport(out=cfg.out, distributor=dist.name), only, force)
+            return _run_stages(ctx, steps)
     finally:
         if distributor is None:
             dist.close()
 
 
-def _run_stages(cfg: RunConfig, console: Console, dist: Distributor) -> RunReport:
-    report = RunReport(out=cfg.out, distributor=dist.name)
-    work = Path(cfg.work)
-    feature_store = ArrayStore(work / "features")
-    nbr_store, umap_store = ArrayStore(work / "neighbors"), ArrayStore(work / "umap")
-    t = time.perf_counter()
-    # <work>/scan-cache: unchanged images are neither decoded nor hashed again (datasets._ScanCache)
-    datasets = [load_dataset(name, follow_links=cfg.follow_links, cache_dir=work / "scan-cache")
-                for name in cfg.datasets]
-    ids = [d.id for d in datasets]
-    dupes = {i for i in ids if ids.count(i) > 1}
-    if dupes:
-        raise ValueError(f"two datasets share the id(s) {', '.join(sorted(dupes))}; rename a folder")
-    for ds in datasets:
-        _note_small_dataset(ds, cfg.k, console)
-    ds_fps = {d.id: dataset_fingerprint(d) for d in datasets}
-    report.datasets = datasets
-    report.stage_seconds["datasets"] = time.perf_counter() - t
-    # Weights are resolved once per model, before any fingerprint: a missing --weights imagenet
-    # file fails here, before hours of work; "auto" warns here if it falls back to random.
-    resolved = {m: resolve_weights(get_spec(m), cfg.weights, cfg.seed, cfg.weights_cache)
-                for m in cfg.models}
-
-    t = time.perf_counter()
-    with _progress(console) as progress:
-        for ds in datasets:
-            for mid in cfg.models:
-                spec = get_spec(mid)
-                task = progress.add_task(f"{ds.id} · {spec.name}", total=len(ds))
-
-                def started(todo: int, task=task, n=len(ds)) -> None:
-                    progress.update(task, completed=n - todo)
-                    progress.reset(task, total=n, completed=n - todo)
-
-                res = extract_features(ds, spec, cfg, feature_store, ds_fp=ds_fps[ds.id],
-                                       weights=resolved[mid], on_start=started, distributor=dist,
-                                       on_progress=lambda m, task=task: progress.advance(task, m))
-                progress.update(task, completed=len(ds),
-                                description=f"{ds.id} · {spec.name} [dim]({res.status})[/]")
-                report.extract.append(res)
-                if res.status == "updated":  # always said: it explains a fast run
-                    console.print(f"{ds.id} · {spec.name}: {res.computed} of {res.images} images extracted "
-                                  f"in {res.seconds:.1f}s; the unchanged shards were reused")
-                elif not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
-                    console.print(f"{ds.id} · {spec.name}: {res.images} images, {res.status}"
-                                  + (f" in {res.seconds:.1f}s" if res.status != "up to date" else ""))
-    report.stage_seconds["extract"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    thumbs = {ds.id: thumbnails_stage(ds, ds_fps[ds.id], work) for ds in datasets}
-    report.stage_seconds["thumbnails"] = time.perf_counter() - t
-
-    results: list[DatasetResults] = []
-    stage_t = {"neighbors": 0.0, "umap": 0.0}
-    for ds in datasets:
-        feats = {m: feature_store.load(ds.id, m) for m in cfg.models}
-        nbrs, maps = {}, {}
-        for m in cfg.models:
-            t = time.perf_counter()
-            nbrs[m] = neighbors_stage(ds, feats[m], cfg, nbr_store, console.print, dist)
-            stage_t["neighbors"] += time.perf_counter() - t
-            t = time.perf_counter()
-            maps[m] = umap_stage(ds, feats[m], cfg, umap_store, nbrs[m], console.print)
-            stage_t["umap"] += time.perf_counter() - t
-        results.append(DatasetResults(ds, feats, nbrs, maps, thumbs[ds.id]))
-    report.stage_seconds.update(stage_t)
-
-    from .featviz import featviz_stage
-
-    featviz = {}  # model -> FeatvizResult, from the run's first dataset's selectivity
-    for mid in featviz_models(cfg, resolved):
+def _run_stages(ctx: RunContext, steps: list[tuple[Stage, str]]) -> RunReport:
+    """Each stage in order: run it (timed for the summary table), or under --only read back what
+    the chosen stage needs."""
+    for stage, how in steps:
         t = time.perf_counter()
-        rendered = featviz_stage(results[0].features[mid], cfg.seed, work, resolved[mid])
-        report.stage_seconds[f"featviz {mid}"] = time.perf_counter() - t
-        if rendered is None:
-            console.print(f"[yellow]feature visualizations of {mid} skipped: its features have neither "
-                          "an atlas nor avg pooling to choose channels by[/]")
-        else:
-            featviz[mid] = rendered
-            took = rendered.seconds if rendered.status == "rendered" else rendered.recorded_seconds
-            console.print(f"feature visualizations {mid}: {len(rendered.layers)} layers, {rendered.status}"
-                          f" (compute {took:.1f}s)")
-
-    t = time.perf_counter()
-    browser = None
-    browser_model = _browser_model(cfg)
-    if cfg.browser_search and browser_model in cfg.models:
-        browser = export_stage(results[0].features[browser_model], cfg, work, resolved[browser_model])
-    elif cfg.browser_search:
-        console.print(f"[yellow]browser search skipped: model {browser_model or 'auto (a MobileNet)'!r} "
-                      "is not in this run[/]")
-    report.stage_seconds["tfjs export"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    kinds = sorted({r.features[m].meta["weights"] for r in results for m in cfg.models})
-    report.weights = kinds[0] if len(kinds) == 1 else "mixed"
-    # BUNDLE_VERSION is part of it: a bundle written in an older format is rewritten, not kept.
-    bundle_fp = fingerprint("bundle", BUNDLE_VERSION,
-                            [r.features[m].meta["fingerprint"] for r in results for m in cfg.models],
-                            [r.neighbors[m].meta["fingerprint"] for r in results for m in cfg.models],
-                            [r.umap[m].meta["fingerprint"] for r in results for m in cfg.models],
-                            str(browser.export_dir) if browser else None, cfg.browser_budget_mb, cfg.k, cfg.metrics,
-                            [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
-                            cfg.minkowski_p, [ds_fps[d.id] for d in datasets],
-                            [(d.name, d.description, d.source) for d in datasets],
-                            # what the manifest lists: system junk is skipped and listed but not in
-                            # the dataset fingerprint (it must not force a re-extraction)
-                            [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
-                            *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []))
-    if bundle_is_current(cfg.out, bundle_fp):
-        report.bundle_status = "up to date"
-    else:
-        write_bundle(cfg.out, BundleInputs(results, list(cfg.models), list(cfg.metrics), cfg.minkowski_p,
-                                           cfg.k, cfg.pooling, browser,
-                                           featviz={m: r.layers for m, r in featviz.items()}), bundle_fp)
-        report.bundle_status = "written"
-    report.stage_seconds["bundle"] = time.perf_counter() - t
-    return report
+        (stage.run if how == "run" else stage.load)(ctx)
+        if how == "run" or stage.name == "datasets":
+            ctx.report.stage_seconds[stage.name] = time.perf_counter() - t
+    if ctx.only and ctx.only != "bundle":
+        ctx.report.bundle_status = f"not written (--only {ctx.only})"
+    return ctx.report

@@ -139,13 +139,23 @@ def _load(ds: Dataset, i: int) -> np.ndarray:
         return np.full((1, 1, 3), BACKGROUND, np.uint8)
 
 
+def thumbnail_sheets(ds: Dataset, ds_fp: str, work: Path, levels: tuple[ThumbLevel, ...] = LEVELS,
+                     grid: int = GRID) -> tuple[ThumbSheets, str]:
+    """(where the sheets of ds go, their fingerprint): the folder is named by the fingerprint and
+    holds done.json once every sheet is written (thumbnails_current)."""
+    fp = fingerprint("thumbs", THUMBS_FORMAT, ds_fp, [asdict(lv) for lv in levels], grid, BACKGROUND)
+    return ThumbSheets(Path(work) / "thumbs" / f"{ds.id}-{fp[:16]}", len(ds), grid, levels), fp
+
+
+def thumbnails_current(sheets: ThumbSheets) -> bool:
+    return (sheets.folder / "done.json").exists()
+
+
 def thumbnails_stage(ds: Dataset, ds_fp: str, work: Path,
                      levels: tuple[ThumbLevel, ...] = LEVELS, grid: int = GRID) -> ThumbSheets:
     """Sprite sheets of every image of ds, written once per fingerprint, resumable per sheet."""
-    fp = fingerprint("thumbs", THUMBS_FORMAT, ds_fp, [asdict(lv) for lv in levels], grid, BACKGROUND)
-    sheets = ThumbSheets(Path(work) / "thumbs" / f"{ds.id}-{fp[:16]}", len(ds), grid, levels)
-    done = sheets.folder / "done.json"
-    if done.exists():
+    sheets, fp = thumbnail_sheets(ds, ds_fp, work, levels, grid)
+    if thumbnails_current(sheets):
         return sheets
     per = grid * grid
     for s in range(sheets.sheets):
@@ -157,7 +167,7 @@ def thumbnails_stage(ds: Dataset, ds_fp: str, work: Path,
             if lv.id == PACK_LEVEL:
                 atomic_write_bytes(sheets.pack_path(s), pack([jpeg(c, lv.quality) for c in cells]))
             atomic_write_bytes(sheets.sheet_path(lv.id, s), jpeg(tile(cells, lv.cell, grid), lv.quality))
-    atomic_write_json(done, {"fingerprint": fp, "n": len(ds), "sheets": sheets.sheets})
+    atomic_write_json(sheets.folder / "done.json", {"fingerprint": fp, "n": len(ds), "sheets": sheets.sheets})
     return sheets
 
 

@@ -32,7 +32,7 @@ WORK_MARKER = ".convnet-search-work"
 BUNDLE_MARKER = ".convnet-search-bundle"
 LOCK_FILE = ".convnet-search.lock"
 PROBE_PREFIX = ".convnet-search-probe-"  # writability probe, removed at once (unless killed then)
-STAGE_DIRS = ("features", "neighbors", "umap", "thumbs", "tfjs", "scan-cache")
+STAGE_DIRS = ("features", "neighbors", "umap", "scores", "thumbs", "tfjs", "scan-cache")
 # A run needs far more on a real dataset; below this even a tiny run fails midway.
 MIN_FREE_BYTES = 100 * 2**20
 
@@ -284,9 +284,10 @@ def prepare_work(work: Path) -> None:
                            "choose a writable folder") from None
 
 
-def clear_stages(work: Path) -> None:
-    """--force: remove the engine's own stage folders, nothing else (the marker was checked)."""
-    for name in STAGE_DIRS:
+def clear_stages(work: Path, names: Iterable[str] = STAGE_DIRS) -> None:
+    """--force: remove the engine's own stage folders (all, or `names`: one stage's, with --only),
+    nothing else (the marker was checked)."""
+    for name in names:
         p = Path(work) / name
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

@@ -188,6 +188,7 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
     for metric in manifest["metrics"]:
         m_id, p = metric["id"], metric["p"]
         scores = read_query_scores(out, manifest, ds, m_id)
+        summary = json.loads((out / manifest["files"]["summary"].format(dataset=d, metric=m_id)).read_text())
         for pi, pooling in enumerate(pl["id"] for pl in manifest["poolings"]):
             for c, layer in enumerate(model["layers"]):
                 x = feats[f"{pooling}/{layer['name']}"].astype(np.float64)
@@ -199,6 +200,8 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
                 kth = np.sort(ref, axis=1)[:, k - 1]
                 assert (dist[:, -1] <= kth * (1 + 1e-5) + 1e-6).all()  # nothing closer was left out
                 np.testing.assert_array_equal(scores[:, pi, c], search_score_numerators(ids, labels, top))
+                mean = search_score_numerators(ids, labels, top).mean() / ds["score"]["scale"]
+                assert summary["search_score"][pi][0][c] == pytest.approx(mean, abs=1e-4)  # rounded to 4 places
 
 
 def _write_config(path: Path, shard_size: int) -> Path:
