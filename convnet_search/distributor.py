@@ -283,7 +283,7 @@ class _Worker:
     # Shards sent to it, in the order it runs them (an actor runs its calls one at a time): the
     # first is running, the others wait in its queue. All of them go back to the queue if it dies.
     shards: deque = field(default_factory=deque)
-    reported: int = 0  # images of the running shard reported so far (taken back if it is lost)
+    reported: dict[int, int] = field(default_factory=dict)  # shard -> images reported (taken back if lost)
     stats: dict[str, WorkerStats] = field(default_factory=dict)  # per node
 
 
@@ -438,12 +438,13 @@ class _ExtractLoop:
         self.queue: deque[int] | None = None  # pending shards, known once a worker described the model
         self.attempts: dict[int, int] = {}
         self.waiting: dict[Any, tuple[_Worker, str]] = {}  # ObjectRef / generator -> (worker, kind)
+        self.shard_of: dict[Any, int] = {}  # generator -> its shard
         self.computed = 0
         self.code = code_identity()
 
     def run(self) -> ExtractRun:
         for w in self.d.workers:
-            w.ready, w.shards, w.reported, w.stats = False, deque(), 0, {}
+            w.ready, w.shards, w.reported, w.stats = False, deque(), {}, {}
             self._prepare(w)
         last_event = time.monotonic()
         while self.queue is None or self.queue or any(w.shards for w in self.d.workers):
@@ -506,9 +507,11 @@ class _ExtractLoop:
                 if len(w.shards) < depth and self.queue and (depth == 1 or len(self.queue) > len(ready)):
                     s = self.queue.popleft()
                     w.shards.append(s)
-                    self.waiting[w.handle.run_shard.remote(self.spec, self.job.task(s))] = (w, "shard")
+                    gen = w.handle.run_shard.remote(self.spec, self.job.task(s))
+                    self.waiting[gen], self.shard_of[gen] = (w, "shard"), s
 
     def _shard_event(self, w: _Worker, gen) -> None:
+        s = self.shard_of.pop(gen)
         try:
             item = self.ray.get(next(gen))
         except StopIteration:
@@ -524,14 +527,14 @@ class _ExtractLoop:
             w.stats[w.node] = WorkerStats(w.name, w.node, old.shards + 1, old.images + images,
                                           old.seconds + seconds, old.lost)
             self.computed += images
-            w.shards.popleft()
-            w.reported = 0
+            w.shards.remove(s)
+            w.reported.pop(s, None)
             self.d.live[w.name] = (w.node_id, self.d.live.get(w.name, ("", 0))[1] + 1)
             return
-        w.reported += item
+        w.reported[s] = w.reported.get(s, 0) + item
         if self.on_progress:
             self.on_progress(item)
-        self.waiting[gen] = (w, "shard")  # more to come from this shard
+        self.waiting[gen], self.shard_of[gen] = (w, "shard"), s  # more to come from this shard
 
     def _lost(self, w: _Worker) -> None:
         """w (or its node) died while running w.shards[0]: requeue every shard sent to it, take its
@@ -545,12 +548,12 @@ class _ExtractLoop:
                                f"{self.job.shard_paths[s][0]}) lost its worker {self.attempts[s]} times; "
                                "run the same command again to resume")
         if self.on_progress and w.reported:
-            self.on_progress(-w.reported)
+            self.on_progress(-sum(w.reported.values()))
         old = w.stats.get(w.node, WorkerStats(w.name, w.node, 0, 0, 0.0))
         w.stats[w.node] = WorkerStats(w.name, w.node, old.shards, old.images, old.seconds, old.lost + 1)
         self.queue.extendleft(reversed(w.shards))
         # The calls queued behind the lost one fail too: forget them, their shards are requeued.
         for ref in [ref for ref, (owner, kind) in self.waiting.items() if owner is w and kind == "shard"]:
-            del self.waiting[ref]
-        w.shards, w.reported, w.ready = deque(), 0, False
+            del self.waiting[ref], self.shard_of[ref]
+        w.shards, w.reported, w.ready = deque(), {}, False
         self._prepare(w)
