@@ -37,6 +37,11 @@ from .extract import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, ext
 
 CONNECT_TIMEOUT_S = 5.0  # how long an unreachable cluster may take to say so
 MAX_SHARD_ATTEMPTS = 3  # a shard whose worker died this many times fails the run (it may be the cause)
+# Shards sent to a worker ahead of the one it runs: its next shard starts without waiting for the
+# driver to hear "done" and answer (a round trip that grows with the driver's and the cluster's
+# load). Only while more shards are queued than there are workers: the last ones go to whichever
+# worker is free first, so ahead-sending does not lengthen the end of the job.
+SHARDS_AHEAD = 1
 # No batch finished anywhere for this long (every worker lost and none restarted): give up.
 STALL_TIMEOUT_S = 900.0
 
@@ -275,8 +280,10 @@ class _Worker:
     node: str = "?"
     node_id: str = ""
     ready: bool = False  # its model for the current job is built and checked
-    busy: int | None = None  # shard it is running
-    reported: int = 0  # images of that shard reported so far (taken back if it is lost)
+    # Shards sent to it, in the order it runs them (an actor runs its calls one at a time): the
+    # first is running, the others wait in its queue. All of them go back to the queue if it dies.
+    shards: deque = field(default_factory=deque)
+    reported: dict[int, int] = field(default_factory=dict)  # shard -> images reported (taken back if lost)
     stats: dict[str, WorkerStats] = field(default_factory=dict)  # per node
 
 
@@ -419,8 +426,9 @@ class RayDistributor:
 
 
 class _ExtractLoop:
-    """The driver side of one ExtractJob on Ray: dispatch shards to idle workers, stream their
-    progress, put the shard of a lost worker back in the queue."""
+    """The driver side of one ExtractJob on Ray: keep every worker fed (the shard it runs and,
+    while there is plenty left, the next one), stream their progress, put the shards of a lost
+    worker back in the queue."""
 
     def __init__(self, dist: RayDistributor, job: ExtractJob, on_start, on_progress):
         self.d, self.ray, self.job = dist, dist.ray, job
@@ -430,16 +438,16 @@ class _ExtractLoop:
         self.queue: deque[int] | None = None  # pending shards, known once a worker described the model
         self.attempts: dict[int, int] = {}
         self.waiting: dict[Any, tuple[_Worker, str]] = {}  # ObjectRef / generator -> (worker, kind)
+        self.shard_of: dict[Any, int] = {}  # generator -> its shard
         self.computed = 0
         self.code = code_identity()
-        self.t_start: dict[str, float] = {}
 
     def run(self) -> ExtractRun:
         for w in self.d.workers:
-            w.ready, w.busy, w.reported, w.stats = False, None, 0, {}
+            w.ready, w.shards, w.reported, w.stats = False, deque(), {}, {}
             self._prepare(w)
         last_event = time.monotonic()
-        while self.queue is None or self.queue or any(w.busy is not None for w in self.d.workers):
+        while self.queue is None or self.queue or any(w.shards for w in self.d.workers):
             self._dispatch()
             ready, _ = self.ray.wait(list(self.waiting), num_returns=1, timeout=1.0)
             if not ready:
@@ -476,7 +484,10 @@ class _ExtractLoop:
                                "install the same versions on every node")
         if self.info is None:
             self.info = info
-            self.queue = deque(self.job.pending(info["base_info"]["weights_digest"]))
+            # Largest first (content-defined shards differ in size): the job ends on small shards,
+            # so the workers finish closer together.
+            pending = self.job.pending(info["base_info"]["weights_digest"])
+            self.queue = deque(sorted(pending, key=lambda s: -len(self.job.shard_paths[s])))
             if self.on_start:
                 self.on_start(self.job.images(self.queue))
         elif info["base_info"]["weights_digest"] != self.info["base_info"]["weights_digest"]:
@@ -487,16 +498,20 @@ class _ExtractLoop:
         self.d.live[w.name] = (w.node_id, self.d.live[w.name][1])
 
     def _dispatch(self) -> None:
+        """An idle worker gets a shard; a busy one its next, while more are queued than workers."""
         if not self.queue:
             return
-        for w in self.d.workers:
-            if w.ready and w.busy is None and self.queue:
-                s = self.queue.popleft()
-                w.busy, w.reported = s, 0
-                self.t_start[w.name] = time.perf_counter()
-                self.waiting[w.handle.run_shard.remote(self.spec, self.job.task(s))] = (w, "shard")
+        ready = [w for w in self.d.workers if w.ready]
+        for depth in range(1, SHARDS_AHEAD + 2):
+            for w in ready:
+                if len(w.shards) < depth and self.queue and (depth == 1 or len(self.queue) > len(ready)):
+                    s = self.queue.popleft()
+                    w.shards.append(s)
+                    gen = w.handle.run_shard.remote(self.spec, self.job.task(s))
+                    self.waiting[gen], self.shard_of[gen] = (w, "shard"), s
 
     def _shard_event(self, w: _Worker, gen) -> None:
+        s = self.shard_of.pop(gen)
         try:
             item = self.ray.get(next(gen))
         except StopIteration:
@@ -512,26 +527,33 @@ class _ExtractLoop:
             w.stats[w.node] = WorkerStats(w.name, w.node, old.shards + 1, old.images + images,
                                           old.seconds + seconds, old.lost)
             self.computed += images
-            w.busy, w.reported = None, 0
+            w.shards.remove(s)
+            w.reported.pop(s, None)
             self.d.live[w.name] = (w.node_id, self.d.live.get(w.name, ("", 0))[1] + 1)
             return
-        w.reported += item
+        w.reported[s] = w.reported.get(s, 0) + item
         if self.on_progress:
             self.on_progress(item)
-        self.waiting[gen] = (w, "shard")  # more to come from this shard
+        self.waiting[gen], self.shard_of[gen] = (w, "shard"), s  # more to come from this shard
 
     def _lost(self, w: _Worker) -> None:
-        """w (or its node) died during shard w.busy: requeue it, take its progress back."""
-        s = w.busy
+        """w (or its node) died while running w.shards[0]: requeue every shard sent to it, take its
+        progress back. Only the running shard counts an attempt (the others never started)."""
+        if not w.shards:  # a call of ours that was already forgotten
+            return
+        s = w.shards[0]
         self.attempts[s] = self.attempts.get(s, 0) + 1
         if self.attempts[s] >= MAX_SHARD_ATTEMPTS:
             raise ClusterError(f"shard {s} ({len(self.job.shard_paths[s])} images from "
                                f"{self.job.shard_paths[s][0]}) lost its worker {self.attempts[s]} times; "
                                "run the same command again to resume")
         if self.on_progress and w.reported:
-            self.on_progress(-w.reported)
+            self.on_progress(-sum(w.reported.values()))
         old = w.stats.get(w.node, WorkerStats(w.name, w.node, 0, 0, 0.0))
         w.stats[w.node] = WorkerStats(w.name, w.node, old.shards, old.images, old.seconds, old.lost + 1)
-        self.queue.appendleft(s)
-        w.busy, w.reported, w.ready = None, 0, False
+        self.queue.extendleft(reversed(w.shards))
+        # The calls queued behind the lost one fail too: forget them, their shards are requeued.
+        for ref in [ref for ref, (owner, kind) in self.waiting.items() if owner is w and kind == "shard"]:
+            del self.waiting[ref], self.shard_of[ref]
+        w.shards, w.reported, w.ready = deque(), {}, False
         self._prepare(w)
