@@ -1,6 +1,7 @@
 """Bundle stage: stage outputs -> the static data folder the frontend reads (docs/bundle.md)."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,10 +244,28 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
                        np.ascontiguousarray(xy, dtype="<f4").tobytes())
 
 
-def write_browser_features(root: Path, inp: BundleInputs, res: DatasetResults) -> list[dict[str, Any]]:
+def previous_browser_entries(out: Path, inp: BundleInputs) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The browser-features entries of the bundle being replaced, by (dataset, layer, pooling),
+    when it was made for the same browser model and metrics (their recall may be carried over:
+    browser_features.REMEASURE_FRACTION); {} when there is none or it cannot be read."""
+    try:
+        old = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+        search = old.get("browser_search") or {}
+        if inp.browser is None or search.get("model") != inp.browser.model:
+            return {}
+        if old.get("metrics") != json.loads(dumps_json(metric_entries(inp.metrics, inp.minkowski_p))):
+            return {}
+        return {(e["dataset"], e["layer"], e["pooling"]): e for e in search.get("features", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def write_browser_features(root: Path, inp: BundleInputs, res: DatasetResults,
+                           previous: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The browser model's features of one dataset, one file per (layer, pooling), each in the least
     lossy encoding that keeps model + file within the budget (browser_features.py); returns their
-    manifest entries with the recall@15 each encoding measured against float32 exact search."""
+    manifest entries with the recall@15 each encoding measured against float32 exact search
+    (carried over from `previous` entries after a small growth)."""
     b, d = inp.browser, res.dataset.id
     feats = res.features[b.model].arrays
     budget = b.budget_bytes - int(b.info["model_bytes"])
@@ -254,7 +273,7 @@ def write_browser_features(root: Path, inp: BundleInputs, res: DatasetResults) -
     for layer in b.layers:
         for pooling in inp.poolings:
             data, entry = encode_for_browser(feats[feature_key(layer, pooling)], budget, list(inp.metrics),
-                                             inp.minkowski_p)
+                                             inp.minkowski_p, previous=(previous or {}).get((d, layer, pooling)))
             _write(root, _path(FILES["browser_features"], dataset=d, layer=layer, pooling=pooling,
                                encoding=entry["encoding"]), data)
             entries.append({"dataset": d, "layer": layer, "pooling": pooling, **entry})
@@ -390,12 +409,13 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
     out = Path(out)
     check_replaceable(out)
     manifest = build_manifest(inp)
+    previous = previous_browser_entries(out, inp) if inp.browser else {}
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         for res in inp.results:
             _write_dataset(tmp, inp, res)
             if inp.browser is not None:
-                manifest["browser_search"]["features"] += write_browser_features(tmp, inp, res)
+                manifest["browser_search"]["features"] += write_browser_features(tmp, inp, res, previous)
         if inp.browser is not None:
             shutil.copytree(inp.browser.export_dir, tmp / "tfjs" / inp.browser.model)
         for mid, layers in inp.featviz.items():

@@ -247,3 +247,29 @@ def test_minkowski_kernel_equals_numpy_float32_terms(p):
     ref = ((d * d * d) if p == 3 else d ** np.float32(p)).sum(axis=2, dtype=np.float64) ** (1 / p)
     # p = 3: the same float32 products; other p: numba's float32 pow may differ from numpy's by an ulp
     np.testing.assert_allclose(bf._minkowski(q, x, p), ref, rtol=1e-12 if p == 3 else 1e-6)
+
+
+def _small_budget_rows(rng, n, dim=24):
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    budget = bf.Layout("uint8", n + 50, dim, dim).nbytes + 1  # uint8 fits, float16 does not
+    return x, budget
+
+
+def test_recall_is_carried_over_after_a_small_growth_and_measured_again_after_more():
+    rng = np.random.default_rng(3)
+    x, budget = _small_budget_rows(rng, 400)
+    _, first = bf.encode_for_browser(x, budget, ["cosine"])
+    assert first["encoding"] == "uint8" and first["recall_n"] == 400 and first["recall_queries"] == 400
+    grown = np.concatenate([x, rng.normal(size=(20, x.shape[1])).astype(np.float32)])  # +5 %
+    data, carried = bf.encode_for_browser(grown, budget, ["cosine"], previous={**first, "recall": {"cosine": 0.5}})
+    assert carried["recall"] == {"cosine": 0.5} and carried["recall_n"] == 400  # not measured again
+    assert data == bf.encode(grown, bf.Layout("uint8", 420, 24, 24))  # the file is of the new rows
+    more = np.concatenate([grown, rng.normal(size=(1, x.shape[1])).astype(np.float32)])  # > 5 %
+    _, measured = bf.encode_for_browser(more, budget, ["cosine"], previous={**first, "recall": {"cosine": 0.5}})
+    assert measured["recall_n"] == 421 and measured["recall"]["cosine"] > 0.5
+    for previous in ({**first, "recall": {"cosine": 0.5, "euclidean": 0.5}},  # other metrics
+                     {**first, "recall": {"cosine": 0.5}, "recall_n": 430},  # it shrank since
+                     {**first, "recall": {"cosine": 0.5}, "encoding": "float16"},  # another encoding
+                     {k: v for k, v in first.items() if k != "recall_n"}):  # a bundle from before recall_n
+        _, e = bf.encode_for_browser(grown, budget, ["cosine"], previous=previous)
+        assert e["recall_n"] == 420, previous

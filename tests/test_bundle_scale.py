@@ -65,3 +65,23 @@ def test_knn_blob_round_trips_ids_past_uint16(n):
 def test_knn_blob_refuses_ids_out_of_range():
     with pytest.raises(BundleError):
         knn_blob(np.array([[5]]), np.array([[0.0]]), 1, 5)
+
+
+def test_previous_browser_entries_come_from_the_replaced_bundle_of_the_same_model_and_metrics(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from convnet_search.bundle import metric_entries, previous_browser_entries
+
+    inp = SimpleNamespace(browser=SimpleNamespace(model="mobilenet_025"), metrics=["cosine", "minkowski"],
+                          minkowski_p=3.0)
+    entry = {"dataset": "d", "layer": "l", "pooling": "avg", "encoding": "uint8", "dims": 4, "recall_n": 9}
+    manifest = {"metrics": metric_entries(inp.metrics, 3.0),
+                "browser_search": {"model": "mobilenet_025", "features": [entry]}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert previous_browser_entries(tmp_path, inp) == {("d", "l", "avg"): entry}
+    assert previous_browser_entries(tmp_path, SimpleNamespace(**{**vars(inp), "minkowski_p": 4.0})) == {}
+    assert previous_browser_entries(tmp_path, SimpleNamespace(**{**vars(inp), "browser": SimpleNamespace(model="x")})) == {}
+    assert previous_browser_entries(tmp_path / "missing", inp) == {}
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert previous_browser_entries(tmp_path, inp) == {}

@@ -150,6 +150,7 @@ export interface BrowserFeatures {
   recall: Record<string, number>;
   recall_k: number;
   recall_queries: number; // sampled dataset images used as queries (0: float32, exact by definition)
+  recall_n?: number; // the dataset's size when recall was measured (carried over while it grew ≤ 5 %)
 }
 
 export interface Manifest {
