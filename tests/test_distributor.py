@@ -230,6 +230,26 @@ def test_ray_resumes_shards_the_local_distributor_left(cluster, case):
     assert features_file(cfg).read_bytes() == features_file(case["ref"]).read_bytes()
 
 
+def _wait_for_orphaned_workers_to_go(timeout: float = 120.0) -> None:
+    """Ray kills a dead driver's actors asynchronously (the raylets SIGKILL their processes). A
+    next test that starts actors while that cleanup is still running lost both its workers once
+    and waited forever, so the cluster is left quiet first."""
+    import psutil
+
+    def extract_workers() -> list:
+        out = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any("_ExtractWorker" in part for part in (p.info["cmdline"] or [])):
+                    out.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return out
+    deadline = time.time() + timeout
+    while extract_workers() and time.time() < deadline:
+        time.sleep(0.2)
+
+
 def test_a_killed_ray_driver_is_resumed_by_a_local_run(cluster, case):
     cfg = case["cfg"]("killed", "ray")
     out, work = Path(cfg.out), Path(cfg.work)
@@ -245,6 +265,7 @@ def test_a_killed_ray_driver_is_resumed_by_a_local_run(cluster, case):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        _wait_for_orphaned_workers_to_go()
     done = list(work.rglob("shard-*.npz"))
     assert done and not (out / "manifest.json").exists() and not features_file(cfg).exists()
     from convnet_search.datasets import load_dataset
