@@ -208,15 +208,22 @@ def _update_full(run: PartialAtlas, first_id: int, values: np.ndarray, maps: np.
 
 def merge_shards(shards: Sequence[Mapping[str, np.ndarray]], features: Mapping[str, np.ndarray],
                  layers: Sequence[str], top: int = TOP) -> dict[str, np.ndarray]:
-    """The stored atlas of a dataset from its shards' ShardAtlas arrays (in shard order) and its
-    concatenated features: per layer ids (uint32), values, maps and selectivity (variance of the
-    avg-pooled activation across the dataset; taken from the stored avg features when present)."""
+    """The stored atlas of a dataset from its shards' ShardAtlas arrays (in shard order, ids
+    already dataset rows) and its concatenated features: per layer ids (uint32), values, maps and
+    selectivity (variance of the avg-pooled activation across the dataset; taken from the stored
+    avg features when present)."""
+    parts = {layer: merge([PartialAtlas.from_arrays(s, f"atlas/{layer}") for s in shards], top) for layer in layers}
+    avg = {layer: [s[f"atlas/{layer}/avg"] for s in shards if f"atlas/{layer}/avg" in s] for layer in layers}
+    return merged_atlas(parts, avg, features, layers)
+
+
+def merged_atlas(parts: Mapping[str, PartialAtlas], avg_parts: Mapping[str, Sequence[np.ndarray]],
+                 features: Mapping[str, np.ndarray], layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """The stored arrays of merged per-layer atlases (see merge_shards)."""
     out: dict[str, np.ndarray] = {}
     for layer in layers:
-        prefix = f"atlas/{layer}"
-        atlas = merge([PartialAtlas.from_arrays(s, prefix) for s in shards], top)
-        avg = (features[f"avg/{layer}"] if f"avg/{layer}" in features
-               else np.concatenate([s[f"{prefix}/avg"] for s in shards]))
+        prefix, atlas = f"atlas/{layer}", parts[layer]
+        avg = features[f"avg/{layer}"] if f"avg/{layer}" in features else np.concatenate(avg_parts[layer])
         out.update({f"{prefix}/ids": atlas.ids.astype(np.uint32), f"{prefix}/values": atlas.values,
                     f"{prefix}/maps": atlas.maps, f"{prefix}/selectivity": selectivity(avg)})
     return out

@@ -243,3 +243,28 @@ def test_atlas_layout_is_in_the_stored_fingerprint(tmp_path):
     (tmp_path / bundle.FINGERPRINT_FILE).write_text(bundle._stored_fingerprint("abc"))
     assert bundle.bundle_is_current(tmp_path, "abc")
     assert not bundle.bundle_is_current(tmp_path, "abd")
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), c=st.integers(1, 4), shard=st.integers(1, 15), levels=st.sampled_from([None, 2, 5]),
+       seed=st.integers(0, 2**16))
+def test_extract_merges_shards_as_read_into_the_atlas_of_the_whole(n, c, shard, levels, seed):
+    """extract.FreshAtlas (each shard merged as it is read, ids local to the shard, so memory holds
+    one shard's maps) stores exactly what one merge of every shard gives, ties included."""
+    from convnet_search.extract import FreshAtlas
+
+    rng = np.random.default_rng(seed)
+    vals, maps = random_outputs(rng, n, c, levels=levels)
+    fresh, shards = FreshAtlas(["l"]), []
+    for lo in range(0, n, shard):
+        acc = atlas.ShardAtlas(["l"], ["avg"])
+        acc.add(0, {"avg/l": vals[lo:lo + shard], "atlas/l/map": maps[lo:lo + shard]})
+        fresh.add(lo, acc.arrays())
+        shards.append({k: (v + lo if k.endswith("/ids") else v) for k, v in acc.arrays().items()})
+    got = atlas.merged_atlas(fresh.parts, fresh.avg, {"avg/l": vals}, ["l"])
+    want = atlas.merge_shards(shards, {"avg/l": vals}, ["l"])
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.array_equal(got[key], want[key]), key
+    whole = atlas.batch_atlas(0, vals, maps)
+    assert np.array_equal(got["atlas/l/ids"], whole.ids.astype(np.uint32))
