@@ -135,10 +135,15 @@ def test_an_unreachable_cluster_is_a_clear_error_and_nothing_is_written(tmp_path
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 200 * MB,
+    # Workers run on two 1-CPU nodes, none on the head: on one machine every node shares the
+    # address, so a driver may attach to any node's raylet, and the node-loss test must be able
+    # to remove a busy node that is not the driver's (removing the driver's raylet ends the
+    # driver's job and its actors, and the run waits forever: seen in CI).
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 * MB,
                                                       "include_dashboard": False})
     try:
-        c.add_node(num_cpus=1, object_store_memory=200 * MB)
+        for _ in range(2):
+            c.add_node(num_cpus=1, object_store_memory=200 * MB)
         c.wait_for_nodes()
         yield c
     finally:
@@ -231,9 +236,8 @@ def test_ray_resumes_shards_the_local_distributor_left(cluster, case):
 
 
 def _wait_for_orphaned_workers_to_go(timeout: float = 120.0) -> None:
-    """Ray kills a dead driver's actors asynchronously (the raylets SIGKILL their processes). A
-    next test that starts actors while that cleanup is still running lost both its workers once
-    and waited forever, so the cluster is left quiet first."""
+    """Ray kills a dead driver's actors asynchronously (the raylets SIGKILL their processes): the
+    next test starts on a quiet cluster, with only its own workers."""
     import psutil
 
     def extract_workers() -> list:
@@ -290,9 +294,10 @@ def test_a_worker_node_lost_mid_extraction_changes_nothing(cluster, case):
     def remove_a_busy_node() -> None:
         deadline = time.time() + 300
         while time.time() < deadline and not removed:
-            nodes = {n.node_id: n for n in cluster.worker_nodes}
+            driver = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+            nodes = {n.node_id: n for n in cluster.worker_nodes if n.node_id != driver}
             for name, (node_id, shards_done) in list(dist.live.items()):
-                if shards_done >= 1 and node_id in nodes:
+                if driver and shards_done >= 1 and node_id in nodes:
                     cluster.remove_node(nodes[node_id])
                     removed.append(name)
                     return
