@@ -206,27 +206,47 @@ def _update_full(run: PartialAtlas, first_id: int, values: np.ndarray, maps: np.
     run.values[changed] = vals_all[rows, sc]
 
 
+class ShardsAtlas:
+    """The atlas of a dataset's shards, merged as each shard is read: a running top-T per channel
+    (value desc, then id asc: a total order, so merging shard by shard selects exactly what one
+    merge of every shard would), so memory holds one shard's maps, not N images' (holding them all
+    took 10.5 GB at 100,000 images, MobileNet α 0.25, 8 layers)."""
+
+    def __init__(self, layers: Sequence[str], top: int = TOP):
+        self.layers, self.top = list(layers), top
+        self.parts: dict[str, PartialAtlas | None] = {layer: None for layer in layers}
+        self.avg: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}  # used without avg features
+
+    def add(self, start: int, shard: Mapping[str, np.ndarray]) -> None:
+        """One shard's ShardAtlas arrays, its ids local to the shard and its first row `start`."""
+        for layer in self.layers:
+            prefix = f"atlas/{layer}"
+            part = PartialAtlas.from_arrays(shard, prefix)
+            part = PartialAtlas(part.ids + start, part.values, part.maps)
+            self.parts[layer] = merge([self.parts[layer], part], self.top)
+            if f"{prefix}/avg" in shard:
+                self.avg[layer].append(shard[f"{prefix}/avg"])
+
+    def stored(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The stored atlas: per layer ids (uint32), values, maps and selectivity (variance of the
+        avg-pooled activation across the dataset; from the stored avg features when present)."""
+        out: dict[str, np.ndarray] = {}
+        for layer in self.layers:
+            prefix, atlas = f"atlas/{layer}", self.parts[layer]
+            avg = features[f"avg/{layer}"] if f"avg/{layer}" in features else np.concatenate(self.avg[layer])
+            out.update({f"{prefix}/ids": atlas.ids.astype(np.uint32), f"{prefix}/values": atlas.values,
+                        f"{prefix}/maps": atlas.maps, f"{prefix}/selectivity": selectivity(avg)})
+        return out
+
+
 def merge_shards(shards: Sequence[Mapping[str, np.ndarray]], features: Mapping[str, np.ndarray],
                  layers: Sequence[str], top: int = TOP) -> dict[str, np.ndarray]:
     """The stored atlas of a dataset from its shards' ShardAtlas arrays (in shard order, ids
-    already dataset rows) and its concatenated features: per layer ids (uint32), values, maps and
-    selectivity (variance of the avg-pooled activation across the dataset; taken from the stored
-    avg features when present)."""
-    parts = {layer: merge([PartialAtlas.from_arrays(s, f"atlas/{layer}") for s in shards], top) for layer in layers}
-    avg = {layer: [s[f"atlas/{layer}/avg"] for s in shards if f"atlas/{layer}/avg" in s] for layer in layers}
-    return merged_atlas(parts, avg, features, layers)
-
-
-def merged_atlas(parts: Mapping[str, PartialAtlas], avg_parts: Mapping[str, Sequence[np.ndarray]],
-                 features: Mapping[str, np.ndarray], layers: Sequence[str]) -> dict[str, np.ndarray]:
-    """The stored arrays of merged per-layer atlases (see merge_shards)."""
-    out: dict[str, np.ndarray] = {}
-    for layer in layers:
-        prefix, atlas = f"atlas/{layer}", parts[layer]
-        avg = features[f"avg/{layer}"] if f"avg/{layer}" in features else np.concatenate(avg_parts[layer])
-        out.update({f"{prefix}/ids": atlas.ids.astype(np.uint32), f"{prefix}/values": atlas.values,
-                    f"{prefix}/maps": atlas.maps, f"{prefix}/selectivity": selectivity(avg)})
-    return out
+    already dataset rows) and its concatenated features (see ShardsAtlas)."""
+    acc = ShardsAtlas(layers, top)
+    for shard in shards:
+        acc.add(0, shard)
+    return acc.stored(features)
 
 
 def stored_atlas(arrays: Mapping[str, np.ndarray], layer: str) -> tuple[PartialAtlas, np.ndarray] | None:

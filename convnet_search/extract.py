@@ -16,7 +16,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -329,7 +329,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     old = store.load(ds.id, spec.id) if reuse else None
     parts = ShardDir(job.shard_dir)
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    fresh = FreshAtlas(layer_names) if cfg.atlas else None
+    fresh = channel_atlas.ShardsAtlas(layer_names) if cfg.atlas else None
     for i, sh in enumerate(plan):
         if i in reuse:
             o = reuse[i]
@@ -366,37 +366,14 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     return ExtractResult(ds.id, spec.id, len(ds), seconds, status, run.computed, tuple(run.workers))
 
 
-class FreshAtlas:
-    """The channel atlas of the freshly extracted shards, merged as each shard is read: a running
-    top-T per channel (value desc, then id asc: a total order, so merging shard by shard selects
-    exactly what one merge of all shards would). Holding every shard's maps until the end took
-    10.5 GB at 100,000 images (MobileNet α 0.25, 8 layers); this holds one shard's."""
-
-    def __init__(self, layers: Sequence[str]):
-        self.layers = list(layers)
-        self.parts: dict[str, channel_atlas.PartialAtlas | None] = {layer: None for layer in layers}
-        self.avg: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}  # only without avg features
-        self.count = 0
-
-    def add(self, start: int, shard: Mapping[str, np.ndarray]) -> None:
-        for layer in self.layers:
-            prefix = f"atlas/{layer}"
-            part = channel_atlas.PartialAtlas.from_arrays(shard, prefix)
-            part = channel_atlas.PartialAtlas(part.ids + start, part.values, part.maps)
-            self.parts[layer] = channel_atlas.merge([self.parts[layer], part])
-            if f"{prefix}/avg" in shard:
-                self.avg[layer].append(shard[f"{prefix}/avg"])
-        self.count += 1
-
-
-def _atlas(ds: Dataset, plan, reuse, fresh: FreshAtlas, old, features, layers, cfg, job: ExtractJob):
+def _atlas(ds: Dataset, plan, reuse, fresh: channel_atlas.ShardsAtlas, old, features, layers, cfg, job: ExtractJob):
     """The stored channel atlas: merged from every shard's partial atlas, or, when shards were
     reused (their partials are gone), selected from the avg features with the maps of the fresh
     shards and of the previous atlas, plus a small extra pass for maps neither has."""
     from .incremental import updated_atlas
 
     if not reuse:
-        return channel_atlas.merged_atlas(fresh.parts, fresh.avg, features, layers)
+        return fresh.stored(features)
     new_of_old = np.full(len(old.meta["files"]), -1, dtype=np.int64)
     fresh_rows = np.ones(len(ds), dtype=bool)
     for i, o in reuse.items():
@@ -406,7 +383,7 @@ def _atlas(ds: Dataset, plan, reuse, fresh: FreshAtlas, old, features, layers, c
     todo: dict[str, tuple] = {}
     for layer in layers:
         prefix = f"atlas/{layer}"
-        fresh_part = fresh.parts[layer] if fresh.count else None
+        fresh_part = fresh.parts[layer]  # None when no shard was extracted afresh
         old_part = channel_atlas.stored_atlas(old.arrays, layer)[0]
         ids, values, maps, missing = updated_atlas(features[f"avg/{layer}"], fresh_rows, fresh_part, old_part,
                                                    new_of_old, channel_atlas.TOP)

@@ -249,22 +249,27 @@ def test_atlas_layout_is_in_the_stored_fingerprint(tmp_path):
 @given(n=st.integers(1, 60), c=st.integers(1, 4), shard=st.integers(1, 15), levels=st.sampled_from([None, 2, 5]),
        seed=st.integers(0, 2**16))
 def test_extract_merges_shards_as_read_into_the_atlas_of_the_whole(n, c, shard, levels, seed):
-    """extract.FreshAtlas (each shard merged as it is read, ids local to the shard, so memory holds
-    one shard's maps) stores exactly what one merge of every shard gives, ties included."""
-    from convnet_search.extract import FreshAtlas
-
+    """ShardsAtlas as extract uses it (each shard merged as it is read, ids local to the shard, so
+    memory holds one shard's maps) stores exactly what one merge of every shard gives, ties included."""
     rng = np.random.default_rng(seed)
     vals, maps = random_outputs(rng, n, c, levels=levels)
-    fresh, shards = FreshAtlas(["l"]), []
+    fresh, shards = atlas.ShardsAtlas(["l"]), []
     for lo in range(0, n, shard):
         acc = atlas.ShardAtlas(["l"], ["avg"])
         acc.add(0, {"avg/l": vals[lo:lo + shard], "atlas/l/map": maps[lo:lo + shard]})
         fresh.add(lo, acc.arrays())
         shards.append({k: (v + lo if k.endswith("/ids") else v) for k, v in acc.arrays().items()})
-    got = atlas.merged_atlas(fresh.parts, fresh.avg, {"avg/l": vals}, ["l"])
-    want = atlas.merge_shards(shards, {"avg/l": vals}, ["l"])
+    got = fresh.stored({"avg/l": vals})
+    want = {key: value for layer in ["l"] for key, value in _one_merge(shards, vals, layer).items()}
     assert got.keys() == want.keys()
     for key in want:
         assert np.array_equal(got[key], want[key]), key
     whole = atlas.batch_atlas(0, vals, maps)
     assert np.array_equal(got["atlas/l/ids"], whole.ids.astype(np.uint32))
+
+
+def _one_merge(shards, vals, layer):
+    """The reference: every shard's partial atlas merged at once (ids already dataset rows)."""
+    whole = atlas.merge([atlas.PartialAtlas.from_arrays(s, f"atlas/{layer}") for s in shards])
+    return {f"atlas/{layer}/ids": whole.ids.astype(np.uint32), f"atlas/{layer}/values": whole.values,
+            f"atlas/{layer}/maps": whole.maps, f"atlas/{layer}/selectivity": atlas.selectivity(vals)}
