@@ -159,13 +159,20 @@ def _kth_smallest(values, k):
     much faster than np.partition)."""
     top = np.full(k, np.inf)
     for v in values:
-        if v < top[k - 1]:
-            pos = k - 1
-            while pos > 0 and top[pos - 1] > v:
-                top[pos] = top[pos - 1]
-                pos -= 1
-            top[pos] = v
+        _keep_smallest(top, v)
     return top[k - 1]
+
+
+@njit(cache=True, inline="always")
+def _keep_smallest(top, v):
+    """Insert v into `top`, the ascending k smallest values so far, if it is smaller than the last."""
+    k = top.shape[0]
+    if v < top[k - 1]:
+        pos = k - 1
+        while pos > 0 and top[pos - 1] > v:
+            top[pos] = top[pos - 1]
+            pos -= 1
+        top[pos] = v
 
 
 @njit(cache=True, inline="always")
@@ -219,12 +226,7 @@ def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset,
             if j == selfj:
                 continue
             lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
-            if hi < top[k - 1]:
-                pos = k - 1
-                while pos > 0 and top[pos - 1] > hi:
-                    top[pos] = top[pos - 1]
-                    pos -= 1
-                top[pos] = hi
+            _keep_smallest(top, hi)
             if lo <= top[k - 1]:
                 keep[n_keep] = j
                 keep_lo[n_keep] = lo
