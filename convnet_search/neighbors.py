@@ -10,14 +10,18 @@ never built.
 
 How (docs/bundle.md defines the distances):
 
-* cosine / euclidean / sqeuclidean: a float32 BLAS gemm on a block of query rows gives approximate
-  distances d̃ with a *proven* error bound ε (see ``_gemm_error_coef``). Since |d̃ − d| ≤ ε, the true
-  k-th distance is at most U = k-th smallest (d̃ + ε), and every member of the true top-k satisfies
-  d̃ − ε ≤ U. Those candidates (usually k plus a handful; every tied point when there are ties)
-  are re-ranked with exact float64 distances computed from differences, the way scipy does, and
-  sorted by (distance, id). No guessing of a margin, no fallback path: ties and near-ties at the
-  boundary simply make the candidate set larger. Euclidean's bounds are the squared ones, so
-  ``top_k_neighbors_multi`` serves euclidean and sqeuclidean from one gemm + candidate pass.
+* cosine / euclidean / sqeuclidean: float32 BLAS gemm tiles give approximate distances d̃ with a
+  *proven* error bound ε (see ``_gemm_error_coef``). Since |d̃ − d| ≤ ε, the true k-th distance is
+  at most U = k-th smallest (d̃ + ε), and every member of the true top-k satisfies d̃ − ε ≤ U.
+  Each tile is read while it is in cache by ``_tile_select``, which keeps per row the running U
+  and the few pairs that can still qualify; those candidates (usually k plus a handful; every
+  tied point when there are ties) are re-ranked with exact float64 distances computed from
+  differences, the way scipy does, and sorted by (distance, id). No guessing of a margin: ties
+  and near-ties at the boundary simply make the candidate set larger (a row with more than its
+  list holds is recomputed with room for all). For all rows of X the Gram matrix is symmetric,
+  so each tile (I, J), I ≤ J, is computed once and feeds row blocks I and J: half the gemm of a
+  query-against-database search such as faiss's flat indexes. Euclidean's bounds are the squared
+  ones, so ``top_k_neighbors_multi`` serves euclidean and sqeuclidean from one pass.
 * minkowski(p): no gemm identity exists, so a numba kernel computes exact float64 distances from
   each query to all rows (one row buffer per thread) and selects by (distance, id).
 """
@@ -25,9 +29,13 @@ How (docs/bundle.md defines the distances):
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .metrics import DEFAULT_MINKOWSKI_P, METRICS, Metric, resolve_metric, validate_minkowski_p
 
@@ -43,10 +51,7 @@ _COSINE, _EUCLIDEAN, _SQEUCLIDEAN, _MINKOWSKI = 0, 1, 2, 3
 _CODES = {"cosine": _COSINE, "euclidean": _EUCLIDEAN, "sqeuclidean": _SQEUCLIDEAN, "minkowski": _MINKOWSKI}
 assert set(_CODES) == set(METRICS), "every registered metric needs a kernel code here"
 
-# Default budget for one block's float32 distance matrix (several live at once briefly). The gemm
-# is most of the time and narrow blocks slow it down: at N = 20,000, D = 1024 cosine took 15 s with
-# 32 MB blocks (409 rows) and 9 s with 128 MB (1,638 rows), as fast as faiss's IndexFlatIP (9.2 s)
-# in the same run (bench/README.md).
+# Default budget for one block of minkowski candidate search's float32 distance matrix (B × N).
 _BLOCK_BYTES = 128 * 1024 * 1024
 
 
@@ -175,76 +180,85 @@ def _keep_smallest(top, v):
         top[pos] = v
 
 
+@njit(cache=True, nogil=True)
+def _tile_select(G, gm, c0, xlo, xhi, c_lo, c_hi, self_ids, top, keep_j, keep_lo, n_keep, overflow):
+    """Feed one gemm tile into the running candidate state of its B query rows.
+
+    G[b, t] is the float32 gemm value of query row b and column item j = c0 + t. Per pair, the
+    approximate distance d̃ and its proven error bound ε (see _gemm_error_coef) give
+      lo = d̃ − ε = c_lo[b] + xlo[j] − gm·g,   hi = d̃ + ε = c_hi[b] + xhi[j] − gm·g
+    (cosine: d̃ = 1 − g, gm = 1, xlo = xhi = 0; (sq)euclidean: d̃ = ‖q‖² + ‖x‖² − 2g, gm = 2; the
+    constants fold ε in, so one multiply-add and one compare reject almost every pair).
+    Per row the state is `top`, the k smallest upper bounds so far (its last entry U only falls),
+    and a list of (j, lo) with lo ≤ U when seen. The final candidates, lo ≤ U_final, provably hold
+    the exact top-k and every tie at its boundary; they do not depend on the order tiles arrive.
+    When the list is full it is compacted (entries with lo > U can never qualify again); if that
+    frees too little (many near-ties), the row is flagged in `overflow` and recomputed alone.
+    """
+    B, T = G.shape
+    k = top.shape[1]
+    cap = keep_j.shape[1]
+    for b in range(B):
+        if overflow[b]:
+            continue
+        row_top = top[b]
+        U = row_top[k - 1]
+        n = n_keep[b]
+        lo0, hi0, selfj = c_lo[b], c_hi[b], self_ids[b]
+        for t in range(T):
+            j = c0 + t
+            g = gm * np.float64(G[b, t])
+            lo = lo0 + xlo[j] - g
+            if lo > U or j == selfj:
+                continue
+            hi = hi0 + xhi[j] - g
+            if hi < U:
+                _keep_smallest(row_top, hi)
+                U = row_top[k - 1]
+            if n == cap:
+                n = _compact(keep_j[b], keep_lo[b], n, U)
+                if 4 * n > 3 * cap:
+                    overflow[b] = True
+                    break
+            keep_j[b, n] = j
+            keep_lo[b, n] = lo
+            n += 1
+        n_keep[b] = n
+
+
 @njit(cache=True, inline="always")
-def _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code):
-    """(d̃ − ε, d̃ + ε) for one pair; see _gemm_select."""
-    g = np.float64(G[b, j])
-    if code == _COSINE:
-        dt = 1.0 - g
-        e = coef + eabs
-    else:
-        dt = qsq_i + xsq[j] - 2.0 * g
-        e = coef * (qsq_i + xsq[j]) + eabs
-    return dt - e, dt + e
+def _compact(ids, lows, n, U):
+    """Keep the first n entries with low bound ≤ U, in order; returns how many remain."""
+    m = 0
+    for c in range(n):
+        if lows[c] <= U:
+            ids[m] = ids[c]
+            lows[m] = lows[c]
+            m += 1
+    return m
 
 
 @njit(cache=True, parallel=True)
-def _gemm_select(G, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k, out_ids, out_d, row0,
+def _finish_rows(Q, X, qnorm, xnorm, code, q_rows, top, keep_j, keep_lo, n_keep, overflow, out_ids, out_d,
                  sqrt_ids, sqrt_d):
-    """Select and exactly re-rank the top-k of each row of a block of approximate distances.
-
-    G is the float32 gemm block (B×N): dot products of normalised rows (cosine) or of raw rows.
-    Approximate distance d̃ and its error bound ε per pair:
-      cosine:      d̃ = 1 − g,              ε = coef + eabs
-      (sq)euclid:  d̃ = ‖q‖² + ‖x‖² − 2g,   ε = coef · (‖q‖² + ‖x‖²) + eabs
-    (for (sq)euclid, G, qsq and xsq are of the rows scaled by a power of two; see _run)
-    Candidates are all j with d̃ − ε ≤ U, U = k-th smallest of d̃ + ε (self excluded when
-    self_offset ≥ 0: query row i is item self_offset + i). This set provably contains the exact
-    top-k including every tie at the boundary.
+    """Exact re-rank of each state row's candidates (lo ≤ U) into out row q_rows[r] by (distance, id).
 
     When sqrt_ids has rows (code sqeuclidean only), the euclidean top-k is written there too,
     from the same candidates: euclidean's bounds are the squared ones, so its candidate set is
     identical, and sqrt of the exact float64 squared distance is bit-equal to euclidean's exact
     distance. Only the tiny candidate sort is repeated, because distinct squared distances can
     round to the same sqrt, and such a tie must then go to the smaller id as it does alone.
-
-    One pass per row: U only falls as j advances (a running k-smallest buffer of the upper
-    bounds), so every j with d̃ − ε ≤ U_final also passed d̃ − ε ≤ U_j when it was seen; those
-    are kept in a buffer and filtered by U_final at the end: the same candidate set as two full
-    passes and a count, with one read of the gemm block instead of three.
-    """
-    B, N = G.shape
-    for b in prange(B):
-        i = row0 + b  # row in Q
-        selfj = self_offset + i if self_offset >= 0 else -1
-        qsq_i = qsq[i] if code != _COSINE else 0.0
-        top = np.full(k, np.inf)  # the k smallest upper bounds so far, ascending
-        keep = np.empty(N, dtype=np.int64)
-        keep_lo = np.empty(N, dtype=np.float64)
-        n_keep = 0
-        for j in range(N):
-            if j == selfj:
-                continue
-            lo, hi = _approx_bounds(G, b, j, qsq_i, xsq, coef, eabs, code)
-            _keep_smallest(top, hi)
-            if lo <= top[k - 1]:
-                keep[n_keep] = j
-                keep_lo[n_keep] = lo
-                n_keep += 1
-        U = top[k - 1]
-        count = 0
-        for c in range(n_keep):
-            if keep_lo[c] <= U:
-                count += 1
-        cand = np.empty(count, dtype=np.int64)
-        dist = np.empty(count, dtype=np.float64)
-        c = 0
-        for t in range(n_keep):
-            if keep_lo[t] <= U:
-                j = keep[t]
-                cand[c] = j
-                dist[c] = _exact_distance(Q, X, i, j, qnorm, xnorm, code)
-                c += 1
+    Overflowed rows are skipped (their caller recomputes them)."""
+    k = top.shape[1]
+    for r in prange(top.shape[0]):
+        if overflow[r]:
+            continue
+        n = _compact(keep_j[r], keep_lo[r], n_keep[r], top[r, k - 1])
+        cand = np.sort(keep_j[r, :n])  # ascending ids: the stable sort then breaks ties by id
+        dist = np.empty(n, dtype=np.float64)
+        i = q_rows[r]
+        for c in range(n):
+            dist[c] = _exact_distance(Q, X, i, cand[c], qnorm, xnorm, code)
         _take_k_sorted(cand, dist, k, out_ids, out_d, i)
         if sqrt_ids.shape[0] > 0:
             _take_k_sorted(cand, np.sqrt(dist), k, sqrt_ids, sqrt_d, i)
@@ -466,7 +480,7 @@ def _run_minkowski(Q, X, k, p, block_rows, self_offset, candidates=None):
 
 
 def _gemm_operands(Q, X, qnorm, xnorm, code):
-    """(Qa, Xa, qsq, xsq, converted): the float32 gemm operands and squared norms for _gemm_select."""
+    """(Qa, Xa, qsq, xsq, converted): the float32 gemm operands and squared norms for _Bounds."""
     M, N = Q.shape[0], X.shape[0]
     converted = Q.dtype != np.float32 or X.dtype != np.float32
     if code == _COSINE:
@@ -491,9 +505,127 @@ def _gemm_operands(Q, X, qnorm, xnorm, code):
     return Qa, Xa, (qnorm * scale) ** 2, (xnorm * scale) ** 2, converted
 
 
+# Gemm tiles are _TILE × _TILE (1 MB of float32 at 512): small enough to stay in a core's cache
+# between the gemm that writes a tile and the selection that reads it, large enough for the gemm
+# to run near peak (bench/README.md "faiss flat": 1,024 and 2,048 were slower at D = 256).
+_TILE = 512
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """_tile_select's per-row constants: lo = c_lo[q] + xlo[j] − gm·g, hi = c_hi[q] + xhi[j] − gm·g."""
+
+    gm: float
+    c_lo: np.ndarray  # per query row
+    c_hi: np.ndarray
+    xlo: np.ndarray  # per column item
+    xhi: np.ndarray
+
+    @staticmethod
+    def of(code: int, qsq: np.ndarray, xsq: np.ndarray, m: int, n: int, coef: float, eabs: float) -> "_Bounds":
+        # Folding ε into the constants reorders float64 roundings (~1e-16 relative), far inside
+        # the bound's factor-2 headroom (≥ D·6e-8 relative), so the bound stays rigorous.
+        if code == _COSINE:  # d̃ = 1 − g, ε = coef + eabs
+            zeros = np.zeros(n)
+            return _Bounds(1.0, np.full(m, 1.0 - coef - eabs), np.full(m, 1.0 + coef + eabs), zeros, zeros)
+        # d̃ = ‖q‖² + ‖x‖² − 2g, ε = coef · (‖q‖² + ‖x‖²) + eabs
+        return _Bounds(2.0, qsq * (1.0 - coef) - eabs, qsq * (1.0 + coef) + eabs, xsq * (1.0 - coef), xsq * (1.0 + coef))
+
+    def rows(self, idx) -> "_Bounds":
+        return _Bounds(self.gm, self.c_lo[idx], self.c_hi[idx], self.xlo, self.xhi)
+
+
+class _Candidates:
+    """Running candidate state of a set of query rows (see _tile_select): O(rows · (k + cap))."""
+
+    def __init__(self, rows: int, k: int, cap: int):
+        self.top = np.full((rows, k), np.inf)
+        self.keep_j = np.empty((rows, cap), dtype=np.int64)
+        self.keep_lo = np.empty((rows, cap), dtype=np.float64)
+        self.n_keep = np.zeros(rows, dtype=np.int64)
+        self.overflow = np.zeros(rows, dtype=bool)
+
+    def feed(self, G, c0: int, bounds: _Bounds, r0: int, r1: int, self_ids: np.ndarray) -> None:
+        """G: gemm tile of state rows r0…r1−1 against column items c0…c0+G.shape[1]−1."""
+        _tile_select(G, bounds.gm, c0, bounds.xlo, bounds.xhi, bounds.c_lo[r0:r1], bounds.c_hi[r0:r1],
+                     self_ids[r0:r1], self.top[r0:r1], self.keep_j[r0:r1], self.keep_lo[r0:r1],
+                     self.n_keep[r0:r1], self.overflow[r0:r1])
+
+
+def _threads() -> int:
+    """The thread budget numba is given (the Ray distributor sets it per worker)."""
+    import numba  # noqa: PLC0415
+
+    return max(1, numba.get_num_threads())
+
+
+def _in_threads(work: Callable[[int], None], n_threads: int) -> None:
+    """work(t) for t in range(n_threads), each in its own thread with single-threaded BLAS: the
+    threads run gemm tiles and nogil kernels side by side instead of alternating two thread pools
+    (BLAS's, numba's) that spin-wait for each other on every small call."""
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        for f in [pool.submit(work, t) for t in range(n_threads)]:
+            f.result()
+
+
+def _query_tiles(Qa, Xa, bounds: _Bounds, self_ids, state: _Candidates, tile: int) -> None:
+    """Every row of Qa against every row of Xa, in tile × tile gemm blocks; threads take row blocks."""
+    M, N = Qa.shape[0], Xa.shape[0]
+    n_threads = _threads()
+
+    def work(t: int) -> None:
+        G = np.empty((tile, tile), dtype=np.float32)
+        for r0 in range(t * tile, M, n_threads * tile):
+            r1 = min(M, r0 + tile)
+            for c0 in range(0, N, tile):
+                g = G[: r1 - r0, : min(N, c0 + tile) - c0]
+                np.matmul(Qa[r0:r1], Xa[c0 : c0 + g.shape[1]].T, out=g)
+                state.feed(g, c0, bounds, r0, r1, self_ids)
+
+    _in_threads(work, n_threads)
+
+
+def _symmetric_tiles(Xa, bounds: _Bounds, state: _Candidates, tile: int) -> None:
+    """Every row of Xa against every other, computing each gemm tile (I, J) with I ≤ J once and
+    feeding it to row block I and, transposed, to row block J: half the gemm of _query_tiles (the
+    Gram matrix is symmetric), which is most of the time. A lock per row block keeps two threads
+    from updating the same rows at once; the result does not depend on the order tiles arrive."""
+    N = Xa.shape[0]
+    blocks = [(s, min(N, s + tile)) for s in range(0, N, tile)]
+    tiles = [(a, b) for a in range(len(blocks)) for b in range(a, len(blocks))]
+    locks = [threading.Lock() for _ in blocks]
+    self_ids = np.arange(N)
+    n_threads = _threads()
+
+    def feed(g, block: int, c0: int) -> None:
+        with locks[block]:
+            state.feed(g, c0, bounds, *blocks[block], self_ids)
+
+    def work(t: int) -> None:
+        G = np.empty((tile, tile), dtype=np.float32)
+        GT = np.empty((tile, tile), dtype=np.float32)
+        for a, b in tiles[t::n_threads]:
+            (i0, i1), (j0, j1) = blocks[a], blocks[b]
+            g = G[: i1 - i0, : j1 - j0]
+            np.matmul(Xa[i0:i1], Xa[j0:j1].T, out=g)
+            feed(g, a, j0)
+            if a != b:
+                gt = GT[: j1 - j0, : i1 - i0]
+                np.copyto(gt, g.T)
+                feed(gt, b, i0)
+
+    _in_threads(work, n_threads)
+
+
+def _tile(block_rows: int | None) -> int:
+    return _TILE if block_rows is None else _block_rows(0, block_rows)
+
+
 def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
     """[(ids, dists)] for `code`; with also_euclidean (code sqeuclidean) a second pair for
-    euclidean from the same gemm and candidates (see _gemm_select)."""
+    euclidean from the same gemm and candidates (see _finish_rows). Q is X: all rows of X, each
+    excluding itself, with the symmetric gemm; else rows of Q (Q[i] is item self_offset + i of X
+    when self_offset ≥ 0, excluded)."""
     M, N = Q.shape[0], X.shape[0]
     out_ids = np.empty((M, k), dtype=np.int64)
     out_d = np.empty((M, k), dtype=np.float64)
@@ -502,16 +634,28 @@ def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
     qnorm = _row_norms(Q)
     xnorm = _row_norms(X) if Q is not X else qnorm
     Qa, Xa, qsq, xsq, converted = _gemm_operands(Q, X, qnorm, xnorm, code)
-    coef = _gemm_error_coef(Q.shape[1], converted)
-    eabs = _gemm_error_abs(Q.shape[1])
-    B = _block_rows(N, block_rows)
-    G = np.empty((min(B, M), N), dtype=np.float32)
-    for r0 in range(0, M, B):
-        r1 = min(M, r0 + B)
-        g = G[: r1 - r0]
-        np.matmul(Qa[r0:r1], Xa.T, out=g)
-        _gemm_select(g, qsq, xsq, coef, eabs, code, Q, X, qnorm, xnorm, self_offset, k,
-                     out_ids, out_d, r0, sqrt_ids, sqrt_d)
+    bounds = _Bounds.of(code, qsq if Q is not X else xsq, xsq, M, N,
+                        _gemm_error_coef(Q.shape[1], converted), _gemm_error_abs(Q.shape[1]))
+    self_ids = np.arange(self_offset, self_offset + M) if self_offset >= 0 else np.full(M, -1)
+    tile = _tile(block_rows)
+    state = _Candidates(M, k, cap=max(4 * k, 64))
+    if Q is X:
+        _symmetric_tiles(Xa, bounds, state, tile)
+    else:
+        _query_tiles(Qa, Xa, bounds, self_ids, state, tile)
+    finish = (Q, X, qnorm, xnorm, code)
+    _finish_rows(*finish, np.arange(M), state.top, state.keep_j, state.keep_lo, state.n_keep, state.overflow,
+                 out_ids, out_d, sqrt_ids, sqrt_d)
+    # Rows with very many near-ties (duplicates) overflowed their candidate list: recompute them
+    # with room for every item (a few at a time: that state is rows × N).
+    over = np.flatnonzero(state.overflow)
+    step = max(1, (64 * 1024 * 1024) // (16 * N))
+    for s in range(0, len(over), step):
+        rows = over[s : s + step]
+        sub = _Candidates(len(rows), k, cap=N)
+        _query_tiles(np.ascontiguousarray(Qa[rows]), Xa, bounds.rows(rows), self_ids[rows], sub, tile)
+        _finish_rows(*finish, rows, sub.top, sub.keep_j, sub.keep_lo, sub.n_keep, sub.overflow,
+                     out_ids, out_d, sqrt_ids, sqrt_d)
     pairs = [(out_ids, _to_f32(out_d))]
     return pairs + [(sqrt_ids, _to_f32(sqrt_d))] if also_euclidean else pairs
 

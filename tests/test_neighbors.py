@@ -261,8 +261,8 @@ def test_shared_computation_runs_one_gemm_pass_for_both(monkeypatch, rng):
     import convnet_search.neighbors as nb
 
     calls = []
-    real = nb._gemm_select
-    monkeypatch.setattr(nb, "_gemm_select", lambda *a: calls.append(a[5]) or real(*a))
+    real = nb._run_gemm
+    monkeypatch.setattr(nb, "_run_gemm", lambda *a, **kw: calls.append(a[3]) or real(*a, **kw))
     X = rng.normal(size=(50, 8)).astype(np.float32)
     top_k_neighbors_multi(X, 5, ["euclidean", "sqeuclidean", "cosine", "minkowski"])
     assert sorted(calls) == [0, 2]  # one cosine pass, one shared (sq)euclidean pass (code 2)
@@ -279,8 +279,8 @@ def test_neighbors_stage_computes_euclidean_and_sqeuclidean_in_one_pass(monkeypa
     from convnet_search.store import ArrayStore
 
     calls = []
-    real = nb._gemm_select
-    monkeypatch.setattr(nb, "_gemm_select", lambda *a: calls.append(a[5]) or real(*a))
+    real = nb._run_gemm
+    monkeypatch.setattr(nb, "_run_gemm", lambda *a, **kw: calls.append(a[3]) or real(*a, **kw))
     x = rng.integers(-2, 3, size=(40, 5)).astype(np.float32)
     feats = SimpleNamespace(meta={"fingerprint": "f", "model": "m", "layers": [{"name": "l"}], "poolings": ["avg"]},
                             arrays={"avg/l": x})
@@ -519,3 +519,52 @@ def test_neighbors_stage_records_minkowski_recall_for_the_manifest(monkeypatch, 
                      "sampled_rows": 150, "candidates": max(h["candidates"] for h in how.values()),
                      "matrices": 2}
     assert entry["recall_at_15"] >= nb.RECALL_TARGET
+
+
+# ---- gemm tiles: symmetric pass, threads, candidate overflow ----------------------------------
+
+def _count_overflow_recomputes(monkeypatch):
+    """Spy: how many rows _run_gemm recomputed because their candidate list overflowed."""
+    import convnet_search.neighbors as nb
+
+    rows = []
+    real = nb._Candidates.__init__
+
+    def init(self, n, k, cap):
+        if cap > max(4 * k, 64):  # the recompute state has room for every item
+            rows.append(n)
+        real(self, n, k, cap)
+
+    monkeypatch.setattr(nb._Candidates, "__init__", init)
+    return rows
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean", "euclidean"])
+def test_rows_with_more_ties_than_the_candidate_list_are_recomputed_exactly(metric, monkeypatch, rng):
+    # 150 copies of one vector: each copy has 149 neighbours at distance 0, more than the
+    # candidate list holds (64), so those rows overflow and are recomputed with room for all.
+    X = np.vstack([np.repeat(rng.normal(size=(1, 5)), 150, axis=0), rng.normal(size=(90, 5))])
+    X = X[rng.permutation(len(X))]
+    recomputed = _count_overflow_recomputes(monkeypatch)
+    assert_equal_reference(X, 10, metric, block_rows=32)
+    assert sum(recomputed) >= 150
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+def test_symmetric_pass_equals_query_rows_and_any_thread_count(metric, monkeypatch, rng):
+    # all rows (one symmetric gemm, each tile fed to two row blocks) against row ranges (query
+    # tiles, as Ray's row blocks run them), and with more threads than row blocks can keep busy
+    import convnet_search.neighbors as nb
+    from convnet_search.neighbors import top_k_rows
+
+    X = np.maximum(rng.normal(size=(301, 24)), 0).astype(np.float32)
+    whole = top_k_rows(X, 12, [metric], 0, 301, block_rows=16)[metric]
+    halves = [top_k_rows(X, 12, [metric], a, b, block_rows=16)[metric] for a, b in ((0, 150), (150, 301))]
+    for j in range(2):
+        np.testing.assert_array_equal(whole[j], np.concatenate([h[j] for h in halves]))
+    for n_threads in (1, 3, 7):
+        monkeypatch.setattr(nb, "_threads", lambda n=n_threads: n)
+        got = top_k_rows(X, 12, [metric], 0, 301, block_rows=16)[metric]
+        np.testing.assert_array_equal(got[0], whole[0])
+        np.testing.assert_array_equal(got[1], whole[1])
+    np.testing.assert_array_equal(whole[0], reference(X, X, 12, metric, exclude_self=True)[0])
