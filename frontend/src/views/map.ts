@@ -6,6 +6,7 @@ import { h, clear, status } from '../dom';
 import { plotTransform, toScreen, type PlotTransform } from '../data/score';
 import { buildGrid, countInBox, forEachInBox, nearestInGrid, type PointGrid } from '../data/pointgrid';
 import { levelFor } from '../data/thumbs';
+import { withName } from '../data/names';
 import type { DatasetIndex } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
@@ -151,12 +152,14 @@ export class MapView implements ViewModule {
     );
     if (q !== null) {
       const cls = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
-      this.info.append(
-        h('p', { class: 'map-query' }, [
-          thumbImg(data, state.dataset, q, `Query ${idx.files[q] ?? ''} (${cls})`, 'map-query-img'),
-          h('span', { text: `Query: ${idx.files[q] ?? ''} (${cls}), marked by the large target ring; its top ${this.drawn?.hits.length ?? 0} results are ringed.` }),
-        ]),
-      );
+      const img = thumbImg(data, state.dataset, q, '', 'map-query-img');
+      const text = h('span');
+      const hits = this.drawn?.hits.length ?? 0;
+      withName(idx.names, q, (file) => {
+        img.alt = `Query ${file} (${cls})`;
+        text.textContent = `Query: ${file} (${cls}), marked by the large target ring; its top ${hits} results are ringed.`;
+      });
+      this.info.append(h('p', { class: 'map-query' }, [img, text]));
     }
   }
 
@@ -428,10 +431,12 @@ export class MapView implements ViewModule {
     const { idx } = this.drawn;
     const cls = ctx.data.dataset(ctx.state.dataset).classes[idx.labels[i] ?? -1] ?? '?';
     clear(this.tip);
+    const file = h('span', { class: 'tip-file' });
+    withName(idx.names, i, (name) => { file.textContent = name; });
     this.tip.append(
       thumbImg(ctx.data, ctx.state.dataset, i, '', 'tip-img'),
       h('span', { class: 'tip-class', text: cls }),
-      h('span', { class: 'tip-file', text: idx.files[i] ?? '' }),
+      file,
     );
     const rect = this.canvas.getBoundingClientRect();
     const [x, y] = toScreen(this.t, this.drawn.xy[2 * i] ?? 0, this.drawn.xy[2 * i + 1] ?? 0);
