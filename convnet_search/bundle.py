@@ -16,7 +16,7 @@ from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
 from .metrics import metric_entry
 from .pooling import POOLINGS, feature_key
 from .store import StoredArrays, atomic_path, dumps_json
-from .thumbnails import GRID, PACK_LEVEL, ThumbSheets, manifest_entry, unpack
+from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
 BUNDLE_VERSION = 5  # 5: labels.bin + names pages; 4: thumbnails in sprite sheets; 3: pooling axis, score blocks
@@ -38,9 +38,10 @@ FILES = {
 LEGACY_THUMBNAIL = "datasets/{dataset}/thumbs/{id}.jpg"
 LEGACY_THUMBS_MAX = 5000
 SCORES_BLOCK_BYTES = 4096
-# File names per names page: one thumbnail sheet's worth (thumbnails.GRID² = 256 images), so a
-# screen of consecutive images (the gallery) needs the page of its sheet, ≈ 8 KB of names.
-NAMES_PAGE = GRID * GRID
+# File names per names page. A query shows 16 scattered images (itself and 15 results), each name
+# costing its whole page: 32 names (≈ 1 KB of 30-character names) keep that ≤ 20 KB, and a gallery
+# screen of ≈ 250 consecutive images needs 8 pages (docs/bundle.md "Labels and file names").
+NAMES_PAGE = 32
 # Channel atlas and feature visualizations (docs/bundle.md): in the manifest's `files` only when
 # the bundle has them, so a bundle without them reads as before.
 ATLAS_FILES = {

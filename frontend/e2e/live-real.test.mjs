@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 
 const REAL = process.env.CONVNET_SEARCH_REAL || path.join(REPO, '..', 'shared', 'real');
 const IMAGES = path.join(REAL, 'tinyimagenet20');
@@ -97,7 +97,7 @@ describe('private search with real ImageNet weights (MobileNet alpha 0.25, tinyi
     ensureSiteBuilt();
     manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     const ds = manifest.datasets[0];
-    index = JSON.parse(fs.readFileSync(path.join(dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+    index = readIndex(dir, ds.id);
     server = await startServer({ bundleDir: dir });
     browser = await launchBrowser();
   });

@@ -14,7 +14,7 @@ export function validManifest(): Manifest {
       { id: 'cosine', label: 'Cosine', p: null, description: 'angle' },
       { id: 'minkowski', label: 'Minkowski p=3', p: 3, description: 'p-norm' },
     ],
-    datasets: [{ id: 'd', name: 'D', description: 'tiny', source: 'test', classes: ['a', 'b'], size: N, id_dtype: 'uint16', label_dtype: 'uint8', names_page: 256, k: K, score: { top: 15, scale: 120 }, scores_block: 10, skipped: [{ file: 'x.txt', reason: 'not an image' }] }],
+    datasets: [{ id: 'd', name: 'D', description: 'tiny', source: 'test', classes: ['a', 'b'], size: N, id_dtype: 'uint16', label_dtype: 'uint8', names_page: 32, k: K, score: { top: 15, scale: 120 }, scores_block: 10, skipped: [{ file: 'x.txt', reason: 'not an image' }] }],
     models: [
       { id: 'm1', name: 'M1', params: 1, layer_count: 3, input_size: [8, 8], weights: 'random', layers: [
         { name: 'l1', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 0.5 },
