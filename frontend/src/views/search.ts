@@ -237,7 +237,7 @@ export class SearchView implements ViewModule {
           const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
           const pic = thumbEl(data, state.dataset, id, '');
           const item = h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [pic]);
-          // Tiles are drawn a screen at a time: their names cost the names page of their sheet.
+          // Tiles are drawn a screen at a time: their names cost the few names pages (32 names each) of their ids.
           withName(idx.names, id, (file) => {
             item.title = `${file} (${cls})`;
             item.setAttribute('aria-label', `Search with ${file}, class ${cls}`);
