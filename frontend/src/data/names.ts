@@ -47,3 +47,18 @@ export function withName(names: FileNames, id: number, show: (name: string) => v
   show(namePlaceholder(id));
   names.name(id).then(show, () => undefined);
 }
+
+/**
+ * `names` without fetching: only names whose page is already loaded. For an uploaded image's
+ * results, where a names request would tell the host which dataset images match the upload
+ * (the private search fetches nothing after an upload; docs/live-search.md).
+ */
+export function loadedOnly(names: FileNames): FileNames {
+  return {
+    get: (id) => names.get(id),
+    name: (id) => {
+      const n = names.get(id);
+      return n === undefined ? Promise.reject(new Error(`name of image ${id} not loaded (not fetched for a private search)`)) : Promise.resolve(n);
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { BundleError, DataProvider, checkNamesPage, checkSummary, labelsFromBuffer, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
 import { K, N, validManifest } from './manifest.fixture';
-import { withName } from './names';
+import { PagedNames, loadedOnly, withName } from './names';
 import type { Manifest } from './types';
 
 /** The shared valid fixture (N=16, k=15), without browser search. */
@@ -216,5 +216,20 @@ describe('DataProvider', () => {
   it('explains a missing manifest', async () => {
     const { fetcher } = fakeBundle({});
     await expect(DataProvider.open('http://h/b/manifest.json', fetcher)).rejects.toThrow(/manifest.json: HTTP 404 while loading the manifest/);
+  });
+});
+
+describe('loadedOnly', () => {
+  it('never fetches: a loaded name, else a rejection (the placeholder stays)', async () => {
+    let fetched = 0;
+    const names = new PagedNames(40, 32, async (p) => { fetched++; return Array.from({ length: p ? 8 : 32 }, (_, i) => `n${32 * p + i}`); });
+    await names.name(3);
+    const quiet = loadedOnly(names);
+    expect(await quiet.name(31)).toBe('n31');
+    await expect(quiet.name(33)).rejects.toThrow(/not loaded/);
+    const shown: string[] = [];
+    withName(quiet, 33, (s) => shown.push(s));
+    await new Promise((r) => setTimeout(r, 0));
+    expect([shown, fetched]).toEqual([['image #33'], 1]);
   });
 });

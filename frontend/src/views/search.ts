@@ -1,7 +1,7 @@
 // Search view: the query and its top-k results with score, the private-search panel, the gallery.
 import { h, clear, status, gridKeys } from '../dom';
 import { searchScore, rankWeight } from '../data/score';
-import { namePlaceholder, withName } from '../data/names';
+import { loadedOnly, namePlaceholder, withName } from '../data/names';
 import type { DatasetIndex, DatasetInfo, Neighbor } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
@@ -167,7 +167,8 @@ export class SearchView implements ViewModule {
     const metric = metricLabel(metricInfo(m, state.metric));
     const grid = renderResults({
       neighbors,
-      names: idx.names,
+      // An upload's results never fetch names: the requests would reveal what the upload matched.
+      names: qLabel === null ? loadedOnly(idx.names) : idx.names,  // qLabel null: an uploaded image
       labels: idx.labels,
       classes: data.dataset(state.dataset).classes,
       queryLabel: qLabel,
