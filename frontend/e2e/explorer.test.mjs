@@ -252,6 +252,7 @@ describe('explorer', () => {
     await page.focus('canvas.umap-canvas');
     for (let i = 0; i < 4; i++) await page.keyboard.press('ArrowRight');
     assert.equal(await page.locator('.umap-tip .tip-file').textContent(), index.files[3]);
+    await page.waitForFunction((f) => document.querySelector('.view-map p[aria-live]')?.textContent === f, `4 of ${ds.size}: ${ds.classes[index.labels[3]]}, ${index.files[3]}`);
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === '3');
     assert.deepEqual(problems, []);

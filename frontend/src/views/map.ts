@@ -483,7 +483,10 @@ export class MapView implements ViewModule {
     e.preventDefault();
     if (e.key.startsWith('Arrow')) {
       this.showTip(this.cursor);
-      this.announce.textContent = `${this.cursor + 1} of ${n}: ${this.tip.querySelector('.tip-class')?.textContent ?? ''}, ${this.tip.querySelector('.tip-file')?.textContent ?? ''}`;
+      const at = this.cursor, cls = this.tip.querySelector('.tip-class')?.textContent ?? '';
+      withName(this.drawn!.idx.names, at, (file) => {
+        if (this.cursor === at) this.announce.textContent = `${at + 1} of ${n}: ${cls}, ${file}`;
+      });
     }
   }
 
