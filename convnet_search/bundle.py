@@ -19,11 +19,12 @@ from .store import StoredArrays, atomic_path, dumps_json
 from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
 from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
-BUNDLE_VERSION = 4  # 4: thumbnails in sprite sheets; 3: pooling axis, per-query score blocks, per-dataset k
+BUNDLE_VERSION = 5  # 5: labels.bin + names pages; 4: thumbnails in sprite sheets; 3: pooling axis, score blocks
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
-    "index": "datasets/{dataset}/index.json",
+    "labels": "datasets/{dataset}/labels.bin",
+    "names": "datasets/{dataset}/names/{page}.json",
     "thumb_sheet": "datasets/{dataset}/thumbs/{level}/{sheet}.jpg",
     "thumb_pack": "datasets/{dataset}/thumbs/{level}/{sheet}.jpgs",
     "summary": "datasets/{dataset}/summary/{metric}.json",
@@ -37,6 +38,10 @@ FILES = {
 LEGACY_THUMBNAIL = "datasets/{dataset}/thumbs/{id}.jpg"
 LEGACY_THUMBS_MAX = 5000
 SCORES_BLOCK_BYTES = 4096
+# File names per names page. A query shows 16 scattered images (itself and 15 results), each name
+# costing its whole page: 32 names (≈ 1 KB of 30-character names) keep that ≤ 20 KB, and a gallery
+# screen of ≈ 250 consecutive images needs 8 pages (docs/bundle.md "Labels and file names").
+NAMES_PAGE = 32
 # Channel atlas and feature visualizations (docs/bundle.md): in the manifest's `files` only when
 # the bundle has them, so a bundle without them reads as before.
 ATLAS_FILES = {
@@ -56,6 +61,7 @@ FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
+             "datasets/{dataset}/index.json",  # bundle format ≤ 4: every name and label in one JSON
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
              "datasets/{dataset}/{model}/{layer}/umap.f32", "datasets/{dataset}/browser/{layer}.f32",
@@ -226,11 +232,41 @@ def _copy_thumbnails(root: Path, sheets: ThumbSheets, d: str, legacy: bool) -> N
                 _write(root, _path(LEGACY_THUMBNAIL, dataset=d, id=s * per + pos), data)
 
 
+def label_dtype(classes: int) -> np.dtype:
+    """The narrowest unsigned little-endian integer holding every class index 0 … classes − 1."""
+    return np.dtype("<u1") if classes <= 0x100 else np.dtype("<u2") if classes <= 0x10000 else np.dtype("<u4")
+
+
+def names_pages(files: list[str], page: int = NAMES_PAGE) -> list[list[str]]:
+    """File names in pages of `page` (the last one shorter); none for an empty dataset."""
+    return [files[lo:lo + page] for lo in range(0, len(files), page)]
+
+
+def _write_index(root: Path, ds: Dataset) -> None:
+    """labels.bin (one class index per image, label_dtype) and the names pages (docs/bundle.md)."""
+    labels = np.asarray(ds.labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(ds.classes)):
+        raise BundleError(f"dataset {ds.id!r}: labels must lie in 0…{len(ds.classes) - 1}")
+    _write(root, _path(FILES["labels"], dataset=ds.id), labels.astype(label_dtype(len(ds.classes))).tobytes())
+    for p, names in enumerate(names_pages(list(ds.files))):
+        _write(root, _path(FILES["names"], dataset=ds.id, page=p), dumps_json(names).encode())
+
+
+def read_index(root: Path, manifest: dict[str, Any], dataset: str) -> tuple[list[str], np.ndarray]:
+    """A bundle's (file names, labels) of one dataset, read back as docs/bundle.md describes them."""
+    d = next(x for x in manifest["datasets"] if x["id"] == dataset)
+    f = manifest["files"]
+    labels = np.frombuffer((Path(root) / f["labels"].format(dataset=dataset)).read_bytes(), dtype=np.dtype(d["label_dtype"]).newbyteorder("<"))
+    names: list[str] = []
+    for p in range(-(-d["size"] // d["names_page"])):
+        names += json.loads((Path(root) / f["names"].format(dataset=dataset, page=p)).read_text(encoding="utf-8"))
+    return names, labels
+
+
 def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     ds = res.dataset
     d = ds.id
-    _write(root, _path(FILES["index"], dataset=d), dumps_json(
-        {"dataset": d, "size": len(ds), "files": list(ds.files), "labels": [int(x) for x in ds.labels]}).encode())
+    _write_index(root, ds)
     if res.thumbs is None:
         raise BundleError(f"dataset {d!r}: no thumbnail sheets (run the thumbnails stage first)")
     _copy_thumbnails(root, res.thumbs, d, inp.legacy_thumbnails)
@@ -352,6 +388,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         datasets.append({
             "id": ds.id, "name": ds.name, "description": ds.description, "source": ds.source,
             "classes": list(ds.classes), "size": len(ds), "id_dtype": str(_id_dtype(len(ds)).name),
+            "label_dtype": str(label_dtype(len(ds.classes)).name), "names_page": NAMES_PAGE,
             "k": k, "score": {"top": top, "scale": score_scale(top)},
             "scores_block": scores_block(len(inp.poolings), sum(len(m["layers"]) for m in models)),
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],

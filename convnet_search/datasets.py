@@ -522,7 +522,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
-                # The bundle's index.json holds names as UTF-8 text; such a name cannot be written.
+                # The bundle's names pages hold names as UTF-8 text; such a name cannot be written.
                 skipped.append(SkippedFile(shown, "file name is not valid UTF-8"))
                 continue
             reason, digest = cache.check(root, rel, max_pixels)

@@ -85,3 +85,41 @@ def test_previous_browser_entries_come_from_the_replaced_bundle_of_the_same_mode
     assert previous_browser_entries(tmp_path / "missing", inp) == {}
     (tmp_path / "manifest.json").write_text("{not json")
     assert previous_browser_entries(tmp_path, inp) == {}
+
+
+def test_label_dtype_is_the_narrowest_for_the_class_count():
+    from convnet_search.bundle import label_dtype
+
+    assert [label_dtype(c).name for c in (1, 256, 257, 65536, 65537)] == ["uint8", "uint8", "uint16", "uint16", "uint32"]
+    assert build_manifest(_inputs(10))["datasets"][0]["label_dtype"] == "uint8"
+
+
+@pytest.mark.parametrize("n, classes", [(1, 2), (32, 2), (33, 300), (600, 70_000)])
+def test_labels_and_names_pages_round_trip_across_page_boundaries(tmp_path, n, classes):
+    from convnet_search.bundle import NAMES_PAGE, _write_index, read_index
+
+    assert NAMES_PAGE == 32
+    labels = (np.arange(n) * 7919) % classes
+    labels[-1] = classes - 1  # the largest class index survives the narrowing
+    files = [f"c{lab}/ü {i}.png" for i, lab in enumerate(labels)]  # non-ASCII names stay UTF-8 text
+    ds = Dataset("toy", "Toy", "d", "s", Path("/nowhere"), [f"c{c}" for c in range(classes)], files, labels)
+    _write_index(tmp_path, ds)
+    dtype = "uint8" if classes <= 256 else "uint16" if classes <= 65536 else "uint32"
+    manifest = {"files": {"labels": "datasets/{dataset}/labels.bin", "names": "datasets/{dataset}/names/{page}.json"},
+                "datasets": [{"id": "toy", "size": n, "names_page": NAMES_PAGE, "label_dtype": dtype}]}
+    names, back = read_index(tmp_path, manifest, "toy")
+    assert names == files and back.tolist() == labels.tolist()
+    raw = (tmp_path / "datasets/toy/labels.bin").read_bytes()
+    assert len(raw) == n * np.dtype(dtype).itemsize
+    assert np.frombuffer(raw, "<" + {"uint8": "u1", "uint16": "u2", "uint32": "u4"}[dtype]).tolist() == labels.tolist()
+    pages = sorted((tmp_path / "datasets/toy/names").iterdir())
+    assert len(pages) == -(-n // NAMES_PAGE)
+    assert [len(json.loads(p.read_text(encoding="utf-8"))) for p in sorted(pages, key=lambda p: int(p.stem))][-1] == n - (len(pages) - 1) * NAMES_PAGE
+
+
+def test_labels_outside_the_classes_are_refused(tmp_path):
+    from convnet_search.bundle import _write_index
+
+    ds = Dataset("toy", "Toy", "d", "s", Path("/nowhere"), ["a", "b"], ["a/0.png", "b/1.png"], np.array([0, 2]))
+    with pytest.raises(BundleError, match="labels"):
+        _write_index(tmp_path, ds)

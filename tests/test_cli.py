@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convnet_search.bundle import read_index
 from convnet_search.browser_features import Layout
 from odd_images import make_odd_image_folder
 
@@ -79,8 +80,10 @@ def check_bundle(out: Path) -> dict:
         assert k == min(manifest["k"], n - 1)
         top = ds["score"]["top"]
         assert top == min(15, k) and ds["score"]["scale"] == top * (top + 1) // 2
-        index = json.loads((out / f["index"].format(dataset=d)).read_text())
-        assert len(index["files"]) == len(index["labels"]) == n
+        names, labels = read_index(out, manifest, d)
+        assert len(names) == len(labels) == n and labels.max() < len(ds["classes"])
+        assert (out / f["labels"].format(dataset=d)).stat().st_size == n * np.dtype(ds["label_dtype"]).itemsize
+        assert not (out / f["names"].format(dataset=d, page=-(-n // ds["names_page"]))).exists()
         for level in manifest["thumbnails"]["levels"]:  # sprite sheets: ⌈N / grid²⌉ per level
             per = manifest["thumbnails"]["grid"] ** 2
             last = out / f["thumb_sheet"].format(dataset=d, level=level["id"], sheet=(n - 1) // per)
@@ -164,8 +167,7 @@ def test_odd_and_broken_images_end_to_end(tmp_path):
     manifest = check_bundle(out)
     assert manifest["browser_search"] is not None  # so the whole manifest met the schema
     ds = manifest["datasets"][0]
-    index = json.loads((out / "datasets" / ds["id"] / "index.json").read_text())
-    assert set(odd.valid) <= set(index["files"])  # every valid odd file was embedded
+    assert set(odd.valid) <= set(read_index(out, manifest, ds["id"])[0])  # every valid odd file was embedded
     skipped = {s["file"]: s["reason"] for s in ds["skipped"]}
     for path, reason in odd.bad.items():
         assert reason in skipped[path], (path, skipped.get(path))
@@ -183,7 +185,7 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
 
     ds = manifest["datasets"][0]
     k, d, top = ds["k"], ds["id"], ds["score"]["top"]
-    labels = np.array(json.loads((out / "datasets" / d / "index.json").read_text())["labels"])
+    labels = read_index(out, manifest, d)[1].astype(np.int64)
     model = manifest["models"][0]
     feats = ArrayStore(work / "features").load(d, model["id"]).arrays
     for metric in manifest["metrics"]:

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, watchPage, readIndex } from './harness.mjs';
 
 const REAL = process.env.CONVNET_SEARCH_REAL || path.resolve(REPO, '..', 'shared', 'real');
 const KERAS_HOME = path.join(REAL, 'weights', 'keras_home');
@@ -119,7 +119,7 @@ before(async () => {
   manifest = JSON.parse(fs.readFileSync(path.join(bundleDir, 'manifest.json'), 'utf8'));
   assert.ok(manifest.browser_search, 'the bundle has browser search');
   const ds = manifest.datasets.find((d) => manifest.browser_search.datasets.includes(d.id));
-  index = JSON.parse(fs.readFileSync(path.join(bundleDir, 'datasets', ds.id, 'index.json'), 'utf8'));
+  index = readIndex(bundleDir, ds.id);
   index.imagesDir = built.imagesDir;
   server = await startServer({ bundleDir });
   browser = await launchBrowser();

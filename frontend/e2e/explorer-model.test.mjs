@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 
 // Bytes per model/layer switch, images aside (issue 11): what the server sent (raw, uncompressed),
 // summed from its response log. A switch fetches atlas/index.json and atlas/rows/0.bin (the first
@@ -275,7 +275,7 @@ describe('why similar?', () => {
     await page.goto(`${server.url}?view=search&dataset=${ds.id}&model=${bs.model}&layer=${layer()}&metric=cosine`);
     await page.hover('#live-search');
     await page.waitForSelector('#live-search[data-state=ready]', { timeout: 120_000 });
-    const index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+    const index = readIndex(bundle.dir, ds.id);
     await page.setInputFiles('#live-search #live-file', path.join(bundle.imagesDir, index.files[5]));
     await page.waitForFunction(() => document.querySelector('#live-search')?.dataset.searches === '1', null, { timeout: 60_000 });
     await page.waitForFunction(() => [...document.querySelectorAll('.results-grid img')].every((i) => i.complete && i.naturalWidth > 0));

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 import { deriveScaledBundle } from './scaled-bundle.mjs';
 
 const N = 5000;
@@ -14,7 +14,7 @@ before(async () => {
   const tiny = buildTinyBundle();
   ensureSiteBuilt();
   bundle = deriveScaledBundle(tiny.dir, path.join(RESULTS, `scaled-fe-${N}`), N);
-  index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', bundle.dataset, 'index.json'), 'utf8'));
+  index = readIndex(bundle.dir, bundle.dataset);
   server = await startServer({ bundleDir: bundle.dir });
   browser = await launchBrowser();
 });
@@ -62,10 +62,15 @@ test('gallery: only visible rows in the DOM, scrolling and jump to class, click-
   await page.waitForFunction((id) => new URL(location.href).searchParams.get('q') === String(id), first);
   await page.waitForFunction((id) => document.querySelector('.query-img')?.getAttribute('alt')?.includes(`img_${String(id).padStart(5, '0')}`), first);
   await waitQuiet(server);
-  const data = server.log.slice(from).filter(isData);
+  const isNames = (e) => /\/names\/\d+\.json$/.test(e.path);
+  const data = server.log.slice(from).filter((e) => isData(e) && !isNames(e));
   const bytes = data.reduce((s, e) => s + e.bytes, 0);
   assert.ok(data.every((e) => e.status === 206), JSON.stringify(data));
   assert.ok(bytes <= 1024, `neighbour bytes for one query: ${bytes}`);
+  // The query's and results' names: at most one names page each (16 images), ≤ 20 KB in all.
+  const names = server.log.slice(from).filter(isNames);
+  const namesBytes = names.reduce((s, e) => s + e.bytes, 0);
+  assert.ok(names.length <= 16 && namesBytes <= 20_000, `${names.length} names pages, ${namesBytes} bytes for one query`);
   const sheets = server.log.filter((e) => e.path.includes('/thumbs/'));
   assert.ok(sheets.every((e) => /\/thumbs\/(small|large)\/\d+\.jpgs?$/.test(e.path)), 'thumbnails come from sprite sheets and packs');
   // The query's and results' images: single JPEGs by Range from the packs, not whole sheets.
@@ -73,8 +78,41 @@ test('gallery: only visible rows in the DOM, scrolling and jump to class, click-
   assert.ok(picks.length > 0 && picks.every((e) => e.status === 206), JSON.stringify(picks.slice(0, 3)));
   const queryThumbBytes = server.bytes(from) - bytes;
   assert.ok(queryThumbBytes < 150_000, `thumbnail bytes for one new query: ${queryThumbBytes}`);
-  fs.writeFileSync(path.join(RESULTS, `gallery-${N}.json`), JSON.stringify({ firstResultMs, domTop: top, domMiddle: mid, queryDataBytes: bytes, queryThumbBytes, queryFiles: data, sheetsFetched: new Set(sheets.map((e) => e.path)).size }, null, 1));
+  fs.writeFileSync(path.join(RESULTS, `gallery-${N}.json`), JSON.stringify({ firstResultMs, domTop: top, domMiddle: mid, queryDataBytes: bytes, queryNamesBytes: namesBytes, queryNamesPages: names.length, queryThumbBytes, queryFiles: data, sheetsFetched: new Set(sheets.map((e) => e.path)).size }, null, 1));
   await page.screenshot({ path: path.join(RESULTS, `gallery-${N}.png`) });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('first screen: labels whole, names only from the pages of the images it shows, never "undefined"', async () => {
+  const page = await browser.context.newPage();
+  const problems = watchPage(page);
+  const q = 2600; // names page 81; the gallery's first rows are in pages 0…8
+  const from = server.log.length;
+  await page.goto(server.url + `?q=${q}`);
+  await page.waitForSelector('.results-grid .result');
+  await page.waitForSelector('.gal-item');
+  await page.waitForFunction((f) => document.querySelector('.query-file')?.textContent === f, index.files[q]);
+  await waitQuiet(server);
+  const log = server.log.slice(from);
+  const per = bundle.manifest.datasets[0].names_page;
+  const fetched = log.filter((e) => /\/names\/\d+\.json$/.test(e.path)).map((e) => Number(/(\d+)\.json$/.exec(e.path)[1]));
+  const shown = await page.evaluate(() => [...document.querySelectorAll('.gal-item, .result-btn')].map((b) => Number(b.dataset.id)));
+  const needed = new Set([q, ...shown].map((id) => Math.floor(id / per)));
+  assert.equal(new Set(fetched).size, fetched.length, `each names page once: ${fetched}`);
+  assert.ok(fetched.every((p) => needed.has(p)), `names pages fetched ${fetched}, pages of the images shown ${[...needed]}`);
+  assert.ok(fetched.includes(0) && fetched.includes(Math.floor(q / per)) && fetched.length < Math.ceil(N / per), `${fetched.length} of ${Math.ceil(N / per)} names pages`);
+  const labels = log.filter((e) => e.path.endsWith('/labels.bin'));
+  assert.deepEqual(labels.map((e) => e.bytes), [N], 'labels.bin once, one byte per image (uint8)');
+  assert.ok(!log.some((e) => e.path.endsWith('/index.json')), 'no whole index');
+  // Names are filled in where they are shown: no "undefined" in text or accessible names.
+  const texts = await page.evaluate(() => [document.body.innerText, ...[...document.querySelectorAll('[title], [aria-label], img[alt]')].map((e) => `${e.getAttribute('title')} ${e.getAttribute('aria-label')} ${e.getAttribute('alt')}`)].join('\n'));
+  assert.ok(!/undefined/.test(texts), 'no "undefined" shown');
+  const [tileName, resultName] = await page.evaluate(() => [document.querySelector('.gal-item[data-id="0"]')?.getAttribute('title'), document.querySelector('.result-btn')?.getAttribute('title')]);
+  assert.equal(tileName, `${index.files[0]} (${bundle.manifest.datasets[0].classes[index.labels[0]]})`);
+  assert.ok(resultName.startsWith(index.files[await page.evaluate(() => Number(document.querySelector('.result-btn').dataset.id))]), resultName);
+  const data = log.filter(isData);
+  fs.writeFileSync(path.join(RESULTS, `first-screen-${N}.json`), JSON.stringify({ dataBytes: data.reduce((s, e) => s + e.bytes, 0), namesPages: fetched.length, namesBytes: log.filter((e) => e.path.includes('/names/')).reduce((s, e) => s + e.bytes, 0), labelsBytes: labels[0].bytes, dataFiles: data.map((e) => `${e.path} ${e.status} ${e.bytes}`) }, null, 1));
   assert.deepEqual(problems, []);
   await page.close();
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 
 const PLOT_PAD = 16; // src/views/map.ts
 let bundle, server, browser, manifest, index, ds;
@@ -32,7 +32,7 @@ before(async () => {
   ensureSiteBuilt();
   manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
   ds = manifest.datasets[0];
-  index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+  index = readIndex(bundle.dir, ds.id);
   server = await startServer({ bundleDir: bundle.dir });
   browser = await launchBrowser();
 });
@@ -252,6 +252,7 @@ describe('explorer', () => {
     await page.focus('canvas.umap-canvas');
     for (let i = 0; i < 4; i++) await page.keyboard.press('ArrowRight');
     assert.equal(await page.locator('.umap-tip .tip-file').textContent(), index.files[3]);
+    await page.waitForFunction((f) => document.querySelector('.view-map p[aria-live]')?.textContent === f, `4 of ${ds.size}: ${ds.classes[index.labels[3]]}, ${index.files[3]}`);
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === '3');
     assert.deepEqual(problems, []);

@@ -128,6 +128,23 @@ export function buildTinyBundle() {
   });
 }
 
+const LABEL_ARRAYS = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array };
+
+/**
+ * A bundle's dataset as the tests use it, read from disk as docs/bundle.md describes it
+ * (labels.bin + the names pages): { dataset, size, files: [N names], labels: [N class indices] }.
+ */
+export function readIndex(bundleDir, dataset) {
+  const manifest = JSON.parse(fs.readFileSync(path.join(bundleDir, 'manifest.json'), 'utf8'));
+  const ds = manifest.datasets.find((d) => d.id === dataset);
+  const fill = (t, v) => t.replace(/\{(\w+)\}/g, (_, k) => String(v[k]));
+  const raw = fs.readFileSync(path.join(bundleDir, fill(manifest.files.labels, { dataset })));
+  const labels = Array.from(new LABEL_ARRAYS[ds.label_dtype](raw.buffer, raw.byteOffset, ds.size));
+  const files = [];
+  for (let p = 0; p * ds.names_page < ds.size; p++) files.push(...JSON.parse(fs.readFileSync(path.join(bundleDir, fill(manifest.files.names, { dataset, page: p })), 'utf8')));
+  return { dataset, size: ds.size, files, labels };
+}
+
 function newestMtime(p) {
   const st = fs.statSync(p);
   if (!st.isDirectory()) return st.mtimeMs;

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 
 const LIVE = '#live-search';
 const FEATURES_BUDGET = 41_000; // bytes on top of the model: picks a different encoding per layer (above)
@@ -44,7 +44,7 @@ before(async () => {
   dir = buildCompressedBundle();
   ensureSiteBuilt();
   manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-  index = JSON.parse(fs.readFileSync(path.join(dir, 'datasets', manifest.browser_search.datasets[0], 'index.json'), 'utf8'));
+  index = readIndex(dir, manifest.browser_search.datasets[0]);
   server = await startServer({ bundleDir: dir });
   browser = await launchBrowser();
 });

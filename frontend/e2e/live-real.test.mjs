@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 
 const REAL = process.env.CONVNET_SEARCH_REAL || path.join(REPO, '..', 'shared', 'real');
 const IMAGES = path.join(REAL, 'tinyimagenet20');
@@ -28,7 +28,7 @@ const N_UPLOADS = 10;
 const TOP = 15;
 const MIN_SAME_CLASS = 0.4;
 const LIVE = '#live-search';
-const CLI = path.join(REPO, '.venv', 'bin', 'convnet-search');
+const PY = path.join(REPO, '.venv', 'bin', 'python');
 const missing = [IMAGES, WEIGHTS_FILE].filter((p) => !fs.existsSync(p));
 const SKIP = missing.length
   ? `real ImageNet weights / photos not found (${missing.join(', ')}): set CONVNET_SEARCH_REAL to the folder holding weights/ and tinyimagenet20/`
@@ -74,10 +74,11 @@ function buildRealBundle() {
   const partial = `${dir}.partial`;
   fs.rmSync(partial, { recursive: true, force: true });
   const t0 = Date.now();
-  const r = spawnSync(CLI, ['precompute', '--config', config, '--dataset', IMAGES, '--models', MODEL, '--weights', 'imagenet',
+  // This checkout's engine (the key hashes its sources), not the venv console script's checkout.
+  const r = spawnSync(PY, ['-m', 'convnet_search.cli', 'precompute', '--config', config, '--dataset', IMAGES, '--models', MODEL, '--weights', 'imagenet',
     '--layers', ...LAYERS, '--out', partial, '--work', path.join(work, 'cache')], {
     encoding: 'utf8',
-    env: { ...process.env, KERAS_HOME, TF_CPP_MIN_LOG_LEVEL: '3' },
+    env: { ...process.env, KERAS_HOME, PYTHONPATH: REPO, TF_CPP_MIN_LOG_LEVEL: '3' },
     maxBuffer: 64 * 1024 * 1024,
   });
   fs.rmSync(work, { recursive: true, force: true });
@@ -97,7 +98,7 @@ describe('private search with real ImageNet weights (MobileNet alpha 0.25, tinyi
     ensureSiteBuilt();
     manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     const ds = manifest.datasets[0];
-    index = JSON.parse(fs.readFileSync(path.join(dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+    index = readIndex(dir, ds.id);
     server = await startServer({ bundleDir: dir });
     browser = await launchBrowser();
   });

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
 import { deriveScaledBundle } from './scaled-bundle.mjs';
 
 const MAX_SELF_DISTANCE = 0.01;
@@ -71,7 +71,7 @@ before(async () => {
   manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
   assert.ok(manifest.browser_search, 'the e2e bundle must include browser search (mobilenet in the run)');
   ds = manifest.datasets.find((d) => manifest.browser_search.datasets.includes(d.id));
-  index = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'index.json'), 'utf8'));
+  index = readIndex(bundle.dir, ds.id);
   server = await startServer({ bundleDir: bundle.dir });
   browser = await launchBrowser();
   requests = recordRequests(browser.context);

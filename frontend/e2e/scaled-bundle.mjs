@@ -107,7 +107,12 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers } = {}) 
   // Sprite sheets (the format's thumbnails): the base bundle's cells reused cyclically.
   execFileSync(path.join(REPO, '.venv', 'bin', 'python'), [path.join(HERE, 'make_sheets.py'), baseDir, src.id, dsDir, String(n)], { env: { ...process.env, PYTHONPATH: REPO }, stdio: 'inherit' });
   const labels = Array.from({ length: n }, (_, i) => Math.floor((i * C) / n));
-  fs.writeFileSync(path.join(dsDir, 'index.json'), JSON.stringify({ dataset: id, size: n, files: labels.map((l, i) => `${classes[l]}/img_${String(i).padStart(5, '0')}.png`), labels }));
+  // files.labels and the names pages (docs/bundle.md), as convnet_search/bundle.py writes them.
+  const Labels = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array }[src.label_dtype];
+  fs.writeFileSync(path.join(dsDir, 'labels.bin'), new Uint8Array(Labels.from(labels).buffer));
+  fs.mkdirSync(path.join(dsDir, 'names'));
+  const names = labels.map((l, i) => `${classes[l]}/img_${String(i).padStart(5, '0')}.png`);
+  for (let p = 0; p * src.names_page < n; p++) fs.writeFileSync(path.join(dsDir, 'names', `${p}.json`), JSON.stringify(names.slice(p * src.names_page, (p + 1) * src.names_page)));
   if (n <= LEGACY_THUMBS_MAX) for (let i = 0; i < n; i++) fs.linkSync(path.join(baseDir, 'datasets', src.id, 'thumbs', `${i % src.size}.jpg`), path.join(dsDir, 'thumbs', `${i}.jpg`));
   const r = rng(n);
   const k = src.k;

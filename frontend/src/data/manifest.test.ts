@@ -102,10 +102,12 @@ describe('manifest validation', () => {
     }
   });
 
-  it('sizes the tab could not hold are refused: N, dimensions, input size, uint16 ids', () => {
+  it('sizes the tab could not hold are refused: N, dimensions, input size, uint16 ids, label dtype, names page', () => {
     const cases: [(m: Json) => void, RegExp][] = [
       [(m) => { Object.assign(at(m, ['datasets', 0]), { size: 20_000_000, id_dtype: 'uint32' }); }, /size 20000000: more than this explorer accepts \(at most 10,000,000/],
       [(m) => { at(m, ['datasets', 0]).size = 70_000; }, /70000 images cannot be numbered with uint16 ids/],
+      [(m) => { at(m, ['datasets', 0]).classes = Array.from({ length: 257 }, (_, i) => `c${i}`); }, /257 classes cannot be numbered with uint8 labels/],
+      [(m) => { at(m, ['datasets', 0]).names_page = 100_000; }, /names_page 100000 is more than 65536/],
       [(m) => { at(m, ['models', 1, 'layers', 0, 'dims']).gem = 200_001; }, /layer "x": gem dimension 200001 is more than this explorer accepts/],
       [(m) => { delete at(m, ['models', 1, 'layers', 0, 'dims']).gem; }, /layer "x": no dimension for pooling "gem"/],
       [(m) => { at(m, ['browser_search', 'outputs', 0]).dim = 1e6; }, /layer "l2" has dimension 1000000/],

@@ -8,6 +8,8 @@ import { schemaProblem, type Schema } from './schema';
 import type { Manifest } from './types';
 
 /** Upper bounds the explorer accepts (docs/bundle.md, "Validation"). */
+const LABEL_LIMIT = { uint8: 0x100, uint16: 0x10000, uint32: 2 ** 32 } as const;
+
 export const LIMITS = {
   /** Neighbours per image: the search view draws k results; more is no longer a "search". */
   k: 1000,
@@ -17,6 +19,8 @@ export const LIMITS = {
   dim: 200_000,
   /** Network input side in pixels (the worker allocates an input tensor of this size). */
   inputSide: 4096,
+  /** File names per names page. */
+  namesPage: 65_536,
 } as const;
 
 const schema = schemaJson as Schema;
@@ -54,6 +58,9 @@ export function manifestBoundsProblem(m: Manifest): string | null {
     if (d.score.top > d.k) return `dataset "${d.id}": score.top = ${d.score.top} is more than its k = ${d.k}`;
     if (d.score.scale !== (d.score.top * (d.score.top + 1)) / 2) return `dataset "${d.id}": score.scale must be top(top+1)/2 = ${(d.score.top * (d.score.top + 1)) / 2}, not ${d.score.scale}`;
     if (d.id_dtype === 'uint16' && d.size > 65536) return `dataset "${d.id}": ${d.size} images cannot be numbered with uint16 ids`;
+    if (d.classes.length > LABEL_LIMIT[d.label_dtype]) return `dataset "${d.id}": ${d.classes.length} classes cannot be numbered with ${d.label_dtype} labels`;
+    // A names page is fetched whole to show one name: keep it small (the writer uses 256).
+    if (d.names_page > LIMITS.namesPage) return `dataset "${d.id}": names_page ${d.names_page} is more than ${LIMITS.namesPage}`;
   }
   for (const model of m.models) {
     if (model.input_size.some((s) => s > LIMITS.inputSide)) return `model "${model.id}": input size ${model.input_size.join('×')} is larger than ${LIMITS.inputSide} px`;

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { BundleError, DataProvider, checkIndex, checkSummary, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
+import { BundleError, DataProvider, checkNamesPage, checkSummary, labelsFromBuffer, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
 import { K, N, validManifest } from './manifest.fixture';
+import { PagedNames, loadedOnly, withName } from './names';
 import type { Manifest } from './types';
 
 /** The shared valid fixture (N=16, k=15), without browser search. */
@@ -68,7 +69,8 @@ describe('validateManifest', () => {
 describe('DataProvider', () => {
   const files = () => ({
     'manifest.json': manifest(),
-    'datasets/d/index.json': index(),
+    'datasets/d/labels.bin': Uint8Array.from({ length: N }, (_, i) => i % 2).buffer,
+    'datasets/d/names/0.json': names(0, N),
     'datasets/d/m1/l2/avg/cosine.knn': knnBuffer(N, K),
     'datasets/d/m1/l2/gem/umap.f32': new Float32Array(N * 2).fill(0.5).buffer,
     // 16 queries in blocks of 10: block 1 holds queries 10..15; each row is 2 poolings x 3 configurations
@@ -76,7 +78,7 @@ describe('DataProvider', () => {
     'datasets/d/scores/cosine/1.u8': Uint8Array.from({ length: 6 * 6 }, (_, i) => i).buffer,
     'datasets/d/summary/cosine.json': { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2], [3]], [[1, 2], [3]]], precision_at_k: [[[1, 2], [3]], [[1, 2], [3]]], map_at_k: [[[1, 2], [3]], [[1, 2], [3]]] },
   });
-  const index = () => ({ dataset: 'd', size: N, files: Array.from({ length: N }, (_, i) => `c/${i}.png`), labels: Array.from({ length: N }, (_, i) => i % 2) });
+  const names = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `c/${from + i}.png`);
 
   it('resolves templates relative to the manifest', async () => {
     const { fetcher } = fakeBundle(files());
@@ -147,18 +149,46 @@ describe('DataProvider', () => {
     expect(calls.filter((u) => u.endsWith('m2/x/avg/umap.f32'))).toHaveLength(2);
   });
 
-  it('checks the index against the manifest size', async () => {
-    const f = files();
-    (f as Record<string, unknown>)['datasets/d/index.json'] = { dataset: 'd', size: 2, files: ['a', 'b'], labels: [0, 1] };
-    const { fetcher } = fakeBundle(f);
+  it('reads labels whole and names a page at a time, each page once, placeholders never "undefined"', async () => {
+    const m = manifest();
+    m.datasets[0]!.names_page = 5; // N = 16: pages 0-2 of 5 names, page 3 of 1
+    const f: Record<string, unknown> = { ...files(), 'manifest.json': m };
+    delete f['datasets/d/names/0.json'];
+    for (let p = 0; p < 4; p++) f[`datasets/d/names/${p}.json`] = names(5 * p, Math.min(N, 5 * p + 5));
+    const { fetcher, calls } = fakeBundle(f);
     const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
-    await expect(p.index('d')).rejects.toThrow(/index lists 2 files and 2 labels; manifest says size 16/);
+    const idx = await p.index('d');
+    expect(idx.labels).toBeInstanceOf(Uint8Array);
+    expect(Array.from(idx.labels)).toEqual(Array.from({ length: N }, (_, i) => i % 2));
+    expect(idx.names.get(7)).toBeUndefined();
+    const shown: string[] = [];
+    withName(idx.names, 7, (s) => shown.push(s));
+    expect(shown).toEqual(['image #7']);
+    expect(await Promise.all([idx.names.name(7), idx.names.name(9), idx.names.name(5), idx.names.name(15)])).toEqual(['c/7.png', 'c/9.png', 'c/5.png', 'c/15.png']);
+    expect(shown).toEqual(['image #7', 'c/7.png']);
+    expect(idx.names.get(6)).toBe('c/6.png'); // page 1 is kept: no fetch
+    expect(await (await p.index('d')).names.name(8)).toBe('c/8.png');
+    await expect(idx.names.name(N)).rejects.toThrow(RangeError);
+    expect(calls.map((u) => u.replace('http://h/b/datasets/d/', ''))).toEqual(['http://h/b/manifest.json', 'labels.bin', 'names/1.json', 'names/3.json']);
   });
 
-  it('checks the shape of index and summary files before use', async () => {
-    expect(checkIndex(index(), N, 2).files).toHaveLength(N);
-    expect(() => checkIndex({ files: 'x' }, N, 2, 'i.json')).toThrow(/i\.json: index must be an object with "files" and "labels" lists/);
-    expect(() => checkIndex({ ...index(), labels: [...index().labels.slice(1), 2] }, N, 2, 'i.json')).toThrow(/label 2 of image 15 is not a class number 0…1/);
+  it('checks labels and names pages against the manifest before use', async () => {
+    const two = new Uint16Array([0, 1, 2]).buffer;
+    expect(Array.from(labelsFromBuffer(two, 3, 3, 'uint16'))).toEqual([0, 1, 2]);
+    expect(() => labelsFromBuffer(two, 3, 2, 'uint16', 'l.bin')).toThrow(/l\.bin: label 2 of image 2 is not a class number 0…1/);
+    expect(() => labelsFromBuffer(two, 3, 3, 'uint8', 'l.bin')).toThrow(/l\.bin: expected 3 bytes \(N=3 uint8 labels\); got 6/);
+    expect(labelsFromBuffer(new Uint32Array([70_000]).buffer, 1, 70_001, 'uint32')).toBeInstanceOf(Uint32Array);
+    expect(checkNamesPage(['a', 'b'], 7, 5, 1)).toEqual(['a', 'b']);
+    expect(() => checkNamesPage(['a'], 7, 5, 1, 'n.json')).toThrow(/n\.json: names page 1 lists 1 names; N=7 and 5 a page imply 2/);
+    expect(() => checkNamesPage({ files: [] }, 7, 5, 0, 'n.json')).toThrow(/a names page must be a JSON list/);
+    expect(() => checkNamesPage(['a', 3], 7, 5, 1, 'n.json')).toThrow(/every file name must be a string/);
+    const f = files();
+    (f as Record<string, unknown>)['datasets/d/labels.bin'] = new Uint8Array(2).buffer;
+    const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(p.index('d')).rejects.toThrow(/labels\.bin: expected 16 bytes \(N=16 uint8 labels\); got 2/);
+  });
+
+  it('checks the shape of summary files before use', async () => {
     const f = files();
     (f as Record<string, unknown>)['datasets/d/summary/cosine.json'] = { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2]], [[1, 2], [3]]], precision_at_k: [], map_at_k: [] };
     const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
@@ -186,5 +216,20 @@ describe('DataProvider', () => {
   it('explains a missing manifest', async () => {
     const { fetcher } = fakeBundle({});
     await expect(DataProvider.open('http://h/b/manifest.json', fetcher)).rejects.toThrow(/manifest.json: HTTP 404 while loading the manifest/);
+  });
+});
+
+describe('loadedOnly', () => {
+  it('never fetches: a loaded name, else a rejection (the placeholder stays)', async () => {
+    let fetched = 0;
+    const names = new PagedNames(40, 32, async (p) => { fetched++; return Array.from({ length: p ? 8 : 32 }, (_, i) => `n${32 * p + i}`); });
+    await names.name(3);
+    const quiet = loadedOnly(names);
+    expect(await quiet.name(31)).toBe('n31');
+    await expect(quiet.name(33)).rejects.toThrow(/not loaded/);
+    const shown: string[] = [];
+    withName(quiet, 33, (s) => shown.push(s));
+    await new Promise((r) => setTimeout(r, 0));
+    expect([shown, fetched]).toEqual([['image #33'], 1]);
   });
 });

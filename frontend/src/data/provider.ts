@@ -3,9 +3,10 @@
 import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } from './manifest';
 import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
-import type { DatasetIndex, KnnTable, Manifest, Neighbor, StatName, Summary } from './types';
+import { PagedNames } from './names';
+import type { DatasetIndex, KnnTable, LabelDtype, Labels, Manifest, Neighbor, StatName, Summary } from './types';
 import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
-export const BUNDLE_VERSION = 4;
+export const BUNDLE_VERSION = 5;
 
 export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
 
@@ -74,19 +75,33 @@ export function scoresFromBuffer(buf: ArrayBuffer, rows: number, perQuery: numbe
   return new Uint8Array(buf);
 }
 
-/** Checks a parsed datasets/<d>/index.json against the manifest's dataset entry. */
-export function checkIndex(raw: unknown, n: number, classes: number, url = 'index'): DatasetIndex {
-  const idx = raw as Partial<DatasetIndex> | null;
-  if (idx === null || typeof idx !== 'object' || !Array.isArray(idx.files) || !Array.isArray(idx.labels)) {
-    throw new BundleError(url, 'index must be an object with "files" and "labels" lists');
+const LABEL_BYTES: Record<LabelDtype, number> = { uint8: 1, uint16: 2, uint32: 4 };
+
+export function labelsBytes(n: number, dtype: LabelDtype, url = 'labels'): number {
+  const b = LABEL_BYTES[dtype];
+  if (b === undefined) throw new BundleError(url, `unknown label_dtype ${String(dtype)}`);
+  return n * b;
+}
+
+/** files.labels: N class indices as label_dtype (little endian), each < the number of classes. */
+export function labelsFromBuffer(buf: ArrayBuffer, n: number, classes: number, dtype: LabelDtype, url = 'labels'): Labels {
+  const expected = labelsBytes(n, dtype, url);
+  if (buf.byteLength !== expected) throw new BundleError(url, `expected ${expected} bytes (N=${n} ${dtype} labels); got ${buf.byteLength}`);
+  // Typed arrays read the platform's byte order; every browser engine is little endian (as the .knn reader assumes).
+  const labels = dtype === 'uint8' ? new Uint8Array(buf) : dtype === 'uint16' ? new Uint16Array(buf) : new Uint32Array(buf);
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i]! >= classes) throw new BundleError(url, `label ${labels[i]} of image ${i} is not a class number 0…${classes - 1}`);
   }
-  if (idx.files.length !== n || idx.labels.length !== n) {
-    throw new BundleError(url, `index lists ${idx.files.length} files and ${idx.labels.length} labels; manifest says size ${n}`);
-  }
-  if (idx.files.some((f) => typeof f !== 'string')) throw new BundleError(url, 'every entry of "files" must be a string');
-  const bad = idx.labels.findIndex((l) => !Number.isInteger(l) || l < 0 || l >= classes);
-  if (bad >= 0) throw new BundleError(url, `label ${JSON.stringify(idx.labels[bad])} of image ${bad} is not a class number 0…${classes - 1}`);
-  return idx as DatasetIndex;
+  return labels;
+}
+
+/** Checks a parsed names page p: exactly the page's names (min(page, N − p·page)), all strings. */
+export function checkNamesPage(raw: unknown, n: number, page: number, p: number, url = 'names'): string[] {
+  const expected = Math.min(page, n - p * page);
+  if (!Array.isArray(raw)) throw new BundleError(url, 'a names page must be a JSON list of file names');
+  if (raw.length !== expected) throw new BundleError(url, `names page ${p} lists ${raw.length} names; N=${n} and ${page} a page imply ${expected}`);
+  if (raw.some((f) => typeof f !== 'string')) throw new BundleError(url, 'every file name must be a string');
+  return raw as string[];
 }
 
 const STATS: StatName[] = ['search_score', 'precision_at_k', 'map_at_k'];
@@ -302,10 +317,23 @@ export class DataProvider {
     });
   }
 
+  /** A dataset's labels (files.labels, N·1–4 bytes) and its names, whose pages come on demand. */
   index(dataset: string): Promise<DatasetIndex> {
-    const url = this.path('index', { dataset });
     const d = this.dataset(dataset);
-    return this.cached(url, async () => checkIndex(await this.parse(url), d.size, d.classes.length, url));
+    const url = this.path('labels', { dataset });
+    return this.cached(`${url}#index`, async () => ({
+      dataset, size: d.size,
+      labels: await this.binary(url, labelsBytes(d.size, d.label_dtype, url), (buf) => labelsFromBuffer(buf, d.size, d.classes.length, d.label_dtype, url)),
+      names: new PagedNames(d.size, d.names_page, (p) => this.namesPage(dataset, p)),
+    }));
+  }
+
+  /** Names page p of a dataset (files.names), fetched once and checked against the manifest. */
+  namesPage(dataset: string, p: number): Promise<string[]> {
+    const d = this.dataset(dataset);
+    if (!Number.isInteger(p) || p < 0 || p * d.names_page >= d.size) return Promise.reject(new RangeError(`names page ${p} out of range`));
+    const url = this.path('names', { dataset, page: p });
+    return this.cached(url, async () => checkNamesPage(await this.parse(url), d.size, d.names_page, p, url));
   }
 
   summary(dataset: string, metric: string): Promise<Summary> {

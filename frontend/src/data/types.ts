@@ -1,9 +1,12 @@
-// Types of the static bundle, exactly as docs/bundle.md (format version 4) describes it.
+// Types of the static bundle, exactly as docs/bundle.md (format version 5) describes it.
 // The explorer reads nothing else.
 
 export type MetricId = string;
 export type WeightsKind = 'imagenet' | 'random' | 'file' | 'mixed';
 export type IdDtype = 'uint16' | 'uint32';
+export type LabelDtype = 'uint8' | 'uint16' | 'uint32';
+/** One class index per image (files.labels), as stored. */
+export type Labels = Uint8Array | Uint16Array | Uint32Array;
 
 export interface MetricInfo {
   id: MetricId;
@@ -25,6 +28,10 @@ export interface DatasetInfo {
   classes: string[];
   size: number;
   id_dtype: IdDtype;
+  /** files.labels: one class index per image, the narrowest unsigned type holding classes − 1. */
+  label_dtype: LabelDtype;
+  /** File names per files.names page: id's name is entry id % names_page of page ⌊id / names_page⌋. */
+  names_page: number;
   /** Neighbours stored per image: min(manifest k, size − 1). */
   k: number;
   /** This dataset's search-score window (min(15, k)) and its scale. */
@@ -68,7 +75,10 @@ export interface ModelInfo {
 }
 
 export interface FileTemplates {
-  index: string;
+  /** One class index per image, little-endian datasets[].label_dtype, no header. */
+  labels: string;
+  /** Page {page} of file names: a JSON list of names_page strings (the last page shorter). */
+  names: string;
   /** Sprite sheet {sheet} of thumbnail level {level} (see ThumbnailsInfo). */
   thumb_sheet: string;
   /** The pack_level's cells as single JPEGs behind an offsets table (docs/bundle.md "Thumbnails"). */
@@ -169,12 +179,20 @@ export interface Manifest {
   browser_search: BrowserSearch | null;
 }
 
-/** datasets/<dataset>/index.json */
+/** A dataset's labels (all of them: files.labels) and its file names (fetched a page at a time). */
 export interface DatasetIndex {
   dataset: string;
   size: number;
-  files: string[];
-  labels: number[];
+  labels: Labels;
+  names: FileNames;
+}
+
+/** File names by image id, a names page at a time (data/names.ts). */
+export interface FileNames {
+  /** The name if its page is loaded, else undefined (synchronous: no fetch). */
+  get(id: number): string | undefined;
+  /** The name, fetching its page once (cached) if needed. */
+  name(id: number): Promise<string>;
 }
 
 export type StatName = 'search_score' | 'precision_at_k' | 'map_at_k';

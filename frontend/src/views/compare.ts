@@ -4,6 +4,7 @@
 import { thumbImg } from './thumb';
 import { h, clear, status } from '../dom';
 import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
+import { withName } from '../data/names';
 import type { DatasetIndex, Manifest, StatName, Summary } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
@@ -78,11 +79,14 @@ export class CompareView implements ViewModule {
     const model = m.models[mPos]!;
     const lPos = Math.max(0, model.layers.findIndex((l) => l.name === state.layer));
     const pooling = poolingInfo(m, state.pooling).label;
+    const qImg = thumbImg(data, state.dataset, q, '', 'cmp-thumb');
+    const qHint = h('p', { class: 'hint' });
+    withName(idx.names, q, (file) => {
+      qImg.alt = `Query image ${file}`;
+      qHint.textContent = `Search score of ${file} under each configuration (1.00 = all ${ds.score.top} results in its class). Click a row to use it.`;
+    });
     this.query.append(
-      h('div', { class: 'cmp-head' }, [
-        thumbImg(data, state.dataset, q, `Query image ${idx.files[q] ?? ''}`, 'cmp-thumb'),
-        h('p', { class: 'hint', text: `Search score of ${idx.files[q] ?? ''} under each configuration (1.00 = all ${ds.score.top} results in its class). Click a row to use it.` }),
-      ]),
+      h('div', { class: 'cmp-head' }, [qImg, qHint]),
       h('h3', { text: `Per layer of ${model.name} (${pooling} pooling)` }),
       h('ol', { class: 'score-list' }, model.layers.map((l, li) =>
         barRow(`${l.name} (#${l.index})`, score(mPos, li), l.name === state.layer, () => ctx.navigate({ layer: l.name }), `Use layer ${l.name}`),

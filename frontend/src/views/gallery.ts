@@ -5,7 +5,7 @@ import { h } from '../dom';
 
 export interface GalleryInput {
   size: number;
-  labels: readonly number[];
+  labels: ArrayLike<number>;
   classes: readonly string[];
   byClass: boolean;
   /** The element for image id (a button); called only for rows scrolled into view. */
@@ -74,7 +74,7 @@ export function rowAt(rows: readonly GalleryRow[], y: number): number {
 }
 
 /** The row showing class c first: its heading (by class) or the row of its first image. */
-export function classRow(rows: readonly GalleryRow[], labels: readonly number[], c: number): number {
+export function classRow(rows: readonly GalleryRow[], labels: ArrayLike<number>, c: number): number {
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
     if (row.head === c) return r;
@@ -120,7 +120,7 @@ export class VirtualGallery {
     if (r < 0) return;
     this.root.scrollTop = this.rows[r]!.top;
     this.render();
-    const id = this.inp.labels.indexOf(c);  // members are listed in id order in both layouts
+    const id = Array.prototype.indexOf.call(this.inp.labels, c);  // members are listed in id order in both layouts
     this.root.querySelector<HTMLElement>(`.gal-item[data-id="${id}"]`)?.focus({ preventScroll: true });
   }
 
@@ -220,12 +220,12 @@ export class VirtualGallery {
   }
 }
 
-const counts = new WeakMap<readonly number[], number[]>();
-function countOf(labels: readonly number[], c: number): number {
+const counts = new WeakMap<ArrayLike<number>, number[]>();
+function countOf(labels: ArrayLike<number>, c: number): number {
   let per = counts.get(labels);
   if (!per) {
     per = [];
-    for (const l of labels) per[l] = (per[l] ?? 0) + 1;
+    for (let i = 0; i < labels.length; i++) per[labels[i]!] = (per[labels[i]!] ?? 0) + 1;
     counts.set(labels, per);
   }
   return per[c] ?? 0;

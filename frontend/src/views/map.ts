@@ -1,11 +1,12 @@
 // UMAP view: a WebGL canvas draws every image as a dot coloured by class (10⁵ points in one draw
-// call), with pan (drag) and zoom (wheel, +/− keys and buttons); zoomed in far enough, the images
+// call), with pan (drag, one finger) and zoom (wheel, pinch, +/− keys and buttons); zoomed in far enough, the images
 // themselves are drawn from the thumbnail sprite sheets. A 2-D overlay rings the query and its
 // top-k. Hover shows the thumbnail, click makes that image the query; picking uses a spatial grid.
 import { h, clear, status } from '../dom';
 import { plotTransform, toScreen, type PlotTransform } from '../data/score';
 import { buildGrid, countInBox, forEachInBox, nearestInGrid, type PointGrid } from '../data/pointgrid';
 import { levelFor } from '../data/thumbs';
+import { withName } from '../data/names';
 import type { DatasetIndex } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
@@ -74,6 +75,12 @@ export class MapView implements ViewModule {
   private view: MapView2D = { zoom: 1, cx: 0.5, cy: 0.5 };
   private frame = 0;
   private drag: { x: number; y: number; cx: number; cy: number; moved: boolean } | null = null;
+  /** Fingers on the map (Pointer Events of type touch), by pointerId: CSS px in the canvas. */
+  private readonly touches = new Map<number, [number, number]>();
+  /** The touch gesture since the last finger change: the view then, the fingers' midpoint and spread. */
+  private gesture: { view: MapView2D; t: PlotTransform; mid: [number, number]; spread: number } | null = null;
+  /** A touch gesture moved the view: the click a lifted finger may still cause is not a tap. */
+  private touchMoved = false;
   private readonly loading = new Set<string>();
   /** Object URL of each image fetched alone for deep zoom ('' while it loads). */
   private singles = new Map<number, string>();
@@ -98,7 +105,7 @@ export class MapView implements ViewModule {
     const wrap = h('div', { class: 'umap-wrap' }, [this.canvas, this.overlay, this.tip, zoomBar]);
     this.root = h('section', { class: 'view view-map', attrs: { 'aria-label': 'UMAP map' } }, [
       h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info, this.legend, this.announce,
-        h('p', { class: 'hint', text: 'Drag to pan, wheel or +/− to zoom: zoomed in, the images appear. Keyboard: focus the map, ←/→ step through the images, Enter makes one the query.' })]),
+        h('p', { class: 'hint', text: 'Drag to pan, wheel or +/− to zoom (touch: one finger pans, two pinch): zoomed in, the images appear. Keyboard: focus the map, ←/→ step through the images, Enter makes one the query.' })]),
       wrap,
     ]);
     this.canvas.addEventListener('mousemove', (e) => this.drag ? undefined : this.hover(e));
@@ -108,6 +115,12 @@ export class MapView implements ViewModule {
     this.canvas.addEventListener('mousedown', (e) => this.startDrag(e));
     window.addEventListener('mousemove', (e) => this.moveDrag(e));
     window.addEventListener('mouseup', () => setTimeout(() => (this.drag = null), 0));
+    // Touch: one finger pans, two pinch-zoom (the canvas has touch-action: none, so the page does
+    // not scroll or zoom instead); a tap stays a click (the browser's compatibility click), which
+    // picks the point. Mouse pointers keep the mouse handlers above.
+    this.canvas.addEventListener('pointerdown', (e) => this.touchDown(e));
+    this.canvas.addEventListener('pointermove', (e) => this.touchMove(e));
+    for (const end of ['pointerup', 'pointercancel'] as const) this.canvas.addEventListener(end, (e) => this.touchUp(e));
     this.canvas.addEventListener('keydown', (e) => this.key(e));
     this.canvas.addEventListener('blur', () => (this.tip.hidden = true));
     new ResizeObserver(() => this.draw()).observe(wrap);
@@ -151,12 +164,14 @@ export class MapView implements ViewModule {
     );
     if (q !== null) {
       const cls = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
-      this.info.append(
-        h('p', { class: 'map-query' }, [
-          thumbImg(data, state.dataset, q, `Query ${idx.files[q] ?? ''} (${cls})`, 'map-query-img'),
-          h('span', { text: `Query: ${idx.files[q] ?? ''} (${cls}), marked by the large target ring; its top ${this.drawn?.hits.length ?? 0} results are ringed.` }),
-        ]),
-      );
+      const img = thumbImg(data, state.dataset, q, '', 'map-query-img');
+      const text = h('span');
+      const hits = this.drawn?.hits.length ?? 0;
+      withName(idx.names, q, (file) => {
+        img.alt = `Query ${file} (${cls})`;
+        text.textContent = `Query: ${file} (${cls}), marked by the large target ring; its top ${hits} results are ringed.`;
+      });
+      this.info.append(h('p', { class: 'map-query' }, [img, text]));
     }
   }
 
@@ -338,14 +353,74 @@ export class MapView implements ViewModule {
   private zoomAt(factor: number, at: [number, number] | null): void {
     const rect = this.canvas.getBoundingClientRect();
     const [sx, sy] = at ?? [rect.width / 2, rect.height / 2];
-    const dx = (sx - this.t.ox) / this.t.scale, dy = 1 - (sy - this.t.oy) / this.t.scale;
-    const zoom = Math.min(MAX_ZOOM, Math.max(1, this.view.zoom * factor));
-    const base = plotTransform(rect.width, rect.height, PLOT_PAD);
-    // Solve zoomedTransform(base, {zoom, cx, cy}) maps (dx, dy) to (sx, sy).
-    const cx = dx - (sx - base.ox - base.scale * 0.5) / (base.scale * zoom);
-    const cy = dy + (sy - base.oy - base.scale * 0.5) / (base.scale * zoom);
-    this.view = zoom === 1 ? { zoom, cx: 0.5, cy: 0.5 } : { zoom, cx, cy };
+    this.view = this.viewPlacing(this.t, [sx, sy], [sx, sy], this.view.zoom * factor);
     this.schedule();
+  }
+
+  /** The view at `zoom` (clamped) that shows the data point under screen point `from` of
+   * transform t at screen point `to` (CSS px): zoom about a point, pan, or both (a pinch). */
+  private viewPlacing(t: PlotTransform, from: [number, number], to: [number, number], zoom: number): MapView2D {
+    const rect = this.canvas.getBoundingClientRect();
+    const dx = (from[0] - t.ox) / t.scale, dy = 1 - (from[1] - t.oy) / t.scale;
+    const z = Math.min(MAX_ZOOM, Math.max(1, zoom));
+    if (z === 1) return { zoom: 1, cx: 0.5, cy: 0.5 };  // the whole map is in view: nothing to pan to
+    const base = plotTransform(rect.width, rect.height, PLOT_PAD);
+    // Solve zoomedTransform(base, {zoom, cx, cy}) maps (dx, dy) to `to`.
+    return { zoom: z, cx: dx - (to[0] - base.ox - base.scale * 0.5) / (base.scale * z), cy: dy + (to[1] - base.oy - base.scale * 0.5) / (base.scale * z) };
+  }
+
+  private touchDown(e: PointerEvent): void {
+    if (e.pointerType !== 'touch') return;
+    if (this.touches.size === 0) this.touchMoved = false;
+    this.canvas.setPointerCapture?.(e.pointerId);
+    this.touches.set(e.pointerId, this.canvasPoint(e));
+    this.startGesture();
+  }
+
+  private touchMove(e: PointerEvent): void {
+    if (e.pointerType !== 'touch' || !this.touches.has(e.pointerId)) return;
+    this.touches.set(e.pointerId, this.canvasPoint(e));
+    const g = this.gesture;
+    if (!g || !this.drawn) return;
+    const { mid, spread } = this.fingers();
+    const factor = g.spread > 0 && spread > 0 ? spread / g.spread : 1;
+    if (!this.touchMoved && Math.hypot(mid[0] - g.mid[0], mid[1] - g.mid[1]) < 4 && Math.abs(spread - g.spread) < 4) return;
+    this.touchMoved = true;
+    this.tip.hidden = true;
+    this.view = this.viewPlacing(g.t, g.mid, mid, g.view.zoom * factor);
+    this.schedule();
+  }
+
+  private touchUp(e: PointerEvent): void {
+    if (e.pointerType !== 'touch' || !this.touches.delete(e.pointerId)) return;
+    this.startGesture();  // the remaining finger (if any) goes on panning from here
+  }
+
+  /** Anchors the gesture at the fingers now on the map (none: it ends). */
+  private startGesture(): void {
+    if (this.touches.size === 0) {
+      this.gesture = null;
+      return;
+    }
+    this.gesture = { view: this.view, t: zoomedTransform(this.baseTransform(), this.view), ...this.fingers() };
+  }
+
+  /** Midpoint and spread (distance between the first two) of the fingers on the map. */
+  private fingers(): { mid: [number, number]; spread: number } {
+    const pts = [...this.touches.values()];
+    const mid: [number, number] = [pts.reduce((s, p) => s + p[0], 0) / pts.length, pts.reduce((s, p) => s + p[1], 0) / pts.length];
+    const spread = pts.length >= 2 ? Math.hypot(pts[0]![0] - pts[1]![0], pts[0]![1] - pts[1]![1]) : 0;
+    return { mid, spread };
+  }
+
+  private baseTransform(): PlotTransform {
+    const rect = this.canvas.getBoundingClientRect();
+    return plotTransform(rect.width, rect.height, PLOT_PAD);
+  }
+
+  private canvasPoint(e: PointerEvent): [number, number] {
+    const rect = this.canvas.getBoundingClientRect();
+    return [e.clientX - rect.left, e.clientY - rect.top];
   }
 
   private wheel(e: WheelEvent): void {
@@ -358,6 +433,7 @@ export class MapView implements ViewModule {
 
   private startDrag(e: MouseEvent): void {
     if (e.button !== 0) return;
+    this.touchMoved = false;  // a mouse press (or a tap's compatibility press) after a touch pan
     this.drag = { x: e.clientX, y: e.clientY, cx: this.view.cx, cy: this.view.cy, moved: false };
   }
 
@@ -407,7 +483,10 @@ export class MapView implements ViewModule {
     e.preventDefault();
     if (e.key.startsWith('Arrow')) {
       this.showTip(this.cursor);
-      this.announce.textContent = `${this.cursor + 1} of ${n}: ${this.tip.querySelector('.tip-class')?.textContent ?? ''}, ${this.tip.querySelector('.tip-file')?.textContent ?? ''}`;
+      const at = this.cursor, cls = this.tip.querySelector('.tip-class')?.textContent ?? '';
+      withName(this.drawn!.idx.names, at, (file) => {
+        if (this.cursor === at) this.announce.textContent = `${at + 1} of ${n}: ${cls}, ${file}`;
+      });
     }
   }
 
@@ -428,10 +507,12 @@ export class MapView implements ViewModule {
     const { idx } = this.drawn;
     const cls = ctx.data.dataset(ctx.state.dataset).classes[idx.labels[i] ?? -1] ?? '?';
     clear(this.tip);
+    const file = h('span', { class: 'tip-file' });
+    withName(idx.names, i, (name) => { file.textContent = name; });
     this.tip.append(
       thumbImg(ctx.data, ctx.state.dataset, i, '', 'tip-img'),
       h('span', { class: 'tip-class', text: cls }),
-      h('span', { class: 'tip-file', text: idx.files[i] ?? '' }),
+      file,
     );
     const rect = this.canvas.getBoundingClientRect();
     const [x, y] = toScreen(this.t, this.drawn.xy[2 * i] ?? 0, this.drawn.xy[2 * i + 1] ?? 0);
@@ -442,7 +523,7 @@ export class MapView implements ViewModule {
   }
 
   private click(e: MouseEvent): void {
-    if (this.drag?.moved) return;  // the end of a pan, not a pick
+    if (this.drag?.moved || this.touchMoved) return;  // the end of a pan or pinch, not a pick
     const i = this.pointAt(e);
     if (i >= 0 && this.ctx) this.ctx.navigate({ q: i });
   }

@@ -12,6 +12,7 @@ import { h, clear, status } from '../dom';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { blockChannels, channelMap, pageRanks, rowIds, type AtlasIndex, type AtlasRows } from '../data/atlas';
+import { withName } from '../data/names';
 import type { DatasetIndex, LayerInfo, ModelInfo } from '../data/types';
 import { heatCanvas, heatFigure, heatLegend, overlayToggle, placeOverContent, thumbContent } from './heatmap';
 import { lazyThumbImg, thumbImg } from './thumb';
@@ -214,18 +215,23 @@ export class ModelExplorerView implements ViewModule {
         const scale = block.scales[j]!;
         const value = block.values[j]!;
         const map = channelMap(block, rank, r);
-        const file = dsIndex.files[id] ?? `#${id}`;
         const cls = ds.classes[dsIndex.labels[id] ?? -1] ?? '?';
         // Each map on its own scale (0 … its maximum): where the channel fires within this image.
         const canvas = heatCanvas(map, mh, mw, { lo: 0, hi: scale > 0 ? scale : 1, alpha: 0.55 });
-        const img = thumbImg(data, state.dataset, id, `${file} (${cls})`, 'heat-img');
+        const img = thumbImg(data, state.dataset, id, '', 'heat-img');
         // The map covers the picture, not the thumbnail cell's letterbox around it.
         void data.thumbnailImage(state.dataset, id).then(async (src) => {
           const probe = new Image();
           probe.src = src;
           placeOverContent(canvas, await thumbContent(probe, ctx.manifest.thumbnails.background), probe.naturalWidth, probe.naturalHeight);
         }).catch(() => undefined); // no picture: thumbImg marks it failed; the map stays full-size
-        return heatFigure(img, `${file} (${cls})`, canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
+        const fig = heatFigure(img, '', canvas, [h('strong', { text: `${r + 1}.` }), ` ${cls} · mean ${fmt(value)}, peak ${fmt(scale)}`], () => ctx.navigate({ view: 'search', q: id }));
+        // The file name comes with its names page: a placeholder until then.
+        withName(dsIndex.names, id, (name) => {
+          img.alt = `${name} (${cls})`;
+          fig.querySelector('.heat-btn')?.setAttribute('title', `${name} (${cls}): click to search with it`);
+        });
+        return fig;
       });
       const grid = h('div', { class: 'mx-top' }, figs);
       this.detail.append(grid, heatLegend('0', 'peak', `activation of channel ${c} (each image on its own scale):`), overlayToggle(grid));

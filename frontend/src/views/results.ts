@@ -2,12 +2,14 @@
 // Shared by dataset queries and uploaded-image queries (which have no class, hence no marks).
 import { h } from '../dom';
 import { barFractions, formatDistance } from '../data/score';
-import type { Neighbor } from '../data/types';
+import { withName } from '../data/names';
+import type { FileNames, Neighbor } from '../data/types';
 
 export interface ResultsInput {
   neighbors: Neighbor[];
-  files: readonly string[];
-  labels: readonly number[];
+  /** File names: each result shows a placeholder until its names page has arrived. */
+  names: FileNames;
+  labels: ArrayLike<number>;
   classes: readonly string[];
   /** Class of the query, or null for an uploaded image. */
   queryLabel: number | null;
@@ -21,7 +23,6 @@ export interface ResultsInput {
 }
 
 export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: number): HTMLElement {
-  const file = inp.files[n.id] ?? `#${n.id}`;
   const label = inp.labels[n.id];
   const cls = label === undefined ? '?' : (inp.classes[label] ?? String(label));
   const other = inp.queryLabel !== null && label !== inp.queryLabel;
@@ -35,13 +36,17 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
       attrs: {
         type: 'button',
         'data-id': n.id,
-        title: `${file} (${cls}) — ${inp.metricLabel} distance ${dist}. Click to search with it.`,
-        'aria-label': `Result ${rank}: ${file}, class ${cls}${other ? ' (other class)' : ''}, distance ${dist}`,
       },
       on: { click: () => inp.onPick(n.id) },
     },
-    [inp.thumbEl ? inp.thumbEl(n.id, `${file} (${cls})`) : h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: `${file} (${cls})`, width: 128, height: 128, decoding: 'async' } })],
+    [inp.thumbEl ? inp.thumbEl(n.id, '') : h('img', { class: 'thumb', attrs: { src: inp.thumb(n.id), alt: '', width: 128, height: 128, decoding: 'async' } })],
   );
+  const pic = btn.firstElementChild!;
+  withName(inp.names, n.id, (file) => {
+    btn.title = `${file} (${cls}) — ${inp.metricLabel} distance ${dist}. Click to search with it.`;
+    btn.setAttribute('aria-label', `Result ${rank}: ${file}, class ${cls}${other ? ' (other class)' : ''}, distance ${dist}`);
+    pic.setAttribute(pic instanceof HTMLImageElement ? 'alt' : 'aria-label', `${file} (${cls})`);
+  });
   const onWhy = inp.onWhy;
   return h('li', { class: `result${other ? ' result-other' : ''}`, attrs: { 'data-rank': rank } }, [
     btn,

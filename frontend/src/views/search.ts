@@ -1,6 +1,7 @@
 // Search view: the query and its top-k results with score, the private-search panel, the gallery.
 import { h, clear, status, gridKeys } from '../dom';
 import { searchScore, rankWeight } from '../data/score';
+import { loadedOnly, namePlaceholder, withName } from '../data/names';
 import type { DatasetIndex, DatasetInfo, Neighbor } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
@@ -122,14 +123,19 @@ export class SearchView implements ViewModule {
     const ds = data.dataset(state.dataset);
     const qLabel = idx.labels[q] ?? -1;
     const cls = ds.classes[qLabel] ?? '?';
-    const file = idx.files[q] ?? '';
     const top = Math.min(ds.score.top, neighbors.length);
     const sc = searchScore(qLabel, neighbors.map((n) => idx.labels[n.id] ?? -1), ds.score.top);
     clear(this.query);
+    const img = thumbImg(data, state.dataset, q, '', 'query-img');
+    const file = h('p', { class: 'query-file' });
+    withName(idx.names, q, (name) => {
+      img.alt = `Query image ${name} (${cls})`;
+      file.textContent = name;
+    });
     this.query.append(
       h('h2', { text: 'Query' }),
-      thumbImg(data, state.dataset, q, `Query image ${file} (${cls})`, 'query-img'),
-      h('p', { class: 'query-file', text: file }),
+      img,
+      file,
       h('p', { class: 'query-class' }, ['Class: ', h('strong', { text: cls })]),
       this.scoreBox(sc.score, sc.same, top, cls, sc.matches),
     );
@@ -161,7 +167,8 @@ export class SearchView implements ViewModule {
     const metric = metricLabel(metricInfo(m, state.metric));
     const grid = renderResults({
       neighbors,
-      files: idx.files,
+      // An upload's results never fetch names: the requests would reveal what the upload matched.
+      names: qLabel === null ? loadedOnly(idx.names) : idx.names,  // qLabel null: an uploaded image
       labels: idx.labels,
       classes: data.dataset(state.dataset).classes,
       queryLabel: qLabel,
@@ -180,14 +187,14 @@ export class SearchView implements ViewModule {
         const qImg = shownThumb(this.query.querySelector<HTMLImageElement>('img.query-img'));
         const query = upload
           ? { label: 'your image', src: upload.imageUrl, img: qImg, upload: true }
-          : { label: idx.files[state.q ?? -1] ?? `image ${state.q}`, src: qImg?.src ?? data.thumbnailImage(state.dataset, state.q ?? 0), img: qImg };
+          : { label: idx.names.get(state.q ?? 0) ?? namePlaceholder(state.q ?? 0), src: qImg?.src ?? data.thumbnailImage(state.dataset, state.q ?? 0), img: qImg };
         const pick = () => {
           this.why.root.close();
           this.upload = null;
           ctx.navigate({ q: id });
         };
         const src = img?.src ?? (thumb ? thumb(id) : data.thumbnailImage(state.dataset, id));
-        this.why.open(m, state.model, state.layer, query, { label: idx.files[id] ?? `image ${id}`, src, img, onPick: pick });
+        this.why.open(m, state.model, state.layer, query, { label: idx.names.get(id) ?? namePlaceholder(id), src, img, onPick: pick });
       },
     });
     clear(this.results);
@@ -228,11 +235,16 @@ export class SearchView implements ViewModule {
           this.galleryPos.textContent = `images ${(first + 1).toLocaleString('en')}–${(last + 1).toLocaleString('en')} of ${ds.size.toLocaleString('en')}`;
         },
         tile: (id) => {
-          const file = idx.files[id] ?? '';
           const cls = ds.classes[idx.labels[id] ?? -1] ?? '?';
-          return h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id, title: `${file} (${cls})`, 'aria-label': `Search with ${file}, class ${cls}` }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [
-            thumbEl(data, state.dataset, id, `${file} (${cls})`),
-          ]);
+          const pic = thumbEl(data, state.dataset, id, '');
+          const item = h('button', { class: 'gal-item', attrs: { type: 'button', 'data-id': id }, on: { click: () => { this.upload = null; ctx.navigate({ q: id }); } } }, [pic]);
+          // Tiles are drawn a screen at a time: their names cost the few names pages (32 names each) of their ids.
+          withName(idx.names, id, (file) => {
+            item.title = `${file} (${cls})`;
+            item.setAttribute('aria-label', `Search with ${file}, class ${cls}`);
+            pic.setAttribute('aria-label', `${file} (${cls})`);
+          });
+          return item;
         },
       });
     }
@@ -246,7 +258,7 @@ export class SearchView implements ViewModule {
     const toggle = (m: 'all' | 'class', text: string) =>
       h('button', { class: 'toggle', text, attrs: { type: 'button', 'aria-pressed': String(mode === m) }, on: { click: () => ctx.navigate({ gallery: m }) } });
     const counts = new Array<number>(ds.classes.length).fill(0);
-    for (const l of idx.labels) counts[l] = (counts[l] ?? 0) + 1;
+    for (let i = 0; i < idx.labels.length; i++) counts[idx.labels[i]!] = (counts[idx.labels[i]!] ?? 0) + 1;
     const jump = h('select', { class: 'gal-jump', attrs: { 'aria-label': 'Jump to the first image of a class' }, on: { change: () => {
       const c = Number(jump.value);
       if (jump.value !== '') this.galleryView.jumpToClass(c);
