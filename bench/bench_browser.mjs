@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureSiteBuilt, launchBrowser, startServer } from '../frontend/e2e/harness.mjs';
+import { ensureSiteBuilt, launchBrowser, readIndex, startServer } from '../frontend/e2e/harness.mjs';
 import { deriveScaledBundle } from '../frontend/e2e/scaled-bundle.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
@@ -141,7 +141,7 @@ async function main() {
   const manifest = JSON.parse(fs.readFileSync(path.join(real, 'manifest.json'), 'utf8'));
   const bs = manifest.browser_search;
   const dim = bs.outputs.find((o) => o.layer === bs.default_layer).dim;
-  const index = JSON.parse(fs.readFileSync(path.join(real, 'datasets', manifest.datasets[0].id, 'index.json'), 'utf8'));
+  const index = readIndex(real, manifest.datasets[0].id);
   const synth = buildSyntheticBundle(real, 10_000);
   ensureSiteBuilt();
   const files = uploadImages(UPLOADS);

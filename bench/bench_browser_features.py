@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from convnet_search import browser_features as bf  # noqa: E402
+from convnet_search.bundle import read_index  # noqa: E402
 from scaled_features import synthetic  # noqa: E402
 
 METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]
@@ -56,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     bs = manifest["browser_search"]
     rows = []
     for ds_id in bs["datasets"]:
-        index = json.loads((a.bundle / "datasets" / ds_id / "index.json").read_text())
-        labels = np.asarray(index["labels"])
+        labels = read_index(a.bundle, manifest, ds_id)[1].astype(np.int64)
         for o in bs["outputs"]:
             if (a.layers and o["layer"] not in a.layers) or (a.poolings and o["pooling"] not in a.poolings):
                 continue

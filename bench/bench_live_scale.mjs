@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { REPO, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer } from '../frontend/e2e/harness.mjs';
+import { REPO, buildTinyBundle, ensureSiteBuilt, launchBrowser, readIndex, startServer } from '../frontend/e2e/harness.mjs';
 import { deriveScaledBundle } from '../frontend/e2e/scaled-bundle.mjs';
 
 const LIVE = '#live-search';
@@ -112,7 +112,7 @@ async function main() {
   const base = a.base ? { dir: a.base, images: a.images } : defaultBase();
   if (!base.images) throw new Error('--base needs --images (the folder the base bundle was built from)');
   const bm = JSON.parse(fs.readFileSync(path.join(base.dir, 'manifest.json'), 'utf8'));
-  const index = JSON.parse(fs.readFileSync(path.join(base.dir, 'datasets', bm.datasets[0].id, 'index.json'), 'utf8'));
+  const index = readIndex(base.dir, bm.datasets[0].id);
   const layer = a.layer ?? bm.browser_search.default_layer;
   fs.mkdirSync(a.work, { recursive: true });
   const slim = slimBase(base, layer);
@@ -126,7 +126,7 @@ async function main() {
     const s2 = await startServer({ bundleDir: exact.dir });
     servers.push(s1, s2);
     const p1 = await openLive(browser, s1, packed.dataset);
-    const downloaded = s1.log.filter((e) => e.status === 200 && !/\.(js|css|html|wasm|svg|ico)$|\/index\.json$|\/thumbs\//.test(e.path));
+    const downloaded = s1.log.filter((e) => e.status === 200 && !/\.(js|css|html|wasm|svg|ico)$|\/labels\.bin$|\/names\/\d+\.json$|\/thumbs\//.test(e.path));
     const modelBytes = downloaded.filter((e) => e.path.includes('/tfjs/')).reduce((s, e) => s + e.bytes, 0);
     const featureBytes = downloaded.filter((e) => e.path.includes('/browser/')).reduce((s, e) => s + e.bytes, 0);
     const p2 = await openLive(browser, s2, exact.dataset);

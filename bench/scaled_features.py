@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from convnet_search import browser_features as bf  # noqa: E402
+from convnet_search.bundle import read_index  # noqa: E402
 
 
 def synthetic(x: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     base = json.loads((a.base / "manifest.json").read_text())
     manifest = json.loads((a.out / "manifest.json").read_text())
     bs = base["browser_search"]
-    labels = np.asarray(json.loads((a.base / "datasets" / a.dataset_in / "index.json").read_text())["labels"])
+    labels = read_index(a.base, base, a.dataset_in)[1].astype(np.int64)
     metrics = a.metrics or [m["id"] for m in base["metrics"]]
     p = next((m["p"] for m in base["metrics"] if m["id"] == "minkowski"), None) or 3.0
     budget = int(a.budget_mb * 1e6)
