@@ -355,35 +355,23 @@ def _minkowski_select(Q, X, p, ip, self_ids, k, out_ids, out_d, row0, row1):
 
 
 @njit(cache=True, parallel=True)
-def _minkowski_rerank(G, qsq, xsq, Q, X, p, ip, self_offset, L, k, out_ids, out_d, row0):
-    """Minkowski top-k of a block of query rows from candidates: the L nearest by approximate
-    squared euclidean distance (d̃ = ‖q‖² + ‖x‖² − 2g from the float32 gemm block G; every tie
-    at the L-th value is kept), re-ranked by exact float64 minkowski distance (the same
-    `_minkowski_sum` as the exact path, so a true neighbour found gets bit-equal distance and the
-    same (distance, id) order)."""
-    B, N = G.shape
+def _finish_minkowski(Q, X, p, ip, q_rows, top, keep_j, keep_lo, n_keep, overflow, k, out_ids, out_d):
+    """Minkowski top-k of each state row from its euclidean candidates (lo ≤ U of a squared
+    euclidean candidate search for the L nearest, so a superset of the exact euclidean top-L and
+    its ties), re-ranked by exact float64 minkowski distance: the same `_minkowski_sum` as the
+    exact path, so a true neighbour found gets a bit-equal distance and the same (distance, id)
+    order. Overflowed rows are skipped (their caller recomputes them)."""
+    L = top.shape[1]
     inv_p = 1.0 / p
-    for b in prange(B):
-        i = row0 + b
-        selfj = self_offset + i if self_offset >= 0 else -1
-        approx = np.empty(N, dtype=np.float64)
-        for j in range(N):
-            approx[j] = qsq[i] + xsq[j] - 2.0 * np.float64(G[b, j])
-        if selfj >= 0:
-            approx[selfj] = np.inf
-        T = _kth_smallest(approx, L)
-        count = 0
-        for j in range(N):
-            if approx[j] <= T and j != selfj:
-                count += 1
-        cand = np.empty(count, dtype=np.int64)
-        dist = np.empty(count, dtype=np.float64)
-        c = 0
-        for j in range(N):
-            if approx[j] <= T and j != selfj:
-                cand[c] = j
-                dist[c] = _minkowski_sum(Q, X, i, j, p, ip) ** inv_p
-                c += 1
+    for r in prange(top.shape[0]):
+        if overflow[r]:
+            continue
+        n = _compact(keep_j[r], keep_lo[r], n_keep[r], top[r, L - 1])
+        cand = np.sort(keep_j[r, :n])
+        dist = np.empty(n, dtype=np.float64)
+        i = q_rows[r]
+        for c in range(n):
+            dist[c] = _minkowski_sum(Q, X, i, cand[c], p, ip) ** inv_p
         _take_k_sorted(cand, dist, k, out_ids, out_d, i)
 
 
@@ -463,19 +451,12 @@ def _run_minkowski(Q, X, k, p, block_rows, self_offset, candidates=None):
         for r0 in range(0, M, B):
             _minkowski_select(Q, X, pf, ip, self_ids, k, out_ids, out_d, r0, min(M, r0 + B))
         return out_ids, _to_f32(out_d)
-    qnorm = _row_norms(Q)
-    xnorm = _row_norms(X) if Q is not X else qnorm
-    Qa, Xa, _, _, _ = _gemm_operands(Q, X, qnorm, xnorm, _SQEUCLIDEAN)
-    # squared norms of the gemm operands themselves (not norm², which rounds): integer data then
-    # gives exact approximate distances, and the candidate set is exactly the brute-force one
-    xsq = _row_sqnorms(Xa)
-    qsq = xsq if Qa is Xa else _row_sqnorms(Qa)
-    G = np.empty((min(B, M), N), dtype=np.float32)
-    for r0 in range(0, M, B):
-        r1 = min(M, r0 + B)
-        g = G[: r1 - r0]
-        np.matmul(Qa[r0:r1], Xa.T, out=g)
-        _minkowski_rerank(g, qsq, xsq, Q, X, pf, ip, self_offset, max(k, int(candidates)), k, out_ids, out_d, r0)
+    L = max(k, int(candidates))
+
+    def finish(rows, st: _Candidates, qnorm, xnorm) -> None:
+        _finish_minkowski(Q, X, pf, ip, rows, st.top, st.keep_j, st.keep_lo, st.n_keep, st.overflow, k, out_ids, out_d)
+
+    _candidate_search(Q, X, L, _SQEUCLIDEAN, block_rows, self_offset, finish)
     return out_ids, _to_f32(out_d)
 
 
@@ -536,11 +517,11 @@ class _Bounds:
 
 
 class _Candidates:
-    """Running candidate state of a set of query rows (see _tile_select): O(rows · (k + cap))."""
+    """Running candidate state of a set of query rows (see _tile_select): rows · (8k + 12·cap) bytes."""
 
     def __init__(self, rows: int, k: int, cap: int):
         self.top = np.full((rows, k), np.inf)
-        self.keep_j = np.empty((rows, cap), dtype=np.int64)
+        self.keep_j = np.empty((rows, cap), dtype=np.int32)  # ids < 2³¹
         self.keep_lo = np.empty((rows, cap), dtype=np.float64)
         self.n_keep = np.zeros(rows, dtype=np.int64)
         self.overflow = np.zeros(rows, dtype=bool)
@@ -621,16 +602,12 @@ def _tile(block_rows: int | None) -> int:
     return _TILE if block_rows is None else _block_rows(0, block_rows)
 
 
-def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
-    """[(ids, dists)] for `code`; with also_euclidean (code sqeuclidean) a second pair for
-    euclidean from the same gemm and candidates (see _finish_rows). Q is X: all rows of X, each
-    excluding itself, with the symmetric gemm; else rows of Q (Q[i] is item self_offset + i of X
-    when self_offset ≥ 0, excluded)."""
+def _candidate_search(Q, X, k, code, block_rows, self_offset, finish) -> None:
+    """The k-candidate search of every query row under gemm metric `code`, then
+    finish(q_rows, state, qnorm, xnorm) to re-rank state rows into output rows q_rows. Q is X: all
+    rows of X, each excluding itself, with the symmetric gemm; else rows of Q (Q[i] is item
+    self_offset + i of X when self_offset ≥ 0, excluded)."""
     M, N = Q.shape[0], X.shape[0]
-    out_ids = np.empty((M, k), dtype=np.int64)
-    out_d = np.empty((M, k), dtype=np.float64)
-    rows2 = M if also_euclidean else 0
-    sqrt_ids, sqrt_d = np.empty((rows2, k), dtype=np.int64), np.empty((rows2, k), dtype=np.float64)
     qnorm = _row_norms(Q)
     xnorm = _row_norms(X) if Q is not X else qnorm
     Qa, Xa, qsq, xsq, converted = _gemm_operands(Q, X, qnorm, xnorm, code)
@@ -638,24 +615,37 @@ def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
                         _gemm_error_coef(Q.shape[1], converted), _gemm_error_abs(Q.shape[1]))
     self_ids = np.arange(self_offset, self_offset + M) if self_offset >= 0 else np.full(M, -1)
     tile = _tile(block_rows)
-    state = _Candidates(M, k, cap=max(4 * k, 64))
+    state = _Candidates(M, k, cap=max(2 * k, 64))
     if Q is X:
         _symmetric_tiles(Xa, bounds, state, tile)
     else:
         _query_tiles(Qa, Xa, bounds, self_ids, state, tile)
-    finish = (Q, X, qnorm, xnorm, code)
-    _finish_rows(*finish, np.arange(M), state.top, state.keep_j, state.keep_lo, state.n_keep, state.overflow,
-                 out_ids, out_d, sqrt_ids, sqrt_d)
+    finish(np.arange(M), state, qnorm, xnorm)
     # Rows with very many near-ties (duplicates) overflowed their candidate list: recompute them
     # with room for every item (a few at a time: that state is rows × N).
     over = np.flatnonzero(state.overflow)
-    step = max(1, (64 * 1024 * 1024) // (16 * N))
+    step = max(1, (64 * 1024 * 1024) // (12 * N))
     for s in range(0, len(over), step):
         rows = over[s : s + step]
         sub = _Candidates(len(rows), k, cap=N)
         _query_tiles(np.ascontiguousarray(Qa[rows]), Xa, bounds.rows(rows), self_ids[rows], sub, tile)
-        _finish_rows(*finish, rows, sub.top, sub.keep_j, sub.keep_lo, sub.n_keep, sub.overflow,
+        finish(rows, sub, qnorm, xnorm)
+
+
+def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
+    """[(ids, dists)] for `code` (rows as _candidate_search); with also_euclidean (code
+    sqeuclidean) a second pair for euclidean from the same gemm and candidates (see _finish_rows)."""
+    M = Q.shape[0]
+    out_ids = np.empty((M, k), dtype=np.int64)
+    out_d = np.empty((M, k), dtype=np.float64)
+    rows2 = M if also_euclidean else 0
+    sqrt_ids, sqrt_d = np.empty((rows2, k), dtype=np.int64), np.empty((rows2, k), dtype=np.float64)
+
+    def finish(rows, st: _Candidates, qnorm, xnorm) -> None:
+        _finish_rows(Q, X, qnorm, xnorm, code, rows, st.top, st.keep_j, st.keep_lo, st.n_keep, st.overflow,
                      out_ids, out_d, sqrt_ids, sqrt_d)
+
+    _candidate_search(Q, X, k, code, block_rows, self_offset, finish)
     pairs = [(out_ids, _to_f32(out_d))]
     return pairs + [(sqrt_ids, _to_f32(sqrt_d))] if also_euclidean else pairs
 
@@ -665,9 +655,10 @@ def _run_gemm(Q, X, k, code, block_rows, self_offset, also_euclidean):
 # --------------------------------------------------------------------------------------------
 
 # Exact minkowski costs N²·D (8.6 s at N = 5,000, D = 1024; an hour per matrix at 100k). Up to this
-# many rows it stays exact; above, each row's candidates are its L nearest by (float32 gemm)
-# euclidean distance, re-ranked by exact minkowski distance, and recall@15 against exact top-15 is
-# measured on RECALL_ROWS sampled rows; L doubles until that recall reaches RECALL_TARGET.
+# many rows it stays exact; above, each row's candidates are every item that can be among its L
+# nearest by euclidean distance (the gemm metrics' tiles and error bound: a superset of the exact
+# euclidean top-L and its ties), re-ranked by exact minkowski distance, and recall@15 against exact
+# top-15 is measured on RECALL_ROWS sampled rows; L doubles until that recall reaches RECALL_TARGET.
 MINKOWSKI_EXACT_MAX = 5000
 RECALL_TARGET = 0.99
 RECALL_ROWS = 1000
@@ -680,7 +671,8 @@ def minkowski_method(n: int, metrics) -> tuple:
     () when exact, else the candidate rule's constants."""
     if n <= MINKOWSKI_EXACT_MAX or not any(METRICS[resolve_metric(m)].kernel == "minkowski" for m in metrics):
         return ()
-    return ("minkowski-candidates", MINKOWSKI_EXACT_MAX, RECALL_TARGET, RECALL_ROWS, RECALL_SEED)
+    # "-bounds": candidates from the error-bounded tile search (before: the float32 top-L)
+    return ("minkowski-candidates-bounds", MINKOWSKI_EXACT_MAX, RECALL_TARGET, RECALL_ROWS, RECALL_SEED)
 
 
 def minkowski_candidates(k: int) -> int:
@@ -774,7 +766,7 @@ def top_k_query(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, p: float =
                 block_rows: int | None = None, minkowski_candidates: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k rows of X for each row of Q (nothing excluded). Same ordering rules; exact, except
-    minkowski given `minkowski_candidates` (L: euclidean top-L re-ranked, as for large N)."""
+    minkowski given `minkowski_candidates` (L: euclidean top-L candidates re-ranked, as for large N)."""
     Q = _as_matrix(Q, "Q")
     X = _as_matrix(X, "X")
     if Q.shape[1] != X.shape[1]:
