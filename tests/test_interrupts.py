@@ -7,6 +7,16 @@ import pytest
 from convnet_search import interrupts
 
 
+@pytest.fixture(autouse=True)
+def _python_default_sigint():
+    """Python's own Ctrl-C handler, as in a terminal. A runner started in the background by a
+    non-interactive shell (nohup …  &) inherits SIGINT ignored, and deferred() rightly leaves an
+    ignored SIGINT alone; these tests are about the default case."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)  # the handler runs on the main thread before kill returns to Python code
 
