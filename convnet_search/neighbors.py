@@ -51,7 +51,8 @@ _COSINE, _EUCLIDEAN, _SQEUCLIDEAN, _MINKOWSKI = 0, 1, 2, 3
 _CODES = {"cosine": _COSINE, "euclidean": _EUCLIDEAN, "sqeuclidean": _SQEUCLIDEAN, "minkowski": _MINKOWSKI}
 assert set(_CODES) == set(METRICS), "every registered metric needs a kernel code here"
 
-# Default budget for one block of minkowski candidate search's float32 distance matrix (B × N).
+# Exact minkowski hands its query rows to one parallel call in blocks of _BLOCK_BYTES / (4·N) rows
+# (no B × N matrix is built; block_rows overrides it, as tests do to cross block boundaries).
 _BLOCK_BYTES = 128 * 1024 * 1024
 
 
@@ -611,7 +612,7 @@ def _candidate_search(Q, X, k, code, block_rows, self_offset, finish) -> None:
     qnorm = _row_norms(Q)
     xnorm = _row_norms(X) if Q is not X else qnorm
     Qa, Xa, qsq, xsq, converted = _gemm_operands(Q, X, qnorm, xnorm, code)
-    bounds = _Bounds.of(code, qsq if Q is not X else xsq, xsq, M, N,
+    bounds = _Bounds.of(code, qsq, xsq, M, N,
                         _gemm_error_coef(Q.shape[1], converted), _gemm_error_abs(Q.shape[1]))
     self_ids = np.arange(self_offset, self_offset + M) if self_offset >= 0 else np.full(M, -1)
     tile = _tile(block_rows)
