@@ -5,7 +5,7 @@ import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
 import { PagedNames } from './names';
 import type { DatasetIndex, KnnTable, LabelDtype, Labels, Manifest, Neighbor, StatName, Summary } from './types';
-import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
+import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
 export const BUNDLE_VERSION = 5;
 
 export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
@@ -44,19 +44,17 @@ export function validateManifest(raw: unknown, url: string, origin: string = new
 }
 
 export function knnBytes(n: number, k: number, idDtype: string, url = 'neighbours'): number {
-  const idBytes = idDtype === 'uint32' ? 4 : idDtype === 'uint16' ? 2 : 0;
-  if (idBytes === 0) throw new BundleError(url, `unknown id_dtype ${idDtype}`);
-  return n * k * (4 + idBytes);
+  return n * k * (4 + idBytes(idDtype, url));
 }
 
 export function knnFromBuffer(buf: ArrayBuffer, n: number, k: number, idDtype: string, url = 'neighbours'): KnnTable {
   const expected = knnBytes(n, k, idDtype, url);
-  const idBytes = expected / (n * k) - 4;
+  const idSize = expected / (n * k) - 4;
   if (buf.byteLength !== expected) {
     throw new BundleError(url, `expected ${expected} bytes for N=${n}, k=${k}, ${idDtype} ids; got ${buf.byteLength}`);
   }
   const distances = new Float32Array(buf, 0, n * k);
-  const ids = idBytes === 4 ? new Uint32Array(buf, n * k * 4, n * k) : new Uint16Array(buf, n * k * 4, n * k);
+  const ids = idSize === 4 ? new Uint32Array(buf, n * k * 4, n * k) : new Uint16Array(buf, n * k * 4, n * k);
   // An id past the end would be drawn as a thumbnail that does not exist: refuse the file instead.
   let maxId = 0;
   for (let i = 0; i < ids.length; i++) if (ids[i]! > maxId) maxId = ids[i]!;
@@ -367,12 +365,12 @@ export class DataProvider {
     if (!Number.isInteger(q) || q < 0 || q >= d.size) return Promise.reject(new RangeError(`query ${q} out of range 0…${d.size - 1}`));
     const whole = this.cache.get(url) as Promise<KnnTable> | undefined;
     if (whole) return whole.then((t) => rowOf(t, q));
-    const idBytes = d.id_dtype === 'uint32' ? 4 : 2;
+    const idSize = idBytes(d.id_dtype, url);
     const total = knnBytes(d.size, d.k, d.id_dtype, url);
     return this.cached(`${url}#row=${q}`, async () => {
       const parts = await Promise.all([
         this.range(url, q * d.k * 4, d.k * 4, total),
-        this.range(url, d.size * d.k * 4 + q * d.k * idBytes, d.k * idBytes, total),
+        this.range(url, d.size * d.k * 4 + q * d.k * idSize, d.k * idSize, total),
       ]);
       const full = parts.find((p) => p.whole);
       if (full) {
@@ -381,7 +379,7 @@ export class DataProvider {
         return rowOf(table, q);
       }
       const dist = new Float32Array(parts[0]!.buf);
-      const ids = idBytes === 4 ? new Uint32Array(parts[1]!.buf) : new Uint16Array(parts[1]!.buf);
+      const ids = idSize === 4 ? new Uint32Array(parts[1]!.buf) : new Uint16Array(parts[1]!.buf);
       const row: Neighbor[] = [];
       for (let i = 0; i < d.k; i++) {
         const id = ids[i]!;
