@@ -148,27 +148,26 @@ describe('Model Explorer', () => {
     await page.waitForSelector('.view-explorer[data-state=ready]', { timeout: 30_000 });
     if (model.weights === 'random') assert.match(await page.textContent('.mx-random'), /noise from untrained weights/);
     else assert.equal(await page.locator('.mx-random').count(), 0, 'no random-weights notice for trained weights');
+    /** The explorer on `served` as the manifest: the no-atlas state saying `says`, nothing fetched from an atlas. */
+    const expectNoAtlas = async (served, says, what) => {
+      await page.unroute('**/data/manifest.json');
+      await page.route('**/data/manifest.json', (route) => route.fulfill({ json: served }));
+      const from = server.log.length;
+      await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
+      await page.waitForSelector('.view-explorer[data-state=no-atlas]', { timeout: 30_000 });
+      assert.match(await page.textContent('.view-explorer'), says);
+      assert.ok(server.log.slice(from).every((e) => !e.path.includes('/atlas/')), `nothing fetched from ${what}`);
+    };
     // The same bundle as an older engine wrote it: no atlas keys in the manifest.
     const older = structuredClone(manifest);
     for (const d of older.datasets) delete d.atlas;
     for (const k of ['atlas_index', 'atlas_rows', 'atlas_maps']) delete older.files[k];
-    await page.route('**/data/manifest.json', (route) => route.fulfill({ json: older }));
-    const from = server.log.length;
-    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
-    await page.waitForSelector('.view-explorer[data-state=no-atlas]', { timeout: 30_000 });
-    assert.match(await page.textContent('.view-explorer'), /This bundle has no channel atlas for .* on “/);
-    assert.ok(server.log.slice(from).every((e) => !e.path.includes('/atlas/')), 'nothing fetched from an atlas the manifest does not list');
+    await expectNoAtlas(older, /This bundle has no channel atlas for .* on “/, 'an atlas the manifest does not list');
     // A bundle in atlas format 1 (files.atlas_top): not misread, the view asks for a rebuild.
     const format1 = structuredClone(manifest);
     delete format1.files.atlas_rows;
     format1.files.atlas_top = 'datasets/{dataset}/{model}/{layer}/atlas/top.bin';
-    await page.unroute('**/data/manifest.json');
-    await page.route('**/data/manifest.json', (route) => route.fulfill({ json: format1 }));
-    const from1 = server.log.length;
-    await page.goto(`${server.url}?view=explorer&dataset=${ds.id}&model=${model.id}`);
-    await page.waitForSelector('.view-explorer[data-state=no-atlas]', { timeout: 30_000 });
-    assert.match(await page.textContent('.view-explorer'), /older layout .* rebuild the bundle/);
-    assert.ok(server.log.slice(from1).every((e) => !e.path.includes('/atlas/')), 'nothing fetched from a format-1 atlas');
+    await expectNoAtlas(format1, /older layout .* rebuild the bundle/, 'a format-1 atlas');
     assert.deepEqual(problems, []);
     await page.close();
   });
