@@ -59,11 +59,11 @@ def _log(msg: str) -> None:
 def worker(quick: bool) -> dict:
     sys.path.insert(0, str(ROOT))
     from convnet_search.config import RunConfig
-    from convnet_search.datasets import load_dataset
-    from convnet_search.extract import extract_features
-    from convnet_search.featviz import STEPS, featviz_stage
-    from convnet_search.models import get_spec
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.stages.extract import extract_features
+    from convnet_search.stages.featviz import STEPS, featviz_stage
+    from convnet_search.nets.models import get_spec
+    from convnet_search.io.store import ArrayStore
 
     real, name = _real()
     ds = load_dataset(real / name if real is not None and not quick else "digits")

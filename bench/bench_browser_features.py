@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from convnet_search import browser_features as bf  # noqa: E402
-from convnet_search.bundle import read_index  # noqa: E402
+from convnet_search.search import browser_features as bf  # noqa: E402
+from convnet_search.stages.bundle import read_index  # noqa: E402
 from scaled_features import synthetic  # noqa: E402
 
 METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]

@@ -57,7 +57,7 @@ def bench_model(model_id: str, batch: int, rounds: int) -> dict:
     tf = import_tensorflow()  # first: the quiet import (keras would load TensorFlow noisily)
     import keras
 
-    from convnet_search.models import build_base, build_feature_extractor, get_spec
+    from convnet_search.nets.models import build_base, build_feature_extractor, get_spec
     spec = get_spec(model_id)
     multi, infos, _ = build_feature_extractor(spec, None, weights="none", seed=0)
     names = [i.name for i in infos]
@@ -127,8 +127,8 @@ def bench_reader(ds, label: str, batch: int, rounds: int) -> dict:
     fastest of each kept; cpu_percent = process CPU time / wall time of that round."""
     import os
 
-    from convnet_search import extract
-    from convnet_search.models import build_feature_extractor, get_spec
+    from convnet_search.stages import extract
+    from convnet_search.nets.models import build_feature_extractor, get_spec
     from convnet_search.runtime import import_tensorflow
 
     tf = import_tensorflow()
@@ -191,7 +191,7 @@ def reader_rows(quick: bool) -> list[dict]:
 
     from bench_quality import DATASET, real_dir
 
-    from convnet_search.datasets import load_dataset
+    from convnet_search.io.datasets import load_dataset
 
     rows = []
     real = real_dir() / DATASET

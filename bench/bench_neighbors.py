@@ -1,4 +1,4 @@
-"""Benchmark: exact top-k (convnet_search.neighbors) vs scipy ``cdist`` + ``argsort``.
+"""Benchmark: exact top-k (convnet_search.search.neighbors) vs scipy ``cdist`` + ``argsort``.
 
 Full size: N=20,000, D=1024, k=15 under cosine, euclidean, sqeuclidean; minkowski p=3 at N=5,000.
 The baseline builds the full distance rows and sorts them. Run over all N query rows it would need
@@ -31,7 +31,7 @@ import tracemalloc
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from convnet_search.neighbors import top_k_neighbors, top_k_neighbors_multi
+from convnet_search.search.neighbors import top_k_neighbors, top_k_neighbors_multi
 
 K = 15
 GEMM_METRICS = ("cosine", "euclidean", "sqeuclidean")
@@ -283,7 +283,7 @@ def _minkowski_candidates_row(n: int, d: int, rounds: int) -> dict:
     """minkowski p=3 above MINKOWSKI_EXACT_MAX rows: candidates + exact re-rank with its recall@15
     measured on 1,000 sampled rows against exact (what the neighbours stage records), timed; the
     exact path's time is the exact check's own per-row time scaled to n rows."""
-    from convnet_search import neighbors as nb
+    from convnet_search.search import neighbors as nb
 
     X = make_features(n, d, seed=5)
     times, report = [], {}

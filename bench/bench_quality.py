@@ -3,7 +3,7 @@
 On ../shared/real/tinyimagenet20 (1000 real photos, 20 ImageNet classes × 50), MobileNet α 0.25
 (`mobilenet_025`) with its real ImageNet weights (Keras' own files under
 ../shared/real/weights/keras_home) and with random weights (seed 0): mean search score, P@15 and
-mAP@15 for every default layer × metric × pooling (`convnet_search.models.POOLINGS`, whatever it
+mAP@15 for every default layer × metric × pooling (`convnet_search.nets.models.POOLINGS`, whatever it
 holds), the best configuration of each, and the real/random ratio.
 
 Engine code path: features come from `models.build_feature_extractor` (the engine's multi-output
@@ -146,8 +146,8 @@ def _passes(spec, weights: str, seed: int):
     dimension the engine refuses there. Every pooling the engine accepts at all default layers
     shares one multi-output extractor (one forward pass); a pooling it refuses at some layers
     (flatten at early ones) gets its own pass over the layers it accepts."""
-    from convnet_search.models import build_feature_extractor
-    from convnet_search.pooling import MAX_FLATTEN_DIM, POOLINGS
+    from convnet_search.nets.models import build_feature_extractor
+    from convnet_search.nets.pooling import MAX_FLATTEN_DIM, POOLINGS
 
     model, infos, base_info = build_feature_extractor(spec, None, weights=weights, pooling="avg", seed=seed)
     na = {p: {i.name: i.dim(p) for i in infos if i.dim(p) > MAX_FLATTEN_DIM} for p in POOLINGS}
@@ -168,8 +168,8 @@ def extract_all(ds, spec, weights: str, seed: int, batch_size: int) -> dict:
     from convnet_search.runtime import import_tensorflow
 
     tf = import_tensorflow()
-    from convnet_search.extract import _image_batches
-    from convnet_search.models import output_keys
+    from convnet_search.stages.extract import _image_batches
+    from convnet_search.nets.models import output_keys
 
     t0 = time.perf_counter()
     passes, infos, na, base_info = _passes(spec, weights, seed)
@@ -195,8 +195,8 @@ def extract_all(ds, spec, weights: str, seed: int, batch_size: int) -> dict:
 
 def evaluate_all(features: dict, labels, cfg) -> tuple[dict, float, float]:
     """quality[(pooling, layer, metric)] = QualitySummary, with neighbour and evaluation seconds."""
-    from convnet_search.evaluate import summarize
-    from convnet_search.neighbors import top_k_neighbors
+    from convnet_search.search.evaluate import summarize
+    from convnet_search.search.neighbors import top_k_neighbors
 
     k = min(cfg.k, len(labels) - 1)  # as pipeline.neighbors_stage
     out, t_nbr, t_eval = {}, 0.0, 0.0
@@ -229,9 +229,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def worker(quick: bool) -> dict:
     t_start = time.perf_counter()
     from convnet_search.config import RunConfig
-    from convnet_search.datasets import load_dataset
-    from convnet_search.models import get_spec
-    from convnet_search.pooling import MAX_FLATTEN_DIM, POOLINGS
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.nets.models import get_spec
+    from convnet_search.nets.pooling import MAX_FLATTEN_DIM, POOLINGS
 
     cfg = RunConfig()  # the run defaults: k, metrics, minkowski p, batch size
     real = real_dir()
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = worker(args.quick) if args.worker else run(args.quick)
     if args.out:
-        from convnet_search.store import atomic_write_json
+        from convnet_search.io.store import atomic_write_json
 
         atomic_write_json(args.out, result)
     if not args.worker:

@@ -66,10 +66,10 @@ def _images(root: Path, n: int) -> Path:
 
 def _job(ds, tmp: Path, tag: str):
     from convnet_search.config import RunConfig
-    from convnet_search.extract import ExtractJob, ExtractorSpec
-    from convnet_search.models import get_spec
-    from convnet_search.shards import Shard
-    from convnet_search.weights import resolve_weights
+    from convnet_search.stages.extract import ExtractJob, ExtractorSpec
+    from convnet_search.nets.models import get_spec
+    from convnet_search.io.shards import Shard
+    from convnet_search.nets.weights import resolve_weights
 
     spec = get_spec(MODEL)
     cfg = RunConfig(models=(MODEL,), weights="none")
@@ -87,8 +87,8 @@ def _shards(job) -> bytes:
 def _plain_child(images: str, tmp: str, tag: str, shards: list[int]) -> None:
     """`bench_ray.py --_plain`: one process without Ray, TensorFlow on one thread (a Ray worker's
     settings), runs `shards` of the job each time the parent writes a line; answers "done"."""
-    from convnet_search.datasets import load_dataset
-    from convnet_search.extract import extract_shard_steps
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.stages.extract import extract_shard_steps
     from convnet_search.runtime import import_tensorflow
 
     tf = import_tensorflow()
@@ -155,8 +155,8 @@ def _two_passes(dist, ds, tmp: Path, tag: str) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    from convnet_search.datasets import load_dataset
-    from convnet_search.distributor import LocalDistributor, RayDistributor
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.distribute.distributor import LocalDistributor, RayDistributor
 
     n = 64 if quick else 320
     rows = []

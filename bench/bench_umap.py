@@ -53,7 +53,7 @@ def make_clusters(n: int, d: int = DIM, clusters: int = CLUSTERS, seed: int = SE
 
 
 def map_quality(x: np.ndarray, xy: np.ndarray, high_ids: np.ndarray, labels: np.ndarray) -> dict:
-    from convnet_search.neighbors import top_k_neighbors
+    from convnet_search.search.neighbors import top_k_neighbors
 
     low_ids, _ = top_k_neighbors(xy.astype(np.float64), K, "euclidean")
     kept = np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(high_ids, low_ids)])
@@ -73,8 +73,8 @@ def bench_size(n: int) -> dict:
 
 def bench_matrix(x: np.ndarray, labels: np.ndarray) -> dict:
     from convnet_search.config import UmapConfig
-    from convnet_search.neighbors import top_k_neighbors
-    from convnet_search.projection import umap_2d
+    from convnet_search.search.neighbors import top_k_neighbors
+    from convnet_search.search.projection import umap_2d
 
     n = len(x)
     cfg = UmapConfig()  # the run defaults: n_neighbors 15, min_dist 0.1, cosine
@@ -103,8 +103,8 @@ def warm_up(largest: int) -> None:
     """Compile umap-learn's numba code for both paths (untimed); with N ≥ 4,096 to come, also its
     NN-descent search (pynndescent), which smaller N never reach."""
     from convnet_search.config import UmapConfig
-    from convnet_search.neighbors import top_k_neighbors
-    from convnet_search.projection import umap_2d
+    from convnet_search.search.neighbors import top_k_neighbors
+    from convnet_search.search.projection import umap_2d
 
     warm, _ = make_clusters(300, seed=1)
     w_ids, w_d = top_k_neighbors(warm, K, "cosine")
@@ -132,8 +132,8 @@ COLD_N = 4_200  # just above umap-learn's 4,096: its own search is NN-descent (p
 def _cold_child(shared: bool) -> float:
     """Seconds of one umap_2d call in this (fresh) process: numba compilation included."""
     from convnet_search.config import UmapConfig
-    from convnet_search.neighbors import top_k_neighbors
-    from convnet_search.projection import umap_2d
+    from convnet_search.search.neighbors import top_k_neighbors
+    from convnet_search.search.projection import umap_2d
 
     x, _ = make_clusters(COLD_N, seed=1)
     graphs = {"cosine": top_k_neighbors(x, K, "cosine")} if shared else None

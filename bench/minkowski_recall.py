@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_neighbors import make_features  # noqa: E402
 
-from convnet_search.neighbors import _minkowski_p, _minkowski_select  # noqa: E402
+from convnet_search.search.neighbors import _minkowski_p, _minkowski_select  # noqa: E402
 
 LS = [15, 30, 60, 120, 240]
 

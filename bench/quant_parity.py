@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench_quality import real_dir  # noqa: E402  (bench/ is sys.path[0] when run as a script)
-from convnet_search import tfjs_export as te  # noqa: E402
+from convnet_search.nets import tfjs_export as te  # noqa: E402
 
 REAL = real_dir()
 SCHEMES: dict[str, dict | None] = {
@@ -54,9 +54,9 @@ def photos(per_class: int) -> list[Path]:
 
 
 def main() -> None:
-    from convnet_search.images import load_rgb
-    from convnet_search.models import build_feature_extractor, get_spec
-    from convnet_search.preprocess import area_downscale, resize_rgb
+    from convnet_search.io.images import load_rgb
+    from convnet_search.nets.models import build_feature_extractor, get_spec
+    from convnet_search.nets.preprocess import area_downscale, resize_rgb
 
     if len(sys.argv) < 3:
         sys.exit("usage: quant_parity.py MODEL WEIGHTS [PER_CLASS] [\"scheme|scheme…\"] (see the docstring)")

@@ -157,8 +157,8 @@ def faiss_rows(work: Path) -> list[dict]:
     import numpy as np
 
     import bench_neighbors  # its faiss search (IndexFlatIP on normalised rows / IndexFlatL2), shared with make bench
-    from convnet_search.neighbors import top_k_neighbors_multi
-    from convnet_search.store import ArrayStore
+    from convnet_search.search.neighbors import top_k_neighbors_multi
+    from convnet_search.io.store import ArrayStore
 
     store = ArrayStore(work / "features")
     best = None

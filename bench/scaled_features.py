@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from convnet_search import browser_features as bf  # noqa: E402
-from convnet_search.bundle import read_index  # noqa: E402
+from convnet_search.search import browser_features as bf  # noqa: E402
+from convnet_search.stages.bundle import read_index  # noqa: E402
 
 
 def synthetic(x: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

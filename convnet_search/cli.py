@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--work", type=Path, help=h("work"))
     pre.add_argument("--force", action="store_true", help="discard cached stage outputs and recompute all "
                      "(with --only: that stage's only)")
-    from .stages import STAGE_NAMES
+    from .stages.base import STAGE_NAMES
 
     pre.add_argument("--only", metavar="STAGE", choices=STAGE_NAMES,
                      help="bring only this stage up to date, reading the earlier stages' stored outputs "
@@ -176,13 +176,13 @@ def _worker_summary(console: Console, report) -> None:
 
 def _precompute(args, console: Console) -> int:
     from .config import ConfigError, load_config
-    from .datasets import DatasetError
-    from .models import ModelError, WeightsError
-    from .bundle import BundleError
-    from .distributor import ClusterError, RayMissingError
+    from .io.datasets import DatasetError
+    from .nets.models import ModelError, WeightsError
+    from .stages.bundle import BundleError
+    from .distribute.distributor import ClusterError, RayMissingError
     from .pipeline import run
-    from .stages import StageInputMissing
-    from .workspace import BusyError, StorageError, WorkspaceError
+    from .stages.base import StageInputMissing
+    from .io.workspace import BusyError, StorageError, WorkspaceError
 
     try:  # flags go through the same validation as the TOML file (config.KEYS)
         overrides = {
@@ -260,7 +260,7 @@ def _guarded(command, args, console: Console) -> int:
 
 
 def _fetch(args, console: Console) -> int:
-    from .datasets import DatasetError, fetch_public_dataset
+    from .io.datasets import DatasetError, fetch_public_dataset
 
     try:
         dest = fetch_public_dataset(args.name, args.dest, per_class=args.per_class, seed=args.seed)
@@ -272,8 +272,8 @@ def _fetch(args, console: Console) -> int:
 
 
 def _weights(args, console: Console) -> int:
-    from .models import REGISTRY, ModelError, default_model_ids, get_spec
-    from .weights import FetchError, fetch_weights, keras_hash_problem, weights_cache
+    from .nets.models import REGISTRY, ModelError, default_model_ids, get_spec
+    from .nets.weights import FetchError, fetch_weights, keras_hash_problem, weights_cache
 
     cache = weights_cache(args.weights_cache)
     console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False, soft_wrap=True)
@@ -315,11 +315,11 @@ def _weights(args, console: Console) -> int:
 
 
 def _info(args, console: Console) -> int:
-    from .datasets import known_datasets
-    from .models import REGISTRY, ModelError, get_spec
+    from .io.datasets import known_datasets
+    from .nets.models import REGISTRY, ModelError, get_spec
 
     if args.layers:
-        from .models import build_base, describe_layers, select_default_layers
+        from .nets.models import build_base, describe_layers, select_default_layers
         try:
             spec = get_spec(args.layers)
         except ModelError as exc:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .browser_features import DOWNLOAD_BUDGET_MB
-from .metrics import METRIC_IDS, resolve_metric, validate_minkowski_p
-from .models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
-from .pooling import DEFAULT_POOLINGS, POOLINGS
-from .tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
+from .search.browser_features import DOWNLOAD_BUDGET_MB
+from .search.metrics import METRIC_IDS, resolve_metric, validate_minkowski_p
+from .nets.models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
+from .nets.pooling import DEFAULT_POOLINGS, POOLINGS
+from .nets.tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
 
 ALL_METRICS = METRIC_IDS
 # The one place that says how small k may be: a dataset of N images stores min(k, N − 1) neighbours

@@ -17,23 +17,23 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from .bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, DatasetResults,
+from .stages.bundle import (BUNDLE_VERSION, OWN_FILES, BrowserSearch, BundleInputs, DatasetResults,
                      bundle_is_current, write_bundle)
 from .config import RunConfig
-from .datasets import Dataset, dataset_fingerprint, load_dataset
-from .distributor import Distributor, LocalDistributor, make_distributor
-from .extract import ExtractResult, extract_features, extraction_fingerprint
-from .incremental import MAX_PLACED_FRACTION, basis_of, carried_rows, place_new_points, update_neighbors
-from .models import get_spec
-from .scores import SCORES_FORMAT, scores_fingerprint, scores_stage
-from .stages import STAGE_NAMES, Stage, StageInputMissing, plan
-from .thumbnails import thumbnail_sheets, thumbnails_current, thumbnails_stage
-from .store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
-from .weights import ResolvedWeights, resolve_weights
-from .workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
+from .io.datasets import Dataset, dataset_fingerprint, load_dataset
+from .distribute.distributor import Distributor, LocalDistributor, make_distributor
+from .stages.extract import ExtractResult, extract_features, extraction_fingerprint
+from .search.incremental import MAX_PLACED_FRACTION, basis_of, carried_rows, place_new_points, update_neighbors
+from .nets.models import get_spec
+from .stages.scores import SCORES_FORMAT, scores_fingerprint, scores_stage
+from .stages.base import STAGE_NAMES, Stage, StageInputMissing, plan
+from .stages.thumbnails import thumbnail_sheets, thumbnails_current, thumbnails_stage
+from .io.store import ArrayStore, StoredArrays, atomic_write_json, fingerprint
+from .nets.weights import ResolvedWeights, resolve_weights
+from .io.workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
 
 if TYPE_CHECKING:
-    from .featviz import FeatvizResult
+    from .stages.featviz import FeatvizResult
 
 log = logging.getLogger(__name__)
 NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
@@ -68,7 +68,7 @@ def _progress(console: Console) -> Progress:
 
 
 def neighbors_fingerprint(ds: Dataset, feats: StoredArrays, cfg: RunConfig) -> str:
-    from .neighbors import minkowski_method
+    from .search.neighbors import minkowski_method
 
     return fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
                        cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
@@ -77,8 +77,8 @@ def neighbors_fingerprint(ds: Dataset, feats: StoredArrays, cfg: RunConfig) -> s
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
                     say: Callable[[str], None] | None = None,
                     distributor: Distributor | None = None) -> StoredArrays:
-    from .evaluate import score_window
-    from .neighbors import minkowski_method
+    from .search.evaluate import score_window
+    from .search.neighbors import minkowski_method
 
     distributor = distributor or LocalDistributor()
 
@@ -135,7 +135,7 @@ def _previous(store: ArrayStore, dataset: str, model: str, feats: StoredArrays, 
 
 def _feature_keys(feats: StoredArrays) -> list[str]:
     """Every (pooling, layer) matrix of a features file, in the extractor's output order."""
-    from .pooling import feature_keys
+    from .nets.pooling import feature_keys
 
     return feature_keys([layer["name"] for layer in feats.meta["layers"]], feats.meta["poolings"])
 
@@ -147,7 +147,7 @@ def shared_graph_metrics(cfg: RunConfig) -> list[str]:
     point itself as its first neighbour; the stage stores min(k, N − 1), which is then enough for
     min(n_neighbors, N − 1) too). Euclidean comes along for layers where cosine falls back to it
     (zero vectors, projection.umap_2d)."""
-    from .projection import SHARED_METRICS
+    from .search.projection import SHARED_METRICS
 
     if SHARED_METRICS.get(cfg.umap.metric) not in cfg.metrics or cfg.k < cfg.umap.n_neighbors - 1:
         return []
@@ -164,7 +164,7 @@ def umap_fingerprint(feats: StoredArrays, cfg: RunConfig, nbrs: StoredArrays | N
 def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
                nbrs: StoredArrays | None = None, say: Callable[[str], None] | None = None) -> StoredArrays:
     """One map per feature matrix; reuses the neighbours stage's graph (nbrs) when it fits."""
-    from .projection import umap_2d
+    from .search.projection import umap_2d
 
     shared = shared_graph_metrics(cfg) if nbrs is not None else []
     fp = umap_fingerprint(feats, cfg, nbrs)
@@ -195,7 +195,7 @@ def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArraySto
 
 def _placement_metric(cfg: RunConfig) -> str:
     """The stored neighbours that place new points on an existing map: UMAP's metric if stored."""
-    from .projection import SHARED_METRICS
+    from .search.projection import SHARED_METRICS
 
     m = SHARED_METRICS.get(cfg.umap.metric)
     return m if m in cfg.metrics else cfg.metrics[0]
@@ -212,8 +212,8 @@ def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,
     export_dir = export_folder(feats, cfg, work)
     info_path = export_dir.with_suffix(".json")
     if not export_current(export_dir):
-        from .models import build_feature_extractor
-        from .tfjs_export import export_tfjs
+        from .nets.models import build_feature_extractor
+        from .nets.tfjs_export import export_tfjs
 
         spec = get_spec(meta["model"])
         weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
@@ -252,7 +252,7 @@ def export_current(export_dir: Path) -> bool:
 def stored_export(feats: StoredArrays, cfg: RunConfig, export_dir: Path) -> BrowserSearch:
     import json
 
-    from .preprocess import RESIZE_DESCRIPTION
+    from .nets.preprocess import RESIZE_DESCRIPTION
 
     info = json.loads(export_dir.with_suffix(".json").read_text())
     info["preprocess"] = RESIZE_DESCRIPTION
@@ -284,8 +284,8 @@ def featviz_models(cfg: RunConfig, weights: dict[str, ResolvedWeights]) -> list[
 
 def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
     """A folder of n ≥ 2 images runs with k and the score window shrunk to n − 1 (one line says so)."""
-    from .datasets import DatasetError
-    from .evaluate import SCORE_TOP, score_window
+    from .io.datasets import DatasetError
+    from .search.evaluate import SCORE_TOP, score_window
 
     if len(ds) < 2:
         raise DatasetError(f"dataset {ds.id!r} ({ds.root}) has {len(ds)} usable image; "
@@ -444,7 +444,7 @@ def _loader(stage: str, fp: Callable[[RunContext, DatasetResults, str], str]):
 
 
 def _featviz(ctx: RunContext) -> None:
-    from .featviz import featviz_stage
+    from .stages.featviz import featviz_stage
 
     for mid in featviz_models(ctx.cfg, ctx.weights):  # from the run's first dataset's selectivity
         rendered = featviz_stage(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work, ctx.weights[mid])
@@ -459,7 +459,7 @@ def _featviz(ctx: RunContext) -> None:
 
 
 def _load_featviz(ctx: RunContext) -> None:
-    from .featviz import stored_featviz
+    from .stages.featviz import stored_featviz
 
     for mid in featviz_models(ctx.cfg, ctx.weights):
         stored = stored_featviz(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work)

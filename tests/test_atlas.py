@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convnet_search import atlas
+from convnet_search.search import atlas
 
 
 def brute_top(values: np.ndarray, top: int) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_keras_small_map_matches_the_reference():
     """The extractor's in-graph pooling (AveragePooling2D or the matrix product) equals the
     NumPy reference, for a divisible and a non-divisible size."""
     keras = pytest.importorskip("keras")
-    from convnet_search.models import LayerInfo, _atlas_outputs
+    from convnet_search.nets.models import LayerInfo, _atlas_outputs
 
     rng = np.random.default_rng(6)
     for hw in ((28, 28), (17, 15), (7, 7)):
@@ -203,8 +203,8 @@ def test_bundle_atlas_files_round_trip(tmp_path):
     the files hold the stored atlas (ids, values, quantized maps), all in selectivity order."""
     from types import SimpleNamespace
 
-    from convnet_search import bundle
-    from convnet_search.store import StoredArrays
+    from convnet_search.stages import bundle
+    from convnet_search.io.store import StoredArrays
 
     rng = np.random.default_rng(7)
     n, c = 40, 150  # 150 channels: partial last rows page (64, 64, 22) and maps block (…, 6)
@@ -233,8 +233,8 @@ def test_bundle_atlas_files_round_trip(tmp_path):
 
 def test_atlas_layout_is_in_the_stored_fingerprint(tmp_path):
     """A bundle written with an older atlas layout (same inputs) is not up to date: it is rewritten."""
-    from convnet_search import bundle
-    from convnet_search.workspace import BUNDLE_MARKER
+    from convnet_search.stages import bundle
+    from convnet_search.io.workspace import BUNDLE_MARKER
 
     (tmp_path / "manifest.json").write_text("{}")
     (tmp_path / BUNDLE_MARKER).write_text("{}")

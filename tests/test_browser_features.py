@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet_search import browser_features as bf
+from convnet_search.search import browser_features as bf
 
 FIXTURE = Path(__file__).resolve().parent.parent / "frontend" / "src" / "live" / "features.fixture.json"
 METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet_search.bundle import (LEGACY_THUMBS_MAX, BundleError, BundleInputs, DatasetResults, _id_dtype,
+from convnet_search.stages.bundle import (LEGACY_THUMBS_MAX, BundleError, BundleInputs, DatasetResults, _id_dtype,
                                    build_manifest, knn_blob)
-from convnet_search.datasets import Dataset
-from convnet_search.store import StoredArrays, dumps_json
+from convnet_search.io.datasets import Dataset
+from convnet_search.io.store import StoredArrays, dumps_json
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "manifest.schema.json").read_text())
 
@@ -71,7 +71,7 @@ def test_previous_browser_entries_come_from_the_replaced_bundle_of_the_same_mode
     import json
     from types import SimpleNamespace
 
-    from convnet_search.bundle import metric_entries, previous_browser_entries
+    from convnet_search.stages.bundle import metric_entries, previous_browser_entries
 
     inp = SimpleNamespace(browser=SimpleNamespace(model="mobilenet_025"), metrics=["cosine", "minkowski"],
                           minkowski_p=3.0)
@@ -88,7 +88,7 @@ def test_previous_browser_entries_come_from_the_replaced_bundle_of_the_same_mode
 
 
 def test_label_dtype_is_the_narrowest_for_the_class_count():
-    from convnet_search.bundle import label_dtype
+    from convnet_search.stages.bundle import label_dtype
 
     assert [label_dtype(c).name for c in (1, 256, 257, 65536, 65537)] == ["uint8", "uint8", "uint16", "uint16", "uint32"]
     assert build_manifest(_inputs(10))["datasets"][0]["label_dtype"] == "uint8"
@@ -96,7 +96,7 @@ def test_label_dtype_is_the_narrowest_for_the_class_count():
 
 @pytest.mark.parametrize("n, classes", [(1, 2), (32, 2), (33, 300), (600, 70_000)])
 def test_labels_and_names_pages_round_trip_across_page_boundaries(tmp_path, n, classes):
-    from convnet_search.bundle import NAMES_PAGE, _write_index, read_index
+    from convnet_search.stages.bundle import NAMES_PAGE, _write_index, read_index
 
     assert NAMES_PAGE == 32
     labels = (np.arange(n) * 7919) % classes
@@ -118,7 +118,7 @@ def test_labels_and_names_pages_round_trip_across_page_boundaries(tmp_path, n, c
 
 
 def test_labels_outside_the_classes_are_refused(tmp_path):
-    from convnet_search.bundle import _write_index
+    from convnet_search.stages.bundle import _write_index
 
     ds = Dataset("toy", "Toy", "d", "s", Path("/nowhere"), ["a", "b"], ["a/0.png", "b/1.png"], np.array([0, 2]))
     with pytest.raises(BundleError, match="labels"):

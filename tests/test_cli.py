@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet_search.bundle import read_index
-from convnet_search.browser_features import Layout
+from convnet_search.stages.bundle import read_index
+from convnet_search.search.browser_features import Layout
 from odd_images import make_odd_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,8 +180,8 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
     """The bundle's neighbours and scores equal a brute-force recomputation from the stored features."""
     from scipy.spatial.distance import cdist
 
-    from convnet_search.evaluate import search_score_numerators
-    from convnet_search.store import ArrayStore
+    from convnet_search.search.evaluate import search_score_numerators
+    from convnet_search.io.store import ArrayStore
 
     ds = manifest["datasets"][0]
     k, d, top = ds["k"], ds["id"], ds["score"]["top"]

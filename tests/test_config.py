@@ -185,7 +185,7 @@ def test_cli_reports_config_problems_without_computing(tmp_path, capsys):
 
 def test_follow_links_reaches_load_dataset(monkeypatch, tmp_path):
     from convnet_search import pipeline
-    from convnet_search.datasets import DatasetError
+    from convnet_search.io.datasets import DatasetError
 
     seen = []
 
@@ -203,7 +203,7 @@ def test_follow_links_reaches_load_dataset(monkeypatch, tmp_path):
 
 
 def test_pooling_takes_one_or_several_choices_and_weights_cache_is_optional(tmp_path):
-    from convnet_search.pooling import DEFAULT_POOLINGS
+    from convnet_search.nets.pooling import DEFAULT_POOLINGS
 
     assert load_config(None, {}).pooling == DEFAULT_POOLINGS
     assert load_config(None, {"pooling": "gem"}).pooling == ("gem",)

@@ -1,4 +1,4 @@
-"""convnet_search.datasets: image folders → ordered, labelled datasets; builtin datasets; recipes."""
+"""convnet_search.io.datasets: image folders → ordered, labelled datasets; builtin datasets; recipes."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import convnet_search.datasets as dsm
-from convnet_search.datasets import (
+import convnet_search.io.datasets as dsm
+from convnet_search.io.datasets import (
     Dataset,
     DatasetError,
     SkippedFile,
@@ -29,7 +29,7 @@ from convnet_search.datasets import (
     known_datasets,
     load_dataset,
 )
-from convnet_search.images import load_rgb
+from convnet_search.io.images import load_rgb
 from odd_images import make_odd_image_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -616,8 +616,8 @@ def test_symlink_loops_end(tmp_path):
 # --- one class only (issue 12, item 7) -------------------------------------------------------------
 
 def _fake_inputs(ds: Dataset):
-    from convnet_search.bundle import BundleInputs, DatasetResults
-    from convnet_search.store import StoredArrays
+    from convnet_search.stages.bundle import BundleInputs, DatasetResults
+    from convnet_search.io.store import StoredArrays
 
     layer = {"name": "conv1", "index": 1, "type": "Conv2D", "output_shape": [2, 2, 4], "dims": {"avg": 4},
              "params_cumulative": 10, "depth": 1.0}
@@ -632,7 +632,7 @@ def test_one_class_warns_and_the_manifest_says_so(tmp_path):
 
     import jsonschema
 
-    from convnet_search.bundle import build_manifest
+    from convnet_search.stages.bundle import build_manifest
 
     root = tmp_path / "solo"
     for i in range(16):

@@ -23,12 +23,12 @@ from ray.cluster_utils import Cluster
 from convnet_search import pipeline
 from test_cli import add_plain_images, read_bundle
 from convnet_search.config import ConfigError, load_config
-from convnet_search.distributor import RayDistributor, row_blocks
-from convnet_search.extract import (extract_features, extract_shard, plan_extraction,
+from convnet_search.distribute.distributor import RayDistributor, row_blocks
+from convnet_search.stages.extract import (extract_features, extract_shard, plan_extraction,
                                     extraction_fingerprint)
-from convnet_search.models import get_spec
-from convnet_search.neighbors import top_k_neighbors_multi, top_k_rows
-from convnet_search.weights import resolve_weights
+from convnet_search.nets.models import get_spec
+from convnet_search.search.neighbors import top_k_neighbors_multi, top_k_rows
+from convnet_search.nets.weights import resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "convnet_search.cli"]
@@ -95,7 +95,7 @@ def test_distributor_keys_are_validated_and_stay_out_of_fingerprints(tmp_path):
     with pytest.raises(ConfigError, match='only used with distributor = "ray"'):
         load_config(None, {"workers": 2})  # the local default ignores nothing silently
 
-    from convnet_search.datasets import load_dataset
+    from convnet_search.io.datasets import load_dataset
 
     ds = load_dataset(str(make_images(tmp_path / "data", per_class=2)))
     spec = get_spec("mobilenet_025")
@@ -176,8 +176,8 @@ def features_file(cfg) -> Path:
 
 def _shards(cfg) -> int:
     """How many content-defined shards the tiny job has (extract.plan_extraction decides)."""
-    from convnet_search.datasets import load_dataset
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.io.store import ArrayStore
 
     ds = load_dataset(cfg.datasets[0])
     spec = get_spec("mobilenet_025")
@@ -211,8 +211,8 @@ def test_ray_bundle_is_byte_identical_to_the_local_one(cluster, case):
 def test_ray_resumes_shards_the_local_distributor_left(cluster, case):
     """Same fingerprints and shard folders: a local run's finished shards are kept by a Ray run."""
     cfg = case["cfg"]("resume-ray", "ray")
-    from convnet_search.datasets import load_dataset
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.io.store import ArrayStore
 
     ds = load_dataset(str(case["data"]))
     spec = get_spec("mobilenet_025")
@@ -272,8 +272,8 @@ def test_a_killed_ray_driver_is_resumed_by_a_local_run(cluster, case):
         _wait_for_orphaned_workers_to_go()
     done = list(work.rglob("shard-*.npz"))
     assert done and not (out / "manifest.json").exists() and not features_file(cfg).exists()
-    from convnet_search.datasets import load_dataset
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.io.store import ArrayStore
 
     spec = get_spec("mobilenet_025")
     res = extract_features(load_dataset(str(case["data"])), spec, replace(cfg, distributor="local"),

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
-from convnet_search.evaluate import (
+from convnet_search.search.evaluate import (
     SCORE_SCALE,
     SCORE_TOP,
     QualitySummary,
@@ -206,7 +206,7 @@ def test_property_earlier_match_scores_higher(matches, i):
 
 
 def test_score_window_shrinks_for_small_folders():
-    from convnet_search.evaluate import score_scale, score_window
+    from convnet_search.search.evaluate import score_scale, score_window
 
     assert score_window(200, 15) == (15, 15)
     assert score_window(5, 15) == (4, 4)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet_search import extract
-from convnet_search.datasets import load_dataset
+from convnet_search.stages import extract
+from convnet_search.io.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_decode_pool_gives_the_serial_batches(photos, monkeypatch, start, stop, 
 
 
 def test_decode_error_surfaces_from_the_pool(photos, monkeypatch):
-    from convnet_search.images import ImageError
+    from convnet_search.io.images import ImageError
 
     def broken(path, **kw):
         raise ImageError(path, "boom")

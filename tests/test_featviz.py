@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from convnet_search import featviz
+from convnet_search.stages import featviz
 
 import real_data
 
@@ -47,7 +47,7 @@ def test_tile_grid_and_channel_choice():
 def _setup(weights: str, cache_dir=None):
     import keras
 
-    from convnet_search.models import _preprocess_layer, build_base, get_spec
+    from convnet_search.nets.models import _preprocess_layer, build_base, get_spec
 
     spec = get_spec("mobilenet_025")
     base, _ = build_base(spec, weights, 0, cache_dir)

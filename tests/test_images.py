@@ -1,4 +1,4 @@
-"""convnet_search.images: every odd real-world file decodes correctly or fails with a clear reason."""
+"""convnet_search.io.images: every odd real-world file decodes correctly or fails with a clear reason."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageFile
 
-from convnet_search.images import DEFAULT_MAX_PIXELS, ImageError, load_rgb, thumbnail_jpeg
+from convnet_search.io.images import DEFAULT_MAX_PIXELS, ImageError, load_rgb, thumbnail_jpeg
 from odd_images import GREY16_SHAPE, bomb_png, grey16_gradient, make_odd_image_folder, png_bytes
 
 
@@ -266,7 +266,7 @@ def test_thumbnail_rejects_wrong_arrays(bad):
 
 
 def test_no_tensorflow_import():
-    code = ("import sys, convnet_search.images, convnet_search.datasets; "
+    code = ("import sys, convnet_search.io.images, convnet_search.datasets; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert r.returncode == 0, r.stdout + r.stderr

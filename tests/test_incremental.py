@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from convnet_search.incremental import place_new_points, update_neighbors
-from convnet_search.neighbors import top_k_neighbors
+from convnet_search.search.incremental import place_new_points, update_neighbors
+from convnet_search.search.neighbors import top_k_neighbors
 
 METRICS = ["cosine", "euclidean", "sqeuclidean", "minkowski"]
 
@@ -122,7 +122,7 @@ def test_adding_images_updates_every_stage_like_a_cold_run(tmp_path):
 
     from convnet_search import pipeline
     from convnet_search.config import load_config
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.store import ArrayStore
 
     data = tmp_path / "data"
     add_plain_images(data, 40, ["a", "b", "c"])

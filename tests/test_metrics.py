@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from convnet_search import config, metrics
-from convnet_search.bundle import metric_entries
-from convnet_search.metrics import METRIC_IDS, METRICS, metric_entry, resolve_metric
+from convnet_search import config
+
+from convnet_search.search import metrics
+from convnet_search.stages.bundle import metric_entries
+from convnet_search.search.metrics import METRIC_IDS, METRICS, metric_entry, resolve_metric
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,10 +41,10 @@ def test_schema_enum_equals_registry():
 
 
 def test_typescript_registry_is_the_generated_one():
-    """frontend/src/live/metricRegistry.ts is what `python -m convnet_search.metrics` writes, and
+    """frontend/src/live/metricRegistry.ts is what `python -m convnet_search.search.metrics` writes, and
     its METRIC_IDS literal (parsed from the file, as the browser reads it) equals the registry."""
     text = (ROOT / metrics.TS_PATH).read_text(encoding="utf-8")
-    assert text == metrics.typescript_source(), "run: python -m convnet_search.metrics"
+    assert text == metrics.typescript_source(), "run: python -m convnet_search.search.metrics"
     literal = re.search(r"export const METRIC_IDS = \[([^\]]*)\] as const;", text).group(1)
     assert tuple(re.findall(r"'([^']+)'", literal)) == METRIC_IDS
     p = re.search(r"export const DEFAULT_MINKOWSKI_P = ([0-9.]+);", text).group(1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convnet_search import models
-from convnet_search.models import ModelError, WeightsError, get_spec
+from convnet_search.nets import models
+from convnet_search.nets.models import ModelError, WeightsError, get_spec
 
 NINE = ["mobilenet", "efficientnetb0", "densenet121", "xception", "inceptionv3", "resnet50",
         "efficientnetb5", "vgg16", "vgg19"]
@@ -61,7 +61,7 @@ def test_random_init_is_reproducible():
 
 
 def test_auto_falls_back_loudly_and_imagenet_fails_clearly(monkeypatch, tmp_path):
-    from convnet_search import weights
+    from convnet_search.nets import weights
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty Keras cache
     monkeypatch.setenv(weights.OFFLINE_ENV, "1")  # and no download, even where there is a network
@@ -127,7 +127,7 @@ def test_every_pooling_from_one_pass_equals_its_numpy_reference():
     the truncated model's feature map (odd 7x7 maps included: grid cells share the middle row)."""
     import keras
 
-    from convnet_search.pooling import POOLINGS
+    from convnet_search.nets.pooling import POOLINGS
 
     spec = get_spec("mobilenet_025")
     layers = ["conv_pw_6_relu", "conv_pw_13_relu"]  # 14x14 and 7x7 maps
@@ -149,7 +149,7 @@ def test_every_pooling_from_one_pass_equals_its_numpy_reference():
 
 
 def test_grid_bounds_cover_the_map_evenly():
-    from convnet_search.pooling import grid_bounds
+    from convnet_search.nets.pooling import grid_bounds
 
     assert grid_bounds(7) == [(0, 4), (3, 7)]
     assert grid_bounds(14) == [(0, 7), (7, 14)]
@@ -164,7 +164,7 @@ def test_pooling_registry_is_the_schema_enum():
     import json
     from pathlib import Path
 
-    from convnet_search.pooling import POOLINGS
+    from convnet_search.nets.pooling import POOLINGS
 
     schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json").read_text())
     assert schema["$defs"]["pooling"]["enum"] == list(POOLINGS)
@@ -175,7 +175,7 @@ def test_gem_keeps_tiny_and_negative_activations_apart():
     1e-6 clamp or a float32 cube flushing to zero made every image's vector equal)."""
     import keras
 
-    from convnet_search.pooling import POOLINGS, keras_pooling_layer
+    from convnet_search.nets.pooling import POOLINGS, keras_pooling_layer
 
     rng = np.random.default_rng(1)
     maps = rng.uniform(0, 1, (3, 7, 7, 5)) * np.array([1e-16, 1.0, 1e3, 0.0, 1.0])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.spatial.distance import cdist
 
-from convnet_search.neighbors import (
+from convnet_search.search.neighbors import (
     METRICS,
     Metric,
     resolve_metric,
@@ -258,7 +258,7 @@ def test_shared_euclidean_breaks_sqrt_rounding_ties_by_smaller_id():
 
 
 def test_shared_computation_runs_one_gemm_pass_for_both(monkeypatch, rng):
-    import convnet_search.neighbors as nb
+    import convnet_search.search.neighbors as nb
 
     calls = []
     real = nb._run_gemm
@@ -274,9 +274,9 @@ def test_shared_computation_runs_one_gemm_pass_for_both(monkeypatch, rng):
 def test_neighbors_stage_computes_euclidean_and_sqeuclidean_in_one_pass(monkeypatch, tmp_path, rng):
     from types import SimpleNamespace
 
-    import convnet_search.neighbors as nb
+    import convnet_search.search.neighbors as nb
     from convnet_search.pipeline import neighbors_stage
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.store import ArrayStore
 
     calls = []
     real = nb._run_gemm
@@ -389,7 +389,7 @@ def test_extreme_magnitudes_equal_reference(scale, metric, rng):
 def test_property_row_blocks_concatenate_to_the_whole(X, data):
     """top_k_rows over any split of the rows equals top_k_neighbors_multi (what a distributor
     relies on), for every metric; minkowski exact (no candidates given)."""
-    from convnet_search.neighbors import top_k_rows
+    from convnet_search.search.neighbors import top_k_rows
 
     n = X.shape[0]
     k = data.draw(st.integers(1, n - 1), label="k")
@@ -403,7 +403,7 @@ def test_property_row_blocks_concatenate_to_the_whole(X, data):
 
 
 def test_top_k_rows_rejects_bad_ranges():
-    from convnet_search.neighbors import top_k_rows
+    from convnet_search.search.neighbors import top_k_rows
 
     for a, b in [(-1, 3), (3, 3), (0, 11), (5, 2)]:
         with pytest.raises(ValueError, match="row0"):
@@ -431,7 +431,7 @@ def _candidate_reference(X, k, p, L):
 def test_property_minkowski_candidates_equal_brute_force_rerank(X, data):
     """Small integers: the float32 gemm distances are exact, so the candidate set is exactly the
     brute-force one (ties at the L-th kept) and the result must equal its exact re-rank."""
-    import convnet_search.neighbors as nb
+    import convnet_search.search.neighbors as nb
 
     n = X.shape[0]
     k = data.draw(st.integers(1, n - 1), label="k")
@@ -449,7 +449,7 @@ def test_property_minkowski_candidates_equal_brute_force_rerank(X, data):
 
 
 def test_minkowski_recall_equals_brute_force(rng):
-    from convnet_search.neighbors import minkowski_recall
+    from convnet_search.search.neighbors import minkowski_recall
 
     X = rng.normal(size=(120, 6))
     exact = reference(X, X, 15, "minkowski", exclude_self=True)[0]
@@ -471,7 +471,7 @@ def test_minkowski_above_exact_max_uses_candidates_and_reaches_target_recall(mon
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "bench"))
     from bench_neighbors import make_features
 
-    import convnet_search.neighbors as nb
+    import convnet_search.search.neighbors as nb
 
     X = make_features(600, 32, seed=4)
     monkeypatch.setattr(nb, "MINKOWSKI_EXACT_MAX", 100)
@@ -494,10 +494,10 @@ def test_minkowski_above_exact_max_uses_candidates_and_reaches_target_recall(mon
 def test_neighbors_stage_records_minkowski_recall_for_the_manifest(monkeypatch, tmp_path, rng):
     from types import SimpleNamespace
 
-    import convnet_search.neighbors as nb
-    from convnet_search.bundle import minkowski_recall_entry
+    import convnet_search.search.neighbors as nb
+    from convnet_search.stages.bundle import minkowski_recall_entry
     from convnet_search.pipeline import neighbors_stage
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.store import ArrayStore
 
     x = rng.normal(size=(150, 6)).astype(np.float32)
     feats = SimpleNamespace(meta={"fingerprint": "f", "model": "m", "layers": [{"name": "l"}], "poolings": ["avg", "max"]},
@@ -525,7 +525,7 @@ def test_neighbors_stage_records_minkowski_recall_for_the_manifest(monkeypatch, 
 
 def _count_overflow_recomputes(monkeypatch):
     """Spy: how many rows _run_gemm recomputed because their candidate list overflowed."""
-    import convnet_search.neighbors as nb
+    import convnet_search.search.neighbors as nb
 
     rows = []
     real = nb._Candidates.__init__
@@ -554,8 +554,8 @@ def test_rows_with_more_ties_than_the_candidate_list_are_recomputed_exactly(metr
 def test_symmetric_pass_equals_query_rows_and_any_thread_count(metric, monkeypatch, rng):
     # all rows (one symmetric gemm, each tile fed to two row blocks) against row ranges (query
     # tiles, as Ray's row blocks run them), and with more threads than row blocks can keep busy
-    import convnet_search.neighbors as nb
-    from convnet_search.neighbors import top_k_rows
+    import convnet_search.search.neighbors as nb
+    from convnet_search.search.neighbors import top_k_rows
 
     X = np.maximum(rng.normal(size=(301, 24)), 0).astype(np.float32)
     whole = top_k_rows(X, 12, [metric], 0, 301, block_rows=16)[metric]

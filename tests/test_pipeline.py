@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from convnet_search import pipeline
-from convnet_search.stages import STAGE_NAMES, StageInputMissing
+from convnet_search.stages.base import STAGE_NAMES, StageInputMissing
 from test_cli import add_plain_images, read_bundle
 
 CONFIG = ('models = ["mobilenet_025"]\nnum_layers = 1\npooling = ["avg"]\nmetrics = ["cosine"]\n'

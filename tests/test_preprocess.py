@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import real_data
-from convnet_search.images import load_rgb
-from convnet_search.preprocess import MAX_PRE_SCALE, area_downscale, area_factor, resize_rgb
+from convnet_search.io.images import load_rgb
+from convnet_search.nets.preprocess import MAX_PRE_SCALE, area_downscale, area_factor, resize_rgb
 
 SIZE = (224, 224)
 

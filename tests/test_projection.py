@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from convnet_search.config import UmapConfig
-from convnet_search.projection import normalize_unit_square, umap_2d
+from convnet_search.search.projection import normalize_unit_square, umap_2d
 
 
 @given(arrays(np.float64, st.tuples(st.integers(2, 50), st.just(2)),
@@ -81,7 +81,7 @@ def _record_umap_knn(monkeypatch) -> list:
 
 
 def _stored_graph(x: np.ndarray, metric: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from convnet_search.neighbors import top_k_neighbors
+    from convnet_search.search.neighbors import top_k_neighbors
 
     ids, dists = top_k_neighbors(x, k, metric)
     return ids.astype(np.int32), dists.astype(np.float32)  # as the neighbours stage stores them
@@ -109,7 +109,7 @@ def test_precomputed_graph_is_the_brute_force_cosine_knn_with_self_first(monkeyp
 def test_precomputed_knn_refuses_too_few_columns():
     ids = np.zeros((5, 3), dtype=np.int32)
     with pytest.raises(ValueError, match="needs 4"):
-        from convnet_search.projection import precomputed_knn
+        from convnet_search.search.projection import precomputed_knn
         precomputed_knn(ids, ids.astype(np.float32), 5)
 
 
@@ -160,7 +160,7 @@ def test_umap_with_the_stored_graph_is_reproducible_and_as_good(monkeypatch):
 
 
 def _fake_stage_inputs(x: np.ndarray, k: int, nbr_fp: str):
-    from convnet_search.store import StoredArrays
+    from convnet_search.io.store import StoredArrays
 
     feats = StoredArrays({"fingerprint": "f1", "model": "m", "layers": [{"name": "l"}], "poolings": ["avg"]},
                          {"avg/l": x})
@@ -174,7 +174,7 @@ def test_umap_stage_reads_the_neighbours_stage_and_fingerprints_it(tmp_path, mon
 
     from convnet_search.config import RunConfig
     from convnet_search.pipeline import umap_stage
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.store import ArrayStore
 
     x = _clusters()
     ds = SimpleNamespace(id="d")

@@ -82,7 +82,7 @@ def test_force_never_deletes_files_it_did_not_create(tmp_path, data, main):
     assert snapshot(data) == images and not (tmp_path / "O").exists()
 
     # A work folder of ours: --force clears the stage folders and nothing else in it.
-    from convnet_search.workspace import STAGE_DIRS, WORK_MARKER, clear_stages, prepare_work
+    from convnet_search.io.workspace import STAGE_DIRS, WORK_MARKER, clear_stages, prepare_work
 
     work = tmp_path / "W"
     prepare_work(work)
@@ -95,7 +95,7 @@ def test_force_never_deletes_files_it_did_not_create(tmp_path, data, main):
 
 
 def test_old_work_folder_without_marker_is_adopted_only_if_all_ours(tmp_path):
-    from convnet_search.workspace import (WORK_MARKER, WorkspaceError, check_work_target,
+    from convnet_search.io.workspace import (WORK_MARKER, WorkspaceError, check_work_target,
                                           prepare_work)
 
     work = tmp_path / "old"
@@ -142,8 +142,8 @@ def test_out_is_replaced_only_when_it_is_a_bundle_of_ours(tmp_path, data, main):
 
 
 def test_bundle_folder_rules(tmp_path):
-    from convnet_search.bundle import FINGERPRINT_FILE, check_replaceable
-    from convnet_search.workspace import BUNDLE_MARKER, WorkspaceError, marker_payload
+    from convnet_search.stages.bundle import FINGERPRINT_FILE, check_replaceable
+    from convnet_search.io.workspace import BUNDLE_MARKER, WorkspaceError, marker_payload
 
     old = tmp_path / "old"  # written by the previous version: no marker, only bundle files
     for rel in ("manifest.json", FINGERPRINT_FILE, "datasets/d/index.json",
@@ -177,7 +177,7 @@ def test_bundle_folder_rules(tmp_path):
 
 def test_second_run_on_a_busy_work_folder_fails_at_once_and_stale_locks_are_taken_over(
         tmp_path, data):
-    from convnet_search.workspace import LOCK_FILE
+    from convnet_search.io.workspace import LOCK_FILE
 
     out, work = tmp_path / "out", tmp_path / "work"
     args = ["precompute", *FAST, "--dataset", str(data), "--out", str(out), "--work", str(work)]
@@ -213,7 +213,7 @@ def test_second_run_on_a_busy_work_folder_fails_at_once_and_stale_locks_are_take
 
 
 def test_lock_is_exclusive_within_one_process_too(tmp_path):
-    from convnet_search.workspace import BusyError, prepare_work, work_lock
+    from convnet_search.io.workspace import BusyError, prepare_work, work_lock
 
     prepare_work(tmp_path / "w")
     with work_lock(tmp_path / "w"):
@@ -276,7 +276,7 @@ def test_unwritable_work_fails_before_compute(tmp_path, data, main):
 def test_low_disk_space_is_reported_up_front(tmp_path, data, main, monkeypatch):
     import shutil
 
-    from convnet_search import workspace
+    from convnet_search.io import workspace
 
     monkeypatch.setattr(workspace.shutil, "disk_usage",
                         lambda p: shutil._ntuple_diskusage(10**12, 10**12 - 5 * 2**20, 5 * 2**20))
@@ -285,7 +285,7 @@ def test_low_disk_space_is_reported_up_front(tmp_path, data, main, monkeypatch):
 
 
 def test_disk_full_mid_run_ends_with_one_line(tmp_path, data, main, monkeypatch):
-    from convnet_search import store
+    from convnet_search.io import store
 
     def full(self, name, obj):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / name))
@@ -316,10 +316,10 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path, data):
 
 def test_resumed_extraction_reports_speed_of_the_images_it_computed(tmp_path, data):
     from convnet_search.config import RunConfig
-    from convnet_search.datasets import load_dataset
-    from convnet_search.extract import extract_features
-    from convnet_search.models import get_spec
-    from convnet_search.store import ArrayStore
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.stages.extract import extract_features
+    from convnet_search.nets.models import get_spec
+    from convnet_search.io.store import ArrayStore
 
     ds = load_dataset(data)  # 18 images: shards of 4 -> 5 shards
     cfg = RunConfig(models=("mobilenet_025",), num_layers=2, weights="none", shard_size=4,
@@ -341,7 +341,7 @@ def test_resumed_extraction_reports_speed_of_the_images_it_computed(tmp_path, da
 def test_a_work_folder_with_a_scan_cache_but_no_marker_is_still_ours(tmp_path):
     """The scan cache (datasets.load_dataset cache_dir) is the engine's own: a work folder whose marker
     was lost is adopted with it, and --force clears it with the other stage folders."""
-    from convnet_search.workspace import check_work_target, clear_stages
+    from convnet_search.io.workspace import check_work_target, clear_stages
 
     work = tmp_path / "w"
     (work / "scan-cache").mkdir(parents=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import convnet_search.datasets as dsm
-from convnet_search.datasets import dataset_fingerprint, load_dataset
+import convnet_search.io.datasets as dsm
+from convnet_search.io.datasets import dataset_fingerprint, load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 PAST_NS = (time.time_ns() // 10**9 - 3600) * 10**9  # well outside the racy window

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnet_search.scores import MEANS, compute_scores, score_keys, scores_stage
-from convnet_search.store import ArrayStore, StoredArrays
+from convnet_search.stages.scores import MEANS, compute_scores, score_keys, scores_stage
+from convnet_search.io.store import ArrayStore, StoredArrays
 
 
 def _reference(ids: np.ndarray, labels: np.ndarray, k: int, top: int):

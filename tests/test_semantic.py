@@ -113,9 +113,9 @@ from PIL import Image
 from convnet_search.runtime import import_tensorflow
 import_tensorflow()
 import keras
-from convnet_search.images import load_rgb
-from convnet_search.models import _preprocess_layer, get_spec
-from convnet_search.preprocess import resize_rgb
+from convnet_search.io.images import load_rgb
+from convnet_search.nets.models import _preprocess_layer, get_spec
+from convnet_search.nets.preprocess import resize_rgb
 
 spec = get_spec(sys.argv[1])
 names = json.load(open(sys.argv[2], encoding="utf-8"))
@@ -138,7 +138,7 @@ print(json.dumps(out))
 
 def test_classifier_names_sample_photos_through_our_decoding():
     files = {"parrot.jpg": "macaw", "bird.bmp": "chickadee"}
-    from convnet_search.models import get_spec
+    from convnet_search.nets.models import get_spec
 
     # the reference path hard-codes MobileNet's preprocessing (x / 127.5 − 1, RGB)
     assert get_spec(MODEL).preprocess_module == "mobilenet"

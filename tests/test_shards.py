@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from convnet_search.shards import plan_shards, reusable_rows, shards_from_meta, shards_to_meta
+from convnet_search.io.shards import plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 
 
 def _digests(n: int, salt: str = "") -> list[str]:

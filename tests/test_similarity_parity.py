@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet_search.atlas import similarity_map
+from convnet_search.search.atlas import similarity_map
 
 FIXTURE = Path(__file__).resolve().parents[1] / "frontend" / "src" / "live" / "similarity.fixture.json"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from convnet_search.stages import STAGE_NAMES, Stage, plan
+from convnet_search.stages.base import STAGE_NAMES, Stage, plan
 
 
 def _noop(ctx) -> None:

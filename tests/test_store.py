@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convnet_search.store import ArrayStore, ShardDir, atomic_path, atomic_write_json, fingerprint
+from convnet_search.io.store import ArrayStore, ShardDir, atomic_path, atomic_write_json, fingerprint
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):

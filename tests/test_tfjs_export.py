@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import real_data
-from convnet_search import tfjs_export as te
+from convnet_search.nets import tfjs_export as te
 
 REPO = Path(__file__).resolve().parent.parent
 FRONTEND = REPO / "frontend"
@@ -126,7 +126,7 @@ def test_config_accepts_exactly_the_exporters_quantizations():
 
 def _bundled_images(n: int) -> list[Path]:
     """n images spread evenly over a bundled dataset (so every class is represented)."""
-    from convnet_search.datasets import known_datasets, load_dataset
+    from convnet_search.io.datasets import known_datasets, load_dataset
 
     names = [d for d in ("shapes", "digits") if d in known_datasets()] or known_datasets()
     if not names:
@@ -143,7 +143,7 @@ def _spatial_names(infos) -> list[str]:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """MobileNet (random weights) exported as the pipeline does: pooled outputs, then spatial maps."""
-    from convnet_search.models import build_feature_extractor, get_spec
+    from convnet_search.nets.models import build_feature_extractor, get_spec
 
     spec = get_spec("mobilenet")
     model, infos, _ = build_feature_extractor(spec, None, weights="none", pooling="avg", seed=0, spatial=True)
@@ -189,8 +189,8 @@ def _assert_tfjs_matches_keras(model, layers, out, exp, spec, paths: list[Path],
         pytest.skip("frontend/node_modules missing: run `make install` (make test does it first)")
     node = shutil.which("node")
     assert node, "node is not on PATH"
-    from convnet_search.images import load_rgb
-    from convnet_search.preprocess import area_downscale, resize_rgb
+    from convnet_search.io.images import load_rgb
+    from convnet_search.nets.preprocess import area_downscale, resize_rgb
 
     rgbs = [load_rgb(p) for p in paths]
     batch = np.stack([resize_rgb(rgb, spec.input_size) for rgb in rgbs]).astype("float32")
@@ -261,12 +261,12 @@ def exported_real(tmp_path_factory):
     if not (REAL_WEIGHTS.is_file() and (REAL / "tinyimagenet20").is_dir()):
         pytest.skip(f"real ImageNet weights and photos not found under {REAL} "
                     "(set CONVNET_SEARCH_REAL to the folder holding weights/ and tinyimagenet20/)")
-    from convnet_search.models import build_feature_extractor, get_spec
+    from convnet_search.nets.models import build_feature_extractor, get_spec
 
     spec = get_spec("mobilenet_025")
     # The file Keras itself loads for weights="imagenet" with KERAS_HOME=<REAL>/weights/keras_home;
     # passed as a path because KERAS_HOME is read once, when keras is first imported.
-    from convnet_search.pooling import DEFAULT_POOLINGS
+    from convnet_search.nets.pooling import DEFAULT_POOLINGS
 
     # Every default pooling, as the bundle exports them (output names as pipeline.export_stage's).
     model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling=DEFAULT_POOLINGS,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from convnet_search import thumbnails as th
-from convnet_search.datasets import load_dataset
+from convnet_search.stages import thumbnails as th
+from convnet_search.io.datasets import load_dataset
 
 
 def _folder(root: Path, n: int) -> Path:

@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 import real_data
-from convnet_search import models, weights
+from convnet_search.nets import models
+from convnet_search.nets import weights
 from convnet_search.config import RunConfig, load_config
-from convnet_search.extract import extraction_fingerprint
-from convnet_search.models import REGISTRY, get_spec
-from convnet_search.weights import (FetchError, WeightsError, fetch_weights, resolve_weights,
+from convnet_search.stages.extract import extraction_fingerprint
+from convnet_search.nets.models import REGISTRY, get_spec
+from convnet_search.nets.weights import (FetchError, WeightsError, fetch_weights, resolve_weights,
                                     weights_cache)
 
 ROOT = Path(__file__).resolve().parents[1]

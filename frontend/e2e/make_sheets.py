@@ -1,6 +1,6 @@
 """Thumbnail sprite sheets for a synthetic bundle of N images (e2e/scaled-bundle.mjs): the cells of
 a real bundle's sheets reused cyclically (and the pack level's packs) (image i shows base image i mod base N), laid out exactly
-as docs/bundle.md "Thumbnails" fixes for N, through convnet_search.thumbnails.
+as docs/bundle.md "Thumbnails" fixes for N, through convnet_search.stages.thumbnails.
 
 Usage: python make_sheets.py BASE_BUNDLE BASE_DATASET OUT_DATASET_DIR N
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from convnet_search.thumbnails import jpeg, pack, sheet_count, tile
+from convnet_search.stages.thumbnails import jpeg, pack, sheet_count, tile
 
 QUALITY = {"small": 80, "large": 85}
 

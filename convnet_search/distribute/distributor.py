@@ -31,9 +31,9 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from . import interrupts
-from .config import RAY_INSTALL_HINT
-from .extract import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
+from .. import interrupts
+from ..config import RAY_INSTALL_HINT
+from ..stages.extract import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
 
 CONNECT_TIMEOUT_S = 5.0  # how long an unreachable cluster may take to say so
 MAX_SHARD_ATTEMPTS = 3  # a shard whose worker died this many times fails the run (it may be the cause)
@@ -129,7 +129,7 @@ class LocalDistributor:
         return ExtractRun(ex.infos, ex.base_info, images, [stats])
 
     def neighbors(self, X, k, metrics, p, report: dict | None = None):
-        from .neighbors import top_k_neighbors_multi
+        from ..search.neighbors import top_k_neighbors_multi
 
         return top_k_neighbors_multi(X, k, metrics, p=p, report=report)
 
@@ -161,9 +161,9 @@ def code_identity() -> str:
     """sha256 of this package's source and the versions that shape the features: a worker whose
     identity differs from the driver's would not give byte-identical shards, so it is refused."""
     h = hashlib.sha256()
-    pkg = Path(__file__).parent
-    for path in sorted(pkg.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    pkg = Path(__file__).parents[1]  # the whole package, every subpackage's modules too
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes())
     for dist in ("tensorflow", "keras", "tf-keras", "numpy", "h5py", "pillow"):
         try:
             h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
@@ -229,7 +229,7 @@ def _neighbor_rows(X: np.ndarray, k: int, metrics: list[str], p: float, start: i
     """A Ray task: rows [start, stop) of the neighbour lists (X comes from the object store)."""
     import numba
 
-    from .neighbors import top_k_rows
+    from ..search.neighbors import top_k_rows
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     return top_k_rows(X, k, metrics, start, stop, p=p, minkowski_candidates=candidates)
@@ -242,7 +242,7 @@ class _ExtractWorker:
     node do not fight over cores (thread counts do not change the features' bits: measured)."""
 
     def __init__(self, threads: int, pause_per_shard: float = 0.0):
-        from .runtime import import_tensorflow
+        from ..runtime import import_tensorflow
 
         tf = import_tensorflow()
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -403,7 +403,7 @@ class RayDistributor:
     def neighbors(self, X, k, metrics, p, report: dict | None = None):
         """neighbors.top_k_neighbors_multi with its row computations as Ray tasks (the same
         algorithm, minkowski's measured-recall candidate rule included, so the same arrays)."""
-        from .neighbors import top_k_neighbors_multi
+        from ..search.neighbors import top_k_neighbors_multi
 
         self.connect()
         # The extraction actors hold the CPUs the block tasks need (the pipeline extracts

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .store import StoredArrays, atomic_write_bytes, atomic_write_json, fingerprint
+from ..io.store import StoredArrays, atomic_write_bytes, atomic_write_json, fingerprint
 
 FEATVIZ_FORMAT = 2  # 2: objective divided by the layer's activation scale at the start
 TILE = 128  # px of one visualization (the parametrized image)
@@ -79,7 +79,7 @@ def random_transforms(rng: np.random.Generator, n: int, tile: int, out_size: Seq
 
 def most_selective(selectivity: np.ndarray, count: int = CHANNELS) -> list[int]:
     """The `count` channels with the largest selectivity, most selective first (ties: smaller index)."""
-    from .atlas import selectivity_order
+    from ..search.atlas import selectivity_order
 
     return [int(c) for c in selectivity_order(selectivity)[:count]]
 
@@ -183,7 +183,7 @@ def layer_channels(feats: StoredArrays, layer: str) -> list[int] | None:
     if f"atlas/{layer}/selectivity" in arrays:
         var = np.asarray(arrays[f"atlas/{layer}/selectivity"])
     elif f"avg/{layer}" in arrays:
-        from .atlas import selectivity
+        from ..search.atlas import selectivity
 
         var = selectivity(arrays[f"avg/{layer}"])
     else:
@@ -222,7 +222,7 @@ def featviz_stage(feats: StoredArrays, seed: int, work: Path, weights: Any = Non
     meta, fp, layers = feats.meta, stored.fingerprint, stored.layers
     chosen = {name: chans for name, (_, chans, _) in layers.items()}
     info_path = _folder(work, meta["model"], fp) / "info.json"
-    from .models import _preprocess_layer, build_base, get_spec, weights_digest
+    from ..nets.models import _preprocess_layer, build_base, get_spec, weights_digest
 
     t0 = time.perf_counter()
     spec = get_spec(meta["model"])

@@ -195,7 +195,7 @@ def build_base(spec: ModelSpec, weights: "str | ResolvedWeights" = "auto", seed:
     weights.resolve_weights: "imagenet", "auto", "none" (random init from `seed`) or a file path.
     A corrupt or wrong-architecture file is a WeightsError naming the file, never a fallback.
     """
-    from .runtime import import_tensorflow
+    from ..runtime import import_tensorflow
 
     resolved = (weights if isinstance(weights, ResolvedWeights)
                 else resolve_weights(spec, str(weights), seed, cache_dir))
@@ -359,7 +359,7 @@ def _atlas_outputs(infos: list[LayerInfo], maps, poolings: Sequence[str]) -> lis
     divides, else two pooling-matrix products) and, if "avg" is not pooled, the global mean."""
     import keras
 
-    from .atlas import map_size, pooling_matrix
+    from ..search.atlas import map_size, pooling_matrix
 
     out = []
     for info, m in zip(infos, maps):

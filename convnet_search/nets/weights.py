@@ -179,7 +179,7 @@ def fetch_weights(spec: "ModelSpec", cache_dir: Path | str | None = None) -> Pat
         raise FetchError(f"{cache.folder}: cannot create the weights cache folder ({exc.strerror})") from exc
     if not os.access(cache.folder, os.W_OK):
         raise FetchError(f"{cache.folder}: weights cache folder is not writable ({cache.why})")
-    from .runtime import import_tensorflow
+    from ..runtime import import_tensorflow
 
     import_tensorflow()
     import keras

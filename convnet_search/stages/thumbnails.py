@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .datasets import Dataset
-from .images import ImageError, load_rgb
-from .store import atomic_write_bytes, atomic_write_json, fingerprint
+from ..io.datasets import Dataset
+from ..io.images import ImageError, load_rgb
+from ..io.store import atomic_write_bytes, atomic_write_json, fingerprint
 
 THUMBS_FORMAT = 2  # 2: packs of single JPEGs for the large level
 GRID = 16  # cells per sheet side: 256 thumbnails per sheet

@@ -119,7 +119,7 @@ def builtin_datasets_dir() -> Path:
     env = os.environ.get(ENV_DATASETS_DIR)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "datasets"
+    return Path(__file__).resolve().parents[2] / "datasets"
 
 
 def known_datasets() -> list[str]:
@@ -404,7 +404,7 @@ class _ScanCache:
     def __init__(self, cache_dir: Path | None, ds_id: str, root: Path, max_pixels: int) -> None:
         import PIL
 
-        from . import __version__
+        from .. import __version__
 
         real = os.path.realpath(root)
         self.header = {"format": SCAN_CACHE_FORMAT, "root": _display(real), "max_pixels": max_pixels,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import Dataset
-from .evaluate import score_window, search_score_numerators, summarize
-from .store import ArrayStore, StoredArrays, fingerprint
+from ..io.datasets import Dataset
+from ..search.evaluate import score_window, search_score_numerators, summarize
+from ..io.store import ArrayStore, StoredArrays, fingerprint
 
 SCORES_FORMAT = 1  # the bundle fingerprint takes it in from format 2 on (pipeline.bundle_fingerprint)
 MEANS = ("search_score", "precision_at_k", "map_at_k")
@@ -22,7 +22,7 @@ MEANS = ("search_score", "precision_at_k", "map_at_k")
 
 def score_keys(feats: StoredArrays, metrics: list[str]) -> list[str]:
     """`<pooling>/<layer>/<metric>` of every neighbour list a features store leads to."""
-    from .pooling import feature_keys
+    from ..nets.pooling import feature_keys
 
     names = feature_keys([layer["name"] for layer in feats.meta["layers"]], feats.meta["poolings"])
     return [f"{name}/{metric}" for name in names for metric in metrics]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .pipeline import RunContext
+    from ..pipeline import RunContext
 
 # Run order. "datasets" (list the folders, fingerprint them) runs in every run, --only or not:
 # every other stage's fingerprint starts from it.

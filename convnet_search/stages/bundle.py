@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .browser_features import DOWNLOAD_BUDGET_MB, encode_for_browser
-from .datasets import Dataset
-from .evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
-from .metrics import metric_entry
-from .pooling import POOLINGS, feature_key
-from .store import StoredArrays, atomic_path, dumps_json
+from .. import __version__
+from ..search.browser_features import DOWNLOAD_BUDGET_MB, encode_for_browser
+from ..io.datasets import Dataset
+from ..search.evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
+from ..search.metrics import metric_entry
+from ..nets.pooling import POOLINGS, feature_key
+from ..io.store import StoredArrays, atomic_path, dumps_json
 from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
-from .workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
+from ..io.workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 
 BUNDLE_VERSION = 5  # 5: labels.bin + names pages; 4: thumbnails in sprite sheets; 3: pooling axis, score blocks
 FINGERPRINT_FILE = ".bundle-fingerprint"
@@ -338,7 +338,7 @@ def _write_atlas(root: Path, res: DatasetResults, id_dtype: np.dtype) -> None:
     """Channel atlas files of every (model, layer) of one dataset whose features have one: every
     file in selectivity order (rank r = the r-th most selective channel), so the explorer's first
     screen is index.json and rows/0.bin alone (docs/bundle.md "Channel atlas")."""
-    from .atlas import BLOCK, ROWS_PAGE, quantize_maps, selectivity_order, stored_atlas
+    from ..search.atlas import BLOCK, ROWS_PAGE, quantize_maps, selectivity_order, stored_atlas
 
     d = res.dataset.id
     for mid in _atlas_models(res):

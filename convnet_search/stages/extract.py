@@ -20,20 +20,20 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__
-from . import atlas as channel_atlas
-from . import interrupts
-from .config import RunConfig
-from .datasets import Dataset, dataset_fingerprint, image_digests
-from .images import load_rgb
-from .incremental import carried_runs
-from .models import LayerInfo, ModelSpec, output_keys
-from .shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
-from .store import ArrayStore, ShardDir, fingerprint
-from .weights import ResolvedWeights, resolve_weights
+from .. import __version__
+from ..search import atlas as channel_atlas
+from .. import interrupts
+from ..config import RunConfig
+from ..io.datasets import Dataset, dataset_fingerprint, image_digests
+from ..io.images import load_rgb
+from ..search.incremental import carried_runs
+from ..nets.models import LayerInfo, ModelSpec, output_keys
+from ..io.shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
+from ..io.store import ArrayStore, ShardDir, fingerprint
+from ..nets.weights import ResolvedWeights, resolve_weights
 
 if TYPE_CHECKING:
-    from .distributor import Distributor, WorkerStats
+    from ..distribute.distributor import Distributor, WorkerStats
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
@@ -96,7 +96,7 @@ def _image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_siz
     Ray worker given one CPU keeps to it)."""
     import tensorflow as tf
 
-    from .preprocess import area_downscale, resize_tensor
+    from ..nets.preprocess import area_downscale, resize_tensor
 
     decoders = DECODE_THREADS if threads is None else min(DECODE_THREADS, threads)
 
@@ -148,8 +148,8 @@ class ExtractorSpec:
                    cfg.num_layers, cfg.seed, bool(cfg.atlas))
 
     def build(self) -> "FeatureExtractor":
-        from .models import build_feature_extractor
-        from .runtime import import_tensorflow
+        from ..nets.models import build_feature_extractor
+        from ..runtime import import_tensorflow
 
         tf = import_tensorflow()
         model, infos, base_info = build_feature_extractor(
@@ -280,7 +280,7 @@ def plan_extraction(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArraySt
                     fp: str | None = None) -> ExtractPlan:
     """Content-defined shards of `ds`, the ones reusable from the stored features, the job.
     fp: the extraction fingerprint when the caller has it already (else computed here)."""
-    from .pooling import feature_keys
+    from ..nets.pooling import feature_keys
 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     fp = fp or extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
@@ -313,7 +313,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     distributor: who runs the shards (default: this process, distributor.LocalDistributor); the
     result is the same whoever does, so it is not part of the fingerprint.
     """
-    from .distributor import LocalDistributor
+    from ..distribute.distributor import LocalDistributor
 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     fp = extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
@@ -370,7 +370,7 @@ def _atlas(ds: Dataset, plan, reuse, fresh: channel_atlas.ShardsAtlas, old, feat
     """The stored channel atlas: merged from every shard's partial atlas, or, when shards were
     reused (their partials are gone), selected from the avg features with the maps of the fresh
     shards and of the previous atlas, plus a small extra pass for maps neither has."""
-    from .incremental import updated_atlas
+    from ..search.incremental import updated_atlas
 
     if not reuse:
         return fresh.stored(features)

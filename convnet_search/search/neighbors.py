@@ -42,7 +42,7 @@ from .metrics import DEFAULT_MINKOWSKI_P, METRICS, Metric, resolve_metric, valid
 try:  # numba is a dependency of umap-learn; the import is cheap compared to TensorFlow.
     from numba import njit, prange
 except ImportError as exc:  # pragma: no cover - the pinned install always has numba
-    raise ImportError("convnet_search.neighbors needs numba (installed with umap-learn)") from exc
+    raise ImportError("convnet_search.search.neighbors needs numba (installed with umap-learn)") from exc
 
 
 

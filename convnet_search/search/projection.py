@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .config import UmapConfig
+from ..config import UmapConfig
 
 
 def normalize_unit_square(xy: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ def umap_2d(features: np.ndarray, cfg: UmapConfig, seed: int, graphs: Graphs | N
     (metric id -> (ids, dists)); when one matches UMAP's metric and is wide enough, UMAP uses it
     (umap-learn's precomputed_knn) instead of searching neighbours again.
     """
-    from .runtime import import_tensorflow
+    from ..runtime import import_tensorflow
 
     import_tensorflow()  # umap-learn imports TF when present; keep its chatter quiet
     import umap  # lazy: numba compilation costs seconds

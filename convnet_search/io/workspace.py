@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
 
 MARKER_FORMAT = 1
 WORK_MARKER = ".convnet-search-work"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .runtime import quiet_unless_verbose
+from ..runtime import quiet_unless_verbose
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

@@ -1,0 +1,1 @@
+"""Files: image decoding, dataset listing, the stage store, shards, the work and bundle folders."""

@@ -1,0 +1,1 @@
+"""The networks: model registry, weights, pooling, preprocessing, TF.js export."""

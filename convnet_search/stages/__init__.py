@@ -1,0 +1,1 @@
+"""The stages of a run, one module per stage, and the contract they share."""
