@@ -198,7 +198,7 @@ def evaluate_all(features: dict, labels, cfg) -> tuple[dict, float, float]:
     from convnet_search.search.evaluate import summarize
     from convnet_search.search.neighbors import top_k_neighbors
 
-    k = min(cfg.k, len(labels) - 1)  # as pipeline.neighbors_stage
+    k = min(cfg.k, len(labels) - 1)  # as stages/neighbors.py's neighbors_stage
     out, t_nbr, t_eval = {}, 0.0, 0.0
     for p, by_layer in features.items():
         for layer, x in by_layer.items():

@@ -248,6 +248,7 @@ def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path, m
     assert r.returncode == 0 and "up to date" in r.stderr and "bundle up to date" in r.stderr
     # a new bundle format: the same stage outputs are written again in it, not kept as "up to date"
     from convnet_search import pipeline
+    from convnet_search.stages import bundle as bundle_stage
     from convnet_search.config import load_config
 
     run_cfg = load_config(cfg, {"datasets": [str(data)], "out": str(out), "work": str(work)})
@@ -259,7 +260,7 @@ def test_kill_9_during_extraction_then_resume_gives_identical_bundle(tmp_path, m
     monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda self, i: reads.append(self.name) or real_getitem(self, i))
     assert pipeline.run(run_cfg).bundle_status == "up to date"
     assert reads == []
-    monkeypatch.setattr(pipeline, "BUNDLE_VERSION", pipeline.BUNDLE_VERSION + 1)
+    monkeypatch.setattr(bundle_stage, "BUNDLE_VERSION", bundle_stage.BUNDLE_VERSION + 1)
     assert pipeline.run(run_cfg).bundle_status == "written"
     assert reads  # the check above can fail: writing the bundle reads arrays through the same path
     monkeypatch.setattr(h5py.Dataset, "__getitem__", real_getitem)

@@ -215,18 +215,18 @@ def test_pooling_takes_one_or_several_choices_and_weights_cache_is_optional(tmp_
 
 
 def test_browser_model_auto_picks_the_runs_first_mobilenet():
-    from convnet_search.pipeline import _browser_model
+    from convnet_search.stages.tfjs import browser_model
 
     assert load_config(None, {}).browser_model == "auto"
-    assert _browser_model(load_config(None, {"models": ["vgg16", "mobilenet_025", "mobilenet"]})) == "mobilenet_025"
-    assert _browser_model(load_config(None, {"models": ["vgg16"]})) is None
-    assert _browser_model(load_config(None, {"models": ["vgg16", "mobilenet"], "browser_model": "vgg16"})) == "vgg16"
+    assert browser_model(load_config(None, {"models": ["vgg16", "mobilenet_025", "mobilenet"]})) == "mobilenet_025"
+    assert browser_model(load_config(None, {"models": ["vgg16"]})) is None
+    assert browser_model(load_config(None, {"models": ["vgg16", "mobilenet"], "browser_model": "vgg16"})) == "vgg16"
 
 
 def test_atlas_and_featviz_models_keys(tmp_path):
     from types import SimpleNamespace
 
-    from convnet_search.pipeline import featviz_models
+    from convnet_search.stages.featviz import featviz_models
 
     cfg = load_config(None, {})
     assert cfg.atlas is True and cfg.featviz_models == ("auto",)

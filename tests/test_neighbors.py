@@ -275,7 +275,7 @@ def test_neighbors_stage_computes_euclidean_and_sqeuclidean_in_one_pass(monkeypa
     from types import SimpleNamespace
 
     import convnet_search.search.neighbors as nb
-    from convnet_search.pipeline import neighbors_stage
+    from convnet_search.stages.neighbors import neighbors_stage
     from convnet_search.io.store import ArrayStore
 
     calls = []
@@ -496,7 +496,7 @@ def test_neighbors_stage_records_minkowski_recall_for_the_manifest(monkeypatch, 
 
     import convnet_search.search.neighbors as nb
     from convnet_search.stages.bundle import minkowski_recall_entry
-    from convnet_search.pipeline import neighbors_stage
+    from convnet_search.stages.neighbors import neighbors_stage
     from convnet_search.io.store import ArrayStore
 
     x = rng.normal(size=(150, 6)).astype(np.float32)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from convnet_search import pipeline
+from convnet_search.config import RunConfig
 from convnet_search.stages.base import STAGE_NAMES, StageInputMissing
 from test_cli import add_plain_images, read_bundle
 
@@ -136,7 +137,7 @@ def test_an_unknown_stage_is_a_usage_error_listing_the_stages(capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'thumbs'" in err and all(f"'{name}'" in err for name in STAGE_NAMES)
     with pytest.raises(ValueError, match="unknown stage 'thumbs'"):
-        pipeline.run(pipeline.RunConfig(), only="thumbs")
+        pipeline.run(RunConfig(), only="thumbs")
 
 
 def test_force_only_bundle_rewrites_the_same_bytes_from_the_stored_outputs(first, monkeypatch, tmp_path):

@@ -135,7 +135,7 @@ def test_zero_vectors_fall_back_to_the_stored_euclidean_graph(monkeypatch):
 
 def test_shared_graph_metrics_follow_the_config():
     from convnet_search.config import RunConfig
-    from convnet_search.pipeline import shared_graph_metrics
+    from convnet_search.stages.umap import shared_graph_metrics
 
     assert shared_graph_metrics(RunConfig()) == ["cosine", "euclidean"]  # defaults: k 15, n_neighbors 15
     assert shared_graph_metrics(RunConfig(k=14)) == ["cosine", "euclidean"]  # 14 + itself = 15
@@ -173,7 +173,7 @@ def test_umap_stage_reads_the_neighbours_stage_and_fingerprints_it(tmp_path, mon
     from types import SimpleNamespace
 
     from convnet_search.config import RunConfig
-    from convnet_search.pipeline import umap_stage
+    from convnet_search.stages.umap import umap_stage
     from convnet_search.io.store import ArrayStore
 
     x = _clusters()

@@ -137,7 +137,7 @@ def _bundled_images(n: int) -> list[Path]:
 
 
 def _spatial_names(infos) -> list[str]:
-    return [f"spatial__{i.name}" for i in infos]  # as pipeline.export_stage names them
+    return [f"spatial__{i.name}" for i in infos]  # as stages/tfjs.py's export_stage names them
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ def exported_real(tmp_path_factory):
     # passed as a path because KERAS_HOME is read once, when keras is first imported.
     from convnet_search.nets.pooling import DEFAULT_POOLINGS
 
-    # Every default pooling, as the bundle exports them (output names as pipeline.export_stage's).
+    # Every default pooling, as the bundle exports them (output names as stages/tfjs.py's export_stage's).
     model, infos, base = build_feature_extractor(spec, None, weights=str(REAL_WEIGHTS), pooling=DEFAULT_POOLINGS,
                                                  spatial=True)
     layers = [f"{p}__{i.name}" for i in infos for p in DEFAULT_POOLINGS]

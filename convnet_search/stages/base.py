@@ -1,7 +1,7 @@
-"""The stage contract: what every step of a run is, and the order they run in.
+"""The stage contract: what every step of a run is, the order they run in, what they share.
 
-A stage brings its stored output (work folder) up to date for each of its work items (a dataset,
-a dataset × model, a model): fingerprint of the inputs → is the stored output current? → if not,
+Each stage module (stages/<name>.py) defines its STAGE. A stage brings its stored output (work
+folder) up to date for each of its work items (a dataset, a dataset × model, a model): fingerprint of the inputs → is the stored output current? → if not,
 compute → write atomically. `pipeline.run` is a loop over the stages in STAGE_NAMES order; with
 `--only STAGE` it runs that one and only reads back what it needs from the stages before it.
 
@@ -9,11 +9,22 @@ Kept free of heavy imports: the CLI reads STAGE_NAMES to validate `--only` befor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-if TYPE_CHECKING:
-    from ..pipeline import RunContext
+if TYPE_CHECKING:  # types only: the stage modules import this one, and the CLI imports it before numpy
+    from rich.console import Console
+
+    from ..config import RunConfig
+    from ..distribute.distributor import Distributor
+    from ..io.datasets import Dataset
+    from ..io.store import ArrayStore, StoredArrays
+    from ..nets.weights import ResolvedWeights
+    from .extract import ExtractResult
+    from .featviz import FeatvizResult
+    from .tfjs import BrowserSearch
+    from .thumbnails import ThumbSheets
 
 # Run order. "datasets" (list the folders, fingerprint them) runs in every run, --only or not:
 # every other stage's fingerprint starts from it.
@@ -63,3 +74,84 @@ def plan(stages: tuple[Stage, ...], only: str | None) -> list[tuple[Stage, str]]
             needed.add(name)
             todo += by_name[name].needs
     return [(s, "run" if s.name == only else "load") for s in stages if s.name == only or s.name in needed]
+
+
+@dataclass
+class DatasetResults:
+    """Everything computed for one dataset, as read back from the stage stores."""
+    dataset: Dataset
+    features: dict[str, StoredArrays]  # model id -> features (meta has layer infos, weights)
+    neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
+    umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
+    thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
+    scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
+
+
+@dataclass
+class RunReport:
+    extract: list[ExtractResult] = field(default_factory=list)
+    datasets: list[Dataset] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    bundle_status: str = ""
+    distributor: str = "local"
+    weights: str = ""
+    out: Path | None = None
+
+
+@dataclass
+class RunContext:
+    """What the stages of one run share: the config, where they write, and each stage's outputs as
+    they are computed (or, under --only, read back from the work folder)."""
+    cfg: RunConfig
+    console: Console
+    dist: Distributor
+    report: RunReport
+    only: str | None = None
+    force: bool = False
+    results: list[DatasetResults] = field(default_factory=list)  # per dataset, filled stage by stage
+    ds_fps: dict[str, str] = field(default_factory=dict)
+    featviz: dict[str, FeatvizResult] = field(default_factory=dict)  # model -> its visualizations
+    browser: BrowserSearch | None = None
+    _weights: dict[str, ResolvedWeights] | None = None
+
+    @property
+    def work(self) -> Path:
+        return Path(self.cfg.work)
+
+    def store(self, folder: str) -> ArrayStore:
+        from ..io.store import ArrayStore
+
+        return ArrayStore(self.work / folder)
+
+    @property
+    def weights(self) -> dict[str, ResolvedWeights]:
+        """Resolved once per model, before the first fingerprint that needs them: a missing
+        --weights imagenet file fails before hours of work; "auto" warns here if it falls back."""
+        if self._weights is None:
+            from ..nets.models import get_spec
+            from ..nets.weights import resolve_weights
+
+            cfg = self.cfg
+            self._weights = {m: resolve_weights(get_spec(m), cfg.weights, cfg.seed, cfg.weights_cache)
+                             for m in cfg.models}
+        return self._weights
+
+    def items(self) -> list[tuple[DatasetResults, str]]:
+        """The (dataset, model) work items of the per-model stages, in run order."""
+        return [(r, m) for r in self.results for m in self.cfg.models]
+
+    def missing(self, stage: str, what: str) -> StageInputMissing:
+        return StageInputMissing(self.only or "?", stage, what)
+
+
+def loader(stage: str, fp: Callable[[RunContext, DatasetResults, str], str]):
+    """`load` of a stage storing one ArrayStore file per (dataset, model): fp gives the fingerprint
+    its `run` would compute (from the outputs loaded before it). Folder and DatasetResults field:
+    the stage name."""
+    def load(ctx: RunContext) -> None:
+        store = ctx.store(stage)
+        for res, mid in ctx.items():
+            if not store.is_current(res.dataset.id, mid, fp(ctx, res, mid)):
+                raise ctx.missing(stage, f"{res.dataset.id} · {mid}")
+            getattr(res, stage)[mid] = store.load(res.dataset.id, mid)
+    return load

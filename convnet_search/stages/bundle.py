@@ -5,19 +5,25 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
-from ..search.browser_features import DOWNLOAD_BUDGET_MB, encode_for_browser
+from ..search.browser_features import encode_for_browser
 from ..io.datasets import Dataset
 from ..search.evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
 from ..search.metrics import metric_entry
 from ..nets.pooling import POOLINGS, feature_key
-from ..io.store import StoredArrays, atomic_path, dumps_json
+from ..io.store import StoredArrays, atomic_path, dumps_json, fingerprint
 from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
 from ..io.workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
+from .base import STAGE_NAMES, DatasetResults, Stage
+from .scores import SCORES_FORMAT
+from .tfjs import BrowserSearch
+
+if TYPE_CHECKING:
+    from .base import RunContext
 
 BUNDLE_VERSION = 5  # 5: labels.bin + names pages; 4: thumbnails in sprite sheets; 3: pooling axis, score blocks
 FINGERPRINT_FILE = ".bundle-fingerprint"
@@ -70,28 +76,6 @@ OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LE
 
 class BundleError(RuntimeError):
     pass
-
-
-@dataclass
-class DatasetResults:
-    """Everything computed for one dataset, as read back from the stage stores."""
-    dataset: Dataset
-    features: dict[str, StoredArrays]  # model id -> features (meta has layer infos, weights)
-    neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
-    umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
-    thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
-    scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
-
-
-@dataclass
-class BrowserSearch:
-    model: str
-    export_dir: Path  # folder with model.json + shards
-    info: dict[str, Any]  # model_bytes, quantization, outputs
-    layers: list[str]
-    default_layer: str
-    # Download budget of a private search (model + one features file); features are compressed to fit.
-    budget_bytes: int = int(DOWNLOAD_BUDGET_MB * 1e6)
 
 
 @dataclass
@@ -462,3 +446,44 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
         _write(tmp, FINGERPRINT_FILE, _stored_fingerprint(fp).encode())
         _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
     return manifest
+
+
+def bundle_fingerprint(ctx: RunContext) -> str:
+    cfg, results, datasets = ctx.cfg, ctx.results, [r.dataset for r in ctx.results]
+    per_model = [(r, m) for r, m in ctx.items()]
+    browser, featviz = ctx.browser, ctx.featviz
+    # BUNDLE_VERSION is part of it: a bundle written in an older format is rewritten, not kept.
+    # The scores are a function of the neighbours, k and the labels (all below); their format joins
+    # once it moves past 1, so bundles written before the scores stage existed stay current.
+    return fingerprint("bundle", BUNDLE_VERSION,
+                       [r.features[m].meta["fingerprint"] for r, m in per_model],
+                       [r.neighbors[m].meta["fingerprint"] for r, m in per_model],
+                       [r.umap[m].meta["fingerprint"] for r, m in per_model],
+                       str(browser.export_dir) if browser else None, cfg.browser_budget_mb, cfg.k, cfg.metrics,
+                       [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
+                       cfg.minkowski_p, [ctx.ds_fps[d.id] for d in datasets],
+                       [(d.name, d.description, d.source) for d in datasets],
+                       # what the manifest lists: system junk is skipped and listed but not in
+                       # the dataset fingerprint (it must not force a re-extraction)
+                       [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
+                       *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
+                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []))
+
+
+def run(ctx: RunContext) -> None:
+    """Only serializes the stored outputs (bundle.py); `--force --only bundle` rewrites a current one."""
+    cfg, fp = ctx.cfg, bundle_fingerprint(ctx)
+    if bundle_is_current(cfg.out, fp) and not (ctx.force and ctx.only == "bundle"):
+        ctx.report.bundle_status = "up to date"
+        return
+    write_bundle(cfg.out, BundleInputs(ctx.results, list(cfg.models), list(cfg.metrics), cfg.minkowski_p,
+                                       cfg.k, cfg.pooling, ctx.browser,
+                                       featviz={m: r.layers for m, r in ctx.featviz.items()}), fp)
+    ctx.report.bundle_status = "written"
+
+
+def _cannot_load(ctx: RunContext) -> None:
+    raise AssertionError("no stage reads the bundle")
+
+
+STAGE = Stage("bundle", run, _cannot_load, STAGE_NAMES[:-1])

@@ -27,13 +27,16 @@ from ..config import RunConfig
 from ..io.datasets import Dataset, dataset_fingerprint, image_digests
 from ..io.images import load_rgb
 from ..search.incremental import carried_runs
-from ..nets.models import LayerInfo, ModelSpec, output_keys
+from ..nets.models import LayerInfo, ModelSpec, get_spec, output_keys
 from ..io.shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
-from ..io.store import ArrayStore, ShardDir, fingerprint
+from ..io.store import ArrayStore, ShardDir, StoredArrays, fingerprint
 from ..nets.weights import ResolvedWeights, resolve_weights
+from .base import Stage
+from .progress import progress as _progress
 
 if TYPE_CHECKING:
     from ..distribute.distributor import Distributor, WorkerStats
+    from .base import RunContext
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
@@ -405,3 +408,55 @@ def _atlas(ds: Dataset, plan, reuse, fresh: channel_atlas.ShardsAtlas, old, feat
             for ch, r in zip(*np.nonzero(missing)):
                 maps[ch, r] = small[row[int(ids[ch, r])], :, :, ch]
     return out
+
+
+def feature_matrix_keys(feats: StoredArrays) -> list[str]:
+    """Every (pooling, layer) matrix of a features file, in the extractor's output order."""
+    from ..nets.pooling import feature_keys
+
+    return feature_keys([layer["name"] for layer in feats.meta["layers"]], feats.meta["poolings"])
+
+
+def run(ctx: RunContext) -> None:
+    resolved, console, store = ctx.weights, ctx.console, ctx.store("features")
+    with _progress(console) as progress:
+        for res, mid in ctx.items():
+            ds, spec = res.dataset, get_spec(mid)
+            task = progress.add_task(f"{ds.id} · {spec.name}", total=len(ds))
+
+            def started(todo: int, task=task, n=len(ds)) -> None:
+                progress.update(task, completed=n - todo)
+                progress.reset(task, total=n, completed=n - todo)
+
+            r = extract_features(ds, spec, ctx.cfg, store, ds_fp=ctx.ds_fps[ds.id], weights=resolved[mid],
+                                 on_start=started, distributor=ctx.dist,
+                                 on_progress=lambda m, task=task: progress.advance(task, m))
+            progress.update(task, completed=len(ds), description=f"{ds.id} · {spec.name} [dim]({r.status})[/]")
+            ctx.report.extract.append(r)
+            if r.status == "updated":  # always said: it explains a fast run
+                console.print(f"{ds.id} · {spec.name}: {r.computed} of {r.images} images extracted "
+                              f"in {r.seconds:.1f}s; the unchanged shards were reused")
+            elif not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
+                console.print(f"{ds.id} · {spec.name}: {r.images} images, {r.status}"
+                              + (f" in {r.seconds:.1f}s" if r.status != "up to date" else ""))
+            res.features[mid] = store.load(ds.id, mid)
+    _note_weights(ctx)
+
+
+def load(ctx: RunContext) -> None:
+    store = ctx.store("features")
+    for res, mid in ctx.items():
+        ds = res.dataset
+        fp = extraction_fingerprint(ds, get_spec(mid), ctx.cfg, ctx.ds_fps[ds.id], ctx.weights[mid])
+        if not store.is_current(ds.id, mid, fp):
+            raise ctx.missing("extract", f"{ds.id} · {mid}")
+        res.features[mid] = store.load(ds.id, mid)
+    _note_weights(ctx)
+
+
+def _note_weights(ctx: RunContext) -> None:
+    kinds = sorted({r.features[m].meta["weights"] for r, m in ctx.items()})
+    ctx.report.weights = kinds[0] if len(kinds) == 1 else "mixed"
+
+
+STAGE = Stage("extract", run, load, ("datasets",), ("features",))

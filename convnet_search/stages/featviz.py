@@ -22,11 +22,18 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..config import RunConfig
 from ..io.store import StoredArrays, atomic_write_bytes, atomic_write_json, fingerprint
+from ..nets.weights import ResolvedWeights
+from .base import Stage
+from .tfjs import browser_model
+
+if TYPE_CHECKING:
+    from .base import RunContext
 
 FEATVIZ_FORMAT = 2  # 2: objective divided by the layer's activation scale at the start
 TILE = 128  # px of one visualization (the parametrized image)
@@ -240,3 +247,42 @@ def featviz_stage(feats: StoredArrays, seed: int, work: Path, weights: Any = Non
     atomic_write_json(info_path, {"fingerprint": fp, "channels": chosen, "seconds": round(seconds, 2),
                                   "layer_seconds": per_layer, "steps": steps})
     return FeatvizResult(meta["model"], layers, seconds, "rendered", fp, seconds)
+
+
+def featviz_models(cfg: RunConfig, weights: dict[str, ResolvedWeights]) -> list[str]:
+    """Models to visualize: as configured; "auto" is the exported browser model when its weights are
+    trained (activation maximization of random weights shows nothing; name the model to get it)."""
+    out: list[str] = []
+    for m in cfg.featviz_models:
+        if m == "auto":
+            m = browser_model(cfg) if cfg.browser_search else None
+            if m is None or m not in weights or weights[m].kind == "random":
+                continue
+        if m in cfg.models and m not in out:
+            out.append(m)
+    return out
+
+
+def run(ctx: RunContext) -> None:
+    for mid in featviz_models(ctx.cfg, ctx.weights):  # from the run's first dataset's selectivity
+        rendered = featviz_stage(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work, ctx.weights[mid])
+        if rendered is None:
+            ctx.console.print(f"[yellow]feature visualizations of {mid} skipped: its features have neither "
+                              "an atlas nor avg pooling to choose channels by[/]")
+            continue
+        ctx.featviz[mid] = rendered
+        took = rendered.seconds if rendered.status == "rendered" else rendered.recorded_seconds
+        ctx.console.print(f"feature visualizations {mid}: {len(rendered.layers)} layers, {rendered.status}"
+                          f" (compute {took:.1f}s)")
+
+
+def load(ctx: RunContext) -> None:
+    for mid in featviz_models(ctx.cfg, ctx.weights):
+        stored = stored_featviz(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work)
+        if stored is not None and stored.status != "up to date":
+            raise ctx.missing("featviz", mid)
+        if stored is not None:
+            ctx.featviz[mid] = stored
+
+
+STAGE = Stage("featviz", run, load, ("datasets", "extract"), ("featviz",))

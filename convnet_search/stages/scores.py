@@ -10,11 +10,17 @@ the score window; the bundle stage only serializes it. The math is evaluate.py's
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..io.datasets import Dataset
 from ..search.evaluate import score_window, search_score_numerators, summarize
 from ..io.store import ArrayStore, StoredArrays, fingerprint
+from .base import Stage, loader
+
+if TYPE_CHECKING:
+    from .base import RunContext
 
 SCORES_FORMAT = 1  # the bundle fingerprint takes it in from format 2 on (pipeline.bundle_fingerprint)
 MEANS = ("search_score", "precision_at_k", "map_at_k")
@@ -54,3 +60,13 @@ def scores_stage(ds: Dataset, feats: StoredArrays, nbrs: StoredArrays, metrics: 
             arrays[f"{key}/numerators"], arrays[f"{key}/means"] = numerators, means
         store.write(ds.id, model, {"fingerprint": fp, "k": k_eff, "top": top, "means": list(MEANS)}, arrays)
     return store.load(ds.id, model)
+
+
+def run(ctx: RunContext) -> None:
+    for res, mid in ctx.items():
+        res.scores[mid] = scores_stage(res.dataset, res.features[mid], res.neighbors[mid], list(ctx.cfg.metrics),
+                                       ctx.cfg.k, ctx.store("scores"))
+
+
+STAGE = Stage("scores", run, loader("scores", lambda ctx, r, m: scores_fingerprint(
+    r.dataset, r.neighbors[m], ctx.cfg.k)), ("datasets", "extract", "neighbors"), ("scores",))

@@ -19,6 +19,7 @@ import math
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -26,6 +27,10 @@ from PIL import Image
 from ..io.datasets import Dataset
 from ..io.images import ImageError, load_rgb
 from ..io.store import atomic_write_bytes, atomic_write_json, fingerprint
+from .base import Stage
+
+if TYPE_CHECKING:
+    from .base import RunContext
 
 THUMBS_FORMAT = 2  # 2: packs of single JPEGs for the large level
 GRID = 16  # cells per sheet side: 256 thumbnails per sheet
@@ -176,3 +181,18 @@ def manifest_entry(levels: tuple[ThumbLevel, ...] = LEVELS, grid: int = GRID) ->
     return {"grid": grid, "background": "#%02x%02x%02x" % BACKGROUND,
             "levels": [{"id": lv.id, "cell": lv.cell} for lv in levels], "pack_level": PACK_LEVEL}
 
+
+def run(ctx: RunContext) -> None:
+    for res in ctx.results:
+        res.thumbs = thumbnails_stage(res.dataset, ctx.ds_fps[res.dataset.id], ctx.work)
+
+
+def load(ctx: RunContext) -> None:
+    for res in ctx.results:
+        sheets, _ = thumbnail_sheets(res.dataset, ctx.ds_fps[res.dataset.id], ctx.work)
+        if not thumbnails_current(sheets):
+            raise ctx.missing("thumbnails", res.dataset.id)
+        res.thumbs = sheets
+
+
+STAGE = Stage("thumbnails", run, load, ("datasets",), ("thumbs",))
