@@ -127,7 +127,7 @@ def bench_reader(ds, label: str, batch: int, rounds: int) -> dict:
     fastest of each kept; cpu_percent = process CPU time / wall time of that round."""
     import os
 
-    from convnet_search.stages import extract
+    from convnet_search.nets import extractor
     from convnet_search.nets.models import build_feature_extractor, get_spec
     from convnet_search.runtime import import_tensorflow
 
@@ -135,20 +135,20 @@ def bench_reader(ds, label: str, batch: int, rounds: int) -> dict:
     spec = get_spec("mobilenet_025")
     model, _, _ = build_feature_extractor(spec, None, weights="none", seed=0)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    threads = extract.DECODE_THREADS
+    threads = extractor.DECODE_THREADS
 
     def loop(decode_threads):
-        extract.DECODE_THREADS = decode_threads
+        extractor.DECODE_THREADS = decode_threads
         try:
-            for b in extract._image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch):
+            for b in extractor.image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch):
                 [o.numpy() for o in infer(b)]
         finally:
-            extract.DECODE_THREADS = threads
+            extractor.DECODE_THREADS = threads
 
-    extract.DECODE_THREADS = 0
-    decoded = [tf.constant(b) for b in extract._image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch)]
-    extract.DECODE_THREADS = threads
-    pooled_batches = [b.numpy() for b in extract._image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch)]
+    extractor.DECODE_THREADS = 0
+    decoded = [tf.constant(b) for b in extractor.image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch)]
+    extractor.DECODE_THREADS = threads
+    pooled_batches = [b.numpy() for b in extractor.image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch)]
     identical = len(pooled_batches) == len(decoded) and all(
         np.array_equal(a, b.numpy()) for a, b in zip(pooled_batches, decoded))
     del pooled_batches

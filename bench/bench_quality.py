@@ -9,7 +9,7 @@ holds), the best configuration of each, and the real/random ratio.
 Engine code path: features come from `models.build_feature_extractor` (the engine's multi-output
 extractor: every pooling of every layer from one forward pass; flatten, which the engine refuses at
 early layers, gets a second pass over the layers it accepts), read through the engine's reader
-(`extract._image_batches`: `images.load_rgb` + the one resize path); neighbours from
+(`extractor.image_batches`: `images.load_rgb` + the one resize path); neighbours from
 `neighbors.top_k_neighbors` with the run defaults (`RunConfig`: k, metrics, minkowski p), quality
 from `evaluate.summarize` (what the bundle's summary files hold).
 
@@ -168,7 +168,7 @@ def extract_all(ds, spec, weights: str, seed: int, batch_size: int) -> dict:
     from convnet_search.runtime import import_tensorflow
 
     tf = import_tensorflow()
-    from convnet_search.stages.extract import _image_batches
+    from convnet_search.nets.extractor import image_batches
     from convnet_search.nets.models import output_keys
 
     t0 = time.perf_counter()
@@ -180,7 +180,7 @@ def extract_all(ds, spec, weights: str, seed: int, batch_size: int) -> dict:
         infer = tf.function(lambda x, model=model: model(x, training=False), reduce_retracing=True)
         keys = output_keys(p_infos, pools)  # "<pooling>/<layer>", the extractor's output order
         parts = {key: [] for key in keys}
-        for batch in _image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch_size):
+        for batch in image_batches([ds.path(i) for i in range(len(ds))], spec.input_size, batch_size):
             outs = infer(batch)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
             for key, o in zip(keys, outs):

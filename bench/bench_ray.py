@@ -66,14 +66,15 @@ def _images(root: Path, n: int) -> Path:
 
 def _job(ds, tmp: Path, tag: str):
     from convnet_search.config import RunConfig
-    from convnet_search.stages.extract import ExtractJob, ExtractorSpec
+    from convnet_search.nets.extractor import ExtractJob
+    from convnet_search.stages.extract import extractor_spec
     from convnet_search.nets.models import get_spec
     from convnet_search.io.shards import Shard
     from convnet_search.nets.weights import resolve_weights
 
     spec = get_spec(MODEL)
     cfg = RunConfig(models=(MODEL,), weights="none")
-    ex = ExtractorSpec.of(spec, cfg, resolve_weights(spec, "none", 0))
+    ex = extractor_spec(spec, cfg, resolve_weights(spec, "none", 0))
     # equal slices, not content-defined shards: both workers get the same amount of work, so the
     # scaling row measures Ray and the cores, not how evenly the digests happened to cut
     plan = [Shard(a, min(a + SHARD, len(ds)), f"bench-{a:06d}") for a in range(0, len(ds), SHARD)]
@@ -88,7 +89,7 @@ def _plain_child(images: str, tmp: str, tag: str, shards: list[int]) -> None:
     """`bench_ray.py --_plain`: one process without Ray, TensorFlow on one thread (a Ray worker's
     settings), runs `shards` of the job each time the parent writes a line; answers "done"."""
     from convnet_search.io.datasets import load_dataset
-    from convnet_search.stages.extract import extract_shard_steps
+    from convnet_search.nets.extractor import extract_shard_steps
     from convnet_search.runtime import import_tensorflow
 
     tf = import_tensorflow()

@@ -24,8 +24,8 @@ from convnet_search import pipeline
 from test_cli import add_plain_images, read_bundle
 from convnet_search.config import ConfigError, load_config
 from convnet_search.distribute.distributor import RayDistributor, row_blocks
-from convnet_search.stages.extract import (extract_features, extract_shard, plan_extraction,
-                                    extraction_fingerprint)
+from convnet_search.nets.extractor import extract_shard
+from convnet_search.stages.extract import extract_features, extraction_fingerprint, plan_extraction
 from convnet_search.nets.models import get_spec
 from convnet_search.search.neighbors import top_k_neighbors_multi, top_k_rows
 from convnet_search.nets.weights import resolve_weights

@@ -4,7 +4,7 @@ One seam with two implementations of the same signature (the design of clip-retr
 distributor); the pipeline does not know which one it holds, and the outputs do not depend on it:
 
 * extraction: the work items are an `ExtractJob`'s shards. Every distributor builds the model with
-  `ExtractorSpec.build` and runs each shard with `extract.extract_shard_steps` (same images, same
+  `ExtractorSpec.build` and runs each shard with `extractor.extract_shard_steps` (same images, same
   batches), which writes the shard atomically into the work folder; the driver then assembles
   the shards exactly as a local run does. On Ray, one actor per worker builds each model once and
   takes shards one at a time from the driver; a shard whose worker dies (process or node) goes
@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import interrupts
 from ..config import RAY_INSTALL_HINT
-from ..stages.extract import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
+from ..nets.extractor import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
 
 CONNECT_TIMEOUT_S = 5.0  # how long an unreachable cluster may take to say so
 MAX_SHARD_ATTEMPTS = 3  # a shard whose worker died this many times fails the run (it may be the cause)

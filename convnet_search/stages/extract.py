@@ -1,7 +1,7 @@
 """Extraction stage: dataset images -> pooled features of every chosen layer, one forward pass each.
 
-Reader (decode + the one resize path, in a tf.data pipeline) -> mapper (a tf.function over the
-multi-output model) -> writer (one atomic .npz per shard, then one HDF5 file). Shards are
+Plans content-defined shards, has a distributor run each (nets/extractor.py: reader -> mapper ->
+one atomic .npz per shard), then merges them into one HDF5 file with the channel atlas. Shards are
 content-defined (shards.py): a killed run resumes at the missing shards, and a run after images
 were added or removed copies the unchanged shards from the stored features and extracts only the
 rest. A shard is always computed in the same batches, so resumed, updated and cold runs give the
@@ -9,28 +9,22 @@ same features bit for bit.
 """
 from __future__ import annotations
 
-import itertools
-import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from .. import __version__
-from ..search import atlas as channel_atlas
-from .. import interrupts
 from ..config import RunConfig
 from ..io.datasets import Dataset, dataset_fingerprint, image_digests
-from ..io.images import load_rgb
-from ..search.incremental import carried_runs
-from ..nets.models import LayerInfo, ModelSpec, get_spec, output_keys
 from ..io.shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 from ..io.store import ArrayStore, ShardDir, StoredArrays, fingerprint
+from ..nets.extractor import ExtractJob, ExtractorSpec, image_batches
+from ..nets.models import ModelSpec, get_spec, output_keys
 from ..nets.weights import ResolvedWeights, resolve_weights
+from ..search import atlas as channel_atlas
+from ..search.incremental import carried_runs
 from .base import Stage
 from .progress import progress as _progress
 
@@ -76,12 +70,6 @@ def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: 
                        *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
-# Decode threads of the extraction reader (0: decode inline in tf.data's generator thread, the
-# pre-pool behaviour, kept for bench/bench_extract.py's before/after row). Pillow's decoders and
-# numpy's reductions release the GIL, so decoding overlaps the forward pass on the other core.
-DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
-
-
 def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> str:
     """Everything but the images that decides a shard's features (shard keys hash it with them)."""
     return fingerprint("features-shard", FEATURES_FORMAT, spec.id, spec.input_size, cfg.layers.get(spec.id),
@@ -89,182 +77,10 @@ def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> s
                        *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
-def _image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size: int,
-                   threads: int | None = None):
-    """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
-
-    Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
-    bounded by the batch size, not N), and images come out in order, so the batches are the very
-    ones a serial reader makes. threads: cap on the decode pool and tf.data's own thread pool (a
-    Ray worker given one CPU keeps to it)."""
-    import tensorflow as tf
-
-    from ..nets.preprocess import area_downscale, resize_tensor
-
-    decoders = DECODE_THREADS if threads is None else min(DECODE_THREADS, threads)
-
-    def decode(path) -> np.ndarray:
-        return area_downscale(load_rgb(Path(path)), size)  # step 1 of the path; step 2 below
-
-    def gen():
-        if decoders <= 0:
-            yield from map(decode, paths)
-            return
-        todo = iter(paths)
-        with ThreadPoolExecutor(decoders, thread_name_prefix="decode") as pool:
-            pending = deque(pool.submit(decode, p) for p in itertools.islice(todo, 2 * batch_size))
-            try:
-                while pending:
-                    img = pending.popleft().result()
-                    pending.extend(pool.submit(decode, p) for p in itertools.islice(todo, 1))
-                    yield img
-            finally:  # stopped early (error, consumer gone): drop what is queued
-                for f in pending:
-                    f.cancel()
-
-    data = tf.data.Dataset.from_generator(
-        gen, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8))
-    if threads:
-        options = tf.data.Options()
-        options.threading.private_threadpool_size = threads
-        data = data.with_options(options)
-    return (data.map(lambda x: resize_tensor(x, size), num_parallel_calls=tf.data.AUTOTUNE,
-                     deterministic=True)
-            .batch(batch_size).prefetch(2))
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """What to build: a model, its weights, layers and poolings. Small and picklable, so a
-    distributor can send it to a worker, which builds the extractor once (`build`)."""
-    model: ModelSpec
-    weights: ResolvedWeights
-    layers: tuple[str, ...] | None
-    pooling: tuple[str, ...]
-    num_layers: int
-    seed: int
-    atlas: bool = False
-
-    @classmethod
-    def of(cls, spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> "ExtractorSpec":
-        return cls(spec, weights, tuple(cfg.layers.get(spec.id) or ()) or None, tuple(cfg.pooling),
-                   cfg.num_layers, cfg.seed, bool(cfg.atlas))
-
-    def build(self) -> "FeatureExtractor":
-        from ..nets.models import build_feature_extractor
-        from ..runtime import import_tensorflow
-
-        tf = import_tensorflow()
-        model, infos, base_info = build_feature_extractor(
-            self.model, list(self.layers) if self.layers else None, weights=self.weights,
-            pooling=self.pooling, seed=self.seed, num_layers=self.num_layers, atlas=self.atlas)
-        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        layers = [i.name for i in infos]
-        extra = channel_atlas.extra_output_keys(layers, self.pooling) if self.atlas else []
-        return FeatureExtractor(self, infer, infos, base_info, output_keys(infos, self.pooling), extra)
-
-
-@dataclass(frozen=True)
-class FeatureExtractor:
-    """A built extractor: one forward pass gives every output `names[j]` of a batch, then the
-    channel atlas's outputs `extra` (atlas.extra_output_keys) when the atlas is on."""
-    spec: ExtractorSpec
-    infer: Callable
-    infos: list[LayerInfo]
-    base_info: dict
-    names: list[str]
-    extra: list[str]
-
-    def outputs(self, batch) -> dict[str, np.ndarray]:
-        outs = self.infer(batch)
-        if not isinstance(outs, (list, tuple)):  # Keras returns a bare tensor for one layer
-            outs = [outs]
-        return dict(zip(self.names + self.extra, (o.numpy().astype(np.float32, copy=False) for o in outs)))
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    """One work item: shard `index` of its job, its images, and where it is saved under `key`
-    (its content key, shards.py); small, so it can be sent to workers."""
-    index: int
-    key: str
-    paths: tuple[str, ...]
-    batch_size: int
-    shard_dir: Path
-
-
-@dataclass(frozen=True)
-class ExtractJob:
-    """One (dataset, model) extraction cut into its work items, the shards (content-defined,
-    shards.py): shard s holds the images shard_paths[s], is saved as shard_keys[s], and is
-    extracted with the same batches wherever it runs, so its arrays do not depend on who computed
-    it. Shards in `reused` are copied from the stored features instead (no work)."""
-    extractor: ExtractorSpec
-    shard_dir: Path
-    shard_paths: tuple[tuple[str, ...], ...]
-    shard_keys: tuple[str, ...]
-    batch_size: int
-    reused: frozenset[int] = frozenset()
-
-    @classmethod
-    def of(cls, ds: Dataset, extractor: ExtractorSpec, shard_dir: Path, plan: Sequence[Shard],
-           batch_size: int, reused: Sequence[int] = ()) -> "ExtractJob":
-        paths = [str(Path(ds.path(i)).absolute()) for i in range(len(ds))]
-        return cls(extractor, Path(shard_dir).absolute(), tuple(tuple(paths[s.start:s.stop]) for s in plan),
-                   tuple(s.key for s in plan), batch_size, frozenset(reused))
-
-    def task(self, index: int) -> ShardTask:
-        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size, self.shard_dir)
-
-    def pending(self, weights_digest: str) -> list[int]:
-        """The shards still to do, after checking that finished ones were made with these very
-        weights (shards from a killed run are reused only then). Driver side, before any work."""
-        shards = ShardDir(self.shard_dir)
-        state = shards.read_json("state.json")
-        if state is not None and state.get("weights_digest") != weights_digest:
-            shards.remove()
-            state = None
-        if state is None:
-            shards.write_json("state.json", {"weights_digest": weights_digest})
-        return [s for s in range(len(self.shard_paths))
-                if s not in self.reused and not shards.done(self.shard_keys[s])]
-
-    def images(self, shard_ids: Sequence[int]) -> int:
-        return sum(len(self.shard_paths[s]) for s in shard_ids)
-
-
-def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | None = None) -> Iterator[int]:
-    """Extract one shard and save it atomically (a .npz, present = done), with its partial
-    channel atlas (ids local to the shard: parts outlive dataset edits).
-
-    Yields the image count of each batch as it is done (progress); the shard is written when the
-    iterator is exhausted. The one shard routine of every distributor (extract_shard wraps it).
-    """
-    chunks: list[list[np.ndarray]] = [[] for _ in ex.names]
-    layers = [i.name for i in ex.infos]
-    shard_atlas, first = channel_atlas.ShardAtlas(layers, ex.spec.pooling), 0
-    for batch in _image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads):
-        outs = ex.outputs(batch)
-        for j, name in enumerate(ex.names):
-            chunks[j].append(outs[name])
-        if ex.extra:  # the channel atlas: a running top-T per channel, from the same pass
-            shard_atlas.add(first, outs)
-        first += int(batch.shape[0])
-        interrupts.check()  # a Ctrl-C recorded during the batch (interrupts.deferred) stops here
-        yield int(batch.shape[0])
-    ShardDir(task.shard_dir).save(task.key, {**{name: np.concatenate(c) for name, c in zip(ex.names, chunks)},
-                                             **shard_atlas.arrays()})
-
-
-def extract_shard(ex: FeatureExtractor, task: ShardTask,
-                  on_progress: Callable[[int], None] | None = None) -> int:
-    """extract_shard_steps run to the end; returns the shard's image count."""
-    done = 0
-    for n in extract_shard_steps(ex, task):
-        done += n
-        if on_progress:
-            on_progress(n)
-    return done
+def extractor_spec(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> ExtractorSpec:
+    """What the workers build for this run's model: its weights, layers, poolings and atlas switch."""
+    return ExtractorSpec(spec, weights, tuple(cfg.layers.get(spec.id) or ()) or None, tuple(cfg.pooling),
+                         cfg.num_layers, cfg.seed, bool(cfg.atlas))
 
 
 @dataclass(frozen=True)
@@ -301,7 +117,7 @@ def plan_extraction(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArraySt
     # In-progress parts are keyed by configuration and shard content, so a killed run resumes
     # even if images were added meanwhile.
     parts = store.path(ds.id, spec.id).with_suffix(f".parts-{config_key[:16]}")
-    job = ExtractJob.of(ds, ExtractorSpec.of(spec, cfg, weights), parts, plan, cfg.batch_size, list(reuse))
+    job = ExtractJob.of(ds, extractor_spec(spec, cfg, weights), parts, plan, cfg.batch_size, list(reuse))
     return ExtractPlan(fp, config_key, plan, reuse, old_meta, job)
 
 
@@ -397,7 +213,7 @@ def _atlas(ds: Dataset, plan, reuse, fresh: channel_atlas.ShardsAtlas, old, feat
     if need:  # a small extra pass over the images whose maps neither source had
         ex = job.extractor.build()  # here, on the driver: the few images of one update
         got: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-        for batch in _image_batches([ds.path(i) for i in need], job.extractor.model.input_size, cfg.batch_size):
+        for batch in image_batches([ds.path(i) for i in need], job.extractor.model.input_size, cfg.batch_size):
             outs = ex.outputs(batch)
             for layer in layers:
                 got[layer].append(outs[f"atlas/{layer}/map"])

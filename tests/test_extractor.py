@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet_search.stages import extract
+from convnet_search.nets import extractor
 from convnet_search.io.datasets import load_dataset
 
 
@@ -23,8 +23,8 @@ def photos(tmp_path_factory):
 
 
 def _batches(ds, monkeypatch, threads, start, stop, batch):
-    monkeypatch.setattr(extract, "DECODE_THREADS", threads)
-    return [b.numpy() for b in extract._image_batches([ds.path(i) for i in range(start, stop)], (64, 64), batch)]
+    monkeypatch.setattr(extractor, "DECODE_THREADS", threads)
+    return [b.numpy() for b in extractor.image_batches([ds.path(i) for i in range(start, stop)], (64, 64), batch)]
 
 
 @pytest.mark.parametrize("start,stop,batch", [(0, 22, 4), (3, 17, 5), (5, 6, 32)])
@@ -44,6 +44,6 @@ def test_decode_error_surfaces_from_the_pool(photos, monkeypatch):
     def broken(path, **kw):
         raise ImageError(path, "boom")
 
-    monkeypatch.setattr(extract, "load_rgb", broken)
+    monkeypatch.setattr(extractor, "load_rgb", broken)
     with pytest.raises(Exception, match="boom"):
         _batches(photos, monkeypatch, 2, 0, 8, 4)
