@@ -24,7 +24,8 @@ from ..io.images import load_rgb
 from ..io.shards import Shard
 from ..io.store import ShardDir
 from ..search import atlas as channel_atlas
-from .models import LayerInfo, ModelSpec, output_keys
+from .models import LayerInfo, output_keys
+from .spec import ModelSpec
 from .weights import ResolvedWeights
 
 

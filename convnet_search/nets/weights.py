@@ -25,10 +25,8 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .models import ModelSpec
+from .spec import ModelSpec
 
 OFFLINE_ENV = "CONVNET_SEARCH_OFFLINE"
 PROBE_TIMEOUT = 5.0  # seconds to reach the download host (DNS included) before calling it offline
@@ -99,7 +97,7 @@ def file_digests(path: Path) -> tuple[str, str]:
     return _DIGESTS[key]
 
 
-def keras_hash_problem(spec: "ModelSpec", path: Path) -> str | None:
+def keras_hash_problem(spec: ModelSpec, path: Path) -> str | None:
     """None if the file matches the hash Keras publishes for it (or Keras publishes none)."""
     want = spec.weights_hash
     if not want:
@@ -157,7 +155,7 @@ def _probe(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     return None
 
 
-def fetch_weights(spec: "ModelSpec", cache_dir: Path | str | None = None) -> Path:
+def fetch_weights(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
     """Download the model's no-top ImageNet file into the cache with Keras' own downloader.
 
     Returns the file; raises FetchError at once (after the bounded probe) when offline.
@@ -204,11 +202,11 @@ def fetch_weights(spec: "ModelSpec", cache_dir: Path | str | None = None) -> Pat
 # Resolution
 # ---------------------------------------------------------------------------------------------
 
-def _fetch_hint(spec: "ModelSpec") -> str:
+def _fetch_hint(spec: ModelSpec) -> str:
     return f"run `convnet-search weights fetch {spec.id}` where there is a network ({README_HINT})"
 
 
-def resolve_weights(spec: "ModelSpec", option: str, seed: int = 0,
+def resolve_weights(spec: ModelSpec, option: str, seed: int = 0,
                     cache_dir: Path | str | None = None) -> ResolvedWeights:
     """Decide what `--weights option` means for `spec`, without building the model.
 
@@ -259,7 +257,7 @@ def resolve_weights(spec: "ModelSpec", option: str, seed: int = 0,
     return ResolvedWeights("file", path.absolute(), sha, f"file {path.name}, sha256 {sha[:12]}", seed)
 
 
-def load_failure(spec: "ModelSpec", path: Path, exc: BaseException) -> str:
+def load_failure(spec: ModelSpec, path: Path, exc: BaseException) -> str:
     """One line naming the file and what Keras/h5py reported."""
     text = str(exc).strip()
     msg = (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -21,7 +21,8 @@ from ..io.datasets import Dataset, dataset_fingerprint, image_digests
 from ..io.shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 from ..io.store import ArrayStore, ShardDir, StoredArrays, fingerprint
 from ..nets.extractor import ExtractJob, ExtractorSpec, image_batches
-from ..nets.models import ModelSpec, get_spec, output_keys
+from ..nets.models import get_spec, output_keys
+from ..nets.spec import ModelSpec
 from ..nets.weights import ResolvedWeights, resolve_weights
 from ..search import atlas as channel_atlas
 from ..search.incremental import carried_runs
