@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .search.browser_features import DOWNLOAD_BUDGET_MB
-from .search.metrics import METRIC_IDS, resolve_metric, validate_minkowski_p
+from .distribute import RAY_INSTALL_HINT
 from .nets.models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
 from .nets.pooling import DEFAULT_POOLINGS, POOLINGS
 from .nets.tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
+from .search.browser_features import DOWNLOAD_BUDGET_MB
+from .search.metrics import METRIC_IDS, resolve_metric, validate_minkowski_p
+from .search.projection import UmapConfig
 
 ALL_METRICS = METRIC_IDS
 # The one place that says how small k may be: a dataset of N images stores min(k, N − 1) neighbours
@@ -30,7 +32,6 @@ UMAP_METRICS = ("cosine", "euclidean", "l2", "manhattan", "l1", "taxicab", "cheb
                 "linfinity", "linfty", "canberra", "braycurtis", "correlation")
 SEED_MAX = 2**32 - 1  # numpy and umap-learn seeds are unsigned 32-bit
 DISTRIBUTORS = ("local", "ray")  # distributor.py: who runs extraction shards and neighbour blocks
-RAY_INSTALL_HINT = "pip install 'convnet-search[ray]'"
 # Keys that only mean something with distributor = "ray" (refused with "local", not ignored).
 RAY_KEYS = ("ray_address", "workers", "cpus_per_worker", "gpus_per_worker")
 
@@ -146,13 +147,6 @@ def flag_type(name: str) -> Callable[[str], Any]:
 
     parse.__name__ = key.kind
     return parse
-
-
-@dataclass(frozen=True)
-class UmapConfig:
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    metric: str = "cosine"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from convnet_search.config import UmapConfig
+from convnet_search.search.projection import UmapConfig
 from convnet_search.search.projection import normalize_unit_square, umap_2d
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from .. import interrupts
-from ..config import RAY_INSTALL_HINT
+from . import RAY_INSTALL_HINT
 from ..nets.extractor import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
 
 CONNECT_TIMEOUT_S = 5.0  # how long an unreachable cluster may take to say so

@@ -1,11 +1,18 @@
-"""UMAP stage: a reproducible 2-D map of every (dataset, model, layer)."""
+"""UMAP math: a reproducible 2-D layout of one feature matrix, reusing a stored kNN graph when given."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import UmapConfig
+
+@dataclass(frozen=True)
+class UmapConfig:
+    """umap-learn's parameters that the run sets (TOML [umap]; config.py validates them)."""
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "cosine"
 
 
 def normalize_unit_square(xy: np.ndarray) -> np.ndarray:
