@@ -157,7 +157,8 @@ def _two_passes(dist, ds, tmp: Path, tag: str) -> dict:
 
 def run(quick: bool = False) -> dict:
     from convnet_search.io.datasets import load_dataset
-    from convnet_search.distribute.distributor import LocalDistributor, RayDistributor
+    from convnet_search.distribute.local import LocalDistributor
+    from convnet_search.distribute.ray import RayDistributor
 
     n = 64 if quick else 320
     rows = []

@@ -179,7 +179,7 @@ def _precompute(args, console: Console) -> int:
     from .io.datasets import DatasetError
     from .nets.models import ModelError, WeightsError
     from .stages.bundle import BundleError
-    from .distribute.distributor import ClusterError, RayMissingError
+    from .distribute.base import ClusterError, RayMissingError
     from .pipeline import run
     from .stages.base import StageInputMissing
     from .io.workspace import BusyError, StorageError, WorkspaceError

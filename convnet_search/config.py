@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .distribute import RAY_INSTALL_HINT
+from .distribute.base import RAY_INSTALL_HINT
 from .nets.models import DEFAULT_NUM_LAYERS, default_model_ids, get_spec
 from .nets.pooling import DEFAULT_POOLINGS, POOLINGS
 from .nets.tfjs_export import DEFAULT_QUANTIZATION, QUANTIZATIONS
@@ -31,7 +31,7 @@ QUANTIZE_CHOICES = QUANTIZATIONS
 UMAP_METRICS = ("cosine", "euclidean", "l2", "manhattan", "l1", "taxicab", "chebyshev", "linf",
                 "linfinity", "linfty", "canberra", "braycurtis", "correlation")
 SEED_MAX = 2**32 - 1  # numpy and umap-learn seeds are unsigned 32-bit
-DISTRIBUTORS = ("local", "ray")  # distributor.py: who runs extraction shards and neighbour blocks
+DISTRIBUTORS = ("local", "ray")  # distribute/: who runs extraction shards and neighbour blocks
 # Keys that only mean something with distributor = "ray" (refused with "local", not ignored).
 RAY_KEYS = ("ray_address", "workers", "cpus_per_worker", "gpus_per_worker")
 
@@ -175,7 +175,7 @@ class RunConfig:
     follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
     weights_cache: Path | None = None
-    # Who runs the work (distributor.py); never part of a fingerprint: the outputs are the same.
+    # Who runs the work (distribute/); never part of a fingerprint: the outputs are the same.
     distributor: str = "local"
     ray_address: str | None = None
     workers: int | None = None

@@ -13,7 +13,8 @@ from pathlib import Path
 from rich.console import Console
 
 from .config import RunConfig
-from .distribute.distributor import Distributor, make_distributor
+from .distribute import make_distributor
+from .distribute.base import Distributor
 from .io.datasets import load_dataset
 from .io.workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
 from .stages import bundle, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
@@ -30,7 +31,7 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
     the stages (all, or with `only` that one: stages.plan).
 
     force: discard the stored outputs first (every stage's, or with `only` that stage's).
-    Raises workspace.WorkspaceError (and its StorageError/BusyError) and distributor.ClusterError
+    Raises workspace.WorkspaceError (and its StorageError/BusyError) and distribute.base.ClusterError
     before anything is written, StageInputMissing when `only`'s inputs are not stored.
     distributor: made from cfg (and closed) when not given.
     """

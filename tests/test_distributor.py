@@ -1,4 +1,4 @@
-"""distributor.py: the same outputs whoever runs the work, on a two-node Ray cluster on this machine.
+"""distribute/: the same outputs whoever runs the work, on a two-node Ray cluster on this machine.
 
 Ray is pinned in requirements.lock: without it this file fails (it is not skipped). The cluster is
 `ray.cluster_utils.Cluster` (a head node and worker nodes as local processes, one CPU each) and is
@@ -23,7 +23,7 @@ from ray.cluster_utils import Cluster
 from convnet_search import pipeline
 from test_cli import add_plain_images, read_bundle
 from convnet_search.config import ConfigError, load_config
-from convnet_search.distribute.distributor import RayDistributor, row_blocks
+from convnet_search.distribute.ray import RayDistributor, row_blocks
 from convnet_search.nets.extractor import extract_shard
 from convnet_search.stages.extract import extract_features, extraction_fingerprint, plan_extraction
 from convnet_search.nets.models import get_spec

@@ -701,7 +701,7 @@ def minkowski_recall(X: np.ndarray, ids: np.ndarray, p: float, *, rows: int = RE
 
 
 # rows(metrics, L) -> {metric: (ids, dists)} of every row: how a caller gets all rows computed
-# (here: in this process; distributor.RayDistributor: as row blocks on a cluster).
+# (here: in this process; distribute/ray.py: as row blocks on a cluster).
 RowsFn = Callable[[list, "int | None"], dict]
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # types only: the stage modules import this one, and the CLI 
     from rich.console import Console
 
     from ..config import RunConfig
-    from ..distribute.distributor import Distributor
+    from ..distribute.base import Distributor
     from ..io.datasets import Dataset
     from ..io.store import ArrayStore, StoredArrays
     from ..nets.weights import ResolvedWeights

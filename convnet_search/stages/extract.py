@@ -30,7 +30,7 @@ from .base import Stage
 from .progress import progress as _progress
 
 if TYPE_CHECKING:
-    from ..distribute.distributor import Distributor, WorkerStats
+    from ..distribute.base import Distributor, WorkerStats
     from .base import RunContext
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
@@ -49,7 +49,7 @@ class ExtractResult:
     # Images run through the model in this call: a resumed run skips the finished shards, and
     # counting those would overstate its speed. None: all `images`.
     computed: int | None = None
-    # Who ran the shards of this call (distributor.WorkerStats): shards, images, busy time each.
+    # Who ran the shards of this call (distribute/base.py's WorkerStats): shards, images, busy time each.
     workers: tuple["WorkerStats", ...] = ()
 
     @property
@@ -130,10 +130,10 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
     """Extract (or resume, update, or skip) the features of `ds` under `spec`; store them in `store`.
 
     weights: what pipeline.run resolved for this model (resolved here from cfg when omitted).
-    distributor: who runs the shards (default: this process, distributor.LocalDistributor); the
+    distributor: who runs the shards (default: this process, distribute/local.py); the
     result is the same whoever does, so it is not part of the fingerprint.
     """
-    from ..distribute.distributor import LocalDistributor
+    from ..distribute.local import LocalDistributor
 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     fp = extraction_fingerprint(ds, spec, cfg, ds_fp, weights)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ..config import RunConfig
-from ..distribute.distributor import Distributor, LocalDistributor
+from ..distribute.base import Distributor
+from ..distribute.local import LocalDistributor
 from ..io.datasets import Dataset
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.incremental import basis_of, carried_rows, update_neighbors

@@ -1,19 +1,9 @@
-"""Who runs the heavy work: this process (`LocalDistributor`) or a Ray cluster (`RayDistributor`).
+"""The Ray distributor: extraction shards on one actor per worker, neighbours as query-row blocks.
 
-One seam with two implementations of the same signature (the design of clip-retrieval's
-distributor); the pipeline does not know which one it holds, and the outputs do not depend on it:
-
-* extraction: the work items are an `ExtractJob`'s shards. Every distributor builds the model with
-  `ExtractorSpec.build` and runs each shard with `extractor.extract_shard_steps` (same images, same
-  batches), which writes the shard atomically into the work folder; the driver then assembles
-  the shards exactly as a local run does. On Ray, one actor per worker builds each model once and
-  takes shards one at a time from the driver; a shard whose worker dies (process or node) goes
-  back to the queue and another worker does it.
-* neighbours: query-row blocks (`neighbors.top_k_rows`) as Ray tasks against the feature
-  matrix put once in the object store, concatenated: the same arrays as the local stage's.
-
-Ray is optional (`pip install 'convnet-search[ray]'`); nothing here imports it unless a
-RayDistributor is made. UMAP, the TF.js export and the bundle stay on the driver.
+On Ray, one actor per worker builds each model once and takes shards one at a time from the driver;
+a shard whose worker dies (process or node) goes back to the queue and another worker does it.
+Neighbours: query-row blocks (`neighbors.top_k_rows`) as Ray tasks against the feature matrix put
+once in the object store, concatenated: the same arrays as the local search's.
 """
 from __future__ import annotations
 
@@ -27,13 +17,12 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any
 
 import numpy as np
 
-from .. import interrupts
-from . import RAY_INSTALL_HINT
-from ..nets.extractor import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard, extract_shard_steps
+from ..nets.extractor import ExtractJob, ExtractorSpec, FeatureExtractor, ShardTask, extract_shard_steps
+from .base import RAY_INSTALL_HINT, ClusterError, ExtractRun, Progress, RayMissingError, WorkerStats
 
 CONNECT_TIMEOUT_S = 5.0  # how long an unreachable cluster may take to say so
 MAX_SHARD_ATTEMPTS = 3  # a shard whose worker died this many times fails the run (it may be the cause)
@@ -45,109 +34,6 @@ SHARDS_AHEAD = 1
 # No batch finished anywhere for this long (every worker lost and none restarted): give up.
 STALL_TIMEOUT_S = 900.0
 
-
-class DistributorError(RuntimeError):
-    """The distributor cannot run the work; the message says why and what to do."""
-
-
-class RayMissingError(DistributorError):
-    """--distributor ray without Ray installed (a usage error: exit 2)."""
-
-
-class ClusterError(DistributorError):
-    """The Ray cluster cannot be reached, has no room for a worker, or lost every worker."""
-
-
-@dataclass(frozen=True)
-class WorkerStats:
-    """What one worker did in one extraction call."""
-    worker: str  # "local", or "ray-<n>" (one actor; it keeps its name after a restart)
-    node: str  # host name or IP of the node it ran on
-    shards: int
-    images: int
-    seconds: float  # busy time: model build excluded, shard work included
-    lost: int = 0  # shards it was running when it (or its node) died; redone by another worker
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
-
-
-@dataclass(frozen=True)
-class ExtractRun:
-    """What a distributor hands back from one ExtractJob: the shards are in job.shard_dir."""
-    infos: list  # models.LayerInfo of the built extractor
-    base_info: dict  # params, weights kind, weights_digest, ...
-    computed: int  # images extracted in this call (finished shards of a killed run excluded)
-    workers: list[WorkerStats] = field(default_factory=list)
-
-
-Progress = Callable[[int], None]
-
-
-class Distributor(Protocol):
-    """The seam: LocalDistributor and RayDistributor implement it with the same signature."""
-    name: str
-
-    def connect(self) -> None:
-        """Reach the workers before anything is written (a ClusterError if they cannot be)."""
-
-    def extract(self, job: ExtractJob, *, on_start: Progress | None = None,
-                on_progress: Progress | None = None) -> ExtractRun:
-        """Build job.extractor, check the finished shards (job.pending), report the images still
-        to do (on_start), run every pending shard (on_progress: images done, as they are)."""
-
-    def neighbors(self, X: np.ndarray, k: int, metrics: Sequence[str], p: float, report: dict | None = None
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """neighbors.top_k_neighbors_multi(X, k, metrics, p=p), byte for byte."""
-
-    def close(self) -> None:
-        """Release workers and connections (idempotent)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Local: this process, as before the seam existed (same speed)
-# ---------------------------------------------------------------------------------------------
-
-class LocalDistributor:
-    name = "local"
-
-    def connect(self) -> None:
-        pass
-
-    def extract(self, job: ExtractJob, *, on_start: Progress | None = None,
-                on_progress: Progress | None = None) -> ExtractRun:
-        with interrupts.deferred():  # Ctrl-C lands between batches, not inside TensorFlow's callbacks
-            ex = job.extractor.build()
-            interrupts.check()
-            todo = job.pending(ex.base_info["weights_digest"])
-            if on_start:
-                on_start(job.images(todo))
-            t = time.perf_counter()
-            images = sum(extract_shard(ex, job.task(s), on_progress) for s in todo)
-        stats = WorkerStats("local", socket.gethostname(), len(todo), images, time.perf_counter() - t)
-        return ExtractRun(ex.infos, ex.base_info, images, [stats])
-
-    def neighbors(self, X, k, metrics, p, report: dict | None = None):
-        from ..search.neighbors import top_k_neighbors_multi
-
-        return top_k_neighbors_multi(X, k, metrics, p=p, report=report)
-
-    def close(self) -> None:
-        pass
-
-
-def make_distributor(cfg) -> Distributor:
-    """The distributor a RunConfig asks for (not connected yet: see RayDistributor.connect)."""
-    if cfg.distributor == "local":
-        return LocalDistributor()
-    return RayDistributor(cfg.ray_address, workers=cfg.workers, cpus_per_worker=cfg.cpus_per_worker,
-                          gpus_per_worker=cfg.gpus_per_worker)
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray
-# ---------------------------------------------------------------------------------------------
 
 def import_ray():
     try:
