@@ -18,13 +18,9 @@ if TYPE_CHECKING:  # types only: the stage modules import this one, and the CLI 
 
     from ..config import RunConfig
     from ..distribute.base import Distributor
-    from ..io.datasets import Dataset
-    from ..io.store import ArrayStore, StoredArrays
+    from ..io.store import ArrayStore
     from ..nets.weights import ResolvedWeights
-    from .extract import ExtractResult
-    from .featviz import FeatvizResult
-    from .tfjs import BrowserSearch
-    from .thumbnails import ThumbSheets
+    from .outputs import BrowserSearch, DatasetResults, FeatvizResult, RunReport
 
 # Run order. "datasets" (list the folders, fingerprint them) runs in every run, --only or not:
 # every other stage's fingerprint starts from it.
@@ -74,28 +70,6 @@ def plan(stages: tuple[Stage, ...], only: str | None) -> list[tuple[Stage, str]]
             needed.add(name)
             todo += by_name[name].needs
     return [(s, "run" if s.name == only else "load") for s in stages if s.name == only or s.name in needed]
-
-
-@dataclass
-class DatasetResults:
-    """Everything computed for one dataset, as read back from the stage stores."""
-    dataset: Dataset
-    features: dict[str, StoredArrays]  # model id -> features (meta has layer infos, weights)
-    neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
-    umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
-    thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
-    scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
-
-
-@dataclass
-class RunReport:
-    extract: list[ExtractResult] = field(default_factory=list)
-    datasets: list[Dataset] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    bundle_status: str = ""
-    distributor: str = "local"
-    weights: str = ""
-    out: Path | None = None
 
 
 @dataclass
