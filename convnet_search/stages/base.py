@@ -1,9 +1,10 @@
 """The stage contract: what every step of a run is, the order they run in, what they share.
 
 Each stage module (stages/<name>.py) defines its STAGE. A stage brings its stored output (work
-folder) up to date for each of its work items (a dataset, a dataset × model, a model): fingerprint of the inputs → is the stored output current? → if not,
-compute → write atomically. `pipeline.run` is a loop over the stages in STAGE_NAMES order; with
-`--only STAGE` it runs that one and only reads back what it needs from the stages before it.
+folder) up to date for each of its work items (a dataset, a dataset × model, a model): fingerprint
+of the inputs → is the stored output current? → if not, compute → write atomically.
+`pipeline.run` is a loop over the stages in STAGE_NAMES order; with `--only STAGE` it runs that
+one and only reads back what it needs from the stages before it.
 
 Kept free of heavy imports: the CLI reads STAGE_NAMES to validate `--only` before loading numpy.
 """
