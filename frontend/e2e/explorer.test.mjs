@@ -16,6 +16,16 @@ async function openPage(query = '') {
   return { page, problems };
 }
 
+/** The map of the first model's last layer with image 0 as the query, drawn; and that layer's UMAP coordinates. */
+async function openMap() {
+  const model = manifest.models[0];
+  const layer = model.layers[model.layers.length - 1].name;
+  const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
+  await page.waitForSelector('canvas.umap-canvas[data-points]');
+  const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, manifest.poolings[0].id, 'umap.f32'));
+  return { page, problems, xy: new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4) };
+}
+
 async function distances(page) {
   return page.$$eval('.results-grid .dist', (els) => els.map((e) => e.textContent));
 }
@@ -124,13 +134,8 @@ describe('explorer', () => {
   });
 
   test('UMAP draws one point per image and clicking a point changes the query', async () => {
-    const model = manifest.models[0];
-    const layer = model.layers[model.layers.length - 1].name;
-    const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
-    await page.waitForSelector('canvas.umap-canvas[data-points]');
+    const { page, problems, xy } = await openMap();
     assert.equal(Number(await page.getAttribute('canvas.umap-canvas', 'data-points')), ds.size);
-    const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, manifest.poolings[0].id, 'umap.f32'));
-    const xy = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     // Every image's position is painted (a non-transparent pixel at its centre).
     const painted = await page.evaluate(({ xy, pad }) => {
       const c = document.querySelector('canvas.umap-canvas');
@@ -260,12 +265,7 @@ describe('explorer', () => {
   });
 
   test('map keyboard: +/− zoom about the selection, ←/→ pan to the selected point, Shift+arrows pan', async () => {
-    const model = manifest.models[0];
-    const layer = model.layers[model.layers.length - 1].name;
-    const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
-    await page.waitForSelector('canvas.umap-canvas[data-points]');
-    const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, manifest.poolings[0].id, 'umap.f32'));
-    const xy = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    const { page, problems, xy } = await openMap();
     const canvas = page.locator('canvas.umap-canvas');
     await canvas.scrollIntoViewIfNeeded();
     await page.focus('canvas.umap-canvas');
