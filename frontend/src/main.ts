@@ -1,6 +1,6 @@
 // App shell: loads the manifest, keeps the state in the URL, shows one view at a time.
 import './style.css';
-import { DataProvider } from './data/provider';
+import { DataProvider, type BundleChangedError } from './data/provider';
 import type { Manifest } from './data/types';
 import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
@@ -29,6 +29,18 @@ export function weightsBanner(m: Manifest): HTMLElement | null {
     m.weights_detail
       ? h('details', { class: 'banner-details' }, [h('summary', { text: 'details' }), h('p', { text: m.weights_detail })])
       : '',
+  ]);
+}
+
+/**
+ * What the page shows once the bundle on the server turned out to have changed under it
+ * (DataProvider.onBundleChanged): one message and a Reload button, in place of the views, whose
+ * data can no longer be loaded or trusted.
+ */
+export function bundleChangedNotice(e: BundleChangedError): HTMLElement {
+  return h('div', { class: 'banner banner-changed', attrs: { role: 'alert', 'data-bundle-changed': '' } }, [
+    h('p', { class: 'banner-text', text: 'The data changed on the server since this page was loaded (the bundle was rebuilt), so this page can no longer show it. Reload to see the new data.' }),
+    h('button', { class: 'reload-btn', text: 'Reload', attrs: { type: 'button', title: `Reload the page (${e.manifestUrl})` }, on: { click: () => location.reload() } }),
   ]);
 }
 
@@ -72,6 +84,8 @@ class App {
   private readonly config = new ConfigBar();
   private readonly tabs: Record<View, HTMLButtonElement>;
   private liveMounted = false;
+  /** The bundle changed under the page: the views are gone, nothing renders any more. */
+  private stale = false;
 
   constructor(
     private readonly data: DataProvider,
@@ -101,12 +115,20 @@ class App {
       return p;
     });
     clear(this.root);
+    const main = h('main', { attrs: { id: 'main' } }, panels);
+    const weights = weightsBanner(m);
     this.root.append(
       h('header', { class: 'top' }, [h('h1', {}, [h('a', { text: 'ConvNet Search', attrs: { href: '?' + (new URLSearchParams(location.search).get('data') ? `data=${encodeURIComponent(manifestUrl())}` : '') } })]), tablist]),
-      weightsBanner(m) ?? '',
+      weights ?? '',
       this.config.root,
-      h('main', { attrs: { id: 'main' } }, panels),
+      main,
     );
+    // A rebuilt bundle: every view's data (and the old manifest's notes) is gone or stale; one message replaces them all.
+    this.data.onBundleChanged((e) => {
+      this.stale = true;
+      for (const el of [tablist, weights, this.config.root]) if (el) el.hidden = true;
+      main.replaceChildren(bundleChangedNotice(e));
+    });
     history.replaceState(null, '', stateToSearch(this.state, new URLSearchParams(location.search)));
     window.addEventListener('popstate', () => {
       this.state = parseState(new URLSearchParams(location.search), m);
@@ -143,6 +165,7 @@ class App {
   }
 
   private render(): void {
+    if (this.stale) return;
     const ctx = this.ctx();
     this.config.update(ctx);
     for (const v of VIEWS) {

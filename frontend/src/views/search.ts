@@ -92,7 +92,11 @@ export class SearchView implements ViewModule {
     const rowP = data.neighborRow(state.dataset, state.model, state.layer, state.pooling, state.metric, q);
     Promise.all([idxP, rowP]).then(
       ([idx, row]) => fresh() && this.renderQuery(ctx, idx, q, row),
-      (e: unknown) => fresh() && this.fail(this.results, e),
+      (e: unknown) => {
+        if (!fresh()) return;
+        clear(this.query);  // not the previous query's image and score beside this query's error
+        this.fail(this.results, e);
+      },
     );
   }
 
