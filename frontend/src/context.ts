@@ -1,12 +1,15 @@
 import type { DataProvider } from './data/provider';
 import type { Manifest } from './data/types';
 import type { AppState } from './state';
+import type { JudgementStore } from './data/judgestore';
 
 /** What every view gets: the data, the current state, and a way to change it. */
 export interface Ctx {
   data: DataProvider;
   manifest: Manifest;
   state: AppState;
+  /** The user's ✓ / ✗ marks (IndexedDB); null until opened. */
+  judgements: JudgementStore | null;
   navigate(patch: Partial<AppState>, opts?: { replace?: boolean }): void;
 }
 

@@ -10,8 +10,10 @@ import { SearchView } from './views/search';
 import { MapView } from './views/map';
 import { CompareView } from './views/compare';
 import { AboutView } from './views/about';
+import { JudgementStore } from './data/judgestore';
+import { repaintJudgements } from './views/judge';
 
-const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', explorer: 'Model Explorer', about: 'About / FAQ' };
+const TAB_LABELS: Record<View, string> = { search: 'Search', side: 'Side by side', map: 'Map (UMAP)', compare: 'Compare', judge: 'Your judgements', explorer: 'Model Explorer', about: 'About / FAQ' };
 
 function manifestUrl(): string {
   return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
@@ -76,9 +78,12 @@ class App {
   constructor(
     private readonly data: DataProvider,
     private readonly root: HTMLElement,
+    private readonly judgements: JudgementStore,
   ) {
     this.views = {
       search: this.search,
+      side: new LazyView(() => import('./views/sidebyside').then((x) => new x.SideBySideView())),
+      judge: new LazyView(() => import('./views/judgeview').then((x) => new x.JudgeView())),
       map: new MapView(),
       compare: new CompareView(),
       explorer: new LazyView(() => import('./views/modelexplorer').then((x) => new x.ModelExplorerView())),
@@ -113,6 +118,7 @@ class App {
       this.search.clearUpload();
       this.render();
     });
+    this.judgements.onChange(() => repaintJudgements(document, this.judgements));
     this.render();
   }
 
@@ -139,7 +145,7 @@ class App {
   }
 
   private ctx(): Ctx {
-    return { data: this.data, manifest: this.data.manifest, state: this.state, navigate: (p, o) => this.navigate(p, o) };
+    return { data: this.data, manifest: this.data.manifest, state: this.state, judgements: this.judgements, navigate: (p, o) => this.navigate(p, o) };
   }
 
   private render(): void {
@@ -199,8 +205,8 @@ class App {
 async function boot(): Promise<void> {
   const root = document.getElementById('app')!;
   try {
-    const data = await DataProvider.open(manifestUrl());
-    new App(data, root).start();
+    const [data, judgements] = await Promise.all([DataProvider.open(manifestUrl()), JudgementStore.open()]);
+    new App(data, root, judgements).start();
   } catch (e) {
     clear(root);
     root.append(

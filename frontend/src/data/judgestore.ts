@@ -138,7 +138,8 @@ export class JudgementStore {
     this.changed();
     if (this.db) {
       const st = this.db.transaction(STORE, 'readwrite').objectStore(STORE);
-      await request(similar === null ? st.delete(k) : st.put(this.map.get(k), k));
+      if (similar === null) await request(st.delete(k));
+      else await request(st.put(this.map.get(k), k));
     }
   }
 
