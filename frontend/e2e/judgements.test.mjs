@@ -62,7 +62,7 @@ describe('side by side', () => {
     const q = 3;
     await page.goto(`${server.url}?view=side&q=${q}&${colUrl(cols)}`);
     const two = await checkOverlaps(page, cols, q);
-    await page.waitForFunction(() => [...document.querySelectorAll('.side-results img')].every((i) => i.complete && i.naturalWidth > 0));
+    await page.waitForFunction(() => [...document.querySelectorAll('.side-results img, img.side-query-img')].every((i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 1));
     await page.screenshot({ path: path.join(SHOTS, 'f20-side-by-side.png'), fullPage: true });
     // A third column from the button, then its metric changed from its own picker.
     await page.click('.side-add');
@@ -77,6 +77,38 @@ describe('side by side', () => {
     await page.goBack();
     await checkOverlaps(page, cols, q);
     process.stderr.write(`# side by side q=${q}: overlap@${ds.k} ${JSON.stringify(two)}; 3 columns ${JSON.stringify(got)}\n`);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('an uploaded image side by side: browser-model columns, overlap@k, nothing fetched but features files', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const requests = [];
+    page.on('request', (r) => { if (!/^(blob|data):/.test(r.url())) requests.push(r.url()); });
+    await page.goto(`${server.url}?metric=cosine`);
+    await page.hover('#live-search');
+    await page.waitForSelector('#live-search[data-state=ready]', { timeout: 120_000 });
+    const id = 12;
+    await page.setInputFiles('#live-search #live-file', path.join(bundle.imagesDir, index.files[id]));
+    await page.waitForFunction(() => document.querySelector('#live-search').dataset.searches === '1', null, { timeout: 60_000 });
+    await waitQuiet(server);
+    const from = requests.length;
+    await page.click('#tab-side');
+    await page.waitForFunction(() => document.querySelectorAll('.side-col .side-results').length === 2, null, { timeout: 60_000 });
+    const bs = manifest.browser_search;
+    const layers = [...new Set(bs.outputs.map((o) => o.layer))];
+    const cols = await page.$$eval('.side-col', (els) => els.map((e) => [e.dataset.col, [...e.querySelectorAll('.result-btn')].map((b) => Number(b.dataset.id))]));
+    assert.deepEqual(cols.map((c) => c[0]), [`${bs.model}|${layers[0]}|avg|cosine`, `${bs.model}|${layers[layers.length - 1]}|avg|cosine`]);
+    // The image itself (a dataset image) is the nearest result under every column: each really ran.
+    for (const [col, ids] of cols) assert.equal(ids[0], id, `${col}: ${ids}`);
+    const shown = Number(await page.getAttribute('.overlap', 'data-overlap'));
+    assert.equal(shown, overlap(cols[0][1], cols[1][1]));
+    assert.equal(await page.locator('.side-results .judge').count(), 0, 'no marks for an upload (no file name to key them by)');
+    await page.screenshot({ path: path.join(SHOTS, 'f20-side-by-side-upload.png'), fullPage: true });
+    const after = requests.slice(from).filter((u) => !/\/assets\//.test(u));  // the view's own lazy chunk aside
+    assert.ok(after.every((u) => /\/browser\//.test(u)), `only features files after the upload: ${after.join(' ')}`);
+    process.stderr.write(`# upload side by side: overlap ${shown}; requests after the upload: ${after.map((u) => new URL(u).pathname).join(', ') || 'none'}\n`);
     assert.deepEqual(problems, []);
     await page.close();
   });
@@ -137,6 +169,7 @@ describe('your judgements', () => {
     assert.equal(new Set(rows).size, configs);
     assert.match(await page.locator('.judge-count').textContent(), /^20 judgements in this dataset/);
     const verdict = await page.locator('.judge-verdict').textContent();
+    await page.waitForFunction(() => [...document.querySelectorAll('.suggest img')].every((i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 1));
     await page.screenshot({ path: path.join(SHOTS, 'f20-leaderboard.png'), fullPage: false });
     const top = await page.$$eval('.judge-table tbody tr', (trs) => trs.slice(0, 5).map((tr) => [...tr.children].map((td) => td.textContent).join(' | ')));
     process.stderr.write(`# leaderboard after ${marks.length} marks: ${configs} configurations; ${verdict}\n#   ${top.join('\n#   ')}\n`);

@@ -4,7 +4,8 @@ import { DataProvider } from './data/provider';
 import type { Manifest } from './data/types';
 import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
-import type { Ctx, ViewModule } from './context';
+import type { Ctx, UploadQuery, ViewModule } from './context';
+import type { SideRunner } from './live/index';
 import { ConfigBar, weightsSentence } from './views/config';
 import { SearchView } from './views/search';
 import { MapView } from './views/map';
@@ -74,6 +75,7 @@ class App {
   private readonly config = new ConfigBar();
   private readonly tabs: Record<View, HTMLButtonElement>;
   private liveMounted = false;
+  private sideRunner: SideRunner | null = null;
 
   constructor(
     private readonly data: DataProvider,
@@ -134,7 +136,8 @@ class App {
 
   navigate(patch: Partial<AppState>, opts: { replace?: boolean } = {}): void {
     const next = applyPatch(this.state, patch, this.data.manifest);
-    if (Object.keys(patch).some((k) => k !== 'view' && k !== 'gallery')) this.search.clearUpload();
+    // Side-by-side columns are another look at the same query (an uploaded one included).
+    if (Object.keys(patch).some((k) => k !== 'view' && k !== 'gallery' && k !== 'cols')) this.search.clearUpload();
     const url = stateToSearch(next, new URLSearchParams(location.search));
     if (url !== location.search) {
       if (opts.replace) history.replaceState(null, '', url);
@@ -145,7 +148,13 @@ class App {
   }
 
   private ctx(): Ctx {
-    return { data: this.data, manifest: this.data.manifest, state: this.state, judgements: this.judgements, navigate: (p, o) => this.navigate(p, o) };
+    return { data: this.data, manifest: this.data.manifest, state: this.state, judgements: this.judgements, upload: this.uploadQuery(), navigate: (p, o) => this.navigate(p, o) };
+  }
+
+  private uploadQuery(): UploadQuery | null {
+    const up = this.search.uploaded;
+    const bs = this.data.manifest.browser_search;
+    return up && bs && this.sideRunner ? { imageUrl: up.imageUrl, model: bs.model, run: this.sideRunner } : null;
   }
 
   private render(): void {
@@ -193,6 +202,7 @@ class App {
             this.search.showUpload(r);
           },
           provideWhy: (run) => this.search.why.setRunner(run),
+          provideSide: (run) => (this.sideRunner = run),
         }),
       (e: unknown) => {
         this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error'));

@@ -61,6 +61,11 @@ export class SearchView implements ViewModule {
     if (this.ctx) this.update(this.ctx);
   }
 
+  /** The uploaded image whose results are shown, if any. */
+  get uploaded(): UploadResults | null {
+    return this.upload;
+  }
+
   clearUpload(): void {
     this.upload = null;
   }
