@@ -76,12 +76,19 @@ class App {
   private readonly tabs: Record<View, HTMLButtonElement>;
   private liveMounted = false;
   private sideRunner: SideRunner | null = null;
+  private judgements: JudgementStore | null = null;
 
   constructor(
     private readonly data: DataProvider,
     private readonly root: HTMLElement,
-    private readonly judgements: JudgementStore,
+    judgements: Promise<JudgementStore>,
   ) {
+    // IndexedDB opens beside the first screen, not before it: marks appear once it is open.
+    void judgements.then((store) => {
+      this.judgements = store;
+      store.onChange(() => repaintJudgements(document, store));
+      if (this.state) this.render();
+    });
     this.views = {
       search: this.search,
       side: new LazyView(() => import('./views/sidebyside').then((x) => new x.SideBySideView())),
@@ -120,7 +127,6 @@ class App {
       this.search.clearUpload();
       this.render();
     });
-    this.judgements.onChange(() => repaintJudgements(document, this.judgements));
     this.render();
   }
 
@@ -215,7 +221,8 @@ class App {
 async function boot(): Promise<void> {
   const root = document.getElementById('app')!;
   try {
-    const [data, judgements] = await Promise.all([DataProvider.open(manifestUrl()), JudgementStore.open()]);
+    const judgements = JudgementStore.open();
+    const data = await DataProvider.open(manifestUrl());
     new App(data, root, judgements).start();
   } catch (e) {
     clear(root);
