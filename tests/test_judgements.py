@@ -150,3 +150,28 @@ def test_fixture_is_what_python_computes():
 
 if __name__ == '__main__' and sys.argv[1:] == ['--write']:
     FIXTURE.write_text(json.dumps(make_fixture(), indent=1) + '\n')
+
+
+def test_a_simulated_user_judging_by_class_finds_the_class_faithful_configuration():
+    """How a benchmark calls it: rows per configuration, marks from true labels, suggestions as
+    the next marks. The configuration whose lists follow the classes must come out on top."""
+    rng = random.Random(5)
+    labels = [i % 4 for i in range(60)]
+    same = lambda q: [i for i in range(60) if labels[i] == labels[q] and i != q]
+    other = lambda q: [i for i in range(60) if labels[i] != labels[q]]
+    rows = {
+        'faithful': {q: same(q)[:6] + other(q)[:4] for q in range(60)},
+        'half': {q: [x for pair in zip(same(q)[:5], other(q)[:5]) for x in pair] for q in range(60)},
+        'noise': {q: rng.sample(other(q), 8) + same(q)[:2] for q in range(60)},
+    }
+    judgements = {}
+    for q in (0, 7, 13, 21, 30, 44):
+        for r in rows['half'][q][:4]:
+            judgements[(q, r)] = labels[r] == labels[q]
+    for _ in range(3):
+        ranking = rank_configurations(rows, judgements, n_boot=300)
+        for q, r in suggest(rows, judgements, ranking):
+            judgements[(q, r)] = labels[r] == labels[q]
+    ranking = rank_configurations(rows, judgements, n_boot=300)
+    assert [r.config for r in ranking.ranked] == ['faithful', 'half', 'noise']
+    assert ranking.ranked[0].score == 1.0 and ranking.leader_share == 1.0
