@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fixture from './judgements.fixture.json';
-import { condensedAP, overlap, rankConfigurations, suggest, type JudgedByQuery, type Rows } from './judgements';
+import { condensedAP, overlap, planFetch, rankConfigurations, suggest, type JudgedByQuery, type Rows } from './judgements';
 
 function fromFixture(): { rows: Map<string, Rows>; judged: JudgedByQuery } {
   const rows = new Map<string, Rows>();
@@ -57,5 +57,20 @@ describe('judgements ranking', () => {
   it('overlap@k counts shared ids', () => {
     expect(overlap([1, 2, 3], [3, 4, 1])).toBe(2);
     expect(overlap([1, 2], [5, 6])).toBe(0);
+  });
+});
+
+describe('planFetch (the per-view byte budget)', () => {
+  it('takes whole configurations in priority order until the budget is spent; rows already here are free', () => {
+    const have = new Set(['c#1', 'c#2']);
+    const p = planFetch(['a', 'b', 'c', 'd'], [1, 2], have, 30, 130);
+    expect(p.ranked).toEqual(['a', 'b', 'c']);  // a, b: 60 each; c: free; d would need 60 more
+    expect(p.fetch).toEqual([['a', 1], ['a', 2], ['b', 1], ['b', 2]]);
+    expect(p.restBytes).toBe(60);
+    const all = planFetch(['a', 'b', 'c', 'd'], [1, 2], have, 30, Infinity);
+    expect(all.ranked).toEqual(['a', 'b', 'c', 'd']);
+    expect(all.fetch).toHaveLength(6);
+    expect(all.restBytes).toBe(0);
+    expect(planFetch(['a', 'b'], [1], new Set(), 30, 10)).toEqual({ ranked: [], fetch: [], restBytes: 60 });
   });
 });

@@ -164,3 +164,37 @@ export function overlap(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < b.length; i++) if (s.has(b[i]!)) n++;
   return n;
 }
+
+export interface FetchPlan {
+  /** Configurations whose rows of every judged query are here or in `fetch`: these get ranked. */
+  ranked: string[];
+  /** [configuration, query] rows to fetch now. */
+  fetch: [string, number][];
+  /** Bytes the configurations left out would still need. */
+  restBytes: number;
+}
+
+/**
+ * Which rows to fetch within `budget` bytes (each row `rowBytes`): configurations in the given
+ * (priority) order, each taken only whole (all its judged queries' rows), until the budget is
+ * spent; rows already `have` (key "config#query") are free.
+ */
+export function planFetch(configs: readonly string[], queries: readonly number[], have: ReadonlySet<string>, rowBytes: number, budget: number): FetchPlan {
+  const plan: FetchPlan = { ranked: [], fetch: [], restBytes: 0 };
+  let left = budget;
+  let full = false;
+  for (const c of configs) {
+    const need = queries.filter((q) => !have.has(`${c}#${q}`));
+    const cost = need.length * rowBytes;
+    if (!full && cost <= left) {
+      left -= cost;
+      plan.ranked.push(c);
+      for (const q of need) plan.fetch.push([c, q]);
+    } else {
+      full = full || cost > 0;  // keep the priority order: nothing after the first that did not fit
+      if (cost === 0) plan.ranked.push(c);
+      else plan.restBytes += cost;
+    }
+  }
+  return plan;
+}

@@ -5,12 +5,13 @@
 // query (DataProvider.neighborIds), kept for the session. Own lazy chunk.
 import './judgements.css';
 import { h, clear, status } from '../dom';
-import { rankConfigurations, suggest, type JudgedByQuery, type Ranking, type Rows } from '../data/judgements';
+import { planFetch, rankConfigurations, suggest, type JudgedByQuery, type Ranking, type Rows } from '../data/judgements';
 import { parseFile, resolveIds, toFile, type JudgementStore } from '../data/judgestore';
 import type { DatasetIndex, Manifest } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
 import { colKey, type Column } from '../state';
+import { idBytes } from '../data/atlas';
 import { columnLabel } from './sidebyside';
 import { thumbImg } from './thumb';
 import { judgeButtons } from './judge';
@@ -20,6 +21,19 @@ export function allColumns(m: Manifest): Column[] {
   const out: Column[] = [];
   for (const model of m.models) for (const l of model.layers) for (const p of m.poolings) for (const x of m.metrics) out.push({ model: model.id, layer: l.name, pooling: p.id, metric: x.id });
   return out;
+}
+
+/**
+ * The explorer's per-view budget is 20 KB of data; the rows get 12 KB of it, the rest is for the
+ * names pages of the suggested images (≤ 16 names) and the labels.
+ */
+const ROW_BUDGET = 12_000;
+
+/** All configurations, the current pooling and metric first (what a partial ranking covers first). */
+function priorityColumns(m: Manifest, pooling: string, metric: string): Column[] {
+  const all = allColumns(m);
+  const now = (c: Column) => (c.pooling === pooling && c.metric === metric ? 0 : 1);
+  return all.map((c, i) => [c, i] as const).sort((a, b) => now(a[0]) - now(b[0]) || a[1] - b[1]).map(([c]) => c);
 }
 
 /** Runs `jobs` with at most `width` in flight (thousands of tiny Range requests). */
@@ -39,6 +53,10 @@ export class JudgeView implements ViewModule {
   private ctx: Ctx | null = null;
   private unsubscribe: (() => void) | null = null;
   private note = '';
+  /** Rows fetched this session ("dataset|config#query"): the budget counts only new ones. */
+  private readonly have = new Set<string>();
+  /** The user asked for every configuration once ("rank all"): no budget for that refresh. */
+  private allOnce = false;
 
   constructor() {
     this.root.append(this.head, this.body);
@@ -83,27 +101,50 @@ export class JudgeView implements ViewModule {
       judged.get(p[0])!.set(p[1], js[i]!.similar);
     });
     const missing = ids.filter((p) => !p).length;
-    const cols = allColumns(m);
     const queries = [...judged.keys()].sort((a, b) => a - b);
-    const rows = new Map<string, Rows>(cols.map((c) => [colKey(c), new Map()]));
-    const progress = status(`Fetching ${cols.length} configurations’ lists of ${queries.length} judged quer${queries.length === 1 ? 'y' : 'ies'}…`);
+    const d = data.dataset(state.dataset);
+    const byKey = new Map(priorityColumns(m, state.pooling, state.metric).map((c) => [colKey(c), c]));
+    const tag = (key: string, q: number) => `${state.dataset}|${key}#${q}`;
+    const have = new Set([...byKey.keys()].flatMap((key) => queries.filter((q) => this.have.has(tag(key, q))).map((q) => `${key}#${q}`)));
+    const plan = planFetch([...byKey.keys()], queries, have, d.k * idBytes(d.id_dtype), this.allOnce ? Infinity : ROW_BUDGET);
+    this.allOnce = false;
+    const progress = status(`Fetching ${plan.fetch.length} neighbour lists of ${queries.length} judged quer${queries.length === 1 ? 'y' : 'ies'}…`);
     this.body.append(progress);
     let done = 0;
-    await pool(cols.flatMap((c) => queries.map((q) => async () => {
-      rows.get(colKey(c))!.set(q, await data.neighborIds(state.dataset, c.model, c.layer, c.pooling, c.metric, q));
-      if (++done % 200 === 0 && fresh()) progress.textContent = `Fetched ${done} of ${cols.length * queries.length} lists…`;
-    })), 6);
+    await pool(plan.fetch.map(([key, q]) => async () => {
+      const c = byKey.get(key)!;
+      await data.neighborIds(state.dataset, c.model, c.layer, c.pooling, c.metric, q);
+      this.have.add(tag(key, q));
+      if (++done % 200 === 0 && fresh()) progress.textContent = `Fetched ${done} of ${plan.fetch.length} lists…`;
+    }), 6);
+    if (!fresh()) return;
+    // Every row is in the provider's cache now: these reads cost no request.
+    const rows = new Map<string, Rows>();
+    for (const key of plan.ranked) {
+      const c = byKey.get(key)!;
+      rows.set(key, new Map(await Promise.all(queries.map(async (q) => [q, await data.neighborIds(state.dataset, c.model, c.layer, c.pooling, c.metric, q)] as const))));
+    }
     if (!fresh()) return;
     const ranking = rankConfigurations(rows, judged);
     clear(this.body);
     this.body.removeAttribute('aria-busy');
     this.body.dataset.configs = String(ranking.ranked.length);
+    this.body.dataset.total = String(byKey.size);
     this.body.append(
       missing ? status(`${missing} judgement(s) name images that are not in this dataset any more; they are ignored.`, 'empty') : '',
-      this.verdict(m, ranking),
+      plan.restBytes ? this.partial(ranking.ranked.length, byKey.size, plan.restBytes) : '',
+      this.verdict(m, ranking, ranking.ranked.length < byKey.size),
       this.suggestions(ctx, idx, rows, judged, ranking),
-      this.table(ctx, ranking, judged),
+      this.table(ctx, ranking, judged, byKey.size),
     );
+  }
+
+  /** Not every configuration fits the per-view byte budget: say so, and offer the rest. */
+  private partial(ranked: number, total: number, bytes: number): HTMLElement {
+    return h('div', { class: 'judge-partial', attrs: { role: 'status' } }, [
+      h('p', { text: `Ranked ${ranked} of ${total} configurations (the current pooling and metric first): the other ${total - ranked} need ${(bytes / 1000).toFixed(1)} KB more of neighbour lists, and a view fetches at most ${ROW_BUDGET / 1000} KB of them at a time.` }),
+      h('button', { class: 'toggle judge-all', text: `Fetch them and rank all ${total}`, attrs: { type: 'button' }, on: { click: () => { this.allOnce = true; this.refresh(); } } }),
+    ]);
   }
 
   private renderHead(ctx: Ctx, store: JudgementStore): void {
@@ -137,15 +178,17 @@ export class JudgeView implements ViewModule {
     this.refresh();
   }
 
-  private verdict(m: Manifest, r: Ranking): HTMLElement {
+  private verdict(m: Manifest, r: Ranking, partial: boolean): HTMLElement {
+    if (!r.ranked.length) return status('No configuration ranked yet within this view’s byte budget: fetch the lists below.', 'empty');
     if (!r.queries.length) return status('Mark at least one result ✓ similar: a query with only ✗ marks cannot rank anything yet.', 'empty');
     const [a, b] = r.ranked;
     const label = (x: string) => columnLabel(m, keyToCol(x));
     const settled = r.leaderShare >= 0.95;
-    const text = settled
+    const among = partial ? `Among the ${r.ranked.length} configurations ranked so far: ` : '';
+    const text = among + (settled
       ? `#1 ${label(a!.config)} leads in ${pct(r.leaderShare)} of resamples of your ${r.queries.length} judged queries: more judgements are unlikely to change the top, though they would narrow the intervals.`
       : `More judgements could change the top: #1 ${label(a!.config)} leads in only ${pct(r.leaderShare)} of resamples of your ${r.queries.length} judged quer${r.queries.length === 1 ? 'y' : 'ies'}` +
-        (b ? ` (its interval ${a!.lo.toFixed(2)}–${a!.hi.toFixed(2)} overlaps #2’s ${b.lo.toFixed(2)}–${b.hi.toFixed(2)}).` : '.');
+        (b ? ` (its interval ${a!.lo.toFixed(2)}–${a!.hi.toFixed(2)} overlaps #2’s ${b.lo.toFixed(2)}–${b.hi.toFixed(2)}).` : '.'));
     return h('p', { class: `judge-verdict ${settled ? 'settled' : 'open'}`, text, attrs: { 'data-leader-share': r.leaderShare } });
   }
 
@@ -164,7 +207,7 @@ export class JudgeView implements ViewModule {
     ]);
   }
 
-  private table(ctx: Ctx, r: Ranking, judged: JudgedByQuery): HTMLElement {
+  private table(ctx: Ctx, r: Ranking, judged: JudgedByQuery, configs: number): HTMLElement {
     const m = ctx.manifest;
     const total = [...judged.values()].reduce((s, x) => s + x.size, 0);
     const head = h('tr', {}, ['#', 'Configuration', 'Agreement (AP′)', '95% interval', 'Judged results in its lists'].map((t) => h('th', { text: t, attrs: { scope: 'col' } })));
@@ -182,7 +225,7 @@ export class JudgeView implements ViewModule {
       ]);
     });
     return h('table', { class: 'judge-table' }, [
-      h('caption', { text: `All ${r.ranked.length} configurations, ranked by agreement with your marks over ${r.queries.length} judged quer${r.queries.length === 1 ? 'y' : 'ies'} (unjudged results are left out, not counted wrong).` }),
+      h('caption', { text: `${r.ranked.length === configs ? 'All' : `${r.ranked.length} of the`} ${configs} configurations, ranked by agreement with your marks over ${r.queries.length} judged quer${r.queries.length === 1 ? 'y' : 'ies'} (unjudged results are left out, not counted wrong).` }),
       h('thead', {}, [head]), h('tbody', {}, body),
     ]);
   }
