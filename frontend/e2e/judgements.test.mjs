@@ -176,6 +176,7 @@ describe('your judgements', () => {
     assert.ok(first.reduce((s, e) => s + e.bytes, 0) <= 20_000, `view switch: ${first.reduce((s, e) => s + e.bytes, 0)} data bytes`);
     assert.match(await page.locator('.judge-partial').textContent(), new RegExp(`Ranked ${partial} of ${configs} configurations`));
     process.stderr.write(`# tiny bundle, 4 judged queries: first view of the leaderboard ${first.reduce((s, e) => s + e.bytes, 0)} data bytes (${first.filter((e) => e.path.endsWith('.knn')).length} rows), ${partial} of ${configs} configurations ranked\n`);
+    await page.screenshot({ path: path.join(SHOTS, 'f20-leaderboard-partial.png'), fullPage: false });
     mark = server.log.length;
     await page.click('.judge-all');
     await page.waitForFunction((n) => document.querySelector('.judge-body')?.dataset.configs === String(n), configs, { timeout: 30_000 });
