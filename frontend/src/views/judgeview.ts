@@ -179,16 +179,17 @@ export class JudgeView implements ViewModule {
   }
 
   private verdict(m: Manifest, r: Ranking, partial: boolean): HTMLElement {
-    if (!r.ranked.length) return status('No configuration ranked yet within this view’s byte budget: fetch the lists below.', 'empty');
+    if (!r.ranked.length) return status('No configuration ranked yet within this view’s byte budget: use “Fetch them and rank all”.', 'empty');
     if (!r.queries.length) return status('Mark at least one result ✓ similar: a query with only ✗ marks cannot rank anything yet.', 'empty');
     const [a, b] = r.ranked;
     const label = (x: string) => columnLabel(m, keyToCol(x));
     const settled = r.leaderShare >= 0.95;
-    const among = partial ? `Among the ${r.ranked.length} configurations ranked so far: ` : '';
-    const text = among + (settled
+    const among = partial ? `Among the ${r.ranked.length} configurations ranked so far, ` : '';
+    const sentence = (settled
       ? `#1 ${label(a!.config)} leads in ${pct(r.leaderShare)} of resamples of your ${r.queries.length} judged queries: more judgements are unlikely to change the top, though they would narrow the intervals.`
       : `More judgements could change the top: #1 ${label(a!.config)} leads in only ${pct(r.leaderShare)} of resamples of your ${r.queries.length} judged quer${r.queries.length === 1 ? 'y' : 'ies'}` +
-        (b ? ` (its interval ${a!.lo.toFixed(2)}–${a!.hi.toFixed(2)} overlaps #2’s ${b.lo.toFixed(2)}–${b.hi.toFixed(2)}).` : '.'));
+        (b ? ` (95% intervals: #1 ${a!.lo.toFixed(2)}–${a!.hi.toFixed(2)}, #2 ${b.lo.toFixed(2)}–${b.hi.toFixed(2)}).` : '.'));
+    const text = among ? among + sentence[0]!.toLowerCase() + sentence.slice(1) : sentence;
     return h('p', { class: `judge-verdict ${settled ? 'settled' : 'open'}`, text, attrs: { 'data-leader-share': r.leaderShare } });
   }
 
