@@ -456,6 +456,32 @@ export class DataProvider {
     });
   }
 
+  /**
+   * Only the ids of query q's row (one Range request of k·id bytes: 30 at k=15 with uint16 ids),
+   * for the "Your judgements" ranking, which needs no distances. Shares neighborRow's cache: a row
+   * or table already here costs nothing; a host without Range support sends the table once.
+   */
+  neighborIds(dataset: string, model: string, layer: string, pooling: string, metric: string, q: number): Promise<ArrayLike<number>> {
+    const d = this.dataset(dataset);
+    const url = this.path('neighbors', { dataset, model, layer, pooling, metric });
+    if (!Number.isInteger(q) || q < 0 || q >= d.size) return Promise.reject(new RangeError(`query ${q} out of range 0…${d.size - 1}`));
+    const known = (this.cache.get(url) ?? this.cache.get(`${url}#row=${q}`)) as Promise<KnnTable | Neighbor[]> | undefined;
+    if (known) return known.then((t) => (Array.isArray(t) ? t.map((n) => n.id) : rowOf(t, q).map((n) => n.id)));
+    const idSize = idBytes(d.id_dtype, url);
+    const total = knnBytes(d.size, d.k, d.id_dtype, url);
+    return this.cached(`${url}#ids=${q}`, async () => {
+      const part = await this.range(url, d.size * d.k * 4 + q * d.k * idSize, d.k * idSize, total);
+      if (part.whole) {
+        const table = knnFromBuffer(part.buf, d.size, d.k, d.id_dtype, url);
+        this.cache.set(url, Promise.resolve(table));
+        return rowOf(table, q).map((n) => n.id);
+      }
+      const ids = idSize === 4 ? new Uint32Array(part.buf) : new Uint16Array(part.buf);
+      for (const id of ids) if (id >= d.size) throw new BundleError(url, `neighbour id ${id} is out of range for N=${d.size}`);
+      return ids;
+    });
+  }
+
   /** `length` bytes at `start` of a file of `total` bytes (−1: not known yet): 206 with exactly them, or 200 with the whole file. */
   private async range(url: string, start: number, length: number, total: number): Promise<{ buf: ArrayBuffer; whole: boolean }> {
     let res: Response;

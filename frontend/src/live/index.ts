@@ -19,7 +19,11 @@ export interface LiveSearchHost {
   showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string; thumb?: (id: number) => string }): void;
   /** Receives the "why similar?" runner (views/why.ts): the same worker and model as the search. */
   provideWhy?(run: (req: Omit<WhyRequest, 'type' | 'id'>) => Promise<WhyReply>): void;
+  /** Receives a runner that searches the last image again under another layer, pooling and metric (side by side). */
+  provideSide?(run: SideRunner): void;
 }
+
+export type SideRunner = (layer: string, pooling: string, metric: string) => Promise<{ results: { id: number; distance: number }[]; thumb?: (id: number) => string }>;
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
@@ -268,4 +272,8 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   };
   for (const ev of ['pointerenter', 'focusin', 'dragenter'] as const) root.addEventListener(ev, intent);
   host.provideWhy?.((req) => session.why(req));
+  host.provideSide?.((layer, pooling, metric) => session.search(null, layer, { pooling, metric }).then((o) => ({
+    results: o.reply.hits.map((x) => ({ id: x.id, distance: x.distance })),
+    ...(o.thumb ? { thumb: o.thumb } : {}),
+  })));
 }

@@ -10,6 +10,7 @@ import { renderResults } from './results';
 import { WhyDialog } from './why';
 import { shownThumb, thumbEl, thumbImg } from './thumb';
 import { VirtualGallery } from './gallery';
+import { judgeButtons } from './judge';
 
 export interface UploadResults {
   imageUrl: string;
@@ -58,6 +59,11 @@ export class SearchView implements ViewModule {
   showUpload(r: UploadResults): void {
     this.upload = r;
     if (this.ctx) this.update(this.ctx);
+  }
+
+  /** The uploaded image whose results are shown, if any. */
+  get uploaded(): UploadResults | null {
+    return this.upload;
   }
 
   clearUpload(): void {
@@ -179,6 +185,9 @@ export class SearchView implements ViewModule {
       metricLabel: metric,
       thumb: thumb ?? (() => ''),
       thumbEl: thumb ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),
+      // An uploaded image has no file name in the dataset to key a judgement by.
+      extra: qLabel === null || !ctx.judgements || state.q === null ? undefined
+        : ((store, q) => (id: number) => judgeButtons({ store, dataset: state.dataset, names: idx.names, query: q }, id))(ctx.judgements, state.q),
       onPick: (id) => {
         this.upload = null;
         ctx.navigate({ q: id });
