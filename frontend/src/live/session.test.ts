@@ -10,7 +10,7 @@ import { makePack } from './packs.fixture';
 const INIT: Omit<InitReply, 'id'> = { type: 'init', backend: 'cpu', source: 'network', loadMs: 1, warmupMs: 1, numTensors: 7, cacheNote: 'stored' };
 const searchReply = (preview?: string): SearchReply => ({
   type: 'search', id: 0, hits: [{ id: 3, distance: 0 }], timings: { decodeMs: 1, embedMs: 1, searchMs: 1, topkMs: 0, workerMs: 3 },
-  numTensors: 7, baselineTensors: 7, width: 8, height: 8, originalWidth: 8, originalHeight: 8, ...(preview ? { preview } : {}),
+  numTensors: 7, heldTensors: 0, baselineTensors: 7, width: 8, height: 8, originalWidth: 8, originalHeight: 8, ...(preview ? { preview } : {}),
 });
 
 class FakePort implements WorkerPort {
