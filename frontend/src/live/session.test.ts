@@ -65,6 +65,18 @@ describe('LiveSession', () => {
     expect(session.featuresFor('d', 'l2', 'avg')).toMatchObject({ encoding: 'float32', dims: 2 }); // no entry: float32
   });
 
+  it('hands the worker the spatial outputs (it finds the layer activations through them), when the bundle has them', async () => {
+    const m = validManifest();
+    const spatial = [{ layer: 'l2', output: 'Identity_2:0', shape: [2, 2, 2] as [number, number, number] }];
+    m.browser_search!.spatial_outputs = spatial;
+    const withMaps = setup({ manifest: m });
+    await withMaps.session.ensureModel('l2');
+    expect(withMaps.port.sent[0]).toMatchObject({ type: 'init', spatialOutputs: spatial });
+    const without = setup();
+    await without.session.ensureModel('l2');
+    expect(without.port.sent[0]).not.toHaveProperty('spatialOutputs');
+  });
+
   it('searches with the host’s metric, pooling and the dataset’s k, and returns in-memory thumbnails', async () => {
     const { session, port } = setup();
     const o = await session.search(new File(['x'], 'cat.png'), 'l2');
