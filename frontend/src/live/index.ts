@@ -188,6 +188,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
     const total = performance.now() - t0;
     searches++;
     root.dataset.numTensors = String(r.numTensors);
+    root.dataset.heldTensors = String(r.heldTensors);
     root.dataset.baselineTensors = String(r.baselineTensors);
     root.dataset.latencyMs = total.toFixed(1);
     root.dataset.embedMs = r.timings.embedMs.toFixed(1);
@@ -203,7 +204,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
     root.dataset.top = r.hits.map((h) => `${h.id}:${h.distance}`).join(',');
     timing.textContent =
       `${session.info?.backend ?? '?'} backend · ` +
-      (fromUpload ? `decode ${ms(r.timings.decodeMs)} · embed ${ms(r.timings.embedMs)} · ` : 're-used embedding · ') +
+      (fromUpload ? `decode ${ms(r.timings.decodeMs)} · embed ${ms(r.timings.embedMs)} · ` : r.timings.embedMs > 0 ? `embed ${ms(r.timings.embedMs)} (kept image) · ` : 're-used embedding · ') +
       `search ${o.features.n.toLocaleString('en')} images ${ms(r.timings.searchMs)} · ${fromUpload ? 'upload → results' : 'total'} ${ms(total)}`;
   };
 

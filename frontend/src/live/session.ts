@@ -194,7 +194,7 @@ export class LiveSession {
     // Thumbnails load alongside the model; the panel is ready when both are (small sets).
     const thumbsReady = thumbPolicy(this.size(dataset)) === 'preload' ? this.loadThumbs(dataset).catch(() => undefined) : Promise.resolve();
     const ready = port
-      .request({ type: 'init', modelUrl: this.host.resolve(bs.model_url), cacheKey: modelCacheKey(this.host.manifest), outputs: bs.outputs, inputSize: bs.input_size })
+      .request({ type: 'init', modelUrl: this.host.resolve(bs.model_url), cacheKey: modelCacheKey(this.host.manifest), outputs: bs.outputs, ...(bs.spatial_outputs ? { spatialOutputs: bs.spatial_outputs } : {}), inputSize: bs.input_size })
       .then(async (r) => {
         this.info_ = r;
         // Fetch the current dataset's features now, so a search itself needs no network at all.
