@@ -37,8 +37,10 @@ describe('map view math', () => {
     fc.assert(fc.property(view, point, fc.double({ min: -500, max: 500, noNaN: true }), fc.double({ min: -500, max: 500, noNaN: true }), (v, p, dx, dy) => {
       const [x0, y0] = screenOf(v, p);
       const [x1, y1] = screenOf(panBy(base, v, dx, dy), p);
-      expect(x1 - x0).toBeCloseTo(dx, 6);
-      expect(y1 - y0).toBeCloseTo(dy, 6);
+      // The whole map (zoom 1) has nothing to pan: the generator yields it when zoom is exactly 1.
+      const [ex, ey] = v.zoom === 1 ? [0, 0] : [dx, dy];
+      expect(x1 - x0).toBeCloseTo(ex, 6);
+      expect(y1 - y0).toBeCloseTo(ey, 6);
     }));
     expect(panBy(base, WHOLE_MAP, 40, 40)).toBe(WHOLE_MAP);
   });
