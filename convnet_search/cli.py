@@ -19,6 +19,7 @@ from . import __version__
 
 # README "Exit codes and safety" documents these.
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING_USABLE, EXIT_IO, EXIT_BUSY, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
 EXIT_CLUSTER = 6  # --distributor ray: the cluster cannot be reached, has no room, or lost every worker
 RESUME_HINT = "run the same command again to resume (finished work is kept)"
 
@@ -242,8 +243,13 @@ def _guarded(command, args, console: Console) -> int:
     Every stage writes atomically, so what finished is kept and the same command resumes. With
     --verbose the traceback is shown as well.
     """
+    from .interrupts import Terminated
+
     try:
         return command(args, console)
+    except Terminated:  # docker stop, systemd, SLURM: the same as Ctrl-C, with the shell's exit code
+        _error_line(console, f"terminated (SIGTERM); {RESUME_HINT}", prefix="[yellow]stopped:[/] ")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         _error_line(console, f"interrupted (Ctrl-C); {RESUME_HINT}", prefix="[yellow]stopped:[/] ")
         return EXIT_INTERRUPTED
@@ -366,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "precompute":
+        from .interrupts import handle_sigterm
+
+        handle_sigterm()
         return _guarded(_precompute, args, console)
     if args.command == "fetch":
         return _fetch(args, console)

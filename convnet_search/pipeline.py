@@ -1,4 +1,4 @@
-"""The run: check the folders, hold the work folder's lock, and loop over the stages in order.
+"""The run: check the folders, hold the --work and --out locks, and loop over the stages in order.
 
 datasets -> extract -> thumbnails -> neighbours -> umap -> scores -> featviz -> tfjs -> bundle: one
 module per stage in stages/ (stages/base.py: the contract they follow). Each stage reads the previous
@@ -16,7 +16,8 @@ from .config import RunConfig
 from .distribute import make_distributor
 from .distribute.base import Distributor
 from .io.datasets import load_dataset
-from .io.workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
+from .io.workspace import (STAGE_DIRS, clear_stages, dataset_folder, out_lock, preflight, prepare_work,
+                           remove_stale_bundle_temps, work_lock)
 from .stages import bundle, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
 from .stages.base import STAGE_NAMES, RunContext, RunReport, Stage, plan
 from .stages.bundle import OWN_FILES
@@ -27,7 +28,7 @@ assert tuple(s.name for s in STAGES) == STAGE_NAMES  # stages/base.py holds the 
 
 def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
         distributor: Distributor | None = None, only: str | None = None) -> RunReport:
-    """Check --out/--work (workspace.py), reach the distributor, hold the work folder's lock, run
+    """Check --out/--work (workspace.py), reach the distributor, hold both folders' locks, run
     the stages (all, or with `only` that one: stages.plan).
 
     force: discard the stored outputs first (every stage's, or with `only` that stage's).
@@ -47,7 +48,10 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
     try:
         dist.connect()  # an unreachable cluster fails here, with nothing written
         prepare_work(work)
-        with work_lock(work):
+        with work_lock(work), out_lock(Path(cfg.out)):
+            for gone in remove_stale_bundle_temps(Path(cfg.out)):  # a killed bundle write's leftover
+                console.print(f"removed {gone}, left behind by an interrupted run", highlight=False,
+                              soft_wrap=True)
             if force:  # only the stage folders: the rest of --work is not ours to delete
                 clear_stages(work, next(s.folders for s, how in steps if how == "run") if only else STAGE_DIRS)
             ctx = RunContext(cfg, console, dist, RunReport(out=cfg.out, distributor=dist.name), only, force)
