@@ -364,7 +364,7 @@ def _root_entry(scanner: _Scanner, entry: os.DirEntry) -> tuple[str, str, str]:
 # Scan cache: each file's verdict and sha256, remembered by (relative path, size, mtime_ns)
 # ---------------------------------------------------------------------------------------------
 
-SCAN_CACHE_FORMAT = 2
+SCAN_CACHE_FORMAT = 3  # 3: ctime joins the key
 # A file modified less than this before the scan is not cached: a second write within the same
 # mtime tick (coarse on some file systems: 2 s on FAT) with the same size would go unnoticed.
 RACY_WINDOW_NS = 2_000_000_000
@@ -393,9 +393,10 @@ def _validate(path: Path, max_pixels: int) -> tuple[str, str]:
 class _ScanCache:
     """Verdicts of one image root's files, stored as ``<cache_dir>/<id>-<hash of root>.json``.
 
-    An entry (size, mtime_ns, inode, reason, sha256) is reused only when the file's size, mtime and
-    inode are unchanged (the inode catches a file replaced by another of the same size and mtime,
-    e.g. ``cp -p``; a symlink is judged by its target) and the header (root, max_pixels, engine
+    An entry (size, mtime_ns, inode, ctime_ns, reason, sha256) is reused only when the file's size,
+    mtime, inode and ctime are unchanged, as git's index does: the inode catches a file replaced by
+    another (``mv``), the ctime a file overwritten in place whose mtime was set back (``cp -p``,
+    ``touch -r``, ``rsync -t``), since no user tool can set a ctime. A symlink is judged by its target and the header (root, max_pixels, engine
     and Pillow versions) is the same, since a new decoder may judge a file differently. A missing, unreadable or malformed cache is treated
     as empty and rewritten: the cache only ever saves work, it never changes the result.
     Without ``cache_dir`` every file is validated (and hashed later, by `dataset_fingerprint`).
@@ -444,9 +445,9 @@ class _ScanCache:
         except OSError:
             st = None  # load_rgb reports why
         hit = self.old.get(rel)
-        if st is not None and hit is not None and hit[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
+        if st is not None and hit is not None and hit[:4] == _stat_key(st):
             self.new[rel] = hit
-            return hit[3], hit[4]
+            return hit[4], hit[5]
         reason, digest = _validate(path, max_pixels)
         self.validated += 1
         if st is not None and st.st_mtime_ns < self.now_ns - RACY_WINDOW_NS:
@@ -454,8 +455,8 @@ class _ScanCache:
                 after = os.stat(path)
             except OSError:
                 after = None
-            key = [st.st_size, st.st_mtime_ns, st.st_ino]
-            if after is not None and [after.st_size, after.st_mtime_ns, after.st_ino] == key:
+            key = _stat_key(st)
+            if after is not None and _stat_key(after) == key:
                 self.new[rel] = [*key, reason, digest]
         return reason, digest
 
@@ -471,10 +472,15 @@ class _ScanCache:
             pass  # an optimization only: the next run validates again
 
 
+def _stat_key(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged: size, mtime, inode and ctime (git's index uses the same)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 def _valid_entry(e: object) -> bool:
-    return (isinstance(e, list) and len(e) == 5 and all(type(x) is int for x in e[:3])
-            and isinstance(e[3], str) and isinstance(e[4], str)
-            and (bool(e[3]) != bool(e[4])))  # a skip reason xor a digest
+    return (isinstance(e, list) and len(e) == 6 and all(type(x) is int for x in e[:4])
+            and isinstance(e[4], str) and isinstance(e[5], str)
+            and (bool(e[4]) != bool(e[5])))  # a skip reason xor a digest
 
 
 def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
