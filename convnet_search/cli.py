@@ -177,7 +177,7 @@ def _worker_summary(console: Console, report) -> None:
 
 def _precompute(args, console: Console) -> int:
     from .config import ConfigError, load_config
-    from .io.datasets import DatasetError
+    from .io.datasets import AmbiguousDatasetError, DatasetError
     from .nets.models import ModelError, WeightsError
     from .stages.bundle import BundleError
     from .distribute.base import ClusterError, RayMissingError
@@ -207,6 +207,9 @@ def _precompute(args, console: Console) -> int:
     t0 = time.perf_counter()
     try:
         report = run(cfg, console=console, force=args.force, only=args.only)
+    except AmbiguousDatasetError as exc:  # a question to the user, not a data problem
+        _error_line(console, str(exc))
+        return EXIT_USAGE
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE

@@ -63,7 +63,8 @@ class Key:
 
 
 KEYS: dict[str, Key] = {
-    "datasets": Key("list", "bundled dataset names or image folders laid out as ROOT/<class>/<image>",
+    "datasets": Key("list", "bundled dataset names (bundled:NAME when a folder of that name exists "
+                    "here too) or image folders laid out as ROOT/<class>/<image>",
                     flag="--dataset"),
     "models": Key("list", "model ids (see `convnet-search info`)"),
     "layers": Key("layers", "layer names per model ([layers] table: MODEL = [names]); on the command "

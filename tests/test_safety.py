@@ -368,3 +368,25 @@ def test_sigterm_ends_with_one_line_and_exit_143(tmp_path, data):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-3000:]
     assert "same command again to resume" in one_line(err, "terminated (SIGTERM)")
+
+
+@pytest.mark.parametrize("bundled", ["digits", "shapes"])
+def test_a_folder_named_like_a_bundled_dataset_is_never_silently_replaced(tmp_path, data, main,
+                                                                          monkeypatch, bundled):
+    """Issue 19 row 4: `cp -r mine digits; P --dataset digits` used the bundled digits."""
+    import shutil
+
+    from convnet_search.io.datasets import bundled_name, known_datasets
+
+    assert bundled in known_datasets()
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(data, tmp_path / bundled)
+    code, err = main("--dataset", bundled, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"))
+    assert code == 2, err
+    line = one_line(err, "both a bundled dataset and a folder here")
+    assert f"--dataset ./{bundled}" in line and f"--dataset bundled:{bundled}" in line
+    assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()
+    # either explicit choice works, for any bundled name
+    assert bundled_name(f"bundled:{bundled}") == bundled and bundled_name(f"./{bundled}") is None
+    for name in known_datasets():
+        assert bundled_name(f"bundled:{name}") == name

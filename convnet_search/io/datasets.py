@@ -167,8 +167,9 @@ def load_dataset(
 ) -> Dataset:
     """Load a builtin dataset by name, or an image folder by path.
 
-    A ``str`` without a path separator that names a builtin dataset (see `known_datasets`) is that
-    dataset; anything else is a path. A folder holding ``dataset.toml`` and ``images/`` is read
+    ``bundled:NAME``, or a bare NAME of a builtin dataset (see `known_datasets`) when no folder of
+    that name exists here, is that dataset (`bundled_name`: both is an error asking which);
+    anything else is a path. A folder holding ``dataset.toml`` and ``images/`` is read
     like a builtin one; any other folder is the image root itself.
 
     ``follow_links=True`` also follows symlinks whose target lies outside the dataset root (by
@@ -181,10 +182,11 @@ def load_dataset(
     result (and `dataset_fingerprint`) is the same with or without it.
     """
     builtins = known_datasets()
-    if isinstance(name_or_path, str) and "/" not in name_or_path and os.sep not in name_or_path and name_or_path in builtins:
-        folder = builtin_datasets_dir() / name_or_path
+    bundled = bundled_name(name_or_path)
+    if bundled is not None:
+        folder = builtin_datasets_dir() / bundled
         meta = _read_meta(folder / "dataset.toml")
-        ds = _scan(folder / "images", name_or_path, meta, max_pixels, follow_links, cache_dir)
+        ds = _scan(folder / "images", bundled, meta, max_pixels, follow_links, cache_dir)
         return _with_notes(ds)
 
     path = Path(name_or_path).expanduser()
@@ -200,6 +202,39 @@ def load_dataset(
     name = path.resolve().name
     meta = {"name": name, "description": "", "source": f"image folder '{name}'"}
     return _with_notes(_scan(path, _slug(name), meta, max_pixels, follow_links, cache_dir))
+
+
+BUNDLED_PREFIX = "bundled:"
+
+
+class AmbiguousDatasetError(DatasetError):
+    """A bare name that is both a bundled dataset and an existing folder (a usage error)."""
+
+
+def bundled_name(name_or_path: str | Path) -> str | None:
+    """The bundled dataset a --dataset argument names, or None for a folder path.
+
+    "bundled:NAME" is always the bundled one (an error if there is none); a bare NAME (no path
+    separator) is the bundled one unless a file or folder of that name exists here too: then it
+    is an `AmbiguousDatasetError`, never a silent choice (`./NAME` is the folder). Anything else is
+    a path."""
+    if not isinstance(name_or_path, str):
+        return None
+    builtins = known_datasets()
+    if name_or_path.startswith(BUNDLED_PREFIX):
+        name = name_or_path[len(BUNDLED_PREFIX):]
+        if name not in builtins:
+            known = ", ".join(builtins) or "none found in " + str(builtin_datasets_dir())
+            raise DatasetError(f"{name_or_path}: no bundled dataset {name!r} (bundled: {known})")
+        return name
+    if "/" in name_or_path or os.sep in name_or_path or name_or_path not in builtins:
+        return None
+    if os.path.lexists(name_or_path):
+        raise AmbiguousDatasetError(
+            f"--dataset {name_or_path}: both a bundled dataset and a folder here "
+            f"({Path(name_or_path).resolve()}); say which: --dataset ./{name_or_path} for your "
+            f"folder, or --dataset {BUNDLED_PREFIX}{name_or_path} for the bundled one")
+    return name_or_path
 
 
 def _with_notes(ds: Dataset) -> Dataset:

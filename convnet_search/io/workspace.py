@@ -164,11 +164,10 @@ def _walk(root: Path) -> Iterator[tuple[str, bool]]:
 
 def dataset_folder(name: str) -> Path:
     """The folder a --dataset argument names, without scanning it (datasets.load_dataset's rule)."""
-    from .datasets import builtin_datasets_dir, known_datasets
+    from .datasets import builtin_datasets_dir, bundled_name
 
-    if "/" not in name and os.sep not in name and name in known_datasets():
-        return builtin_datasets_dir() / name
-    return Path(name).expanduser()
+    bundled = bundled_name(name)
+    return builtin_datasets_dir() / bundled if bundled else Path(name).expanduser()
 
 
 def _first_few(paths: list[str], n: int = 5) -> str:
