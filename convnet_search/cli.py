@@ -269,7 +269,15 @@ def _guarded(command, args, console: Console) -> int:
 
 
 def _fetch(args, console: Console) -> int:
-    from .io.datasets import DatasetError, fetch_public_dataset
+    from .io.datasets import PUBLIC_DATASETS, DatasetError, fetch_public_dataset
+
+    # Usage mistakes (exit 2), told apart from a failed download (exit 3) before any network use.
+    if args.name not in PUBLIC_DATASETS:
+        _error_line(console, f"fetch {args.name}: unknown public dataset; known: {', '.join(PUBLIC_DATASETS)}")
+        return EXIT_USAGE
+    if args.per_class < 1:
+        _error_line(console, f"--per-class must be ≥ 1, got {args.per_class}")
+        return EXIT_USAGE
 
     try:
         dest = fetch_public_dataset(args.name, args.dest, per_class=args.per_class, seed=args.seed)
@@ -282,7 +290,7 @@ def _fetch(args, console: Console) -> int:
 
 def _weights(args, console: Console) -> int:
     from .nets.models import REGISTRY, ModelError, default_model_ids, get_spec
-    from .nets.weights import FetchError, fetch_weights, keras_hash_problem, weights_cache
+    from .nets.weights import CacheFolderError, FetchError, fetch_weights, keras_hash_problem, weights_cache
 
     cache = weights_cache(args.weights_cache)
     console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False, soft_wrap=True)
@@ -317,7 +325,7 @@ def _weights(args, console: Console) -> int:
             path = fetch_weights(spec, args.weights_cache)
         except FetchError as exc:
             console.print(f"[red]error:[/] {spec.id}: {exc}", highlight=False, soft_wrap=True)
-            return EXIT_NOTHING_USABLE
+            return EXIT_IO if isinstance(exc, CacheFolderError) else EXIT_NOTHING_USABLE
         console.print(f"{spec.id}: {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False,
                       soft_wrap=True)
     return EXIT_OK

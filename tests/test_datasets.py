@@ -140,7 +140,10 @@ def test_file_name_that_is_not_utf8_is_skipped_and_shown_escaped(tmp_path):
         Image.new("RGB", (2, 2)).save(f, format="PNG")
     ds = load_dataset(root)
     assert ds.files == ["a/ok.png"]
-    assert ds.skipped == [SkippedFile("a/bad\\xff.png", "file name is not valid UTF-8")]
+    (skip,) = ds.skipped
+    assert skip.file == "a/bad\\xff.png" and skip.reason.startswith("file name is not valid UTF-8")
+    # Issue 19 row 11: the reason says how to get the photo back into search
+    assert "rename it to UTF-8" in skip.reason and "convmv" in skip.reason
 
 
 @ONE_CLASS_OK

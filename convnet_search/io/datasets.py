@@ -70,6 +70,12 @@ NOT_REGULAR = "not a regular file or folder"
 LINK_OUTSIDE = "symlink points outside the dataset root (use --follow-links to include it)"
 LINK_BROKEN = "broken symlink (its target is missing or a loop of links)"
 LINK_LOOP = "symlink loop: points to a folder that contains it"
+# Names go into the bundle as UTF-8 text. Old archives (Windows, old Macs, zip files) often hold
+# Latin-1 or CP-1252 names; `convmv` (or any renamer) makes them UTF-8 without touching the bytes.
+_UTF8_FIX = ("rename it to UTF-8, e.g. `convmv -r -f latin1 -t utf8 --notest FOLDER` "
+             "(use cp1252 or the archive's encoding instead of latin1 if that is what it used)")
+NOT_UTF8_FILE = f"file name is not valid UTF-8: {_UTF8_FIX}"
+NOT_UTF8_DIR = f"class folder name is not valid UTF-8: {_UTF8_FIX}"
 # Junk that operating systems and tools write next to photos on their own. Listed like every
 # other unused entry, but left out of the fingerprint (see `dataset_fingerprint`).
 SYSTEM_FILE_NAMES = frozenset({".DS_Store", "Thumbs.db", "ehthumbs.db", "desktop.ini", ".directory",
@@ -551,7 +557,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
     for cls, real, via_link in class_dirs:
         if cls != _display(cls):
             # Class names go into the manifest as text; a folder name that is not UTF-8 cannot.
-            skipped.append(SkippedFile(_display(cls) + "/", "class folder name is not valid UTF-8"))
+            skipped.append(SkippedFile(_display(cls) + "/", NOT_UTF8_DIR))
             continue
         usable = 0
         items = scanner.class_items(cls, root / cls, real, via_link)
@@ -564,7 +570,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
                 rel.encode("utf-8")
             except UnicodeEncodeError:
                 # The bundle's names pages hold names as UTF-8 text; such a name cannot be written.
-                skipped.append(SkippedFile(shown, "file name is not valid UTF-8"))
+                skipped.append(SkippedFile(shown, NOT_UTF8_FILE))
                 continue
             reason, digest = cache.check(root, rel, max_pixels)
             if reason:
