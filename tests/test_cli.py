@@ -341,3 +341,19 @@ def test_num_layers_beyond_the_model_says_how_many_it_has():
     with pytest.warns(UserWarning, match=r"--num-layers 1000: .* has only \d+ layers with a feature map"):
         names = select_default_layers(base, 1000)
     assert len(names) < 1000
+
+
+def test_no_featviz_flag_turns_the_visualizations_off(monkeypatch, capsys):
+    """Issue 19 row 10: only a config key turned them off."""
+    from convnet_search import cli, pipeline
+
+    seen = {}
+
+    def fake_run(cfg, **kw):
+        seen["featviz"] = cfg.featviz_models
+        raise KeyboardInterrupt  # stop here: only the parsed config matters
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    assert cli.main(["precompute", "--no-featviz", "--models", "mobilenet_025"]) == 130
+    assert seen["featviz"] == ()
+    assert "--no-featviz" in cli._parser()._subparsers._group_actions[0].choices["precompute"].format_help()
