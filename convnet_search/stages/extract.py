@@ -239,7 +239,7 @@ def run(ctx: RunContext) -> None:
     with _progress(console) as progress:
         for res, mid in ctx.items():
             ds, spec = res.dataset, get_spec(mid)
-            task = progress.add_task(f"{ds.id} · {spec.name}", total=len(ds))
+            task = progress.add_task(f"extract {ds.id} · {spec.name}", total=len(ds))
 
             def started(todo: int, task=task, n=len(ds)) -> None:
                 progress.update(task, completed=n - todo)
@@ -248,14 +248,11 @@ def run(ctx: RunContext) -> None:
             r = extract_features(ds, spec, ctx.cfg, store, ds_fp=ctx.ds_fps[ds.id], weights=resolved[mid],
                                  on_start=started, distributor=ctx.dist,
                                  on_progress=lambda m, task=task: progress.advance(task, m))
-            progress.update(task, completed=len(ds), description=f"{ds.id} · {spec.name} [dim]({r.status})[/]")
+            progress.update(task, completed=len(ds), description=f"extract {ds.id} · {spec.name} [dim]({r.status})[/]")
             ctx.report.extract.append(r)
             if r.status == "updated":  # always said: it explains a fast run
                 console.print(f"{ds.id} · {spec.name}: {r.computed} of {r.images} images extracted "
                               f"in {r.seconds:.1f}s; the unchanged shards were reused")
-            elif not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
-                console.print(f"{ds.id} · {spec.name}: {r.images} images, {r.status}"
-                              + (f" in {r.seconds:.1f}s" if r.status != "up to date" else ""))
             res.features[mid] = store.load(ds.id, mid)
     _note_weights(ctx)
 
