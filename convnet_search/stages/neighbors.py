@@ -16,7 +16,7 @@ from ..io.datasets import Dataset
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.incremental import basis_of, carried_rows, update_neighbors
 from .base import Stage, loader
-from .extract import feature_matrix_keys
+from .extract import feature_matrix_keys, vectors_key
 from .progress import Steps, progress
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
 def neighbors_fingerprint(ds: Dataset, feats: StoredArrays, cfg: RunConfig) -> str:
     from ..search.neighbors import minkowski_method
 
-    return fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
+    # The vectors, not the dataset's names and labels: a renamed class folder keeps its neighbours.
+    return fingerprint("neighbors", NEIGHBORS_FORMAT, vectors_key(feats), cfg.metrics,
                        cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
 
 

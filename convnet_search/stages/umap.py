@@ -14,7 +14,7 @@ from ..io.datasets import Dataset
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.incremental import MAX_PLACED_FRACTION, basis_of, place_new_points
 from .base import Stage, loader
-from .extract import feature_matrix_keys
+from .extract import feature_matrix_keys, vectors_key
 from .neighbors import previous_output
 from .progress import Steps, progress
 
@@ -41,7 +41,8 @@ def shared_graph_metrics(cfg: RunConfig) -> list[str]:
 def umap_fingerprint(feats: StoredArrays, cfg: RunConfig, nbrs: StoredArrays | None) -> str:
     shared = shared_graph_metrics(cfg) if nbrs is not None else []
     # The map depends on the stored graph when it reuses one: the neighbours fingerprint says which.
-    return fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed,
+    # The vectors, not the dataset's names and labels: a renamed class folder keeps its maps.
+    return fingerprint("umap", UMAP_FORMAT, vectors_key(feats), cfg.umap.__dict__, cfg.seed,
                        *([nbrs.meta["fingerprint"], shared] if shared else []))
 
 
