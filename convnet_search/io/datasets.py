@@ -88,6 +88,22 @@ class DatasetError(Exception):
     """A dataset that cannot be used at all (the message names the path and the problem)."""
 
 
+class DatasetChanged(DatasetError):
+    """An image changed or vanished after the scan (during extraction or thumbnails): the run lists
+    the folders again and goes on with what is there now (pipeline.run); finished work is kept."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems  # (path, what happened)
+        shown = "; ".join(f"{p}: {why}" for p, why in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        super().__init__(f"images changed on disk during the run ({shown}{more})")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex of a file's bytes (raises OSError)."""
+    return _file_sha256(Path(path))
+
+
 @dataclass(frozen=True)
 class SkippedFile:
     """A file left out of a dataset; ``file`` is relative to the dataset root ("cat/x.jpg")."""

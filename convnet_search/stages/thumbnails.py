@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image
 
-from ..io.datasets import Dataset
+from ..io.datasets import Dataset, DatasetChanged
 from ..io.images import ImageError, load_rgb
 from ..io.store import atomic_write_bytes, atomic_write_json, fingerprint
 from .base import Stage
@@ -141,8 +141,8 @@ def jpeg(im: Image.Image, quality: int) -> bytes:
 def _load(ds: Dataset, i: int) -> np.ndarray:
     try:
         return load_rgb(ds.path(i))
-    except (ImageError, OSError):  # changed on disk since the scan: a blank cell, not a failed run
-        return np.full((1, 1, 3), BACKGROUND, np.uint8)
+    except (ImageError, OSError) as exc:  # changed on disk since the scan: the run lists it again
+        raise DatasetChanged([(str(ds.path(i)), getattr(exc, "reason", None) or str(exc))]) from None
 
 
 def thumbnail_sheets(ds: Dataset, ds_fp: str, work: Path, levels: tuple[ThumbLevel, ...] = LEVELS,
