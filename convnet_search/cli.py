@@ -144,7 +144,10 @@ def _summary(console: Console, report) -> None:
     if report.weights not in ("imagenet", ""):  # "": --only a stage before the features
         console.print(f"[bold yellow]weights: {report.weights}[/] — the bundle says so and the explorer "
                       "shows a banner.")
-    console.print(f"bundle {report.bundle_status}: {report.out}")
+    console.print(f"bundle {report.bundle_status}: {report.out}", highlight=False, soft_wrap=True)
+    if report.out is not None and (Path(report.out) / "manifest.json").is_file():
+        console.print(f"view it: make serve BUNDLE={Path(report.out).resolve()} (in the convnet-search "
+                      "checkout; README: Viewing a bundle)", highlight=False, soft_wrap=True)
 
 
 def _extract_summary(console: Console, report) -> None:
