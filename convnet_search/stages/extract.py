@@ -75,7 +75,7 @@ def vectors_fingerprint(ds: Dataset, config_key: str, shard_size: int) -> str:
     """What the feature vectors depend on, and nothing else: the extraction configuration and the
     images' bytes in row order, not their names or labels. Renaming a class folder (or a file)
     keeps it, so the neighbours and the maps, which read only the vectors, stay current; the
-    scores, which also read the labels, do not (scores.scores_fingerprint)."""
+    scores also read the labels, so their fingerprint adds them (scores.scores_fingerprint)."""
     return fingerprint("vectors", FEATURES_FORMAT, config_key, shard_size, image_digests(ds))
 
 
