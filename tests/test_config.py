@@ -255,9 +255,9 @@ def test_default_out_is_the_explorer_data_only_inside_the_checkout(tmp_path, mon
     """Issue 19 row 12: a run from ~ created ~/frontend/public/data."""
     from convnet_search.config import load_config
 
+    monkeypatch.chdir(tmp_path)
+    assert (tmp_path / load_config(None, {}).out) == tmp_path / "convnet-search-bundle"
+    assert load_config(None, {"out": "mine"}).out == tmp_path / "mine"  # given: as given
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(repo)
-    assert load_config(None, {}).out == repo / "frontend/public/data"
-    monkeypatch.chdir(tmp_path)
-    assert load_config(None, {}).out == tmp_path / "convnet-search-bundle"
-    assert load_config(None, {"out": "mine"}).out == tmp_path / "mine"  # given: as given
+    assert (repo / load_config(None, {}).out) == repo / "frontend/public/data"
