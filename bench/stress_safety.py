@@ -1,7 +1,7 @@
 """Stress run for issue 19: concurrent runs on one --out, file churn during extraction and kill -9 at
 random points, each ending in a bundle compared to a clean run's (file list + sha256 of every file).
 
-    python bench/stress_safety.py [--seed 0] [--budget 900] [--root /tmp/stress] [--json FILE]
+    python bench/stress_safety.py [--seed 0] [--budget 900] [--root /tmp/stress] [--json FILE] [--only KIND]
 
 Seeded (which files churn, when a run is killed) and bounded in time: rounds run until --budget
 seconds are spent (a round already started finishes). Each round is one of:
@@ -83,12 +83,14 @@ def digest_tree(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def clean_bundle(data: Path, where: Path) -> dict[str, str]:
-    """The bundle of a fresh run over a copy of `data` (same folder name: the manifest names it)."""
+def clean_bundle(data: Path, where: Path, *extra: str | Path) -> dict[str, str]:
+    """The bundle of a fresh run over a copy of `data` (same folder name: the manifest names it),
+    with the same extra arguments (a --config) as the run it is compared with."""
     copy = where / "data" / data.name
     shutil.rmtree(where, ignore_errors=True)
     shutil.copytree(data, copy)
-    code = run("--dataset", copy, "--work", where / "w", "--out", where / "out", log=where.with_suffix(".log"))
+    code = run(*extra, "--dataset", copy, "--work", where / "w", "--out", where / "out",
+               log=where.with_suffix(".log"))
     if code != 0:
         raise RuntimeError(f"clean run failed ({code}): {where.with_suffix('.log')}")
     return digest_tree(where / "out")
@@ -176,7 +178,7 @@ def churn_round(base: Path, rng: random.Random, n: int) -> Round:
     code = run("--config", d / "c.toml", "--dataset", data, "--work", work, "--out", out, log=d / "again.log")
     if code != 0:
         return Round("churn", False, time.time() - t0, f"follow-up run failed (exit {code})", notes)
-    problem = compare(digest_tree(out), clean_bundle(data, d / "clean"))
+    problem = compare(digest_tree(out), clean_bundle(data, d / "clean", "--config", d / "c.toml"))
     return Round("churn", not problem, time.time() - t0, problem or "no traceback; bundle = clean run of the final folder", notes)
 
 
@@ -224,11 +226,14 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=900, help="seconds; a started round finishes")
     ap.add_argument("--root", type=Path, default=Path("/tmp/convnet-search-stress"))
     ap.add_argument("--json", type=Path, help="write the rounds here")
+    ap.add_argument("--only", choices=["concurrent", "churn", "kill9"], action="append",
+                    help="run only these round kinds (repeatable)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     shutil.rmtree(args.root, ignore_errors=True)
     args.root.mkdir(parents=True)
-    kinds = [concurrent_round, churn_round, kill9_round]
+    kinds = [k for k in (concurrent_round, churn_round, kill9_round)
+             if not args.only or k.__name__.removesuffix("_round") in args.only]
     rounds: list[Round] = []
     t0 = time.time()
     n = 0
