@@ -19,7 +19,8 @@ from .io.datasets import DatasetChanged, load_dataset
 from .io.workspace import (STAGE_DIRS, clear_stages, dataset_folder, out_lock, preflight, prepare_work,
                            remove_stale_bundle_temps, work_lock)
 from .stages import bundle, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
-from .stages.base import STAGE_NAMES, RunContext, RunReport, Stage, plan
+from .stages.base import STAGE_NAMES, RunContext, Stage, plan
+from .stages.outputs import RunReport
 from .stages.bundle import OWN_FILES
 
 # Runs over a folder that changes under them before giving up (each retry lists it again).
