@@ -280,7 +280,7 @@ def _fetch(args, console: Console) -> int:
 
     # Usage mistakes (exit 2), told apart from a failed download (exit 3) before any network use.
     if args.name not in PUBLIC_DATASETS:
-        _error_line(console, f"fetch {args.name}: unknown public dataset; known: {', '.join(PUBLIC_DATASETS)}")
+        _error_line(console, f"unknown public dataset {args.name!r}; known: {', '.join(PUBLIC_DATASETS)}")
         return EXIT_USAGE
     if args.per_class < 1:
         _error_line(console, f"--per-class must be ≥ 1, got {args.per_class}")

@@ -154,7 +154,7 @@ def test_help_and_bad_flags():
     r = run_cli("precompute", "--dataset", "/no/such/folder")
     assert r.returncode == 3 and "/no/such/folder" in r.stderr
     r = run_cli("fetch", "mnist", "/tmp/never-written")
-    assert r.returncode == 3 and "unknown public dataset 'mnist'; known: cifar10" in r.stderr
+    assert r.returncode == 2 and "unknown public dataset 'mnist'; known: cifar10" in r.stderr  # a usage mistake (issue 19 row 15)
 
 
 def test_odd_and_broken_images_end_to_end(tmp_path):
