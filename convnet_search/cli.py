@@ -390,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "precompute":
-        from .interrupts import handle_sigterm
+        from .interrupts import sigterm_handled
 
-        handle_sigterm()
-        return _guarded(_precompute, args, console)
+        with sigterm_handled():  # docker stop / systemd / SLURM: like Ctrl-C, exit 143
+            return _guarded(_precompute, args, console)
     if args.command == "fetch":
         return _fetch(args, console)
     if args.command == "weights":

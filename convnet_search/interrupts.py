@@ -9,7 +9,7 @@ under a second apart) raises KeyboardInterrupt from plain Python. A second Ctrl-
 so a stuck run can still be stopped.
 
 SIGTERM (docker stop, systemd, SLURM, `kill`) would end the process silently with exit 143.
-`handle_sigterm()` (the CLI calls it) turns it into `Terminated`, a KeyboardInterrupt, so it takes
+`sigterm_handled()` (the CLI runs precompute in it) turns it into `Terminated`, a KeyboardInterrupt, so it takes
 the same path: deferred to the next batch boundary, one line with the resume hint, exit 143.
 """
 from __future__ import annotations
@@ -44,12 +44,19 @@ def _on_sigterm_outside(signum, frame) -> None:
     raise Terminated()
 
 
-def handle_sigterm() -> None:
-    """Make SIGTERM raise Terminated in the main thread (only Python's default action is replaced,
-    so an embedding program's own handler is left alone)."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+@contextmanager
+def sigterm_handled() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated in the main thread (only Python's default action
+    is replaced, so an embedding program's own handler is left alone; restored on exit)."""
+    replaced = (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if replaced:
         signal.signal(signal.SIGTERM, _on_sigterm_outside)
+    try:
+        yield
+    finally:
+        if replaced:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def check() -> None:
@@ -62,7 +69,7 @@ def check() -> None:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Within the block, a first Ctrl-C (or SIGTERM, after handle_sigterm) waits for the next
+    """Within the block, a first Ctrl-C (or SIGTERM, inside sigterm_handled) waits for the next
     check() (or the block's end).
 
     Only the main thread can own signal handlers, and only Python's default SIGINT handler and our

@@ -64,14 +64,15 @@ def test_sigterm_is_a_deferred_interrupt_like_ctrl_c():
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        interrupts.handle_sigterm()
-        with pytest.raises(interrupts.Terminated):
-            with interrupts.deferred():
+        with interrupts.sigterm_handled():
+            with pytest.raises(interrupts.Terminated):
+                with interrupts.deferred():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    reached = True  # recorded, not raised inside the "TensorFlow" work
+                    interrupts.check()
+            assert reached
+            with pytest.raises(interrupts.Terminated):  # outside deferred(): at once
                 os.kill(os.getpid(), signal.SIGTERM)
-                reached = True  # recorded, not raised inside the "TensorFlow" work
-                interrupts.check()
-        assert reached
-        with pytest.raises(interrupts.Terminated):  # outside deferred(): at once
-            os.kill(os.getpid(), signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
     finally:
         signal.signal(signal.SIGTERM, previous)
