@@ -17,7 +17,7 @@ help:
 	@echo "make bench        benchmarks -> bench/results.json"
 	@echo "make bench-scale  the pipeline at 100,000 images (hours) -> bench/results-scale.json"
 	@echo "make bench-live-scale  private search at N=100,000 (SCALE_N) -> bench/out/live-scale.json"
-	@echo "make serve        build the explorer and serve it on http://127.0.0.1:8000"
+	@echo "make serve        build the explorer and serve it on http://127.0.0.1:8000 (BUNDLE=DIR: that bundle)"
 
 # --- installs (stamp files, so they run only when the pinned inputs change) ---
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -68,9 +68,10 @@ bench-live-scale: $(VENV)/.installed frontend/node_modules/.installed chromium
 frontend: frontend/node_modules/.installed
 	cd frontend && npm run -s build
 
+# BUNDLE=DIR serves a bundle a precompute run wrote elsewhere (its --out) as the explorer's data/.
 serve: frontend
-	@test -f frontend/dist/data/manifest.json || echo "note: no bundle in frontend/dist/data; run 'make precompute' first"
-	$(PY) frontend/scripts/serve.py --dir frontend/dist --bind 127.0.0.1 --port 8000  # CSP as a header too
+	@test -n "$(BUNDLE)" || test -f frontend/dist/data/manifest.json || echo "note: no bundle in frontend/dist/data; run 'make precompute' first, or give BUNDLE=DIR"
+	$(PY) frontend/scripts/serve.py --dir frontend/dist $(if $(BUNDLE),--data "$(abspath $(BUNDLE))") --bind 127.0.0.1 --port 8000  # CSP as a header too
 
 clean:
 	rm -rf .convnet-search frontend/dist frontend/public/data

@@ -19,6 +19,7 @@ from . import __version__
 
 # README "Exit codes and safety" documents these.
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING_USABLE, EXIT_IO, EXIT_BUSY, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
 EXIT_CLUSTER = 6  # --distributor ray: the cluster cannot be reached, has no room, or lost every worker
 RESUME_HINT = "run the same command again to resume (finished work is kept)"
 
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=num("seed"), help=h("seed"))
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
+    pre.add_argument("--no-featviz", action="store_true",
+                     help="skip the feature visualizations (the longest stage with real weights; "
+                          "same as featviz_models = [] in the config)")
     pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
     pre.add_argument("--distributor", metavar="local|ray", help=h("distributor"))
     pre.add_argument("--ray-address", metavar="ADDRESS", help=h("ray_address"))
@@ -140,7 +144,10 @@ def _summary(console: Console, report) -> None:
     if report.weights not in ("imagenet", ""):  # "": --only a stage before the features
         console.print(f"[bold yellow]weights: {report.weights}[/] — the bundle says so and the explorer "
                       "shows a banner.")
-    console.print(f"bundle {report.bundle_status}: {report.out}")
+    console.print(f"bundle {report.bundle_status}: {report.out}", highlight=False, soft_wrap=True)
+    if report.out is not None and (Path(report.out) / "manifest.json").is_file():
+        console.print(f"view it: make serve BUNDLE={Path(report.out).resolve()} (in the convnet-search "
+                      "checkout; README: Viewing a bundle)", highlight=False, soft_wrap=True)
 
 
 def _extract_summary(console: Console, report) -> None:
@@ -176,7 +183,7 @@ def _worker_summary(console: Console, report) -> None:
 
 def _precompute(args, console: Console) -> int:
     from .config import ConfigError, load_config
-    from .io.datasets import DatasetError
+    from .io.datasets import AmbiguousDatasetError, DatasetError
     from .nets.models import ModelError, WeightsError
     from .stages.bundle import BundleError
     from .distribute.base import ClusterError, RayMissingError
@@ -191,6 +198,7 @@ def _precompute(args, console: Console) -> int:
             "metrics": args.metrics, "minkowski_p": args.minkowski_p, "k": args.k, "pooling": args.pooling,
             "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
             "browser_search": False if args.no_browser_search else None,
+            "featviz_models": [] if args.no_featviz else None,
             "follow_links": True if args.follow_links else None,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
@@ -206,6 +214,9 @@ def _precompute(args, console: Console) -> int:
     t0 = time.perf_counter()
     try:
         report = run(cfg, console=console, force=args.force, only=args.only)
+    except AmbiguousDatasetError as exc:  # a question to the user, not a data problem
+        _error_line(console, str(exc))
+        return EXIT_USAGE
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_NOTHING_USABLE
@@ -242,8 +253,13 @@ def _guarded(command, args, console: Console) -> int:
     Every stage writes atomically, so what finished is kept and the same command resumes. With
     --verbose the traceback is shown as well.
     """
+    from .interrupts import Terminated
+
     try:
         return command(args, console)
+    except Terminated:  # docker stop, systemd, SLURM: the same as Ctrl-C, with the shell's exit code
+        _error_line(console, f"terminated (SIGTERM); {RESUME_HINT}", prefix="[yellow]stopped:[/] ")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         _error_line(console, f"interrupted (Ctrl-C); {RESUME_HINT}", prefix="[yellow]stopped:[/] ")
         return EXIT_INTERRUPTED
@@ -260,7 +276,15 @@ def _guarded(command, args, console: Console) -> int:
 
 
 def _fetch(args, console: Console) -> int:
-    from .io.datasets import DatasetError, fetch_public_dataset
+    from .io.datasets import PUBLIC_DATASETS, DatasetError, fetch_public_dataset
+
+    # Usage mistakes (exit 2), told apart from a failed download (exit 3) before any network use.
+    if args.name not in PUBLIC_DATASETS:
+        _error_line(console, f"unknown public dataset {args.name!r}; known: {', '.join(PUBLIC_DATASETS)}")
+        return EXIT_USAGE
+    if args.per_class < 1:
+        _error_line(console, f"--per-class must be ≥ 1, got {args.per_class}")
+        return EXIT_USAGE
 
     try:
         dest = fetch_public_dataset(args.name, args.dest, per_class=args.per_class, seed=args.seed)
@@ -273,7 +297,7 @@ def _fetch(args, console: Console) -> int:
 
 def _weights(args, console: Console) -> int:
     from .nets.models import REGISTRY, ModelError, default_model_ids, get_spec
-    from .nets.weights import FetchError, fetch_weights, keras_hash_problem, weights_cache
+    from .nets.weights import CacheFolderError, FetchError, fetch_weights, keras_hash_problem, weights_cache
 
     cache = weights_cache(args.weights_cache)
     console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False, soft_wrap=True)
@@ -308,7 +332,7 @@ def _weights(args, console: Console) -> int:
             path = fetch_weights(spec, args.weights_cache)
         except FetchError as exc:
             console.print(f"[red]error:[/] {spec.id}: {exc}", highlight=False, soft_wrap=True)
-            return EXIT_NOTHING_USABLE
+            return EXIT_IO if isinstance(exc, CacheFolderError) else EXIT_NOTHING_USABLE
         console.print(f"{spec.id}: {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False,
                       soft_wrap=True)
     return EXIT_OK
@@ -366,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "precompute":
-        return _guarded(_precompute, args, console)
+        from .interrupts import sigterm_handled
+
+        with sigterm_handled():  # docker stop / systemd / SLURM: like Ctrl-C, exit 143
+            return _guarded(_precompute, args, console)
     if args.command == "fetch":
         return _fetch(args, console)
     if args.command == "weights":

@@ -63,7 +63,8 @@ class Key:
 
 
 KEYS: dict[str, Key] = {
-    "datasets": Key("list", "bundled dataset names or image folders laid out as ROOT/<class>/<image>",
+    "datasets": Key("list", "bundled dataset names (bundled:NAME when a folder of that name exists "
+                    "here too) or image folders laid out as ROOT/<class>/<image>",
                     flag="--dataset"),
     "models": Key("list", "model ids (see `convnet-search info`)"),
     "layers": Key("layers", "layer names per model ([layers] table: MODEL = [names]); on the command "
@@ -110,7 +111,8 @@ KEYS: dict[str, Key] = {
                           "allow)", min=1, optional=True),
     "cpus_per_worker": Key("int", "CPUs per Ray worker, also its TensorFlow thread count (default 1)", min=1),
     "gpus_per_worker": Key("float", "GPUs per Ray worker, fractions allowed (default 0)", min=0),
-    "out": Key("path", "bundle folder (default frontend/public/data)"),
+    "out": Key("path", "bundle folder (default: frontend/public/data inside the convnet-search checkout, "
+                       "else convnet-search-bundle in the current folder)"),
     "work": Key("path", "cache of stage outputs (default .convnet-search)"),
 }
 
@@ -149,6 +151,11 @@ def flag_type(name: str) -> Callable[[str], Any]:
     return parse
 
 
+# --out when none is given (default_out): in the checkout, and anywhere else.
+DEFAULT_OUT = "frontend/public/data"
+OUTSIDE_CHECKOUT_OUT = "convnet-search-bundle"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     datasets: tuple[str, ...] = ("digits", "shapes")
@@ -181,7 +188,7 @@ class RunConfig:
     workers: int | None = None
     cpus_per_worker: int = 1
     gpus_per_worker: float = 0.0
-    out: Path = Path("frontend/public/data")
+    out: Path = Path(DEFAULT_OUT)
     work: Path = Path(".convnet-search")
 
     def validated(self) -> "RunConfig":
@@ -455,8 +462,17 @@ def _distributor_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+def default_out(cwd: Path) -> str:
+    """The bundle folder when none is given: the explorer's own data folder when run from the
+    convnet-search checkout (make precompute, the dev server), else a folder of its own beside the
+    default work folder, never a frontend/public/data created wherever the command was started."""
+    checkout = (cwd / "frontend" / "package.json").is_file() and (cwd / "convnet_search").is_dir()
+    return DEFAULT_OUT if checkout else OUTSIDE_CHECKOUT_OUT
+
+
 def _build(values: dict[str, Any], base_dir: Path) -> RunConfig:
     kwargs = dict(values)
+    kwargs.setdefault("out", default_out(base_dir))
     if "umap" in kwargs:
         kwargs["umap"] = UmapConfig(**kwargs["umap"])
     for key in ("out", "work", "weights_cache"):

@@ -1,4 +1,4 @@
-"""The run: check the folders, hold the work folder's lock, and loop over the stages in order.
+"""The run: check the folders, hold the --work and --out locks, and loop over the stages in order.
 
 datasets -> extract -> thumbnails -> neighbours -> umap -> scores -> featviz -> tfjs -> bundle: one
 module per stage in stages/ (stages/base.py: the contract they follow). Each stage reads the previous
@@ -15,20 +15,23 @@ from rich.console import Console
 from .config import RunConfig
 from .distribute import make_distributor
 from .distribute.base import Distributor
-from .io.datasets import load_dataset
-from .io.workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
+from .io.datasets import DatasetChanged, load_dataset
+from .io.workspace import (STAGE_DIRS, clear_stages, dataset_folder, out_lock, preflight, prepare_work,
+                           remove_stale_bundle_temps, work_lock)
 from .stages import bundle, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
 from .stages.base import STAGE_NAMES, RunContext, Stage, plan
 from .stages.outputs import RunReport
 from .stages.bundle import OWN_FILES
 
+# Runs over a folder that changes under them before giving up (each retry lists it again).
+CHANGE_ATTEMPTS = 3
 STAGES = tuple(m.STAGE for m in (datasets, extract, thumbnails, neighbors, umap, scores, featviz, tfjs, bundle))
 assert tuple(s.name for s in STAGES) == STAGE_NAMES  # stages/base.py holds the names for the CLI
 
 
 def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
         distributor: Distributor | None = None, only: str | None = None) -> RunReport:
-    """Check --out/--work (workspace.py), reach the distributor, hold the work folder's lock, run
+    """Check --out/--work (workspace.py), reach the distributor, hold both folders' locks, run
     the stages (all, or with `only` that one: stages.plan).
 
     force: discard the stored outputs first (every stage's, or with `only` that stage's).
@@ -48,14 +51,33 @@ def run(cfg: RunConfig, console: Console | None = None, force: bool = False,
     try:
         dist.connect()  # an unreachable cluster fails here, with nothing written
         prepare_work(work)
-        with work_lock(work):
+        with work_lock(work), out_lock(Path(cfg.out)):
+            for gone in remove_stale_bundle_temps(Path(cfg.out)):  # a killed bundle write's leftover
+                console.print(f"removed {gone}, left behind by an interrupted run", highlight=False,
+                              soft_wrap=True)
             if force:  # only the stage folders: the rest of --work is not ours to delete
                 clear_stages(work, next(s.folders for s, how in steps if how == "run") if only else STAGE_DIRS)
-            ctx = RunContext(cfg, console, dist, RunReport(out=cfg.out, distributor=dist.name), only, force)
-            return _run_stages(ctx, steps)
+            return _run_until_settled(cfg, console, dist, steps, only, force)
     finally:
         if distributor is None:
             dist.close()
+
+
+def _run_until_settled(cfg: RunConfig, console: Console, dist: Distributor, steps: list[tuple[Stage, str]],
+                       only: str | None, force: bool) -> RunReport:
+    """The stages, from the top again (folders listed anew) when an image changes or vanishes under
+    them: finished shards and sheets are kept (keyed by content), so a retry redoes only what the
+    change touched. A folder that keeps changing ends the run with DatasetChanged (one line)."""
+    for attempt in range(1, CHANGE_ATTEMPTS + 1):
+        ctx = RunContext(cfg, console, dist, RunReport(out=cfg.out, distributor=dist.name), only, force)
+        try:
+            return _run_stages(ctx, steps)
+        except DatasetChanged as exc:
+            if attempt == CHANGE_ATTEMPTS:
+                raise
+            console.print(f"{exc}; listing the dataset folders again (finished work is kept)",
+                          highlight=False, soft_wrap=True)
+    raise AssertionError("unreachable")
 
 
 def _run_stages(ctx: RunContext, steps: list[tuple[Stage, str]]) -> RunReport:

@@ -154,7 +154,7 @@ def test_help_and_bad_flags():
     r = run_cli("precompute", "--dataset", "/no/such/folder")
     assert r.returncode == 3 and "/no/such/folder" in r.stderr
     r = run_cli("fetch", "mnist", "/tmp/never-written")
-    assert r.returncode == 3 and "unknown public dataset 'mnist'; known: cifar10" in r.stderr
+    assert r.returncode == 2 and "unknown public dataset 'mnist'; known: cifar10" in r.stderr  # a usage mistake (issue 19 row 15)
 
 
 def test_odd_and_broken_images_end_to_end(tmp_path):
@@ -313,3 +313,47 @@ def test_a_single_usable_image_is_refused_clearly(tmp_path):
                 "--no-browser-search", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"))
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert "needs at least 2" in " ".join(r.stderr.split())
+
+
+def test_small_usage_mistakes_exit_2_and_a_bad_weights_cache_is_not_blamed_on_the_network(tmp_path, capsys):
+    """Issue 19 row 15: `fetch foo` / `--per-class 0` exited 3 (nothing usable) instead of 2
+    (usage); `weights fetch --weights-cache /proc/x` said the network was down."""
+    from convnet_search import cli
+
+    assert cli.main(["fetch", "foo", str(tmp_path / "d")]) == 2
+    assert "unknown public dataset" in capsys.readouterr().err
+    assert cli.main(["fetch", "cifar10", str(tmp_path / "d"), "--per-class", "0"]) == 2
+    assert "--per-class must be ≥ 1" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = cli.main(["weights", "fetch", "mobilenet_025", "--weights-cache", str(blocker / "x")])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert "cannot write into the weights cache folder" in err and "network" not in err.lower()
+
+
+def test_num_layers_beyond_the_model_says_how_many_it_has():
+    """Issue 19 row 15: `--num-layers 1000` silently gave 27."""
+    from convnet_search.nets.models import build_base, get_spec, select_default_layers
+
+    base, _ = build_base(get_spec("mobilenet_025"), "none")
+    with pytest.warns(UserWarning, match=r"--num-layers 1000: .* has only \d+ layers with a feature map"):
+        names = select_default_layers(base, 1000)
+    assert len(names) < 1000
+
+
+def test_no_featviz_flag_turns_the_visualizations_off(monkeypatch, capsys):
+    """Issue 19 row 10: only a config key turned them off."""
+    from convnet_search import cli, pipeline
+
+    seen = {}
+
+    def fake_run(cfg, **kw):
+        seen["featviz"] = cfg.featviz_models
+        raise KeyboardInterrupt  # stop here: only the parsed config matters
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    assert cli.main(["precompute", "--no-featviz", "--models", "mobilenet_025"]) == 130
+    assert seen["featviz"] == ()
+    assert "--no-featviz" in cli._parser()._subparsers._group_actions[0].choices["precompute"].format_help()

@@ -249,3 +249,15 @@ def test_atlas_and_featviz_models_keys(tmp_path):
     assert featviz_models(named, {"vgg16": random, "mobilenet_025": trained}) == ["vgg16", "mobilenet_025"]
     off = load_config(None, {"models": ["mobilenet_025"], "browser_search": False})
     assert featviz_models(off, {"mobilenet_025": trained}) == []
+
+
+def test_default_out_is_the_explorer_data_only_inside_the_checkout(tmp_path, monkeypatch):
+    """Issue 19 row 12: a run from ~ created ~/frontend/public/data."""
+    from convnet_search.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert (tmp_path / load_config(None, {}).out) == tmp_path / "convnet-search-bundle"
+    assert load_config(None, {"out": "mine"}).out == tmp_path / "mine"  # given: as given
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    assert (repo / load_config(None, {}).out) == repo / "frontend/public/data"

@@ -140,7 +140,10 @@ def test_file_name_that_is_not_utf8_is_skipped_and_shown_escaped(tmp_path):
         Image.new("RGB", (2, 2)).save(f, format="PNG")
     ds = load_dataset(root)
     assert ds.files == ["a/ok.png"]
-    assert ds.skipped == [SkippedFile("a/bad\\xff.png", "file name is not valid UTF-8")]
+    (skip,) = ds.skipped
+    assert skip.file == "a/bad\\xff.png" and skip.reason.startswith("file name is not valid UTF-8")
+    # Issue 19 row 11: the reason says how to get the photo back into search
+    assert "rename it to UTF-8" in skip.reason and "convmv" in skip.reason
 
 
 @ONE_CLASS_OK
@@ -654,3 +657,26 @@ def test_one_class_warns_and_the_manifest_says_so(tmp_path):
         warnings.simplefilter("error")  # two classes: no warning at all
         two = load_dataset(root)
     assert two.notes == [] and build_manifest(_fake_inputs(two))["datasets"][0]["notes"] == []
+
+
+def test_bundled_prefix_and_explicit_folder(tmp_path, monkeypatch):
+    """Issue 19 row 4: `bundled:NAME` is the bundled dataset, `./NAME` the folder, a bare NAME with
+    both is an error asking which; an unknown bundled name names the known ones."""
+    import shutil
+
+    from convnet_search.io.datasets import AmbiguousDatasetError, DatasetError, load_dataset
+
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "digits"
+    for cls in ("x", "y"):
+        (mine / cls).mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (8, 8), (90 * k, 50, 9)).save(mine / cls / f"{k}.png")
+    with pytest.raises(AmbiguousDatasetError, match=r"--dataset ./digits .*--dataset bundled:digits"):
+        load_dataset("digits")
+    assert load_dataset("./digits").classes == ["x", "y"]
+    assert load_dataset("bundled:digits").classes != ["x", "y"]
+    with pytest.raises(DatasetError, match="no bundled dataset 'nope'.*digits"):
+        load_dataset("bundled:nope")
+    shutil.rmtree(mine)
+    assert load_dataset("digits").id == "digits"  # no folder here: the bundled one, as before

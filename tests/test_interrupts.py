@@ -57,3 +57,22 @@ def test_outside_the_block_ctrl_c_is_immediate_and_a_quiet_block_changes_nothing
         interrupts.check()
     with pytest.raises(KeyboardInterrupt):
         _ctrl_c()
+
+
+def test_sigterm_is_a_deferred_interrupt_like_ctrl_c():
+    """Issue 19 row 8: SIGTERM (docker stop, systemd, SLURM) ended the run silently with 143."""
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with interrupts.sigterm_handled():
+            with pytest.raises(interrupts.Terminated):
+                with interrupts.deferred():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    reached = True  # recorded, not raised inside the "TensorFlow" work
+                    interrupts.check()
+            assert reached
+            with pytest.raises(interrupts.Terminated):  # outside deferred(): at once
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -148,3 +148,29 @@ def test_force_only_bundle_rewrites_the_same_bytes_from_the_stored_outputs(first
     assert report.bundle_status == "written" and calls[-1] == ("bundle", "run")
     assert all(how == "load" for _, how in calls[:-1]) and len(calls) == len(STAGE_NAMES)
     assert _inodes(run.out) != inodes and read_bundle(run.out) == before
+
+
+def test_a_renamed_class_folder_keeps_neighbours_and_maps_and_equals_a_fresh_run(first, tmp_path):
+    """Issue 19 row 9: renaming a class folder was delete + add (neighbours searched again, the map
+    laid out anew). Features are keyed by content: only the labels' stages (scores, bundle) redo."""
+    import json
+
+    run0, _, _ = first
+    data = tmp_path / "photos"
+    shutil.copytree(run0.data, data)
+    run = run0.copy(tmp_path / "renamed")
+    run.data = data
+    pipeline.run(run.cfg())  # the copy in its new place: current again
+    before = _inodes(run.work)
+    (data / "b").rename(data / "b2")  # sorts where "b" did: the rows keep their order
+    pipeline.run(run.cfg())
+    after = _inodes(run.work)
+    # scores too: they read label indices, and "b2" sorts where "b" did (another order redoes them)
+    for stage in ("neighbors", "umap", "scores"):
+        kept = {k for k in before if k.startswith(stage + "/")}
+        assert kept and all(after.get(k) == before[k] for k in kept), stage
+    manifest = json.loads((run.out / "manifest.json").read_text())
+    assert manifest["datasets"][0]["classes"] == ["a", "b2", "c"]
+    fresh = Run(tmp_path, data, run.config, tmp_path / "fresh-work", tmp_path / "fresh-out")
+    pipeline.run(fresh.cfg())
+    assert read_bundle(run.out) == read_bundle(fresh.out)

@@ -351,3 +351,42 @@ def test_a_work_folder_with_a_scan_cache_but_no_marker_is_still_ours(tmp_path):
     check_work_target(work)  # adopted: every entry is one the engine writes
     clear_stages(work)
     assert sorted(p.name for p in work.iterdir()) == []
+
+
+def test_sigterm_ends_with_one_line_and_exit_143(tmp_path, data):
+    """Issue 19 row 8: `kill -TERM` (docker stop) during a run: one line with the resume hint."""
+    work = tmp_path / "work"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen([*CLI, "precompute", *FAST, "--dataset", str(data),
+                             "--out", str(tmp_path / "out"), "--work", str(work)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(work.rglob("*.parts-*/state.json")):  # extracting
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "same command again to resume" in one_line(err, "terminated (SIGTERM)")
+
+
+@pytest.mark.parametrize("bundled", ["digits", "shapes"])
+def test_a_folder_named_like_a_bundled_dataset_is_never_silently_replaced(tmp_path, data, main,
+                                                                          monkeypatch, bundled):
+    """Issue 19 row 4: `cp -r mine digits; P --dataset digits` used the bundled digits."""
+    import shutil
+
+    from convnet_search.io.datasets import bundled_name, known_datasets
+
+    assert bundled in known_datasets()
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(data, tmp_path / bundled)
+    code, err = main("--dataset", bundled, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"))
+    assert code == 2, err
+    line = one_line(err, "both a bundled dataset and a folder here")
+    assert f"--dataset ./{bundled}" in line and f"--dataset bundled:{bundled}" in line
+    assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()
+    # either explicit choice works, for any bundled name
+    assert bundled_name(f"bundled:{bundled}") == bundled and bundled_name(f"./{bundled}") is None
+    for name in known_datasets():
+        assert bundled_name(f"bundled:{name}") == name

@@ -242,3 +242,24 @@ def test_shapes_large_extend_equals_building_the_larger_folder_at_once(tmp_path)
     r = subprocess.run([sys.executable, str(REPO / "datasets/build.py"), "shapes-large", str(tmp_path / "none"),
                         "--images", "5", "--extend"], capture_output=True, text=True)
     assert r.returncode == 2 and "not a shapes-large folder" in r.stderr
+
+
+def test_a_file_overwritten_in_place_with_its_mtime_restored_is_validated_again(tmp_path, monkeypatch):
+    """Issue 19 row 3: same size, same mtime (`touch -r`, `rsync -t`, `cp -p` onto the file) and
+    same inode: only the ctime, which no user tool can set back, says it changed (git's rule)."""
+    root, cache = _folder(tmp_path / "photos"), tmp_path / "cache"
+    target = root / "cats" / "z.bmp"
+    Image.new("RGB", (6, 6), (1, 1, 1)).save(target, format="BMP")
+    os.utime(target, ns=(PAST_NS, PAST_NS))
+    _, before = _scan(root, cache)
+    inode = target.stat().st_ino
+    buf = tmp_path / "other.bmp"
+    Image.new("RGB", (6, 6), (200, 1, 1)).save(buf, format="BMP")
+    with open(target, "r+b") as f:  # in place: the inode stays
+        f.write(buf.read_bytes())
+    os.utime(target, ns=(PAST_NS, PAST_NS))
+    assert target.stat().st_ino == inode and target.stat().st_size == buf.stat().st_size
+    counter = Counter(monkeypatch)
+    _, fp = _scan(root, cache, counter)
+    assert counter.decoded == ["z.bmp"]
+    assert fp != before and fp == dataset_fingerprint(load_dataset(root))

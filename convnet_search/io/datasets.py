@@ -70,6 +70,12 @@ NOT_REGULAR = "not a regular file or folder"
 LINK_OUTSIDE = "symlink points outside the dataset root (use --follow-links to include it)"
 LINK_BROKEN = "broken symlink (its target is missing or a loop of links)"
 LINK_LOOP = "symlink loop: points to a folder that contains it"
+# Names go into the bundle as UTF-8 text. Old archives (Windows, old Macs, zip files) often hold
+# Latin-1 or CP-1252 names; `convmv` (or any renamer) makes them UTF-8 without touching the bytes.
+_UTF8_FIX = ("rename it to UTF-8, e.g. `convmv -r -f latin1 -t utf8 --notest FOLDER` "
+             "(use cp1252 or the archive's encoding instead of latin1 if that is what it used)")
+NOT_UTF8_FILE = f"file name is not valid UTF-8: {_UTF8_FIX}"
+NOT_UTF8_DIR = f"class folder name is not valid UTF-8: {_UTF8_FIX}"
 # Junk that operating systems and tools write next to photos on their own. Listed like every
 # other unused entry, but left out of the fingerprint (see `dataset_fingerprint`).
 SYSTEM_FILE_NAMES = frozenset({".DS_Store", "Thumbs.db", "ehthumbs.db", "desktop.ini", ".directory",
@@ -80,6 +86,22 @@ SYSTEM_DIR_NAMES = frozenset({".git", ".svn", ".hg", "__MACOSX", "@eaDir", ".Tra
 
 class DatasetError(Exception):
     """A dataset that cannot be used at all (the message names the path and the problem)."""
+
+
+class DatasetChanged(DatasetError):
+    """An image changed or vanished after the scan (during extraction or thumbnails): the run lists
+    the folders again and goes on with what is there now (pipeline.run); finished work is kept."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems  # (path, what happened)
+        shown = "; ".join(f"{p}: {why}" for p, why in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        super().__init__(f"images changed on disk during the run ({shown}{more})")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex of a file's bytes (raises OSError)."""
+    return _file_sha256(Path(path))
 
 
 @dataclass(frozen=True)
@@ -167,8 +189,9 @@ def load_dataset(
 ) -> Dataset:
     """Load a builtin dataset by name, or an image folder by path.
 
-    A ``str`` without a path separator that names a builtin dataset (see `known_datasets`) is that
-    dataset; anything else is a path. A folder holding ``dataset.toml`` and ``images/`` is read
+    ``bundled:NAME``, or a bare NAME of a builtin dataset (see `known_datasets`) when no folder of
+    that name exists here, is that dataset (`bundled_name`: both is an error asking which);
+    anything else is a path. A folder holding ``dataset.toml`` and ``images/`` is read
     like a builtin one; any other folder is the image root itself.
 
     ``follow_links=True`` also follows symlinks whose target lies outside the dataset root (by
@@ -181,10 +204,11 @@ def load_dataset(
     result (and `dataset_fingerprint`) is the same with or without it.
     """
     builtins = known_datasets()
-    if isinstance(name_or_path, str) and "/" not in name_or_path and os.sep not in name_or_path and name_or_path in builtins:
-        folder = builtin_datasets_dir() / name_or_path
+    bundled = bundled_name(name_or_path)
+    if bundled is not None:
+        folder = builtin_datasets_dir() / bundled
         meta = _read_meta(folder / "dataset.toml")
-        ds = _scan(folder / "images", name_or_path, meta, max_pixels, follow_links, cache_dir)
+        ds = _scan(folder / "images", bundled, meta, max_pixels, follow_links, cache_dir)
         return _with_notes(ds)
 
     path = Path(name_or_path).expanduser()
@@ -200,6 +224,39 @@ def load_dataset(
     name = path.resolve().name
     meta = {"name": name, "description": "", "source": f"image folder '{name}'"}
     return _with_notes(_scan(path, _slug(name), meta, max_pixels, follow_links, cache_dir))
+
+
+BUNDLED_PREFIX = "bundled:"
+
+
+class AmbiguousDatasetError(DatasetError):
+    """A bare name that is both a bundled dataset and an existing folder (a usage error)."""
+
+
+def bundled_name(name_or_path: str | Path) -> str | None:
+    """The bundled dataset a --dataset argument names, or None for a folder path.
+
+    "bundled:NAME" is always the bundled one (an error if there is none); a bare NAME (no path
+    separator) is the bundled one unless a file or folder of that name exists here too: then it
+    is an `AmbiguousDatasetError`, never a silent choice (`./NAME` is the folder). Anything else is
+    a path."""
+    if not isinstance(name_or_path, str):
+        return None
+    builtins = known_datasets()
+    if name_or_path.startswith(BUNDLED_PREFIX):
+        name = name_or_path[len(BUNDLED_PREFIX):]
+        if name not in builtins:
+            known = ", ".join(builtins) or "none found in " + str(builtin_datasets_dir())
+            raise DatasetError(f"{name_or_path}: no bundled dataset {name!r} (bundled: {known})")
+        return name
+    if "/" in name_or_path or os.sep in name_or_path or name_or_path not in builtins:
+        return None
+    if os.path.lexists(name_or_path):
+        raise AmbiguousDatasetError(
+            f"--dataset {name_or_path}: both a bundled dataset and a folder here "
+            f"({Path(name_or_path).resolve()}); say which: --dataset ./{name_or_path} for your "
+            f"folder, or --dataset {BUNDLED_PREFIX}{name_or_path} for the bundled one")
+    return name_or_path
 
 
 def _with_notes(ds: Dataset) -> Dataset:
@@ -364,7 +421,7 @@ def _root_entry(scanner: _Scanner, entry: os.DirEntry) -> tuple[str, str, str]:
 # Scan cache: each file's verdict and sha256, remembered by (relative path, size, mtime_ns)
 # ---------------------------------------------------------------------------------------------
 
-SCAN_CACHE_FORMAT = 2
+SCAN_CACHE_FORMAT = 3  # 3: ctime joins the key
 # A file modified less than this before the scan is not cached: a second write within the same
 # mtime tick (coarse on some file systems: 2 s on FAT) with the same size would go unnoticed.
 RACY_WINDOW_NS = 2_000_000_000
@@ -393,9 +450,10 @@ def _validate(path: Path, max_pixels: int) -> tuple[str, str]:
 class _ScanCache:
     """Verdicts of one image root's files, stored as ``<cache_dir>/<id>-<hash of root>.json``.
 
-    An entry (size, mtime_ns, inode, reason, sha256) is reused only when the file's size, mtime and
-    inode are unchanged (the inode catches a file replaced by another of the same size and mtime,
-    e.g. ``cp -p``; a symlink is judged by its target) and the header (root, max_pixels, engine
+    An entry (size, mtime_ns, inode, ctime_ns, reason, sha256) is reused only when the file's size,
+    mtime, inode and ctime are unchanged, as git's index does: the inode catches a file replaced by
+    another (``mv``), the ctime a file overwritten in place whose mtime was set back (``cp -p``,
+    ``touch -r``, ``rsync -t``), since no user tool can set a ctime. A symlink is judged by its target and the header (root, max_pixels, engine
     and Pillow versions) is the same, since a new decoder may judge a file differently. A missing, unreadable or malformed cache is treated
     as empty and rewritten: the cache only ever saves work, it never changes the result.
     Without ``cache_dir`` every file is validated (and hashed later, by `dataset_fingerprint`).
@@ -444,9 +502,9 @@ class _ScanCache:
         except OSError:
             st = None  # load_rgb reports why
         hit = self.old.get(rel)
-        if st is not None and hit is not None and hit[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
+        if st is not None and hit is not None and hit[:4] == _stat_key(st):
             self.new[rel] = hit
-            return hit[3], hit[4]
+            return hit[4], hit[5]
         reason, digest = _validate(path, max_pixels)
         self.validated += 1
         if st is not None and st.st_mtime_ns < self.now_ns - RACY_WINDOW_NS:
@@ -454,8 +512,8 @@ class _ScanCache:
                 after = os.stat(path)
             except OSError:
                 after = None
-            key = [st.st_size, st.st_mtime_ns, st.st_ino]
-            if after is not None and [after.st_size, after.st_mtime_ns, after.st_ino] == key:
+            key = _stat_key(st)
+            if after is not None and _stat_key(after) == key:
                 self.new[rel] = [*key, reason, digest]
         return reason, digest
 
@@ -471,10 +529,15 @@ class _ScanCache:
             pass  # an optimization only: the next run validates again
 
 
+def _stat_key(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged: size, mtime, inode and ctime (git's index uses the same)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 def _valid_entry(e: object) -> bool:
-    return (isinstance(e, list) and len(e) == 5 and all(type(x) is int for x in e[:3])
-            and isinstance(e[3], str) and isinstance(e[4], str)
-            and (bool(e[3]) != bool(e[4])))  # a skip reason xor a digest
+    return (isinstance(e, list) and len(e) == 6 and all(type(x) is int for x in e[:4])
+            and isinstance(e[4], str) and isinstance(e[5], str)
+            and (bool(e[4]) != bool(e[5])))  # a skip reason xor a digest
 
 
 def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
@@ -510,7 +573,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
     for cls, real, via_link in class_dirs:
         if cls != _display(cls):
             # Class names go into the manifest as text; a folder name that is not UTF-8 cannot.
-            skipped.append(SkippedFile(_display(cls) + "/", "class folder name is not valid UTF-8"))
+            skipped.append(SkippedFile(_display(cls) + "/", NOT_UTF8_DIR))
             continue
         usable = 0
         items = scanner.class_items(cls, root / cls, real, via_link)
@@ -523,7 +586,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
                 rel.encode("utf-8")
             except UnicodeEncodeError:
                 # The bundle's names pages hold names as UTF-8 text; such a name cannot be written.
-                skipped.append(SkippedFile(shown, "file name is not valid UTF-8"))
+                skipped.append(SkippedFile(shown, NOT_UTF8_FILE))
                 continue
             reason, digest = cache.check(root, rel, max_pixels)
             if reason:

@@ -4,8 +4,10 @@ The engine deletes only what it created. It writes a marker file (JSON with a fo
 into each of the two folders and removes or replaces things there only when the marker is present
 (or, for folders from before markers existed, when every entry is one the engine itself writes).
 Both folders must be disjoint from the dataset folders and from each other, so that replacing the
-bundle or clearing the cache can never reach a photo. A lock file in the work folder keeps two runs
-from sharing it: a second run fails at once, naming the process that holds the lock.
+bundle or clearing the cache can never reach a photo. A lock file in the work folder, and one
+beside the bundle folder, keep two runs from sharing either: a second run fails at once, naming
+the process that holds the lock. Temporary bundle folders a killed run left beside --out (marked
+as ours) are removed by the next run that holds the --out lock.
 
 Everything here runs before any compute, so a mistake costs seconds, not hours.
 """
@@ -31,6 +33,7 @@ MARKER_FORMAT = 1
 WORK_MARKER = ".convnet-search-work"
 BUNDLE_MARKER = ".convnet-search-bundle"
 LOCK_FILE = ".convnet-search.lock"
+OUT_LOCK_SUFFIX = ".convnet-search.lock"  # beside --out: ".<out name>.convnet-search.lock"
 PROBE_PREFIX = ".convnet-search-probe-"  # writability probe, removed at once (unless killed then)
 STAGE_DIRS = ("features", "neighbors", "umap", "scores", "thumbs", "tfjs", "scan-cache")
 # A run needs far more on a real dataset; below this even a tiny run fails midway.
@@ -128,7 +131,7 @@ def marker_payload(kind: str) -> dict[str, Any]:
     return {"format": MARKER_FORMAT, "kind": kind, "generator": f"convnet-search {__version__}"}
 
 
-def lock_message(work: Path, holder: str) -> str:
+def lock_message(work: Path, holder: str, flag: str = "--work") -> str:
     """The busy error: who holds the lock, from the JSON the holder wrote into the lock file."""
     try:
         info = json.loads(holder)
@@ -136,8 +139,8 @@ def lock_message(work: Path, holder: str) -> str:
                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['started']))}")
     except (ValueError, KeyError, TypeError):
         who = "a process that has not yet written its id"
-    return (f"{work} is in use by another convnet-search run ({who}); wait for it to finish or "
-            f"choose another --work")
+    return (f"{flag} {work} is in use by another convnet-search run ({who}); wait for it to finish "
+            f"or choose another {flag}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,11 +164,10 @@ def _walk(root: Path) -> Iterator[tuple[str, bool]]:
 
 def dataset_folder(name: str) -> Path:
     """The folder a --dataset argument names, without scanning it (datasets.load_dataset's rule)."""
-    from .datasets import builtin_datasets_dir, known_datasets
+    from .datasets import builtin_datasets_dir, bundled_name
 
-    if "/" not in name and os.sep not in name and name in known_datasets():
-        return builtin_datasets_dir() / name
-    return Path(name).expanduser()
+    bundled = bundled_name(name)
+    return builtin_datasets_dir() / bundled if bundled else Path(name).expanduser()
 
 
 def _first_few(paths: list[str], n: int = 5) -> str:
@@ -293,18 +295,40 @@ def clear_stages(work: Path, names: Iterable[str] = STAGE_DIRS) -> None:
             shutil.rmtree(p)
 
 
+def out_lock_path(out: Path) -> Path:
+    """The lock of a bundle folder: a hidden file beside it, since the folder itself is swapped
+    out whole when the bundle is written (a lock inside would go with the old folder)."""
+    out = Path(out)
+    return out.parent / f".{out.name}{OUT_LOCK_SUFFIX}"
+
+
 @contextmanager
 def work_lock(work: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `work`/LOCK_FILE; fail at once if another process holds it.
+    """Hold an exclusive flock on `work`/LOCK_FILE; fail at once if another process holds it."""
+    with folder_lock(Path(work) / LOCK_FILE, Path(work), "--work"):
+        yield
+
+
+@contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """The same lock for `--out`: two runs writing one bundle folder (even with different --work)
+    would each swap in their own datasets and the last one would silently win."""
+    with folder_lock(out_lock_path(out), Path(out), "--out"):
+        yield
+
+
+@contextmanager
+def folder_lock(path: Path, folder: Path, flag: str) -> Iterator[None]:
+    """Hold an exclusive flock on `path`; fail at once (BusyError) if another process holds it.
 
     flock is released by the kernel when the holder exits, however it dies, so the lock of a
     dead run is simply taken over; the pid/host/time written into the file only feed the message.
     """
-    path = Path(work) / LOCK_FILE
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StorageError(f"--work {work}: cannot create the lock file {path} "
+        raise StorageError(f"{flag} {folder}: cannot create the lock file {path} "
                            f"({exc.strerror or exc})") from None
     try:
         try:
@@ -313,7 +337,7 @@ def work_lock(work: Path) -> Iterator[None]:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-            raise BusyError(lock_message(Path(work), holder)) from None
+            raise BusyError(lock_message(folder, holder, flag)) from None
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                            "started": time.time()})
         os.ftruncate(fd, 0)
@@ -325,6 +349,47 @@ def work_lock(work: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def stale_bundle_temps(out: Path) -> list[Path]:
+    """Temporary folders a killed bundle write left beside `out` (store.atomic_path's
+    ".<name>.RANDOM.tmp" and ".<name>.old"), recognised only when they carry the bundle marker
+    (bundle.write_bundle writes it first) or are empty: a folder of that
+    name without our marker is not ours and stays. Call this only while holding `out_lock`, so no
+    live writer's temp folder can match."""
+    out = Path(out)
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    prefix = f".{out.name}."
+    found = []
+    for entry in parent.iterdir():
+        name = entry.name
+        if not name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+            continue
+        middle = name[len(prefix):]
+        if not (middle == "old" or (middle.endswith(".tmp") and "." not in middle[:-4])):
+            continue
+        if not any(entry.iterdir()) or _marked_bundle_temp(entry):
+            found.append(entry)
+    return sorted(found)
+
+
+def _marked_bundle_temp(folder: Path) -> bool:
+    try:
+        return read_marker(folder, BUNDLE_MARKER, "bundle") is not None
+    except WorkspaceError:
+        return False
+
+
+def remove_stale_bundle_temps(out: Path) -> list[Path]:
+    """Remove `stale_bundle_temps(out)`; returns what was removed."""
+    gone = []
+    for folder in stale_bundle_temps(out):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            gone.append(folder)
+    return gone
 
 
 def preflight(out: Path, work: Path, dataset_roots: Iterable[Path],

@@ -19,8 +19,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .. import interrupts
-from ..io.datasets import Dataset
-from ..io.images import load_rgb
+from ..io.datasets import Dataset, DatasetChanged, file_sha256, image_digests
+from ..io.images import ImageError, load_rgb
 from ..io.shards import Shard
 from ..io.store import ShardDir
 from ..search import atlas as channel_atlas
@@ -36,27 +36,46 @@ DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size: int,
-                   threads: int | None = None):
+                   threads: int | None = None, digests: Sequence[str] | None = None,
+                   changed: list[tuple[str, str]] | None = None):
     """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
 
     Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
     bounded by the batch size, not N), and images come out in order, so the batches are the very
     ones a serial reader makes. threads: cap on the decode pool and tf.data's own thread pool (a
-    Ray worker given one CPU keeps to it)."""
+    Ray worker given one CPU keeps to it).
+
+    digests and changed: an image that cannot be read any more, or whose bytes no longer have the
+    scan's sha256 (moved away or overwritten since the scan), is appended to `changed` as (path,
+    what happened) and a blank image takes its place. Raising inside the generator would reach the
+    user as TensorFlow's traceback; the caller checks `changed` between batches instead
+    (`raise_if_changed`). Without `changed`, such an image raises ImageError as before."""
     import tensorflow as tf
 
     from .preprocess import area_downscale, resize_tensor
 
     decoders = DECODE_THREADS if threads is None else min(DECODE_THREADS, threads)
 
-    def decode(path) -> np.ndarray:
-        return area_downscale(load_rgb(Path(path)), size)  # step 1 of the path; step 2 below
+    def decode(item) -> np.ndarray:
+        path, digest = item
+        if changed is None:
+            return area_downscale(load_rgb(Path(path)), size)  # step 1 of the path; step 2 below
+        try:
+            img = load_rgb(Path(path))
+            if digest is not None and file_sha256(path) != digest:
+                raise ImageError(Path(path), "its bytes changed since the folder was listed")
+        except (ImageError, OSError) as exc:
+            changed.append((str(path), getattr(exc, "reason", None) or str(exc)))
+            return np.zeros((1, 1, 3), np.uint8)
+        return area_downscale(img, size)
+
+    items = list(zip(paths, digests if digests is not None else [None] * len(paths)))
 
     def gen():
         if decoders <= 0:
-            yield from map(decode, paths)
+            yield from map(decode, items)
             return
-        todo = iter(paths)
+        todo = iter(items)
         with ThreadPoolExecutor(decoders, thread_name_prefix="decode") as pool:
             pending = deque(pool.submit(decode, p) for p in itertools.islice(todo, 2 * batch_size))
             try:
@@ -132,6 +151,7 @@ class ShardTask:
     paths: tuple[str, ...]
     batch_size: int
     shard_dir: Path
+    digests: tuple[str, ...] | None = None  # the scan's sha256 of each image: a changed one is noticed
 
 
 @dataclass(frozen=True)
@@ -146,16 +166,21 @@ class ExtractJob:
     shard_keys: tuple[str, ...]
     batch_size: int
     reused: frozenset[int] = frozenset()
+    shard_digests: tuple[tuple[str, ...], ...] | None = None
 
     @classmethod
     def of(cls, ds: Dataset, extractor: ExtractorSpec, shard_dir: Path, plan: Sequence[Shard],
            batch_size: int, reused: Sequence[int] = ()) -> "ExtractJob":
         paths = [str(Path(ds.path(i)).absolute()) for i in range(len(ds))]
+        digests = image_digests(ds)
         return cls(extractor, Path(shard_dir).absolute(), tuple(tuple(paths[s.start:s.stop]) for s in plan),
-                   tuple(s.key for s in plan), batch_size, frozenset(reused))
+                   tuple(s.key for s in plan), batch_size, frozenset(reused),
+                   tuple(tuple(digests[s.start:s.stop]) for s in plan))
 
     def task(self, index: int) -> ShardTask:
-        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size, self.shard_dir)
+        digests = self.shard_digests[index] if self.shard_digests is not None else None
+        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size,
+                         self.shard_dir, digests)
 
     def pending(self, weights_digest: str) -> list[int]:
         """The shards still to do, after checking that finished ones were made with these very
@@ -184,7 +209,10 @@ def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | No
     chunks: list[list[np.ndarray]] = [[] for _ in ex.names]
     layers = [i.name for i in ex.infos]
     shard_atlas, first = channel_atlas.ShardAtlas(layers, ex.spec.pooling), 0
-    for batch in image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads):
+    changed: list[tuple[str, str]] = []
+    for batch in image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads,
+                               task.digests, changed):
+        raise_if_changed(changed)  # before the shard could be saved with a blank image in it
         outs = ex.outputs(batch)
         for j, name in enumerate(ex.names):
             chunks[j].append(outs[name])
@@ -193,8 +221,15 @@ def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | No
         first += int(batch.shape[0])
         interrupts.check()  # a Ctrl-C recorded during the batch (interrupts.deferred) stops here
         yield int(batch.shape[0])
+    raise_if_changed(changed)
     ShardDir(task.shard_dir).save(task.key, {**{name: np.concatenate(c) for name, c in zip(ex.names, chunks)},
                                              **shard_atlas.arrays()})
+
+
+def raise_if_changed(changed: list[tuple[str, str]]) -> None:
+    """DatasetChanged (plain Python, between batches) for the images the reader found changed."""
+    if changed:
+        raise DatasetChanged(sorted(set(changed)))
 
 
 def extract_shard(ex: FeatureExtractor, task: ShardTask,

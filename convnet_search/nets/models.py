@@ -277,6 +277,11 @@ def select_default_layers(base, count: int = DEFAULT_NUM_LAYERS) -> list[str]:
     if not infos:
         raise ModelError(f"{base.name}: no feature-map layers found")
     if len(infos) <= count:
+        if len(infos) < count:  # said, not silent: the summary would show fewer layers than asked
+            import warnings
+
+            warnings.warn(f"--num-layers {count}: {base.name} has only {len(infos)} layers with a "
+                          f"feature map; all {len(infos)} are used", UserWarning, stacklevel=2)
         return [i.name for i in infos]
     last = infos[-1].index
     chosen: list[LayerInfo] = []

@@ -155,6 +155,26 @@ def _probe(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     return None
 
 
+class CacheFolderError(FetchError):
+    """The weights cache folder cannot be created or written (a disk/permission problem)."""
+
+
+def _check_cache_folder(cache) -> None:
+    """Create the cache folder and write a probe file into it (os.access says yes to root on a
+    read-only mount, and /proc accepts mkdir checks oddly): CacheFolderError naming the folder."""
+    import tempfile
+
+    try:
+        cache.folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".convnet-search-probe-", dir=cache.folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise CacheFolderError(f"{cache.folder}: cannot write into the weights cache folder "
+                               f"({exc.strerror or exc}; {cache.why}); choose a writable "
+                               "--weights-cache") from None
+
+
 def fetch_weights(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
     """Download the model's no-top ImageNet file into the cache with Keras' own downloader.
 
@@ -167,16 +187,11 @@ def fetch_weights(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
     target = cache.folder / spec.weights_file
     if target.is_file() and keras_hash_problem(spec, target) is None:
         return target
+    _check_cache_folder(cache)  # before the network: a bad folder is not a network problem
     reason = _NETWORK_FAILURE or _probe(spec.weights_url)
     if reason:
         _NETWORK_FAILURE = reason
         raise FetchError(f"cannot download {spec.weights_file}: {reason}")
-    try:
-        cache.folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FetchError(f"{cache.folder}: cannot create the weights cache folder ({exc.strerror})") from exc
-    if not os.access(cache.folder, os.W_OK):
-        raise FetchError(f"{cache.folder}: weights cache folder is not writable ({cache.why})")
     from ..runtime import import_tensorflow
 
     import_tensorflow()

@@ -433,6 +433,8 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
     previous = previous_browser_entries(out, inp) if inp.browser else {}
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
+        # The marker first: a killed run's leftover is then known as ours, and the next run removes it.
+        _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
         for res in inp.results:
             _write_dataset(tmp, inp, res)
             if inp.browser is not None:
@@ -444,7 +446,6 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
                 _write(tmp, _path(FEATVIZ_FILES["featviz"], model=mid, layer=layer), Path(jpg).read_bytes())
         _write(tmp, "manifest.json", dumps_json(manifest).encode())
         _write(tmp, FINGERPRINT_FILE, _stored_fingerprint(fp).encode())
-        _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
     return manifest
 
 

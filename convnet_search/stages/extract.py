@@ -53,6 +53,20 @@ def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: 
                        *([("atlas", channel_atlas.TOP, channel_atlas.MAP_MAX)] if cfg.atlas else []))
 
 
+def vectors_fingerprint(ds: Dataset, config_key: str, shard_size: int) -> str:
+    """What the feature vectors depend on, and nothing else: the extraction configuration and the
+    images' bytes in row order, not their names or labels. Renaming a class folder (or a file)
+    keeps it, so the neighbours and the maps, which read only the vectors, stay current; the
+    scores also read the labels, so their fingerprint adds them (scores.scores_fingerprint)."""
+    return fingerprint("vectors", FEATURES_FORMAT, config_key, shard_size, image_digests(ds))
+
+
+def vectors_key(feats: "StoredArrays") -> str:
+    """The stored features' vectors fingerprint; features written before it existed fall back to
+    their full fingerprint (so their neighbours and maps stay current after the upgrade)."""
+    return feats.meta.get("vectors") or feats.meta["fingerprint"]
+
+
 def shard_config(spec: ModelSpec, cfg: RunConfig, weights: ResolvedWeights) -> str:
     """Everything but the images that decides a shard's features (shard keys hash it with them)."""
     return fingerprint("features-shard", FEATURES_FORMAT, spec.id, spec.input_size, cfg.layers.get(spec.id),
@@ -154,6 +168,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
                     "output_shape": list(i.output_shape), "dims": {p: i.dim(p) for p in cfg.pooling},
                     "params_cumulative": i.params_cumulative, "depth": i.depth} for i in infos],
         "shard_config": xp.config_key, "shards": shards_to_meta(plan),
+        "vectors": vectors_fingerprint(ds, xp.config_key, cfg.shard_size),
     }
     if old_meta and set(names) <= set(old_meta.get("keys", [])) and old_meta.get("shard_config") == xp.config_key:
         # which rows later stages may carry over (incremental.py): bit-equal rows of the same file
@@ -221,23 +236,23 @@ def run(ctx: RunContext) -> None:
     with _progress(console) as progress:
         for res, mid in ctx.items():
             ds, spec = res.dataset, get_spec(mid)
-            task = progress.add_task(f"{ds.id} · {spec.name}", total=len(ds))
+            task = progress.add_task(f"extract {ds.id} · {spec.name}", total=len(ds))
 
             def started(todo: int, task=task, n=len(ds)) -> None:
-                progress.update(task, completed=n - todo)
+                if todo:  # (nothing to do: the line at the end says so, no early "done")
+                    progress.update(task, completed=n - todo)
                 progress.reset(task, total=n, completed=n - todo)
 
             r = extract_features(ds, spec, ctx.cfg, store, ds_fp=ctx.ds_fps[ds.id], weights=resolved[mid],
                                  on_start=started, distributor=ctx.dist,
                                  on_progress=lambda m, task=task: progress.advance(task, m))
-            progress.update(task, completed=len(ds), description=f"{ds.id} · {spec.name} [dim]({r.status})[/]")
+            if r.status == "up to date":  # no work, so no speed to show
+                progress.reset(task, total=len(ds), completed=len(ds))
+            progress.update(task, completed=len(ds), description=f"extract {ds.id} · {spec.name} [dim]({r.status})[/]")
             ctx.report.extract.append(r)
             if r.status == "updated":  # always said: it explains a fast run
                 console.print(f"{ds.id} · {spec.name}: {r.computed} of {r.images} images extracted "
                               f"in {r.seconds:.1f}s; the unchanged shards were reused")
-            elif not console.is_interactive:  # logs (CI, files) get one line per model instead of bars
-                console.print(f"{ds.id} · {spec.name}: {r.images} images, {r.status}"
-                              + (f" in {r.seconds:.1f}s" if r.status != "up to date" else ""))
             res.features[mid] = store.load(ds.id, mid)
     _note_weights(ctx)
 

@@ -21,7 +21,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -210,7 +210,7 @@ def stored_featviz(feats: StoredArrays, seed: int, work: Path, steps: int = STEP
 
 
 def featviz_stage(feats: StoredArrays, seed: int, work: Path, weights: Any = None,
-                  steps: int = STEPS) -> FeatvizResult | None:
+                  steps: int = STEPS, on_step: Callable[[int, int], None] | None = None) -> FeatvizResult | None:
     """Render (or reuse) the visualizations of every layer of one model's features store (the
     run's first dataset). weights: the run's ResolvedWeights for the model."""
     stored = stored_featviz(feats, seed, work, steps)
@@ -229,10 +229,14 @@ def featviz_stage(feats: StoredArrays, seed: int, work: Path, weights: Any = Non
     preprocess = _preprocess_layer(spec)
     per_layer = {}
     for i, (name, chans) in enumerate(chosen.items()):
+        if on_step:  # layers done (minutes each with real weights)
+            on_step(i, len(chosen))
         t = time.perf_counter()
         images = render_layer(base, preprocess, name, chans, meta["input_size"], seed + i, steps)
         atomic_write_bytes(layers[name][0], jpeg(tile_grid(images)))
         per_layer[name] = round(time.perf_counter() - t, 2)
+    if on_step:
+        on_step(len(chosen), len(chosen))
     seconds = time.perf_counter() - t0
     atomic_write_json(info_path, {"fingerprint": fp, "channels": chosen, "seconds": round(seconds, 2),
                                   "layer_seconds": per_layer, "steps": steps})
@@ -254,16 +258,25 @@ def featviz_models(cfg: RunConfig, weights: dict[str, ResolvedWeights]) -> list[
 
 
 def run(ctx: RunContext) -> None:
-    for mid in featviz_models(ctx.cfg, ctx.weights):  # from the run's first dataset's selectivity
-        rendered = featviz_stage(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work, ctx.weights[mid])
-        if rendered is None:
-            ctx.console.print(f"[yellow]feature visualizations of {mid} skipped: its features have neither "
-                              "an atlas nor avg pooling to choose channels by[/]")
-            continue
-        ctx.featviz[mid] = rendered
-        took = rendered.seconds if rendered.status == "rendered" else rendered.recorded_seconds
-        ctx.console.print(f"feature visualizations {mid}: {len(rendered.layers)} layers, {rendered.status}"
-                          f" (compute {took:.1f}s)")
+    from .progress import Steps, progress
+
+    with progress(ctx.console, unit="layers") as bar:
+        for mid in featviz_models(ctx.cfg, ctx.weights):
+            _run_model(ctx, mid, Steps(bar, f"featviz {mid}"))
+
+
+def _run_model(ctx: RunContext, mid: str, on_step: Callable[[int, int], None]) -> None:
+    """One model's visualizations, from the run's first dataset's selectivity."""
+    rendered = featviz_stage(ctx.results[0].features[mid], ctx.cfg.seed, ctx.work, ctx.weights[mid],
+                             on_step=on_step)
+    if rendered is None:
+        ctx.console.print(f"[yellow]feature visualizations of {mid} skipped: its features have neither "
+                          "an atlas nor avg pooling to choose channels by[/]")
+        return
+    ctx.featviz[mid] = rendered
+    took = rendered.seconds if rendered.status == "rendered" else rendered.recorded_seconds
+    ctx.console.print(f"feature visualizations {mid}: {len(rendered.layers)} layers, {rendered.status}"
+                      f" (compute {took:.1f}s)")
 
 
 def load(ctx: RunContext) -> None:

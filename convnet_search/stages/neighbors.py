@@ -16,7 +16,8 @@ from ..io.datasets import Dataset
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.incremental import basis_of, carried_rows, update_neighbors
 from .base import Stage, loader
-from .extract import feature_matrix_keys
+from .extract import feature_matrix_keys, vectors_key
+from .progress import Steps, progress
 
 if TYPE_CHECKING:
     from .base import RunContext
@@ -27,13 +28,17 @@ NEIGHBORS_FORMAT = 2  # 2: keys "<pooling>/<layer>/<metric>/ids|dists"
 def neighbors_fingerprint(ds: Dataset, feats: StoredArrays, cfg: RunConfig) -> str:
     from ..search.neighbors import minkowski_method
 
-    return fingerprint("neighbors", NEIGHBORS_FORMAT, feats.meta["fingerprint"], cfg.metrics,
+    # The vectors, not the dataset's names and labels: a renamed class folder keeps its neighbours.
+    return fingerprint("neighbors", NEIGHBORS_FORMAT, vectors_key(feats), cfg.metrics,
                        cfg.minkowski_p, cfg.k, *minkowski_method(len(ds), cfg.metrics))
 
 
 def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
                     say: Callable[[str], None] | None = None,
-                    distributor: Distributor | None = None) -> StoredArrays:
+                    distributor: Distributor | None = None,
+                    on_step: Callable[[int, int], None] | None = None) -> StoredArrays:
+    """The stored neighbour lists of every matrix of `feats`, computed (or updated) unless current.
+    on_step(done, total): matrices done, called from the first one on when anything is computed."""
     from ..search.evaluate import score_window
     from ..search.neighbors import minkowski_method
 
@@ -48,7 +53,10 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
         params = [list(cfg.metrics), cfg.minkowski_p, k, list(minkowski_method(len(ds), cfg.metrics))]
         old = previous_output(store, ds.id, model, feats, params)
         merged = recomputed = 0
-        for key in feature_matrix_keys(feats):
+        keys = feature_matrix_keys(feats)
+        for done, key in enumerate(keys):
+            if on_step:
+                on_step(done, len(keys))
             x = feats.arrays[key]
             if old is not None:  # images added or removed: update the stored lists (incremental.py)
                 rule = (old[0].meta.get("minkowski") or {}).get(key) or {}
@@ -67,6 +75,8 @@ def neighbors_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: Arr
             for metric, (ids, dists) in results.items():
                 arrays[f"{key}/{metric}/ids"] = ids.astype(np.int32)
                 arrays[f"{key}/{metric}/dists"] = dists.astype(np.float32)
+        if on_step:
+            on_step(len(keys), len(keys))
         update = {"rows_merged": merged, "rows_searched": recomputed} if old is not None else None
         if update and say:
             say(f"{ds.id} · {model}: neighbours updated, not recomputed: {merged} rows merged with the "
@@ -91,9 +101,11 @@ def previous_output(store: ArrayStore, dataset: str, model: str, feats: StoredAr
 
 
 def run(ctx: RunContext) -> None:
-    for res, mid in ctx.items():
-        res.neighbors[mid] = neighbors_stage(res.dataset, res.features[mid], ctx.cfg, ctx.store("neighbors"),
-                                             ctx.console.print, ctx.dist)
+    with progress(ctx.console, unit="matrices") as bar:
+        for res, mid in ctx.items():
+            steps = Steps(bar, f"neighbours {res.dataset.id} · {mid}")
+            res.neighbors[mid] = neighbors_stage(res.dataset, res.features[mid], ctx.cfg, ctx.store("neighbors"),
+                                                 ctx.console.print, ctx.dist, steps)
 
 
 STAGE = Stage("neighbors", run, loader("neighbors", lambda ctx, r, m: neighbors_fingerprint(

@@ -10,6 +10,8 @@ the score window; the bundle stage only serializes it. The math is evaluate.py's
 """
 from __future__ import annotations
 
+import hashlib
+
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,8 +37,11 @@ def score_keys(feats: StoredArrays, metrics: list[str]) -> list[str]:
 
 
 def scores_fingerprint(ds: Dataset, nbrs: StoredArrays, k: int) -> str:
-    """The neighbours' fingerprint covers the features, hence the dataset (labels included)."""
-    return fingerprint("scores", SCORES_FORMAT, nbrs.meta["fingerprint"], score_window(len(ds), k))
+    """The neighbours' fingerprint covers the vectors only (a renamed class keeps them), so the
+    labels the scores compare are added here."""
+    labels = hashlib.sha256(np.asarray(ds.labels, dtype="<i4").tobytes()).hexdigest()
+    return fingerprint("scores", SCORES_FORMAT, nbrs.meta["fingerprint"], score_window(len(ds), k),
+                       ("labels", labels))
 
 
 def compute_scores(ids: np.ndarray, labels: np.ndarray, k: int, top: int) -> tuple[np.ndarray, np.ndarray]:

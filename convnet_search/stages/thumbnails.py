@@ -19,16 +19,17 @@ import math
 import struct
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
 
-from ..io.datasets import Dataset
+from ..io.datasets import Dataset, DatasetChanged
 from ..io.images import ImageError, load_rgb
 from ..io.store import atomic_write_bytes, atomic_write_json, fingerprint
 from .base import Stage
 from .outputs import GRID, LEVELS, PACK_LEVEL, ThumbLevel, ThumbSheets
+from .progress import Steps, progress
 
 if TYPE_CHECKING:
     from .base import RunContext
@@ -101,8 +102,8 @@ def jpeg(im: Image.Image, quality: int) -> bytes:
 def _load(ds: Dataset, i: int) -> np.ndarray:
     try:
         return load_rgb(ds.path(i))
-    except (ImageError, OSError):  # changed on disk since the scan: a blank cell, not a failed run
-        return np.full((1, 1, 3), BACKGROUND, np.uint8)
+    except (ImageError, OSError) as exc:  # changed on disk since the scan: the run lists it again
+        raise DatasetChanged([(str(ds.path(i)), getattr(exc, "reason", None) or str(exc))]) from None
 
 
 def thumbnail_sheets(ds: Dataset, ds_fp: str, work: Path, levels: tuple[ThumbLevel, ...] = LEVELS,
@@ -118,13 +119,17 @@ def thumbnails_current(sheets: ThumbSheets) -> bool:
 
 
 def thumbnails_stage(ds: Dataset, ds_fp: str, work: Path,
-                     levels: tuple[ThumbLevel, ...] = LEVELS, grid: int = GRID) -> ThumbSheets:
-    """Sprite sheets of every image of ds, written once per fingerprint, resumable per sheet."""
+                     levels: tuple[ThumbLevel, ...] = LEVELS, grid: int = GRID,
+                     on_step: Callable[[int, int], None] | None = None) -> ThumbSheets:
+    """Sprite sheets of every image of ds, written once per fingerprint, resumable per sheet.
+    on_step(done, total): images done, called per sheet when anything is rendered."""
     sheets, fp = thumbnail_sheets(ds, ds_fp, work, levels, grid)
     if thumbnails_current(sheets):
         return sheets
     per = grid * grid
     for s in range(sheets.sheets):
+        if on_step:
+            on_step(min(len(ds), s * per), len(ds))
         if all(p.exists() for p in sheets.sheet_files(s)):
             continue  # written by an earlier (killed) run: resume after it
         rgbs = [_load(ds, i) for i in range(s * per, min(len(ds), (s + 1) * per))]
@@ -134,6 +139,8 @@ def thumbnails_stage(ds: Dataset, ds_fp: str, work: Path,
                 atomic_write_bytes(sheets.pack_path(s), pack([jpeg(c, lv.quality) for c in cells]))
             atomic_write_bytes(sheets.sheet_path(lv.id, s), jpeg(tile(cells, lv.cell, grid), lv.quality))
     atomic_write_json(sheets.folder / "done.json", {"fingerprint": fp, "n": len(ds), "sheets": sheets.sheets})
+    if on_step:
+        on_step(len(ds), len(ds))
     return sheets
 
 
@@ -144,8 +151,10 @@ def manifest_entry(levels: tuple[ThumbLevel, ...] = LEVELS, grid: int = GRID) ->
 
 
 def run(ctx: RunContext) -> None:
-    for res in ctx.results:
-        res.thumbs = thumbnails_stage(res.dataset, ctx.ds_fps[res.dataset.id], ctx.work)
+    with progress(ctx.console) as bar:
+        for res in ctx.results:
+            res.thumbs = thumbnails_stage(res.dataset, ctx.ds_fps[res.dataset.id], ctx.work,
+                                          on_step=Steps(bar, f"thumbnails {res.dataset.id}"))
 
 
 def load(ctx: RunContext) -> None:

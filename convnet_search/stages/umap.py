@@ -14,8 +14,9 @@ from ..io.datasets import Dataset
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.incremental import MAX_PLACED_FRACTION, basis_of, place_new_points
 from .base import Stage, loader
-from .extract import feature_matrix_keys
+from .extract import feature_matrix_keys, vectors_key
 from .neighbors import previous_output
+from .progress import Steps, progress
 
 if TYPE_CHECKING:
     from .base import RunContext
@@ -40,13 +41,16 @@ def shared_graph_metrics(cfg: RunConfig) -> list[str]:
 def umap_fingerprint(feats: StoredArrays, cfg: RunConfig, nbrs: StoredArrays | None) -> str:
     shared = shared_graph_metrics(cfg) if nbrs is not None else []
     # The map depends on the stored graph when it reuses one: the neighbours fingerprint says which.
-    return fingerprint("umap", UMAP_FORMAT, feats.meta["fingerprint"], cfg.umap.__dict__, cfg.seed,
+    # The vectors, not the dataset's names and labels: a renamed class folder keeps its maps.
+    return fingerprint("umap", UMAP_FORMAT, vectors_key(feats), cfg.umap.__dict__, cfg.seed,
                        *([nbrs.meta["fingerprint"], shared] if shared else []))
 
 
 def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArrayStore,
-               nbrs: StoredArrays | None = None, say: Callable[[str], None] | None = None) -> StoredArrays:
-    """One map per feature matrix; reuses the neighbours stage's graph (nbrs) when it fits."""
+               nbrs: StoredArrays | None = None, say: Callable[[str], None] | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> StoredArrays:
+    """One map per feature matrix; reuses the neighbours stage's graph (nbrs) when it fits.
+    on_step(done, total): maps done, called from the first one on when anything is computed."""
     from ..search.projection import umap_2d
 
     shared = shared_graph_metrics(cfg) if nbrs is not None else []
@@ -60,13 +64,18 @@ def umap_stage(ds: Dataset, feats: StoredArrays, cfg: RunConfig, store: ArraySto
         fresh = len(ds) - int(np.sum(old[1] >= 0)) if old is not None else 0
         if old is not None and placed_before + fresh > MAX_PLACED_FRACTION * len(ds):
             old = None  # too many points placed by neighbours: lay the map out again
-        for key in feature_matrix_keys(feats):
+        keys = feature_matrix_keys(feats)
+        for done, key in enumerate(keys):
+            if on_step:
+                on_step(done, len(keys))
             if old is not None:  # a few images added: place them among their neighbours
                 graph = nbrs.arrays[f"{key}/{_placement_metric(cfg)}/ids"]
                 arrays[key] = place_new_points(old[0].arrays[key], old[1], graph, cfg.seed)[0]
                 continue
             graphs = {m: (nbrs.arrays[f"{key}/{m}/ids"], nbrs.arrays[f"{key}/{m}/dists"]) for m in shared}
             arrays[key] = umap_2d(feats.arrays[key], cfg.umap, cfg.seed, graphs)
+        if on_step:
+            on_step(len(keys), len(keys))
         if old is not None and say:
             say(f"{ds.id} · {model}: {fresh} new images placed on the existing maps by their neighbours "
                 f"({placed_before + fresh} so far; the maps are laid out again past "
@@ -85,9 +94,11 @@ def _placement_metric(cfg: RunConfig) -> str:
 
 
 def run(ctx: RunContext) -> None:
-    for res, mid in ctx.items():
-        res.umap[mid] = umap_stage(res.dataset, res.features[mid], ctx.cfg, ctx.store("umap"),
-                                   res.neighbors[mid], ctx.console.print)
+    with progress(ctx.console, unit="maps") as bar:
+        for res, mid in ctx.items():
+            res.umap[mid] = umap_stage(res.dataset, res.features[mid], ctx.cfg, ctx.store("umap"),
+                                       res.neighbors[mid], ctx.console.print,
+                                       Steps(bar, f"umap {res.dataset.id} · {mid}"))
 
 
 STAGE = Stage("umap", run, loader("umap", lambda ctx, r, m: umap_fingerprint(

@@ -6,7 +6,10 @@ built index.html's meta tag, so it is defined once (frontend/index.html).
 It also answers single byte-range requests (206 Partial Content), which http.server does not: the
 explorer fetches one query's neighbours as a Range of its .knn file (docs/bundle.md).
 
-Usage: python frontend/scripts/serve.py [--dir frontend/dist] [--port 8000] [--bind 127.0.0.1]
+With --data BUNDLE, the explorer's data/ is served from that bundle folder (what `precompute --out`
+wrote) instead of the build's copy of frontend/public/data: `make serve BUNDLE=path/to/bundle`.
+
+Usage: python frontend/scripts/serve.py [--dir frontend/dist] [--data BUNDLE] [--port 8000] [--bind 127.0.0.1]
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import functools
 import os
 import re
 import sys
+import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -46,6 +50,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 class Handler(SimpleHTTPRequestHandler):
     csp = ""  # set by make_handler
+    data_dir = ""  # set by make_handler: where /data/... comes from ("" = the build's own data/)
+
+    def translate_path(self, path: str) -> str:
+        route = urllib.parse.urlsplit(path).path
+        if self.data_dir and (route == "/data" or route.startswith("/data/")):
+            served = self.directory
+            self.directory = self.data_dir  # the base class maps the rest of the URL under it safely
+            try:
+                return super().translate_path(path[len("/data"):] or "/")
+            finally:
+                self.directory = served
+        return super().translate_path(path)
 
     def send_head(self):  # noqa: ANN201 (http.server's signature)
         path = self.translate_path(self.path)
@@ -81,8 +97,8 @@ class Handler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
-def make_handler(directory: Path, csp: str):
-    cls = type("CspHandler", (Handler,), {"csp": csp})
+def make_handler(directory: Path, csp: str, data: Path | None = None):
+    cls = type("CspHandler", (Handler,), {"csp": csp, "data_dir": str(data.resolve()) if data else ""})
     # .mjs and .wasm must have script/wasm types under nosniff.
     cls.extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
                           ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json"}
@@ -94,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=Path(__file__).resolve().parents[1] / "dist")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--data", type=Path, help="bundle folder to serve as data/ (a precompute --out)")
     args = ap.parse_args(argv)
+    if args.data is not None and not (args.data / "manifest.json").is_file():
+        print(f"serve: {args.data}: no manifest.json; give the folder a precompute run wrote (its --out)",
+              file=sys.stderr)
+        return 2
     index = args.dir / "index.html"
     try:
         csp = csp_from_html(index.read_text(encoding="utf-8"))
@@ -102,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serve: {index}: {e}; build the explorer first (make frontend)", file=sys.stderr)
         return 2
     try:
-        server = ThreadingHTTPServer((args.bind, args.port), make_handler(args.dir, csp))
+        server = ThreadingHTTPServer((args.bind, args.port), make_handler(args.dir, csp, args.data))
     except OSError as e:
         print(f"serve: cannot listen on {args.bind}:{args.port}: {e.strerror}", file=sys.stderr)
         return 2
-    print(f"Serving {args.dir} on http://{args.bind}:{server.server_address[1]}/ (CSP sent as a header); Ctrl-C stops",
+    shown = f"{args.dir} with data/ from {args.data}" if args.data else str(args.dir)
+    print(f"Serving {shown} on http://{args.bind}:{server.server_address[1]}/ (CSP sent as a header); Ctrl-C stops",
           flush=True)
     try:
         server.serve_forever()

@@ -61,6 +61,13 @@ describe('describeProblem', () => {
     expect(describeProblem('cut.jpg', cut.length, cut, cut)).toMatch(/“cut.jpg” cannot be used: .*truncated/);
     expect(describeProblem('ok.jpg', jpeg.length, jpeg, jpeg)).toBeNull();
   });
+
+  test('an SVG is named as a drawing to export, not "a text file" (issue 19 row 15)', () => {
+    const svg = bytes('<?xml version="1.0"?>\n<!-- logo -->\n<svg xmlns="http://www.w3.org/2000/svg" width="10"></svg>\n');
+    const msg = describeProblem('logo.svg', svg.length, svg, svg);
+    expect(msg).toMatch(/“logo.svg” is an SVG \(vector\) drawing, which cannot be searched: export it as PNG or JPEG first/);
+    expect(msg).not.toMatch(/text file/);
+  });
 });
 
 test('scaledSize keeps the aspect ratio and never upscales', () => {

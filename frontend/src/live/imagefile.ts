@@ -105,6 +105,12 @@ export function scaledSize(w: number, h: number, maxSide: number): [number, numb
   return [Math.max(1, Math.round(w * s)), Math.max(1, Math.round(h * s))];
 }
 
+/** Does the start of a text file hold an <svg element (after any XML prolog, comments, doctype)? */
+function isSvg(head: Uint8Array): boolean {
+  const start = new TextDecoder('utf-8', { fatal: false }).decode(head.subarray(0, 1024));
+  return /<svg[\s>]/i.test(start);
+}
+
 /** One message a person can act on, for a file that cannot be searched. */
 export function describeProblem(name: string, size: number, head: Uint8Array, tail: Uint8Array): string | null {
   const label = `“${name}”`;
@@ -112,6 +118,10 @@ export function describeProblem(name: string, size: number, head: Uint8Array, ta
   const hdr = sniffImage(head);
   if (!hdr) {
     const text = head.length > 0 && head.subarray(0, 512).every((c) => c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127) || c >= 128);
+    // An SVG is text too, but "a text file" would puzzle whoever picked a drawing: say what it is.
+    if (text && isSvg(head)) {
+      return `${label} is an SVG (vector) drawing, which cannot be searched: export it as PNG or JPEG first (supported formats are JPEG, PNG, GIF, WebP and BMP).`;
+    }
     return text
       ? `${label} is not an image (it looks like a text file): supported formats are JPEG, PNG, GIF, WebP and BMP.`
       : `${label} is not an image in a supported format (JPEG, PNG, GIF, WebP or BMP).`;
