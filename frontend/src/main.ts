@@ -5,7 +5,7 @@ import type { Manifest } from './data/types';
 import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
 import type { Ctx, ViewModule } from './context';
-import { ConfigBar, weightsSentence } from './views/config';
+import { ConfigBar, progressSentence, weightsSentence } from './views/config';
 import { SearchView } from './views/search';
 import { MapView } from './views/map';
 import { CompareView } from './views/compare';
@@ -30,6 +30,16 @@ export function weightsBanner(m: Manifest): HTMLElement | null {
       ? h('details', { class: 'banner-details' }, [h('summary', { text: 'details' }), h('p', { text: m.weights_detail })])
       : '',
   ]);
+}
+
+/**
+ * A bundle published while the run goes on: how many models are ready, which are coming, and
+ * that a reload shows them (the engine swaps each new bundle in whole).
+ */
+export function progressBanner(m: Manifest): HTMLElement | null {
+  const sentence = progressSentence(m);
+  if (sentence === null) return null;
+  return h('div', { class: 'banner banner-progress', attrs: { role: 'status' } }, [h('span', { class: 'banner-text', text: sentence })]);
 }
 
 /**
@@ -103,6 +113,7 @@ class App {
     clear(this.root);
     this.root.append(
       h('header', { class: 'top' }, [h('h1', {}, [h('a', { text: 'ConvNet Search', attrs: { href: '?' + (new URLSearchParams(location.search).get('data') ? `data=${encodeURIComponent(manifestUrl())}` : '') } })]), tablist]),
+      progressBanner(m) ?? '',
       weightsBanner(m) ?? '',
       this.config.root,
       h('main', { attrs: { id: 'main' } }, panels),
