@@ -317,7 +317,7 @@ def test_cli_auto_after_a_random_fallback_re_extracts_with_the_real_weights(tmp_
     assert _status(second) == "extracted"  # the fingerprint changed: no reuse of random features
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["weights"] == "imagenet" and manifest["models"][0]["weights"] == "imagenet"
-    assert "shipped with convnet-search: mobilenet_2_5_224_tf_no_top.h5" in manifest["weights_detail"]
+    assert "shipped with convnet-search): mobilenet_2_5_224_tf_no_top.h5" in manifest["weights_detail"]
 
     # --weights imagenet with the real Keras cache: the same bytes, so the features are reused
     third = run_cli(*common, "--weights", "imagenet", keras_home=REAL_HOME)
