@@ -295,9 +295,18 @@ def _fetch(args, console: Console) -> int:
     return EXIT_OK
 
 
+def _shipped_or_none(spec, shipped_weights) -> Path | None:
+    """The package's verified copy of the model's weights; a damaged one shows as missing."""
+    try:
+        return shipped_weights(spec)
+    except Exception:  # WeightsError: resolution will name the file and the problem
+        return None
+
+
 def _weights(args, console: Console) -> int:
     from .nets.models import REGISTRY, ModelError, default_model_ids, get_spec
-    from .nets.weights import CacheFolderError, FetchError, fetch_weights, keras_hash_problem, weights_cache
+    from .nets.weights import (CacheFolderError, FetchError, fetch_weights, keras_hash_problem, shipped_weights,
+                               weights_cache)
 
     cache = weights_cache(args.weights_cache)
     console.print(f"weights cache: {cache.folder} ({cache.why})", highlight=False, soft_wrap=True)
@@ -311,6 +320,9 @@ def _weights(args, console: Console) -> int:
                 problem = keras_hash_problem(spec, path)
                 status = "present" if problem is None else "[red]present, hash differs[/]"
                 size = f"{path.stat().st_size / 1e6:.1f} MB"
+            elif (shipped := _shipped_or_none(spec, shipped_weights)) is not None:
+                # not in the cache, but the package's own verified copy is what a run will load
+                status, size = "shipped with convnet-search", f"{shipped.stat().st_size / 1e6:.1f} MB"
             else:
                 status, size = "[yellow]missing[/]", "—"
             t.add_row(spec.id, "✓" if spec.default else "opt-in", status, size, spec.weights_file)

@@ -88,7 +88,8 @@ KEYS: dict[str, Key] = {
     "browser_search": Key("bool", "export the TF.js model for in-browser search (default true)",
                           flag="--no-browser-search"),
     "browser_model": Key("str", "model exported for in-browser search; auto (default): the run's first "
-                                "MobileNet (any width), the family TF.js runs fast"),
+                                "MobileNet (any width, the family TF.js runs fast) with trained weights, "
+                                "else its first MobileNet"),
     "browser_budget_mb": Key("float", "download budget of a private search, model + one features file, "
                                       f"in MB (default {DOWNLOAD_BUDGET_MB:g}): the dataset's features are compressed to fit "
                                       "(docs/live-search.md \"Features download\")", min=0.001),

@@ -13,11 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_default_config_is_the_documented_default_run():
     cfg = load_config(ROOT / "configs" / "default.toml")
-    assert cfg.models == ("mobilenet", "efficientnetb0", "densenet121", "xception", "inceptionv3",
-                          "resnet50", "efficientnetb5", "vgg16", "vgg19")
+    # the real-weights model first (its results are published first), then by extraction cost
+    assert cfg.models == ("mobilenet_025", "mobilenet", "efficientnetb0", "resnet50", "inceptionv3",
+                          "densenet121")
     assert cfg.metrics == ("cosine", "euclidean", "sqeuclidean", "minkowski")
     assert cfg.minkowski_p == 3.0 and cfg.k == 15 and cfg.num_layers == 8 and cfg.weights == "auto"
-    assert cfg.datasets == ("digits", "shapes")
+    assert cfg.datasets == ("caltech10", "shapes")
+    assert cfg.pooling == ("avg", "grid3")
 
 
 def test_overrides_win_and_aliases_resolve(tmp_path):
@@ -33,7 +35,7 @@ def test_overrides_win_and_aliases_resolve(tmp_path):
     ({"minkowski_p": 2.0}, "euclidean"),
     ({"minkowski_p": 0.5}, "p"),
     ({"k": 0}, "--k: expected an integer ≥ 1, got 0$"),
-    ({"pooling": "median"}, '--pooling: expected one or a list of "avg", "max", "gem", "grid2", "flatten", got "median"'),
+    ({"pooling": "median"}, '--pooling: expected one or a list of "avg", "max", "gem", "grid2", "grid3", "flatten", got "median"'),
     ({"layers": {"resnet50": ["x"]}, "models": ["vgg16"]}, "not in the run: resnet50"),
     ({"batch_size": 0}, "--batch-size: expected an integer ≥ 1, got 0"),
 ])
@@ -88,7 +90,7 @@ def _problems(tmp_path, toml: str, overrides=None) -> list[str]:
     ('minkowski_p = "3"', 'x.toml: minkowski_p: expected a finite number ≥ 1, got "3" \\(a string\\)'),
     ("seed = -1", "x.toml: seed: expected an integer between 0 and 4294967295, got -1$"),
     ('quantize = "int4"', 'x.toml: quantize: expected one of "float16", .*"none", got "int4"'),
-    ("pooling = 1", 'x.toml: pooling: expected one or a list of "avg", "max", "gem", "grid2", "flatten", got 1 \\(an integer\\)'),
+    ("pooling = 1", 'x.toml: pooling: expected one or a list of "avg", "max", "gem", "grid2", "grid3", "flatten", got 1 \\(an integer\\)'),
     ("weights = false", "x.toml: weights: expected a non-empty string, got false \\(a boolean\\)"),
     ("[umap]\nmin_dist = \"0.1\"", 'x.toml: umap.min_dist: expected a finite number between 0 and 1 .*, '
                                    'got "0.1" \\(a string\\)'),
@@ -221,6 +223,21 @@ def test_browser_model_auto_picks_the_runs_first_mobilenet():
     assert browser_model(load_config(None, {"models": ["vgg16", "mobilenet_025", "mobilenet"]})) == "mobilenet_025"
     assert browser_model(load_config(None, {"models": ["vgg16"]})) is None
     assert browser_model(load_config(None, {"models": ["vgg16", "mobilenet"], "browser_model": "vgg16"})) == "vgg16"
+
+
+def test_browser_model_auto_prefers_a_mobilenet_with_trained_weights():
+    from types import SimpleNamespace
+
+    from convnet_search.stages.tfjs import browser_model
+
+    cfg = load_config(None, {"models": ["vgg16", "mobilenet", "mobilenet_025"]})
+    trained, random = SimpleNamespace(kind="imagenet"), SimpleNamespace(kind="random")
+    # offline: the full-width MobileNet fell back to random, the shipped α 0.25 file is real
+    assert browser_model(cfg, {"vgg16": trained, "mobilenet": random, "mobilenet_025": trained}) == "mobilenet_025"
+    assert browser_model(cfg, {"vgg16": trained, "mobilenet": trained, "mobilenet_025": trained}) == "mobilenet"
+    assert browser_model(cfg, {"vgg16": trained, "mobilenet": random, "mobilenet_025": random}) == "mobilenet"
+    named = load_config(None, {"models": ["mobilenet", "mobilenet_025"], "browser_model": "mobilenet"})
+    assert browser_model(named, {"mobilenet": random, "mobilenet_025": trained}) == "mobilenet"
 
 
 def test_atlas_and_featviz_models_keys(tmp_path):

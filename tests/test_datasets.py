@@ -264,6 +264,30 @@ def test_builtin_datasets_have_200_images_in_10_classes(name, side):
     assert total < 1_500_000
 
 
+def test_caltech10_ships_unmodified_with_its_attribution():
+    """The default run's real photos: every file is the one MANIFEST.tsv lists (size, sha256), the
+    licence and attribution travel with them, and the README repeats the attribution."""
+    import csv
+    import hashlib
+
+    ds = load_dataset("caltech10")
+    assert ds.id == "caltech10" and ds.skipped == [] and len(ds) == 400
+    assert ds.classes == ["bonsai", "camera", "chair", "ferry", "grand_piano", "lamp", "laptop", "stop_sign",
+                          "sunflower", "watch"]
+    assert np.bincount(ds.labels).tolist() == [40] * 10
+    folder = builtin_datasets_dir() / "caltech10"
+    with open(folder / "MANIFEST.tsv", newline="") as f:
+        listed = {f"{r['class']}/{r['file']}": (int(r["bytes"]), r["sha256"]) for r in csv.DictReader(f, delimiter="\t")}
+    assert sorted(listed) == sorted(ds.files)
+    for rel in ds.files:
+        data = (ds.root / rel).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == listed[rel], rel
+    readme = (folder / "README.txt").read_text()
+    attribution = "doi:10.22002/D1.20086"
+    assert "CC BY 4.0" in readme and attribution in readme and attribution in ds.source
+    assert attribution in (REPO / "README.md").read_text()
+
+
 def test_digits_are_the_sklearn_scans():
     from sklearn.datasets import load_digits
 

@@ -158,6 +158,19 @@ def test_grid_bounds_cover_the_map_evenly():
         cells = grid_bounds(size)
         assert cells[0][0] == 0 and cells[-1][1] == size
         assert all(a < b for a, b in cells)
+    # grid3 on a 7×7 last-layer map: three overlapping 3-row/column cells
+    assert grid_bounds(7, 3) == [(0, 3), (2, 5), (4, 7)]
+    assert grid_bounds(14, 3) == [(0, 5), (4, 10), (9, 14)]
+
+
+def test_grid3_is_nine_cells_of_the_map():
+    from convnet_search.nets.pooling import POOLINGS
+
+    x = np.arange(2 * 7 * 7 * 3, dtype=np.float64).reshape(2, 7, 7, 3)
+    got = POOLINGS["grid3"].reference(x)
+    assert got.shape == (2, 27) and POOLINGS["grid3"].dim(7, 7, 3) == 27
+    np.testing.assert_array_equal(got[:, :3], x[:, 0:3, 0:3].mean(axis=(1, 2)))  # top-left cell
+    np.testing.assert_array_equal(got[:, 12:15], x[:, 2:5, 2:5].mean(axis=(1, 2)))  # centre cell
 
 
 def test_pooling_registry_is_the_schema_enum():

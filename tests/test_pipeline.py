@@ -174,3 +174,110 @@ def test_a_renamed_class_folder_keeps_neighbours_and_maps_and_equals_a_fresh_run
     fresh = Run(tmp_path, data, run.config, tmp_path / "fresh-work", tmp_path / "fresh-out")
     pipeline.run(fresh.cfg())
     assert read_bundle(run.out) == read_bundle(fresh.out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing after each model: a usable bundle long before the last model is done
+# ---------------------------------------------------------------------------------------------
+
+TWO = ('models = ["mobilenet_025", "mobilenet_050"]\nnum_layers = 1\npooling = ["avg"]\n'
+       'metrics = ["cosine"]\nweights = "none"\nbrowser_search = false\nk = 5\nbatch_size = 6\n')
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """A run of two models (recording each bundle it publishes) and the same run in one pass."""
+    import json
+
+    from convnet_search.stages import bundle as bundle_stage
+    from test_cli import check_bundle
+
+    root = tmp_path_factory.mktemp("progressive")
+    add_plain_images(root / "photos", 6, ["a", "b", "c"])
+    (root / "c.toml").write_text(TWO)
+    run = Run(root, root / "photos", root / "c.toml", root / "work", root / "out")
+    published = []
+    with pytest.MonkeyPatch.context() as mp:
+        real = bundle_stage.write_bundle
+
+        def record(out, inp, fp):
+            manifest = real(out, inp, fp)
+            check_bundle(out)  # complete and consistent for the models it lists, as published
+            published.append((json.loads((out / "manifest.json").read_text()), read_bundle(out)))
+            return manifest
+
+        mp.setattr(bundle_stage, "write_bundle", record)
+        report = pipeline.run(run.cfg())
+    single = Run(root, run.data, run.config, root / "work1", root / "out1")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "publish_passes", lambda cfg, fresh=False: [])  # the whole run in one pass
+        pipeline.run(single.cfg())
+    return run, published, report, single
+
+
+def test_a_run_of_several_models_publishes_the_bundle_after_each(two):
+    run, published, report, single = two
+    assert [[m["id"] for m in man["models"]] for man, _ in published] == [
+        ["mobilenet_025"], ["mobilenet_025", "mobilenet_050"]]
+    first, last = published[0][0], published[1][0]
+    assert first["pending_models"] == [{"id": "mobilenet_050", "name": "MobileNet α=0.5"}]
+    assert "pending_models" not in last
+    # the last pass's bundle is the one a single pass writes, byte for byte
+    assert read_bundle(run.out) == read_bundle(single.out) == published[1][1]
+    # each model was extracted once, and the report says so (not "up to date" for the first)
+    assert sorted((r.model, r.status) for r in report.extract) == [
+        ("mobilenet_025", "extracted"), ("mobilenet_050", "extracted")]
+
+
+def test_publish_passes_skip_what_the_bundle_already_shows(two, tmp_path):
+    run, published, _, _ = two
+    cfg = run.cfg()
+    assert pipeline.publish_passes(cfg) == []  # complete: straight to the (up-to-date) last pass
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for rel, data in published[0][1].items():  # the bundle a killed run left after model 1
+        (partial / rel).parent.mkdir(parents=True, exist_ok=True)
+        (partial / rel).write_bytes(data)
+    assert pipeline.publish_passes(replace(cfg, out=partial)) == []
+    three = replace(cfg, out=partial, models=("mobilenet_025", "mobilenet_050", "mobilenet_075"))
+    assert [p.models for p in pipeline.publish_passes(three)] == [("mobilenet_025", "mobilenet_050")]
+    fresh = replace(cfg, out=tmp_path / "none")
+    assert [p.models for p in pipeline.publish_passes(fresh)] == [("mobilenet_025",)]
+    assert [p.models for p in pipeline.publish_passes(cfg, fresh=True)] == [("mobilenet_025",)]  # --force
+    assert pipeline.publish_passes(replace(cfg, models=("mobilenet_025",))) == []  # one model: one pass
+
+
+def test_killed_after_the_first_publication_resumes_to_the_same_bytes(two, tmp_path):
+    """kill -9 while the second model runs: the published bundle stays whole (model 1 only), and the
+    resumed run neither republishes it nor writes different bytes than an uninterrupted run."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_cli import ROOT, check_bundle, run_cli
+
+    run, _, _, single = two
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["precompute", "--config", str(run.config), "--dataset", str(run.data), "--out", str(out),
+            "--work", str(work)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "convnet_search.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900  # a bound for a loaded machine, not a speed check
+    while time.time() < deadline and not (out / "manifest.json").exists():
+        assert proc.poll() is None, "run finished before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "manifest.json").exists(), "no bundle was published within 900 s"
+    manifest = check_bundle(out)
+    assert [m["id"] for m in manifest["models"]] == ["mobilenet_025"]
+    assert [m["id"] for m in manifest["pending_models"]] == ["mobilenet_050"]
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "bundle published: 1 of 2" not in r.stderr  # the bundle already showed model 1
+    assert read_bundle(out) == read_bundle(single.out)
+    assert "pending_models" not in json.loads((out / "manifest.json").read_text())

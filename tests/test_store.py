@@ -27,6 +27,32 @@ def test_atomic_folder_swap(tmp_path):
     assert (out / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
+def test_folder_swap_never_leaves_the_folder_missing(tmp_path, monkeypatch):
+    """A bundle swap is one exchange: at no moment between the old and the new folder is the path
+    absent (a browser reload or a kill -9 there found no bundle with two renames)."""
+    from convnet_search.io import store
+
+    out = tmp_path / "bundle"
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        (tmp / "v").write_text("1")
+    seen = []
+    real_replace = store.os.replace
+
+    def watch(src, dst):  # what a reader sees at `out` at each step of a folder swap
+        seen.append(out.is_dir())
+        real_replace(src, dst)
+        seen.append(out.is_dir())
+
+    monkeypatch.setattr(store.os, "replace", watch)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        (tmp / "v").write_text("2")
+    assert (out / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert all(seen), seen  # with an exchange no os.replace runs at all: seen == []
+    assert store.exchange_paths(tmp_path / "bundle", tmp_path / "bundle")  # Linux: the exchange exists
+
+
 def test_array_store_round_trip_and_identical_bytes(tmp_path):
     arrays = {"a/b/ids": np.arange(6, dtype=np.int32).reshape(2, 3), "x": np.ones((2, 2), np.float32)}
     s1, s2 = ArrayStore(tmp_path / "s1"), ArrayStore(tmp_path / "s2")

@@ -102,7 +102,7 @@ def test_config_weights_cache_key(tmp_path):
 
 
 def test_none_is_random_with_seed_and_fingerprint_ignores_the_option_string(tmp_path, monkeypatch):
-    spec = get_spec("mobilenet_025")
+    spec = get_spec("mobilenet_050")  # no shipped copy: auto can fall back
     r = resolve_weights(spec, "none", seed=3)
     assert (r.kind, r.path, r.sha256, r.seed) == ("random", None, None, 3)
     assert r.fingerprint_key() == ("random", 3)
@@ -117,19 +117,63 @@ def test_none_is_random_with_seed_and_fingerprint_ignores_the_option_string(tmp_
 
 def test_auto_without_cache_file_falls_back_and_imagenet_fails_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    spec = get_spec("mobilenet_025")
+    spec = get_spec("mobilenet_050")  # no shipped copy
     with pytest.warns(RuntimeWarning, match="FALLING BACK TO RANDOM WEIGHTS"):
         r = resolve_weights(spec, "auto", seed=0)
     assert r.kind == "random"
     assert r.detail.startswith(f"random (seed 0): ImageNet weights not found in {tmp_path / 'models'}")
-    assert "convnet-search weights fetch mobilenet_025" in r.detail and "http" not in r.detail
-    with pytest.raises(WeightsError, match=r"no mobilenet_2_5_224_tf_no_top\.h5 in .*KERAS_HOME="):
+    assert "convnet-search weights fetch mobilenet_050" in r.detail and "http" not in r.detail
+    with pytest.raises(WeightsError, match=r"no mobilenet_5_0_224_tf_no_top\.h5 in .*KERAS_HOME="):
         resolve_weights(spec, "imagenet")
+
+
+SHIPPED_SHA = "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
+
+
+@pytest.mark.parametrize("option", ["auto", "imagenet"])
+def test_shipped_weights_are_used_when_the_cache_lacks_them(tmp_path, monkeypatch, option):
+    """Offline with an empty Keras cache, MobileNet α 0.25 still gets its real ImageNet file."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = get_spec("mobilenet_025")
+    r = resolve_weights(spec, option)
+    assert (r.kind, r.path, r.sha256) == ("imagenet", weights.SHIPPED_DIR / spec.weights_file, SHIPPED_SHA)
+    assert "shipped with convnet-search" in r.detail and SHIPPED_SHA[:12] in r.detail
+    assert hashlib.sha256(r.path.read_bytes()).hexdigest() == SHIPPED_SHA
+    # a file in the cache wins (same name as Keras' download); the shipped one is the fallback
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / spec.weights_file).write_bytes(b"a newer download")
+    assert resolve_weights(spec, option).path == tmp_path / "models" / spec.weights_file
+
+
+def test_damaged_shipped_weights_are_an_error_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = get_spec("mobilenet_025")
+    monkeypatch.setitem(weights.SHIPPED_WEIGHTS, spec.weights_file, "0" * 64)
+    with pytest.raises(WeightsError, match=rf"{weights.SHIPPED_DIR / spec.weights_file}: sha256 dbdb03ee2a22… "
+                                           "differs from the shipped file's 000000000000…"):
+        resolve_weights(spec, "auto")
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path / "gone")
+    with pytest.raises(WeightsError, match="shipped with convnet-search are missing"):
+        resolve_weights(spec, "auto")
+
+
+def test_shipped_weights_are_packaged():
+    """pyproject's package data lists the file, so a non-editable install carries it too."""
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"convnet_search.nets" = ["weights_data/*.h5", "weights_data/NOTICE.md"]' in text
+    notice = (weights.SHIPPED_DIR / "NOTICE.md").read_text()
+    assert SHIPPED_SHA in notice and "Apache License 2.0" in notice
+
+
+@needs_real
+def test_shipped_weights_are_the_genuine_keras_file():
+    assert hashlib.sha256(REAL_FILE.read_bytes()).hexdigest() == SHIPPED_SHA
+    assert (weights.SHIPPED_DIR / REAL_FILE.name).read_bytes() == REAL_FILE.read_bytes()
 
 
 def test_cache_file_appearing_changes_the_fingerprint(tmp_path):
     """The bug this fixes: a run that fell back to random kept its features after weights arrived."""
-    spec = get_spec("mobilenet_025")
+    spec = get_spec("mobilenet_050")  # no shipped copy
     cfg = RunConfig(weights="auto", weights_cache=tmp_path)
     with pytest.warns(RuntimeWarning):
         before = fp(spec, cfg)
@@ -260,21 +304,22 @@ def test_cli_auto_after_a_random_fallback_re_extracts_with_the_real_weights(tmp_
               "--num-layers", "2", "--out", str(out), "--work", str(work)]
     empty = tmp_path / "empty_home"
     empty.mkdir()
-    first = run_cli(*common, "--weights", "auto", keras_home=empty)
+    first = run_cli(*common, "--weights", "none", keras_home=empty)
     assert first.returncode == 0, first.stderr
-    assert "FALLING BACK TO RANDOM WEIGHTS" in first.stderr and _status(first) == "extracted"
+    assert _status(first) == "extracted"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["weights"] == "random" and manifest["models"][0]["weights"] == "random"
-    assert "convnet-search weights fetch mobilenet_025" in manifest["weights_detail"]
 
-    second = run_cli(*common, "--weights", "auto", keras_home=REAL_HOME)
+    # an empty Keras cache, offline: auto loads the copy shipped with the package
+    second = run_cli(*common, "--weights", "auto", keras_home=empty)
     assert second.returncode == 0, second.stderr
+    assert "FALLING BACK" not in second.stderr
     assert _status(second) == "extracted"  # the fingerprint changed: no reuse of random features
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["weights"] == "imagenet" and manifest["models"][0]["weights"] == "imagenet"
-    assert "mobilenet_2_5_224_tf_no_top.h5" in manifest["weights_detail"]
+    assert "shipped with convnet-search): mobilenet_2_5_224_tf_no_top.h5" in manifest["weights_detail"]
 
-    # --weights imagenet with the real cache: exit 0, same bytes loaded, so the features are reused
+    # --weights imagenet with the real Keras cache: the same bytes, so the features are reused
     third = run_cli(*common, "--weights", "imagenet", keras_home=REAL_HOME)
     assert third.returncode == 0, third.stderr
     assert _status(third) == "up to date"
@@ -314,6 +359,14 @@ def test_cli_weights_list_shows_present_and_missing():
     assert "present" in rows["mobilenet_025"] and "mobilenet_2_5_224_tf_no_top.h5" in rows["mobilenet_025"]
     assert "missing" in rows["mobilenet_050"] and "missing" in rows["vgg16"]
     assert f"weights cache: {REAL_HOME / 'models'} (KERAS_HOME={REAL_HOME})" in proc.stderr
+
+
+def test_cli_weights_list_says_which_file_ships_with_the_package(tmp_path):
+    proc = run_cli("weights", "list", "--weights-cache", str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("│")[1].strip(): line for line in proc.stderr.splitlines() if line.count("│") > 3}
+    assert "shipped with convnet-search" in rows["mobilenet_025"] and "2.1 MB" in rows["mobilenet_025"]
+    assert "missing" in rows["mobilenet_050"] and "missing" in rows["mobilenet"]
 
 
 def test_cli_weights_list_uses_weights_cache_flag(tmp_path):

@@ -26,6 +26,28 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE): a reader, or a run killed at
+    any moment, sees either the old folder or the new one at each path, never none. False where the
+    system or file system cannot (the caller then renames in two steps)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
 @contextmanager
 def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `path`; on success move it into place (file or folder)."""
@@ -38,6 +60,8 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
+            if exchange_paths(tmp, path):  # one atomic step: `path` is never missing (tmp now holds the old)
+                return
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)

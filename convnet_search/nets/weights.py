@@ -12,6 +12,11 @@ bounded in time, so an offline machine fails in seconds; the first network failu
 for the rest of the process so nine models do not each wait. CONVNET_SEARCH_OFFLINE=1 disables
 downloads altogether.
 
+One file ships with the package (`weights_data/`, see its NOTICE.md): Keras' own no-top ImageNet
+file for MobileNet α 0.25, so an offline run has one network with real features. It is used only
+when the Keras cache lacks that file, and its sha256 is checked against `SHIPPED_WEIGHTS` before
+every use (a damaged install is an error naming the file, never random weights).
+
 Nothing here imports TensorFlow except an actual download.
 """
 from __future__ import annotations
@@ -32,6 +37,13 @@ OFFLINE_ENV = "CONVNET_SEARCH_OFFLINE"
 PROBE_TIMEOUT = 5.0  # seconds to reach the download host (DNS included) before calling it offline
 SOCKET_TIMEOUT = 30.0  # per socket operation during a download: a stalled transfer fails, a slow one not
 README_HINT = "README: Weights on an offline machine"
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights_data"
+# Keras cache file name -> sha256 of the byte-identical copy shipped in SHIPPED_DIR
+SHIPPED_WEIGHTS = {
+    "mobilenet_2_5_224_tf_no_top.h5": "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf",
+}
 
 
 class WeightsError(RuntimeError):
@@ -109,6 +121,24 @@ def keras_hash_problem(spec: ModelSpec, path: Path) -> str | None:
     return (f"{path}: {algo} {got[:12]}… differs from the one Keras publishes for {spec.name} "
             f"({want[:12]}…): an incomplete download or another file; delete it and run "
             f"`convnet-search weights fetch {spec.id}`")
+
+
+def shipped_weights(spec: ModelSpec) -> Path | None:
+    """The copy of the model's Keras file shipped with the package, sha256-verified; None if none ships.
+
+    Raises WeightsError naming the file when it is missing from the install or its digest differs."""
+    want = SHIPPED_WEIGHTS.get(spec.weights_file) if spec.weights_url else None
+    if want is None:
+        return None
+    path = SHIPPED_DIR / spec.weights_file
+    if not path.is_file():
+        raise WeightsError(f"{path}: the ImageNet weights shipped with convnet-search are missing "
+                           "(an incomplete install?); reinstall the package")
+    sha, _ = file_digests(path)
+    if sha != want:
+        raise WeightsError(f"{path}: sha256 {sha[:12]}… differs from the shipped file's {want[:12]}… "
+                           "(damaged install?); reinstall the package")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +256,8 @@ def resolve_weights(spec: ModelSpec, option: str, seed: int = 0,
     """Decide what `--weights option` means for `spec`, without building the model.
 
     none/random: random init from `seed`. PATH: that file (sha256). imagenet/auto: Keras' no-top
-    ImageNet file from the cache; if absent, one download attempt (Keras' downloader; skipped for
+    ImageNet file from the cache; if absent, the copy shipped with the package (verified), else one
+    download attempt (Keras' downloader; skipped for
     the rest of the process after a network failure); then imagenet fails and auto falls back to
     random init with a loud warning. A cached file whose hash differs from Keras' published one is
     an error, never a fallback.
@@ -238,6 +269,12 @@ def resolve_weights(spec: ModelSpec, option: str, seed: int = 0,
         cache = weights_cache(cache_dir)
         path = cache.folder / spec.weights_file
         why_missing = ""
+        shipped = None if path.is_file() else shipped_weights(spec)
+        if shipped is not None:
+            sha, _ = file_digests(shipped)
+            return ResolvedWeights("imagenet", shipped, sha,
+                                   f"ImageNet (Keras applications, shipped with convnet-search): "
+                                   f"{shipped.name}, sha256 {sha[:12]}", seed)
         if not path.is_file():
             try:
                 path = fetch_weights(spec, cache_dir)

@@ -87,6 +87,8 @@ class RunContext:
     ds_fps: dict[str, str] = field(default_factory=dict)
     featviz: dict[str, FeatvizResult] = field(default_factory=dict)  # model -> its visualizations
     browser: BrowserSearch | None = None
+    # (id, name) of the run's models not in cfg.models yet: a pass publishing the bundle early
+    pending: tuple[tuple[str, str], ...] = ()
     _weights: dict[str, ResolvedWeights] | None = None
 
     @property

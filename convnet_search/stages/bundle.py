@@ -90,6 +90,8 @@ class BundleInputs:
     # model id -> layer -> (JPEG grid in the work folder, channels in tile order, tile px): featviz.py
     featviz: dict[str, dict[str, tuple[Path, list[int], int]]] = field(default_factory=dict)
     dataset_docs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (id, name) of the run's models still being computed: a bundle published after each model
+    pending: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def legacy_thumbnails(self) -> bool:
@@ -130,6 +132,26 @@ def _model_entries(inp: BundleInputs) -> list[dict[str, Any]]:
                                               "params_cumulative", "depth")} for layer in meta["layers"]],
         })
     return entries
+
+
+def best_configuration(inp: BundleInputs, res: DatasetResults) -> dict[str, Any] | None:
+    """The dataset's best-scoring configuration among the models with trained weights (what the
+    explorer opens on); None when every model is random. Ties: first in model, layer, pooling,
+    metric order. Scores rounded as in summary/<metric>.json, so the explorer's table agrees."""
+    best: dict[str, Any] | None = None
+    for mid in inp.models:
+        meta = res.features[mid].meta
+        if meta["weights"] == "random":
+            continue
+        means = _scores_of(res, mid).arrays
+        for layer in meta["layers"]:
+            for pooling in inp.poolings:
+                for metric in inp.metrics:
+                    score = round(float(means[f"{feature_key(layer['name'], pooling)}/{metric}/means"][0]), 4)
+                    if best is None or score > best["search_score"]:
+                        best = {"model": mid, "layer": layer["name"], "pooling": pooling, "metric": metric,
+                                "search_score": score}
+    return best
 
 
 def _id_dtype(n: int) -> np.dtype:
@@ -378,6 +400,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
             "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
             "minkowski_recall": minkowski_recall_entry(res, inp.models),
+            "best": best_configuration(inp, res),
         })
     browser = None
     if inp.browser is not None:
@@ -404,8 +427,22 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         "datasets": datasets, "models": models, "files": inp.files(), "thumbnails": manifest_entry(),
         "browser_search": browser,
     }
+    if inp.pending:  # only in a bundle published before the run's last model: a complete one has none
+        manifest["pending_models"] = [{"id": mid, "name": name} for mid, name in inp.pending]
     _atlas_manifest(manifest, inp)
     return manifest
+
+
+def published_models(out: Path) -> tuple[str, ...]:
+    """Ids of the models the bundle in `out` lists as ready, in order; () without a readable bundle.
+    The run publishes after each model and skips the steps this bundle already shows."""
+    try:
+        manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+        if not (Path(out) / BUNDLE_MARKER).exists():
+            return ()
+        return tuple(m["id"] for m in manifest["models"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
 
 
 def check_replaceable(out: Path) -> None:
@@ -468,7 +505,9 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        # the dataset fingerprint (it must not force a re-extraction)
                        [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
                        *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
-                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []))
+                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []),
+                       # a bundle published before the last model says which are still coming
+                       *([("pending", list(ctx.pending))] if ctx.pending else []))
 
 
 def run(ctx: RunContext) -> None:
@@ -479,7 +518,8 @@ def run(ctx: RunContext) -> None:
         return
     write_bundle(cfg.out, BundleInputs(ctx.results, list(cfg.models), list(cfg.metrics), cfg.minkowski_p,
                                        cfg.k, cfg.pooling, ctx.browser,
-                                       featviz={m: r.layers for m, r in ctx.featviz.items()}), fp)
+                                       featviz={m: r.layers for m, r in ctx.featviz.items()},
+                                       pending=list(ctx.pending)), fp)
     ctx.report.bundle_status = "written"
 
 

@@ -249,7 +249,7 @@ def featviz_models(cfg: RunConfig, weights: dict[str, ResolvedWeights]) -> list[
     out: list[str] = []
     for m in cfg.featviz_models:
         if m == "auto":
-            m = browser_model(cfg) if cfg.browser_search else None
+            m = browser_model(cfg, weights) if cfg.browser_search else None
             if m is None or m not in weights or weights[m].kind == "random":
                 continue
         if m in cfg.models and m not in out:

@@ -6,7 +6,7 @@ records what the bundle needs: <work>/tfjs/<model>-<fingerprint>/.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from ..config import RunConfig
 from ..io.store import StoredArrays, atomic_write_json, fingerprint
@@ -81,16 +81,21 @@ def stored_export(feats: StoredArrays, cfg: RunConfig, export_dir: Path) -> Brow
                          int(cfg.browser_budget_mb * 1e6))
 
 
-def browser_model(cfg: RunConfig) -> str | None:
-    """The model exported for in-browser search: as configured, or (auto) the run's first MobileNet."""
+def browser_model(cfg: RunConfig, weights: Mapping[str, ResolvedWeights] | None = None) -> str | None:
+    """The model exported for in-browser search: as configured, or (auto) the run's first MobileNet
+    with trained weights (given `weights`: model -> resolved), else its first MobileNet. A private
+    search with random features finds colours, so offline the shipped α 0.25 file wins over the
+    full-width MobileNet that fell back to random init."""
     if cfg.browser_model != "auto":
         return cfg.browser_model
-    return next((m for m in cfg.models if get_spec(m).constructor == "MobileNet"), None)
+    mobilenets = [m for m in cfg.models if get_spec(m).constructor == "MobileNet"]
+    trained = [m for m in mobilenets if weights is not None and m in weights and weights[m].kind != "random"]
+    return next(iter(trained or mobilenets), None)
 
 
 def export_model(ctx: RunContext) -> str | None:
     """The model to export for in-browser search, if the run has one (says why not otherwise)."""
-    model = browser_model(ctx.cfg)
+    model = browser_model(ctx.cfg, ctx.weights)
     if ctx.cfg.browser_search and model not in ctx.cfg.models:
         ctx.console.print(f"[yellow]browser search skipped: model {model or 'auto (a MobileNet)'!r} "
                           "is not in this run[/]")

@@ -6,7 +6,7 @@ import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
 import type { Ctx, UploadQuery, ViewModule } from './context';
 import type { SideRunner } from './live/index';
-import { ConfigBar, weightsSentence } from './views/config';
+import { ConfigBar, progressSentence, weightsSentence } from './views/config';
 import { SearchView } from './views/search';
 import { MapView } from './views/map';
 import { CompareView } from './views/compare';
@@ -45,6 +45,16 @@ export function bundleChangedNotice(e: BundleChangedError): HTMLElement {
     h('p', { class: 'banner-text', text: 'The data changed on the server since this page was loaded (the bundle was rebuilt), so this page can no longer show it. Reload to see the new data.' }),
     h('button', { class: 'reload-btn', text: 'Reload', attrs: { type: 'button', title: `Reload the page (${e.manifestUrl})` }, on: { click: () => location.reload() } }),
   ]);
+}
+
+/**
+ * A bundle published while the run goes on: how many models are ready, which are coming, and
+ * that a reload shows them (the engine swaps each new bundle in whole).
+ */
+export function progressBanner(m: Manifest): HTMLElement | null {
+  const sentence = progressSentence(m);
+  if (sentence === null) return null;
+  return h('div', { class: 'banner banner-progress', attrs: { role: 'status' } }, [h('span', { class: 'banner-text', text: sentence })]);
 }
 
 /**
@@ -133,6 +143,7 @@ class App {
     const weights = weightsBanner(m);
     this.root.append(
       h('header', { class: 'top' }, [h('h1', {}, [h('a', { text: 'ConvNet Search', attrs: { href: '?' + (new URLSearchParams(location.search).get('data') ? `data=${encodeURIComponent(manifestUrl())}` : '') } })]), tablist]),
+      progressBanner(m) ?? '',
       weights ?? '',
       this.config.root,
       main,

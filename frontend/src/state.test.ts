@@ -28,6 +28,19 @@ describe('URL state', () => {
     expect(s).toMatchObject({ view: 'search', dataset: 'a', model: 'm2', layer: 'y2', metric: 'cosine', q: 0 });
     expect(parseState(new URLSearchParams('q=none'), m).q).toBeNull();
   });
+  it("opens on the dataset's best configuration with trained weights when the bundle names one", () => {
+    const best = { model: 'm2', layer: 'y1', pooling: 'gem', metric: 'euclidean', search_score: 0.9 };
+    const withBest = { ...m, datasets: [{ id: 'a', size: 10, best }, { id: 'b', size: 5, best: null }] } as unknown as Manifest;
+    expect(parseState(new URLSearchParams(''), withBest)).toMatchObject({ dataset: 'a', model: 'm2', layer: 'y1', pooling: 'gem', metric: 'euclidean' });
+    // another dataset without one, or a deep link to another model: the usual defaults
+    expect(parseState(new URLSearchParams('dataset=b'), withBest)).toMatchObject({ model: 'm1', layer: 'x3', pooling: 'avg', metric: 'cosine' });
+    expect(parseState(new URLSearchParams('model=m1'), withBest)).toMatchObject({ model: 'm1', layer: 'x3', pooling: 'avg', metric: 'cosine' });
+    // the URL's own choices win over the best configuration's
+    expect(parseState(new URLSearchParams('metric=cosine&layer=y2'), withBest)).toMatchObject({ model: 'm2', layer: 'y2', pooling: 'gem', metric: 'cosine' });
+    // a best entry naming what this manifest lacks is ignored
+    const stale = { ...m, datasets: [{ id: 'a', size: 10, best: { ...best, layer: 'gone' } }] } as unknown as Manifest;
+    expect(parseState(new URLSearchParams(''), stale)).toMatchObject({ model: 'm1', layer: 'x3' });
+  });
   it('switching model keeps the relative depth; switching dataset resets the query', () => {
     const s = parseState(new URLSearchParams('layer=x1&q=7'), m);
     expect(applyPatch(s, { model: 'm2' }, m).layer).toBe('y1');

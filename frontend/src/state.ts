@@ -1,5 +1,5 @@
 // Application state <-> URL query string. Every view is a deep link; back/forward restore it.
-import type { Manifest } from './data/types';
+import type { BestConfig, Manifest } from './data/types';
 
 export const VIEWS = ['search', 'map', 'compare', 'side', 'judge', 'explorer', 'about'] as const;
 export type View = (typeof VIEWS)[number];
@@ -56,18 +56,23 @@ function pick<T>(value: T | undefined | null, allowed: readonly T[], fallback: T
   return value !== undefined && value !== null && allowed.includes(value) ? value : fallback;
 }
 
-/** Defaults make the first screen useful: first dataset, first model's deepest layer, cosine, image 0. */
+/**
+ * Defaults make the first screen useful: first dataset, its best configuration among the models
+ * with trained weights (`best`, from the engine), else the first model's deepest layer, cosine,
+ * first pooling; image 0.
+ */
 export function parseState(params: URLSearchParams, manifest: Manifest): AppState {
   const datasets = manifest.datasets.map((d) => d.id);
   const dataset = pick(params.get('dataset'), datasets, datasets[0]!);
+  const best = bestConfig(manifest, dataset, params.get('model'));
   const modelIds = manifest.models.map((m) => m.id);
-  const model = pick(params.get('model'), modelIds, modelIds[0]!);
+  const model = pick(params.get('model'), modelIds, best?.model ?? modelIds[0]!);
   const layers = manifest.models.find((m) => m.id === model)!.layers.map((l) => l.name);
-  const layer = pick(params.get('layer'), layers, layers[layers.length - 1]!);
+  const layer = pick(params.get('layer'), layers, best?.layer ?? layers[layers.length - 1]!);
   const metricIds = manifest.metrics.map((m) => m.id);
-  const metric = pick(params.get('metric'), metricIds, metricIds.includes('cosine') ? 'cosine' : metricIds[0]!);
+  const metric = pick(params.get('metric'), metricIds, best?.metric ?? (metricIds.includes('cosine') ? 'cosine' : metricIds[0]!));
   const poolingIds = manifest.poolings.map((p) => p.id);
-  const pooling = pick(params.get('pooling'), poolingIds, poolingIds[0]!);
+  const pooling = pick(params.get('pooling'), poolingIds, best?.pooling ?? poolingIds[0]!);
   const size = manifest.datasets.find((d) => d.id === dataset)!.size;
   const qRaw = params.get('q');
   const qNum = qRaw === null ? 0 : qRaw === '' || qRaw === 'none' ? null : Number(qRaw);
@@ -88,6 +93,18 @@ export function parseState(params: URLSearchParams, manifest: Manifest): AppStat
 function parseCols(specs: string[], m: Manifest): string[] | null {
   const ok = specs.filter((c) => parseCol(c, m) !== null).slice(0, MAX_COLS);
   return ok.length >= 2 ? ok : null;
+}
+
+/**
+ * The dataset's best trained configuration, when it names things this manifest has and the URL
+ * chose no other model (a deep link to another model keeps that model's own defaults).
+ */
+function bestConfig(manifest: Manifest, dataset: string, urlModel: string | null): BestConfig | null {
+  const best = manifest.datasets.find((d) => d.id === dataset)?.best ?? null;
+  if (!best || (urlModel !== null && urlModel !== best.model)) return null;
+  const model = manifest.models.find((m) => m.id === best.model);
+  const known = model && model.layers.some((l) => l.name === best.layer) && manifest.poolings.some((p) => p.id === best.pooling) && manifest.metrics.some((m) => m.id === best.metric);
+  return known ? best : null;
 }
 
 /** Query string for a state; `keep` carries parameters that are not state (e.g. ?data=). */

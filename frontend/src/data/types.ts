@@ -43,6 +43,16 @@ export interface DatasetInfo {
   notes?: string[];
   /** Model ids with a channel atlas for this dataset (all their layers). */
   atlas?: string[];
+  /** Best-scoring configuration among the models with trained weights: the first screen. null: all random. */
+  best?: BestConfig | null;
+}
+
+export interface BestConfig {
+  model: string;
+  layer: string;
+  pooling: string;
+  metric: string;
+  search_score: number;
 }
 
 export interface PoolingInfo {
@@ -177,6 +187,8 @@ export interface Manifest {
   files: FileTemplates;
   thumbnails: ThumbnailsInfo;
   browser_search: BrowserSearch | null;
+  /** A bundle published before the run's last model: the models still being computed. */
+  pending_models?: { id: string; name: string }[];
 }
 
 /** A dataset's labels (all of them: files.labels) and its file names (fetched a page at a time). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { modelLabel, weightsSentence } from './config';
+import { modelLabel, progressSentence, weightsSentence } from './config';
 import { validManifest } from '../data/manifest.fixture';
 import type { Manifest } from '../data/types';
 
@@ -27,6 +27,14 @@ describe('weights banner sentence', () => {
 
   it('names the random models when models differ', () => {
     expect(weightsSentence(mixed())).toBe('VGG16 and ResNet50 use random (untrained) weights, the other models ImageNet weights: compare models with that in mind.');
+  });
+});
+
+describe('progress banner sentence', () => {
+  it('is absent for a complete bundle and counts the models of one published early', () => {
+    expect(progressSentence(validManifest())).toBeNull();
+    const early = { ...validManifest(), pending_models: [{ id: 'r50', name: 'ResNet50' }, { id: 'v16', name: 'VGG16' }] };
+    expect(progressSentence(early)).toBe('2 of 4 models ready; still computing ResNet50 and VGG16. Reload the page later to see them.');
   });
 });
 

@@ -45,6 +45,14 @@ export function weightsSentence(m: Manifest): string | null {
   return `${parts.join(' and ')}${rest}: compare models with that in mind.`;
 }
 
+/** A bundle published before its run's last model: "2 of 6 models ready; still computing: …". */
+export function progressSentence(m: Manifest): string | null {
+  const pending = m.pending_models ?? [];
+  if (!pending.length) return null;
+  const total = m.models.length + pending.length;
+  return `${m.models.length} of ${total} models ready; still computing ${listNames(pending.map((x) => x.name))}. Reload the page later to see them.`;
+}
+
 export function layerDetail(m: ModelInfo, l: LayerInfo, pooling: string): string {
   const shape = l.output_shape.join('×');
   return `Layer #${l.index} of ${m.layer_count} (${Math.round(l.depth * 100)}% deep), ${l.type}, output ${shape} → ${l.dims[pooling] ?? '?'}-d vector (${pooling} pooling); ${formatCount(l.params_cumulative)} parameters up to here.`;
