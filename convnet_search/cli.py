@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=num("seed"), help=h("seed"))
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
+    pre.add_argument("--labels", metavar="auto|folders|none|FILE", help=h("labels"))
     pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
     pre.add_argument("--distributor", metavar="local|ray", help=h("distributor"))
     pre.add_argument("--ray-address", metavar="ADDRESS", help=h("ray_address"))
@@ -191,7 +192,7 @@ def _precompute(args, console: Console) -> int:
             "metrics": args.metrics, "minkowski_p": args.minkowski_p, "k": args.k, "pooling": args.pooling,
             "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
             "browser_search": False if args.no_browser_search else None,
-            "follow_links": True if args.follow_links else None,
+            "follow_links": True if args.follow_links else None, "labels": args.labels,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
             "distributor": args.distributor, "ray_address": args.ray_address, "workers": args.workers,
