@@ -188,6 +188,31 @@ describe('DataProvider', () => {
     await expect(p.index('d')).rejects.toThrow(/labels\.bin: expected 16 bytes \(N=16 uint8 labels\); got 2/);
   });
 
+  it('label fields: the class field of class folders comes from labels.bin (no fetch); a labels-file field is fetched and checked', async () => {
+    const { fetcher, calls } = fakeBundle(files());
+    const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
+    expect(Array.from(await p.fieldLabels('d', 'class')).slice(0, 4)).toEqual([1, 2, 1, 2]);
+    expect(calls.map((u) => u.replace('http://h/b/', ''))).toEqual(['manifest.json', 'datasets/d/labels.bin']);
+    const m = manifest();
+    m.datasets[0] = { ...m.datasets[0]!, labels: 'file', groups: 'top folders', fields: [{ id: 'tone', name: 'tone', values: ['dark', 'light'], dtype: 'uint8', labelled: 15, queries: 15, skipped: 1 }] };
+    const f = { ...files(), 'manifest.json': m, 'datasets/d/fields/tone.bin': Uint8Array.from({ length: N }, (_, i) => (i === 0 ? 0 : 1 + (i % 2))).buffer };
+    const q = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    expect(Array.from(await q.fieldLabels('d', 'tone')).slice(0, 3)).toEqual([0, 2, 1]);
+    (f as Record<string, unknown>)['datasets/d/fields/tone.bin'] = new Uint8Array(N).fill(3).buffer;
+    const r = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(r.fieldLabels('d', 'tone')).rejects.toThrow(/fields\/tone\.bin: label 3 of image 0 is not a class number 0…2/);
+  });
+
+  it('checks the shape of guidance files: [pooling][model][layer] numbers or null', async () => {
+    const good = { dataset: 'd', metric: 'cosine', k: 15, hubness: [[[1, null], [3]], [[1, 2], [3]]], agreement: [[[0.1, 0.2], [0.3]], [[0.1, 0.2], [0.3]]] };
+    const f = { ...files(), 'datasets/d/guidance/cosine.json': good };
+    const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    expect((await p.guidance('d', 'cosine')).hubness[0]![0]).toEqual([1, null]);
+    (f as Record<string, unknown>)['datasets/d/guidance/cosine.json'] = { ...good, agreement: [[[0.1], [0.3]], [[0.1, 0.2], [0.3]]] };
+    const q = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(q.guidance('d', 'cosine')).rejects.toThrow(/guidance\/cosine\.json: agreement must hold \[pooling\]\[model\]\[layer\] numbers/);
+  });
+
   it('checks the shape of summary files before use', async () => {
     const f = files();
     (f as Record<string, unknown>)['datasets/d/summary/class/cosine.json'] = { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2]], [[1, 2], [3]]], precision_at_k: [], map_at_k: [] };

@@ -352,6 +352,15 @@ export class DataProvider {
     const d = this.dataset(dataset);
     const f = d.fields.find((x) => x.id === field);
     if (!f) return Promise.reject(new RangeError(`dataset ${dataset} has no label field ${field}`));
+    if (d.labels === 'folders' && d.groups === 'class folders') {
+      // The class field is labels.bin + 1 (docs/bundle.md): reuse the index, fetch nothing more.
+      return this.cached(`${this.path('field_labels', { dataset, field })}#from-index`, async () => {
+        const { labels } = await this.index(dataset);
+        const out = f.dtype === 'uint8' ? new Uint8Array(d.size) : f.dtype === 'uint16' ? new Uint16Array(d.size) : new Uint32Array(d.size);
+        for (let i = 0; i < d.size; i++) out[i] = (labels[i] ?? 0) + 1;
+        return out;
+      });
+    }
     const url = this.path('field_labels', { dataset, field });
     return this.binary(url, labelsBytes(d.size, f.dtype, url), (buf) => labelsFromBuffer(buf, d.size, f.values.length + 1, f.dtype, url));
   }
