@@ -85,7 +85,7 @@ describe('any image collection', () => {
   test('every run exits 0 and says which labels mode auto chose', () => {
     assert.equal(runs.auto.status, 0, runs.auto.stderr + runs.auto.stdout);
     assert.equal(runs.file.status, 0, runs.file.stderr + runs.file.stdout);
-    const said = runs.auto.stdout.replace(/\s+/g, ' ');
+    const said = (runs.auto.stdout + runs.auto.stderr).replace(/\s+/g, ' ');
     assert.match(said, /dataset 'flat': labels: none \(20 images lie directly in the folder\)/);
     assert.match(said, /dataset 'phone': labels: none \(only 1 first-level folder holds images\)/);
     assert.match(said, /dataset 'classes': labels: class folders/);

@@ -199,7 +199,8 @@ export class MapView implements ViewModule {
       h('p', { class: 'hint', text: `${idx.size} images, ${state.model} · ${state.layer}. Similar images land close together. Hover a dot to see it, click to make it the query.` }),
     );
     if (q !== null) {
-      const cls = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
+      const group = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
+      const cls = group.startsWith('(') ? group.slice(1, -1) : group;  // "(top level)": no double brackets
       const img = thumbImg(data, state.dataset, q, '', 'map-query-img');
       const text = h('span');
       const hits = this.drawn?.hits.length ?? 0;
