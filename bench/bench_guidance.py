@@ -40,7 +40,7 @@ def real_dir() -> Path:
 
 
 def datasets() -> dict[str, Path]:
-    return {"tinyimagenet20": real_dir() / "tinyimagenet20", "caltech10": ROOT.parent / "shared" / "demo" / "caltech10"}
+    return {"tinyimagenet20": real_dir() / "tinyimagenet20", "caltech10": real_dir().parent / "demo" / "caltech10"}
 
 
 def skip_reason() -> str | None:
