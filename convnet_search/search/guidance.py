@@ -4,8 +4,9 @@ Two numbers per configuration, from the stored top-k neighbour ids alone (no I/O
 
 * **hubness**: the skewness of the k-occurrence distribution. N_k(x) counts the lists (of the
   other images) that contain x; a strongly right-skewed N_k means a few "hub" images appear in
-  almost everyone's results, which makes a poor search (Radovanović et al., JMLR 2010). Lower
-  is better; 0 is a symmetric distribution.
+  almost everyone's results, which makes a poor search (Radovanović et al., JMLR 2010); 0 is a
+  symmetric distribution. Across layers it is no ranking: on two labelled photo sets the first
+  layers had the least hubness and the worst search (bench/README.md "guidance").
 * **agreement**: the mean overlap@k of a configuration's lists with every other configuration's
   lists of the same queries: |A_q ∩ B_q| / k, averaged over queries and over the others. A
   configuration that finds what most others find is less likely to be an outlier; it says
