@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
 
 const PY = path.join(REPO, '.venv', 'bin', 'python');
 let tmp, auto, labelled, browser, runs;
@@ -76,6 +76,14 @@ async function shot(page, name) {
   if (process.env.B20_SHOTS) fs.copyFileSync(file, path.join(process.env.B20_SHOTS, `${name}.png`));
 }
 
+/** Data bytes (thumbnails aside) a view switch fetches: the per-view budget is 20 KB at N = 200. */
+async function switchBytes(server, act) {
+  const from = server.log.length;
+  await act();
+  await waitQuiet(server);
+  return server.log.slice(from).filter((e) => e.path.startsWith('/data/') && !e.path.includes('/thumbs/')).reduce((s, e) => s + e.bytes, 0);
+}
+
 async function noLabelNonsense(page) {
   const text = await page.evaluate(() => document.body.innerText);
   assert.doesNotMatch(text, /NaN|\b0 of \d+ results|undefined/);
@@ -100,8 +108,11 @@ describe('any image collection', () => {
       assert.match(await page.textContent('.no-labels'), /No search score: .* has no labels/);
       assert.equal(await page.locator('.score-box').count(), 0);
       await noLabelNonsense(page);
-      await page.click('#tab-compare');
-      await page.waitForSelector('.heatmap[data-kind="hubness"] .heat-cell');
+      const bytes = await switchBytes(auto, async () => {
+        await page.click('#tab-compare');
+        await page.waitForSelector('.heatmap[data-kind="hubness"] .heat-cell');
+      });
+      assert.ok(bytes > 0 && bytes <= 20_000, `compare (guidance) fetched ${bytes} B`);
       assert.equal(await page.locator('.heatmap[data-kind="agreement"] .heat-cell').count(), 2);
       assert.equal(await page.locator('.heatmap[data-kind="score"]').count(), 0);
       assert.match(await page.textContent('.cmp-query .no-labels'), /has no labels .* so no search score can say which results are right/);
@@ -139,9 +150,12 @@ describe('any image collection', () => {
     assert.deepEqual([tone.name, tone.values, tone.labelled, tone.skipped], ['tone', ['dark', 'light'], 17, 3]);
     const { page, problems } = await open(labelled, '?view=compare&q=0');
     await page.waitForSelector('.heatmap[data-kind="score"] .heat-cell');
-    await page.selectOption('#sel-field', 'tone');
-    await page.waitForFunction(() => new URL(location.href).searchParams.get('field') === 'tone');
-    await page.waitForFunction(() => /17 images with a value in it; 3 without one are skipped/.test(document.querySelector('.cmp-board')?.textContent ?? ''));
+    const fieldBytes = await switchBytes(labelled, async () => {
+      await page.selectOption('#sel-field', 'tone');
+      await page.waitForFunction(() => new URL(location.href).searchParams.get('field') === 'tone');
+      await page.waitForFunction(() => /17 images with a value in it; 3 without one are skipped/.test(document.querySelector('.cmp-board')?.textContent ?? ''));
+    });
+    assert.ok(fieldBytes > 0 && fieldBytes <= 20_000, `field switch fetched ${fieldBytes} B`);
     const summary = JSON.parse(fs.readFileSync(path.join(runs.file.out, 'datasets/products/summary/tone/cosine.json'), 'utf8'));
     const best = Math.max(...summary.search_score[0][0]);
     assert.match(await page.textContent('.heat-cell.best'), new RegExp(best.toFixed(2).replace('.', '\\.')));
@@ -149,10 +163,15 @@ describe('any image collection', () => {
     await page.goto(`${labelled.url}?view=compare&q=3&field=tone`);
     await page.waitForSelector('.skipped-query');
     assert.match(await page.textContent('.skipped-query'), /no value in the field "tone"/);
-    await page.click('#tab-map');
+    await page.goto(`${labelled.url}?view=map&q=3&field=tone&colour=folder`);
     await page.waitForSelector('canvas.umap-canvas[data-points]');
-    await page.selectOption('#sel-colour', 'tone');
-    await page.waitForFunction(() => [...document.querySelectorAll('.legend li')].map((e) => e.textContent).join('|') === 'dark|light|no tone (3 images)');
+    assert.deepEqual(await page.$$eval('.legend li', (els) => els.map((e) => e.textContent)), ['(top level)']);
+    const colourBytes = await switchBytes(labelled, async () => {
+      await page.selectOption('#sel-colour', 'tone');
+      await page.waitForFunction(() => [...document.querySelectorAll('.legend li')].map((e) => e.textContent).join('|') === 'dark|light|no tone (3 images)');
+    });
+    assert.ok(colourBytes <= 20_000, `colour switch fetched ${colourBytes} B`);
+    process.stderr.write(`# view switches: field ${fieldBytes} B, map colour ${colourBytes} B (N = 20)\n`);
     await page.waitForTimeout(300);
     await shot(page, 'b20-field-map');
     assert.deepEqual(await page.$$eval('#sel-colour option', (els) => els.map((e) => e.value)), ['shape', 'tone', 'folder']);

@@ -190,7 +190,8 @@ export class SearchView implements ViewModule {
       names: qLabel === null ? loadedOnly(idx.names) : idx.names,  // qLabel null: an uploaded image
       labels: idx.labels,
       classes: data.dataset(state.dataset).classes,
-      queryLabel: qLabel,
+      // "✕ other class" marks only for class folders: a top folder (labels none/file) is no label.
+      queryLabel: data.dataset(state.dataset).labels === 'folders' ? qLabel : null,
       metricLabel: metric,
       thumb: thumb ?? (() => ''),
       thumbEl: thumb ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),
