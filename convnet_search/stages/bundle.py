@@ -400,10 +400,10 @@ def _atlas_manifest(manifest: dict[str, Any], inp: BundleInputs) -> None:
 def _field_entry(res: DatasetResults, fld: Any) -> dict[str, Any]:
     """A label field's manifest entry: its values, the dtype of fields/<id>.bin (value + 1, 0 = no
     value) and how many queries its scores rest on (scored) or skip (no value)."""
-    scored, skipped = next(iter(res.scores.values())).meta["queries"][fld.id]
+    scored = fld.labelled  # every image is a query: those with a value are scored, the rest skipped
     return {"id": fld.id, "name": fld.name, "values": list(fld.values),
             "dtype": str(label_dtype(len(fld.values) + 1).name), "labelled": fld.labelled,
-            "queries": scored, "skipped": skipped}
+            "queries": scored, "skipped": len(res.dataset) - scored}
 
 
 def build_manifest(inp: BundleInputs) -> dict[str, Any]:
