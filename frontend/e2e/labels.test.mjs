@@ -117,6 +117,7 @@ describe('any image collection', () => {
       assert.equal(await page.locator('.heatmap[data-kind="score"]').count(), 0);
       assert.match(await page.textContent('.cmp-query .no-labels'), /has no labels .* so no search score can say which results are right/);
       await noLabelNonsense(page);
+      if (id === 'flat') await shot(page, 'b20-unlabelled-guidance');
       await page.click('#tab-map');
       await page.waitForSelector('canvas.umap-canvas[data-points]');
       assert.equal(Number(await page.getAttribute('canvas.umap-canvas', 'data-points')), 20);
