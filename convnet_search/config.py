@@ -63,7 +63,8 @@ class Key:
 
 
 KEYS: dict[str, Key] = {
-    "datasets": Key("list", "bundled dataset names or image folders laid out as ROOT/<class>/<image>",
+    "datasets": Key("list", "bundled dataset names or image folders (any tree of images; --labels says "
+                            "whether first-level folders are classes)",
                     flag="--dataset"),
     "models": Key("list", "model ids (see `convnet-search info`)"),
     "layers": Key("layers", "layer names per model ([layers] table: MODEL = [names]); on the command "
@@ -102,7 +103,8 @@ KEYS: dict[str, Key] = {
                                   "model; [] for none", empty_ok=True),
     "labels": Key("str", "auto (default): class folders when every image sits in one of >= 2 first-level "
                          "folders, else none; folders (ROOT/<class>/<image>); none (every image at any "
-                         "depth, unlabelled); or a labels FILE (CSV/TSV: a path column, one column per "
+                         "depth, unlabelled); or a labels FILE (CSV/TSV, path relative to the current "
+                         "folder: a path column, one column per "
                          "label field; docs/bundle.md \"Label fields\")"),
     "follow_links": Key("bool", "follow symlinks that point outside the dataset root (default false)"),
     "distributor": Key("str", "who runs extraction and neighbours: local (default, this process) or ray "
