@@ -164,8 +164,10 @@ def test_odd_and_broken_images_end_to_end(tmp_path):
     odd = make_odd_image_folder(tmp_path / "odd")
     add_plain_images(odd.root, 4, odd.classes)
     out, work = tmp_path / "out", tmp_path / "work"
+    # --labels folders: the odd folder has a valid image directly in the root ("stray.png"), which
+    # would make the default (auto) read the whole tree unlabelled instead of listing it.
     r = run_cli("precompute", "--dataset", str(odd.root), "--models", "mobilenet", "--num-layers", "2",
-                "--weights", "none", "--out", str(out), "--work", str(work))
+                "--weights", "none", "--labels", "folders", "--out", str(out), "--work", str(work))
     assert r.returncode == 0, r.stderr[-3000:]
     manifest = check_bundle(out)
     assert manifest["browser_search"] is not None  # so the whole manifest met the schema
