@@ -18,7 +18,8 @@ from .distribute.base import Distributor
 from .io.datasets import load_dataset
 from .io.workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
 from .stages import bundle, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
-from .stages.base import STAGE_NAMES, RunContext, RunReport, Stage, plan
+from .stages.base import STAGE_NAMES, RunContext, Stage, plan
+from .stages.outputs import RunReport
 from .stages.bundle import OWN_FILES
 
 STAGES = tuple(m.STAGE for m in (datasets, extract, thumbnails, neighbors, umap, scores, featviz, tfjs, bundle))

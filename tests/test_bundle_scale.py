@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet_search.stages.bundle import (LEGACY_THUMBS_MAX, BundleError, BundleInputs, DatasetResults, _id_dtype,
+from convnet_search.stages.outputs import DatasetResults
+from convnet_search.stages.bundle import (LEGACY_THUMBS_MAX, BundleError, BundleInputs, _id_dtype,
                                    build_manifest, knn_blob)
 from convnet_search.io.datasets import Dataset
 from convnet_search.io.store import StoredArrays, dumps_json

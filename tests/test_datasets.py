@@ -616,7 +616,8 @@ def test_symlink_loops_end(tmp_path):
 # --- one class only (issue 12, item 7) -------------------------------------------------------------
 
 def _fake_inputs(ds: Dataset):
-    from convnet_search.stages.bundle import BundleInputs, DatasetResults
+    from convnet_search.stages.bundle import BundleInputs
+    from convnet_search.stages.outputs import DatasetResults
     from convnet_search.io.store import StoredArrays
 
     layer = {"name": "conv1", "index": 1, "type": "Conv2D", "output_shape": [2, 2, 4], "dims": {"avg": 4},

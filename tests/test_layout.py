@@ -148,6 +148,6 @@ def test_the_checks_see_relative_lazy_and_type_checking_imports(tmp_path):
     g = graph()
     assert ("convnet_search.stages.base", False) in g["convnet_search.stages.extract"]  # from .base import
     assert ("convnet_search.distribute.local", False) in g["convnet_search.stages.extract"]  # lazy, in a function
-    assert ("convnet_search.stages.tfjs", True) in g["convnet_search.stages.base"]  # TYPE_CHECKING
+    assert ("convnet_search.stages.outputs", True) in g["convnet_search.stages.base"]  # TYPE_CHECKING
     assert ("convnet_search.search.atlas", False) in g["convnet_search.nets.extractor"]  # from ..search import atlas
     assert layer_of("convnet_search.search.neighbors") < layer_of("convnet_search.io.store")

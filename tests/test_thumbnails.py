@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from convnet_search.stages import thumbnails as th
+from convnet_search.stages.outputs import LEVELS, sheet_count
 from convnet_search.io.datasets import load_dataset
 
 
@@ -24,7 +25,7 @@ def test_cell_geometry():
     assert th.cell_of(0) == (0, 0, 0)
     assert th.cell_of(17) == (0, 1, 1)
     assert th.cell_of(256) == (1, 0, 0)
-    assert th.sheet_count(256) == 1 and th.sheet_count(257) == 2 and th.sheet_count(100_000) == 391
+    assert sheet_count(256) == 1 and sheet_count(257) == 2 and sheet_count(100_000) == 391
     assert th.sheet_size(300, 0, 32) == (512, 512)
     assert th.sheet_size(300, 1, 32) == (512, 3 * 32)  # 44 images: 3 rows
 
@@ -48,7 +49,7 @@ def test_stage_writes_sheets_once_and_resumes_per_sheet(tmp_path, monkeypatch):
     sheets = th.thumbnails_stage(ds, "fp-a", work)
     assert len(decoded) == 300  # every image decoded exactly once for both levels
     assert sheets.sheets == 2
-    for lv in th.LEVELS:
+    for lv in LEVELS:
         with Image.open(sheets.sheet_path(lv.id, 1)) as im:
             assert im.size == th.sheet_size(300, 1, lv.cell)
     # id 257 sits at column 1, row 0 of sheet 1: its cell holds its colour

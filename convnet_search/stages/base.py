@@ -1,9 +1,10 @@
 """The stage contract: what every step of a run is, the order they run in, what they share.
 
 Each stage module (stages/<name>.py) defines its STAGE. A stage brings its stored output (work
-folder) up to date for each of its work items (a dataset, a dataset × model, a model): fingerprint of the inputs → is the stored output current? → if not,
-compute → write atomically. `pipeline.run` is a loop over the stages in STAGE_NAMES order; with
-`--only STAGE` it runs that one and only reads back what it needs from the stages before it.
+folder) up to date for each of its work items (a dataset, a dataset × model, a model): fingerprint
+of the inputs → is the stored output current? → if not, compute → write atomically.
+`pipeline.run` is a loop over the stages in STAGE_NAMES order; with `--only STAGE` it runs that
+one and only reads back what it needs from the stages before it.
 
 Kept free of heavy imports: the CLI reads STAGE_NAMES to validate `--only` before loading numpy.
 """
@@ -18,13 +19,9 @@ if TYPE_CHECKING:  # types only: the stage modules import this one, and the CLI 
 
     from ..config import RunConfig
     from ..distribute.base import Distributor
-    from ..io.datasets import Dataset
-    from ..io.store import ArrayStore, StoredArrays
+    from ..io.store import ArrayStore
     from ..nets.weights import ResolvedWeights
-    from .extract import ExtractResult
-    from .featviz import FeatvizResult
-    from .tfjs import BrowserSearch
-    from .thumbnails import ThumbSheets
+    from .outputs import BrowserSearch, DatasetResults, FeatvizResult, RunReport
 
 # Run order. "datasets" (list the folders, fingerprint them) runs in every run, --only or not:
 # every other stage's fingerprint starts from it.
@@ -74,28 +71,6 @@ def plan(stages: tuple[Stage, ...], only: str | None) -> list[tuple[Stage, str]]
             needed.add(name)
             todo += by_name[name].needs
     return [(s, "run" if s.name == only else "load") for s in stages if s.name == only or s.name in needed]
-
-
-@dataclass
-class DatasetResults:
-    """Everything computed for one dataset, as read back from the stage stores."""
-    dataset: Dataset
-    features: dict[str, StoredArrays]  # model id -> features (meta has layer infos, weights)
-    neighbors: dict[str, StoredArrays]  # model id -> "<layer>/<metric>/ids|dists"
-    umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
-    thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
-    scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
-
-
-@dataclass
-class RunReport:
-    extract: list[ExtractResult] = field(default_factory=list)
-    datasets: list[Dataset] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    bundle_status: str = ""
-    distributor: str = "local"
-    weights: str = ""
-    out: Path | None = None
 
 
 @dataclass

@@ -17,11 +17,11 @@ from ..search.evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
 from ..search.metrics import metric_entry
 from ..nets.pooling import POOLINGS, feature_key
 from ..io.store import StoredArrays, atomic_path, dumps_json, fingerprint
-from .thumbnails import PACK_LEVEL, ThumbSheets, manifest_entry, unpack
+from .thumbnails import manifest_entry, unpack
 from ..io.workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
-from .base import STAGE_NAMES, DatasetResults, Stage
+from .base import STAGE_NAMES, Stage
+from .outputs import PACK_LEVEL, BrowserSearch, DatasetResults, ThumbSheets
 from .scores import SCORES_FORMAT
-from .tfjs import BrowserSearch
 
 if TYPE_CHECKING:
     from .base import RunContext

@@ -8,7 +8,8 @@ from rich.console import Console
 
 from ..io.datasets import Dataset, DatasetError, dataset_fingerprint, load_dataset
 from ..search.evaluate import SCORE_TOP, score_window
-from .base import DatasetResults, Stage
+from .base import Stage
+from .outputs import DatasetResults
 
 if TYPE_CHECKING:
     from .base import RunContext

@@ -27,35 +27,17 @@ from ..nets.weights import ResolvedWeights, resolve_weights
 from ..search import atlas as channel_atlas
 from ..search.incremental import carried_runs
 from .base import Stage
+from .outputs import ExtractResult
 from .progress import progress as _progress
 
 if TYPE_CHECKING:
-    from ..distribute.base import Distributor, WorkerStats
+    from ..distribute.base import Distributor
     from .base import RunContext
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
 # recorded in the metadata so a later run reuses the unchanged ones.
 FEATURES_FORMAT = 3
-
-
-@dataclass(frozen=True)
-class ExtractResult:
-    dataset: str
-    model: str
-    images: int
-    seconds: float
-    status: str  # "extracted" | "resumed" | "updated" (unchanged shards reused) | "up to date"
-    # Images run through the model in this call: a resumed run skips the finished shards, and
-    # counting those would overstate its speed. None: all `images`.
-    computed: int | None = None
-    # Who ran the shards of this call (distribute/base.py's WorkerStats): shards, images, busy time each.
-    workers: tuple["WorkerStats", ...] = ()
-
-    @property
-    def images_per_s(self) -> float:
-        n = self.images if self.computed is None else self.computed
-        return n / self.seconds if self.seconds > 0 and self.status != "up to date" else float("nan")
 
 
 def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: str | None = None,

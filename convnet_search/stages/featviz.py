@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -30,6 +29,7 @@ from ..config import RunConfig
 from ..io.store import StoredArrays, atomic_write_bytes, atomic_write_json, fingerprint
 from ..nets.weights import ResolvedWeights
 from .base import Stage
+from .outputs import FeatvizResult
 from .tfjs import browser_model
 
 if TYPE_CHECKING:
@@ -171,16 +171,6 @@ def render_layer(base, preprocess, layer_name: str, channels: Sequence[int], inp
     for _ in range(steps):
         step(tf.constant(random_transforms(rng, n, tile, input_size)))
     return np.rint(image().numpy() * 255.0).astype(np.uint8)
-
-
-@dataclass
-class FeatvizResult:
-    model: str
-    layers: dict[str, tuple[Path, list[int], int]]  # layer -> (JPEG grid, channels, tile)
-    seconds: float  # compute time of this run (0 when up to date)
-    status: str  # "rendered" | "up to date"
-    fingerprint: str
-    recorded_seconds: float = 0.0  # compute time of the run that rendered them (work folder's info.json)
 
 
 def layer_channels(feats: StoredArrays, layer: str) -> list[int] | None:

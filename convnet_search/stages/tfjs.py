@@ -5,32 +5,20 @@ records what the bundle needs: <work>/tfjs/<model>-<fingerprint>/.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import RunConfig
 from ..io.store import StoredArrays, atomic_write_json, fingerprint
 from ..nets.models import get_spec
 from ..nets.weights import ResolvedWeights, resolve_weights
-from ..search.browser_features import DOWNLOAD_BUDGET_MB
 from .base import Stage
+from .outputs import BrowserSearch
 
 if TYPE_CHECKING:
     from .base import RunContext
 
 EXPORT_FORMAT = 4  # 2: model_sha256 recorded; 3: one output per (layer, pooling); 4: + spatial maps
-
-
-@dataclass
-class BrowserSearch:
-    model: str
-    export_dir: Path  # folder with model.json + shards
-    info: dict[str, Any]  # model_bytes, quantization, outputs
-    layers: list[str]
-    default_layer: str
-    # Download budget of a private search (model + one features file); features are compressed to fit.
-    budget_bytes: int = int(DOWNLOAD_BUDGET_MB * 1e6)
 
 
 def export_stage(feats: StoredArrays, cfg: RunConfig, work: Path,

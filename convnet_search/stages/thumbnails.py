@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import math
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,52 +28,13 @@ from ..io.datasets import Dataset
 from ..io.images import ImageError, load_rgb
 from ..io.store import atomic_write_bytes, atomic_write_json, fingerprint
 from .base import Stage
+from .outputs import GRID, LEVELS, PACK_LEVEL, ThumbLevel, ThumbSheets
 
 if TYPE_CHECKING:
     from .base import RunContext
 
 THUMBS_FORMAT = 2  # 2: packs of single JPEGs for the large level
-GRID = 16  # cells per sheet side: 256 thumbnails per sheet
 BACKGROUND = (238, 238, 238)  # the explorer's thumbnail background (#eeeeee): letterbox colour
-
-
-@dataclass(frozen=True)
-class ThumbLevel:
-    id: str
-    cell: int  # px, square
-    quality: int  # JPEG quality
-
-
-# small: 32-px map cells (≈ 0.5 KB each, 130 KB per 512² sheet); large: 96-px cells, what the
-# gallery and results draw (96 CSS px tiles; 128 px would cost ≈ 1.7× the bytes for sharpness
-# only a 2× display sees).
-LEVELS = (ThumbLevel("small", 32, 80), ThumbLevel("large", 96, 85))
-PACK_LEVEL = "large"
-
-
-@dataclass(frozen=True)
-class ThumbSheets:
-    folder: Path  # holds <level>/<sheet>.jpg
-    n: int
-    grid: int
-    levels: tuple[ThumbLevel, ...]
-
-    def sheet_path(self, level: str, sheet: int) -> Path:
-        return self.folder / level / f"{sheet}.jpg"
-
-    def pack_path(self, sheet: int) -> Path:
-        return self.folder / PACK_LEVEL / f"{sheet}.jpgs"
-
-    def sheet_files(self, sheet: int) -> list[Path]:
-        return [*(self.sheet_path(lv.id, sheet) for lv in self.levels), self.pack_path(sheet)]
-
-    @property
-    def sheets(self) -> int:
-        return sheet_count(self.n, self.grid)
-
-
-def sheet_count(n: int, grid: int = GRID) -> int:
-    return math.ceil(n / (grid * grid))
 
 
 def cell_of(i: int, grid: int = GRID) -> tuple[int, int, int]:

@@ -16,6 +16,16 @@ async function openPage(query = '') {
   return { page, problems };
 }
 
+/** The map of the first model's last layer with image 0 as the query, drawn; and that layer's UMAP coordinates. */
+async function openMap() {
+  const model = manifest.models[0];
+  const layer = model.layers[model.layers.length - 1].name;
+  const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
+  await page.waitForSelector('canvas.umap-canvas[data-points]');
+  const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, manifest.poolings[0].id, 'umap.f32'));
+  return { page, problems, xy: new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4) };
+}
+
 async function distances(page) {
   return page.$$eval('.results-grid .dist', (els) => els.map((e) => e.textContent));
 }
@@ -124,13 +134,8 @@ describe('explorer', () => {
   });
 
   test('UMAP draws one point per image and clicking a point changes the query', async () => {
-    const model = manifest.models[0];
-    const layer = model.layers[model.layers.length - 1].name;
-    const { page, problems } = await openPage(`?view=map&q=0&model=${model.id}&layer=${layer}`);
-    await page.waitForSelector('canvas.umap-canvas[data-points]');
+    const { page, problems, xy } = await openMap();
     assert.equal(Number(await page.getAttribute('canvas.umap-canvas', 'data-points')), ds.size);
-    const buf = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, model.id, layer, manifest.poolings[0].id, 'umap.f32'));
-    const xy = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     // Every image's position is painted (a non-transparent pixel at its centre).
     const painted = await page.evaluate(({ xy, pad }) => {
       const c = document.querySelector('canvas.umap-canvas');
@@ -255,6 +260,58 @@ describe('explorer', () => {
     await page.waitForFunction((f) => document.querySelector('.view-map p[aria-live]')?.textContent === f, `4 of ${ds.size}: ${ds.classes[index.labels[3]]}, ${index.files[3]}`);
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === '3');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('map keyboard: +/− zoom about the selection, ←/→ pan to the selected point, Shift+arrows pan', async () => {
+    const { page, problems, xy } = await openMap();
+    const canvas = page.locator('canvas.umap-canvas');
+    await canvas.scrollIntoViewIfNeeded();
+    await page.focus('canvas.umap-canvas');
+    const drawn = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const transform = async () => (await canvas.getAttribute('data-transform')).split(',').map(Number);
+    /** Image i is drawn inside the map's canvas and inside the browser's viewport. */
+    const assertInView = async (i, when) => {
+      await drawn();
+      const [s, ox, oy] = await transform();
+      const box = await canvas.boundingBox();
+      const vp = page.viewportSize();
+      const x = box.x + ox + xy[2 * i] * s, y = box.y + oy + (1 - xy[2 * i + 1]) * s;
+      const [left, top, right, bottom] = [Math.max(0, box.x), Math.max(0, box.y), Math.min(vp.width, box.x + box.width), Math.min(vp.height, box.y + box.height)];
+      assert.ok(x >= left && x <= right && y >= top && y <= bottom, `${when}: image ${i} is drawn at (${x.toFixed(0)}, ${y.toFixed(0)}), outside the visible map [${left.toFixed(0)}, ${right.toFixed(0)}] × [${top.toFixed(0)}, ${bottom.toFixed(0)}]`);
+    };
+    // + ×5 zooms 32× about the selection (the query, image 0, until the arrows pick one).
+    for (let i = 0; i < 5; i++) await page.keyboard.press('+');
+    await drawn();
+    assert.equal(await canvas.getAttribute('data-zoom'), '32.000');
+    await assertInView(0, '+ ×5');
+    // → ×4 steps through images 0…3: the map follows each one.
+    for (let i = 0; i < 4; i++) {
+      await page.keyboard.press('ArrowRight');
+      await assertInView(i, `+ ×5, → ×${i + 1}`);
+    }
+    assert.equal(await page.locator('.umap-tip .tip-file').textContent(), index.files[3]);
+    // Shift+→ pans: the map moves left by an eighth of the canvas's shorter side, at the same zoom.
+    const [s0, ox0, oy0] = await transform();
+    await page.keyboard.press('Shift+ArrowRight');
+    await drawn();
+    const [s1, ox1, oy1] = await transform();
+    const box = await canvas.boundingBox();
+    assert.equal(s1, s0);
+    assert.ok(Math.abs(ox0 - ox1 - Math.min(box.width, box.height) / 8) < 0.01 && oy1 === oy0, `Shift+→ moved the map by (${ox1 - ox0}, ${oy1 - oy0})`);
+    await page.keyboard.press('Shift+ArrowDown');
+    await drawn();
+    assert.ok((await transform())[2] < oy1, 'Shift+↓ moves the map up');
+    // − zooms out about the selected image, which stays in view; 0 shows the whole map.
+    await page.keyboard.press('-');
+    await drawn();
+    assert.equal(await canvas.getAttribute('data-zoom'), '16.000');
+    await assertInView(3, '−');
+    await page.keyboard.press('0');
+    await drawn();
+    assert.equal(await canvas.getAttribute('data-zoom'), '1.000');
+    assert.ok((await page.locator('.view-map .hint').allTextContents()).some((t) => /Shift\+arrows pan/.test(t)), 'the keyboard help names the pan keys');
     assert.deepEqual(problems, []);
     await page.close();
   });

@@ -6,6 +6,8 @@
 //  - startServer(): node:http static server on 127.0.0.1:<random>, dist/ at /, bundle at /data/,
 //    logging every response's byte count (to measure what a page fetches).
 //  - launchBrowser(): headless Debian Chromium through playwright-core.
+//  - assertWithinWidth(): layout check for narrow viewports (element boxes inside 0…width px).
+import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -264,4 +266,15 @@ export async function waitQuiet(server, quietMs = 400, timeoutMs = 15_000) {
       since = Date.now();
     }
   }
+}
+
+/** Every element matching selector lies within [0, width] horizontally (its box, as drawn). */
+export async function assertWithinWidth(page, selector, width) {
+  const boxes = await page.$$eval(selector, (els) => els.map((e) => {
+    const r = e.getBoundingClientRect();
+    return { what: `${e.tagName.toLowerCase()}.${[...e.classList].join('.')} “${(e.textContent ?? '').trim().slice(0, 30)}”`, left: r.left, right: r.right };
+  }));
+  assert.ok(boxes.length > 0, `nothing matches ${selector}`);
+  const out = boxes.filter((b) => b.left < -0.5 || b.right > width + 0.5);
+  assert.deepEqual(out, [], `${out.length} of ${boxes.length} elements reach outside 0…${width} px`);
 }

@@ -280,6 +280,37 @@ describe('private live search', () => {
     await page.close();
   });
 
+  test('a layer switch after an upload gives exactly what an upload in that layer gives (the upload embeds the searched output first, the rest after)', async () => {
+    // GeM pooling: not the first pooling of a layer, and the costliest to compute.
+    const bs = manifest.browser_search;
+    const layers = [...new Set(bs.outputs.map((o) => o.layer))];
+    assert.ok(layers.length >= 2 && bs.outputs.some((o) => o.pooling === 'gem'), 'the e2e model has ≥ 2 layers with gem pooling');
+    const [first, last] = [layers[0], layers.at(-1)];
+    const file = path.join(bundle.imagesDir, index.files[17]);
+    const tops = {};
+    for (const [start, then] of [[last, first], [first, last]]) {
+      const { page, problems } = await openLive('?metric=cosine&pooling=gem');
+      await page.selectOption(`${LIVE} #live-layer`, start);
+      await page.setInputFiles(`${LIVE} #live-file`, file);
+      await waitSearch(page, 1);
+      const up = await data(page);
+      assert.ok(Number(up.heldTensors) >= 1, `the worker keeps the upload's model input for the other outputs (held ${up.heldTensors})`);
+      assert.equal(Number(up.numTensors), Number(up.baselineTensors));
+      (tops[`upload ${start}`] ??= []).push(up.top);
+      await page.selectOption(`${LIVE} #live-layer`, then); // at once: the background pass may not be done
+      await waitSearch(page, 2);
+      const sw = await data(page);
+      assert.equal(Number(sw.numTensors), Number(sw.baselineTensors));
+      (tops[`switch ${then}`] ??= []).push(sw.top);
+      assert.match(await page.textContent('.query-file'), new RegExp(`${then} \\(gem pooling\\)`));
+      assert.deepEqual(problems, []);
+      await page.close();
+    }
+    assert.equal(tops[`switch ${first}`][0], tops[`upload ${first}`][0], `${first}: switched to = uploaded in (ids and distances)`);
+    assert.equal(tops[`switch ${last}`][0], tops[`upload ${last}`][0], `${last}: switched to = uploaded in (ids and distances)`);
+    assert.equal(Number(tops[`upload ${first}`][0].split(':')[0]), 17);
+  });
+
   test('a large dataset: the panel says what the host can see, loads every thumbnail on request, then uploads fetch nothing', async () => {
     // 6,000 images (> the 8 MB estimate, and > 5,000: format 4 has no per-image thumbnail files,
     // only sheets and packs): the tiny bundle scaled up, with its browser model and its browser

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from convnet_search.stages.thumbnails import jpeg, pack, sheet_count, tile
+from convnet_search.stages.outputs import sheet_count
+from convnet_search.stages.thumbnails import jpeg, pack, tile
 
 QUALITY = {"small": 80, "large": 85}
 

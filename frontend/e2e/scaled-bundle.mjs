@@ -2,7 +2,8 @@
 // N=200), derived from the engine-built tiny bundle: its metrics and thumbnails (hard-linked,
 // reused cyclically), its models and layers or, with { models, layers }, that many (e.g. 9 × 8 =
 // the default run's 72 configurations: the tiny bundle's repeated under new ids), with N synthetic
-// images whose files have exactly the sizes and layout docs/bundle.md fixes for that N. The
+// images whose files have exactly the sizes and layout docs/bundle.md fixes for that N (dataset
+// id `scaled<N>`, or { id }: the base's own id gives a "rebuilt" bundle at the same paths). The
 // explorer's behaviour (not the engine's numbers) is what these checks measure; correctness
 // checks use the real engine bundle.
 import { execFileSync } from 'node:child_process';
@@ -84,11 +85,10 @@ function defaultSizedModels(models, count, layers) {
   });
 }
 
-export function deriveScaledBundle(baseDir, outDir, n, { models, layers } = {}) {
+export function deriveScaledBundle(baseDir, outDir, n, { models, layers, id = `scaled${n}` } = {}) {
   const tiny = JSON.parse(fs.readFileSync(path.join(baseDir, 'manifest.json'), 'utf8'));
   const base = models && layers ? { ...tiny, models: defaultSizedModels(tiny.models, models, layers) } : tiny;
   const src = base.datasets[0];
-  const id = `scaled${n}`;
   const classes = src.classes;
   const C = classes.length;
   const Ids = n <= 65535 ? Uint16Array : Uint32Array;

@@ -1,17 +1,20 @@
 // App shell: loads the manifest, keeps the state in the URL, shows one view at a time.
 import './style.css';
-import { DataProvider } from './data/provider';
+import { DataProvider, type BundleChangedError } from './data/provider';
 import type { Manifest } from './data/types';
 import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';
-import type { Ctx, ViewModule } from './context';
+import type { Ctx, UploadQuery, ViewModule } from './context';
+import type { SideRunner } from './live/index';
 import { ConfigBar, weightsSentence } from './views/config';
 import { SearchView } from './views/search';
 import { MapView } from './views/map';
 import { CompareView } from './views/compare';
 import { AboutView } from './views/about';
+import { JudgementStore } from './data/judgestore';
+import { repaintJudgements } from './views/judge';
 
-const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', explorer: 'Model Explorer', about: 'About / FAQ' };
+const TAB_LABELS: Record<View, string> = { search: 'Search', side: 'Side by side', map: 'Map (UMAP)', compare: 'Compare', judge: 'Your judgements', explorer: 'Model Explorer', about: 'About / FAQ' };
 
 function manifestUrl(): string {
   return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
@@ -29,6 +32,18 @@ export function weightsBanner(m: Manifest): HTMLElement | null {
     m.weights_detail
       ? h('details', { class: 'banner-details' }, [h('summary', { text: 'details' }), h('p', { text: m.weights_detail })])
       : '',
+  ]);
+}
+
+/**
+ * What the page shows once the bundle on the server turned out to have changed under it
+ * (DataProvider.onBundleChanged): one message and a Reload button, in place of the views, whose
+ * data can no longer be loaded or trusted.
+ */
+export function bundleChangedNotice(e: BundleChangedError): HTMLElement {
+  return h('div', { class: 'banner banner-changed', attrs: { role: 'alert', 'data-bundle-changed': '' } }, [
+    h('p', { class: 'banner-text', text: 'The data changed on the server since this page was loaded (the bundle was rebuilt), so this page can no longer show it. Reload to see the new data.' }),
+    h('button', { class: 'reload-btn', text: 'Reload', attrs: { type: 'button', title: `Reload the page (${e.manifestUrl})` }, on: { click: () => location.reload() } }),
   ]);
 }
 
@@ -72,13 +87,26 @@ class App {
   private readonly config = new ConfigBar();
   private readonly tabs: Record<View, HTMLButtonElement>;
   private liveMounted = false;
+  /** The bundle changed under the page: the views are gone, nothing renders any more. */
+  private stale = false;
+  private sideRunner: SideRunner | null = null;
+  private judgements: JudgementStore | null = null;
 
   constructor(
     private readonly data: DataProvider,
     private readonly root: HTMLElement,
+    judgements: Promise<JudgementStore>,
   ) {
+    // IndexedDB opens beside the first screen, not before it: marks appear once it is open.
+    void judgements.then((store) => {
+      this.judgements = store;
+      store.onChange(() => repaintJudgements(document, store));
+      if (this.state) this.render();
+    });
     this.views = {
       search: this.search,
+      side: new LazyView(() => import('./views/sidebyside').then((x) => new x.SideBySideView())),
+      judge: new LazyView(() => import('./views/judgeview').then((x) => new x.JudgeView())),
       map: new MapView(),
       compare: new CompareView(),
       explorer: new LazyView(() => import('./views/modelexplorer').then((x) => new x.ModelExplorerView())),
@@ -101,12 +129,20 @@ class App {
       return p;
     });
     clear(this.root);
+    const main = h('main', { attrs: { id: 'main' } }, panels);
+    const weights = weightsBanner(m);
     this.root.append(
       h('header', { class: 'top' }, [h('h1', {}, [h('a', { text: 'ConvNet Search', attrs: { href: '?' + (new URLSearchParams(location.search).get('data') ? `data=${encodeURIComponent(manifestUrl())}` : '') } })]), tablist]),
-      weightsBanner(m) ?? '',
+      weights ?? '',
       this.config.root,
-      h('main', { attrs: { id: 'main' } }, panels),
+      main,
     );
+    // A rebuilt bundle: every view's data (and the old manifest's notes) is gone or stale; one message replaces them all.
+    this.data.onBundleChanged((e) => {
+      this.stale = true;
+      for (const el of [tablist, weights, this.config.root]) if (el) el.hidden = true;
+      main.replaceChildren(bundleChangedNotice(e));
+    });
     history.replaceState(null, '', stateToSearch(this.state, new URLSearchParams(location.search)));
     window.addEventListener('popstate', () => {
       this.state = parseState(new URLSearchParams(location.search), m);
@@ -128,7 +164,8 @@ class App {
 
   navigate(patch: Partial<AppState>, opts: { replace?: boolean } = {}): void {
     const next = applyPatch(this.state, patch, this.data.manifest);
-    if (Object.keys(patch).some((k) => k !== 'view' && k !== 'gallery')) this.search.clearUpload();
+    // Side-by-side columns are another look at the same query (an uploaded one included).
+    if (Object.keys(patch).some((k) => k !== 'view' && k !== 'gallery' && k !== 'cols')) this.search.clearUpload();
     const url = stateToSearch(next, new URLSearchParams(location.search));
     if (url !== location.search) {
       if (opts.replace) history.replaceState(null, '', url);
@@ -139,10 +176,17 @@ class App {
   }
 
   private ctx(): Ctx {
-    return { data: this.data, manifest: this.data.manifest, state: this.state, navigate: (p, o) => this.navigate(p, o) };
+    return { data: this.data, manifest: this.data.manifest, state: this.state, judgements: this.judgements, upload: this.uploadQuery(), navigate: (p, o) => this.navigate(p, o) };
+  }
+
+  private uploadQuery(): UploadQuery | null {
+    const up = this.search.uploaded;
+    const bs = this.data.manifest.browser_search;
+    return up && bs && this.sideRunner ? { imageUrl: up.imageUrl, model: bs.model, run: this.sideRunner } : null;
   }
 
   private render(): void {
+    if (this.stale) return;
     const ctx = this.ctx();
     this.config.update(ctx);
     for (const v of VIEWS) {
@@ -187,6 +231,7 @@ class App {
             this.search.showUpload(r);
           },
           provideWhy: (run) => this.search.why.setRunner(run),
+          provideSide: (run) => (this.sideRunner = run),
         }),
       (e: unknown) => {
         this.search.liveEl.append(status(`Could not load the in-browser search: ${String(e)}`, 'error'));
@@ -199,8 +244,9 @@ class App {
 async function boot(): Promise<void> {
   const root = document.getElementById('app')!;
   try {
+    const judgements = JudgementStore.open();
     const data = await DataProvider.open(manifestUrl());
-    new App(data, root).start();
+    new App(data, root, judgements).start();
   } catch (e) {
     clear(root);
     root.append(

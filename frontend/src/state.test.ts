@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyPatch, parseState, stateToSearch } from './state';
+import { applyPatch, colKey, columnsOf, parseState, stateToSearch } from './state';
 import type { Manifest } from './data/types';
 
 const layer = (name: string, depth: number) => ({ name, index: 1, type: 'ReLU', output_shape: [1, 1, 2], dims: { avg: 2 }, params_cumulative: 1, depth });
@@ -15,13 +15,13 @@ const m = {
 
 describe('URL state', () => {
   it('defaults to a useful first screen: first dataset and model, deepest layer, cosine, image 0', () => {
-    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', pooling: 'avg', q: 0, gallery: 'all', field: '', colour: 'folder' });
+    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', pooling: 'avg', q: 0, gallery: 'all', field: '', colour: 'folder', cols: null });
   });
   it('round-trips through the query string and keeps ?data=', () => {
-    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', pooling: 'gem', q: 4, gallery: 'class', field: 'season', colour: 'colour' } as const;
-    const search = stateToSearch(s, new URLSearchParams('data=http://x/m.json'));
+    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', pooling: 'gem', q: 4, gallery: 'class', field: 'season', colour: 'colour', cols: ['m2|y1|gem|cosine', 'm1|x1|avg|euclidean'] } as const;
+    const search = stateToSearch({ ...s, cols: [...s.cols] }, new URLSearchParams('data=http://x/m.json'));
     expect(search).toContain('data=http%3A%2F%2Fx%2Fm.json');
-    expect(parseState(new URLSearchParams(search), m)).toEqual(s);
+    expect(parseState(new URLSearchParams(search), m)).toEqual({ ...s, cols: [...s.cols] });
   });
   it('replaces invalid values with defaults', () => {
     const s = parseState(new URLSearchParams('view=nope&dataset=zz&model=m2&layer=x1&metric=bad&q=99'), m);
@@ -41,5 +41,16 @@ describe('URL state', () => {
     expect(b).toMatchObject({ field: 'colour', colour: 'folder' });
     expect(applyPatch(b, { dataset: 'a' }, m)).toMatchObject({ field: '', colour: 'folder' });
     expect(parseState(new URLSearchParams('dataset=b&field=season&colour=nope'), m)).toMatchObject({ field: 'season', colour: 'season' });
+  });
+  it('side-by-side columns: 2–4 valid ones from the URL, else an early and the last layer', () => {
+    const s = parseState(new URLSearchParams('col=m1|x1|avg|cosine&col=m2|y2|gem|euclidean&col=m9|x|avg|cosine'), m);
+    expect(s.cols).toEqual(['m1|x1|avg|cosine', 'm2|y2|gem|euclidean']);
+    expect(columnsOf(s, m).map(colKey)).toEqual(s.cols);
+    expect(parseState(new URLSearchParams('col=m1|x1|avg|cosine'), m).cols).toBeNull();  // one column is not a comparison
+    const five = Array.from({ length: 5 }, () => 'col=m1|x2|avg|cosine').join('&');
+    expect(parseState(new URLSearchParams(five), m).cols).toHaveLength(4);
+    const d = parseState(new URLSearchParams('model=m1&pooling=gem&metric=euclidean'), m);
+    expect(columnsOf(d, m).map(colKey)).toEqual(['m1|x2|gem|euclidean', 'm1|x3|gem|euclidean']);
+    expect(parseState(new URLSearchParams(stateToSearch({ ...d, cols: ['m1|x1|avg|cosine', 'm1|x3|avg|cosine'] }, new URLSearchParams())), m).cols).toEqual(['m1|x1|avg|cosine', 'm1|x3|avg|cosine']);
   });
 });

@@ -1,7 +1,7 @@
 // Application state <-> URL query string. Every view is a deep link; back/forward restore it.
 import type { Manifest } from './data/types';
 
-export const VIEWS = ['search', 'map', 'compare', 'explorer', 'about'] as const;
+export const VIEWS = ['search', 'map', 'compare', 'side', 'judge', 'explorer', 'about'] as const;
 export type View = (typeof VIEWS)[number];
 export type GalleryMode = 'all' | 'class';
 
@@ -19,6 +19,41 @@ export interface AppState {
   field: string;
   /** What the map colours points by: a label field id, or 'folder' (the dataset's groups). */
   colour: string;
+  /** Side-by-side columns ("model|layer|pooling|metric", 2–4), or null: the defaults (columnsOf). */
+  cols: string[] | null;
+}
+
+export interface Column {
+  model: string;
+  layer: string;
+  pooling: string;
+  metric: string;
+}
+
+export const MAX_COLS = 4;
+
+export function colKey(c: Column): string {
+  return [c.model, c.layer, c.pooling, c.metric].join('|');
+}
+
+/** A column spec from the URL, or null if it names something the bundle lacks. */
+export function parseCol(spec: string, m: Manifest): Column | null {
+  const [model, layer, pooling, metric, ...rest] = spec.split('|');
+  const ok = rest.length === 0 && m.models.find((x) => x.id === model)?.layers.some((l) => l.name === layer)
+    && m.poolings.some((p) => p.id === pooling) && m.metrics.some((x) => x.id === metric);
+  return ok ? { model: model!, layer: layer!, pooling: pooling!, metric: metric! } : null;
+}
+
+/**
+ * The side-by-side columns: the URL's, else an early layer (the 3rd, or earlier in a model with
+ * fewer) next to the last layer of the current model, pooling and metric.
+ */
+export function columnsOf(s: AppState, m: Manifest): Column[] {
+  const cols = (s.cols ?? []).map((c) => parseCol(c, m)).filter((c): c is Column => c !== null);
+  if (cols.length >= 2) return cols.slice(0, MAX_COLS);
+  const layers = m.models.find((x) => x.id === s.model)!.layers;
+  const early = layers[Math.max(0, Math.min(2, layers.length - 2))]!.name;
+  return [early, layers[layers.length - 1]!.name].map((layer) => ({ model: s.model, layer, pooling: s.pooling, metric: s.metric }));
 }
 
 function pick<T>(value: T | undefined | null, allowed: readonly T[], fallback: T): T {
@@ -55,7 +90,13 @@ export function parseState(params: URLSearchParams, manifest: Manifest): AppStat
     pooling,
     q,
     gallery: pick(params.get('gallery') as GalleryMode | null, ['all', 'class'] as const, 'all'),
+    cols: parseCols(params.getAll('col'), manifest),
   };
+}
+
+function parseCols(specs: string[], m: Manifest): string[] | null {
+  const ok = specs.filter((c) => parseCol(c, m) !== null).slice(0, MAX_COLS);
+  return ok.length >= 2 ? ok : null;
 }
 
 /** Query string for a state; `keep` carries parameters that are not state (e.g. ?data=). */
@@ -73,6 +114,7 @@ export function stateToSearch(state: AppState, keep: URLSearchParams): string {
   if (state.gallery !== 'all') p.set('gallery', state.gallery);
   if (state.field) p.set('field', state.field);
   p.set('colour', state.colour);
+  for (const c of state.cols ?? []) p.append('col', c);
   return '?' + p.toString();
 }
 

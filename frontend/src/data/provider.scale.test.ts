@@ -166,3 +166,32 @@ describe('sprite-sheet thumbnails', () => {
     });
   }
 });
+
+describe('neighborIds (the judgements ranking)', () => {
+  for (const n of [200, 70_000]) {
+    it(`fetches only the ids of query q's row: one Range request of k·id bytes (N=${n})`, async () => {
+      const k = 15, idBytes = n > 65535 ? 4 : 2;
+      const file = knnFile(n, k, idBytes);
+      const { log, fetcher } = host(bigManifest(n, k), { [KNN]: file }, true);
+      const p = await DataProvider.open('http://h/b/manifest.json', fetcher, 'http://h/');
+      const whole = knnFromBuffer(file, n, k, idBytes === 4 ? 'uint32' : 'uint16');
+      for (const q of [0, n - 1, 77]) expect(Array.from(await p.neighborIds('d', 'm1', 'l1', 'avg', 'cosine', q))).toEqual(Array.from(whole.ids.subarray(q * k, q * k + k)));
+      expect(log.map((e) => e.bytes)).toEqual([k * idBytes, k * idBytes, k * idBytes]);
+      await p.neighborIds('d', 'm1', 'l1', 'avg', 'cosine', 77);
+      await p.neighborRow('d', 'm1', 'l1', 'avg', 'cosine', 5);
+      const before = log.length;
+      expect(Array.from(await p.neighborIds('d', 'm1', 'l1', 'avg', 'cosine', 5))).toEqual(Array.from(whole.ids.subarray(5 * k, 5 * k + k)));
+      expect(log.length).toBe(before);  // a row already shown costs nothing
+    });
+  }
+
+  it('takes the whole file from a host without Range support, once', async () => {
+    const n = 50, k = 15;
+    const { log, fetcher } = host(bigManifest(n, k), { [KNN]: knnFile(n, k, 2) }, false);
+    const p = await DataProvider.open('http://h/b/manifest.json', fetcher, 'http://h/');
+    await p.neighborIds('d', 'm1', 'l1', 'avg', 'cosine', 3);
+    const ids = await p.neighborIds('d', 'm1', 'l1', 'avg', 'cosine', 4);
+    expect(ids[0]).toBe(5);
+    expect(log).toHaveLength(1);
+  });
+});

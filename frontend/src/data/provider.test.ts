@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { BundleError, DataProvider, checkNamesPage, checkSummary, labelsFromBuffer, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
+import { BundleChangedError, BundleError, DataProvider, checkNamesPage, checkSummary, labelsFromBuffer, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
 import { K, N, validManifest } from './manifest.fixture';
 import { PagedNames, loadedOnly, withName } from './names';
 import type { Manifest } from './types';
@@ -241,6 +241,91 @@ describe('DataProvider', () => {
   it('explains a missing manifest', async () => {
     const { fetcher } = fakeBundle({});
     await expect(DataProvider.open('http://h/b/manifest.json', fetcher)).rejects.toThrow(/manifest.json: HTTP 404 while loading the manifest/);
+  });
+});
+
+describe('DataProvider: a bundle rebuilt under the page', () => {
+  /**
+   * A server whose files can be replaced while the provider is open (like `make precompute`
+   * rewriting the data folder), with single-range answers as static hosts send them.
+   */
+  function server(files: Record<string, ArrayBuffer | string>) {
+    const calls: { url: string; init?: RequestInit }[] = [];
+    const fetcher = vi.fn(async (url: string, init?: RequestInit) => {
+      calls.push({ url, init });
+      const body = files[new URL(url).pathname.replace(/^\/b\//, '')];
+      if (body === undefined) return new Response('nope', { status: 404 });
+      const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : new Uint8Array(body);
+      const m = /^bytes=(\d+)-(\d+)$/.exec(new Headers(init?.headers).get('range') ?? '');
+      if (!m) return new Response(bytes, { headers: { 'content-length': String(bytes.length) } });
+      const [a, z] = [Number(m[1]), Math.min(bytes.length - 1, Number(m[2]))];
+      return new Response(bytes.slice(a, z + 1), { status: 206, headers: { 'content-range': `bytes ${a}-${z}/${bytes.length}` } });
+    });
+    return { files, calls, fetcher };
+  }
+  const knn = 'datasets/d/m1/l2/avg/cosine.knn';
+  const oldBundle = () => ({ 'manifest.json': JSON.stringify(manifest()), [knn]: knnBuffer(N, K), 'datasets/d/labels.bin': new Uint8Array(N).buffer });
+  /** The same bundle rebuilt with 4 more images: every file at its old path, with other sizes. */
+  function rebuild(files: Record<string, ArrayBuffer | string>) {
+    const m = manifest();
+    m.datasets[0]!.size = N + 4;
+    Object.assign(files, { 'manifest.json': JSON.stringify(m), [knn]: knnBuffer(N + 4, K), 'datasets/d/labels.bin': new Uint8Array(N + 4).buffer });
+  }
+
+  it('a ranged fetch that no longer fits the manifest: the manifest is re-read past the cache, and the error says the data changed', async () => {
+    const s = server(oldBundle());
+    const p = await DataProvider.open('http://h/b/manifest.json', s.fetcher);
+    const heard: BundleChangedError[] = [];
+    p.onBundleChanged((e) => heard.push(e));
+    expect(await p.neighborRow('d', 'm1', 'l2', 'avg', 'cosine', 3)).toHaveLength(K);
+    rebuild(s.files);
+    const err = await p.neighborRow('d', 'm1', 'l2', 'avg', 'cosine', 4).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BundleChangedError);
+    expect(String(err)).toMatch(/data on the server changed since this page was loaded.*reload/);
+    expect(String(err)).not.toMatch(/bytes|asked for/);
+    const rechecks = s.calls.filter((c) => c.url.endsWith('manifest.json')).slice(1);
+    expect(rechecks).toHaveLength(1);
+    expect(rechecks[0]!.init?.cache).toBe('no-store');
+    expect(heard).toEqual([err]);
+    // From now on every load fails at once, without a request, and listeners are not called again.
+    const before = s.calls.length;
+    await expect(p.index('d')).rejects.toBe(err);
+    await expect(p.neighborRow('d', 'm1', 'l2', 'avg', 'cosine', 3)).rejects.toBe(err);
+    expect(s.calls.length).toBe(before);
+    const late: BundleChangedError[] = [];
+    p.onBundleChanged((e) => late.push(e));
+    expect([heard.length, late]).toEqual([1, [err]]);
+  });
+
+  it('a whole file of the wrong size, or one that is gone, after a rebuild: the same message', async () => {
+    const gone = (f: Record<string, unknown>) => {
+      delete f[knn];
+      f['manifest.json'] = JSON.stringify({ ...manifest(), models: manifest().models.slice(1) });
+    };
+    for (const change of [rebuild, gone]) {
+      const s = server(oldBundle());
+      const p = await DataProvider.open('http://h/b/manifest.json', s.fetcher);
+      change(s.files);
+      await expect(p.neighbors('d', 'm1', 'l2', 'avg', 'cosine')).rejects.toBeInstanceOf(BundleChangedError);
+    }
+  });
+
+  it('a broken file of an unchanged bundle, or a failed re-check, keeps its own error; concurrent failures re-read the manifest once', async () => {
+    const s = server(oldBundle());
+    const p = await DataProvider.open('http://h/b/manifest.json', s.fetcher);
+    const heard: unknown[] = [];
+    p.onBundleChanged((e) => heard.push(e));
+    s.files[knn] = new ArrayBuffer(10);
+    s.files['datasets/d/labels.bin'] = new ArrayBuffer(3);
+    const [row, idx] = await Promise.all([p.neighborRow('d', 'm1', 'l2', 'avg', 'cosine', 0).catch((e: unknown) => e), p.index('d').catch((e: unknown) => e)]);
+    expect(String(row)).toMatch(/cosine\.knn: the server sent bytes 0-9\/10; asked for bytes 0-59 of 1440/);
+    expect(String(idx)).toMatch(/labels\.bin: the server announces 3 bytes; the manifest implies 16/);
+    expect(s.calls.filter((c) => c.url.endsWith('manifest.json'))).toHaveLength(2);  // open + one re-check
+    expect(heard).toEqual([]);
+    // The server cannot be reached for the re-check: the file's own error, not a guess.
+    s.fetcher.mockImplementation(async () => { throw new TypeError('Failed to fetch'); });
+    await expect(p.umap('d', 'm1', 'l2', 'avg')).rejects.toThrow(/umap\.f32: network error/);
+    expect(heard).toEqual([]);
   });
 });
 

@@ -20,6 +20,18 @@ export class BundleError extends Error {
   }
 }
 
+/**
+ * The bundle on the server is no longer the one this page loaded (e.g. `make precompute` replaced
+ * the data folder while the explorer was open): its manifest.json now says something else. No
+ * file of the old manifest can be trusted any more; only a reload helps.
+ */
+export class BundleChangedError extends Error {
+  constructor(readonly manifestUrl: string) {
+    super('the data on the server changed since this page was loaded (the bundle was rebuilt): reload the page to see the new data');
+    this.name = 'BundleChangedError';
+  }
+}
+
 /** Fill a manifest path template ("datasets/{dataset}/…") with values. */
 export function fillTemplate(template: string, values: Record<string, string | number>): string {
   return template.replace(/\{(\w+)\}/g, (_whole, key: string) => {
@@ -144,6 +156,13 @@ function rowOf(t: KnnTable, q: number): Neighbor[] {
 
 export class DataProvider {
   private readonly cache = new Map<string, Promise<unknown>>();
+  /** The manifest check in flight after a failed load (one for any number of failures at once). */
+  private recheck: Promise<boolean> | null = null;
+  /** Set once the server's manifest.json differs from the one loaded: every later load fails fast. */
+  private changed: BundleChangedError | null = null;
+  /** Failures already checked against the manifest (a load inside a load fails through both). */
+  private readonly explained = new WeakSet<object>();
+  private readonly changeListeners: ((e: BundleChangedError) => void)[] = [];
 
   private constructor(
     readonly manifest: Manifest,
@@ -151,6 +170,9 @@ export class DataProvider {
     private readonly fetcher: Fetcher,
     /** The page's origin: the only one the explorer loads from. */
     readonly origin: string,
+    /** manifest.json as loaded, byte for byte: the bundle's identity while the page is open. */
+    private readonly manifestText: string,
+    private readonly manifestUrl: string,
   ) {}
 
   /**
@@ -166,10 +188,52 @@ export class DataProvider {
       throw new BundleError(abs, `could not fetch the manifest (${String(e)})`);
     });
     if (!res.ok) throw new BundleError(abs, `HTTP ${res.status} while loading the manifest`);
-    const raw: unknown = await res.json().catch(() => {
-      throw new BundleError(abs, 'manifest is not valid JSON');
+    const text = await res.text().catch((e: unknown) => {
+      throw new BundleError(abs, `could not read the manifest (${String(e)})`);
     });
-    return new DataProvider(validateManifest(raw, abs, origin), new URL('.', abs).href, fetcher, origin);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new BundleError(abs, 'manifest is not valid JSON');
+    }
+    return new DataProvider(validateManifest(raw, abs, origin), new URL('.', abs).href, fetcher, origin, text, abs);
+  }
+
+  /**
+   * Calls `listener` once if the bundle on the server turns out to have changed under the page
+   * (see BundleChangedError): the app shows one "reload" message instead of each view's error.
+   */
+  onBundleChanged(listener: (e: BundleChangedError) => void): void {
+    if (this.changed) listener(this.changed);
+    else this.changeListeners.push(listener);
+  }
+
+  /**
+   * A load failed: a file that no longer matches the manifest (a size, a byte range, a missing
+   * file) is what a bundle rebuilt under the page looks like. manifest.json is fetched again,
+   * past the HTTP cache; if the server now answers anything but the text this page loaded, the
+   * failure is a BundleChangedError (and listeners hear of it once); otherwise the original
+   * error stands (a broken bundle, or a network failure, is reported as it is).
+   */
+  private async explain(error: unknown): Promise<never> {
+    if (error instanceof BundleChangedError || (error instanceof Object && this.explained.has(error))) throw error;
+    this.recheck ??= this.fetcher(this.manifestUrl, { cache: 'no-store' })
+      .then(async (res) => !res.ok || (await res.text()) !== this.manifestText)
+      .catch(() => false)
+      .finally(() => { this.recheck = null; });
+    if (await this.recheck) throw this.markChanged();
+    if (error instanceof Object) this.explained.add(error);
+    throw error;
+  }
+
+  private markChanged(): BundleChangedError {
+    if (!this.changed) {
+      this.changed = new BundleChangedError(this.manifestUrl);
+      this.cache.clear();
+      for (const f of this.changeListeners.splice(0)) f(this.changed);
+    }
+    return this.changed;
   }
 
   /** Bundle-relative path → absolute URL; a path that leaves the page's origin is refused. */
@@ -282,10 +346,12 @@ export class DataProvider {
     return this.manifest.models.reduce((s, m) => s + m.layers.length, 0);
   }
 
+  /** Every load of a bundle file goes through here: cached by key, failures explained (explain). */
   private cached<T>(url: string, load: () => Promise<T>): Promise<T> {
+    if (this.changed) return Promise.reject(this.changed);
     let p = this.cache.get(url) as Promise<T> | undefined;
     if (!p) {
-      p = load();
+      p = load().catch((e: unknown) => this.explain(e));
       this.cache.set(url, p);
       // A failed load is not cached, so a retry can succeed.
       p.catch(() => this.cache.delete(url));
@@ -426,6 +492,32 @@ export class DataProvider {
         row.push({ id, distance: dist[i]! });
       }
       return row;
+    });
+  }
+
+  /**
+   * Only the ids of query q's row (one Range request of k·id bytes: 30 at k=15 with uint16 ids),
+   * for the "Your judgements" ranking, which needs no distances. Shares neighborRow's cache: a row
+   * or table already here costs nothing; a host without Range support sends the table once.
+   */
+  neighborIds(dataset: string, model: string, layer: string, pooling: string, metric: string, q: number): Promise<ArrayLike<number>> {
+    const d = this.dataset(dataset);
+    const url = this.path('neighbors', { dataset, model, layer, pooling, metric });
+    if (!Number.isInteger(q) || q < 0 || q >= d.size) return Promise.reject(new RangeError(`query ${q} out of range 0…${d.size - 1}`));
+    const known = (this.cache.get(url) ?? this.cache.get(`${url}#row=${q}`)) as Promise<KnnTable | Neighbor[]> | undefined;
+    if (known) return known.then((t) => (Array.isArray(t) ? t.map((n) => n.id) : rowOf(t, q).map((n) => n.id)));
+    const idSize = idBytes(d.id_dtype, url);
+    const total = knnBytes(d.size, d.k, d.id_dtype, url);
+    return this.cached(`${url}#ids=${q}`, async () => {
+      const part = await this.range(url, d.size * d.k * 4 + q * d.k * idSize, d.k * idSize, total);
+      if (part.whole) {
+        const table = knnFromBuffer(part.buf, d.size, d.k, d.id_dtype, url);
+        this.cache.set(url, Promise.resolve(table));
+        return rowOf(table, q).map((n) => n.id);
+      }
+      const ids = idSize === 4 ? new Uint32Array(part.buf) : new Uint16Array(part.buf);
+      for (const id of ids) if (id >= d.size) throw new BundleError(url, `neighbour id ${id} is out of range for N=${d.size}`);
+      return ids;
     });
   }
 

@@ -19,7 +19,11 @@ export interface LiveSearchHost {
   showUploadResults(r: { imageUrl: string; results: { id: number; distance: number }[]; info: string; thumb?: (id: number) => string }): void;
   /** Receives the "why similar?" runner (views/why.ts): the same worker and model as the search. */
   provideWhy?(run: (req: Omit<WhyRequest, 'type' | 'id'>) => Promise<WhyReply>): void;
+  /** Receives a runner that searches the last image again under another layer, pooling and metric (side by side). */
+  provideSide?(run: SideRunner): void;
 }
+
+export type SideRunner = (layer: string, pooling: string, metric: string) => Promise<{ results: { id: number; distance: number }[]; thumb?: (id: number) => string }>;
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
@@ -184,6 +188,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
     const total = performance.now() - t0;
     searches++;
     root.dataset.numTensors = String(r.numTensors);
+    root.dataset.heldTensors = String(r.heldTensors);
     root.dataset.baselineTensors = String(r.baselineTensors);
     root.dataset.latencyMs = total.toFixed(1);
     root.dataset.embedMs = r.timings.embedMs.toFixed(1);
@@ -199,7 +204,7 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
     root.dataset.top = r.hits.map((h) => `${h.id}:${h.distance}`).join(',');
     timing.textContent =
       `${session.info?.backend ?? '?'} backend · ` +
-      (fromUpload ? `decode ${ms(r.timings.decodeMs)} · embed ${ms(r.timings.embedMs)} · ` : 're-used embedding · ') +
+      (fromUpload ? `decode ${ms(r.timings.decodeMs)} · embed ${ms(r.timings.embedMs)} · ` : r.timings.embedMs > 0 ? `embed ${ms(r.timings.embedMs)} (kept image) · ` : 're-used embedding · ') +
       `search ${o.features.n.toLocaleString('en')} images ${ms(r.timings.searchMs)} · ${fromUpload ? 'upload → results' : 'total'} ${ms(total)}`;
   };
 
@@ -268,4 +273,8 @@ export function mountLiveSearch(root: HTMLElement, host: LiveSearchHost): void {
   };
   for (const ev of ['pointerenter', 'focusin', 'dragenter'] as const) root.addEventListener(ev, intent);
   host.provideWhy?.((req) => session.why(req));
+  host.provideSide?.((layer, pooling, metric) => session.search(null, layer, { pooling, metric }).then((o) => ({
+    results: o.reply.hits.map((x) => ({ id: x.id, distance: x.distance })),
+    ...(o.thumb ? { thumb: o.thumb } : {}),
+  })));
 }

@@ -2,7 +2,7 @@
 // id; the worker answers each with exactly one reply with the same id (result or error).
 import type { FeatureLayout } from './features';
 import type { Hit, LiveMetric } from './metrics';
-import type { BrowserOutput, Manifest } from '../data/types';
+import type { BrowserOutput, Manifest, SpatialOutput } from '../data/types';
 
 export interface InitRequest {
   type: 'init';
@@ -10,6 +10,8 @@ export interface InitRequest {
   modelUrl: string; // absolute URL of model.json
   cacheKey: string; // IndexedDB model name; a new bundle's model gets a new key
   outputs: BrowserOutput[];
+  /** The layers' spatial outputs: the worker finds each layer's activation node through them. */
+  spatialOutputs?: SpatialOutput[];
   inputSize: [number, number];
 }
 
@@ -73,7 +75,7 @@ export interface FeaturesReply {
 
 export interface SearchTimings {
   decodeMs: number; // file → RGB pixels (0 when re-searching)
-  embedMs: number; // pixels → features (TF.js)
+  embedMs: number; // pixels → the searched vector (TF.js); 0 when a re-search found it computed
   searchMs: number; // distances + top-k
   topkMs: number; // the top-k part of searchMs
   workerMs: number; // everything in the worker
@@ -84,7 +86,10 @@ export interface SearchReply {
   id: number;
   hits: Hit[];
   timings: SearchTimings;
-  numTensors: number; // tf.memory().numTensors after the search
+  /** tf.memory().numTensors after the search, less the `heldTensors` the worker keeps for the
+   * last upload (its model input and layer maps, until its other outputs are computed). */
+  numTensors: number;
+  heldTensors: number;
   baselineTensors: number; // … right after the model loaded (the model's weights)
   width: number; // size the image was embedded from (after any scale-down)
   height: number;

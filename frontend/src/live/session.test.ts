@@ -10,7 +10,7 @@ import { makePack } from './packs.fixture';
 const INIT: Omit<InitReply, 'id'> = { type: 'init', backend: 'cpu', source: 'network', loadMs: 1, warmupMs: 1, numTensors: 7, cacheNote: 'stored' };
 const searchReply = (preview?: string): SearchReply => ({
   type: 'search', id: 0, hits: [{ id: 3, distance: 0 }], timings: { decodeMs: 1, embedMs: 1, searchMs: 1, topkMs: 0, workerMs: 3 },
-  numTensors: 7, baselineTensors: 7, width: 8, height: 8, originalWidth: 8, originalHeight: 8, ...(preview ? { preview } : {}),
+  numTensors: 7, heldTensors: 0, baselineTensors: 7, width: 8, height: 8, originalWidth: 8, originalHeight: 8, ...(preview ? { preview } : {}),
 });
 
 class FakePort implements WorkerPort {
@@ -63,6 +63,18 @@ describe('LiveSession', () => {
     const { session } = setup({ manifest: m });
     expect(session.featuresFor('d', 'l2', 'gem')).toEqual({ url: 'http://h/datasets/d/browser/l2/gem.pca_uint8', n: N, dim: 2, encoding: 'pca_uint8', dims: 1 });
     expect(session.featuresFor('d', 'l2', 'avg')).toMatchObject({ encoding: 'float32', dims: 2 }); // no entry: float32
+  });
+
+  it('hands the worker the spatial outputs (it finds the layer activations through them), when the bundle has them', async () => {
+    const m = validManifest();
+    const spatial = [{ layer: 'l2', output: 'Identity_2:0', shape: [2, 2, 2] as [number, number, number] }];
+    m.browser_search!.spatial_outputs = spatial;
+    const withMaps = setup({ manifest: m });
+    await withMaps.session.ensureModel('l2');
+    expect(withMaps.port.sent[0]).toMatchObject({ type: 'init', spatialOutputs: spatial });
+    const without = setup();
+    await without.session.ensureModel('l2');
+    expect(without.port.sent[0]).not.toHaveProperty('spatialOutputs');
   });
 
   it('searches with the host’s metric, pooling and the dataset’s k, and returns in-memory thumbnails', async () => {

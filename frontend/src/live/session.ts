@@ -194,7 +194,7 @@ export class LiveSession {
     // Thumbnails load alongside the model; the panel is ready when both are (small sets).
     const thumbsReady = thumbPolicy(this.size(dataset)) === 'preload' ? this.loadThumbs(dataset).catch(() => undefined) : Promise.resolve();
     const ready = port
-      .request({ type: 'init', modelUrl: this.host.resolve(bs.model_url), cacheKey: modelCacheKey(this.host.manifest), outputs: bs.outputs, inputSize: bs.input_size })
+      .request({ type: 'init', modelUrl: this.host.resolve(bs.model_url), cacheKey: modelCacheKey(this.host.manifest), outputs: bs.outputs, ...(bs.spatial_outputs ? { spatialOutputs: bs.spatial_outputs } : {}), inputSize: bs.input_size })
       .then(async (r) => {
         this.info_ = r;
         // Fetch the current dataset's features now, so a search itself needs no network at all.
@@ -243,21 +243,22 @@ export class LiveSession {
    * Searches `file` (or, with null, the last image again) in the current dataset, metric and
    * pooling at `layer`. Searches run one after another, in call order.
    */
-  search(file: File | null, layer: string): Promise<SearchOutcome> {
-    const p = this.running.then(() => this.doSearch(file, layer));
+  search(file: File | null, layer: string, over: { pooling?: string; metric?: string } = {}): Promise<SearchOutcome> {
+    const p = this.running.then(() => this.doSearch(file, layer, over));
     this.running = p.catch(() => undefined);
     return p;
   }
 
-  private async doSearch(file: File | null, layer: string): Promise<SearchOutcome> {
+  /** `over`: another pooling or metric than the explorer's (a side-by-side column). */
+  private async doSearch(file: File | null, layer: string, over: { pooling?: string; metric?: string }): Promise<SearchOutcome> {
     try {
       await this.ensureModel(layer);
       const m = this.host.manifest;
-      const metric = this.host.getMetric();
+      const metric = over.metric ?? this.host.getMetric();
       if (!isLiveMetric(metric)) throw new UserFacingError(`The metric “${metric}” is not supported by the in-browser search.`);
       const p = m.metrics.find((x) => x.id === metric)?.p ?? 3;
       const dataset = this.host.getDataset();
-      const pooling = this.host.getPooling();
+      const pooling = over.pooling ?? this.host.getPooling();
       const features = this.featuresFor(dataset, layer, pooling);
       this.setState('searching');
       // Before the search: its results must be shown from memory, not fetched (see thumbs.ts).

@@ -13,9 +13,10 @@ import { layoutBytes, readFeatures, searchDistances, type FeatureIndex } from '.
 import { describeProblem, MAX_PIXELS, scaledSize, SNIFF_BYTES } from './imagefile';
 import { areaFactor, downscaleRows } from './downscale';
 import type { FeaturesRequest, FeaturesSpec, InitRequest, Reply, Request, SearchReply, SearchRequest } from './protocol';
-import type { BrowserOutput } from '../data/types';
+import type { BrowserOutput, SpatialOutput } from '../data/types';
 import { sameOriginUrl } from '../data/origin';
 import { whyMaps, type RgbPixels } from './why';
+import { featureKey, UploadFeatures, type Graph, type LayerNode } from './embedding';
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -23,16 +24,21 @@ class UserError extends Error {}
 
 interface Loaded {
   model: tf.GraphModel;
+  graph: Graph<tf.Tensor>;
+  inputName: string;
   outputs: BrowserOutput[];
+  /** Each layer's activation node (what its poolings read), from the spatial outputs. */
+  nodes: LayerNode[];
   inputSize: [number, number];
   baseline: number;
 }
 
 let loaded: Loaded | null = null;
 const featureCache = new Map<string, Promise<FeatureIndex>>();
-/** Features of the last uploaded image, per "<pooling>/<layer>", so a layer, pooling or metric
- * change needs no re-embedding. */
-let lastEmbedding: Map<string, Float32Array> | null = null;
+/** Features of the last uploaded image: the searched one at once, the others computed after the
+ * reply from the model input kept here (embedding.ts), so a layer, pooling or metric change needs
+ * no second upload and, once they are done, no embedding at all. */
+let upload: UploadFeatures<tf.Tensor> | null = null;
 /** Pixels of the last uploaded image: "why similar?" maps it without the page re-sending it. */
 let lastUpload: RgbPixels | null = null;
 
@@ -113,8 +119,30 @@ async function init(req: InitRequest) {
   await Promise.all(ys.map((y) => y.data()));
   tf.dispose(ys);
   const warmupMs = now() - t1;
-  loaded = { model, outputs: req.outputs, inputSize: req.inputSize, baseline: tf.memory().numTensors };
+  const graph: Graph<tf.Tensor> = {
+    run: (feeds, outputs) => asArray(model!.execute(Object.fromEntries(feeds), outputs)),
+    read: (t) => t.data<'float32'>(),
+    dispose: (t) => t.dispose(),
+  };
+  loaded = { model, graph, inputName: model.inputs[0]!.name, outputs: req.outputs, nodes: layerNodes(model, req.spatialOutputs ?? []), inputSize: req.inputSize, baseline: tf.memory().numTensors };
   return { backend, source, loadMs, warmupMs, numTensors: tf.memory().numTensors, cacheNote };
+}
+
+/**
+ * The node each spatial output is an Identity of: the layer's activation, which its poolings read.
+ * Feeding it back lets the other poolings skip the network (embedding.ts). This reads TF.js's
+ * (private) graph; if it is not there or not as expected, the layer has no node and its outputs
+ * are computed from the input: the same numbers, more work.
+ */
+function layerNodes(model: tf.GraphModel, spatial: SpatialOutput[]): LayerNode[] {
+  const nodes = (model as unknown as { executor?: { graph?: { nodes?: Record<string, { op?: string; inputs?: { name: string }[] }> } } }).executor?.graph?.nodes;
+  const out: LayerNode[] = [];
+  for (const s of spatial) {
+    const id = nodes?.[s.output.split(':')[0]!];
+    const src = id?.op === 'Identity' && id.inputs?.length === 1 ? id.inputs[0]!.name : null;
+    if (src && nodes?.[src]) out.push({ layer: s.layer, node: src });
+  }
+  return out;
 }
 
 function asArray(x: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): tf.Tensor[] {
@@ -205,22 +233,14 @@ async function previewJpeg(bmp: ImageBitmap): Promise<string> {
   return new FileReaderSync().readAsDataURL(blob);
 }
 
-async function embed(px: Pixels): Promise<Map<string, Float32Array>> {
-  if (!loaded) throw new Error('the model is not loaded');
-  const { model, outputs, inputSize } = loaded;
-  const ys = tf.tidy(() => {
+/** The model input of an upload (kept by UploadFeatures until all its outputs are computed). */
+function modelInput(px: Pixels, inputSize: [number, number]): tf.Tensor {
+  return tf.tidy(() => {
     const img = tf.tensor4d(px.rgb, [1, px.height, px.width, 3], 'float32');
     // Step 2 of THE preprocessing path (step 1 is in decode), twin of convnet_search/preprocess.py
     // resize_rgb: bilinear, half-pixel centres, no antialias; preprocess_input is in the graph.
-    const x = px.height === inputSize[0] && px.width === inputSize[1] ? img : tf.image.resizeBilinear(img, inputSize, false, true);
-    return asArray(model.execute(x, outputs.map((o) => o.output)));
+    return px.height === inputSize[0] && px.width === inputSize[1] ? img : tf.image.resizeBilinear(img, inputSize, false, true);
   });
-  try {
-    const values = await Promise.all(ys.map((y) => y.data<'float32'>()));
-    return new Map(outputs.map((o, i) => [`${o.pooling}/${o.layer}`, Float32Array.from(values[i]!)]));
-  } finally {
-    tf.dispose(ys);
-  }
 }
 
 async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'id'>> {
@@ -229,18 +249,24 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
   let decodeMs = 0;
   let embedMs = 0;
   let px: Pixels | null = null;
+  const key = featureKey(req);
+  if (!loaded.outputs.some((o) => featureKey(o) === key)) throw new Error(`the model has no output for layer ${req.layer} with ${req.pooling} pooling`);
   if (req.file) {
     px = await decode(req.file, req.name ?? 'file', loaded.inputSize);
-    const t1 = now();
-    decodeMs = t1 - t0;
-    lastEmbedding = await embed(px);
+    decodeMs = now() - t0;
+    upload?.release();
+    upload = null;
+    upload = new UploadFeatures(loaded.graph, loaded.inputName, loaded.outputs, loaded.nodes, modelInput(px, loaded.inputSize));
     lastUpload = px;
-    embedMs = now() - t1;
-  } else if (!lastEmbedding) {
+  } else if (!upload) {
     throw new UserError('Choose an image first.');
   }
-  const q = lastEmbedding.get(`${req.pooling}/${req.layer}`);
-  if (!q) throw new Error(`the model has no output for layer ${req.layer} with ${req.pooling} pooling`);
+  // The search's vector only (at once for an upload; for a layer or pooling change, only if the
+  // background pass has not computed it yet).
+  const t1 = now();
+  const computed = !upload.get(key);
+  const q = await upload.ensure(key);
+  embedMs = computed ? now() - t1 : 0;
   const f = await loadFeatures(req.features);
   const t2 = now();
   const d = searchDistances(q, f, req.metric, req.p);
@@ -251,7 +277,8 @@ async function search(req: SearchRequest): Promise<Omit<SearchReply, 'type' | 'i
   return {
     hits,
     timings: { decodeMs, embedMs, searchMs, topkMs: t4 - t3, workerMs: now() - t0 },
-    numTensors: tf.memory().numTensors,
+    numTensors: tf.memory().numTensors - (upload?.held ?? 0),
+    heldTensors: upload?.held ?? 0,
     baselineTensors: loaded.baseline,
     width: px?.width ?? 0,
     height: px?.height ?? 0,
@@ -281,7 +308,41 @@ async function handle(req: Request): Promise<Reply> {
 
 // One request at a time: a search never races a model load, and replies come back in order.
 let queue: Promise<unknown> = Promise.resolve();
+/** Requests received and not yet answered: the background pass runs only while this is 0. */
+let waiting = 0;
 self.onmessage = (ev: MessageEvent<Request>) => {
   const req = ev.data;
-  queue = queue.then(async () => self.postMessage(await handle(req)));
+  waiting++;
+  queue = queue.then(async () => {
+    const reply = await handle(req);
+    waiting--;
+    self.postMessage(reply);
+    if (waiting === 0) queue = queue.then(background);
+  });
 };
+
+/** Lets queued messages in (each one bumps `waiting`). */
+const yieldToMessages = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/**
+ * After a reply, while no request waits: the last upload's remaining outputs, one per step, so
+ * a new upload waits for at most one step (one pooling, or one stretch of the network). Then the
+ * upload's input and maps are freed. Stopped steps resume after the next request, or are computed
+ * on demand by a search that needs them.
+ */
+async function background(): Promise<void> {
+  await yieldToMessages();
+  while (upload && waiting === 0) {
+    const next = upload.nextPending();
+    if (!next) {
+      upload.release();
+      return;
+    }
+    try {
+      await upload.ensure(featureKey(next));
+    } catch {
+      return; // a search that needs this output computes it again and reports the error
+    }
+    await yieldToMessages();
+  }
+}

@@ -13,6 +13,7 @@ import { Latest } from '../context';
 import { classColor } from './palette';
 import { MapGL, type Quad } from './mapgl';
 import { thumbImg } from './thumb';
+import { keepInView, panBy, viewPlacing, WHOLE_MAP, zoomAbout, zoomedTransform, type MapView2D } from './mapmath';
 
 /** Canvas inset in CSS px; the e2e test uses the same value to click points. */
 export const PLOT_PAD = 16;
@@ -25,7 +26,12 @@ export const MAX_SHEETS = 48;
 const MAX_LARGE_SHEETS = 8;
 /** Up to this many points in view, zoomed in, each image is fetched alone (large cells, ≈ 2–5 KB each). */
 const SINGLE_MAX = 300;
-const MAX_ZOOM = 400;
+/** Shift+arrow pans by this share of the canvas's shorter side. */
+const PAN_STEP = 1 / 8;
+/** The keyboard's selected point is kept at least this far (CSS px) inside the canvas edges. */
+function keepMargin(w: number, h: number): number {
+  return Math.max(24, 0.1 * Math.min(w, h));
+}
 
 interface Drawn {
   xy: Float32Array;
@@ -37,18 +43,6 @@ interface Drawn {
   hits: number[];
   grid: PointGrid;
   dataset: string;
-}
-
-/** Pan/zoom state: the data point at the plot's centre and the magnification. */
-export interface MapView2D {
-  zoom: number;
-  cx: number;
-  cy: number;
-}
-
-/** The base transform (whole unit square in the canvas) magnified about (cx, cy). */
-export function zoomedTransform(base: PlotTransform, v: MapView2D): PlotTransform {
-  return { scale: base.scale * v.zoom, ox: base.ox + base.scale * (0.5 - v.cx * v.zoom), oy: base.oy + base.scale * (0.5 + v.zoom * v.cy - v.zoom) };
 }
 
 /** Thumbnail quad edge in CSS px at plot scale S (grows with zoom, capped). */
@@ -83,12 +77,15 @@ function classRgb(label: number): [number, number, number] {
   return c;
 }
 
+/** Arrow keys as screen directions. */
+const ARROWS: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+
 export class MapView implements ViewModule {
   readonly root: HTMLElement;
   private readonly canvas = h('canvas', { class: 'umap-canvas', attrs: { tabindex: 0, role: 'img' } });
   private readonly overlay = h('canvas', { class: 'umap-overlay', attrs: { 'aria-hidden': 'true' } });
   private gl: MapGL | null = null;
-  private view: MapView2D = { zoom: 1, cx: 0.5, cy: 0.5 };
+  private view: MapView2D = WHOLE_MAP;
   private frame = 0;
   private drag: { x: number; y: number; cx: number; cy: number; moved: boolean } | null = null;
   /** Fingers on the map (Pointer Events of type touch), by pointerId: CSS px in the canvas. */
@@ -117,13 +114,13 @@ export class MapView implements ViewModule {
   constructor() {
     const btn = (text: string, label: string, fn: () => void) => h('button', { class: 'map-zoom-btn', text, attrs: { type: 'button', 'aria-label': label, title: label }, on: { click: fn } });
     const zoomBar = h('div', { class: 'map-zoom', attrs: { role: 'group', 'aria-label': 'Map zoom' } }, [
-      btn('+', 'Zoom in', () => this.zoomAt(2, null)), btn('−', 'Zoom out', () => this.zoomAt(0.5, null)), btn('⟲', 'Show the whole map', () => this.resetView()),
+      btn('+', 'Zoom in', () => this.zoomKey(2)), btn('−', 'Zoom out', () => this.zoomKey(0.5)), btn('⟲', 'Show the whole map', () => this.setView(WHOLE_MAP)),
     ]);
     const wrap = h('div', { class: 'umap-wrap' }, [this.canvas, this.overlay, this.tip, zoomBar]);
     this.root = h('section', { class: 'view view-map', attrs: { 'aria-label': 'UMAP map' } }, [
       h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info,
         h('label', { class: 'map-colour' }, ['Colour by ', this.colourSel]), this.legend, this.announce,
-        h('p', { class: 'hint', text: 'Drag to pan, wheel or +/− to zoom (touch: one finger pans, two pinch): zoomed in, the images appear. Keyboard: focus the map, ←/→ step through the images, Enter makes one the query.' })]),
+        h('p', { class: 'hint', text: 'Drag to pan, wheel or +/− to zoom (touch: one finger pans, two pinch): zoomed in, the images appear. Keyboard: focus the map, ←/→ step through the images (the map follows), Enter makes one the query, +/− zoom about the selected image (else the query), Shift+arrows pan, 0 shows the whole map.' })]),
       wrap,
     ]);
     this.canvas.addEventListener('mousemove', (e) => this.drag ? undefined : this.hover(e));
@@ -241,7 +238,7 @@ export class MapView implements ViewModule {
     if (!newLayout) return;
     this.gl.dropTextures(new Set());
     this.singles = new Map();
-    this.view = { zoom: 1, cx: 0.5, cy: 0.5 };
+    this.view = WHOLE_MAP;
   }
 
   private schedule(): void {
@@ -384,29 +381,36 @@ export class MapView implements ViewModule {
     img.src = url;
   }
 
-  private resetView(): void {
-    this.view = { zoom: 1, cx: 0.5, cy: 0.5 };
+  /** A new view: the transform follows at once (a tooltip placed next is placed right), the drawing on the next frame. */
+  private setView(v: MapView2D): void {
+    this.view = v;
+    this.t = zoomedTransform(this.baseTransform(), v);
     this.schedule();
   }
 
-  /** Zooms by `factor` keeping the data point under (sx, sy) CSS px in place (null: the centre). */
-  private zoomAt(factor: number, at: [number, number] | null): void {
-    const rect = this.canvas.getBoundingClientRect();
-    const [sx, sy] = at ?? [rect.width / 2, rect.height / 2];
-    this.view = this.viewPlacing(this.t, [sx, sy], [sx, sy], this.view.zoom * factor);
-    this.schedule();
+  /** Zooms by `factor` keeping the data point under (sx, sy) CSS px in place (the wheel). */
+  private zoomAt(factor: number, at: [number, number]): void {
+    this.setView(viewPlacing(this.baseTransform(), this.t, at, at, this.view.zoom * factor));
   }
 
-  /** The view at `zoom` (clamped) that shows the data point under screen point `from` of
-   * transform t at screen point `to` (CSS px): zoom about a point, pan, or both (a pinch). */
-  private viewPlacing(t: PlotTransform, from: [number, number], to: [number, number], zoom: number): MapView2D {
+  /** The keys' (and buttons') zoom: about the selected point (else the query) kept in view, else the centre. */
+  private zoomKey(factor: number): void {
     const rect = this.canvas.getBoundingClientRect();
-    const dx = (from[0] - t.ox) / t.scale, dy = 1 - (from[1] - t.oy) / t.scale;
-    const z = Math.min(MAX_ZOOM, Math.max(1, zoom));
-    if (z === 1) return { zoom: 1, cx: 0.5, cy: 0.5 };  // the whole map is in view: nothing to pan to
-    const base = plotTransform(rect.width, rect.height, PLOT_PAD);
-    // Solve zoomedTransform(base, {zoom, cx, cy}) maps (dx, dy) to `to`.
-    return { zoom: z, cx: dx - (to[0] - base.ox - base.scale * 0.5) / (base.scale * z), cy: dy + (to[1] - base.oy - base.scale * 0.5) / (base.scale * z) };
+    this.setView(zoomAbout(this.baseTransform(), this.view, factor, this.selected(), rect.width, rect.height, keepMargin(rect.width, rect.height)));
+    this.followTip();
+  }
+
+  /** The keyboard's point (else the query) in data coordinates, or null. */
+  private selected(): [number, number] | null {
+    const d = this.drawn;
+    const i = this.cursor >= 0 ? this.cursor : d?.q ?? -1;
+    if (!d || i < 0 || 2 * i + 1 >= d.xy.length) return null;
+    return [d.xy[2 * i]!, d.xy[2 * i + 1]!];
+  }
+
+  /** The keyboard's tooltip moves with the map. */
+  private followTip(): void {
+    if (this.cursor >= 0 && !this.tip.hidden && this.canvas.matches(':focus')) this.showTip(this.cursor);
   }
 
   private touchDown(e: PointerEvent): void {
@@ -427,8 +431,7 @@ export class MapView implements ViewModule {
     if (!this.touchMoved && Math.hypot(mid[0] - g.mid[0], mid[1] - g.mid[1]) < 4 && Math.abs(spread - g.spread) < 4) return;
     this.touchMoved = true;
     this.tip.hidden = true;
-    this.view = this.viewPlacing(g.t, g.mid, mid, g.view.zoom * factor);
-    this.schedule();
+    this.setView(viewPlacing(this.baseTransform(), g.t, g.mid, mid, g.view.zoom * factor));
   }
 
   private touchUp(e: PointerEvent): void {
@@ -485,8 +488,7 @@ export class MapView implements ViewModule {
     g.moved = true;
     this.tip.hidden = true;
     if (this.view.zoom === 1) return;  // the whole map is in view: nothing to pan to
-    this.view = { ...this.view, cx: g.cx - dx / this.t.scale, cy: g.cy + dy / this.t.scale };
-    this.schedule();
+    this.setView(panBy(this.baseTransform(), { ...this.view, cx: g.cx, cy: g.cy }, dx, dy));
   }
 
   private ring(g: CanvasRenderingContext2D, xy: Float32Array, id: number, r: number, stroke: string, halo: string, label: number | undefined): void {
@@ -512,16 +514,25 @@ export class MapView implements ViewModule {
   private key(e: KeyboardEvent): void {
     const n = this.drawn ? this.drawn.xy.length / 2 : 0;
     if (!n || !this.ctx) return;
-    if (e.key === 'ArrowRight' || e.key === 'ArrowDown') this.cursor = (this.cursor + 1) % n;
+    const rect = this.canvas.getBoundingClientRect();
+    const arrow = ARROWS[e.key];
+    if (arrow && e.shiftKey) {
+      // Shift+arrow pans: the map moves the other way, showing more of the side the arrow points to.
+      const step = PAN_STEP * Math.min(rect.width, rect.height);
+      this.setView(panBy(this.baseTransform(), this.view, -arrow[0] * step, -arrow[1] * step));
+      this.followTip();
+    } else if (e.key === 'ArrowRight' || e.key === 'ArrowDown') this.cursor = (this.cursor + 1) % n;
     else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') this.cursor = (this.cursor - 1 + n) % n;
     else if ((e.key === 'Enter' || e.key === ' ') && this.cursor >= 0) this.ctx.navigate({ q: this.cursor });
     else if (e.key === 'Escape') this.tip.hidden = true;
-    else if (e.key === '+' || e.key === '=') this.zoomAt(2, null);
-    else if (e.key === '-') this.zoomAt(0.5, null);
-    else if (e.key === '0') this.resetView();
+    else if (e.key === '+' || e.key === '=') this.zoomKey(2);
+    else if (e.key === '-') this.zoomKey(0.5);
+    else if (e.key === '0') this.setView(WHOLE_MAP);
     else return;
     e.preventDefault();
-    if (e.key.startsWith('Arrow')) {
+    if (arrow && !e.shiftKey) {
+      // The selected point stays in view: the map pans as little as needed to show it.
+      this.setView(keepInView(this.baseTransform(), this.view, this.selected()!, rect.width, rect.height, keepMargin(rect.width, rect.height)));
       this.showTip(this.cursor);
       const at = this.cursor, cls = this.tip.querySelector('.tip-class')?.textContent ?? '';
       withName(this.drawn!.idx.names, at, (file) => {

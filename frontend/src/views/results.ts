@@ -20,6 +20,8 @@ export interface ResultsInput {
   onPick(id: number): void;
   /** "Why similar?" for a result: its id and the button showing its picture. */
   onWhy?(id: number, shown: HTMLElement): void;
+  /** Extra controls under a result (the ✓ / ✗ judgement buttons). */
+  extra?(id: number): HTMLElement | null;
 }
 
 export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: number): HTMLElement {
@@ -57,6 +59,7 @@ export function resultItem(inp: ResultsInput, n: Neighbor, rank: number, frac: n
     h('span', { class: 'bar', attrs: { role: 'img', 'aria-label': `similarity bar ${Math.round(frac * 100)}% of the nearest` } }, [fill]),
     h('span', { class: 'result-class', text: cls }),
     other ? h('span', { class: 'other-mark', text: '✕ other class', attrs: { title: 'Not in the query image’s class' } }) : null,
+    inp.extra?.(n.id) ?? null,
     onWhy ? h('button', { class: 'why-btn link-btn', text: 'Why similar?', attrs: { type: 'button', 'aria-label': `Why is result ${rank} similar?` }, on: { click: () => onWhy(n.id, btn) } }) : null,
   ]);
 }

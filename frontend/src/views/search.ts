@@ -10,6 +10,7 @@ import { renderResults } from './results';
 import { WhyDialog } from './why';
 import { shownThumb, thumbEl, thumbImg } from './thumb';
 import { VirtualGallery } from './gallery';
+import { judgeButtons } from './judge';
 
 export interface UploadResults {
   imageUrl: string;
@@ -61,6 +62,11 @@ export class SearchView implements ViewModule {
     if (this.ctx) this.update(this.ctx);
   }
 
+  /** The uploaded image whose results are shown, if any. */
+  get uploaded(): UploadResults | null {
+    return this.upload;
+  }
+
   clearUpload(): void {
     this.upload = null;
   }
@@ -93,7 +99,11 @@ export class SearchView implements ViewModule {
     const rowP = data.neighborRow(state.dataset, state.model, state.layer, state.pooling, state.metric, q);
     Promise.all([idxP, rowP]).then(
       ([idx, row]) => fresh() && this.renderQuery(ctx, idx, q, row),
-      (e: unknown) => fresh() && this.fail(this.results, e),
+      (e: unknown) => {
+        if (!fresh()) return;
+        clear(this.query);  // not the previous query's image and score beside this query's error
+        this.fail(this.results, e);
+      },
     );
   }
 
@@ -195,6 +205,9 @@ export class SearchView implements ViewModule {
       metricLabel: metric,
       thumb: thumb ?? (() => ''),
       thumbEl: thumb ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),
+      // An uploaded image has no file name in the dataset to key a judgement by.
+      extra: qLabel === null || !ctx.judgements || state.q === null ? undefined
+        : ((store, q) => (id: number) => judgeButtons({ store, dataset: state.dataset, names: idx.names, query: q }, id))(ctx.judgements, state.q),
       onPick: (id) => {
         this.upload = null;
         ctx.navigate({ q: id });
