@@ -6,6 +6,7 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   reader     bench_reader.py     extract loop before/after the decode pool vs the forward floor
   browser    bench/out/browser.json, written by bench/bench_browser.mjs (`make bench` runs it first)
   quality    bench_quality.py    search quality of real ImageNet vs random weights (needs ../shared/real)
+  guidance   bench_guidance.py   label-free guidance (hubness, agreement) vs the label-based score: Spearman
   bigphoto   bench_bigphoto.py   browser vs engine features of 4000×3000 photos (needs ../shared/real)
   umap       bench_umap.py       UMAP with the neighbours stage's kNN graph vs its own search
   atlas      bench_atlas.py      channel atlas's extra extract time (ratio) and featviz seconds per model
@@ -44,9 +45,9 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "bigphoto", "umap", "atlas", "ray")
+SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "guidance", "bigphoto", "umap", "atlas", "ray")
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader",
-           "quality": "bench_quality", "bigphoto": "bench_bigphoto", "umap": "bench_umap", "atlas": "bench_atlas",
+           "quality": "bench_quality", "guidance": "bench_guidance", "bigphoto": "bench_bigphoto", "umap": "bench_umap", "atlas": "bench_atlas",
            "ray": "bench_ray"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 

@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-featviz", action="store_true",
                      help="skip the feature visualizations (the longest stage with real weights; "
                           "same as featviz_models = [] in the config)")
+    pre.add_argument("--labels", metavar="auto|folders|none|FILE", help=h("labels"))
     pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
     pre.add_argument("--distributor", metavar="local|ray", help=h("distributor"))
     pre.add_argument("--ray-address", metavar="ADDRESS", help=h("ray_address"))
@@ -199,7 +200,7 @@ def _precompute(args, console: Console) -> int:
             "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
             "browser_search": False if args.no_browser_search else None,
             "featviz_models": [] if args.no_featviz else None,
-            "follow_links": True if args.follow_links else None,
+            "follow_links": True if args.follow_links else None, "labels": args.labels,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
             "distributor": args.distributor, "ray_address": args.ray_address, "workers": args.workers,

@@ -64,7 +64,8 @@ class Key:
 
 KEYS: dict[str, Key] = {
     "datasets": Key("list", "bundled dataset names (bundled:NAME when a folder of that name exists "
-                    "here too) or image folders laid out as ROOT/<class>/<image>",
+                    "here too) or image folders (any tree of images; --labels says whether "
+                    "first-level folders are classes)",
                     flag="--dataset"),
     "models": Key("list", "model ids (see `convnet-search info`)"),
     "layers": Key("layers", "layer names per model ([layers] table: MODEL = [names]); on the command "
@@ -102,6 +103,11 @@ KEYS: dict[str, Key] = {
     "featviz_models": Key("list", "models whose 16 most selective channels per layer get feature "
                                   "visualizations (a stage after extract); auto (default): the browser "
                                   "model; [] for none", empty_ok=True),
+    "labels": Key("str", "auto (default): class folders when every image sits in one of >= 2 first-level "
+                         "folders, else none; folders (ROOT/<class>/<image>); none (every image at any "
+                         "depth, unlabelled); or a labels FILE (CSV/TSV, path relative to the current "
+                         "folder: a path column, one column per "
+                         "label field; docs/bundle.md \"Label fields\")"),
     "follow_links": Key("bool", "follow symlinks that point outside the dataset root (default false)"),
     "distributor": Key("str", "who runs extraction and neighbours: local (default, this process) or ray "
                               "(a Ray cluster; same outputs; docs/distributed.md)", choices=DISTRIBUTORS),
@@ -180,6 +186,7 @@ class RunConfig:
     quantize: str = DEFAULT_QUANTIZATION
     atlas: bool = True
     featviz_models: tuple[str, ...] = ("auto",)
+    labels: str = "auto"  # io/labels.py: auto, folders, none, or a labels file path
     follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
     weights_cache: Path | None = None
@@ -411,6 +418,10 @@ def _resolve(values: dict[str, Any]) -> list[tuple[str, str]]:
         resolved = each("browser_model", [values["browser_model"]], lambda m: get_spec(m).id)
         if resolved is not None:
             values["browser_model"] = resolved[0]
+    labels = values.get("labels", "auto")
+    if labels not in ("auto", "folders", "none") and len(values.get("datasets", RunConfig.datasets)) > 1:
+        problems.append(("labels", f"a labels file ({labels}) describes one dataset; this run has "
+                                   f"{len(values['datasets'])} (run them separately)"))
     if values.get("featviz_models"):
         resolved = each("featviz_models", values["featviz_models"],
                         lambda m: m if m == "auto" else get_spec(m).id)

@@ -55,14 +55,14 @@ def read_knn(out: Path, manifest: dict, ds: dict, model: str, layer: str, poolin
             np.frombuffer(raw, id_dtype, n * k, n * k * 4).reshape(n, k).astype(np.int64))
 
 
-def read_query_scores(out: Path, manifest: dict, ds: dict, metric: str) -> np.ndarray:
+def read_query_scores(out: Path, manifest: dict, ds: dict, metric: str, field: str = "class") -> np.ndarray:
     """uint8 [N, pooling, configuration] from the per-query score blocks, each block checked."""
     n, block = ds["size"], ds["scores_block"]
     per_query = len(manifest["poolings"]) * sum(len(m["layers"]) for m in manifest["models"])
     assert block * per_query <= 4096 or block == 1  # one block is a few KB whatever N is
     rows = []
     for b, start in enumerate(range(0, n, block)):
-        raw = np.fromfile(out / manifest["files"]["scores"].format(dataset=ds["id"], metric=metric, block=b), np.uint8)
+        raw = np.fromfile(out / manifest["files"]["scores"].format(dataset=ds["id"], metric=metric, block=b, field=field), np.uint8)
         assert raw.size == min(block, n - start) * per_query
         rows.append(raw.reshape(-1, len(manifest["poolings"]), per_query // len(manifest["poolings"])))
     return np.concatenate(rows)
@@ -95,12 +95,15 @@ def check_bundle(out: Path) -> dict:
         poolings = [p["id"] for p in manifest["poolings"]]
         for metric in manifest["metrics"]:
             m_id = metric["id"]
-            scores = read_query_scores(out, manifest, ds, m_id)
-            assert scores.shape == (n, len(poolings), n_configs) and scores.max() <= ds["score"]["scale"]
-            summary = json.loads((out / f["summary"].format(dataset=d, metric=m_id)).read_text())
-            assert summary["dataset"] == d and summary["metric"] == m_id and summary["poolings"] == poolings
-            for per_pooling in summary["search_score"]:
-                assert [len(row) for row in per_pooling] == [len(m["layers"]) for m in manifest["models"]]
+            assert (out / f["guidance"].format(dataset=d, metric=m_id)).stat().st_size > 0
+            for fld in ds["fields"]:
+                scores = read_query_scores(out, manifest, ds, m_id, fld["id"])
+                assert scores.shape == (n, len(poolings), n_configs)
+                assert scores[scores != 255].max(initial=0) <= ds["score"]["scale"]
+                summary = json.loads((out / f["summary"].format(dataset=d, metric=m_id, field=fld["id"])).read_text())
+                assert summary["dataset"] == d and summary["metric"] == m_id and summary["poolings"] == poolings
+                for per_pooling in summary["search_score"]:
+                    assert [len(row) for row in per_pooling] == [len(m["layers"]) for m in manifest["models"]]
             for model in manifest["models"]:
                 for layer in model["layers"]:
                     assert set(layer["dims"]) == set(poolings)
@@ -161,8 +164,10 @@ def test_odd_and_broken_images_end_to_end(tmp_path):
     odd = make_odd_image_folder(tmp_path / "odd")
     add_plain_images(odd.root, 4, odd.classes)
     out, work = tmp_path / "out", tmp_path / "work"
+    # --labels folders: the odd folder has a valid image directly in the root ("stray.png"), which
+    # would make the default (auto) read the whole tree unlabelled instead of listing it.
     r = run_cli("precompute", "--dataset", str(odd.root), "--models", "mobilenet", "--num-layers", "2",
-                "--weights", "none", "--out", str(out), "--work", str(work))
+                "--weights", "none", "--labels", "folders", "--out", str(out), "--work", str(work))
     assert r.returncode == 0, r.stderr[-3000:]
     manifest = check_bundle(out)
     assert manifest["browser_search"] is not None  # so the whole manifest met the schema
@@ -191,7 +196,7 @@ def check_bundle_against_reference(out: Path, work: Path, manifest: dict) -> Non
     for metric in manifest["metrics"]:
         m_id, p = metric["id"], metric["p"]
         scores = read_query_scores(out, manifest, ds, m_id)
-        summary = json.loads((out / manifest["files"]["summary"].format(dataset=d, metric=m_id)).read_text())
+        summary = json.loads((out / manifest["files"]["summary"].format(dataset=d, metric=m_id, field="class")).read_text())
         for pi, pooling in enumerate(pl["id"] for pl in manifest["poolings"]):
             for c, layer in enumerate(model["layers"]):
                 x = feats[f"{pooling}/{layer['name']}"].astype(np.float64)

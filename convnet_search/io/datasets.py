@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_rgb
+from .labels import LabelField, LabelsError, build_fields, read_labels_file
 
 __all__ = [
     "Dataset",
@@ -128,6 +129,12 @@ class Dataset:
     # `dataset_fingerprint` need not read the files again; a rel not in it is hashed from disk.
     # Keyed by rel, not by position, so a copy with fewer files (dataclasses.replace) stays right.
     digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # How labels were read (io/labels.py): "folders", "none" or "file". With "folders", classes and
+    # labels are the class folders and the one field "class"; otherwise they group images by top
+    # folder (for the gallery and the map's colours) and `fields` holds the labels file's columns.
+    labels_mode: str = "folders"
+    fields: list[LabelField] = field(default_factory=list)
+    labels_note: str = ""  # with --labels auto: which mode was chosen, why, and how to choose the other
 
     def path(self, i: int) -> Path:
         return self.root / self.files[i]
@@ -185,7 +192,7 @@ def _sort_key(rel: str) -> bytes:
 
 def load_dataset(
     name_or_path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, follow_links: bool = False,
-    cache_dir: Path | None = None,
+    cache_dir: Path | None = None, labels: str | Path = "folders",
 ) -> Dataset:
     """Load a builtin dataset by name, or an image folder by path.
 
@@ -202,13 +209,17 @@ def load_dataset(
     ``cache_dir``: a folder for the scan cache (see `_ScanCache`); files whose size and mtime are
     unchanged since the last scan are neither decoded nor hashed again. An optimization only: the
     result (and `dataset_fingerprint`) is the same with or without it.
+
+    ``labels``: "folders" (root/<class>/<image>), "none" (every image at any depth), "auto"
+    (folders when every usable image sits in one of ≥ 2 first-level folders, else none; the
+    choice is in ``labels_note``) or a labels file path (io/labels.py).
     """
     builtins = known_datasets()
     bundled = bundled_name(name_or_path)
     if bundled is not None:
         folder = builtin_datasets_dir() / bundled
         meta = _read_meta(folder / "dataset.toml")
-        ds = _scan(folder / "images", bundled, meta, max_pixels, follow_links, cache_dir)
+        ds = _scan_labelled(folder / "images", bundled, meta, max_pixels, follow_links, cache_dir, labels)
         return _with_notes(ds)
 
     path = Path(name_or_path).expanduser()
@@ -219,11 +230,12 @@ def load_dataset(
         raise DatasetError(f"{path}: not a folder (a dataset is a folder of class folders: root/<class>/<image>)")
     if (path / "dataset.toml").is_file() and (path / "images").is_dir():
         meta = _read_meta(path / "dataset.toml")
-        ds = _scan(path / "images", _slug(path.resolve().name), meta, max_pixels, follow_links, cache_dir)
+        ds = _scan_labelled(path / "images", _slug(path.resolve().name), meta, max_pixels, follow_links, cache_dir,
+                            labels)
         return _with_notes(ds)
     name = path.resolve().name
     meta = {"name": name, "description": "", "source": f"image folder '{name}'"}
-    return _with_notes(_scan(path, _slug(name), meta, max_pixels, follow_links, cache_dir))
+    return _with_notes(_scan_labelled(path, _slug(name), meta, max_pixels, follow_links, cache_dir, labels))
 
 
 BUNDLED_PREFIX = "bundled:"
@@ -261,7 +273,7 @@ def bundled_name(name_or_path: str | Path) -> str | None:
 
 def _with_notes(ds: Dataset) -> Dataset:
     """Add the caveats a person must see (printed as a warning now, kept for the bundle)."""
-    if len(ds.classes) == 1:
+    if len(ds.classes) == 1 and ds.labels_mode == "folders":
         note = (f"dataset {ds.id!r} has one class ({ds.classes[0]!r}): search scores need at least "
                 "2 classes; every score would be 1.0")
         ds.notes.append(note)
@@ -563,7 +575,8 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
         why += [f"{s.file}: {s.reason}" for s in skipped
                 if s.reason not in (NOT_IN_CLASS, SYSTEM_FILE, SYSTEM_DIR)][:3]
         extra = f" ({'; '.join(why)})" if why else ""
-        raise DatasetError(f"{root}: no class folders; expected root/<class>/<image>{extra}")
+        raise DatasetError(f"{root}: no class folders; expected root/<class>/<image>{extra}; or use "
+                           "--labels none (or auto) to search it as one unlabelled collection")
 
     cache = _ScanCache(cache_dir, ds_id, root, max_pixels)
     digests: dict[str, str] = {}
@@ -620,6 +633,111 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
         skipped=skipped,
         digests=digests,
     )
+
+
+TOP_LEVEL = "(top level)"  # the group of images lying directly in the root (labels none/file)
+
+
+def _scan_labelled(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool,
+                   cache_dir: Path | None, labels: str | Path) -> Dataset:
+    """`_scan` (class folders) or `_scan_tree` (any depth) by the labels mode, with its fields."""
+    if labels == "folders":
+        return _with_class_field(_scan(root, ds_id, meta, max_pixels, follow_links, cache_dir))
+    if labels == "auto":
+        return _scan_auto(root, ds_id, meta, max_pixels, follow_links, cache_dir)
+    ds = _scan_tree(root, ds_id, meta, max_pixels, follow_links, cache_dir)
+    if labels == "none":
+        return ds
+    return _with_labels_file(ds, Path(labels))
+
+
+def _with_class_field(ds: Dataset) -> Dataset:
+    ds.fields = [LabelField("class", "class", list(ds.classes), np.asarray(ds.labels, dtype=np.int32))]
+    return ds
+
+
+def _scan_auto(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool,
+               cache_dir: Path | None) -> Dataset:
+    """folders when no usable image lies directly in the root and ≥ 2 first-level folders hold
+    one; else none. Either way `labels_note` says which, why, and how to choose the other."""
+    tree = _scan_tree(root, ds_id, meta, max_pixels, follow_links, cache_dir)
+    loose = sum(1 for f in tree.files if "/" not in f)
+    groups = [c for c in tree.classes if c != TOP_LEVEL]
+    if loose == 0 and len(groups) >= 2:
+        ds = _with_class_field(_scan(root, ds_id, meta, max_pixels, follow_links, cache_dir))
+        ds.labels_note = (f"labels: class folders ({len(ds.classes)} first-level folders hold every image); "
+                          "--labels none treats the images as one unlabelled collection")
+        return ds
+    why = (f"{loose} images lie directly in the folder" if loose else
+           f"only {len(groups)} first-level folder holds images" if groups else "no first-level folder")
+    tree.labels_note = (f"labels: none ({why}): search, map and label-free guidance only; --labels folders "
+                        "uses first-level folders as classes, --labels FILE reads a CSV/TSV of labels")
+    return tree
+
+
+def _scan_tree(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
+               cache_dir: Path | None = None) -> Dataset:
+    """Every usable image at any depth (labels none); classes/labels group images by top folder."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: image folder missing")
+    scanner = _Scanner(root, follow_links)
+    try:
+        root_entries = _entries(root)
+    except OSError as e:
+        raise DatasetError(f"{root}: cannot read folder: {e.strerror or e}") from None
+    items: list[tuple[str, str]] = []  # (rel, skip reason or "") in tree order
+    for entry in root_entries:
+        kind, reason, real = scanner.classify(entry, entry.name, scanner.real_root, False)
+        if kind == "dir":
+            items += scanner.class_items(entry.name, root / entry.name, real, entry.is_symlink())
+        else:
+            items.append((entry.name + ("/" if kind == "skip" and _is_dir(entry) else ""), reason))
+    cache = _ScanCache(cache_dir, ds_id, root, max_pixels)
+    skipped: list[SkippedFile] = []
+    files: list[str] = []
+    digests: dict[str, str] = {}
+    for rel, reason in items:
+        if not reason:
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                reason = "file name is not valid UTF-8"
+        if not reason:
+            reason, digest = cache.check(root, rel, max_pixels)
+            if digest:
+                digests[rel] = digest
+        if reason:
+            skipped.append(SkippedFile(_display(rel), reason))
+        else:
+            files.append(rel)
+    cache.save()
+    if not files:
+        reasons = [f"{s.file}: {s.reason}" for s in skipped if s.reason not in (SYSTEM_FILE, SYSTEM_DIR)][:5]
+        raise DatasetError(f"{root}: no usable image at any depth ({'; '.join(reasons) or 'the folder is empty'})")
+    tops = [f.split("/", 1)[0] if "/" in f else TOP_LEVEL for f in files]
+    classes = sorted(set(tops), key=_sort_key)
+    index = {c: i for i, c in enumerate(classes)}
+    return Dataset(id=ds_id, name=meta["name"], description=meta["description"], source=meta["source"],
+                   root=root, classes=classes, files=files,
+                   labels=np.asarray([index[t] for t in tops], dtype=np.int32),
+                   skipped=skipped, digests=digests, labels_mode="none")
+
+
+def _with_labels_file(ds: Dataset, path: Path) -> Dataset:
+    """Attach a labels file's fields; images with no row stay, listed in notes as unlabelled."""
+    try:
+        lf = read_labels_file(path)
+        fields, unlabelled = build_fields(lf, ds.files, {s.file: s.reason for s in ds.skipped})
+    except LabelsError as e:
+        raise DatasetError(f"labels file of dataset {ds.id!r}:\n{e}") from None
+    ds.labels_mode, ds.fields = "file", fields
+    ds.labels_note = (f"labels: {len(fields)} field(s) from {path.name} ({', '.join(f.name for f in fields)}); "
+                      f"{len(ds) - len(unlabelled)} of {len(ds)} images have a row")
+    if unlabelled:
+        shown = ", ".join(unlabelled[:5]) + (", …" if len(unlabelled) > 5 else "")
+        ds.notes.append(f"{len(unlabelled)} images have no row in {path.name} (unlabelled, still searched "
+                        f"and mapped): {shown}")
+    return ds
 
 
 def image_digests(ds: Dataset) -> list[str]:

@@ -131,7 +131,42 @@ def summarize(neighbor_ids: np.ndarray, labels: np.ndarray, k: int | None = None
     )
 
 
+NO_VALUE = 255  # a field's score numerator for a query with no value in it (numerators are ≤ 120)
+
+
+@dataclass(frozen=True)
+class FieldScores:
+    """One field's scores of one neighbour list: queries with no value in the field are skipped."""
+
+    numerators: np.ndarray  # uint8 [N]; NO_VALUE for a skipped query
+    means: np.ndarray  # float64 [3]: search score, precision@k, mAP@k over the scored queries (NaN: none)
+    scored: int  # queries with a value
+    skipped: int  # queries without one
+
+
+def field_scores(neighbor_ids: np.ndarray, codes: np.ndarray, k: int, top: int = SCORE_TOP) -> FieldScores:
+    """Scores against one label field (codes int [N], −1 = no value). A result with no value never
+    matches; a query with no value is skipped (not counted as 0) and its numerator is NO_VALUE."""
+    ids = np.asarray(neighbor_ids)[:, :k]
+    codes = np.asarray(codes)
+    has = codes >= 0
+    # Valueless images get distinct negative labels: never equal to a query's, nor to each other.
+    lab = np.where(has, codes, -1 - np.arange(len(codes)))
+    numerators = search_score_numerators(ids, lab, top)
+    numerators[~has] = NO_VALUE
+    if not has.any():
+        return FieldScores(numerators, np.full(3, np.nan), 0, len(codes))
+    q = np.flatnonzero(has)
+    scores = numerators[q].astype(np.float64) / score_scale(top)
+    means = np.array([scores.mean(), precision_at_k(ids, lab, k)[q].mean(),
+                      average_precision_at_k(ids, lab, k)[q].mean()], dtype=np.float64)
+    return FieldScores(numerators, means, int(has.sum()), int((~has).sum()))
+
+
 __all__ = [
+    "NO_VALUE",
+    "FieldScores",
+    "field_scores",
     "SCORE_TOP",
     "SCORE_SCALE",
     "score_scale",

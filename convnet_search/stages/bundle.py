@@ -12,6 +12,7 @@ import numpy as np
 from .. import __version__
 from ..search.browser_features import encode_for_browser
 from ..io.datasets import Dataset
+from ..io.labels import labels_fingerprint
 from ..search.evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
 from ..search.metrics import metric_entry
 from ..nets.pooling import POOLINGS, feature_key
@@ -25,7 +26,7 @@ from .scores import SCORES_FORMAT
 if TYPE_CHECKING:
     from .base import RunContext
 
-BUNDLE_VERSION = 5  # 5: labels.bin + names pages; 4: thumbnails in sprite sheets; 3: pooling axis, score blocks
+BUNDLE_VERSION = 6  # 6: label fields (scores and summaries per field), guidance; 5: labels.bin + names pages; 4: thumbnails in sprite sheets; 3: pooling axis, score blocks
 FINGERPRINT_FILE = ".bundle-fingerprint"
 
 FILES = {
@@ -33,8 +34,10 @@ FILES = {
     "names": "datasets/{dataset}/names/{page}.json",
     "thumb_sheet": "datasets/{dataset}/thumbs/{level}/{sheet}.jpg",
     "thumb_pack": "datasets/{dataset}/thumbs/{level}/{sheet}.jpgs",
-    "summary": "datasets/{dataset}/summary/{metric}.json",
-    "scores": "datasets/{dataset}/scores/{metric}/{block}.u8",
+    "field_labels": "datasets/{dataset}/fields/{field}.bin",
+    "summary": "datasets/{dataset}/summary/{field}/{metric}.json",
+    "scores": "datasets/{dataset}/scores/{field}/{metric}/{block}.u8",
+    "guidance": "datasets/{dataset}/guidance/{metric}.json",
     "neighbors": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn",
     "umap": "datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32",
     "browser_features": "datasets/{dataset}/browser/{layer}/{pooling}.{encoding}",
@@ -67,6 +70,8 @@ FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
+             # bundle format ≤ 5: one label field (the class folders), no {field} part
+             "datasets/{dataset}/summary/{metric}.json", "datasets/{dataset}/scores/{metric}/{block}.u8",
              "datasets/{dataset}/index.json",  # bundle format ≤ 4: every name and label in one JSON
              # bundle format 2 (no pooling axis, one scores file per metric): an upgrade rewrites it
              "datasets/{dataset}/scores/{metric}.u8", "datasets/{dataset}/{model}/{layer}/{metric}.knn",
@@ -175,45 +180,72 @@ def scores_block(n_poolings: int, n_configs: int) -> int:
 
 
 def _write_neighbors_and_scores(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
-    """.knn files, per-query score blocks and the per-metric summary of one dataset (the scores
-    were computed by the scores stage, scores.py: only laid out here)."""
-    from .scores import MEANS
-
+    """.knn files, then per label field its per-query score blocks and per-metric summary, and the
+    label-free guidance of every configuration (the scores were computed by the scores stage,
+    scores.py: only laid out here; the guidance is search/guidance.py's, a few ms per matrix)."""
     ds, d = res.dataset, res.dataset.id
     n = len(ds)
-    k = score_window(n, inp.k)[0]  # a small folder stores (and scores) fewer than k results
-    block = scores_block(len(inp.poolings), sum(len(res.features[m].meta["layers"]) for m in inp.models))
+    k, top = score_window(n, inp.k)  # a small folder stores (and scores) fewer than k results
     for metric in inp.metrics:
-        numerators = []  # [pooling][config] -> uint8 [N]
-        sums: dict[str, list] = {stat: [] for stat in MEANS}
+        keys = []  # [pooling][model][layer] -> (model, score key)
         for pooling in inp.poolings:
-            per_pooling = {key: [] for key in sums}
-            row_scores = []
+            per_pooling = []
             for mid in inp.models:
-                per_model = {key: [] for key in sums}
-                scores = _scores_of(res, mid)
+                per_model = []
                 for layer in res.features[mid].meta["layers"]:
                     name = layer["name"]
                     key = f"{feature_key(name, pooling)}/{metric}"
                     ids, dists = res.neighbors[mid].arrays[f"{key}/ids"], res.neighbors[mid].arrays[f"{key}/dists"]
-                    blob = knn_blob(ids, dists, k, n)
                     _write(root, _path(FILES["neighbors"], dataset=d, model=mid, layer=name, pooling=pooling,
-                                       metric=metric), blob)
-                    row_scores.append(np.asarray(scores.arrays[f"{key}/numerators"], dtype=np.uint8))
-                    for stat, value in zip(MEANS, scores.arrays[f"{key}/means"]):
-                        per_model[stat].append(round(float(value), 4))
-                for stat in sums:
-                    per_pooling[stat].append(per_model[stat])
-            numerators.append(np.stack(row_scores))
-            for stat in sums:
-                sums[stat].append(per_pooling[stat])
-        by_query = np.ascontiguousarray(np.stack(numerators).transpose(2, 0, 1))  # [N, pooling, config]
-        for b, start in enumerate(range(0, n, block)):
-            _write(root, _path(FILES["scores"], dataset=d, metric=metric, block=b),
-                   by_query[start:start + block].tobytes())
-        # One small file per metric: the leaderboard needs only the current metric's means.
-        _write(root, _path(FILES["summary"], dataset=d, metric=metric),
-               dumps_json({"dataset": d, "metric": metric, "poolings": list(inp.poolings), **sums}).encode())
+                                       metric=metric), knn_blob(ids, dists, k, n))
+                    per_model.append((mid, key))
+                per_pooling.append(per_model)
+            keys.append(per_pooling)
+        _write_guidance(root, res, metric, keys, top)
+        for fld in ds.fields:
+            _write_field_scores(root, inp, res, fld.id, metric, keys)
+
+
+def _write_field_scores(root: Path, inp: BundleInputs, res: DatasetResults, fid: str, metric: str,
+                        keys: list[list[list[tuple[str, str]]]]) -> None:
+    """One field's per-query score blocks ([N, pooling, config] uint8, 255: no value) and summary."""
+    from .scores import MEANS
+
+    d, n = res.dataset.id, len(res.dataset)
+    block = scores_block(len(inp.poolings), sum(len(res.features[m].meta["layers"]) for m in inp.models))
+    arrays = {mid: _scores_of(res, mid).arrays for mid in inp.models}
+    numerators = np.stack([np.stack([np.asarray(arrays[mid][f"{fid}/{key}/numerators"], dtype=np.uint8)
+                                     for per_model in per_pooling for mid, key in per_model])
+                           for per_pooling in keys])
+    by_query = np.ascontiguousarray(numerators.transpose(2, 0, 1))  # [N, pooling, config]
+    for b, start in enumerate(range(0, n, block)):
+        _write(root, _path(FILES["scores"], dataset=d, field=fid, metric=metric, block=b),
+               by_query[start:start + block].tobytes())
+    sums = {stat: [[[round(float(arrays[mid][f"{fid}/{key}/means"][i]), 4) for mid, key in per_model]
+                    for per_model in per_pooling] for per_pooling in keys] for i, stat in enumerate(MEANS)}
+    scored, skipped = _scores_of(res, inp.models[0]).meta["queries"][fid]
+    # One small file per field and metric: the leaderboard needs only the current one's means.
+    _write(root, _path(FILES["summary"], dataset=d, field=fid, metric=metric),
+           dumps_json({"dataset": d, "field": fid, "metric": metric, "poolings": list(inp.poolings),
+                       "queries": scored, "skipped": skipped, **sums}).encode())
+
+
+def _write_guidance(root: Path, res: DatasetResults, metric: str, keys: list[list[list[tuple[str, str]]]],
+                    top: int) -> None:
+    """guidance/<metric>.json: hubness and agreement (overlap@top with every other configuration
+    of this metric) per [pooling][model][layer] (search/guidance.py)."""
+    from ..search.guidance import agreement, hubness
+
+    flat = [(mid, key) for per_pooling in keys for per_model in per_pooling for mid, key in per_model]
+    lists = [res.neighbors[mid].arrays[f"{key}/ids"] for mid, key in flat]
+    agree = agreement(lists, top).tolist()
+    hub = [hubness(ids, top) for ids in lists]
+    it_h, it_a = iter(hub), iter(agree)
+    shape = lambda it: [[[None if v != v else round(v, 4) for v in (next(it) for _ in per_model)]  # noqa: E731
+                         for per_model in per_pooling] for per_pooling in keys]
+    _write(root, _path(FILES["guidance"], dataset=res.dataset.id, metric=metric),
+           dumps_json({"dataset": res.dataset.id, "metric": metric, "k": top, "hubness": shape(it_h),
+                       "agreement": shape(it_a)}).encode())
 
 
 def _scores_of(res: DatasetResults, model: str) -> StoredArrays:
@@ -254,6 +286,10 @@ def _write_index(root: Path, ds: Dataset) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= len(ds.classes)):
         raise BundleError(f"dataset {ds.id!r}: labels must lie in 0…{len(ds.classes) - 1}")
     _write(root, _path(FILES["labels"], dataset=ds.id), labels.astype(label_dtype(len(ds.classes))).tobytes())
+    for fld in ds.fields:  # value v + 1 per image, 0: no value in this field
+        codes = np.asarray(fld.codes, dtype=np.int64) + 1
+        _write(root, _path(FILES["field_labels"], dataset=ds.id, field=fld.id),
+               codes.astype(label_dtype(len(fld.values) + 1)).tobytes())
     for p, names in enumerate(names_pages(list(ds.files))):
         _write(root, _path(FILES["names"], dataset=ds.id, page=p), dumps_json(names).encode())
 
@@ -383,6 +419,15 @@ def _atlas_manifest(manifest: dict[str, Any], inp: BundleInputs) -> None:
                          **(FEATVIZ_FILES if inp.featviz else {})}
 
 
+def _field_entry(res: DatasetResults, fld: Any) -> dict[str, Any]:
+    """A label field's manifest entry: its values, the dtype of fields/<id>.bin (value + 1, 0 = no
+    value) and how many queries its scores rest on (scored) or skip (no value)."""
+    scored = fld.labelled  # every image is a query: those with a value are scored, the rest skipped
+    return {"id": fld.id, "name": fld.name, "values": list(fld.values),
+            "dtype": str(label_dtype(len(fld.values) + 1).name), "labelled": fld.labelled,
+            "queries": scored, "skipped": len(res.dataset) - scored}
+
+
 def build_manifest(inp: BundleInputs) -> dict[str, Any]:
     models = _model_entries(inp)
     weights = _overall_weights([m["weights"] for m in models])
@@ -399,6 +444,9 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "scores_block": scores_block(len(inp.poolings), sum(len(m["layers"]) for m in models)),
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
             "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
+            # io/labels.py: how labels were read; what `classes` groups by; the label fields
+            "labels": ds.labels_mode, "groups": "class folders" if ds.labels_mode == "folders" else "top folders",
+            "fields": [_field_entry(res, f) for f in ds.fields],
             "minkowski_recall": minkowski_recall_entry(res, inp.models),
             "best": best_configuration(inp, res),
         })
@@ -501,6 +549,7 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        [r.thumbs.folder.name for r in results if r.thumbs],  # name = dataset + thumbs fingerprint
                        cfg.minkowski_p, [ctx.ds_fps[d.id] for d in datasets],
                        [(d.name, d.description, d.source) for d in datasets],
+                       [labels_fingerprint(d.labels_mode, d.fields) for d in datasets],
                        # what the manifest lists: system junk is skipped and listed but not in
                        # the dataset fingerprint (it must not force a re-extraction)
                        [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],

@@ -28,14 +28,16 @@ def _note_small_dataset(ds: Dataset, k: int, console: Console) -> None:
 def run(ctx: RunContext) -> None:
     cfg = ctx.cfg
     # <work>/scan-cache: unchanged images are neither decoded nor hashed again (datasets._ScanCache)
-    datasets = [load_dataset(name, follow_links=cfg.follow_links, cache_dir=ctx.work / "scan-cache")
-                for name in cfg.datasets]
+    datasets = [load_dataset(name, follow_links=cfg.follow_links, cache_dir=ctx.work / "scan-cache",
+                             labels=cfg.labels) for name in cfg.datasets]
     ids = [d.id for d in datasets]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise ValueError(f"two datasets share the id(s) {', '.join(sorted(dupes))}; rename a folder")
     for ds in datasets:
         _note_small_dataset(ds, cfg.k, ctx.console)
+        if ds.labels_note:  # which labels mode `auto` chose, or what a labels file gave
+            ctx.console.print(f"note: dataset {ds.id!r}: {ds.labels_note}", markup=False)
     ctx.ds_fps = {d.id: dataset_fingerprint(d) for d in datasets}
     ctx.results = [DatasetResults(d, {}, {}, {}) for d in datasets]
     ctx.report.datasets = datasets

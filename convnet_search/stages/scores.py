@@ -1,10 +1,12 @@
-"""Scores stage: search quality of every stored neighbour list, from the dataset's class labels.
+"""Scores stage: search quality of every stored neighbour list, per label field of the dataset.
 
-Per (dataset, model) and per `<pooling>/<layer>/<metric>` of the neighbours store:
-  `<key>/numerators`  uint8 [N]: each query's search-score numerator (evaluate.py), the bundle's
-                      per-query score blocks;
-  `<key>/means`       float64 [3]: mean search score, precision@k and mAP@k over the queries, the
-                      bundle's summary files (MEANS names them).
+Per (dataset, model), per label field (io/labels.py: the class folders' "class", or a labels
+file's columns; none for an unlabelled dataset) and per `<pooling>/<layer>/<metric>`:
+  `<field>/<key>/numerators`  uint8 [N]: each query's search-score numerator (evaluate.py), 255
+                              for a query with no value in the field; the bundle's score blocks;
+  `<field>/<key>/means`       float64 [3]: mean search score, precision@k and mAP@k over the
+                              queries with a value, the bundle's summary files (MEANS names them).
+meta["queries"][field] = [scored, skipped] query counts.
 Stored in <work>/scores/<dataset>/<model>.h5 with a fingerprint of the neighbours it scored and
 the score window; the bundle stage only serializes it. The math is evaluate.py's.
 """
@@ -17,14 +19,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..io.datasets import Dataset
-from ..search.evaluate import score_window, search_score_numerators, summarize
+from ..io.labels import labels_fingerprint
+from ..search.evaluate import field_scores, score_window
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from .base import Stage, loader
 
 if TYPE_CHECKING:
     from .base import RunContext
 
-SCORES_FORMAT = 1  # the bundle fingerprint takes it in from format 2 on (pipeline.bundle_fingerprint)
+SCORES_FORMAT = 2  # 2: per label field; the bundle fingerprint takes it in from format 2 on (pipeline.bundle_fingerprint)
 MEANS = ("search_score", "precision_at_k", "map_at_k")
 
 
@@ -37,18 +40,10 @@ def score_keys(feats: StoredArrays, metrics: list[str]) -> list[str]:
 
 
 def scores_fingerprint(ds: Dataset, nbrs: StoredArrays, k: int) -> str:
-    """The neighbours' fingerprint covers the vectors only (a renamed class keeps them), so the
-    labels the scores compare are added here."""
-    labels = hashlib.sha256(np.asarray(ds.labels, dtype="<i4").tobytes()).hexdigest()
+    """The neighbours' fingerprint covers the features and the images; the label fields (which
+    the features do not depend on) are added here."""
     return fingerprint("scores", SCORES_FORMAT, nbrs.meta["fingerprint"], score_window(len(ds), k),
-                       ("labels", labels))
-
-
-def compute_scores(ids: np.ndarray, labels: np.ndarray, k: int, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """(numerators uint8 [N], means float64 [3]) of one neighbour list (k, top: score_window)."""
-    q = summarize(ids[:, :k], labels, k, top)
-    means = np.array([q.search_score, q.precision_at_k, q.map_at_k], dtype=np.float64)
-    return search_score_numerators(ids, labels, top).astype(np.uint8), means
+                       labels_fingerprint(ds.labels_mode, ds.fields))
 
 
 def scores_stage(ds: Dataset, feats: StoredArrays, nbrs: StoredArrays, metrics: list[str], k: int,
@@ -58,12 +53,15 @@ def scores_stage(ds: Dataset, feats: StoredArrays, nbrs: StoredArrays, metrics: 
     model = feats.meta["model"]
     if not store.is_current(ds.id, model, fp):
         k_eff, top = score_window(len(ds), k)
-        labels = np.asarray(ds.labels)
         arrays: dict[str, np.ndarray] = {}
-        for key in score_keys(feats, metrics):
-            numerators, means = compute_scores(nbrs.arrays[f"{key}/ids"], labels, k_eff, top)
-            arrays[f"{key}/numerators"], arrays[f"{key}/means"] = numerators, means
-        store.write(ds.id, model, {"fingerprint": fp, "k": k_eff, "top": top, "means": list(MEANS)}, arrays)
+        queries: dict[str, list[int]] = {}
+        for fld in ds.fields:
+            for key in score_keys(feats, metrics):
+                fs = field_scores(nbrs.arrays[f"{key}/ids"], fld.codes, k_eff, top)
+                arrays[f"{fld.id}/{key}/numerators"], arrays[f"{fld.id}/{key}/means"] = fs.numerators, fs.means
+                queries[fld.id] = [fs.scored, fs.skipped]
+        store.write(ds.id, model, {"fingerprint": fp, "k": k_eff, "top": top, "means": list(MEANS),
+                                   "fields": [f.id for f in ds.fields], "queries": queries}, arrays)
     return store.load(ds.id, model)
 
 

@@ -199,7 +199,7 @@ describe('explorer', () => {
     // The per-layer and per-pooling values equal the stored scores (u8 / scale) of image 2: its row
     // [pooling][configuration] of its scores block.
     const block = Math.floor(2 / ds.scores_block);
-    const u8 = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'scores', 'cosine', `${block}.u8`));
+    const u8 = fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'scores', 'class', 'cosine', `${block}.u8`));
     const perQuery = manifest.poolings.length * configs;
     const row = u8.subarray((2 - block * ds.scores_block) * perQuery, (3 - block * ds.scores_block) * perQuery);
     const layerPos = cur.layers.length - 1;
@@ -207,8 +207,8 @@ describe('explorer', () => {
     for (let pi = 0; pi < manifest.poolings.length; pi++) {
       assert.equal(await poolingRows.nth(pi).locator('.score-val').textContent(), (row[pi * configs + layerPos] / ds.score.scale).toFixed(2));
     }
-    // The best cell matches summary/cosine.json's maximum for the current (first) pooling.
-    const summary = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'summary', 'cosine.json'), 'utf8'));
+    // The best cell matches summary/class/cosine.json's maximum for the current (first) pooling.
+    const summary = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'datasets', ds.id, 'summary', 'class', 'cosine.json'), 'utf8'));
     const best = Math.max(...summary.search_score[0].flat());
     assert.equal(await page.locator('.score-list-pooling-board .score-row').count(), manifest.poolings.length);
     assert.match(await page.locator('.heat-cell.best').textContent(), new RegExp(best.toFixed(2).replace('.', '\\.')));

@@ -94,7 +94,8 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers, id = `s
   const Ids = n <= 65535 ? Uint16Array : Uint32Array;
   const manifest = {
     ...base,
-    datasets: [{ ...src, id, name: `Scaled test set (${n})`, description: 'Synthetic scale test.', size: n, id_dtype: n <= 65535 ? 'uint16' : 'uint32', k: src.k, score: src.score, skipped: [] }],
+    datasets: [{ ...src, id, name: `Scaled test set (${n})`, description: 'Synthetic scale test.', size: n, id_dtype: n <= 65535 ? 'uint16' : 'uint32', k: src.k, score: src.score, skipped: [],
+      fields: src.fields.map((f) => ({ ...f, labelled: n, queries: n, skipped: 0 })) }],
     browser_search: null,
   };
   if (n > LEGACY_THUMBS_MAX) {
@@ -123,7 +124,7 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers, id = `s
   const block = Math.max(1, Math.floor(4096 / perQuery));
   manifest.datasets[0].scores_block = block;
   fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest));
-  fs.mkdirSync(path.join(dsDir, 'summary'));
+  fs.mkdirSync(path.join(dsDir, 'summary', 'class'), { recursive: true });
   const round4 = (x) => Math.round(x * 1e4) / 1e4; // the engine rounds summary means to 4 decimals
   for (const metric of base.metrics) {
     const u8 = new Uint8Array(n * perQuery); // [query][pooling][configuration]
@@ -156,10 +157,10 @@ export function deriveScaledBundle(baseDir, outDir, n, { models, layers, id = `s
       }
       for (const key of Object.keys(table)) table[key].push(perPooling[key]);
     });
-    const scoresDir = path.join(dsDir, 'scores', metric.id);
+    const scoresDir = path.join(dsDir, 'scores', 'class', metric.id);
     fs.mkdirSync(scoresDir, { recursive: true });
     for (let b = 0; b * block < n; b++) fs.writeFileSync(path.join(scoresDir, `${b}.u8`), u8.subarray(b * block * perQuery, Math.min(n, (b + 1) * block) * perQuery));
-    fs.writeFileSync(path.join(dsDir, 'summary', `${metric.id}.json`), JSON.stringify({ dataset: id, metric: metric.id, poolings, ...table }));
+    fs.writeFileSync(path.join(dsDir, 'summary', 'class', `${metric.id}.json`), JSON.stringify({ dataset: id, metric: metric.id, poolings, ...table }));
   }
   return { dir: outDir, manifest, dataset: id };
 }

@@ -6,7 +6,7 @@ const layer = (name: string, depth: number) => ({ name, index: 1, type: 'ReLU', 
 const m = {
   poolings: [{ id: 'avg', label: 'A', description: '' }, { id: 'gem', label: 'G', description: '' }],
   metrics: [{ id: 'euclidean', label: 'E', p: null, description: '' }, { id: 'cosine', label: 'C', p: null, description: '' }],
-  datasets: [{ id: 'a', size: 10 }, { id: 'b', size: 5 }],
+  datasets: [{ id: 'a', size: 10, fields: [] }, { id: 'b', size: 5, fields: [{ id: 'colour' }, { id: 'season' }] }],
   models: [
     { id: 'm1', layers: [layer('x1', 0.2), layer('x2', 0.6), layer('x3', 1)] },
     { id: 'm2', layers: [layer('y1', 0.3), layer('y2', 0.9)] },
@@ -15,10 +15,10 @@ const m = {
 
 describe('URL state', () => {
   it('defaults to a useful first screen: first dataset and model, deepest layer, cosine, image 0', () => {
-    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', pooling: 'avg', q: 0, gallery: 'all', cols: null });
+    expect(parseState(new URLSearchParams(''), m)).toEqual({ view: 'search', dataset: 'a', model: 'm1', layer: 'x3', metric: 'cosine', pooling: 'avg', q: 0, gallery: 'all', field: '', colour: 'folder', cols: null });
   });
   it('round-trips through the query string and keeps ?data=', () => {
-    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', pooling: 'gem', q: 4, gallery: 'class', cols: ['m2|y1|gem|cosine', 'm1|x1|avg|euclidean'] } as const;
+    const s = { view: 'map', dataset: 'b', model: 'm2', layer: 'y1', metric: 'euclidean', pooling: 'gem', q: 4, gallery: 'class', field: 'season', colour: 'colour', cols: ['m2|y1|gem|cosine', 'm1|x1|avg|euclidean'] } as const;
     const search = stateToSearch({ ...s, cols: [...s.cols] }, new URLSearchParams('data=http://x/m.json'));
     expect(search).toContain('data=http%3A%2F%2Fx%2Fm.json');
     expect(parseState(new URLSearchParams(search), m)).toEqual({ ...s, cols: [...s.cols] });
@@ -46,6 +46,14 @@ describe('URL state', () => {
     expect(applyPatch(s, { model: 'm2' }, m).layer).toBe('y1');
     expect(applyPatch(s, { dataset: 'b' }, m).q).toBe(0);
     expect(applyPatch(s, { metric: 'euclidean' }, m).q).toBe(7);
+  });
+  it('a dataset without label fields has no field and colours by folder; one with fields keeps a valid one', () => {
+    const s = parseState(new URLSearchParams('field=season&colour=season'), m);
+    expect(s).toMatchObject({ field: '', colour: 'folder' });
+    const b = applyPatch(s, { dataset: 'b' }, m);
+    expect(b).toMatchObject({ field: 'colour', colour: 'folder' });
+    expect(applyPatch(b, { dataset: 'a' }, m)).toMatchObject({ field: '', colour: 'folder' });
+    expect(parseState(new URLSearchParams('dataset=b&field=season&colour=nope'), m)).toMatchObject({ field: 'season', colour: 'season' });
   });
   it('side-by-side columns: 2–4 valid ones from the URL, else an early and the last layer', () => {
     const s = parseState(new URLSearchParams('col=m1|x1|avg|cosine&col=m2|y2|gem|euclidean&col=m9|x|avg|cosine'), m);

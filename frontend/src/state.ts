@@ -15,6 +15,10 @@ export interface AppState {
   /** Query image id, or null for none. */
   q: number | null;
   gallery: GalleryMode;
+  /** Label field the scores are computed against ('' when the dataset has none). */
+  field: string;
+  /** What the map colours points by: a label field id, or 'folder' (the dataset's groups). */
+  colour: string;
   /** Side-by-side columns ("model|layer|pooling|metric", 2–4), or null: the defaults (columnsOf). */
   cols: string[] | null;
 }
@@ -77,7 +81,12 @@ export function parseState(params: URLSearchParams, manifest: Manifest): AppStat
   const qRaw = params.get('q');
   const qNum = qRaw === null ? 0 : qRaw === '' || qRaw === 'none' ? null : Number(qRaw);
   const q = qNum !== null && Number.isInteger(qNum) && qNum >= 0 && qNum < size ? qNum : qRaw === 'none' ? null : size > 0 ? 0 : null;
+  const fieldIds = (manifest.datasets.find((d) => d.id === dataset)!.fields ?? []).map((f) => f.id);
+  const field = pick(params.get('field'), fieldIds, fieldIds[0] ?? '');
+  const colour = pick(params.get('colour'), [...fieldIds, 'folder'], field || 'folder');
   return {
+    field,
+    colour,
     view: pick(params.get('view') as View | null, VIEWS, 'search'),
     dataset,
     model,
@@ -120,6 +129,8 @@ export function stateToSearch(state: AppState, keep: URLSearchParams): string {
   p.set('pooling', state.pooling);
   p.set('q', state.q === null ? 'none' : String(state.q));
   if (state.gallery !== 'all') p.set('gallery', state.gallery);
+  if (state.field) p.set('field', state.field);
+  p.set('colour', state.colour);
   for (const c of state.cols ?? []) p.append('col', c);
   return '?' + p.toString();
 }
@@ -135,6 +146,10 @@ export function applyPatch(state: AppState, patch: Partial<AppState>, manifest: 
     next.layer = closestByDepth(model.layers, old?.depth ?? 1).name;
   }
   if (patch.dataset !== undefined && patch.dataset !== state.dataset && patch.q === undefined) next.q = 0;
+  // A dataset's own fields: keep the field by id when the new dataset has it, else its first.
+  const fields = (manifest.datasets.find((d) => d.id === next.dataset)?.fields ?? []).map((f) => f.id);
+  if (!fields.includes(next.field)) next.field = fields[0] ?? '';
+  if (next.colour !== 'folder' && !fields.includes(next.colour)) next.colour = next.field || 'folder';
   return next;
 }
 

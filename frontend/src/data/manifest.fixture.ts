@@ -7,14 +7,14 @@ export const K = 15;
 
 export function validManifest(): Manifest {
   return {
-    bundle_version: 5, generator: 'convnet-search test', weights: 'random', weights_detail: 'random init (seed 0)', k: K,
+    bundle_version: 6, generator: 'convnet-search test', weights: 'random', weights_detail: 'random init (seed 0)', k: K,
     poolings: [{ id: 'avg', label: 'Average', description: 'mean' }, { id: 'gem', label: 'GeM (p=3)', description: 'generalized mean' }],
     score: { top: 15, scale: 120 },
     metrics: [
       { id: 'cosine', label: 'Cosine', p: null, description: 'angle' },
       { id: 'minkowski', label: 'Minkowski p=3', p: 3, description: 'p-norm' },
     ],
-    datasets: [{ id: 'd', name: 'D', description: 'tiny', source: 'test', classes: ['a', 'b'], size: N, id_dtype: 'uint16', label_dtype: 'uint8', names_page: 32, k: K, score: { top: 15, scale: 120 }, scores_block: 10, skipped: [{ file: 'x.txt', reason: 'not an image' }] }],
+    datasets: [{ id: 'd', name: 'D', description: 'tiny', source: 'test', classes: ['a', 'b'], size: N, id_dtype: 'uint16', label_dtype: 'uint8', names_page: 32, k: K, score: { top: 15, scale: 120 }, scores_block: 10, skipped: [{ file: 'x.txt', reason: 'not an image' }], labels: 'folders', groups: 'class folders', fields: [{ id: 'class', name: 'class', values: ['a', 'b'], dtype: 'uint8', labelled: N, queries: N, skipped: 0 }] }],
     models: [
       { id: 'm1', name: 'M1', params: 1, layer_count: 3, input_size: [8, 8], weights: 'random', layers: [
         { name: 'l1', index: 1, type: 'Conv2D', output_shape: [4, 4, 2], dims: { avg: 2, gem: 2 }, params_cumulative: 1, depth: 0.5 },
@@ -25,8 +25,8 @@ export function validManifest(): Manifest {
       ] },
     ],
     files: {
-      labels: 'datasets/{dataset}/labels.bin', names: 'datasets/{dataset}/names/{page}.json', thumb_sheet: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpg', thumb_pack: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpgs', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{metric}.json',
-      scores: 'datasets/{dataset}/scores/{metric}/{block}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn',
+      labels: 'datasets/{dataset}/labels.bin', names: 'datasets/{dataset}/names/{page}.json', thumb_sheet: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpg', thumb_pack: 'datasets/{dataset}/thumbs/{level}/{sheet}.jpgs', thumbnail: 'datasets/{dataset}/thumbs/{id}.jpg', summary: 'datasets/{dataset}/summary/{field}/{metric}.json', field_labels: 'datasets/{dataset}/fields/{field}.bin', guidance: 'datasets/{dataset}/guidance/{metric}.json',
+      scores: 'datasets/{dataset}/scores/{field}/{metric}/{block}.u8', neighbors: 'datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.knn',
       umap: 'datasets/{dataset}/{model}/{layer}/{pooling}/umap.f32', browser_features: 'datasets/{dataset}/browser/{layer}/{pooling}.{encoding}',
     },
     thumbnails: { grid: 16, background: '#eeeeee', levels: [{ id: 'small', cell: 32 }, { id: 'large', cell: 96 }], pack_level: 'large' },

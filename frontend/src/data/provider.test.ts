@@ -74,9 +74,9 @@ describe('DataProvider', () => {
     'datasets/d/m1/l2/avg/cosine.knn': knnBuffer(N, K),
     'datasets/d/m1/l2/gem/umap.f32': new Float32Array(N * 2).fill(0.5).buffer,
     // 16 queries in blocks of 10: block 1 holds queries 10..15; each row is 2 poolings x 3 configurations
-    'datasets/d/scores/cosine/0.u8': new Uint8Array(10 * 6).buffer,
-    'datasets/d/scores/cosine/1.u8': Uint8Array.from({ length: 6 * 6 }, (_, i) => i).buffer,
-    'datasets/d/summary/cosine.json': { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2], [3]], [[1, 2], [3]]], precision_at_k: [[[1, 2], [3]], [[1, 2], [3]]], map_at_k: [[[1, 2], [3]], [[1, 2], [3]]] },
+    'datasets/d/scores/class/cosine/0.u8': new Uint8Array(10 * 6).buffer,
+    'datasets/d/scores/class/cosine/1.u8': Uint8Array.from({ length: 6 * 6 }, (_, i) => i).buffer,
+    'datasets/d/summary/class/cosine.json': { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2], [3]], [[1, 2], [3]]], precision_at_k: [[[1, 2], [3]], [[1, 2], [3]]], map_at_k: [[[1, 2], [3]], [[1, 2], [3]]] },
   });
   const names = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `c/${from + i}.png`);
 
@@ -130,12 +130,12 @@ describe('DataProvider', () => {
     expect(a).toBe(b);
     await p.umap('d', 'm1', 'l2', 'gem');
     await p.umap('d', 'm1', 'l2', 'gem');
-    expect(Array.from(await p.queryScores('d', 'cosine', 15))).toEqual([30, 31, 32, 33, 34, 35]);
-    expect(Array.from(await p.queryScores('d', 'cosine', 11))).toEqual([6, 7, 8, 9, 10, 11]);
-    expect(Array.from(await p.queryScores('d', 'cosine', 0))).toHaveLength(6);
+    expect(Array.from(await p.queryScores('d', 'cosine', 15, 'class'))).toEqual([30, 31, 32, 33, 34, 35]);
+    expect(Array.from(await p.queryScores('d', 'cosine', 11, 'class'))).toEqual([6, 7, 8, 9, 10, 11]);
+    expect(Array.from(await p.queryScores('d', 'cosine', 0, 'class'))).toHaveLength(6);
     expect(calls.map((u) => u.replace('http://h/b/', ''))).toEqual([
-      'manifest.json', 'datasets/d/m1/l2/avg/cosine.knn', 'datasets/d/m1/l2/gem/umap.f32', 'datasets/d/scores/cosine/1.u8',
-      'datasets/d/scores/cosine/0.u8',
+      'manifest.json', 'datasets/d/m1/l2/avg/cosine.knn', 'datasets/d/m1/l2/gem/umap.f32', 'datasets/d/scores/class/cosine/1.u8',
+      'datasets/d/scores/class/cosine/0.u8',
     ]);
   });
 
@@ -188,13 +188,38 @@ describe('DataProvider', () => {
     await expect(p.index('d')).rejects.toThrow(/labels\.bin: expected 16 bytes \(N=16 uint8 labels\); got 2/);
   });
 
+  it('label fields: the class field of class folders comes from labels.bin (no fetch); a labels-file field is fetched and checked', async () => {
+    const { fetcher, calls } = fakeBundle(files());
+    const p = await DataProvider.open('http://h/b/manifest.json', fetcher);
+    expect(Array.from(await p.fieldLabels('d', 'class')).slice(0, 4)).toEqual([1, 2, 1, 2]);
+    expect(calls.map((u) => u.replace('http://h/b/', ''))).toEqual(['manifest.json', 'datasets/d/labels.bin']);
+    const m = manifest();
+    m.datasets[0] = { ...m.datasets[0]!, labels: 'file', groups: 'top folders', fields: [{ id: 'tone', name: 'tone', values: ['dark', 'light'], dtype: 'uint8', labelled: 15, queries: 15, skipped: 1 }] };
+    const f = { ...files(), 'manifest.json': m, 'datasets/d/fields/tone.bin': Uint8Array.from({ length: N }, (_, i) => (i === 0 ? 0 : 1 + (i % 2))).buffer };
+    const q = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    expect(Array.from(await q.fieldLabels('d', 'tone')).slice(0, 3)).toEqual([0, 2, 1]);
+    (f as Record<string, unknown>)['datasets/d/fields/tone.bin'] = new Uint8Array(N).fill(3).buffer;
+    const r = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(r.fieldLabels('d', 'tone')).rejects.toThrow(/fields\/tone\.bin: label 3 of image 0 is not a class number 0…2/);
+  });
+
+  it('checks the shape of guidance files: [pooling][model][layer] numbers or null', async () => {
+    const good = { dataset: 'd', metric: 'cosine', k: 15, hubness: [[[1, null], [3]], [[1, 2], [3]]], agreement: [[[0.1, 0.2], [0.3]], [[0.1, 0.2], [0.3]]] };
+    const f = { ...files(), 'datasets/d/guidance/cosine.json': good };
+    const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    expect((await p.guidance('d', 'cosine')).hubness[0]![0]).toEqual([1, null]);
+    (f as Record<string, unknown>)['datasets/d/guidance/cosine.json'] = { ...good, agreement: [[[0.1], [0.3]], [[0.1, 0.2], [0.3]]] };
+    const q = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
+    await expect(q.guidance('d', 'cosine')).rejects.toThrow(/guidance\/cosine\.json: agreement must hold \[pooling\]\[model\]\[layer\] numbers/);
+  });
+
   it('checks the shape of summary files before use', async () => {
     const f = files();
-    (f as Record<string, unknown>)['datasets/d/summary/cosine.json'] = { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2]], [[1, 2], [3]]], precision_at_k: [], map_at_k: [] };
+    (f as Record<string, unknown>)['datasets/d/summary/class/cosine.json'] = { dataset: 'd', metric: 'cosine', poolings: ['avg', 'gem'], search_score: [[[1, 2]], [[1, 2], [3]]], precision_at_k: [], map_at_k: [] };
     const p = await DataProvider.open('http://h/b/manifest.json', fakeBundle(f).fetcher);
-    await expect(p.summary('d', 'cosine')).rejects.toThrow(/summary\/cosine\.json: "search_score" must hold, for each of the 2 poolings, one number per layer for each of the 2 models \(2, 1 layers\)/);
-    expect(checkSummary(files()['datasets/d/summary/cosine.json'], ['avg', 'gem'], [2, 1]).search_score[1]).toEqual([[1, 2], [3]]);
-    expect(() => checkSummary(files()['datasets/d/summary/cosine.json'], ['avg'], [2, 1], 's.json')).toThrow(/s\.json: "poolings" must be the manifest's \[avg\]/);
+    await expect(p.summary('d', 'cosine', 'class')).rejects.toThrow(/summary\/class\/cosine\.json: "search_score" must hold, for each of the 2 poolings, one number per layer for each of the 2 models \(2, 1 layers\)/);
+    expect(checkSummary(files()['datasets/d/summary/class/cosine.json'], ['avg', 'gem'], [2, 1]).search_score[1]).toEqual([[1, 2], [3]]);
+    expect(() => checkSummary(files()['datasets/d/summary/class/cosine.json'], ['avg'], [2, 1], 's.json')).toThrow(/s\.json: "poolings" must be the manifest's \[avg\]/);
   });
 
   it('refuses a binary file whose announced size disagrees with the manifest, without reading it', async () => {

@@ -4,9 +4,9 @@ import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } f
 import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
 import { PagedNames } from './names';
-import type { DatasetIndex, KnnTable, LabelDtype, Labels, Manifest, Neighbor, StatName, Summary } from './types';
+import type { DatasetIndex, Guidance, KnnTable, LabelDtype, Labels, Manifest, Neighbor, StatName, Summary } from './types';
 import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
-export const BUNDLE_VERSION = 5;
+export const BUNDLE_VERSION = 6;
 
 export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
 
@@ -115,6 +115,19 @@ export function checkNamesPage(raw: unknown, n: number, page: number, p: number,
 }
 
 const STATS: StatName[] = ['search_score', 'precision_at_k', 'map_at_k'];
+
+/** Checks a parsed guidance file: per statistic, [pooling][model][layer] numbers or null. */
+export function checkGuidance(raw: unknown, poolings: number, layersPerModel: number[], url = 'guidance'): Guidance {
+  const g = raw as Guidance;
+  if (g === null || typeof g !== 'object') throw new BundleError(url, 'guidance is not a JSON object');
+  for (const stat of ['hubness', 'agreement'] as const) {
+    const t = g[stat];
+    const ok = Array.isArray(t) && t.length === poolings && t.every((p) => Array.isArray(p) && p.length === layersPerModel.length
+      && p.every((m, mi) => Array.isArray(m) && m.length === layersPerModel[mi] && m.every((v) => v === null || typeof v === 'number')));
+    if (!ok) throw new BundleError(url, `${stat} must hold [pooling][model][layer] numbers in manifest order`);
+  }
+  return g;
+}
 
 /** Checks a parsed summary file: the manifest's poolings, and per statistic one number per
  * [pooling][model][layer], in manifest order. */
@@ -400,8 +413,34 @@ export class DataProvider {
     return this.cached(url, async () => checkNamesPage(await this.parse(url), d.size, d.names_page, p, url));
   }
 
-  summary(dataset: string, metric: string): Promise<Summary> {
-    const url = this.path('summary', { dataset, metric });
+  /** One label field's value per image: value index + 1, 0 = no value (files.field_labels). */
+  fieldLabels(dataset: string, field: string): Promise<Labels> {
+    const d = this.dataset(dataset);
+    const f = d.fields.find((x) => x.id === field);
+    if (!f) return Promise.reject(new RangeError(`dataset ${dataset} has no label field ${field}`));
+    if (d.labels === 'folders' && d.groups === 'class folders') {
+      // The class field is labels.bin + 1 (docs/bundle.md): reuse the index, fetch nothing more.
+      return this.cached(`${this.path('field_labels', { dataset, field })}#from-index`, async () => {
+        const { labels } = await this.index(dataset);
+        const out = f.dtype === 'uint8' ? new Uint8Array(d.size) : f.dtype === 'uint16' ? new Uint16Array(d.size) : new Uint32Array(d.size);
+        for (let i = 0; i < d.size; i++) out[i] = (labels[i] ?? 0) + 1;
+        return out;
+      });
+    }
+    const url = this.path('field_labels', { dataset, field });
+    return this.binary(url, labelsBytes(d.size, f.dtype, url), (buf) => labelsFromBuffer(buf, d.size, f.values.length + 1, f.dtype, url));
+  }
+
+  /** Label-free guidance of every configuration under one metric (files.guidance). */
+  guidance(dataset: string, metric: string): Promise<Guidance> {
+    const url = this.path('guidance', { dataset, metric });
+    const layers = this.manifest.models.map((m) => m.layers.length);
+    const poolings = this.manifest.poolings.length;
+    return this.cached(url, async () => checkGuidance(await this.parse(url), poolings, layers, url));
+  }
+
+  summary(dataset: string, metric: string, field: string): Promise<Summary> {
+    const url = this.path('summary', { dataset, metric, field });
     const layers = this.manifest.models.map((m) => m.layers.length);
     const poolings = this.manifest.poolings.map((p) => p.id);
     return this.cached(url, async () => checkSummary(await this.parse(url), poolings, layers, url));
@@ -510,12 +549,12 @@ export class DataProvider {
   }
 
   /** Query q's stored score numerators, [pooling][configuration] (manifest orders), from its block. */
-  queryScores(dataset: string, metric: string, q: number): Promise<Uint8Array> {
+  queryScores(dataset: string, metric: string, q: number, field: string): Promise<Uint8Array> {
     const d = this.dataset(dataset);
     const block = Math.floor(q / d.scores_block);
     const rows = Math.min(d.scores_block, d.size - block * d.scores_block);
     const perQuery = this.manifest.poolings.length * this.configCount();
-    const url = this.path('scores', { dataset, metric, block });
+    const url = this.path('scores', { dataset, metric, block, field });
     return this.binary(url, rows * perQuery, (buf) => scoresFromBuffer(buf, rows, perQuery, url))
       .then((all) => all.subarray((q - block * d.scores_block) * perQuery, (q - block * d.scores_block + 1) * perQuery));
   }

@@ -81,6 +81,9 @@ export function searchScore(queryLabel: number, resultLabels: readonly number[],
 /** Score of query q under configuration c, from a scores/<metric>.u8 file (stored as score·scale). */
 /** One query's stored score under pooling position `pooling` and configuration `c`, from its row
  * [pooling][configuration] of `configs` configurations per pooling (see DataProvider.queryScores). */
+/** A stored score numerator meaning "this query has no value in the field": not scored. */
+export const NO_VALUE = 255;
+
 export function storedScore(row: Uint8Array, configs: number, pooling: number, c: number, scale: number): number {
   const v = c >= 0 && c < configs ? row[pooling * configs + c] : undefined;
   if (v === undefined) throw new RangeError(`no stored score for pooling ${pooling}, configuration ${c}`);

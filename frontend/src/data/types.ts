@@ -1,4 +1,4 @@
-// Types of the static bundle, exactly as docs/bundle.md (format version 5) describes it.
+// Types of the static bundle, exactly as docs/bundle.md (format version 6) describes it.
 // The explorer reads nothing else.
 
 export type MetricId = string;
@@ -45,6 +45,12 @@ export interface DatasetInfo {
   atlas?: string[];
   /** Best-scoring configuration among the models with trained weights: the first screen. null: all random. */
   best?: BestConfig | null;
+  /** How labels were read: class folders, none (an unlabelled collection) or a labels file. */
+  labels: 'folders' | 'none' | 'file';
+  /** What `classes` / files.labels group images by: the class folders, or each image's top folder. */
+  groups: 'class folders' | 'top folders';
+  /** Label fields: scores exist per field. Empty: no labels (label-free guidance instead). */
+  fields: FieldInfo[];
 }
 
 export interface BestConfig {
@@ -53,6 +59,19 @@ export interface BestConfig {
   pooling: string;
   metric: string;
   search_score: number;
+}
+
+/** One label field (docs/bundle.md "Label fields"). */
+export interface FieldInfo {
+  id: string;
+  name: string;
+  values: string[];
+  /** files.field_labels: value index + 1 per image (0: no value). */
+  dtype: LabelDtype;
+  labelled: number;
+  /** Queries with a value (what the field's scores average over) and without one (skipped). */
+  queries: number;
+  skipped: number;
 }
 
 export interface PoolingInfo {
@@ -98,8 +117,14 @@ export interface FileTemplates {
    * compiles; it must test for it). New code draws from the sheets (DataProvider.thumbnail,
    * views/thumb.ts). */
   thumbnail: string;
+  /** One label field's values per image ({field}): value index + 1, 0 = no value. */
+  field_labels: string;
+  /** Per {field} and {metric}: means per configuration (Summary). */
   summary: string;
+  /** Per {field}, {metric} and {block}: per-query score numerators (255: no value). */
   scores: string;
+  /** Per {metric}: label-free guidance per configuration (Guidance). */
+  guidance: string;
   neighbors: string;
   umap: string;
   browser_features: string;
@@ -209,8 +234,20 @@ export interface FileNames {
 
 export type StatName = 'search_score' | 'precision_at_k' | 'map_at_k';
 
-/** datasets/<dataset>/summary/<metric>.json: [pooling][model][layer] means, in manifest order. */
-export type Summary = { dataset: string; metric: MetricId; poolings: string[] } & Record<StatName, number[][][]>;
+/** datasets/<dataset>/summary/<field>/<metric>.json: [pooling][model][layer] means over the
+ * `queries` queries with a value in the field (`skipped` had none), in manifest order. */
+export type Summary = { dataset: string; field?: string; metric: MetricId; poolings: string[]; queries?: number; skipped?: number } & Record<StatName, number[][][]>;
+
+/** datasets/<dataset>/guidance/<metric>.json: per [pooling][model][layer], hubness (skewness of
+ * the k-occurrence distribution: lower is better) and agreement (mean overlap@k with every other
+ * configuration); null where undefined (a single configuration). */
+export interface Guidance {
+  dataset: string;
+  metric: MetricId;
+  k: number;
+  hubness: (number | null)[][][];
+  agreement: (number | null)[][][];
+}
 
 /** One query's row of a neighbour file. */
 export interface Neighbor {

@@ -1,7 +1,7 @@
 // About / FAQ: what the explorer shows and how to read it, plus where this bundle's data came from.
 import { h, clear } from '../dom';
 import type { Ctx, ViewModule } from '../context';
-import { metricLabel } from './config';
+import { labelSummary, metricLabel } from './config';
 
 function qa(q: string, ...a: (string | HTMLElement)[]): HTMLElement {
   return h('details', { class: 'faq' }, [h('summary', { text: q }), ...a.map((x) => (typeof x === 'string' ? h('p', { text: x }) : x))]);
@@ -32,7 +32,7 @@ export class AboutView implements ViewModule {
     return h('ul', {}, ctx.manifest.datasets.map((d) =>
       h('li', {}, [
         h('strong', { text: d.name }),
-        ` (${d.size} images, ${d.classes.length} classes): ${d.description} Source: ${d.source}`,
+        ` (${d.size} images, ${labelSummary(d)}): ${d.description} Source: ${d.source}`,
         ...(d.notes ?? []).map((n) => h('p', { class: 'hint dataset-note', text: n })),
         d.skipped.length ? h('details', {}, [h('summary', { text: `${d.skipped.length} files skipped` }), h('ul', {}, d.skipped.map((s) => h('li', { text: `${s.file}: ${s.reason}` })))]) : null,
       ]),

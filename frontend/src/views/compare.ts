@@ -1,13 +1,16 @@
 // Compare view: this query's search score per layer, per pooling and per model (from its row of the
-// scores/<metric>/<block>.u8 file), and the dataset-wide model × layer leaderboard heatmap plus the
-// best configuration per pooling (from summary/<metric>.json).
+// scores/<field>/<metric>/<block>.u8 file), and the dataset-wide model × layer leaderboard heatmap plus the
+// best configuration per pooling (from summary/<field>/<metric>.json), against the chosen label field.
+// A dataset without labels gets the label-free guidance instead (guidance/<metric>.json): no empty
+// table, no NaN, no "0 of 15".
 import { thumbImg } from './thumb';
 import { h, clear, status } from '../dom';
 import { bestCell, configIndex, heatColor, heatTextLight, layerCounts, storedScore } from '../data/score';
 import { withName } from '../data/names';
-import type { DatasetIndex, Manifest, StatName, Summary } from '../data/types';
+import type { DatasetIndex, Guidance, Manifest, StatName, Summary } from '../data/types';
 import type { Ctx, ViewModule } from '../context';
 import { Latest } from '../context';
+import { NO_VALUE } from '../data/score';
 import { metricInfo, metricLabel, poolingInfo } from './config';
 
 const STATS: [StatName, string][] = [
@@ -44,12 +47,20 @@ export class CompareView implements ViewModule {
     const { data, state } = ctx;
     if (!this.query.firstChild) this.query.append(status('Loading scores…'));
     if (!this.board.firstChild) this.board.append(status('Loading leaderboard…'));
-    const rowP = state.q === null ? Promise.resolve(null) : data.queryScores(state.dataset, state.metric, state.q);
+    if (!state.field) {
+      this.renderNoLabels(ctx);
+      data.guidance(state.dataset, state.metric).then(
+        (g) => fresh() && this.renderGuidance(ctx, g),
+        (e: unknown) => fresh() && this.fail(this.board, e),
+      );
+      return;
+    }
+    const rowP = state.q === null ? Promise.resolve(null) : data.queryScores(state.dataset, state.metric, state.q, state.field);
     Promise.all([rowP, data.index(state.dataset)]).then(
       ([row, idx]) => fresh() && this.renderQuery(ctx, row, idx),
       (e: unknown) => fresh() && this.fail(this.query, e),
     );
-    data.summary(state.dataset, state.metric).then(
+    data.summary(state.dataset, state.metric, state.field).then(
       (s) => fresh() && this.renderBoard(ctx, s),
       (e: unknown) => fresh() && this.fail(this.board, e),
     );
@@ -60,13 +71,56 @@ export class CompareView implements ViewModule {
     el.append(status(`Could not load data: ${e instanceof Error ? e.message : String(e)}`, 'error'));
   }
 
+  /** The query panel of a dataset without label fields: why there are no scores, what there is. */
+  private renderNoLabels(ctx: Ctx): void {
+    clear(this.query);
+    const ds = ctx.data.dataset(ctx.state.dataset);
+    this.query.append(
+      h('h2', { text: 'No labels: label-free guidance' }),
+      h('p', { class: 'hint no-labels', text: `${ds.name} has no labels (it was read with labels "${ds.labels}"), so no search score can say which results are right; the guidance here comes from the neighbour lists alone.` }),
+      h('p', { class: 'hint', text: 'To score configurations, run precompute with --labels folders (a first-level folder is the class) or --labels FILE (a CSV/TSV with a path column and one column per label field).' }),
+    );
+  }
+
+  private renderGuidance(ctx: Ctx, g: Guidance): void {
+    const { manifest: m, state } = ctx;
+    clear(this.board);
+    const pPos = Math.max(0, m.poolings.findIndex((p) => p.id === state.pooling));
+    const table = (t: (number | null)[][][]) => (t[pPos] ?? []).map((row) => row.map((v) => (v === null ? undefined : v))) as number[][];
+    const pick = (model: string, layer: string) => ctx.navigate({ model, layer });
+    const metric = metricLabel(metricInfo(m, state.metric));
+    this.board.append(
+      h('h2', { text: `Guidance: ${metric}, ${poolingInfo(m, state.pooling).label} pooling` }),
+      h('h3', { text: `Agreement: mean overlap@${g.k} with every other configuration` }),
+      h('p', { class: 'hint', text: 'Share of a configuration\'s results that the other configurations also return, averaged over images. Higher: closer to the consensus (it does not say which idea of "similar" they share). ★ marks the highest. On two labelled photo sets it followed the label score only moderately (Spearman 0.48 and 0.60) and its top pick was not among the 3 best.' }),
+      heatmap(m, table(g.agreement), state.model, state.layer, pick, 'agreement'),
+      h('h3', { text: `Hubness: skewness of how often each image is among the top ${g.k}` }),
+      h('p', { class: 'hint', text: 'High hubness: a few images turn up in almost everyone\'s results. ★ marks the lowest. Measured on two labelled photo sets, lower hubness did not mean better search (the first layers have the least and search worst), so read a very high value as a warning, not this table as a ranking.' }),
+      heatmap(m, table(g.hubness), state.model, state.layer, pick, 'hubness', true),
+    );
+  }
+
+  private fieldSelect(ctx: Ctx): HTMLElement {
+    const ds = ctx.data.dataset(ctx.state.dataset);
+    const select = h('select', { attrs: { id: 'sel-field', 'aria-label': 'Label field' } },
+      ds.fields.map((f) => h('option', { text: f.name, attrs: { value: f.id } })));
+    (select as HTMLSelectElement).value = ctx.state.field;
+    select.addEventListener('change', () => ctx.navigate({ field: (select as HTMLSelectElement).value }));
+    return select;
+  }
+
   private renderQuery(ctx: Ctx, row: Uint8Array | null, idx: DatasetIndex): void {
     const { manifest: m, state, data } = ctx;
     clear(this.query);
     const metric = metricLabel(metricInfo(m, state.metric));
+    const fld = data.dataset(state.dataset).fields.find((f) => f.id === state.field);
     this.query.append(h('h2', { text: `This query under ${metric}` }));
     if (state.q === null || row === null) {
       this.query.append(h('p', { class: 'hint', text: 'Pick a query image in the Search view to compare configurations on it.' }));
+      return;
+    }
+    if (row.some((v) => v === NO_VALUE)) {
+      this.query.append(h('p', { class: 'hint skipped-query', text: `This image has no value in the field "${fld?.name ?? state.field}", so it has no score for it: it is one of the ${fld?.skipped ?? '?'} queries this field's scores skip (they average over the other ${fld?.queries ?? '?'}). Pick another image or field.` }));
       return;
     }
     const q = state.q;
@@ -83,7 +137,7 @@ export class CompareView implements ViewModule {
     const qHint = h('p', { class: 'hint' });
     withName(idx.names, q, (file) => {
       qImg.alt = `Query image ${file}`;
-      qHint.textContent = `Search score of ${file} under each configuration (1.00 = all ${ds.score.top} results in its class). Click a row to use it.`;
+      qHint.textContent = `Search score of ${file} under each configuration (1.00 = all ${ds.score.top} results share its ${fld?.name ?? 'class'}). Click a row to use it.`;
     });
     this.query.append(
       h('div', { class: 'cmp-head' }, [qImg, qHint]),
@@ -117,9 +171,12 @@ export class CompareView implements ViewModule {
       this.stat = select.value as StatName;
       this.renderBoard(ctx, summary);
     });
+    const fld = ctx.data.dataset(state.dataset).fields.find((f) => f.id === state.field);
+    const counted = fld && fld.skipped > 0 ? ` (the ${fld.queries} images with a value in it; ${fld.skipped} without one are skipped)` : '';
     this.board.append(
       h('h2', { text: `Leaderboard: whole dataset, ${metric}, ${poolingInfo(m, state.pooling).label} pooling` }),
-      h('p', { class: 'hint' }, ['Mean over all images of ', select, '. Darker is better; ★ marks the best configuration. Click a cell to use it.']),
+      h('p', { class: 'hint' }, ['Label field: ', this.fieldSelect(ctx), ` — same ${fld?.name ?? 'class'} counts as similar.`]),
+      h('p', { class: 'hint' }, [`Mean over all images${counted} of `, select, '. Darker is better; ★ marks the best configuration. Click a cell to use it.']),
     );
     if (!table) {
       this.board.append(status(`summary/${state.metric}.json has no ${this.stat} for pooling ${state.pooling}`, 'error'));
@@ -144,12 +201,14 @@ export function poolingBoard(m: Manifest, summary: Summary, stat: StatName, curr
   }));
 }
 
-export function heatmap(m: Manifest, table: number[][], curModel: string, curLayer: string, pick: (model: string, layer: string) => void): HTMLElement {
-  const best = bestCell(table);
+/** Model × layer table as coloured buttons; `lowerIsBetter` (hubness) darkens and stars the lowest. */
+export function heatmap(m: Manifest, table: number[][], curModel: string, curLayer: string, pick: (model: string, layer: string) => void, kind = 'score', lowerIsBetter = false): HTMLElement {
+  const sign = lowerIsBetter ? -1 : 1;
+  const best = bestCell(table.map((row) => row.map((v) => (v === undefined ? NaN : sign * v))));
   const values = table.flat().filter(Number.isFinite);
   const lo = Math.min(...values);
   const hi = Math.max(...values);
-  const norm = (v: number) => (hi > lo ? (v - lo) / (hi - lo) : 1);
+  const norm = (v: number) => (hi > lo ? (lowerIsBetter ? (hi - v) / (hi - lo) : (v - lo) / (hi - lo)) : 1);
   const maxLayers = Math.max(...m.models.map((x) => x.layers.length));
   const head = h('tr', {}, [h('th', { text: 'Model \\ layer', attrs: { scope: 'col' } }), ...Array.from({ length: maxLayers }, (_, i) => h('th', { text: String(i + 1), attrs: { scope: 'col' } }))]);
   const rows = m.models.map((model, mi) =>
@@ -172,5 +231,5 @@ export function heatmap(m: Manifest, table: number[][], curModel: string, curLay
       }),
     ]),
   );
-  return h('div', { class: 'heat-wrap' }, [h('table', { class: 'heatmap' }, [h('thead', {}, [head]), h('tbody', {}, rows)])]);
+  return h('div', { class: 'heat-wrap' }, [h('table', { class: 'heatmap', attrs: { 'data-kind': kind } }, [h('thead', {}, [head]), h('tbody', {}, rows)])]);
 }

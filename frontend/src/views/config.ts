@@ -2,7 +2,7 @@
 import { h, clear } from '../dom';
 import { formatCount } from '../data/score';
 import type { Ctx } from '../context';
-import type { LayerInfo, Manifest, MetricInfo, ModelInfo, PoolingInfo } from '../data/types';
+import type { DatasetInfo, LayerInfo, Manifest, MetricInfo, ModelInfo, PoolingInfo } from '../data/types';
 
 export function layerLabel(l: LayerInfo, pos: number, pooling: string): string {
   return `${pos + 1}. ${l.name} · ${l.dims[pooling] ?? '?'}-d`;
@@ -111,7 +111,7 @@ export class ConfigBar {
     const { manifest: m, state: s } = ctx;
     const ds = m.datasets.find((d) => d.id === s.dataset)!;
     setOptions(this.f.dataset.select, m.datasets.map((d) => [d.id, `${d.name} (${d.size})`]), s.dataset);
-    this.f.dataset.detail.textContent = `${ds.size} images, ${ds.classes.length} classes. ${ds.description}${(ds.notes ?? []).map((n) => ` Note: ${n}`).join('')}`;
+    this.f.dataset.detail.textContent = `${ds.size} images, ${labelSummary(ds)}. ${ds.description}${(ds.notes ?? []).map((n) => ` Note: ${n}`).join('')}`;
     setOptions(this.f.model.select, m.models.map((x) => [x.id, modelLabel(m, x)]), s.model);
     const model = m.models.find((x) => x.id === s.model)!;
     this.f.model.detail.textContent = modelDetail(model);
@@ -127,4 +127,11 @@ export class ConfigBar {
 
 export function metricInfo(m: Manifest, id: string): MetricInfo {
   return m.metrics.find((x) => x.id === id) ?? m.metrics[0]!;
+}
+
+/** "10 classes", "label fields colour (2 values), season (2 values)" or "no labels". */
+export function labelSummary(ds: DatasetInfo): string {
+  if (ds.labels === 'folders') return `${ds.classes.length} classes`;
+  if (ds.fields.length === 0) return 'no labels';
+  return `label fields ${ds.fields.map((f) => `${f.name} (${f.values.length} values)`).join(', ')}`;
 }

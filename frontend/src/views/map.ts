@@ -36,6 +36,9 @@ function keepMargin(w: number, h: number): number {
 interface Drawn {
   xy: Float32Array;
   idx: DatasetIndex;
+  /** Colour index of every point (−1: no value in the chosen field, drawn grey) and what it is. */
+  col: Int32Array;
+  colourKey: string;
   q: number | null;
   hits: number[];
   grid: PointGrid;
@@ -48,11 +51,24 @@ export function quadPx(scale: number): number {
 }
 
 const rgbCache = new Map<number, [number, number, number]>();
+/** Points with no value in the colouring field. */
+const NO_VALUE_COLOUR = '#c8c8c8';
+function pointColor(label: number): string {
+  return label < 0 ? NO_VALUE_COLOUR : classColor(label);
+}
+
+/** Colour index per point: the dataset's groups (folders), or a field's value − 1 (−1: none). */
+function colourIndex(labels: ArrayLike<number>, field: boolean): Int32Array {
+  const out = new Int32Array(labels.length);
+  for (let i = 0; i < labels.length; i++) out[i] = field ? (labels[i] ?? 0) - 1 : (labels[i] ?? 0);
+  return out;
+}
+
 function classRgb(label: number): [number, number, number] {
   let c = rgbCache.get(label);
   if (!c) {
     const g = document.createElement('canvas').getContext('2d')!;
-    g.fillStyle = classColor(label);
+    g.fillStyle = pointColor(label);
     const s = g.fillStyle;  // normalised: "#rrggbb" or "rgb(r, g, b)"
     const m = s.startsWith('#') ? [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)) : (s.match(/\d+/g) ?? ['0', '0', '0']).slice(0, 3).map(Number);
     c = [m[0]! / 255, m[1]! / 255, m[2]! / 255];
@@ -84,7 +100,8 @@ export class MapView implements ViewModule {
   /** Edge of the thumbnail quads of the last draw, CSS px. */
   private quadSize = 0;
   private readonly tip = h('div', { class: 'umap-tip', attrs: { hidden: true, 'aria-hidden': 'true' } });
-  private readonly legend = h('ul', { class: 'legend', attrs: { 'aria-label': 'Classes' } });
+  private readonly legend = h('ul', { class: 'legend', attrs: { 'aria-label': 'Colours' } });
+  private readonly colourSel = h('select', { attrs: { id: 'sel-colour', 'aria-label': 'Colour points by' } }) as HTMLSelectElement;
   private readonly info = h('div', { class: 'map-info' });
   /** Screen-reader echo of the keyboard cursor. */
   private readonly announce = h('p', { class: 'sr-only', attrs: { 'aria-live': 'polite' } });
@@ -101,7 +118,8 @@ export class MapView implements ViewModule {
     ]);
     const wrap = h('div', { class: 'umap-wrap' }, [this.canvas, this.overlay, this.tip, zoomBar]);
     this.root = h('section', { class: 'view view-map', attrs: { 'aria-label': 'UMAP map' } }, [
-      h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info, this.legend, this.announce,
+      h('div', { class: 'map-side' }, [h('h2', { text: 'UMAP map' }), this.info,
+        h('label', { class: 'map-colour' }, ['Colour by ', this.colourSel]), this.legend, this.announce,
         h('p', { class: 'hint', text: 'Drag to pan, wheel or +/− to zoom (touch: one finger pans, two pinch): zoomed in, the images appear. Keyboard: focus the map, ←/→ step through the images (the map follows), Enter makes one the query, +/− zoom about the selected image (else the query), Shift+arrows pan, 0 shows the whole map.' })]),
       wrap,
     ]);
@@ -118,6 +136,7 @@ export class MapView implements ViewModule {
     this.canvas.addEventListener('pointerdown', (e) => this.touchDown(e));
     this.canvas.addEventListener('pointermove', (e) => this.touchMove(e));
     for (const end of ['pointerup', 'pointercancel'] as const) this.canvas.addEventListener(end, (e) => this.touchUp(e));
+    this.colourSel.addEventListener('change', () => this.ctx?.navigate({ colour: this.colourSel.value }));
     this.canvas.addEventListener('keydown', (e) => this.key(e));
     this.canvas.addEventListener('blur', () => (this.tip.hidden = true));
     new ResizeObserver(() => this.draw()).observe(wrap);
@@ -131,14 +150,19 @@ export class MapView implements ViewModule {
     clear(this.info);
     this.info.append(status('Loading map…'));
     const rowP = state.q === null ? Promise.resolve(null) : data.neighborRow(state.dataset, state.model, state.layer, state.pooling, state.metric, state.q);
-    Promise.all([data.umap(state.dataset, state.model, state.layer, state.pooling), data.index(state.dataset), rowP]).then(
-      ([xy, idx, row]) => {
+    const fld = ds.fields.find((f) => f.id === state.colour);
+    const colourKey = `${state.dataset}/${fld ? fld.id : 'folder'}`;
+    const colP = fld ? data.fieldLabels(state.dataset, fld.id) : Promise.resolve(null);
+    Promise.all([data.umap(state.dataset, state.model, state.layer, state.pooling), data.index(state.dataset), rowP, colP]).then(
+      ([xy, idx, row, values]) => {
         if (!fresh()) return;
         const hits = row ? row.map((n) => n.id) : [];
         const same = this.drawn?.xy === xy;
+        const recolour = this.drawn?.colourKey !== colourKey;
+        const col = !recolour && this.drawn ? this.drawn.col : colourIndex(values ?? idx.labels, values !== null);
         const grid = same ? this.drawn!.grid : buildGrid(xy);
-        this.drawn = { xy, idx, q: state.q, hits, grid, dataset: state.dataset };
-        if (!same) this.upload(xy, idx);
+        this.drawn = { xy, idx, col, colourKey, q: state.q, hits, grid, dataset: state.dataset };
+        if (!same || recolour) this.upload(xy, col, !same);
         this.renderInfo(ctx, idx);
         this.draw();
       },
@@ -148,8 +172,20 @@ export class MapView implements ViewModule {
         this.info.append(status(`Could not load the map: ${e instanceof Error ? e.message : String(e)}`, 'error'));
       },
     );
-    this.canvas.setAttribute('aria-label', `UMAP map of ${ds.size} images of ${ds.name}, ${state.model} layer ${state.layer}, coloured by class. The query and its nearest neighbours are ringed.`);
-    this.renderLegend(ds.classes);
+    const by = fld ? `the label field ${fld.name}` : ds.groups === 'class folders' ? 'class' : 'top folder';
+    this.canvas.setAttribute('aria-label', `UMAP map of ${ds.size} images of ${ds.name}, ${state.model} layer ${state.layer}, coloured by ${by}. The query and its nearest neighbours are ringed.`);
+    this.renderColourSelect(ctx);
+    this.renderLegend(fld ? fld.values : ds.classes, fld && fld.labelled < ds.size ? `no ${fld.name} (${ds.size - fld.labelled} images)` : null);
+  }
+
+  /** The colouring choices: every label field, and the folders (class folders or top folders). */
+  private renderColourSelect(ctx: Ctx): void {
+    const ds = ctx.data.dataset(ctx.state.dataset);
+    clear(this.colourSel);
+    const folder = ds.groups === 'class folders' ? 'Class folder' : 'Top folder';
+    const opts: [string, string][] = [...(ds.labels === 'folders' ? [] : ds.fields).map((f) => [f.id, `Field: ${f.name}`] as [string, string]), ['folder', folder]];
+    for (const [v, t] of opts) this.colourSel.append(h('option', { text: t, attrs: { value: v } }));
+    this.colourSel.value = ds.labels === 'folders' ? 'folder' : ctx.state.colour;
   }
 
   private renderInfo(ctx: Ctx, idx: DatasetIndex): void {
@@ -160,7 +196,8 @@ export class MapView implements ViewModule {
       h('p', { class: 'hint', text: `${idx.size} images, ${state.model} · ${state.layer}. Similar images land close together. Hover a dot to see it, click to make it the query.` }),
     );
     if (q !== null) {
-      const cls = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
+      const group = data.dataset(state.dataset).classes[idx.labels[q] ?? -1] ?? '?';
+      const cls = group.startsWith('(') ? group.slice(1, -1) : group;  // "(top level)": no double brackets
       const img = thumbImg(data, state.dataset, q, '', 'map-query-img');
       const text = h('span');
       const hits = this.drawn?.hits.length ?? 0;
@@ -172,17 +209,19 @@ export class MapView implements ViewModule {
     }
   }
 
-  private renderLegend(classes: readonly string[]): void {
+  private renderLegend(classes: readonly string[], noValue: string | null): void {
     clear(this.legend);
-    classes.forEach((name, i) => {
+    const item = (name: string, colour: string) => {
       const sw = h('span', { class: 'swatch', attrs: { 'aria-hidden': 'true' } });
-      sw.style.backgroundColor = classColor(i);
+      sw.style.backgroundColor = colour;
       this.legend.append(h('li', {}, [sw, h('span', { text: name })]));
-    });
+    };
+    classes.forEach((name, i) => item(name, classColor(i)));
+    if (noValue) item(noValue, NO_VALUE_COLOUR);
   }
 
-  /** A new layout: points and colours go to the GPU once; the view shows the whole map again. */
-  private upload(xy: Float32Array, idx: DatasetIndex): void {
+  /** A new layout or colouring: points and colours go to the GPU once; a new layout shows the whole map again. */
+  private upload(xy: Float32Array, col: Int32Array, newLayout: boolean): void {
     if (!this.gl) {
       try {
         this.gl = new MapGL(this.canvas);
@@ -194,8 +233,9 @@ export class MapView implements ViewModule {
     }
     const n = xy.length / 2;
     const rgb = new Float32Array(n * 3);
-    for (let i = 0; i < n; i++) rgb.set(classRgb(idx.labels[i] ?? 0), 3 * i);
+    for (let i = 0; i < n; i++) rgb.set(classRgb(col[i] ?? 0), 3 * i);
     this.gl.setPoints(xy, rgb);
+    if (!newLayout) return;
     this.gl.dropTextures(new Set());
     this.singles = new Map();
     this.view = WHOLE_MAP;
@@ -227,10 +267,10 @@ export class MapView implements ViewModule {
     if (g) {
       g.setTransform(dpr, 0, 0, dpr, 0, 0);
       g.clearRect(0, 0, rect.width, rect.height);
-      for (const id of d.hits) this.ring(g, d.xy, id, r + 3, '#ffffff', '#000000', d.idx.labels[id]);
+      for (const id of d.hits) this.ring(g, d.xy, id, r + 3, '#ffffff', '#000000', d.col[id]);
       if (d.q !== null) {
         // The query: its dot enlarged plus a wide outer target ring, distinct from the neighbours' rings.
-        this.ring(g, d.xy, d.q, r + 3, '#000000', '#ffffff', d.idx.labels[d.q]);
+        this.ring(g, d.xy, d.q, r + 3, '#000000', '#ffffff', d.col[d.q]);
         const [x, y] = toScreen(this.t, d.xy[2 * d.q] ?? 0, d.xy[2 * d.q + 1] ?? 0);
         g.beginPath();
         g.arc(x, y, r + 10 + (sheets.size ? q / 2 : 0), 0, Math.PI * 2);
@@ -455,7 +495,7 @@ export class MapView implements ViewModule {
     const [x, y] = toScreen(this.t, xy[2 * id] ?? 0, xy[2 * id + 1] ?? 0);
     g.beginPath();
     g.arc(x, y, r, 0, Math.PI * 2);
-    g.fillStyle = classColor(label ?? 0);
+    g.fillStyle = pointColor(label ?? 0);
     g.fill();
     g.lineWidth = 3.5;
     g.strokeStyle = halo;

@@ -30,6 +30,7 @@ export class SearchView implements ViewModule {
   private readonly galleryHead = h('div', { class: 'gallery-head' });
   private readonly galleryPos = h('span', { class: 'gal-pos hint', attrs: { 'aria-live': 'off' } });
   private readonly latest = new Latest();
+  private readonly latestScore = new Latest();
   /** "Why similar?" (views/why.ts); its runner comes from the in-browser search once mounted. */
   readonly why = new WhyDialog();
   private upload: UploadResults | null = null;
@@ -134,7 +135,6 @@ export class SearchView implements ViewModule {
     const qLabel = idx.labels[q] ?? -1;
     const cls = ds.classes[qLabel] ?? '?';
     const top = Math.min(ds.score.top, neighbors.length);
-    const sc = searchScore(qLabel, neighbors.map((n) => idx.labels[n.id] ?? -1), ds.score.top);
     clear(this.query);
     const img = thumbImg(data, state.dataset, q, '', 'query-img');
     const file = h('p', { class: 'query-file' });
@@ -142,13 +142,32 @@ export class SearchView implements ViewModule {
       img.alt = `Query image ${name} (${cls})`;
       file.textContent = name;
     });
+    const score = h('div', { class: 'score-slot' });
     this.query.append(
       h('h2', { text: 'Query' }),
       img,
       file,
-      h('p', { class: 'query-class' }, ['Class: ', h('strong', { text: cls })]),
-      this.scoreBox(sc.score, sc.same, top, cls, sc.matches),
+      h('p', { class: 'query-class' }, [ds.groups === 'class folders' ? 'Class: ' : 'Folder: ', h('strong', { text: cls })]),
+      score,
     );
+    const fld = ds.fields.find((f) => f.id === state.field);
+    if (!fld) {
+      // No labels: no score to show (not "0 of 15"); one sentence says why.
+      score.append(h('p', { class: 'hint no-labels', text: `No search score: ${ds.name} has no labels, so nothing says which results are right. The Compare view shows label-free guidance instead.` }));
+    } else {
+      const fresh = this.latestScore.next();
+      data.fieldLabels(state.dataset, fld.id).then((values) => {
+        if (!fresh()) return;
+        const v = values[q] ?? 0;
+        if (v === 0) {
+          score.append(h('p', { class: 'hint skipped-query', text: `No search score: this image has no value in the field "${fld.name}" (one of the ${fld.skipped} images its scores skip).` }));
+          return;
+        }
+        const name = fld.values[v - 1] ?? '?';
+        const sc = searchScore(v, neighbors.map((n) => values[n.id] ?? 0), ds.score.top);
+        score.append(this.scoreBox(sc.score, sc.same, top, `${fld.name}: ${name}`, sc.matches));
+      }, (e: unknown) => fresh() && this.fail(score, e));
+    }
     this.showResults(ctx, idx, neighbors, qLabel);
   }
 
@@ -158,7 +177,7 @@ export class SearchView implements ViewModule {
     const den = Array.from({ length: top }, (_, i) => rankWeight(i, top)).reduce((a, b) => a + b, 0);
     return h('div', { class: 'score-box' }, [
       h('p', { class: 'score-value' }, ['Search score ', h('strong', { class: 'score-num', text: score.toFixed(2) })]),
-      h('p', { class: 'score-same', text: `${same} of ${top} results are in the same class (“${cls}”).` }),
+      h('p', { class: 'score-same', text: `${same} of ${top} results have the same ${cls.includes(': ') ? cls.replace(/: (.*)$/, ' (“$1”)') : `class (“${cls}”)`}.` }),
       h('details', { class: 'score-why' }, [
         h('summary', { text: 'How is this computed?' }),
         h('p', {
@@ -181,7 +200,8 @@ export class SearchView implements ViewModule {
       names: qLabel === null ? loadedOnly(idx.names) : idx.names,  // qLabel null: an uploaded image
       labels: idx.labels,
       classes: data.dataset(state.dataset).classes,
-      queryLabel: qLabel,
+      // "✕ other class" marks only for class folders: a top folder (labels none/file) is no label.
+      queryLabel: data.dataset(state.dataset).labels === 'folders' ? qLabel : null,
       metricLabel: metric,
       thumb: thumb ?? (() => ''),
       thumbEl: thumb ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),

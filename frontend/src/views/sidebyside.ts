@@ -163,7 +163,8 @@ export class SideBySideView implements ViewModule {
     const up = q === null ? res.thumb : undefined;
     const grid = renderResults({
       neighbors: res.results, names: q === null ? loadedOnly(idx.names) : idx.names, labels: idx.labels, classes: data.dataset(state.dataset).classes,
-      queryLabel: q === null ? null : (idx.labels[q] ?? -1),
+      // "✕ other class" marks only for class folders (a top folder is no label).
+      queryLabel: q === null || data.dataset(state.dataset).labels !== 'folders' ? null : (idx.labels[q] ?? -1),
       metricLabel: metricLabel(metricInfo(m, c.metric)), thumb: up ?? (() => ''),
       thumbEl: q === null && up ? undefined : (id, alt) => thumbImg(data, state.dataset, id, alt),
       onPick: (id) => ctx.navigate({ q: id }),
