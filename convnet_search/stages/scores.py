@@ -12,7 +12,6 @@ the score window; the bundle stage only serializes it. The math is evaluate.py's
 """
 from __future__ import annotations
 
-import hashlib
 
 from typing import TYPE_CHECKING
 
