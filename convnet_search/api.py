@@ -155,7 +155,7 @@ class Run:
         out = []
         for model in self.models(ds):
             fm = self._meta("features", ds, model)
-            nm = self._stores["neighbors"].read_meta(ds, model)
+            nm = self._meta_or_none("neighbors", ds, model)
             if nm is None:
                 continue
             for layer in fm["layers"]:
@@ -262,9 +262,10 @@ class Run:
         if not path.is_file():
             raise RunError(f"{path}: no such image file")
         info = self.dataset(dataset)
-        if info.root is not None:
+        root = info.root or self._root_from(path, info)
+        if root is not None:
             try:
-                rel = path.resolve().relative_to(info.root.resolve()).as_posix()
+                rel = path.resolve().relative_to(root.resolve()).as_posix()
             except ValueError:
                 rel = None
             if rel is not None and rel in self._row_of(info):
@@ -292,8 +293,14 @@ class Run:
             raise RunError(f"dataset {dataset!r} is not in this run (it has: {', '.join(self.datasets)})")
         return dataset
 
+    def _meta_or_none(self, stage: str, dataset: str, model: str) -> dict | None:
+        key = ("meta", dataset, f"{stage}/{model}")
+        if key not in self._loaded:  # kept: a Run reads a finished run, which does not change under it
+            self._loaded[key] = self._stores[stage].read_meta(dataset, model)
+        return self._loaded[key]
+
     def _meta(self, stage: str, dataset: str, model: str) -> dict:
-        meta = self._stores[stage].read_meta(dataset, model)
+        meta = self._meta_or_none(stage, dataset, model)
         if meta is None:
             raise RunError(f"{self._stores[stage].path(dataset, model)}: missing or unreadable; "
                            f"run `convnet-search precompute` to finish the run")
@@ -314,7 +321,7 @@ class Run:
         return arrays[key]
 
     def _score_stat(self, config: Configuration, stat: str) -> float:
-        if self._stores["scores"].read_meta(config.dataset, config.model) is None:
+        if self._meta_or_none("scores", config.dataset, config.model) is None:
             return float("-inf")  # no scores stage output: keep store order
         meta, arrays = self._store("scores", config)
         key = f"{config.key}/{config.metric}/means"
@@ -368,6 +375,18 @@ class Run:
                 return Path(cache["root"])
         return None
 
+    def _root_from(self, path: Path, info: DatasetInfo, sample: int = 20) -> Path | None:
+        """The dataset folder guessed from a query path ending in one of its images' paths (when no
+        scan cache recorded it): accepted only if the first `sample` images all exist there."""
+        parts = path.resolve().parts
+        for depth in range(2, len(parts)):
+            rel = "/".join(parts[-depth:])
+            if rel in self._row_of(info):
+                root = Path(*parts[:-depth])
+                if all((root / p).is_file() for p in info.paths[:sample]):
+                    return root
+        return None
+
     def _digests(self, info: DatasetInfo) -> dict[str, int]:
         """sha256 -> first dataset id with those bytes, from the scan cache (empty when it is gone)."""
         key = ("digests", info.id, "")
@@ -383,7 +402,7 @@ class Run:
     def _resolved_weights(self, model: str, meta: dict):
         """The weights the run used, resolved the way it resolved them (nets/weights.py)."""
         from .nets.models import get_spec
-        from .nets.weights import WeightsError, resolve_weights
+        from .nets.weights import WeightsError, resolve_weights, weights_cache
 
         spec, kind = get_spec(model), meta["weights"]
         seed = int(m.group(1)) if (m := re.search(r"seed (\d+)", meta.get("weights_detail", ""))) else 0
@@ -391,6 +410,11 @@ class Run:
             if kind == "random":
                 return resolve_weights(spec, "none", seed)
             if kind == "imagenet":
+                cache = weights_cache(self._weights_cache)
+                if not (cache.folder / spec.weights_file).is_file():  # never a download: search stays offline
+                    raise RunError(f"{model}: the run used ImageNet weights, and {spec.weights_file} is not in "
+                                   f"{cache.folder} ({cache.why}); point KERAS_HOME or weights_cache "
+                                   "(--weights-cache) at the folder the run used")
                 got = resolve_weights(spec, "imagenet", seed, self._weights_cache)
             elif self._weights_option is None:
                 raise RunError(f"{model}: the run loaded the weights file described as "

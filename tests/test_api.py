@@ -5,6 +5,7 @@ docs/python.md's examples executed as written."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -38,6 +39,8 @@ def tiny(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("api")
     add_plain_images(root / "photos", 6, ["a", "b", "c"])
+    for p in (root / "photos").rglob("*.png"):  # photos older than the scan cache's racy window, as in life
+        os.utime(p, (1_700_000_000, 1_700_000_000))
     (root / "c.toml").write_text(CONFIG)
     pipeline.run(load_config(root / "c.toml", {"datasets": [str(root / "photos")], "out": str(root / "bundle"),
                                                "work": str(root / ".convnet-search")}))
@@ -110,6 +113,12 @@ def test_a_dataset_file_by_path_or_by_its_bytes_is_that_image(run, tiny, tmp_pat
     assert [h.id for h in run.search(tiny / "photos/a/plain_04.png", best)] == want
     copy = shutil.copy(tiny / "photos/a/plain_04.png", tmp_path / "elsewhere.png")
     assert [h.id for h in run.search(copy, best)] == want
+    # Without the scan cache (which records the folder and the digests) the path still tells
+    work = shutil.copytree(tiny / ".convnet-search", tmp_path / "work")
+    shutil.rmtree(work / "scan-cache")
+    bare = cs.open_run(work)
+    assert bare.dataset().root is None
+    assert [h.id for h in bare.search(tiny / "photos/a/plain_04.png", best)] == want
 
 
 def test_search_by_a_new_image_is_exact_with_the_runs_reader_and_weights(run, tiny):

@@ -17,9 +17,8 @@ from numba import njit
 from . import neighbors as nb
 from .metrics import DEFAULT_MINKOWSKI_P, METRICS, resolve_metric
 
-# Query columns per gemm tile: one query row against this many items at a time keeps the tile in
-# cache between the gemm and the selection, as neighbors._TILE does for blocks of rows.
-_COLUMNS = 8192
+# Query rows per X·Qᵀ product: bounds its [N, rows] float32 result to 64 MB.
+_BLOCK_FLOATS = 16 * 1024 * 1024
 
 
 @njit(cache=True)
@@ -120,8 +119,11 @@ class QueryIndex:
         return out_ids, nb._to_f32(out_d)
 
     def _tiles(self, Qa: np.ndarray, bounds, self_ids: np.ndarray, state) -> None:
-        G = np.empty((Qa.shape[0], min(_COLUMNS, self.Xa.shape[0])), dtype=np.float32)
-        for c0 in range(0, self.Xa.shape[0], _COLUMNS):
-            g = G[:, : min(self.Xa.shape[0], c0 + _COLUMNS) - c0]
-            np.matmul(Qa, self.Xa[c0:c0 + g.shape[1]].T, out=g)
-            state.feed(g, c0, bounds, 0, Qa.shape[0], self_ids)
+        """Every query row against all of X: X·qᵀ as one BLAS call per block of query rows (for
+        one query that is a matrix-vector product, which streams X once; 1 × 8192 gemm tiles of
+        Xᵀ measured 4× slower), then the selection over the whole row."""
+        rows = max(1, _BLOCK_FLOATS // max(1, self.Xa.shape[0]))
+        for r0 in range(0, Qa.shape[0], rows):
+            r1 = min(Qa.shape[0], r0 + rows)
+            G = np.ascontiguousarray((self.Xa @ Qa[r0:r1].T).T)  # [r1 − r0, N] float32
+            state.feed(G, 0, bounds, r0, r1, self_ids)
