@@ -116,6 +116,14 @@ class Run:
         from .io.workspace import BUNDLE_MARKER, WORK_MARKER, WorkspaceError, read_marker
 
         self.work, self.out = Path(work), (Path(out) if out is not None else None)
+        # Bundle only: listing, paths, labels, neighbours, maps and mean scores (no features, so no
+        # search of new images); read as docs/bundle.md describes it.
+        self.bundle = _Bundle(self.out) if not self.work.is_dir() and self.out is not None else None
+        self._weights_option, self._weights_cache = weights, weights_cache
+        self._loaded: dict[tuple[str, str, str], Any] = {}
+        self._extractors: dict[str, FeatureExtractor] = {}
+        if self.bundle is not None:
+            return
         if not self.work.is_dir():
             raise RunError(f"--work {self.work}: no such folder (the work folder of a finished "
                            "`convnet-search precompute` run)")
@@ -126,10 +134,7 @@ class Run:
                 raise RunError(f"--out {self.out}: not a convnet-search bundle (no {BUNDLE_MARKER})")
         except WorkspaceError as exc:
             raise RunError(str(exc)) from None
-        self._weights_option, self._weights_cache = weights, weights_cache
         self._stores = {s: ArrayStore(self.work / s) for s in ("features", "neighbors", "umap", "scores")}
-        self._loaded: dict[tuple[str, str, str], Any] = {}
-        self._extractors: dict[str, FeatureExtractor] = {}
         if not self.datasets:
             raise RunError(f"--work {self.work}: holds no finished run (no features/<dataset>/<model>.h5); "
                            "run `convnet-search precompute` first")
@@ -138,6 +143,8 @@ class Run:
 
     @cached_property
     def datasets(self) -> list[str]:
+        if self.bundle is not None:
+            return [d["id"] for d in self.bundle.manifest["datasets"]]
         root = self.work / "features"
         ids = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.h5"))) if root.is_dir() else []
         if self.out is not None and (self.out / "manifest.json").is_file():  # the explorer's order
@@ -147,11 +154,15 @@ class Run:
 
     def models(self, dataset: str | None = None) -> list[str]:
         ds = self._dataset_id(dataset)
+        if self.bundle is not None:
+            return [m["id"] for m in self.bundle.manifest["models"]]
         return sorted(p.stem for p in (self.work / "features" / ds).glob("*.h5"))
 
     def configurations(self, dataset: str | None = None) -> list[Configuration]:
         """Every configuration with stored neighbours, in store order."""
         ds = self._dataset_id(dataset)
+        if self.bundle is not None:
+            return self.bundle.configurations(ds)
         out = []
         for model in self.models(ds):
             fm = self._meta("features", ds, model)
@@ -198,6 +209,9 @@ class Run:
     def dataset(self, dataset: str | None = None) -> DatasetInfo:
         ds = self._dataset_id(dataset)
         key = ("dataset", ds, "")
+        if key not in self._loaded and self.bundle is not None:
+            paths, classes = self.bundle.index(ds)
+            self._loaded[key] = DatasetInfo(ds, None, paths, {LABEL_FIELD: classes})
         if key not in self._loaded:
             paths = list(self._meta("features", ds, self.models(ds)[0])["files"])
             self._loaded[key] = DatasetInfo(ds, self._root_of(ds, paths), paths,
@@ -208,18 +222,27 @@ class Run:
 
     def features(self, config: Configuration) -> np.ndarray:
         """float32 [N, D]: the stored features, row i = image i."""
+        if self.bundle is not None:
+            raise RunError(f"--out {self.out}: a bundle holds no features; open the run with its work folder")
         return self._array("features", config, config.key)
 
     def neighbors(self, config: Configuration) -> tuple[np.ndarray, np.ndarray]:
         """(ids int32 [N, k], distances float32 [N, k]): row i's k nearest other images, nearest first."""
+        if self.bundle is not None:
+            return self.bundle.neighbors(config)
         key = f"{config.key}/{config.metric}"
         return self._array("neighbors", config, f"{key}/ids"), self._array("neighbors", config, f"{key}/dists")
 
     def map(self, config: Configuration) -> np.ndarray:
         """float32 [N, 2]: the UMAP map of the configuration's features (shared by its metrics)."""
+        if self.bundle is not None:
+            return self.bundle.map(config)
         return self._array("umap", config, config.key)
 
     def scores(self, config: Configuration) -> Scores:
+        """Means over all images, and per image (work folder only; None from a bundle alone)."""
+        if self.bundle is not None:
+            return Scores(*(self.bundle.mean(config, s) for s in ("search_score", "precision_at_k", "map_at_k")), None)
         key = f"{config.key}/{config.metric}"
         meta, arrays = self._store("scores", config)
         return Scores(_stat(meta, arrays, key, "search_score"), _stat(meta, arrays, key, "precision_at_k"),
@@ -262,6 +285,8 @@ class Run:
         if not path.is_file():
             raise RunError(f"{path}: no such image file")
         info = self.dataset(dataset)
+        if self.bundle is not None:
+            return self._row_of(info).get(next((r for r in _suffixes(path) if r in self._row_of(info)), ""))
         root = info.root or self._root_from(path, info)
         if root is not None:
             try:
@@ -321,6 +346,8 @@ class Run:
         return arrays[key]
 
     def _score_stat(self, config: Configuration, stat: str) -> float:
+        if self.bundle is not None:
+            return self.bundle.mean(config, stat)
         if self._meta_or_none("scores", config.dataset, config.model) is None:
             return float("-inf")  # no scores stage output: keep store order
         meta, arrays = self._store("scores", config)
@@ -429,6 +456,8 @@ class Run:
         return got
 
     def _extractor(self, model: str) -> "FeatureExtractor":
+        if self.bundle is not None:
+            raise RunError(f"--out {self.out}: searching with a new image needs the run's work folder (--work)")
         if model not in self._extractors:
             from .nets.extractor import ExtractorSpec
             from .nets.models import get_spec
@@ -456,6 +485,64 @@ class Run:
         return ex.outputs(next(iter(_image_batch(image, ex.spec.model.input_size))))
 
 
+def _suffixes(path: Path) -> list[str]:
+    """'a/b/c.png', 'b/c.png' ... of a path, longest first (candidate dataset-relative paths)."""
+    parts = Path(path).resolve().parts
+    return ["/".join(parts[-d:]) for d in range(len(parts) - 1, 1, -1)]
+
+
+class _Bundle:
+    """The parts of a bundle (docs/bundle.md) the API reads when there is no work folder."""
+
+    def __init__(self, out: Path):
+        from .io.workspace import BUNDLE_MARKER, WorkspaceError, read_marker
+
+        try:
+            if not (out / "manifest.json").is_file() or (read_marker(out, BUNDLE_MARKER, "bundle") is None
+                                                         and not (out / ".bundle-fingerprint").is_file()):
+                raise RunError(f"--out {out}: not a convnet-search bundle (no manifest.json and marker)")
+        except WorkspaceError as exc:
+            raise RunError(str(exc)) from None
+        self.out = out
+        self.manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+    def _ds(self, dataset: str) -> dict:
+        return next(d for d in self.manifest["datasets"] if d["id"] == dataset)
+
+    def _file(self, kind: str, **values) -> Path:
+        return self.out / self.manifest["files"][kind].format(**values)
+
+    def configurations(self, dataset: str) -> list[Configuration]:
+        return [Configuration(dataset, m["id"], layer["name"], p["id"], c["id"]) for m in self.manifest["models"]
+                for layer in m["layers"] for p in self.manifest["poolings"] for c in self.manifest["metrics"]]
+
+    def index(self, dataset: str) -> tuple[list[str], list[str]]:
+        ds = self._ds(dataset)
+        labels = np.fromfile(self._file("labels", dataset=dataset), dtype=np.dtype(ds["label_dtype"]).newbyteorder("<"))
+        paths: list[str] = []
+        for page in range(-(-ds["size"] // ds["names_page"])):
+            paths += json.loads(self._file("names", dataset=dataset, page=page).read_text(encoding="utf-8"))
+        return paths, [ds["classes"][int(i)] for i in labels[:ds["size"]]]
+
+    def neighbors(self, c: Configuration) -> tuple[np.ndarray, np.ndarray]:
+        ds = self._ds(c.dataset)
+        n, k = ds["size"], ds["k"]
+        raw = self._file("neighbors", dataset=c.dataset, model=c.model, layer=c.layer, pooling=c.pooling,
+                         metric=c.metric).read_bytes()
+        ids = np.frombuffer(raw, np.dtype(ds["id_dtype"]).newbyteorder("<"), n * k, n * k * 4)
+        return ids.reshape(n, k).astype(np.int32), np.frombuffer(raw, "<f4", n * k).reshape(n, k)
+
+    def map(self, c: Configuration) -> np.ndarray:
+        path = self._file("umap", dataset=c.dataset, model=c.model, layer=c.layer, pooling=c.pooling)
+        return np.fromfile(path, "<f4").reshape(-1, 2)
+
+    def mean(self, c: Configuration, stat: str) -> float:
+        summary = json.loads(self._file("summary", dataset=c.dataset, metric=c.metric).read_text(encoding="utf-8"))
+        models = [m["id"] for m in self.manifest["models"]]
+        layers = [layer["name"] for layer in self.manifest["models"][models.index(c.model)]["layers"]]
+        return float(summary[stat][summary["poolings"].index(c.pooling)][models.index(c.model)][layers.index(c.layer)])
+
+
 def _image_batch(image: str | Path | np.ndarray, size: tuple[int, int]):
     """A batch of one image through the extractor's own reader (files) or the same two steps (arrays)."""
     from .io.images import ImageError, load_rgb
@@ -480,7 +567,9 @@ def _image_batch(image: str | Path | np.ndarray, size: tuple[int, int]):
 
 def open_run(work: str | Path = ".convnet-search", out: str | Path | None = None, *,
              weights: str | Path | None = None, weights_cache: str | Path | None = None) -> Run:
-    """Open a finished run: its work folder (`--work`) and, optionally, its bundle (`--out`).
+    """Open a finished run: its work folder (`--work`) and, optionally, its bundle (`--out`). With
+    a bundle alone (`work` not a folder) the run lists, gives paths, labels, neighbours, maps and
+    mean scores, and searches by dataset image; features and new images need the work folder.
 
     weights: the weights file, for a run made with `--weights PATH` (checked by its sha256);
     weights_cache: where Keras' ImageNet files are, as `--weights-cache` (default: KERAS_HOME)."""

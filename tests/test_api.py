@@ -272,3 +272,19 @@ def test_docs_python_examples_run(tiny, tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(DOCS), "exec"), namespace)
     assert (tmp_path / "exports/projector/projector_config.pbtxt").is_file()
+
+
+def test_a_bundle_alone_gives_the_same_lists_neighbours_maps_and_labels(run, tiny, tmp_path):
+    bundle = cs.open_run(tmp_path / "no-work-folder", tiny / "bundle")
+    assert bundle.datasets == run.datasets and bundle.configurations() == run.configurations()
+    assert bundle.dataset().paths == run.dataset().paths and bundle.dataset().labels == run.dataset().labels
+    for c in run.configurations():
+        for got, want in zip(bundle.neighbors(c), run.neighbors(c)):
+            assert np.array_equal(got, want)
+        assert np.array_equal(bundle.map(c), run.map(c))
+        assert bundle.scores(c).search_score == pytest.approx(run.scores(c).search_score, abs=1e-4)
+    assert [h.id for h in bundle.search(tiny / "photos/c/plain_01.png")] == [h.id for h in run.search(13)]
+    with pytest.raises(cs.RunError, match="needs the run's work folder"):
+        bundle.search(tiny / "my_photo.jpg")
+    with pytest.raises(cs.RunError, match="holds no features"):
+        bundle.features(run.best())
