@@ -361,7 +361,7 @@ class Run:
         if not 0 <= i < n:
             raise RunError(f"image id {i} is out of range for dataset {config.dataset} (0…{n - 1})")
         ids, dists = self.neighbors(config)
-        k = min(k, n)
+        k = min(k, n, ids.shape[1] + 1) if self.bundle is not None else min(k, n)  # a bundle has its k only
         if k - 1 <= ids.shape[1]:
             nid, nd = ids[i, :k - 1], dists[i, :k - 1]
         else:
