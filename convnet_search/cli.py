@@ -100,9 +100,120 @@ def _parser() -> argparse.ArgumentParser:
                         help="folder holding the .h5 files (default $KERAS_HOME/models, "
                              "else ~/.keras/models)")
 
+    _search_parser(sub)
+    _export_parser(sub)
+
     info = sub.add_parser("info", help="list models (with their default layers) and datasets")
     info.add_argument("--layers", metavar="MODEL", help="list every selectable layer of MODEL")
     return p
+
+
+def _selection_flags(p: argparse.ArgumentParser) -> None:
+    """--work/--out and the configuration flags that `search` and `export` share (default: the best)."""
+    p.add_argument("--work", type=Path, default=Path(".convnet-search"),
+                   help="the run's work folder (default .convnet-search)")
+    p.add_argument("--out", type=Path, help="the run's bundle folder (optional: checked to be a bundle, "
+                                            "gives the explorer's dataset order)")
+    p.add_argument("--dataset", metavar="ID", help="dataset id (default: the run's first)")
+    p.add_argument("--model", metavar="MODEL", help="model id of the run")
+    p.add_argument("--layer", metavar="LAYER", help="layer name (see the explorer or `info --layers`)")
+    p.add_argument("--pooling", metavar="POOLING", help="pooling of the run (avg, max, ...)")
+    p.add_argument("--metric", metavar="METRIC", help="metric of the run (cosine, euclidean, ...)")
+    p.add_argument("--weights", metavar="PATH", help="the weights file of a run made with --weights PATH "
+                                                     "(checked by its sha256)")
+    p.add_argument("--weights-cache", metavar="DIR", help="folder of Keras' ImageNet .h5 files "
+                                                          "(default $KERAS_HOME/models)")
+
+
+def _search_parser(sub) -> None:
+    p = sub.add_parser(
+        "search", help="search a finished run with image files (new ones or dataset images)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rank a dataset's images by similarity to each IMAGE, with the run's own "
+                    "preprocessing, weights and metric (exact search). Unset flags pick the run's best "
+                    "configuration (highest search score) among those matching the ones given. A dataset "
+                    "image is its own first result, followed by its stored neighbours.",
+        epilog="examples:\n"
+               "  convnet-search search ~/Desktop/chair.jpg --work .convnet-search --out bundle\n"
+               "  convnet-search search q.jpg --model mobilenet_025 --metric cosine --k 5 --json > hits.json")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to search with")
+    _selection_flags(p)
+    p.add_argument("--k", type=int, default=15, help="results per image (default 15)")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout: one object per IMAGE with "
+                   "its configuration and results [{rank, id, path, <label fields>, labels, distance}]")
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export one configuration's features for other tools (projector, parquet, npz)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write the features of one configuration (default: the run's best) into a new folder "
+                    "DEST: 'projector' = tensors.tsv + metadata.tsv + sprite.png + projector_config.pbtxt "
+                    "(TensorBoard's Embedding Projector: tensorboard --logdir DEST); 'parquet' = "
+                    "embeddings.parquet, one row per image (id, path, label fields, embedding as a "
+                    "fixed-size list); 'npz' = embeddings.npz (embeddings, neighbours, map) + "
+                    "embeddings.json (paths, labels, configuration). Written atomically; an existing "
+                    "DEST is replaced only if it is an earlier export.",
+        epilog="examples:\n"
+               "  convnet-search export --format projector --work .convnet-search --dest proj\n"
+               "  tensorboard --logdir proj    # then open the PROJECTOR tab\n"
+               "  convnet-search export --format parquet --model mobilenet_025 --dest emb\n"
+               "  python -c \"import pandas; print(pandas.read_parquet('emb/embeddings.parquet'))\"")
+    p.add_argument("--format", required=True, choices=("projector", "parquet", "npz"), dest="fmt")
+    p.add_argument("--dest", required=True, type=Path, metavar="PATH", help="export folder to write")
+    _selection_flags(p)
+
+
+def _open_selected(args):
+    """(run, configuration) from the shared flags; raises api.RunError with a clear message."""
+    from .api import open_run
+
+    run = open_run(args.work, args.out, weights=args.weights, weights_cache=args.weights_cache)
+    return run, run.select(args.dataset, args.model, args.layer, args.pooling, args.metric)
+
+
+def _search(args, console: Console) -> int:
+    import json
+    from dataclasses import asdict
+
+    from .api import RunError
+
+    try:
+        run, config = _open_selected(args)
+        results = [(img, run.search(img, config, args.k)) for img in args.images]
+    except RunError as exc:
+        _error_line(console, str(exc))
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps([{"image": str(img), "configuration": asdict(config),
+                           "results": [h.to_json() for h in hits]} for img, hits in results], indent=1,
+                         ensure_ascii=False))
+        return EXIT_OK
+    out = Console(width=max(Console().width, 100))
+    for img, hits in results:
+        t = Table(title=f"{img} — {config}")
+        for col in ("rank", "id", "path", *run.dataset(config.dataset).labels, "distance"):
+            t.add_column(col, justify="right" if col in ("rank", "id", "distance") else "left", overflow="fold")
+        for h in hits:
+            t.add_row(str(h.rank), str(h.id), escape(h.path), *map(escape, h.labels.values()), f"{h.distance:.6g}")
+        out.print(t)
+    return EXIT_OK
+
+
+def _export(args, console: Console) -> int:
+    from .api import RunError, export
+
+    try:
+        run, config = _open_selected(args)
+        files = export(run, args.fmt, args.dest, config)
+    except RunError as exc:
+        _error_line(console, str(exc))
+        return EXIT_USAGE
+    console.print(f"exported {config} as {args.fmt}: " + ", ".join(str(f) for f in files),
+                  highlight=False, soft_wrap=True)
+    if args.fmt == "projector":
+        console.print(f"view it: tensorboard --logdir {args.dest}  (PROJECTOR tab)", highlight=False)
+    return EXIT_OK
 
 
 def _layers_override(values: list[str] | None, models: list[str] | None) -> dict[str, list[str]] | None:
@@ -409,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
             return _guarded(_precompute, args, console)
     if args.command == "fetch":
         return _fetch(args, console)
+    if args.command == "search":
+        return _guarded(_search, args, console)
+    if args.command == "export":
+        return _guarded(_export, args, console)
     if args.command == "weights":
         return _weights(args, console)
     return _info(args, console)

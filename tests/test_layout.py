@@ -1,5 +1,5 @@
 """The package's import graph: no circles, and every import points down the layers of
-docs/architecture.md's package map (cli -> pipeline -> stages -> config -> distribute -> nets -> io,
+docs/architecture.md's package map (cli -> api -> pipeline -> stages -> config -> distribute -> nets -> io,
 search -> the leaves). Read from the source (ast), so a new module is checked without being listed."""
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ LAYERS = (
     {"convnet_search.config"},  # what to compute: validates against the registries below it
     {"convnet_search.stages"},  # one module per stage
     {"convnet_search.pipeline"},  # the run loop
+    {"convnet_search.api"},  # the Python API over a finished run (re-exported lazily by the root)
     {"convnet_search.cli"},
 )
 
