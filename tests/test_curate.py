@@ -1,0 +1,133 @@
+"""Tests of search/curate.py (the curation math against brute-force references) and stages/curate.py."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convnet_search.search import curate
+
+
+def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k euclidean neighbours (query excluded), ties by id."""
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    ids = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return ids, np.take_along_axis(d, ids, axis=1)
+
+
+def brute_groups(ids: np.ndarray, dists: np.ndarray, t: float) -> set[frozenset[int]]:
+    """Components by repeated set merging: the plainest possible reference."""
+    sets = [{i} for i in range(len(ids))]
+    for i, j in itertools.product(range(len(ids)), range(ids.shape[1])):
+        if dists[i, j] <= t:
+            a, b = next(s for s in sets if i in s), next(s for s in sets if ids[i, j] in s)
+            if a is not b:
+                a |= b
+                sets.remove(b)
+    return {frozenset(s) for s in sets if len(s) > 1}
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 30), k=st.integers(1, 5), seed=st.integers(0, 2**31 - 1), q=st.floats(0.0, 1.0))
+def test_groups_equal_brute_force_components(n, k, seed, q):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).round(1)  # rounding makes ties and exact copies
+    ids, dists = knn(x, min(k, n - 1))
+    t = float(np.quantile(dists, q))
+    g = curate.duplicate_groups(ids, dists, t)
+    assert {frozenset(m) for m in g.groups()} == brute_groups(ids, dists, t)
+    # each group's distances are its joined edges' extremes, groups sorted by the closest pair
+    for members, lo, hi in zip(g.groups(), g.min_dist, g.max_dist):
+        edges = [dists[i, j] for i in members for j in range(ids.shape[1]) if dists[i, j] <= t]
+        assert lo == pytest.approx(min(edges), rel=1e-6) and hi == pytest.approx(max(edges), rel=1e-6)
+        assert members == sorted(members)
+    assert np.all(np.diff(g.min_dist) >= 0)
+
+
+def test_threshold_finds_planted_copies_and_ignores_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16))
+    copies = x[:20] + rng.normal(scale=1e-3, size=(20, 16))
+    ids, dists = knn(np.vstack([x, copies]), 5)
+    t = curate.duplicate_threshold(dists)
+    groups = {frozenset(m) for m in curate.duplicate_groups(ids, dists, t).groups()}
+    assert groups == {frozenset({i, 300 + i}) for i in range(20)}
+    # squared distances: the threshold squares with them (the rule sees ratios only)
+    assert curate.duplicate_threshold(dists ** 2) == pytest.approx(t ** 2, rel=1e-9)
+    assert curate.duplicate_threshold(dists * 7) == pytest.approx(t * 7, rel=1e-9)
+
+
+def test_threshold_is_tukeys_lower_fence_of_log_nn_distances():
+    d1 = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8])
+    logs = np.log(np.maximum(d1, np.finfo(float).tiny))
+    q1, q3 = np.percentile(logs, [25, 75])
+    want = np.exp(q1 - 3 * (q3 - q1))
+    assert curate.duplicate_threshold(np.c_[d1, d1 + 1]) == pytest.approx(want)
+
+
+def test_uniqueness_ranks_the_far_point_first():
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.normal(size=(50, 4)), [[40, 40, 40, 40]]])
+    _, dists = knn(x, 5)
+    u = curate.uniqueness(dists)
+    assert curate.outlier_order(u)[0] == 50
+    assert np.median(u) == pytest.approx(1.0)
+    ref = dists.mean(1) / np.median(dists.mean(1))
+    np.testing.assert_allclose(u, ref, rtol=1e-6)
+
+
+def brute_probs(all_ids, labels, classes):
+    have = [i for i in range(len(labels)) if labels[i] >= 0]
+    chance = sum((sum(labels[i] == c for i in have) / len(have)) ** 2 for c in range(classes))
+    votes, weights = [], []
+    for ids in all_ids:
+        v = np.zeros((len(labels), classes))
+        for i, row in enumerate(ids):
+            got = [labels[j] for j in row if labels[j] >= 0]
+            for c in got:
+                v[i, c] += 1 / len(got)
+        agree = np.mean([v[i, labels[i]] for i in have])
+        votes.append(v)
+        weights.append(0.0 if chance >= 1 else max(0.0, (agree - chance) / (1 - chance)))
+    w = np.array(weights) / sum(weights) if sum(weights) > 0 else np.full(len(votes), 1 / len(votes))
+    p = sum(wi * v for wi, v in zip(w, votes))
+    for i in range(len(labels)):
+        p[i] = p[i] / p[i].sum() if p[i].sum() > 0 else 1 / classes
+    return p
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(4, 25), classes=st.integers(2, 4), configs=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_label_probabilities_and_suspects_equal_brute_force(n, classes, configs, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(-1, classes, size=n)
+    labels[0] = 0  # at least one labelled image
+    all_ids = [knn(rng.normal(size=(n, 2)), 3)[0] for _ in range(configs)]
+    p = curate.label_probabilities(all_ids, labels, classes)
+    np.testing.assert_allclose(p, brute_probs(all_ids, labels, classes), atol=1e-12)
+    s = curate.label_suspects(p, labels)
+    want = [i for i in range(n) if labels[i] >= 0 and max(p[i][c] for c in range(classes) if c != labels[i]) > p[i][labels[i]]]
+    assert sorted(s.ids.tolist()) == want
+    for i, g, sug, m in zip(s.ids, s.given, s.suggested, s.margin):
+        assert g == labels[i] and sug != g and m == pytest.approx(p[i][sug] - p[i][g], abs=1e-6)
+        assert p[i][sug] == pytest.approx(max(p[i][c] for c in range(classes) if c != g))
+    assert np.all(np.diff(s.margin) <= 1e-7)
+
+
+def test_label_mistakes_finds_flipped_labels_in_every_field():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(scale=10, size=(4, 8))
+    y = np.repeat(np.arange(4), 30)
+    x = centres[y] + rng.normal(size=(120, 8))
+    ids, _ = knn(x, 7)
+    flipped = y.copy()
+    flipped[[3, 40, 77]] = [1, 2, 0]
+    other = np.where(np.arange(120) % 2 == 0, y % 2, -1)  # a second field, half empty
+    out = curate.label_mistakes({"class": (flipped, 4), "half": (other, 2)}, [ids])
+    assert set(out["class"].ids.tolist()) == {3, 40, 77}
+    assert out["class"].suggested.tolist() == [y[i] for i in out["class"].ids]
+    assert len(out["half"].ids) == 0
