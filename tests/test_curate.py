@@ -131,3 +131,86 @@ def test_label_mistakes_finds_flipped_labels_in_every_field():
     assert set(out["class"].ids.tolist()) == {3, 40, 77}
     assert out["class"].suggested.tolist() == [y[i] for i in out["class"].ids]
     assert len(out["half"].ids) == 0
+
+
+# --- stages/curate.py: a real (tiny, random-weight) run writes the lists, the bundle and the CLI report
+CONFIG = ('models = ["mobilenet_025"]\nnum_layers = 1\npooling = ["avg"]\nmetrics = ["cosine", "euclidean"]\n'
+          'weights = "none"\nbrowser_search = false\nk = 5\nbatch_size = 8\natlas = false\nfeatviz_models = []\n')
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    import shutil
+
+    from convnet_search import cli
+    from test_cli import add_plain_images
+
+    root = tmp_path_factory.mktemp("curate")
+    data = root / "photos"
+    add_plain_images(data, 8, ["a", "b", "c"])
+    shutil.copy(data / "a" / "plain_00.png", data / "a" / "copy_of_00.png")  # a planted exact copy
+    shutil.copy(data / "b" / "plain_01.png", data / "c" / "mislabelled.png")  # and a b image filed under c
+    (root / "c.toml").write_text(CONFIG)
+    before = sorted((p.relative_to(data), p.read_bytes()) for p in data.rglob("*") if p.is_file())
+    assert cli.main(["precompute", "--config", str(root / "c.toml"), "--dataset", str(data),
+                     "--work", str(root / "work"), "--out", str(root / "out")]) == 0
+    assert sorted((p.relative_to(data), p.read_bytes()) for p in data.rglob("*") if p.is_file()) == before
+    return root, data
+
+
+def test_the_run_groups_the_planted_copy_in_every_configuration(curated):
+    import json
+
+    from test_cli import SCHEMA
+
+    import jsonschema
+
+    root, _ = curated
+    out = root / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    jsonschema.validate(manifest, SCHEMA)
+    ds = manifest["datasets"][0]
+    assert ds["curate_fields"] == ["class"]
+    files = [n for p in sorted((out / "datasets" / ds["id"] / "names").glob("*.json"), key=lambda p: int(p.stem))
+             for n in json.loads(p.read_text())]
+    copy, orig = files.index("a/copy_of_00.png"), files.index("a/plain_00.png")
+    layer = manifest["models"][0]["layers"][0]["name"]
+    for metric in ("cosine", "euclidean"):
+        rel = manifest["files"]["curate"].format(dataset=ds["id"], model="mobilenet_025", layer=layer,
+                                                 pooling="avg", metric=metric)
+        cfg = json.loads((out / rel).read_text())
+        assert sorted([copy, orig]) in cfg["groups"], metric
+        assert cfg["threshold"] > 0 and len(cfg["outliers"]) == ds["size"]
+    labels = json.loads((out / manifest["files"]["curate_labels"].format(dataset=ds["id"])).read_text())
+    assert set(labels["fields"]) == {"class"}
+
+
+def test_cli_curate_prints_groups_as_relative_paths(curated, capsys):
+    import csv
+    import io
+    import json
+
+    from convnet_search import cli
+
+    root, data = curated
+    assert cli.main(["curate", "--work", str(root / "work"), "--dataset", str(data), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert ["a/copy_of_00.png", "a/plain_00.png"] in report["duplicates"]
+    assert report["configuration"]["model"] == "mobilenet_025"
+    assert len(report["outliers"]) == 26 and set(report["label_mistakes"]) == {"class"}
+    assert cli.main(["curate", "--work", str(root / "work"), "--dataset", str(data), "--metric", "euclidean",
+                     "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    dup = {r["path"] for r in rows if r["kind"] == "duplicate" and r["group"] == "0"}
+    assert {"a/copy_of_00.png", "a/plain_00.png"} <= {r["path"] for r in rows if r["kind"] == "duplicate"}
+    assert dup and sum(r["kind"] == "outlier" for r in rows) == 26
+
+
+def test_cli_curate_without_a_run_names_the_work_folder(tmp_path, capsys):
+    from convnet_search import cli
+    from test_cli import add_plain_images
+
+    add_plain_images(tmp_path / "d", 3, ["a", "b"])
+    assert cli.main(["curate", "--work", str(tmp_path / "w"), "--dataset", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "w") in err and "precompute" in err

@@ -32,7 +32,7 @@ WORK_MARKER = ".convnet-search-work"
 BUNDLE_MARKER = ".convnet-search-bundle"
 LOCK_FILE = ".convnet-search.lock"
 PROBE_PREFIX = ".convnet-search-probe-"  # writability probe, removed at once (unless killed then)
-STAGE_DIRS = ("features", "neighbors", "umap", "scores", "thumbs", "tfjs", "scan-cache")
+STAGE_DIRS = ("features", "neighbors", "umap", "scores", "curate", "thumbs", "tfjs", "scan-cache")
 # A run needs far more on a real dataset; below this even a tiny run fails midway.
 MIN_FREE_BYTES = 100 * 2**20
 

@@ -21,6 +21,7 @@ from ..io.workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 from .base import STAGE_NAMES, Stage
 from .outputs import PACK_LEVEL, BrowserSearch, DatasetResults, ThumbSheets
 from .scores import SCORES_FORMAT
+from . import curate
 
 if TYPE_CHECKING:
     from .base import RunContext
@@ -64,7 +65,7 @@ FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *curate.BUNDLE_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
              "datasets/{dataset}/index.json",  # bundle format ≤ 4: every name and label in one JSON
@@ -256,6 +257,8 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     _copy_thumbnails(root, res.thumbs, d, inp.legacy_thumbnails)
     _write_neighbors_and_scores(root, inp, res)
     _write_atlas(root, res, _id_dtype(len(ds)))
+    for rel, data in curate.bundle_files(res, inp.models, inp.metrics).items():
+        _write(root, rel, data)
     for mid in inp.models:
         for layer in res.features[mid].meta["layers"]:
             for pooling in inp.poolings:
@@ -378,6 +381,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
             "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
             "minkowski_recall": minkowski_recall_entry(res, inp.models),
+            **({"curate_fields": list(res.curate[curate.LABELS_FILE].meta["fields"])} if res.curate else {}),
         })
     browser = None
     if inp.browser is not None:
@@ -405,6 +409,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         "browser_search": browser,
     }
     _atlas_manifest(manifest, inp)
+    if all(r.curate for r in inp.results):  # optional, like the atlas: only bundles that have it list it
+        manifest["files"].update(curate.BUNDLE_FILES)
     return manifest
 
 
@@ -467,7 +473,9 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        # the dataset fingerprint (it must not force a re-extraction)
                        [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
                        *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
-                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []))
+                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []),
+                       # curated lists: a function of the neighbours and labels (above) and of their format
+                       *([("curate", curate.CURATE_FORMAT)] if any(r.curate for r in results) else []))
 
 
 def run(ctx: RunContext) -> None:
