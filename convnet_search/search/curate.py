@@ -14,7 +14,9 @@ recomputed from features.
   images (1 = typical; the outliers rank first).
 - Label mistakes: per label field (ids, -1 = no value), each configuration's neighbours vote for
   labels; the votes are averaged over configurations weighted by how much better than chance their
-  neighbours agree on labels, and an image is suspect when another label wins.
+  neighbours agree on labels, and an image is suspect when another label wins, ranked by its own
+  label's share (self-confidence; bench: better than ranking by margin, and than cleanlab's
+  find_label_issues on the same probabilities).
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Tukey's fence multiplier for "far out" values (Tukey 1977: 3 × IQR beyond the quartiles). A rule
-# on the distribution of each configuration's own nearest-neighbour distances, not a distance.
-FENCE_IQR = 3.0
+# Tukey's fence multiplier (Tukey 1977: 1.5 × IQR beyond the quartiles marks an outlier, 3 × a
+# "far out" one). A rule on each configuration's own nearest-neighbour distances, not a distance.
+# 1.5 was chosen over 3 on the caltech10 benchmark (better pair F1 for every configuration measured)
+# and is reported unchanged on tinyimagenet20 (bench/README.md, section curate).
+FENCE_IQR = 1.5
 NO_LABEL = -1
 
 
@@ -46,12 +50,12 @@ class DuplicateGroups:
 
 @dataclass(frozen=True)
 class LabelSuspects:
-    """Images of one label field whose neighbours carry another label, most confident first."""
+    """Images of one label field whose neighbours carry another label, least self-confident first."""
     ids: np.ndarray  # int32 [S]
     given: np.ndarray  # int32 [S]: the image's label
     suggested: np.ndarray  # int32 [S]: the label its neighbours carry most
     margin: np.ndarray  # float32 [S]: P(suggested) − P(given), in (0, 1]
-    self_confidence: np.ndarray  # float32 [S]: P(given)
+    self_confidence: np.ndarray  # float32 [S]: P(given), ascending (the ranking)
 
 
 def _log_nn(dists: np.ndarray) -> np.ndarray:
@@ -166,8 +170,8 @@ def label_probabilities(neighbor_ids: list[np.ndarray], labels: np.ndarray, clas
 
 
 def label_suspects(probs: np.ndarray, labels: np.ndarray) -> LabelSuspects:
-    """Labelled images whose most probable label is another one, by descending margin
-    P(suggested) − P(given) (ties: lower self-confidence, then smaller id)."""
+    """Labelled images whose most probable label is another one, least self-confident first
+    (P(given), cleanlab's default label quality; ties: larger margin, then smaller id)."""
     labels = np.asarray(labels, dtype=np.int64)
     have = np.flatnonzero(labels >= 0)
     p = probs[have]
@@ -178,7 +182,7 @@ def label_suspects(probs: np.ndarray, labels: np.ndarray) -> LabelSuspects:
     suggested = other.argmax(axis=1)
     margin = other[np.arange(len(have)), suggested] - own
     keep = np.flatnonzero(margin > 0)
-    keep = keep[np.lexsort((have[keep], own[keep], -margin[keep]))]
+    keep = keep[np.lexsort((have[keep], -margin[keep], own[keep]))]
     return LabelSuspects(have[keep].astype(np.int32), given[keep].astype(np.int32),
                          suggested[keep].astype(np.int32), margin[keep].astype(np.float32),
                          own[keep].astype(np.float32))

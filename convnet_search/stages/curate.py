@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io.datasets import Dataset
 from ..io.store import ArrayStore, StoredArrays, fingerprint
-from ..search.curate import duplicate_groups, duplicate_threshold, label_mistakes, uniqueness
+from ..search.curate import FENCE_IQR, duplicate_groups, duplicate_threshold, label_mistakes, uniqueness
 from .base import Stage
 from .scores import score_keys
 
@@ -41,12 +41,12 @@ def label_fields(ds: Dataset) -> dict[str, tuple[np.ndarray, int]]:
 
 
 def curate_fingerprint(nbrs: StoredArrays) -> str:
-    return fingerprint("curate", CURATE_FORMAT, nbrs.meta["fingerprint"])
+    return fingerprint("curate", CURATE_FORMAT, FENCE_IQR, nbrs.meta["fingerprint"])
 
 
 def labels_fingerprint(res: DatasetResults, models: list[str]) -> str:
     """The neighbours' fingerprints cover the features, hence the dataset and its labels."""
-    return fingerprint("curate-labels", CURATE_FORMAT, [res.neighbors[m].meta["fingerprint"] for m in models])
+    return fingerprint("curate-labels", CURATE_FORMAT, 2, [res.neighbors[m].meta["fingerprint"] for m in models])  # 2: self-confidence order
 
 
 def curate_arrays(nbrs: StoredArrays, keys: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -135,14 +135,15 @@ def config_json(cur: StoredArrays, key: str) -> dict:
 
 
 def labels_json(cur: StoredArrays) -> dict:
-    """The label suspects of every field: top SUSPECTS_SHOWN, most confident first."""
+    """The label suspects of every field: top SUSPECTS_SHOWN, least self-confident first."""
     fields = {}
     for name in cur.meta["fields"]:
         ids = np.asarray(cur.arrays[f"{name}/ids"])
         fields[name] = {"total": int(len(ids)), "ids": ids[:SUSPECTS_SHOWN].tolist(),
                         "given": np.asarray(cur.arrays[f"{name}/given"])[:SUSPECTS_SHOWN].tolist(),
                         "suggested": np.asarray(cur.arrays[f"{name}/suggested"])[:SUSPECTS_SHOWN].tolist(),
-                        "margin": _round(cur.arrays[f"{name}/margin"][:SUSPECTS_SHOWN])}
+                        "margin": _round(cur.arrays[f"{name}/margin"][:SUSPECTS_SHOWN]),
+                        "self_confidence": _round(cur.arrays[f"{name}/self_confidence"][:SUSPECTS_SHOWN])}
     return {"fields": fields}
 
 
@@ -251,8 +252,10 @@ def curate_report(work: Path, ds: Dataset, want: dict[str, str | None]) -> dict:
         a = {f: np.asarray(labels.arrays[f"{name}/{f}"]) for f in SUSPECT_FIELDS}
         names = ds.classes if name == "class" else None
         mistakes[name] = [{"path": ds.files[i], "label": names[g] if names else int(g),
-                           "suggested": names[s] if names else int(s), "margin": round(float(m), 6)}
-                          for i, g, s, m in zip(a["ids"], a["given"], a["suggested"], a["margin"])]
+                           "suggested": names[s] if names else int(s), "margin": round(float(m), 6),
+                           "self_confidence": round(float(c), 6)}
+                          for i, g, s, m, c in zip(a["ids"], a["given"], a["suggested"], a["margin"],
+                                                   a["self_confidence"])]
     return {
         "dataset": ds.id, "root": str(ds.root),
         "configuration": {"model": config.model, "layer": config.layer, "pooling": config.pooling,
@@ -271,12 +274,12 @@ CSV_COLUMNS = ("kind", "rank", "group", "path", "value", "label", "suggested")
 
 def report_rows(report: dict) -> list[tuple]:
     """CSV rows: duplicates (group number, its farthest joined pair's distance), outliers (uniqueness),
-    label mistakes (kind label_mistake:<field>, margin, given and suggested label)."""
+    label mistakes (kind label_mistake:<field>, self-confidence, given and suggested label)."""
     rows: list[tuple] = []
     for g, (paths, (_, hi)) in enumerate(zip(report["duplicates"], report["duplicate_distances"])):
         rows += [("duplicate", g, g, p, hi, "", "") for p in paths]
     rows += [("outlier", r, "", o["path"], o["uniqueness"], "", "") for r, o in enumerate(report["outliers"])]
     for name, items in report["label_mistakes"].items():
-        rows += [(f"label_mistake:{name}", r, "", m["path"], m["margin"], m["label"], m["suggested"])
+        rows += [(f"label_mistake:{name}", r, "", m["path"], m["self_confidence"], m["label"], m["suggested"])
                  for r, m in enumerate(items)]
     return rows

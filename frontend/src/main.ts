@@ -11,7 +11,7 @@ import { MapView } from './views/map';
 import { CompareView } from './views/compare';
 import { AboutView } from './views/about';
 
-const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', explorer: 'Model Explorer', about: 'About / FAQ' };
+const TAB_LABELS: Record<View, string> = { search: 'Search', map: 'Map (UMAP)', compare: 'Compare', explorer: 'Model Explorer', curate: 'Curate', about: 'About / FAQ' };
 
 function manifestUrl(): string {
   return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
@@ -82,6 +82,7 @@ class App {
       map: new MapView(),
       compare: new CompareView(),
       explorer: new LazyView(() => import('./views/modelexplorer').then((x) => new x.ModelExplorerView())),
+      curate: new LazyView(() => import('./views/curate').then((x) => new x.CurateView())),
       about: new AboutView(),
     };
     this.tabs = Object.fromEntries(VIEWS.map((v) => [v, this.tab(v)])) as Record<View, HTMLButtonElement>;

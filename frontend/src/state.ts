@@ -1,7 +1,7 @@
 // Application state <-> URL query string. Every view is a deep link; back/forward restore it.
 import type { Manifest } from './data/types';
 
-export const VIEWS = ['search', 'map', 'compare', 'explorer', 'about'] as const;
+export const VIEWS = ['search', 'map', 'compare', 'explorer', 'curate', 'about'] as const;
 export type View = (typeof VIEWS)[number];
 export type GalleryMode = 'all' | 'class';
 

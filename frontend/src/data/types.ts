@@ -43,6 +43,8 @@ export interface DatasetInfo {
   notes?: string[];
   /** Model ids with a channel atlas for this dataset (all their layers). */
   atlas?: string[];
+  /** Label fields listed in files.curate_labels. */
+  curate_fields?: string[];
 }
 
 export interface PoolingInfo {
@@ -100,6 +102,10 @@ export interface FileTemplates {
   atlas_top?: string;
   atlas_maps?: string;
   featviz?: string;
+  /** Curation lists (docs/bundle.md "Curation"), optional: one configuration's duplicate groups and outliers. */
+  curate?: string;
+  /** Curation lists: a dataset's likely label mistakes per label field. */
+  curate_labels?: string;
 }
 
 /** Thumbnails in sprite sheets: sheet s of a level holds ids s·grid² … (s+1)·grid² − 1, row-major,
