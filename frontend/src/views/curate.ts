@@ -116,6 +116,8 @@ export class CurateView implements ViewModule {
       return;
     }
     this.info.replaceChildren(status('Loading…'));
+    this.root.dataset.state = 'loading';
+    this.root.dataset.tab = this.tab;
     const want = this.tab === 'labels'
       ? ctx.data.curateLabels(s.dataset).then((lab) => () => this.showLabels(ctx, lab))
       : ctx.data.curate(s.dataset, s.model, s.layer, s.pooling, s.metric).then((cfg) => () => (this.tab === 'duplicates' ? this.showDuplicates(ctx, cfg) : this.showOutliers(ctx, cfg)));
@@ -124,8 +126,13 @@ export class CurateView implements ViewModule {
         if (!ok()) return;
         this.labels = idx.labels;
         draw();
+        this.root.dataset.state = 'ready';
       },
-      (e: unknown) => { if (ok()) this.info.replaceChildren(status(e instanceof Error ? e.message : String(e), 'error')); },
+      (e: unknown) => {
+        if (!ok()) return;
+        this.info.replaceChildren(status(e instanceof Error ? e.message : String(e), 'error'));
+        this.root.dataset.state = 'error';
+      },
     );
   }
 
