@@ -19,7 +19,7 @@ const GROUP_SHOWN = 8;
 
 /** Rows [first, last) to render for a box scrolled to `top` of height `height` (pure, unit-tested). */
 export function visibleRows(count: number, rowH: number, top: number, height: number, overscan = OVERSCAN): [number, number] {
-  const first = Math.max(0, Math.floor(top / rowH) - overscan);
+  const first = Math.min(count, Math.max(0, Math.floor(top / rowH) - overscan));
   const last = Math.min(count, Math.ceil((top + height) / rowH) + overscan);
   return [first, Math.max(first, last)];
 }
