@@ -214,3 +214,29 @@ def test_cli_curate_without_a_run_names_the_work_folder(tmp_path, capsys):
     assert cli.main(["curate", "--work", str(tmp_path / "w"), "--dataset", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "w") in err and "precompute" in err
+
+
+def test_bundle_files_stay_under_20_kb_at_any_n():
+    """Worst case: the longest ids (N = 10,000,000), every list full, big groups, long floats."""
+    from convnet_search.io.store import StoredArrays, dumps_json
+    from convnet_search.stages import curate as stage
+
+    n, key = 10_000_000, "avg/l/cosine"
+    rng = np.random.default_rng(0)
+    sizes = np.full(1000, 50)
+    members = rng.choice(n, size=sizes.sum(), replace=False).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    cur = StoredArrays({"thresholds": {key: 0.123456789}}, {
+        f"{key}/dup_members": members, f"{key}/dup_offsets": offsets,
+        f"{key}/dup_min": rng.random(1000).astype(np.float32) / 3, f"{key}/dup_max": rng.random(1000).astype(np.float32) / 3,
+        f"{key}/uniqueness": (1 + rng.random(n)).astype(np.float32) / 3})
+    config = dumps_json(stage.config_json(cur, key)).encode()
+    assert len(config) <= 20_000, len(config)
+    k = 100_000
+    labels = StoredArrays({"fields": ["class"]}, {
+        "class/ids": rng.choice(n, k).astype(np.int32), "class/given": rng.integers(0, 65_000, k).astype(np.int32),
+        "class/suggested": rng.integers(0, 65_000, k).astype(np.int32),
+        "class/margin": rng.random(k).astype(np.float32) / 3, "class/self_confidence": rng.random(k).astype(np.float32) / 3})
+    assert len(dumps_json(stage.labels_json(labels)).encode()) <= 20_000
+    got = stage.config_json(cur, key)
+    assert got["group_size"][:3] == [50, 50, 50] and all(len(g) == stage.MEMBERS_SHOWN for g in got["groups"])

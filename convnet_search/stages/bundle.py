@@ -475,7 +475,8 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
                        *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []),
                        # curated lists: a function of the neighbours and labels (above) and of their format
-                       *([sorted((r.dataset.id, m, c.meta["fingerprint"]) for r in results for m, c in r.curate.items())]
+                       *([curate.FILES_FORMAT, sorted((r.dataset.id, m, c.meta["fingerprint"]) for r in results
+                                                      for m, c in r.curate.items())]
                          if any(r.curate for r in results) else []))
 
 

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .base import RunContext
     from .outputs import DatasetResults
 
-CURATE_FORMAT = 1
+CURATE_FORMAT = 1  # the stored arrays
+FILES_FORMAT = 2  # the bundle files (2: capped group members, group_size): part of the bundle fingerprint
 LABELS_FILE = "_labels"  # model ids are slugs starting with a letter: no model file is named so
 SUSPECT_FIELDS = ("ids", "given", "suggested", "margin", "self_confidence")
 
@@ -109,9 +110,11 @@ BUNDLE_FILES = {
     "curate": "datasets/{dataset}/{model}/{layer}/{pooling}/{metric}.curate.json",
     "curate_labels": "datasets/{dataset}/curate/labels.json",
 }
-GROUPS_SHOWN = 500  # most certain groups first
-OUTLIERS_SHOWN = 200
-SUSPECTS_SHOWN = 300
+# Caps that keep each file ≤ 20 KB at any N (ids up to 7 digits; tested at N = 10,000,000).
+GROUPS_SHOWN = 150  # most certain groups first
+MEMBERS_SHOWN = 8  # per group (the view shows 8 thumbnails a row); group_size has the count
+OUTLIERS_SHOWN = 150
+SUSPECTS_SHOWN = 150
 
 
 def _round(x: np.ndarray) -> list[float]:
@@ -128,7 +131,8 @@ def config_json(cur: StoredArrays, key: str) -> dict:
     u = np.asarray(cur.arrays[f"{key}/uniqueness"])
     top = outlier_order(u)[:OUTLIERS_SHOWN]
     return {"threshold": float(f"{cur.meta['thresholds'][key]:.6g}"), "groups_total": int(len(offsets) - 1),
-            "groups": [members[offsets[g]:offsets[g + 1]].tolist() for g in range(shown)],
+            "groups": [members[offsets[g]:min(offsets[g + 1], offsets[g] + MEMBERS_SHOWN)].tolist() for g in range(shown)],
+            "group_size": np.diff(offsets[:shown + 1]).tolist(),
             "group_min": _round(cur.arrays[f"{key}/dup_min"][:shown]),
             "group_max": _round(cur.arrays[f"{key}/dup_max"][:shown]),
             "outliers": top.tolist(), "uniqueness": _round(u[top])}

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { checkCurateConfig, checkCurateLabels } from './curate';
 
-const good = { threshold: 0.05, groups_total: 2, groups: [[1, 2], [3, 4, 5]], group_min: [0.01, 0.02], group_max: [0.01, 0.04], outliers: [7, 1], uniqueness: [1.7, 1.5] };
+const good = { threshold: 0.05, groups_total: 2, groups: [[1, 2], [3, 4, 5]], group_size: [2, 9], group_min: [0.01, 0.02], group_max: [0.01, 0.04], outliers: [7, 1], uniqueness: [1.7, 1.5] };
 
 describe('curation files are checked before use', () => {
   test('a valid configuration file passes unchanged', () => {
@@ -13,6 +13,7 @@ describe('curation files are checked before use', () => {
     ['distances of another length', { ...good, group_max: [0.1] }, 'group_max'],
     ['scores of another length', { ...good, uniqueness: [1] }, 'uniqueness'],
     ['not an object', null, 'not a JSON object'],
+    ['a size below the listed members', { ...good, group_size: [1, 9] }, 'group_size'],
   ])('refuses %s, naming the file and the field', (_, raw, what) => {
     expect(() => checkCurateConfig(raw, 10, 'https://x/c.curate.json')).toThrow(new RegExp(`https://x/c.curate.json.*${what}`));
   });

@@ -6,7 +6,9 @@ import { BundleError } from './provider';
 export interface CurateConfig {
   threshold: number;
   groups_total: number;
+  /** First (up to 8) members of each listed group, ascending ids; group_size: its whole size. */
   groups: number[][];
+  group_size: number[];
   group_min: number[];
   group_max: number[];
   outliers: number[];
@@ -40,6 +42,12 @@ function nums(raw: unknown, len: number, what: string, url: string): number[] {
   return raw as number[];
 }
 
+function sizes(raw: unknown, groups: number[][], url: string): number[] {
+  const s = nums(raw, groups.length, 'group_size', url);
+  if (!s.every((x, i) => Number.isInteger(x) && x >= groups[i]!.length)) throw new BundleError(url, '"group_size" must be each group\'s size, at least its listed members');
+  return s;
+}
+
 export function checkCurateConfig(raw: unknown, n: number, url = 'curate'): CurateConfig {
   const c = raw as Partial<CurateConfig> | null;
   if (c === null || typeof c !== 'object') throw new BundleError(url, 'not a JSON object');
@@ -53,6 +61,7 @@ export function checkCurateConfig(raw: unknown, n: number, url = 'curate'): Cura
   const outliers = ids(c.outliers, n, 'outliers', url);
   return {
     threshold: c.threshold, groups_total: c.groups_total as number, groups,
+    group_size: sizes(c.group_size, groups, url),
     group_min: nums(c.group_min, groups.length, 'group_min', url), group_max: nums(c.group_max, groups.length, 'group_max', url),
     outliers, uniqueness: nums(c.uniqueness, outliers.length, 'uniqueness', url),
   };

@@ -164,9 +164,10 @@ export class CurateView implements ViewModule {
     this.info.replaceChildren(`${c.groups_total} group${c.groups_total === 1 ? '' : 's'} of near duplicates${capped}: pairs of images at distance ≤ ${fmt(c.threshold)}, a threshold measured on this configuration's own nearest-neighbour distances. Keep which? Your choice: nothing is deleted.`);
     this.list.show(c.groups.length, (g) => {
       const m = c.groups[g]!;
-      const more = m.length > GROUP_SHOWN ? h('span', { class: 'cur-more', text: `+${m.length - GROUP_SHOWN}` }) : '';
+      const size = c.group_size[g]!;
+      const more = size > Math.min(m.length, GROUP_SHOWN) ? h('span', { class: 'cur-more', text: `+${size - Math.min(m.length, GROUP_SHOWN)}` }) : '';
       return h('div', { class: 'cur-item', attrs: { 'data-group': g } }, [
-        h('div', { class: 'cur-meta' }, [h('strong', { text: `${m.length} images` }), h('span', { text: c.group_min[g] === c.group_max[g] ? `distance ${fmt(c.group_min[g]!)}` : `distance ${fmt(c.group_min[g]!)}–${fmt(c.group_max[g]!)}` })]),
+        h('div', { class: 'cur-meta' }, [h('strong', { text: `${size} images` }), h('span', { text: c.group_min[g] === c.group_max[g] ? `distance ${fmt(c.group_min[g]!)}` : `distance ${fmt(c.group_min[g]!)}–${fmt(c.group_max[g]!)}` })]),
         h('div', { class: 'cur-thumbs' }, [...m.slice(0, GROUP_SHOWN).map((id) => this.thumb(ctx, id, `image ${id} ${this.className(ctx, id)}`)), more]),
       ]);
     });
