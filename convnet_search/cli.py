@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
                           f"is not written unless STAGE is bundle. Stages, in run order: {', '.join(STAGE_NAMES)}")
     pre.add_argument("-v", "--verbose", action="store_true")
 
+    cur = sub.add_parser("curate", help="print one configuration's near-duplicate groups, outliers and likely "
+                         "label mistakes (from a precompute's work folder; nothing is deleted, moved or renamed)")
+    cur.add_argument("--work", type=Path, default=Path(".convnet-search"), help="the precompute's work folder")
+    cur.add_argument("--dataset", required=True, metavar="NAME_OR_PATH", help="the dataset, as given to precompute")
+    for flag in ("model", "layer", "pooling", "metric"):
+        cur.add_argument(f"--{flag}", help=f"the configuration's {flag} (default: the best-scoring configuration, "
+                         "or the last layer of the first model when the dataset has no labels)")
+    cur.add_argument("--format", choices=("csv", "json"), default="json",
+                     help="json: {configuration, duplicates: [[path, …]], outliers, label_mistakes}; csv: one row per item")
+
     fetch = sub.add_parser("fetch", help="download a public dataset as an image folder (needs a network)",
                            description="Write PER_CLASS seeded random images of each class of a public "
                                        "dataset as DEST/images/<class>/<image> (+ DEST/dataset.toml); "
@@ -387,6 +397,29 @@ def _guarded(command, args, console: Console) -> int:
         return EXIT_IO
 
 
+def _curate(args, console: Console) -> int:
+    """Print the curated lists of one configuration to stdout (JSON or CSV)."""
+    import csv
+    import json
+
+    from .io.datasets import DatasetError, load_dataset
+    from .stages import curate
+
+    try:
+        report = curate.curate_report(args.work, load_dataset(args.dataset),
+                                      {f: getattr(args, f) for f in ("model", "layer", "pooling", "metric")})
+    except (DatasetError, curate.CurateError) as exc:
+        _error_line(console, str(exc))
+        return EXIT_USAGE
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+    else:
+        w = csv.writer(sys.stdout)
+        w.writerow(curate.CSV_COLUMNS)
+        w.writerows(curate.report_rows(report))
+    return 0
+
+
 def _fetch(args, console: Console) -> int:
     from .io.datasets import PUBLIC_DATASETS, DatasetError, fetch_public_dataset
 
@@ -524,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(_search, args, console)
     if args.command == "export":
         return _guarded(_export, args, console)
+    if args.command == "curate":
+        return _curate(args, console)
     if args.command == "weights":
         return _weights(args, console)
     return _info(args, console)

@@ -35,7 +35,7 @@ BUNDLE_MARKER = ".convnet-search-bundle"
 LOCK_FILE = ".convnet-search.lock"
 OUT_LOCK_SUFFIX = ".convnet-search.lock"  # beside --out: ".<out name>.convnet-search.lock"
 PROBE_PREFIX = ".convnet-search-probe-"  # writability probe, removed at once (unless killed then)
-STAGE_DIRS = ("features", "neighbors", "umap", "scores", "thumbs", "tfjs", "scan-cache")
+STAGE_DIRS = ("features", "neighbors", "umap", "scores", "curate", "thumbs", "tfjs", "scan-cache")
 # A run needs far more on a real dataset; below this even a tiny run fails midway.
 MIN_FREE_BYTES = 100 * 2**20
 

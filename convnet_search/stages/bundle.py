@@ -22,6 +22,7 @@ from ..io.workspace import BUNDLE_MARKER, check_bundle_target, marker_payload
 from .base import STAGE_NAMES, Stage
 from .outputs import PACK_LEVEL, BrowserSearch, DatasetResults, ThumbSheets
 from .scores import SCORES_FORMAT
+from . import curate
 
 if TYPE_CHECKING:
     from .base import RunContext
@@ -67,7 +68,7 @@ FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *curate.BUNDLE_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format ≤ 5: one label field (the class folders), no {field} part
@@ -314,6 +315,8 @@ def _write_dataset(root: Path, inp: BundleInputs, res: DatasetResults) -> None:
     _copy_thumbnails(root, res.thumbs, d, inp.legacy_thumbnails)
     _write_neighbors_and_scores(root, inp, res)
     _write_atlas(root, res, _id_dtype(len(ds)))
+    for rel, data in curate.bundle_files(res, inp.models, inp.metrics).items():
+        _write(root, rel, data)
     for mid in inp.models:
         for layer in res.features[mid].meta["layers"]:
             for pooling in inp.poolings:
@@ -449,6 +452,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "fields": [_field_entry(res, f) for f in ds.fields],
             "minkowski_recall": minkowski_recall_entry(res, inp.models),
             "best": best_configuration(inp, res),
+            **({"curate_fields": list(res.curate[curate.LABELS_FILE].meta["fields"])} if res.curate else {}),
         })
     browser = None
     if inp.browser is not None:
@@ -478,6 +482,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
     if inp.pending:  # only in a bundle published before the run's last model: a complete one has none
         manifest["pending_models"] = [{"id": mid, "name": name} for mid, name in inp.pending]
     _atlas_manifest(manifest, inp)
+    if all(r.curate for r in inp.results):  # optional, like the atlas: only bundles that have it list it
+        manifest["files"].update(curate.BUNDLE_FILES)
     return manifest
 
 
@@ -556,7 +562,11 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
                        *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []),
                        # a bundle published before the last model says which are still coming
-                       *([("pending", list(ctx.pending))] if ctx.pending else []))
+                       *([("pending", list(ctx.pending))] if ctx.pending else []),
+                       # curated lists: a function of the neighbours and labels (above) and of their format
+                       *([curate.FILES_FORMAT, sorted((r.dataset.id, m, c.meta["fingerprint"]) for r in results
+                                                      for m, c in r.curate.items())]
+                         if any(r.curate for r in results) else []))
 
 
 def run(ctx: RunContext) -> None:

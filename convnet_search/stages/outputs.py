@@ -112,6 +112,8 @@ class DatasetResults:
     umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
     thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
     scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
+    # model id (and curate.LABELS_FILE: the label suspects) -> the curate stage's output
+    curate: dict[str, StoredArrays] = field(default_factory=dict)
 
 
 @dataclass

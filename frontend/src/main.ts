@@ -14,7 +14,7 @@ import { AboutView } from './views/about';
 import { JudgementStore } from './data/judgestore';
 import { repaintJudgements } from './views/judge';
 
-const TAB_LABELS: Record<View, string> = { search: 'Search', side: 'Side by side', map: 'Map (UMAP)', compare: 'Compare', judge: 'Your judgements', explorer: 'Model Explorer', about: 'About / FAQ' };
+const TAB_LABELS: Record<View, string> = { search: 'Search', side: 'Side by side', map: 'Map (UMAP)', compare: 'Compare', judge: 'Your judgements', explorer: 'Model Explorer', curate: 'Curate', about: 'About / FAQ' };
 
 function manifestUrl(): string {
   return new URLSearchParams(location.search).get('data') ?? 'data/manifest.json';
@@ -120,6 +120,7 @@ class App {
       map: new MapView(),
       compare: new CompareView(),
       explorer: new LazyView(() => import('./views/modelexplorer').then((x) => new x.ModelExplorerView())),
+      curate: new LazyView(() => import('./views/curate').then((x) => new x.CurateView())),
       about: new AboutView(),
     };
     this.tabs = Object.fromEntries(VIEWS.map((v) => [v, this.tab(v)])) as Record<View, HTMLButtonElement>;

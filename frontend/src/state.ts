@@ -1,7 +1,7 @@
 // Application state <-> URL query string. Every view is a deep link; back/forward restore it.
 import type { BestConfig, Manifest } from './data/types';
 
-export const VIEWS = ['search', 'map', 'compare', 'side', 'judge', 'explorer', 'about'] as const;
+export const VIEWS = ['search', 'map', 'compare', 'side', 'judge', 'explorer', 'curate', 'about'] as const;
 export type View = (typeof VIEWS)[number];
 export type GalleryMode = 'all' | 'class';
 

@@ -1,5 +1,6 @@
 // The one place that fetches bundle files. Everything is lazy (fetched when a view asks) and cached
 // in memory by URL, so switching back to a configuration costs no request.
+import { checkCurateConfig, checkCurateLabels, type CurateConfig, type CurateLabels } from './curate';
 import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } from './manifest';
 import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
@@ -249,8 +250,8 @@ export class DataProvider {
     return this.resolve(fillTemplate(t, values));
   }
 
-  /** A template the manifest may lack (atlas, featviz): null when absent. */
-  optionalPath(kind: 'atlas_index' | 'atlas_rows' | 'atlas_maps' | 'featviz', values: Record<string, string | number>): string | null {
+  /** A template the manifest may lack (atlas, featviz, curation lists): null when absent. */
+  optionalPath(kind: 'atlas_index' | 'atlas_rows' | 'atlas_maps' | 'featviz' | 'curate' | 'curate_labels', values: Record<string, string | number>): string | null {
     const t = this.manifest.files[kind];
     return t ? this.resolve(fillTemplate(t, values)) : null;
   }
@@ -392,6 +393,22 @@ export class DataProvider {
       }
       return view(await res.arrayBuffer());
     });
+  }
+
+  /** One configuration's duplicate groups and outliers (files.curate), checked (data/curate.ts). */
+  curate(dataset: string, model: string, layer: string, pooling: string, metric: string): Promise<CurateConfig> {
+    const url = this.optionalPath('curate', { dataset, model, layer, pooling, metric });
+    if (!url) return Promise.reject(new Error('this bundle has no curation lists'));
+    const n = this.dataset(dataset).size;
+    return this.cached(url, async () => checkCurateConfig(await this.parse(url), n, url));
+  }
+
+  /** A dataset's likely label mistakes per field (files.curate_labels), checked (data/curate.ts). */
+  curateLabels(dataset: string): Promise<CurateLabels> {
+    const url = this.optionalPath('curate_labels', { dataset });
+    if (!url) return Promise.reject(new Error('this bundle has no curation lists'));
+    const d = this.dataset(dataset);
+    return this.cached(url, async () => checkCurateLabels(await this.parse(url), d.size, d.classes.length, url));
   }
 
   /** A dataset's labels (files.labels, N·1–4 bytes) and its names, whose pages come on demand. */

@@ -51,6 +51,8 @@ export interface DatasetInfo {
   groups: 'class folders' | 'top folders';
   /** Label fields: scores exist per field. Empty: no labels (label-free guidance instead). */
   fields: FieldInfo[];
+  /** Label fields listed in files.curate_labels. */
+  curate_fields?: string[];
 }
 
 export interface BestConfig {
@@ -135,6 +137,10 @@ export interface FileTemplates {
   atlas_top?: string;
   atlas_maps?: string;
   featviz?: string;
+  /** Curation lists (docs/bundle.md "Curation"), optional: one configuration's duplicate groups and outliers. */
+  curate?: string;
+  /** Curation lists: a dataset's likely label mistakes per label field. */
+  curate_labels?: string;
 }
 
 /** Thumbnails in sprite sheets: sheet s of a level holds ids s·grid² … (s+1)·grid² − 1, row-major,

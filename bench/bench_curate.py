@@ -1,0 +1,434 @@
+"""Curation benchmark: near duplicates, label mistakes and outliers from the engine's stored-neighbour math.
+
+Seeded (SEED). MobileNet α 0.25 (`mobilenet_025`) with its real ImageNet weights
+(../shared/real/weights/keras_home), its default layers × poolings POOLINGS × metrics METRICS; features
+through the engine's multi-output extractor and reader (as bench_quality), neighbours from
+`neighbors.top_k_neighbors` (k = RunConfig's 15), curation from `search/curate.py` (what the curate
+stage stores). Images are read in place; the transformed copies go to a temporary folder.
+
+- duplicates: per set (the bundled real-photo set caltech10 and ../shared/real/tinyimagenet20), a
+  seeded 10 % of the images each get one transformed copy, the 8 TRANSFORMS dealt in turn (so each
+  transform has 1/8 of the copies), saved as PNG (JPEG q40 as JPEG). Truth: an
+  original and its copies are one family; pairs within a family are the true pairs. Predicted pairs:
+  every pair within a group (connected components). Pair precision / recall overall and per
+  transform (an original–copy pair of that transform), per configuration, each with its own
+  measured threshold (search/curate.py's rule, chosen before this benchmark) and with the other set's
+  threshold of the same configuration (transfer). Anchor: PHash as imagededup computes it
+  (bench/phash.py, checked bit for bit by bench/phash_parity.py) at imagededup's default Hamming
+  threshold 10, grouped by the same components.
+- label mistakes: tinyimagenet20's labels with a seeded 5 % flipped to another class; precision of
+  our top-K suspects (K = flipped) vs cleanlab's find_label_issues (ranked by self-confidence) on the
+  same neighbour-derived probabilities (cleanlab when importable; else reported as missing).
+- outliers: caltech10 plus 20 seeded images of the shapes set; recall of those 20 in the top 40
+  by uniqueness, per configuration.
+
+The work runs in a child process (`--worker`), as bench_quality: Keras reads KERAS_HOME at import.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+for _p in (str(ROOT), str(BENCH_DIR)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from bench_quality import ENV_REAL, MODEL, real_dir  # noqa: E402  (the same real data and model)
+
+SEED = 0
+DUP_FRACTION = 0.10
+FLIP_FRACTION = 0.05
+OUTLIERS = 20
+OUTLIER_TOP = 40
+POOLINGS = ("avg", "max", "gem")
+METRICS = ("cosine", "euclidean")  # sqeuclidean: the same groups as euclidean (the rule sees ratios)
+TRANSFORMS = ("jpeg40", "resize50", "crop80", "flip", "bright25", "rot5", "text", "grey")
+QUICK_PER_CLASS = 6
+
+
+def caltech_dir() -> Path:
+    """The bundled real-photo set: datasets/caltech10 in the repo, else demo/caltech10 beside the real folder."""
+    here = ROOT / "datasets" / "caltech10"
+    return here if here.is_dir() else real_dir().parent / "demo" / "caltech10"
+
+
+def skip_reason() -> str | None:
+    real = real_dir()
+    for p in (real / "tinyimagenet20", real / "weights" / "keras_home" / "models", caltech_dir()):
+        if not p.is_dir():
+            return (f"{p} not found (real photos and ImageNet weights; set {ENV_REAL} to the folder "
+                    "holding tinyimagenet20/ and weights/); section 'curate' skipped")
+    return None
+
+
+def run(quick: bool) -> dict:
+    reason = skip_reason()
+    if reason:
+        raise RuntimeError(reason)
+    env = {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
+        out = Path(tmp) / "curate.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
+        proc = subprocess.run(cmd + (["--quick"] if quick else []), env=env, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench_curate worker exited with {proc.returncode} (its output is above)")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker
+# ---------------------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(f"[curate] {msg}", file=sys.stderr, flush=True)
+
+
+def transform(img, name: str):
+    """One transformed copy (PIL RGB image) -> (image, save format)."""
+    from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+
+    w, h = img.size
+    if name == "jpeg40":
+        return img, ("JPEG", {"quality": 40})
+    if name == "resize50":
+        img = img.resize((max(1, w // 2), max(1, h // 2)), Image.LANCZOS)
+    elif name == "crop80":
+        dw, dh = round(w * 0.1), round(h * 0.1)
+        img = img.crop((dw, dh, w - dw, h - dh))
+    elif name == "flip":
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    elif name == "bright25":
+        img = ImageEnhance.Brightness(img).enhance(1.25)
+    elif name == "rot5":
+        img = img.rotate(5, resample=Image.BICUBIC)
+    elif name == "text":
+        img = img.copy()
+        size = max(10, h // 8)
+        font = ImageFont.load_default(size=size)
+        ImageDraw.Draw(img).text((w // 20, h - 2 * size), "© sample 2026", fill=(255, 255, 255), font=font,
+                                 stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
+    elif name == "grey":
+        img = img.convert("L").convert("RGB")
+    return img, ("PNG", {})
+
+
+def make_copies(paths: list[Path], tmp: Path, rng) -> tuple[list[Path], list[int], list[str]]:
+    """One copy of each of a seeded DUP_FRACTION of `paths`: (copy paths, original index, transform).
+    A collection where a tenth of the images have a near copy; the threshold rule assumes copies are
+    a minority (under a quarter of the images), as in any collection worth searching."""
+    from PIL import Image
+
+    n = len(paths)
+    chosen = sorted(rng.choice(n, size=max(1, round(DUP_FRACTION * n)), replace=False).tolist())
+    out, orig, kinds = [], [], []
+    for j, i in enumerate(rng.permutation(chosen).tolist()):  # transforms dealt in turn, in seeded order
+        t = TRANSFORMS[j % len(TRANSFORMS)]
+        with Image.open(paths[i]) as im:
+            img, (fmt, kw) = transform(im.convert("RGB"), t)
+        p = tmp / f"{i:05d}_{t}.{'jpg' if fmt == 'JPEG' else 'png'}"
+        img.save(p, fmt, **kw)
+        out.append(p), orig.append(i), kinds.append(t)
+    return out, orig, kinds
+
+
+def components(n: int, a, b):
+    import numpy as np
+
+    from convnet_search.search.curate import _components
+
+    return _components(n, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+
+
+def pair_scores(root, family, kinds_of) -> dict:
+    """Pair precision/recall of predicted components `root` against true families, overall and per
+    transform (pairs original–copy of that transform; precision over predicted pairs touching a copy
+    of that transform)."""
+    import numpy as np
+
+    n = len(root)
+    pred = _pairs_of(root)
+    true = _pairs_of(family)
+    hit = pred & true
+    row = {"pairs_pred": len(pred), "pairs_true": len(true),
+           "precision": len(hit) / len(pred) if pred else 1.0, "recall": len(hit) / len(true) if true else 1.0}
+    for t in TRANSFORMS:
+        copies = [i for i in range(n) if kinds_of[i] == t]
+        t_true = {(min(family[i], i), max(family[i], i)) for i in copies}
+        t_pred = {p for p in pred if kinds_of[p[0]] == t or kinds_of[p[1]] == t}
+        row[f"recall_{t}"] = len(t_true & pred) / len(t_true) if t_true else None
+        row[f"precision_{t}"] = len(t_pred & true) / len(t_pred) if t_pred else 1.0
+    return row
+
+
+def _pairs_of(root) -> set[tuple[int, int]]:
+    from collections import defaultdict
+
+    groups = defaultdict(list)
+    for i, r in enumerate(root):
+        groups[int(r)].append(i)
+    return {(a, b) for g in groups.values() if len(g) > 1 for x, a in enumerate(g) for b in g[x + 1:]}
+
+
+def neighbour_lists(features: dict, k: int) -> dict:
+    """(pooling, layer, metric) -> (ids, dists) of every configuration."""
+    from convnet_search.search.neighbors import top_k_neighbors
+
+    out = {}
+    for p, by_layer in features.items():
+        for layer, x in by_layer.items():
+            for metric in METRICS:
+                out[(p, layer, metric)] = top_k_neighbors(x, k, metric)
+    return out
+
+
+def extract(paths: list[Path], spec, batch_size: int) -> dict:
+    """features[pooling][layer] float32 [N, dim]: one multi-output forward pass of the default layers
+    (as bench_quality.extract_all, for POOLINGS only), through the engine's reader."""
+    import numpy as np
+
+    from convnet_search.nets.extractor import image_batches
+    from convnet_search.nets.models import build_feature_extractor, output_keys
+    from convnet_search.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    model, infos, base = build_feature_extractor(spec, None, weights="imagenet", pooling=list(POOLINGS), seed=SEED)
+    if base["weights"] != "imagenet":
+        raise RuntimeError(f"expected ImageNet weights, got {base['weights_detail']}")
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    keys = output_keys(infos, list(POOLINGS))
+    parts = {key: [] for key in keys}
+    for batch in image_batches(list(paths), spec.input_size, batch_size):
+        outs = infer(batch)
+        for key, o in zip(keys, outs if isinstance(outs, (list, tuple)) else [outs]):
+            parts[key].append(o.numpy().astype(np.float32, copy=False))
+    features: dict = {}
+    for key, v in parts.items():
+        pooling, layer = key.split("/", 1)
+        features.setdefault(pooling, {})[layer] = np.ascontiguousarray(np.concatenate(v))
+    return features
+
+
+def _subset(ds, per_class: int):
+    from bench_quality import _subset as sub
+
+    return sub(ds, per_class)
+
+
+def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> tuple[list[dict], dict, dict]:
+    """Rows per configuration (and PHash) for one set, the thresholds chosen, the neighbour lists."""
+    import numpy as np
+
+    from phash import hamming_pairs, phash_bits
+    from convnet_search.search.curate import duplicate_groups, duplicate_threshold
+
+    folder = tmp / name
+    folder.mkdir()
+    paths = [ds.path(i) for i in range(len(ds))]
+    copies, orig, kinds = make_copies(paths, folder, rng)
+    allp = paths + copies
+    n0, n = len(paths), len(allp)
+    family = np.arange(n)
+    family[n0:] = orig
+    kinds_of = [""] * n0 + kinds
+    _log(f"{name}: {n0} images + {len(copies)} copies of {len(set(orig))}; extracting …")
+    t = time.perf_counter()
+    feats = extract(allp, spec, batch)
+    _log(f"{name}: features {time.perf_counter() - t:.0f}s; neighbours …")
+    lists = neighbour_lists(feats, k)
+    rows, thresholds = [], {}
+    for (p, layer, metric), (ids, dists) in lists.items():
+        th = duplicate_threshold(dists)
+        thresholds[(p, layer, metric)] = th
+        g = duplicate_groups(ids, dists, th)
+        root = np.arange(n)
+        for gi, members in enumerate(g.groups()):
+            root[members] = members[0]
+        rows.append({"set": name, "method": "ours", "pooling": p, "layer": layer, "metric": metric,
+                     "threshold": th, **pair_scores(root, family, kinds_of)})
+    bits = np.stack([phash_bits(Path(q)) for q in allp])
+    a, b = hamming_pairs(bits)
+    rows.append({"set": name, "method": "phash", "pooling": "", "layer": "PHash (imagededup, ≤ 10)", "metric": "hamming",
+                 "threshold": 10, **pair_scores(components(n, a, b), family, kinds_of)})
+    return rows, thresholds, {"lists": lists, "n0": n0, "family": family, "kinds_of": kinds_of, "features": feats}
+
+
+def transfer_rows(name: str, other_thresholds: dict, ctx: dict, other: str) -> list[dict]:
+    """The same configurations with the other set's measured thresholds."""
+    import numpy as np
+
+    from convnet_search.search.curate import duplicate_groups
+
+    rows = []
+    n = len(ctx["family"])
+    for key, (ids, dists) in ctx["lists"].items():
+        if key not in other_thresholds:
+            continue
+        g = duplicate_groups(ids, dists, other_thresholds[key])
+        root = np.arange(n)
+        for members in g.groups():
+            root[members] = members[0]
+        s = pair_scores(root, ctx["family"], ctx["kinds_of"])
+        rows.append({"set": name, "threshold_from": other, "pooling": key[0], "layer": key[1], "metric": key[2],
+                     "threshold": other_thresholds[key], "precision": s["precision"], "recall": s["recall"]})
+    return rows
+
+
+def label_part(ds, ctx: dict, rng) -> dict:
+    """Flip FLIP_FRACTION of the labels; our top-K precision and cleanlab's on the same probabilities."""
+    import numpy as np
+
+    from convnet_search.search.curate import label_probabilities, label_suspects
+
+    n0 = ctx["n0"]
+    labels = np.asarray(ds.labels[:n0], dtype=np.int64)
+    classes = len(ds.classes)
+    flip = rng.choice(n0, size=max(1, round(FLIP_FRACTION * n0)), replace=False)
+    noisy = labels.copy()
+    noisy[flip] = (labels[flip] + rng.integers(1, classes, size=len(flip))) % classes
+    # the originals' own neighbour lists: the copies are left out (search again on the originals)
+    from convnet_search.search.neighbors import top_k_neighbors
+
+    ids_all = []
+    for (p, layer, metric), _ in ctx["lists"].items():
+        ids_all.append(top_k_neighbors(ctx["features"][p][layer][:n0], ctx["k"], metric)[0])
+    probs = label_probabilities(ids_all, noisy, classes)
+    s = label_suspects(probs, noisy)
+    k_flip = len(flip)
+    truth = set(flip.tolist())
+    ours = len(truth & set(s.ids[:k_flip].tolist())) / k_flip
+    out = {"images": n0, "flipped": k_flip, "configurations": len(ids_all), "ours_precision_at_k": ours,
+           "ours_suspects": int(len(s.ids))}
+    try:
+        from cleanlab.filter import find_label_issues
+
+        issues = find_label_issues(noisy, probs, return_indices_ranked_by="self_confidence")
+        out["cleanlab_precision_at_k"] = len(truth & set(issues[:k_flip].tolist())) / k_flip
+        out["cleanlab_issues"] = int(len(issues))
+        out["cleanlab_recall_all_issues"] = len(truth & set(issues.tolist())) / k_flip
+        import cleanlab
+
+        out["cleanlab_version"] = cleanlab.__version__
+    except ImportError as exc:
+        out["cleanlab"] = f"not installed ({exc}); pip install -e '.[bench]'"
+    return out
+
+
+def outlier_part(cal_ds, cal_feats: dict, n0: int, spec, k: int, batch: int, rng) -> list[dict]:
+    import numpy as np
+
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.search.curate import outlier_order, uniqueness
+
+    shapes = load_dataset("shapes")
+    pick = sorted(rng.choice(len(shapes), size=OUTLIERS, replace=False).tolist())
+    extra = extract([shapes.path(i) for i in pick], spec, batch)
+    rows = []
+    from convnet_search.search.neighbors import top_k_neighbors
+
+    for p, by_layer in cal_feats.items():
+        for layer, x in by_layer.items():
+            both = np.vstack([x[:n0], extra[p][layer]])
+            for metric in METRICS:
+                _, dists = top_k_neighbors(both, k, metric)
+                top = outlier_order(uniqueness(dists))[:OUTLIER_TOP]
+                rows.append({"pooling": p, "layer": layer, "metric": metric,
+                             "recall_at_40": float(np.mean(top >= n0) * OUTLIER_TOP / OUTLIERS)})
+    return rows
+
+
+def worker(quick: bool) -> dict:
+    import numpy as np
+
+    from convnet_search.config import RunConfig
+    from convnet_search.io.datasets import load_dataset
+    from convnet_search.nets.models import get_spec
+
+    t0 = time.perf_counter()
+    cfg = RunConfig()
+    spec = get_spec(MODEL)
+    sets = {"caltech10": load_dataset(caltech_dir()), "tinyimagenet20": load_dataset(real_dir() / "tinyimagenet20")}
+    if quick:
+        sets = {k: _subset(v, QUICK_PER_CLASS) for k, v in sets.items()}
+    dup_rows, thresholds, ctxs = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="curate-copies-") as tmp:
+        for i, (name, ds) in enumerate(sets.items()):
+            rng = np.random.default_rng([SEED, i])
+            rows, thresholds[name], ctxs[name] = duplicates_part(name, ds, spec, cfg.k, cfg.batch_size, rng, Path(tmp))
+            dup_rows += rows
+    names = list(sets)
+    transfer = transfer_rows(names[0], thresholds[names[1]], ctxs[names[0]], names[1]) + \
+        transfer_rows(names[1], thresholds[names[0]], ctxs[names[1]], names[0])
+    meta_tr = {"transforms": list(TRANSFORMS), "dup_fraction": DUP_FRACTION}
+    _log("label mistakes …")
+    tiny = ctxs["tinyimagenet20"]
+    tiny["k"] = cfg.k
+    labels = label_part(sets["tinyimagenet20"], tiny, np.random.default_rng([SEED, 10]))
+    _log("outliers …")
+    outliers = outlier_part(sets["caltech10"], ctxs["caltech10"]["features"], ctxs["caltech10"]["n0"], spec, cfg.k,
+                            cfg.batch_size, np.random.default_rng([SEED, 20]))
+    meta = {"model": MODEL, "seed": SEED, "quick": quick, "k": cfg.k, "poolings": list(POOLINGS),
+            "metrics": list(METRICS), "sets": {k: str(v.root) for k, v in sets.items()}, **meta_tr,
+            "transfer": transfer, "labels": labels, "outliers": outliers,
+            "seconds": round(time.perf_counter() - t0, 1)}
+    return {"rows": dup_rows, "meta": meta}
+
+
+def _cell(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def print_report(console, rows: list[dict], meta: dict) -> None:
+    from rich.table import Table
+
+    for name in meta["sets"]:
+        mine = [r for r in rows if r["set"] == name]
+        ours = sorted((r for r in mine if r["method"] == "ours"),
+                      key=lambda r: -(2 * r["precision"] * r["recall"] / max(r["precision"] + r["recall"], 1e-9)))
+        show = ours[:8] + [r for r in mine if r["method"] == "phash"]
+        t = Table(title=f"curate · duplicates · {name} (top 8 configurations by pair F1, of {len(ours)}; PHash last)")
+        for c in ("configuration", "thr", "P", "R", *TRANSFORMS):
+            t.add_column(c, justify="left" if c == "configuration" else "right")
+        for r in show:
+            label = r["layer"] if r["method"] == "phash" else f"{r['layer']} · {r['pooling']} · {r['metric']}"
+            t.add_row(label, f"{r['threshold']:.3g}", _cell(r["precision"]), _cell(r["recall"]),
+                      *(f"{_cell(r[f'recall_{x}'])}/{_cell(r[f'precision_{x}'])}" for x in TRANSFORMS))
+        console.print(t)
+    console.print("per transform: recall/precision of original–copy pairs")
+    lab = meta["labels"]
+    console.print(f"label mistakes (tinyimagenet20, {lab['flipped']} of {lab['images']} flipped): ours P@K "
+                  f"{lab['ours_precision_at_k']:.3f}; cleanlab P@K {lab.get('cleanlab_precision_at_k', 'n/a')}")
+    best = max(meta["outliers"], key=lambda r: r["recall_at_40"])
+    med = sorted(r["recall_at_40"] for r in meta["outliers"])[len(meta["outliers"]) // 2]
+    console.print(f"outliers (caltech10 + {OUTLIERS} shapes): recall@{OUTLIER_TOP} best {best['recall_at_40']:.2f} "
+                  f"({best['layer']} · {best['pooling']} · {best['metric']}), median {med:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    if args.worker:
+        result = worker(args.quick)
+        args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+        return 0
+    from rich.console import Console
+
+    result = run(args.quick)
+    print_report(Console(), result["rows"], result["meta"])
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Tests of search/curate.py (the curation math against brute-force references) and stages/curate.py."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convnet_search.search import curate
+
+
+def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k euclidean neighbours (query excluded), ties by id."""
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    ids = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return ids, np.take_along_axis(d, ids, axis=1)
+
+
+def brute_groups(ids: np.ndarray, dists: np.ndarray, t: float) -> set[frozenset[int]]:
+    """Components by repeated set merging: the plainest possible reference."""
+    sets = [{i} for i in range(len(ids))]
+    for i, j in itertools.product(range(len(ids)), range(ids.shape[1])):
+        if dists[i, j] <= t:
+            a, b = next(s for s in sets if i in s), next(s for s in sets if ids[i, j] in s)
+            if a is not b:
+                a |= b
+                sets.remove(b)
+    return {frozenset(s) for s in sets if len(s) > 1}
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 30), k=st.integers(1, 5), seed=st.integers(0, 2**31 - 1), q=st.floats(0.0, 1.0))
+def test_groups_equal_brute_force_components(n, k, seed, q):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).round(1)  # rounding makes ties and exact copies
+    ids, dists = knn(x, min(k, n - 1))
+    t = float(np.quantile(dists, q))
+    g = curate.duplicate_groups(ids, dists, t)
+    assert {frozenset(m) for m in g.groups()} == brute_groups(ids, dists, t)
+    # each group's distances are its joined edges' extremes, groups sorted by the closest pair
+    for members, lo, hi in zip(g.groups(), g.min_dist, g.max_dist):
+        edges = [dists[i, j] for i in members for j in range(ids.shape[1]) if dists[i, j] <= t]
+        assert lo == pytest.approx(min(edges), rel=1e-6) and hi == pytest.approx(max(edges), rel=1e-6)
+        assert members == sorted(members)
+    assert np.all(np.diff(g.min_dist) >= 0)
+
+
+def test_threshold_finds_planted_copies_and_ignores_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16))
+    copies = x[:20] + rng.normal(scale=1e-3, size=(20, 16))
+    ids, dists = knn(np.vstack([x, copies]), 5)
+    t = curate.duplicate_threshold(dists)
+    groups = {frozenset(m) for m in curate.duplicate_groups(ids, dists, t).groups()}
+    assert groups == {frozenset({i, 300 + i}) for i in range(20)}
+    # squared distances: the threshold squares with them (the rule sees ratios only)
+    assert curate.duplicate_threshold(dists ** 2) == pytest.approx(t ** 2, rel=1e-9)
+    assert curate.duplicate_threshold(dists * 7) == pytest.approx(t * 7, rel=1e-9)
+
+
+def test_threshold_is_tukeys_lower_fence_of_log_nn_distances():
+    d1 = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8])
+    logs = np.log(np.maximum(d1, np.finfo(float).tiny))
+    q1, q3 = np.percentile(logs, [25, 75])
+    want = np.exp(q1 - curate.FENCE_IQR * (q3 - q1))
+    assert curate.duplicate_threshold(np.c_[d1, d1 + 1]) == pytest.approx(want)
+
+
+def test_uniqueness_ranks_the_far_point_first():
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.normal(size=(50, 4)), [[40, 40, 40, 40]]])
+    _, dists = knn(x, 5)
+    u = curate.uniqueness(dists)
+    assert curate.outlier_order(u)[0] == 50
+    assert np.median(u) == pytest.approx(1.0)
+    ref = dists.mean(1) / np.median(dists.mean(1))
+    np.testing.assert_allclose(u, ref, rtol=1e-6)
+
+
+def brute_probs(all_ids, labels, classes):
+    have = [i for i in range(len(labels)) if labels[i] >= 0]
+    chance = sum((sum(labels[i] == c for i in have) / len(have)) ** 2 for c in range(classes))
+    votes, weights = [], []
+    for ids in all_ids:
+        v = np.zeros((len(labels), classes))
+        for i, row in enumerate(ids):
+            got = [labels[j] for j in row if labels[j] >= 0]
+            for c in got:
+                v[i, c] += 1 / len(got)
+        agree = np.mean([v[i, labels[i]] for i in have])
+        votes.append(v)
+        weights.append(0.0 if chance >= 1 else max(0.0, (agree - chance) / (1 - chance)))
+    w = np.array(weights) / sum(weights) if sum(weights) > 0 else np.full(len(votes), 1 / len(votes))
+    p = sum(wi * v for wi, v in zip(w, votes))
+    for i in range(len(labels)):
+        p[i] = p[i] / p[i].sum() if p[i].sum() > 0 else 1 / classes
+    return p
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(4, 25), classes=st.integers(2, 4), configs=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_label_probabilities_and_suspects_equal_brute_force(n, classes, configs, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(-1, classes, size=n)
+    labels[0] = 0  # at least one labelled image
+    all_ids = [knn(rng.normal(size=(n, 2)), 3)[0] for _ in range(configs)]
+    p = curate.label_probabilities(all_ids, labels, classes)
+    np.testing.assert_allclose(p, brute_probs(all_ids, labels, classes), atol=1e-12)
+    s = curate.label_suspects(p, labels)
+    want = [i for i in range(n) if labels[i] >= 0 and max(p[i][c] for c in range(classes) if c != labels[i]) > p[i][labels[i]]]
+    assert sorted(s.ids.tolist()) == want
+    for i, g, sug, m in zip(s.ids, s.given, s.suggested, s.margin):
+        assert g == labels[i] and sug != g and m == pytest.approx(p[i][sug] - p[i][g], abs=1e-6)
+        assert p[i][sug] == pytest.approx(max(p[i][c] for c in range(classes) if c != g))
+    assert np.all(np.diff(s.self_confidence) >= -1e-7)
+
+
+def test_label_mistakes_finds_flipped_labels_in_every_field():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(scale=10, size=(4, 8))
+    y = np.repeat(np.arange(4), 30)
+    x = centres[y] + rng.normal(size=(120, 8))
+    ids, _ = knn(x, 7)
+    flipped = y.copy()
+    flipped[[3, 40, 77]] = [1, 2, 0]
+    other = np.where(np.arange(120) % 2 == 0, y % 2, -1)  # a second field, half empty
+    out = curate.label_mistakes({"class": (flipped, 4), "half": (other, 2)}, [ids])
+    assert set(out["class"].ids.tolist()) == {3, 40, 77}
+    assert out["class"].suggested.tolist() == [y[i] for i in out["class"].ids]
+    assert len(out["half"].ids) == 0
+
+
+# --- stages/curate.py: a real (tiny, random-weight) run writes the lists, the bundle and the CLI report
+CONFIG = ('models = ["mobilenet_025"]\nnum_layers = 1\npooling = ["avg"]\nmetrics = ["cosine", "euclidean"]\n'
+          'weights = "none"\nbrowser_search = false\nk = 5\nbatch_size = 8\natlas = false\nfeatviz_models = []\n')
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    import shutil
+
+    from convnet_search import cli
+    from test_cli import add_plain_images
+
+    root = tmp_path_factory.mktemp("curate")
+    data = root / "photos"
+    add_plain_images(data, 8, ["a", "b", "c"])
+    shutil.copy(data / "a" / "plain_00.png", data / "a" / "copy_of_00.png")  # a planted exact copy
+    shutil.copy(data / "b" / "plain_01.png", data / "c" / "mislabelled.png")  # and a b image filed under c
+    (root / "c.toml").write_text(CONFIG)
+    before = sorted((p.relative_to(data), p.read_bytes()) for p in data.rglob("*") if p.is_file())
+    assert cli.main(["precompute", "--config", str(root / "c.toml"), "--dataset", str(data),
+                     "--work", str(root / "work"), "--out", str(root / "out")]) == 0
+    assert sorted((p.relative_to(data), p.read_bytes()) for p in data.rglob("*") if p.is_file()) == before
+    return root, data
+
+
+def test_the_run_groups_the_planted_copy_in_every_configuration(curated):
+    import json
+
+    from test_cli import SCHEMA
+
+    import jsonschema
+
+    root, _ = curated
+    out = root / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    jsonschema.validate(manifest, SCHEMA)
+    ds = manifest["datasets"][0]
+    assert ds["curate_fields"] == ["class"]
+    files = [n for p in sorted((out / "datasets" / ds["id"] / "names").glob("*.json"), key=lambda p: int(p.stem))
+             for n in json.loads(p.read_text())]
+    copy, orig = files.index("a/copy_of_00.png"), files.index("a/plain_00.png")
+    layer = manifest["models"][0]["layers"][0]["name"]
+    for metric in ("cosine", "euclidean"):
+        rel = manifest["files"]["curate"].format(dataset=ds["id"], model="mobilenet_025", layer=layer,
+                                                 pooling="avg", metric=metric)
+        cfg = json.loads((out / rel).read_text())
+        assert sorted([copy, orig]) in cfg["groups"], metric
+        assert cfg["threshold"] > 0 and len(cfg["outliers"]) == ds["size"]
+    labels = json.loads((out / manifest["files"]["curate_labels"].format(dataset=ds["id"])).read_text())
+    assert set(labels["fields"]) == {"class"}
+
+
+def test_cli_curate_prints_groups_as_relative_paths(curated, capsys):
+    import csv
+    import io
+    import json
+
+    from convnet_search import cli
+
+    root, data = curated
+    assert cli.main(["curate", "--work", str(root / "work"), "--dataset", str(data), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert ["a/copy_of_00.png", "a/plain_00.png"] in report["duplicates"]
+    assert report["configuration"]["model"] == "mobilenet_025"
+    assert len(report["outliers"]) == 26 and set(report["label_mistakes"]) == {"class"}
+    assert cli.main(["curate", "--work", str(root / "work"), "--dataset", str(data), "--metric", "euclidean",
+                     "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    dup = {r["path"] for r in rows if r["kind"] == "duplicate" and r["group"] == "0"}
+    assert {"a/copy_of_00.png", "a/plain_00.png"} <= {r["path"] for r in rows if r["kind"] == "duplicate"}
+    assert dup and sum(r["kind"] == "outlier" for r in rows) == 26
+
+
+def test_cli_curate_without_a_run_names_the_work_folder(tmp_path, capsys):
+    from convnet_search import cli
+    from test_cli import add_plain_images
+
+    add_plain_images(tmp_path / "d", 3, ["a", "b"])
+    assert cli.main(["curate", "--work", str(tmp_path / "w"), "--dataset", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "w") in err and "precompute" in err
+
+
+def test_bundle_files_stay_under_20_kb_at_any_n():
+    """Worst case: the longest ids (N = 10,000,000), every list full, big groups, long floats."""
+    from convnet_search.io.store import StoredArrays, dumps_json
+    from convnet_search.stages import curate as stage
+
+    n, key = 10_000_000, "avg/l/cosine"
+    rng = np.random.default_rng(0)
+    sizes = np.full(1000, 50)
+    members = rng.choice(n, size=sizes.sum(), replace=False).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    cur = StoredArrays({"thresholds": {key: 0.123456789}}, {
+        f"{key}/dup_members": members, f"{key}/dup_offsets": offsets,
+        f"{key}/dup_min": rng.random(1000).astype(np.float32) / 3, f"{key}/dup_max": rng.random(1000).astype(np.float32) / 3,
+        f"{key}/uniqueness": (1 + rng.random(n)).astype(np.float32) / 3})
+    config = dumps_json(stage.config_json(cur, key)).encode()
+    assert len(config) <= 20_000, len(config)
+    k = 100_000
+    labels = StoredArrays({"fields": ["class"]}, {
+        "class/ids": rng.choice(n, k).astype(np.int32), "class/given": rng.integers(0, 65_000, k).astype(np.int32),
+        "class/suggested": rng.integers(0, 65_000, k).astype(np.int32),
+        "class/margin": rng.random(k).astype(np.float32) / 3, "class/self_confidence": rng.random(k).astype(np.float32) / 3})
+    assert len(dumps_json(stage.labels_json(labels)).encode()) <= 20_000
+    got = stage.config_json(cur, key)
+    assert got["group_size"][:3] == [50, 50, 50] and all(len(g) == stage.MEMBERS_SHOWN for g in got["groups"])
