@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..io.datasets import Dataset
+from ..io.labels import labels_fingerprint as label_fields_fingerprint
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.curate import FENCE_IQR, duplicate_groups, duplicate_threshold, label_mistakes, uniqueness
 from .base import Stage
@@ -34,11 +35,10 @@ SUSPECT_FIELDS = ("ids", "given", "suggested", "margin", "self_confidence")
 
 
 def label_fields(ds: Dataset) -> dict[str, tuple[np.ndarray, int]]:
-    """Label field name -> (per-image label ids, -1 = no value; number of labels). Today one field,
-    the class folder; a dataset with fewer than two classes has nothing to confuse."""
-    if len(ds.classes) < 2:
-        return {}
-    return {"class": (np.asarray(ds.labels, dtype=np.int64), len(ds.classes))}
+    """Label field id -> (per-image value ids, -1 = no value; number of values): the dataset's label
+    fields (io/labels.py: the class folders' "class", or a labels file's columns), never the top
+    folders an unlabelled collection is grouped by. A field with one value has nothing to confuse."""
+    return {f.id: (np.asarray(f.codes, dtype=np.int64), len(f.values)) for f in ds.fields if len(f.values) >= 2}
 
 
 def curate_fingerprint(nbrs: StoredArrays) -> str:
@@ -46,8 +46,10 @@ def curate_fingerprint(nbrs: StoredArrays) -> str:
 
 
 def labels_fingerprint(res: DatasetResults, models: list[str]) -> str:
-    """The neighbours' fingerprints cover the features, hence the dataset and its labels."""
-    return fingerprint("curate-labels", CURATE_FORMAT, 2, [res.neighbors[m].meta["fingerprint"] for m in models])  # 2: self-confidence order
+    """The neighbours' fingerprints cover the vectors, not the labels (a renamed class keeps them):
+    the label fields join here."""
+    return fingerprint("curate-labels", CURATE_FORMAT, 2, [res.neighbors[m].meta["fingerprint"] for m in models],  # 2: self-confidence order
+                       ("labels", label_fields_fingerprint(res.dataset.labels_mode, res.dataset.fields)))
 
 
 def curate_arrays(nbrs: StoredArrays, keys: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
