@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--batch-size", type=num("batch_size"), help=h("batch_size"))
     pre.add_argument("--no-browser-search", action="store_true", help="skip the TF.js export")
     pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
+    pre.add_argument("--judgements", metavar="FILE", help=h("judgements"))
     pre.add_argument("--distributor", metavar="local|ray", help=h("distributor"))
     pre.add_argument("--ray-address", metavar="ADDRESS", help=h("ray_address"))
     pre.add_argument("--workers", type=num("workers"), help=h("workers"))
@@ -179,6 +180,7 @@ def _precompute(args, console: Console) -> int:
     from .io.datasets import DatasetError
     from .nets.models import ModelError, WeightsError
     from .stages.bundle import BundleError
+    from .io.judgements import JudgementsFileError
     from .distribute.base import ClusterError, RayMissingError
     from .pipeline import run
     from .stages.base import StageInputMissing
@@ -191,7 +193,7 @@ def _precompute(args, console: Console) -> int:
             "metrics": args.metrics, "minkowski_p": args.minkowski_p, "k": args.k, "pooling": args.pooling,
             "weights": args.weights, "seed": args.seed, "batch_size": args.batch_size,
             "browser_search": False if args.no_browser_search else None,
-            "follow_links": True if args.follow_links else None,
+            "follow_links": True if args.follow_links else None, "judgements": args.judgements,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
             "distributor": args.distributor, "ray_address": args.ray_address, "workers": args.workers,
@@ -199,8 +201,15 @@ def _precompute(args, console: Console) -> int:
             "browser_budget_mb": args.browser_budget_mb,
         }
         cfg = load_config(args.config, overrides)
+        if cfg.judgements is not None:  # a bad file fails now, not after the extraction
+            from .io.judgements import read_judgements
+
+            read_judgements(cfg.judgements)
     except ConfigError as exc:
         # one problem per line, unwrapped; values may hold [brackets] that are not rich markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_USAGE
+    except JudgementsFileError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_USAGE
     t0 = time.perf_counter()

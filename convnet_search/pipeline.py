@@ -1,6 +1,6 @@
 """The run: check the folders, hold the work folder's lock, and loop over the stages in order.
 
-datasets -> extract -> thumbnails -> neighbours -> umap -> scores -> featviz -> tfjs -> bundle: one
+datasets -> extract -> thumbnails -> neighbours -> umap -> scores -> judgements -> featviz -> tfjs -> bundle: one
 module per stage in stages/ (stages/base.py: the contract they follow). Each stage reads the previous
 stages' stored outputs (work folder) and writes its own with a fingerprint of its inputs, so unchanged
 work is skipped and `--only STAGE` runs one stage alone.
@@ -17,12 +17,13 @@ from .distribute import make_distributor
 from .distribute.base import Distributor
 from .io.datasets import load_dataset
 from .io.workspace import STAGE_DIRS, clear_stages, dataset_folder, preflight, prepare_work, work_lock
-from .stages import bundle, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
+from .stages import bundle, datasets, extract, featviz, judgements, neighbors, scores, tfjs, thumbnails, umap
 from .stages.base import STAGE_NAMES, RunContext, Stage, plan
 from .stages.outputs import RunReport
 from .stages.bundle import OWN_FILES
 
-STAGES = tuple(m.STAGE for m in (datasets, extract, thumbnails, neighbors, umap, scores, featviz, tfjs, bundle))
+STAGES = tuple(m.STAGE for m in (datasets, extract, thumbnails, neighbors, umap, scores, judgements, featviz, tfjs,
+                                    bundle))
 assert tuple(s.name for s in STAGES) == STAGE_NAMES  # stages/base.py holds the names for the CLI
 
 

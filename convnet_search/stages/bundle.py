@@ -61,10 +61,13 @@ ATLAS_FILES = {
 ATLAS_FORMAT = 2
 ATLAS_FORMAT_1 = "datasets/{dataset}/{model}/{layer}/atlas/top.bin"  # C×T ids in channel order
 FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
+# The offline ranking by the user's judgements (--judgements; stages/judgements.py): listed only
+# when some dataset has one.
+JUDGEMENTS_FILES = {"judgements": "datasets/{dataset}/judgements.json"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *FEATVIZ_FILES.values(), *JUDGEMENTS_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
              "datasets/{dataset}/index.json",  # bundle format ≤ 4: every name and label in one JSON
@@ -378,6 +381,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "skipped": [{"file": s.file, "reason": s.reason} for s in ds.skipped],
             "notes": list(ds.notes),  # caveats, e.g. one class only (every score would be 1.0)
             "minkowski_recall": minkowski_recall_entry(res, inp.models),
+            "judgements": _judgements_entry(res),
         })
     browser = None
     if inp.browser is not None:
@@ -405,7 +409,17 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
         "browser_search": browser,
     }
     _atlas_manifest(manifest, inp)
+    if any(r.judgements for r in inp.results):
+        manifest["files"] = {**manifest["files"], **JUDGEMENTS_FILES}
     return manifest
+
+
+def _judgements_entry(res: DatasetResults) -> dict[str, Any] | None:
+    """What the explorer shows before fetching the ranking file (docs/bundle.md)."""
+    j = res.judgements
+    if not j:
+        return None
+    return {key: j[key] for key in ("source", "configurations", "judgements", "judged_queries", "scored_queries")}
 
 
 def check_replaceable(out: Path) -> None:
@@ -435,6 +449,8 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
         tmp.mkdir(parents=True)
         for res in inp.results:
             _write_dataset(tmp, inp, res)
+            if res.judgements:
+                _write(tmp, _path(JUDGEMENTS_FILES["judgements"], dataset=res.dataset.id), dumps_json(res.judgements).encode())
             if inp.browser is not None:
                 manifest["browser_search"]["features"] += write_browser_features(tmp, inp, res, previous)
         if inp.browser is not None:
@@ -467,7 +483,9 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        # the dataset fingerprint (it must not force a re-extraction)
                        [([(x.file, x.reason) for x in d.skipped], d.notes) for d in datasets],
                        *([sorted((m, r.fingerprint) for m, r in featviz.items())] if featviz else []),
-                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []))
+                       *([("scores", SCORES_FORMAT)] if SCORES_FORMAT > 1 else []),
+                       # only when given, so bundles written without judgements stay current
+                       *([[r.judgements for r in results]] if any(r.judgements for r in results) else []))
 
 
 def run(ctx: RunContext) -> None:

@@ -112,6 +112,7 @@ class DatasetResults:
     umap: dict[str, StoredArrays]  # model id -> layer -> [N, 2]
     thumbs: ThumbSheets | None = None  # the thumbnails stage's sprite sheets (required to write)
     scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
+    judgements: dict[str, Any] | None = None  # the judgements stage's ranking (--judgements), bundle payload
 
 
 @dataclass
