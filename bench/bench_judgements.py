@@ -132,6 +132,31 @@ def neighbours_and_scores(features: dict, labels, cfg) -> tuple[dict, dict]:
     return ids, score
 
 
+def cached_rows(name: str, ds, spec, cfg, quick: bool) -> tuple[dict, dict]:
+    """neighbours_and_scores of the real-weights features, kept in bench/out/ (keyed by the dataset's
+    files and labels and the run defaults) so the simulation can be re-run without re-extracting."""
+    import hashlib
+
+    import numpy as np
+
+    key = hashlib.sha256(json.dumps([MODEL, ds.files, ds.labels.tolist(), cfg.k, list(cfg.metrics),
+                                     cfg.minkowski_p]).encode()).hexdigest()[:16]
+    path = BENCH_DIR / "out" / f"judgements-{name}{'-quick' if quick else ''}-{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        names = json.loads(str(z["names"]))
+        return {c: z[f"ids{i}"] for i, c in enumerate(names)}, dict(zip(names, z["score"].tolist()))
+    ex = extract_all(ds, spec, "imagenet", 0, cfg.batch_size)
+    if ex["base_info"]["weights"] != "imagenet":
+        raise RuntimeError(f"expected ImageNet weights, got {ex['base_info']['weights_detail']}")
+    ids, score = neighbours_and_scores(ex["features"], ds.labels, cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(ids)
+    np.savez(path, names=json.dumps(names), score=np.array([score[c] for c in names]),
+             **{f"ids{i}": ids[c] for i, c in enumerate(names)})
+    return ids, score
+
+
 def _leader_list(ids: dict, ranking, q: int):
     for r in ranking.ranked:
         yield from (int(x) for x in ids[r.config][q])
@@ -216,11 +241,7 @@ def worker(quick: bool) -> dict:
         ds = load_dataset(path)
         if quick:
             ds = _subset(ds, QUICK_PER_CLASS)
-        ex = extract_all(ds, spec, "imagenet", 0, cfg.batch_size)
-        if ex["base_info"]["weights"] != "imagenet":
-            raise RuntimeError(f"expected ImageNet weights, got {ex['base_info']['weights_detail']}")
-        ids, score = neighbours_and_scores(ex["features"], ds.labels, cfg)
-        del ex
+        ids, score = cached_rows(name, ds, spec, cfg, quick)
         _log(f"{name}: {len(ds)} images, {len(ids)} configurations; simulating …")
         queries = [int(q) for q in np.random.default_rng(SEED).choice(len(ds), size=max(steps), replace=False)]
         found = evaluate_steps(ids, score, simulate(ids, ds.labels, queries, steps))

@@ -10,6 +10,7 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   umap       bench_umap.py       UMAP with the neighbours stage's kNN graph vs its own search
   atlas      bench_atlas.py      channel atlas's extra extract time (ratio) and featviz seconds per model
   ray        bench_ray.py        --distributor ray vs local: overhead, 1 vs 2 single-CPU workers
+  judgements bench_judgements.py simulated ✓/✗ by true class vs the label leaderboard (needs ../shared/real)
 
 A module may also define ``skip_reason() -> str | None`` (checked first), return
 ``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
@@ -44,10 +45,10 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "bigphoto", "umap", "atlas", "ray")
+SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "bigphoto", "umap", "atlas", "ray", "judgements")
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader",
            "quality": "bench_quality", "bigphoto": "bench_bigphoto", "umap": "bench_umap", "atlas": "bench_atlas",
-           "ray": "bench_ray"}
+           "ray": "bench_ray", "judgements": "bench_judgements"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from convnet_search import pipeline
 from convnet_search.cli import main
 from convnet_search.io.judgements import JudgementsFileError, read_judgements
 from convnet_search.search.judgements import rank_configurations
-from test_cli import add_plain_images, read_knn
+from test_cli import SCHEMA, add_plain_images, read_knn
 
 CONFIG = ('models = ["mobilenet_025"]\nnum_layers = 2\npooling = ["avg", "max"]\nmetrics = ["cosine", "euclidean"]\n'
           'weights = "none"\nbrowser_search = false\nk = 5\nbatch_size = 6\nfeatviz_models = []\n')
@@ -55,6 +56,7 @@ def offline(tmp_path_factory):
 def test_the_bundle_holds_the_offline_ranking_of_every_configuration(offline):
     root, _, jfile = offline
     manifest = json.loads((root / "out" / "manifest.json").read_text())
+    jsonschema.validate(manifest, SCHEMA)
     ds = manifest["datasets"][0]
     ranking = json.loads((root / "out" / manifest["files"]["judgements"].format(dataset=ds["id"])).read_text())
     n_configs = sum(len(m["layers"]) for m in manifest["models"]) * 2 * 2
@@ -112,6 +114,7 @@ def test_a_run_without_judgements_lists_none(tmp_path):
     assert main(["precompute", "--config", str(tmp_path / "c.toml"), "--dataset", str(tmp_path / "photos"),
                  "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    jsonschema.validate(manifest, SCHEMA)
     assert "judgements" not in manifest["files"] and manifest["datasets"][0]["judgements"] is None
 
 
