@@ -18,6 +18,8 @@ A simulated user (seeded) judges by true class: queries are drawn without replac
      re-ranking after each round as the panel does,
   3. when the leaders agree on every unjudged result, the next unjudged results of the
      configurations in ranking order (what the user sees scrolling the leaderboard's lists).
+Strategy "pooled" (investigated, not the panel's method): per query the 15 results with the most
+rank-biased votes over all configurations (Σ 1/(rank+1)), a judged pool independent of the leader.
 After 5, 10, 20, 40 judged queries the judgement leaderboard (`judgements.rank_configurations`) is
 compared with the label leaderboard: Spearman correlation over all configurations, and whether the
 judgement leaderboard's best is in the label leaderboard's top 3.
@@ -88,16 +90,16 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
 
     t = Table(title=f"judgements: simulated ✓/✗ by true class vs the label leaderboard — {meta['model']}, "
                     f"{JUDGED_PER_QUERY} judged results per query", title_justify="left")
-    for c in ("dataset", "configs", "judged queries", "scored", "judgements", "Spearman", "best (judgements)",
+    for c in ("dataset", "strategy", "configs", "judged queries", "scored", "judgements", "Spearman", "best (judgements)",
               "its label rank", "top-3 hit"):
         t.add_column(c, justify="right" if c not in ("dataset", "best (judgements)") else "left")
     for r in rows:
-        t.add_row(r["dataset"], str(r["configs"]), str(r["judged_queries"]), str(r["scored_queries"]),
+        t.add_row(r["dataset"], r["strategy"], str(r["configs"]), str(r["judged_queries"]), str(r["scored_queries"]),
                   str(r["judgements"]), f"{r['spearman']:.3f}", r["best"], str(r["best_label_rank"]),
                   "[green]yes[/]" if r["top3_hit"] else "[red]no[/]")
     console.print(t)
     for d, acc in meta["acceptance"].items():
-        console.print(f"{d}: {ACCEPT_QUERIES} judged queries → Spearman ≥ {ACCEPT_SPEARMAN} and top-3 hit: "
+        console.print(f"{d} (panel's suggestions): {ACCEPT_QUERIES} judged queries → Spearman ≥ {ACCEPT_SPEARMAN} and top-3 hit: "
                       + ("[green]met[/]" if acc else "[red]missed[/]"))
 
 
@@ -188,6 +190,27 @@ def simulate(ids: dict, labels, queries: list[int], steps: tuple[int, ...]) -> d
     return out
 
 
+def simulate_pooled(ids: dict, labels, queries: list[int], steps: tuple[int, ...]) -> dict[int, dict]:
+    """The investigated alternative (NOT what the panel suggests today): per query, judge the
+    JUDGED_PER_QUERY results with the most rank-biased votes over ALL configurations
+    (Σ 1/(rank+1), ties by id): a pool that does not depend on who leads."""
+    judged: dict[tuple[int, int], bool] = {}
+    out: dict[int, dict] = {}
+    for n, q in enumerate(queries, 1):
+        votes: dict[int, float] = {}
+        for c in ids:
+            for pos, r in enumerate(ids[c][q]):
+                votes[int(r)] = votes.get(int(r), 0.0) + 1.0 / (pos + 1)
+        for r in sorted(votes, key=lambda r: (-votes[r], r))[:JUDGED_PER_QUERY]:
+            judged[(q, r)] = bool(labels[q] == labels[r])
+        if n in steps:
+            out[n] = dict(judged)
+    return out
+
+
+STRATEGIES = {"panel": simulate, "pooled": simulate_pooled}
+
+
 def _spearman(a: list[float], b: list[float]) -> float:
     from scipy.stats import spearmanr
 
@@ -244,15 +267,18 @@ def worker(quick: bool) -> dict:
         ids, score = cached_rows(name, ds, spec, cfg, quick)
         _log(f"{name}: {len(ds)} images, {len(ids)} configurations; simulating …")
         queries = [int(q) for q in np.random.default_rng(SEED).choice(len(ds), size=max(steps), replace=False)]
-        found = evaluate_steps(ids, score, simulate(ids, ds.labels, queries, steps))
-        rows += [{"dataset": name, "configs": len(ids), **r} for r in found]
+        found = []
+        for strategy, sim in STRATEGIES.items():
+            found += [{"dataset": name, "strategy": strategy, "configs": len(ids), **r}
+                      for r in evaluate_steps(ids, score, sim(ids, ds.labels, queries, steps))]
+        rows += found
         best_label = max(score, key=score.get)
         meta["datasets"][name] = {"images": len(ds), "classes": len(ds.classes), "configs": len(ids),
                                   "label_best": best_label, "label_best_score": round(score[best_label], 4),
                                   "seconds": round(time.perf_counter() - t0, 1)}
-        at = [r for r in found if r["judged_queries"] == ACCEPT_QUERIES]
+        at = [r for r in found if r["judged_queries"] == ACCEPT_QUERIES and r["strategy"] == "panel"]
         meta["acceptance"][name] = bool(at and at[0]["spearman"] >= ACCEPT_SPEARMAN and at[0]["top3_hit"])
-        _log(f"{name}: " + "; ".join(f"{r['judged_queries']} q: ρ {r['spearman']:.3f}, "
+        _log(f"{name}: " + "; ".join(f"{r['strategy']} {r['judged_queries']} q: ρ {r['spearman']:.3f}, "
                                      f"top-3 {r['top3_hit']}" for r in found))
     return {"rows": rows, "meta": meta}
 
