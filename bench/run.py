@@ -12,6 +12,7 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   atlas      bench_atlas.py      channel atlas's extra extract time (ratio) and featviz seconds per model
   ray        bench_ray.py        --distributor ray vs local: overhead, 1 vs 2 single-CPU workers
   curate     bench_curate.py     near duplicates vs PHash, flipped labels vs cleanlab, injected outliers (needs ../shared/real)
+  judgements bench_judgements.py simulated ✓/✗ by true class vs the label leaderboard (needs ../shared/real)
 
 A module may also define ``skip_reason() -> str | None`` (checked first), return
 ``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
@@ -47,10 +48,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "guidance", "bigphoto", "umap", "atlas", "ray",
-            "curate")
+            "curate", "judgements")
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader",
            "quality": "bench_quality", "guidance": "bench_guidance", "bigphoto": "bench_bigphoto", "umap": "bench_umap",
-           "atlas": "bench_atlas", "ray": "bench_ray", "curate": "bench_curate"}
+           "atlas": "bench_atlas", "ray": "bench_ray", "curate": "bench_curate", "judgements": "bench_judgements"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))

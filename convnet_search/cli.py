@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                           "same as featviz_models = [] in the config)")
     pre.add_argument("--labels", metavar="auto|folders|none|FILE", help=h("labels"))
     pre.add_argument("--follow-links", action="store_true", help=h("follow_links"))
+    pre.add_argument("--judgements", metavar="FILE", help=h("judgements"))
     pre.add_argument("--distributor", metavar="local|ray", help=h("distributor"))
     pre.add_argument("--ray-address", metavar="ADDRESS", help=h("ray_address"))
     pre.add_argument("--workers", type=num("workers"), help=h("workers"))
@@ -308,6 +309,7 @@ def _precompute(args, console: Console) -> int:
     from .io.datasets import AmbiguousDatasetError, DatasetError
     from .nets.models import ModelError, WeightsError
     from .stages.bundle import BundleError
+    from .io.judgements import JudgementsFileError
     from .distribute.base import ClusterError, RayMissingError
     from .pipeline import run
     from .stages.base import StageInputMissing
@@ -322,6 +324,7 @@ def _precompute(args, console: Console) -> int:
             "browser_search": False if args.no_browser_search else None,
             "featviz_models": [] if args.no_featviz else None,
             "follow_links": True if args.follow_links else None, "labels": args.labels,
+            "judgements": args.judgements,
             "out": str(args.out) if args.out else None, "work": str(args.work) if args.work else None,
             "weights_cache": args.weights_cache, "browser_model": args.browser_model,
             "distributor": args.distributor, "ray_address": args.ray_address, "workers": args.workers,
@@ -329,8 +332,15 @@ def _precompute(args, console: Console) -> int:
             "browser_budget_mb": args.browser_budget_mb,
         }
         cfg = load_config(args.config, overrides)
+        if cfg.judgements is not None:  # a bad file fails now, not after the extraction
+            from .io.judgements import read_judgements
+
+            read_judgements(cfg.judgements)
     except ConfigError as exc:
         # one problem per line, unwrapped; values may hold [brackets] that are not rich markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_USAGE
+    except JudgementsFileError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_USAGE
     t0 = time.perf_counter()

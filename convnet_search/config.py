@@ -108,6 +108,9 @@ KEYS: dict[str, Key] = {
                          "depth, unlabelled); or a labels FILE (CSV/TSV, path relative to the current "
                          "folder: a path column, one column per "
                          "label field; docs/bundle.md \"Label fields\")"),
+    "judgements": Key("path", "a judgements file exported from the explorer (\"Your judgements\" panel): every "
+                              "configuration is ranked by it offline and the ranking stored in the bundle "
+                              "(docs/judgements.md)", optional=True),
     "follow_links": Key("bool", "follow symlinks that point outside the dataset root (default false)"),
     "distributor": Key("str", "who runs extraction and neighbours: local (default, this process) or ray "
                               "(a Ray cluster; same outputs; docs/distributed.md)", choices=DISTRIBUTORS),
@@ -187,6 +190,7 @@ class RunConfig:
     atlas: bool = True
     featviz_models: tuple[str, ...] = ("auto",)
     labels: str = "auto"  # io/labels.py: auto, folders, none, or a labels file path
+    judgements: Path | None = None  # exported judgements file (stages/judgements.py)
     follow_links: bool = False
     # Folder holding Keras' ImageNet .h5 files (like $KERAS_HOME/models); None: KERAS_HOME / ~/.keras
     weights_cache: Path | None = None
@@ -207,6 +211,8 @@ class RunConfig:
         raw["out"], raw["work"] = str(self.out), str(self.work)
         if self.weights_cache is not None:
             raw["weights_cache"] = str(self.weights_cache)
+        if self.judgements is not None:
+            raw["judgements"] = str(self.judgements)
         values, problems = {}, []
         for name, value in raw.items():
             if value is None and KEYS[name].optional:
@@ -487,7 +493,7 @@ def _build(values: dict[str, Any], base_dir: Path) -> RunConfig:
     kwargs.setdefault("out", default_out(base_dir))
     if "umap" in kwargs:
         kwargs["umap"] = UmapConfig(**kwargs["umap"])
-    for key in ("out", "work", "weights_cache"):
+    for key in ("out", "work", "weights_cache", "judgements"):
         if kwargs.get(key) is not None:
             p = Path(kwargs[key]).expanduser()
             kwargs[key] = p if p.is_absolute() else base_dir / p

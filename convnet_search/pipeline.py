@@ -1,6 +1,7 @@
 """The run: check the folders, hold the --work and --out locks, and loop over the stages in order.
 
-datasets -> extract -> thumbnails -> neighbours -> umap -> scores -> curate -> featviz -> tfjs -> bundle: one
+datasets -> extract -> thumbnails -> neighbours -> umap -> scores -> curate -> judgements -> featviz -> tfjs ->
+bundle: one
 module per stage in stages/ (stages/base.py: the contract they follow). Each stage reads the previous
 stages' stored outputs (work folder) and writes its own with a fingerprint of its inputs, so unchanged
 work is skipped and `--only STAGE` runs one stage alone.
@@ -26,14 +27,16 @@ from .io.datasets import DatasetChanged, load_dataset
 from .io.workspace import (STAGE_DIRS, clear_stages, dataset_folder, out_lock, preflight, prepare_work,
                            remove_stale_bundle_temps, work_lock)
 from .nets.models import get_spec
-from .stages import bundle, curate, datasets, extract, featviz, neighbors, scores, tfjs, thumbnails, umap
+from .stages import (bundle, curate, datasets, extract, featviz, judgements, neighbors, scores, tfjs, thumbnails,
+                     umap)
 from .stages.base import STAGE_NAMES, RunContext, Stage, plan
 from .stages.bundle import OWN_FILES, published_models
 from .stages.outputs import ExtractResult, RunReport
 
 # Runs over a folder that changes under them before giving up (each retry lists it again).
 CHANGE_ATTEMPTS = 3
-STAGES = tuple(m.STAGE for m in (datasets, extract, thumbnails, neighbors, umap, scores, curate, featviz, tfjs,
+STAGES = tuple(m.STAGE for m in (datasets, extract, thumbnails, neighbors, umap, scores, curate, judgements, featviz,
+                                 tfjs,
                                     bundle))
 assert tuple(s.name for s in STAGES) == STAGE_NAMES  # stages/base.py holds the names for the CLI
 

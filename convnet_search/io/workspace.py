@@ -35,7 +35,7 @@ BUNDLE_MARKER = ".convnet-search-bundle"
 LOCK_FILE = ".convnet-search.lock"
 OUT_LOCK_SUFFIX = ".convnet-search.lock"  # beside --out: ".<out name>.convnet-search.lock"
 PROBE_PREFIX = ".convnet-search-probe-"  # writability probe, removed at once (unless killed then)
-STAGE_DIRS = ("features", "neighbors", "umap", "scores", "curate", "thumbs", "tfjs", "scan-cache")
+STAGE_DIRS = ("features", "neighbors", "umap", "scores", "curate", "judgements", "thumbs", "tfjs", "scan-cache")
 # A run needs far more on a real dataset; below this even a tiny run fails midway.
 MIN_FREE_BYTES = 100 * 2**20
 
@@ -52,14 +52,15 @@ WORK_FILES = (
     rf"tfjs/{_SEG}-{_HEX}\.json",
     rf"tfjs/{_SEG}-{_HEX}/{_SEG}",
     rf"scan-cache/{_SEG}\.json",
-    rf"(features|neighbors|umap|tfjs|scan-cache)/{_TEMP}",
+    rf"judgements/{_SEG}\.json",
+    rf"(features|neighbors|umap|tfjs|scan-cache|judgements)/{_TEMP}",
 )
 WORK_DIRS = (
-    r"(features|neighbors|umap|tfjs|scan-cache)",
+    r"(features|neighbors|umap|tfjs|scan-cache|judgements)",
     rf"(features|neighbors|umap)/{_SEG}",
     rf"features/{_SEG}/{_SEG}\.parts-{_HEX}",
     rf"tfjs/{_SEG}-{_HEX}",
-    rf"(features|neighbors|umap|tfjs|scan-cache)/{_TEMP}",
+    rf"(features|neighbors|umap|tfjs|scan-cache|judgements)/{_TEMP}",
 )
 
 

@@ -25,8 +25,8 @@ if TYPE_CHECKING:  # types only: the stage modules import this one, and the CLI 
 
 # Run order. "datasets" (list the folders, fingerprint them) runs in every run, --only or not:
 # every other stage's fingerprint starts from it.
-STAGE_NAMES = ("datasets", "extract", "thumbnails", "neighbors", "umap", "scores", "curate", "featviz",
-               "tfjs", "bundle")
+STAGE_NAMES = ("datasets", "extract", "thumbnails", "neighbors", "umap", "scores", "curate", "judgements",
+               "featviz", "tfjs", "bundle")
 
 
 class StageInputMissing(ValueError):

@@ -65,10 +65,13 @@ ATLAS_FILES = {
 ATLAS_FORMAT = 2
 ATLAS_FORMAT_1 = "datasets/{dataset}/{model}/{layer}/atlas/top.bin"  # C×T ids in channel order
 FEATVIZ_FILES = {"featviz": "featviz/{model}/{layer}.jpg"}
+# The offline ranking by the user's judgements (--judgements; stages/judgements.py): listed only
+# when some dataset has one.
+JUDGEMENTS_FILES = {"judgements": "datasets/{dataset}/judgements.json"}
 
 
 # Everything the writer puts into --out; a folder holding anything else is never replaced.
-OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *curate.BUNDLE_FILES.values(), *FEATVIZ_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
+OWN_FILES = (*FILES.values(), *ATLAS_FILES.values(), *curate.BUNDLE_FILES.values(), *FEATVIZ_FILES.values(), *JUDGEMENTS_FILES.values(), LEGACY_THUMBNAIL, "manifest.json", FINGERPRINT_FILE, BUNDLE_MARKER, "tfjs/{model}/{file}",
              ATLAS_FORMAT_1,
              "datasets/{dataset}/summary.json",  # bundle format 1
              # bundle format ≤ 5: one label field (the class folders), no {field} part
@@ -453,6 +456,7 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
             "minkowski_recall": minkowski_recall_entry(res, inp.models),
             "best": best_configuration(inp, res),
             **({"curate_fields": list(res.curate[curate.LABELS_FILE].meta["fields"])} if res.curate else {}),
+            "judgements": _judgements_entry(res),
         })
     browser = None
     if inp.browser is not None:
@@ -484,6 +488,8 @@ def build_manifest(inp: BundleInputs) -> dict[str, Any]:
     _atlas_manifest(manifest, inp)
     if all(r.curate for r in inp.results):  # optional, like the atlas: only bundles that have it list it
         manifest["files"].update(curate.BUNDLE_FILES)
+    if any(r.judgements for r in inp.results):
+        manifest["files"] = {**manifest["files"], **JUDGEMENTS_FILES}
     return manifest
 
 
@@ -497,6 +503,14 @@ def published_models(out: Path) -> tuple[str, ...]:
         return tuple(m["id"] for m in manifest["models"])
     except (OSError, ValueError, KeyError, TypeError):
         return ()
+
+
+def _judgements_entry(res: DatasetResults) -> dict[str, Any] | None:
+    """What the explorer shows before fetching the ranking file (docs/bundle.md)."""
+    j = res.judgements
+    if not j:
+        return None
+    return {key: j[key] for key in ("source", "configurations", "judgements", "judged_queries", "scored_queries")}
 
 
 def check_replaceable(out: Path) -> None:
@@ -528,6 +542,8 @@ def write_bundle(out: Path, inp: BundleInputs, fp: str) -> dict[str, Any]:
         _write(tmp, BUNDLE_MARKER, dumps_json(marker_payload("bundle")).encode())
         for res in inp.results:
             _write_dataset(tmp, inp, res)
+            if res.judgements:
+                _write(tmp, _path(JUDGEMENTS_FILES["judgements"], dataset=res.dataset.id), dumps_json(res.judgements).encode())
             if inp.browser is not None:
                 manifest["browser_search"]["features"] += write_browser_features(tmp, inp, res, previous)
         if inp.browser is not None:
@@ -566,7 +582,9 @@ def bundle_fingerprint(ctx: RunContext) -> str:
                        # curated lists: a function of the neighbours and labels (above) and of their format
                        *([curate.FILES_FORMAT, sorted((r.dataset.id, m, c.meta["fingerprint"]) for r in results
                                                       for m, c in r.curate.items())]
-                         if any(r.curate for r in results) else []))
+                         if any(r.curate for r in results) else []),
+                       # only when given, so bundles written without judgements stay current
+                       *([[r.judgements for r in results]] if any(r.judgements for r in results) else []))
 
 
 def run(ctx: RunContext) -> None:

@@ -114,6 +114,7 @@ class DatasetResults:
     scores: dict[str, StoredArrays] = field(default_factory=dict)  # model id -> the scores stage's output
     # model id (and curate.LABELS_FILE: the label suspects) -> the curate stage's output
     curate: dict[str, StoredArrays] = field(default_factory=dict)
+    judgements: dict[str, Any] | None = None  # the judgements stage's ranking (--judgements), bundle payload
 
 
 @dataclass

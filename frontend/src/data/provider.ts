@@ -5,7 +5,7 @@ import { manifestBoundsProblem, manifestOriginProblem, manifestSchemaProblem } f
 import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
 import { PagedNames } from './names';
-import type { DatasetIndex, Guidance, KnnTable, LabelDtype, Labels, Manifest, Neighbor, StatName, Summary } from './types';
+import type { DatasetIndex, Guidance, KnnTable, LabelDtype, Labels, Manifest, Neighbor, OfflineJudgements, StatName, Summary } from './types';
 import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
 export const BUNDLE_VERSION = 6;
 
@@ -454,6 +454,21 @@ export class DataProvider {
     const layers = this.manifest.models.map((m) => m.layers.length);
     const poolings = this.manifest.poolings.length;
     return this.cached(url, async () => checkGuidance(await this.parse(url), poolings, layers, url));
+  }
+
+  /** The offline judgements ranking of a dataset (files.judgements), or null when it has none. */
+  offlineJudgements(dataset: string): Promise<OfflineJudgements | null> {
+    const t = this.manifest.files.judgements;
+    const d = this.dataset(dataset);
+    if (!t || !d.judgements) return Promise.resolve(null);
+    const url = this.resolve(fillTemplate(t, { dataset }));
+    return this.cached(url, async () => {
+      const j = (await this.parse(url)) as OfflineJudgements;
+      if (j?.format !== 1 || !Array.isArray(j.top) || !Array.isArray(j.order) || j.order.length !== j.configurations) {
+        throw new BundleError(url, 'not an offline judgements ranking of format 1 with one entry per configuration');
+      }
+      return j;
+    });
   }
 
   summary(dataset: string, metric: string, field: string): Promise<Summary> {

@@ -53,6 +53,8 @@ export interface DatasetInfo {
   fields: FieldInfo[];
   /** Label fields listed in files.curate_labels. */
   curate_fields?: string[];
+  /** `precompute --judgements`: the offline ranking (files.judgements) and what it rests on. */
+  judgements?: OfflineJudgementsInfo | null;
 }
 
 export interface BestConfig {
@@ -74,6 +76,28 @@ export interface FieldInfo {
   /** Queries with a value (what the field's scores average over) and without one (skipped). */
   queries: number;
   skipped: number;
+}
+
+export interface OfflineJudgementsInfo {
+  source: string;
+  configurations: number;
+  judgements: number;
+  judged_queries: number;
+  scored_queries: number;
+}
+
+/** files.judgements: every configuration ranked offline (stages/judgements.py, docs/bundle.md). */
+export interface OfflineJudgements extends OfflineJudgementsInfo {
+  format: 1;
+  dataset: string;
+  leader_share: number;
+  score_scale: number;
+  /** The leading configurations in full, best first; config = model|layer|pooling|metric. */
+  top: { config: string; score: number; n_judged: number; lo: number; hi: number }[];
+  /** Configuration indexes (manifest order), best first. */
+  order: number[];
+  /** Per configuration (manifest order), score × score_scale. */
+  scores: number[];
 }
 
 export interface PoolingInfo {
@@ -141,6 +165,8 @@ export interface FileTemplates {
   curate?: string;
   /** Curation lists: a dataset's likely label mistakes per label field. */
   curate_labels?: string;
+  /** Present iff some dataset has an offline judgements ranking (precompute --judgements). */
+  judgements?: string;
 }
 
 /** Thumbnails in sprite sheets: sheet s of a level holds ids s·grid² … (s+1)·grid² − 1, row-major,

@@ -49,6 +49,8 @@ export class JudgeView implements ViewModule {
   readonly root = h('section', { class: 'view view-judge', attrs: { 'aria-label': 'Your judgements' } });
   private readonly head = h('div', { class: 'judge-head' });
   private readonly body = h('div', { class: 'judge-body', attrs: { 'aria-live': 'polite' } });
+  /** The bundle's offline ranking (precompute --judgements), when it has one. */
+  private readonly offlineBox = h('div', { class: 'judge-offline' });
   private readonly latest = new Latest();
   private ctx: Ctx | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -59,7 +61,7 @@ export class JudgeView implements ViewModule {
   private allOnce = false;
 
   constructor() {
-    this.root.append(this.head, this.body);
+    this.root.append(this.head, this.offlineBox, this.body);
   }
 
   update(ctx: Ctx): void {
@@ -76,6 +78,7 @@ export class JudgeView implements ViewModule {
     const store = ctx.judgements!;
     const fresh = this.latest.next();
     this.renderHead(ctx, store);
+    void this.renderOffline(ctx, fresh);
     const js = store.all(ctx.state.dataset);
     clear(this.body);
     if (!js.length) {
@@ -137,6 +140,41 @@ export class JudgeView implements ViewModule {
       this.suggestions(ctx, idx, rows, judged, ranking),
       this.table(ctx, ranking, judged, byKey.size),
     );
+  }
+
+  /** The ranking `precompute --judgements` stored in the bundle: all configurations, ranked offline
+   * from the file the user exported (one small JSON file, fetched only when the dataset has one). */
+  private async renderOffline(ctx: Ctx, fresh: () => boolean): Promise<void> {
+    clear(this.offlineBox);
+    const info = ctx.data.dataset(ctx.state.dataset).judgements;
+    if (!info) return;
+    let j;
+    try {
+      j = await ctx.data.offlineJudgements(ctx.state.dataset);
+    } catch (e) {
+      if (fresh()) this.offlineBox.append(status(`Could not read the offline ranking: ${e instanceof Error ? e.message : String(e)}`, 'error'));
+      return;
+    }
+    if (!j || !fresh()) return;
+    const m = ctx.manifest;
+    const rows = j.top.slice(0, 10).map((x, i) => {
+      const c = keyToCol(x.config);
+      return h('tr', { class: 'judge-offline-row', attrs: { 'data-config': x.config } }, [
+        h('td', { text: String(i + 1) }),
+        h('td', {}, [h('button', { class: 'link-btn', text: columnLabel(m, c), attrs: { type: 'button', title: 'Search with this configuration' }, on: { click: () => ctx.navigate({ ...c, view: 'search' }) } })]),
+        h('td', { class: 'num', text: x.score.toFixed(3) }),
+        h('td', { class: 'ci-text', text: `${x.lo.toFixed(2)}–${x.hi.toFixed(2)}` }),
+        h('td', { class: 'num', text: String(x.n_judged) }),
+      ]);
+    });
+    this.offlineBox.append(h('section', { class: 'judge-offline-ranking', attrs: { 'aria-label': 'Offline ranking' } }, [
+      h('h3', { text: `Ranked offline over all ${j.configurations} configurations` }),
+      h('p', { class: 'hint', text: `Computed when the bundle was built (convnet-search precompute --judgements ${j.source}) from ${j.judgements} judgements on ${j.judged_queries} quer${j.judged_queries === 1 ? 'y' : 'ies'} (${j.scored_queries} with a ✓); the leader leads in ${pct(j.leader_share)} of resamples. Your marks in this browser are ranked below.` }),
+      h('table', { class: 'judge-table' }, [
+        h('thead', {}, [h('tr', {}, ['#', 'Configuration', 'Agreement (AP′)', '95% interval', 'Judged results in its lists'].map((t) => h('th', { text: t, attrs: { scope: 'col' } })))]),
+        h('tbody', {}, rows),
+      ]),
+    ]));
   }
 
   /** Not every configuration fits the per-view byte budget: say so, and offer the rest. */
