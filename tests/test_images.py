@@ -266,7 +266,7 @@ def test_thumbnail_rejects_wrong_arrays(bad):
 
 
 def test_no_tensorflow_import():
-    code = ("import sys, convnet_search.io.images, convnet_search.datasets; "
+    code = ("import sys, convnet_search.io.images, convnet_search.io.datasets; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert r.returncode == 0, r.stdout + r.stderr
