@@ -51,3 +51,17 @@ def test_every_long_stage_reports_progress_in_a_log(tmp_path, data, main):
                         ("umap", "maps")):
         done = [line for line in err.splitlines() if line.startswith(f"{stage} photos") and line.endswith("done")]
         assert len(done) == 1 and f" {unit} (100%)" in done[0], (stage, err[-3000:])
+
+
+def test_the_done_line_carries_the_status_the_stage_adds_at_the_end():
+    """extract advances to the total, then sets "(extracted)": one done line, with the status."""
+    from convnet_search.stages.progress import progress
+
+    console, buf = _log_console()
+    with progress(console, every=0) as bar:
+        task = bar.add_task("extract photos · MobileNet", total=4)
+        bar.advance(task, 2)
+        bar.advance(task, 2)
+        bar.update(task, completed=4, description="extract photos · MobileNet [dim](extracted)[/]")
+    done = [line for line in buf.getvalue().splitlines() if line.endswith("done")]
+    assert len(done) == 1 and done[0].startswith("extract photos · MobileNet (extracted): 4/4 img (100%)")

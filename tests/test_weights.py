@@ -291,7 +291,7 @@ def run_cli(*args: str, keras_home: Path | None = None, offline: bool = True,
 
 def _status(proc: subprocess.CompletedProcess) -> str:
     for status in ("up to date", "extracted", "resumed"):
-        if f"images, {status}" in proc.stderr:
+        if f"({status}): " in proc.stderr:  # the extract progress line: "extract DS · MODEL (status): n/n img"
             return status
     raise AssertionError(proc.stderr)
 

@@ -88,14 +88,18 @@ class PlainProgress:
             t.completed = float(completed)
         if advance:
             t.completed += advance
-        self._say(task_id)
+        # The "done" line waits for the stage's own final update (it adds the status, e.g.
+        # "(extracted)"), or for the end of the block; advancing to the total does not print it.
+        self._say(task_id, final=completed is not None or description is not None)
 
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.update(task_id, advance=advance)
 
-    def _say(self, task_id: int, force: bool = False) -> None:
+    def _say(self, task_id: int, force: bool = False, final: bool = True) -> None:
         t, now = self.tasks[task_id], time.monotonic()
         done = t.total > 0 and t.completed >= t.total
+        if done and not (final or force):
+            return
         if t.ended or not (force or done or now - t.printed >= self.every):
             return
         t.printed, t.ended = now, done
