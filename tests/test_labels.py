@@ -139,13 +139,17 @@ def test_a_field_with_a_single_value(flat, tmp_path):
     assert f"{f}:1: field 'season' has a single value ('summer')" in msg and "colour" not in msg
 
 
-def test_every_problem_is_reported_once_each(flat, tmp_path):
-    f = _labels(tmp_path, "path,colour\np0.png,red\nnope.png,blue\np0.png,blue\np1.png\n")
-    with pytest.raises(LabelsError) as e:
-        lf = read_labels_file(f)  # structure first: the duplicate and the short row
-    assert e.value.problems == [f"{f}:4: duplicate path 'p0.png' (first on line 2)",
-                                f"{f}:5: 1 cells, the header has 2"]
-    lf = read_labels_file(_labels(tmp_path, "path,colour\np0.png,red\nnope.png,blue\nalso.png,blue\n"))
+def test_every_problem_is_reported_once_each_in_one_run_in_line_order(flat, tmp_path):
+    f = _labels(tmp_path, "path,colour,season\np0.png,red,x\nnope.png,blue,x\np0.png,blue,x\np1.png\n")
+    with pytest.raises(DatasetError) as e:
+        load_dataset(flat, labels=f)
+    assert str(e.value).splitlines()[1:] == [
+        f"{f}:1: field 'season' has a single value ('x'); it cannot tell images apart (add values or remove the column)",
+        f"{f}:3: unknown path 'nope.png' (no such image under the dataset root; paths are relative to it)",
+        f"{f}:4: duplicate path 'p0.png' (first on line 2)",
+        f"{f}:5: 1 cells, the header has 3",
+    ]
+    lf = read_labels_file(_labels(tmp_path, "path,colour\np0.png,red\nnope.png,blue\nalso.png,blue\n", "b.csv"))
     with pytest.raises(LabelsError) as e:
         build_fields(lf, ["p0.png"], {})
     assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in e.value.problems] == ["3", "4"]

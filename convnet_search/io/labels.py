@@ -68,6 +68,9 @@ class LabelsFile:
     fields: list[str]  # label column names, in file order
     rows: dict[str, list[str]]  # dataset-relative path -> one value per field
     lines: dict[str, int]  # dataset-relative path -> its line in the file
+    # Problems of single rows (cell count, empty or duplicate path): reported by `build_fields`
+    # together with the ones only a dataset can reveal, so one run lists them all.
+    problems: list[str] = field(default_factory=list)
 
 
 def field_id(name: str) -> str:
@@ -103,8 +106,9 @@ def _delimiter(path: Path, header: str) -> str:
 
 
 def read_labels_file(path: Path) -> LabelsFile:
-    """Parse a labels file; every structural problem (header, cell counts, duplicate paths) is
-    collected into one `LabelsError`. Paths are checked against a dataset by `build_fields`."""
+    """Parse a labels file. A file that cannot be read as a table (not UTF-8, empty, no `path`
+    column, no label column, no row) is a `LabelsError` at once; problems of single rows are kept
+    in ``problems`` and reported by `build_fields` with the rest."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -151,11 +155,11 @@ def read_labels_file(path: Path) -> LabelsFile:
             continue
         rows[rel] = [c.strip() for j, c in enumerate(row) if j != p_col]
         where[rel] = line
-    if not rows and not problems:
-        problems.append(f"{path}:2: no rows after the header")
-    if problems:
-        raise LabelsError(problems)
-    return LabelsFile(path, names, rows, where)
+    if not rows:
+        raise LabelsError(problems or [f"{path}:2: no rows after the header"])
+    if any(p.startswith(f"{path}:1:") for p in problems):
+        raise LabelsError(problems)  # a bad header makes the rows meaningless: list everything now
+    return LabelsFile(path, names, rows, where, problems)
 
 
 def build_fields(lf: LabelsFile, files: list[str], skipped: dict[str, str]) -> tuple[list[LabelField], list[str]]:
@@ -163,7 +167,7 @@ def build_fields(lf: LabelsFile, files: list[str], skipped: dict[str, str]) -> t
     for rows naming a path that is not an image of the dataset (`skipped`: path -> why it is not
     used) and for a field with fewer than 2 values (it cannot tell images apart)."""
     position = {rel: i for i, rel in enumerate(files)}
-    problems = []
+    problems = list(lf.problems)
     for rel, line in lf.lines.items():
         if rel in position:
             continue
@@ -186,8 +190,14 @@ def build_fields(lf: LabelsFile, files: list[str], skipped: dict[str, str]) -> t
                 codes[position[rel]] = code[row[j]]
         fields.append(LabelField(field_id(name), name, values, codes))
     if problems:
-        raise LabelsError(problems)
+        raise LabelsError(sorted(problems, key=_line_of))
     return fields, [rel for rel in files if rel not in lf.rows]
+
+
+def _line_of(problem: str) -> int:
+    """The line number of a ``file:line: problem`` message (file order for the report)."""
+    m = re.search(r":(\d+): ", problem)
+    return int(m.group(1)) if m else 0
 
 
 def labels_fingerprint(mode: str, fields: list[LabelField]) -> str:
