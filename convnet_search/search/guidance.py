@@ -20,7 +20,10 @@ import numpy as np
 
 __all__ = ["agreement", "hubness", "k_occurrence"]
 
-AGREEMENT_ROWS = 4096  # queries per block: bounds the [rows, C·k] work array
+AGREEMENT_ROWS = 4096  # queries per block at most
+# ... and at most this many ids per block ([rows, C·k] int64 plus its argsort: ≈ 100 MB), so a run
+# with 288 configurations per metric does not hold GBs at once
+AGREEMENT_ELEMENTS = 4_000_000
 
 
 def k_occurrence(ids: np.ndarray, n: int) -> np.ndarray:
@@ -49,8 +52,9 @@ def agreement(lists: list[np.ndarray], k: int) -> np.ndarray:
         return np.full(c, np.nan)
     n = lists[0].shape[0]
     total = np.zeros(c, dtype=np.float64)
-    for lo in range(0, n, AGREEMENT_ROWS):
-        hi = min(n, lo + AGREEMENT_ROWS)
+    step = max(1, min(AGREEMENT_ROWS, AGREEMENT_ELEMENTS // (c * k)))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
         block = np.stack([np.asarray(x)[lo:hi, :k] for x in lists], axis=1).astype(np.int64)  # [r, C, k]
         rows = hi - lo
         flat = block.reshape(rows, c * k)
