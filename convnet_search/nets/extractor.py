@@ -1,6 +1,7 @@
 """Feature extraction of one shard: decode → the one resize path → the multi-output network → one .npz.
 
-Reader (images.load_rgb in a small thread pool, then preprocess's resize in a tf.data pipeline) →
+Reader (images.load_rgb in a small thread pool, or the run's decode cache, io/decode_cache.py,
+then preprocess's resize in a tf.data pipeline) →
 mapper (a tf.function over the multi-output model) → writer (one atomic .npz per shard). This is the
 work every distributor runs, here or on a Ray worker (distribute/); the extraction stage
 (stages/extract.py) plans the shards and merges them. A shard is always computed in the same
@@ -20,6 +21,7 @@ import numpy as np
 
 from .. import interrupts
 from ..io.datasets import Dataset
+from ..io.decode_cache import DecodeCache
 from ..io.images import load_rgb
 from ..io.shards import Shard
 from ..io.store import ShardDir
@@ -35,28 +37,55 @@ from .weights import ResolvedWeights
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+def decode_step1(path: str | Path, size: tuple[int, int], digest: str | None = None,
+                 cache: DecodeCache | None = None) -> np.ndarray:
+    """One image decoded (images.load_rgb) and box-downscaled for input `size` (step 1 of the one
+    resize path, preprocess.py). With the run's decode cache and the image's sha256: read from the
+    cache, or decode once and store step 1 for every input size of the run (the later models read
+    it back), so a run decodes each large image once whatever its number of models."""
+    from .preprocess import area_downscale
+
+    if cache is None or digest is None:
+        return area_downscale(load_rgb(Path(path)), size)
+    hit = cache.get(digest, size)
+    if hit is not None:
+        return hit
+    rgb = load_rgb(Path(path))
+    out = rgb
+    for s in dict.fromkeys((tuple(size), *cache.sizes)):  # this size first, no size twice
+        small = area_downscale(rgb, s)
+        if small is not rgb:  # step 1 shrank it; an unshrunk image decodes faster than a cache read
+            cache.put(digest, s, small)
+        if s == tuple(size):
+            out = small
+    return out
+
+
 def image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size: int,
-                   threads: int | None = None):
+                   threads: int | None = None, digests: Sequence[str] | None = None,
+                   cache: DecodeCache | None = None):
     """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
 
-    Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
+    digests, cache: each image's sha256 and the run's decode cache (decode_step1); without them
+    every image is decoded here. Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
     bounded by the batch size, not N), and images come out in order, so the batches are the very
     ones a serial reader makes. threads: cap on the decode pool and tf.data's own thread pool (a
     Ray worker given one CPU keeps to it)."""
     import tensorflow as tf
 
-    from .preprocess import area_downscale, resize_tensor
+    from .preprocess import resize_tensor
 
     decoders = DECODE_THREADS if threads is None else min(DECODE_THREADS, threads)
+    items = list(zip(paths, digests)) if digests is not None and cache is not None else [(p, None) for p in paths]
 
-    def decode(path) -> np.ndarray:
-        return area_downscale(load_rgb(Path(path)), size)  # step 1 of the path; step 2 below
+    def decode(item) -> np.ndarray:
+        return decode_step1(item[0], size, item[1], cache)  # step 1 of the path; step 2 below
 
     def gen():
         if decoders <= 0:
-            yield from map(decode, paths)
+            yield from map(decode, items)
             return
-        todo = iter(paths)
+        todo = iter(items)
         with ThreadPoolExecutor(decoders, thread_name_prefix="decode") as pool:
             pending = deque(pool.submit(decode, p) for p in itertools.islice(todo, 2 * batch_size))
             try:
@@ -132,6 +161,8 @@ class ShardTask:
     paths: tuple[str, ...]
     batch_size: int
     shard_dir: Path
+    digests: tuple[str, ...] | None = None  # each image's sha256: the decode cache's keys
+    decode_cache: DecodeCache | None = None
 
 
 @dataclass(frozen=True)
@@ -139,23 +170,31 @@ class ExtractJob:
     """One (dataset, model) extraction cut into its work items, the shards (content-defined,
     shards.py): shard s holds the images shard_paths[s], is saved as shard_keys[s], and is
     extracted with the same batches wherever it runs, so its arrays do not depend on who computed
-    it. Shards in `reused` are copied from the stored features instead (no work)."""
+    it. Shards in `reused` are copied from the stored features instead (no work). With a decode
+    cache (io/decode_cache.py) and the images' sha256 (shard_digests), the run's models share
+    each image's decode."""
     extractor: ExtractorSpec
     shard_dir: Path
     shard_paths: tuple[tuple[str, ...], ...]
     shard_keys: tuple[str, ...]
     batch_size: int
     reused: frozenset[int] = frozenset()
+    shard_digests: tuple[tuple[str, ...], ...] | None = None
+    decode_cache: DecodeCache | None = None
 
     @classmethod
     def of(cls, ds: Dataset, extractor: ExtractorSpec, shard_dir: Path, plan: Sequence[Shard],
-           batch_size: int, reused: Sequence[int] = ()) -> "ExtractJob":
+           batch_size: int, reused: Sequence[int] = (), digests: Sequence[str] | None = None,
+           decode_cache: DecodeCache | None = None) -> "ExtractJob":
         paths = [str(Path(ds.path(i)).absolute()) for i in range(len(ds))]
+        per_shard = None if digests is None else tuple(tuple(digests[s.start:s.stop]) for s in plan)
         return cls(extractor, Path(shard_dir).absolute(), tuple(tuple(paths[s.start:s.stop]) for s in plan),
-                   tuple(s.key for s in plan), batch_size, frozenset(reused))
+                   tuple(s.key for s in plan), batch_size, frozenset(reused), per_shard, decode_cache)
 
     def task(self, index: int) -> ShardTask:
-        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size, self.shard_dir)
+        digests = None if self.shard_digests is None else self.shard_digests[index]
+        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size, self.shard_dir,
+                         digests, self.decode_cache)
 
     def pending(self, weights_digest: str) -> list[int]:
         """The shards still to do, after checking that finished ones were made with these very
@@ -184,7 +223,8 @@ def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | No
     chunks: list[list[np.ndarray]] = [[] for _ in ex.names]
     layers = [i.name for i in ex.infos]
     shard_atlas, first = channel_atlas.ShardAtlas(layers, ex.spec.pooling), 0
-    for batch in image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads):
+    for batch in image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads,
+                               task.digests, task.decode_cache):
         outs = ex.outputs(batch)
         for j, name in enumerate(ex.names):
             chunks[j].append(outs[name])
