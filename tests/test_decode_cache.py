@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet_search.io.decode_cache import DecodeCache
+from convnet_search.io.decode_cache import BUDGET_BYTES, DecodeCache
 from convnet_search.io.images import load_rgb
 from convnet_search.nets import extractor
 from convnet_search.nets.preprocess import area_downscale
@@ -109,5 +109,18 @@ def test_the_stage_makes_a_cache_only_for_several_models_and_removes_it(tmp_path
     two = SimpleNamespace(cfg=SimpleNamespace(models=["mobilenet_025", "xception", "mobilenet"]), work=tmp_path)
     cache = extract.run_decode_cache(two)
     assert cache.sizes == ((224, 224), (299, 299))
-    assert cache.root == tmp_path / extract.DECODE_CACHE_FOLDER
+    assert cache.root == tmp_path / extract.DECODE_CACHE_FOLDER and 0 < cache.budget <= BUDGET_BYTES
     assert extract.DECODE_CACHE_FOLDER in extract.STAGE.folders  # --force --only extract clears it
+
+
+def test_past_its_budget_the_cache_stores_nothing_more(tmp_path, monkeypatch):
+    big = [_photo(tmp_path / f"{i}.jpg", (1000, 900), 20 + i) for i in range(3)]
+    one = area_downscale(load_rgb(big[0]), SIZES[0]).nbytes + area_downscale(load_rgb(big[0]), SIZES[1]).nbytes
+    cache = DecodeCache(tmp_path / "c", SIZES, budget=one)  # room for the first image's two sizes
+    calls = _counting_load(monkeypatch)
+    for _ in range(2):
+        for i, p in enumerate(big):
+            assert np.array_equal(extractor.decode_step1(p, SIZES[0], f"{i:02d}" * 32, cache),
+                                  area_downscale(load_rgb(p), SIZES[0]))
+    assert len(calls) == 1 + 2 + 2  # the first image once, the two past the budget each time
+    assert cache.written[0] == one

@@ -10,9 +10,11 @@ bit for bit with or without the cache.
 Keyed by the image's sha256 (the dataset scan's digest: same bytes, same pixels) and the input
 size, under a folder named by DECODE_VERSION (a change to the decoding path starts a new folder).
 Only images that step 1 shrinks are stored: a dataset-sized image decodes faster than its cache
-file is read. Memory stays one image per decode thread; disk is at most ~0.6 MB per image and
-input size (≤ 2× the input per side, uint8), and the extraction stage removes the folder when it
-is done. Files are written atomically, so a killed run leaves only whole entries, which the next
+file is read. Memory stays one image per decode thread. Disk: ≤ 2× the input per side, uint8; a
+4000×3000 photo takes 0.45 MB at 224, 0.74 MB at 299 and 1.44 MB at 456 (2.6 MB for the default
+nine models), so a process stops storing once it has written `budget` bytes (BUDGET_BYTES, or
+half the free space when smaller): the images past it are decoded by each model as before. The
+extraction stage removes the folder when it is done. Files are written atomically, so a killed run leaves only whole entries, which the next
 run reuses. An entry that cannot be read is ignored (the image is decoded again).
 """
 from __future__ import annotations
@@ -20,13 +22,25 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 # Bump when the pixels a decode produces change (decoder, step 1 of the resize path).
 DECODE_VERSION = 1
+BUDGET_BYTES = 20 * 1024**3  # ~7,700 phone photos for the default nine models
+
+
+def default_budget(root: Path) -> int:
+    """BUDGET_BYTES, or half the free space of the disk holding `root` when that is less."""
+    probe = Path(root)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return min(BUDGET_BYTES, shutil.disk_usage(probe).free // 2)
+    except OSError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,9 @@ class DecodeCache:
     """The cache folder and every network input size (h, w) of the run (what a decode fills)."""
     root: Path
     sizes: tuple[tuple[int, int], ...]
+    budget: int = BUDGET_BYTES  # bytes this process may write (a soft cap: checked before each file)
+    # bytes written by this process so far (a mutable cell, so the dataclass stays frozen and picklable)
+    written: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
 
     @property
     def folder(self) -> Path:
@@ -54,6 +71,9 @@ class DecodeCache:
         """Store atomically (temp file + rename). A cache is an optimization: a full disk or a
         read-only folder costs speed, never the run, so write errors are dropped."""
         target = self.path(digest, size)
+        if self.written[0] + pixels.nbytes > self.budget:
+            return
+        self.written[0] += pixels.nbytes
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")

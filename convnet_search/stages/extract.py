@@ -18,7 +18,7 @@ import numpy as np
 from .. import __version__
 from ..config import RunConfig
 from ..io.datasets import Dataset, dataset_fingerprint, image_digests
-from ..io.decode_cache import DecodeCache
+from ..io.decode_cache import DecodeCache, default_budget
 from ..io.shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 from ..io.store import ArrayStore, ShardDir, StoredArrays, fingerprint
 from ..nets.extractor import ExtractJob, ExtractorSpec, image_batches
@@ -226,7 +226,10 @@ def feature_matrix_keys(feats: StoredArrays) -> list[str]:
 def run_decode_cache(ctx: RunContext) -> DecodeCache | None:
     """With several models, their readers share one decode of each image (io/decode_cache.py)."""
     sizes = tuple(dict.fromkeys(tuple(get_spec(m).input_size) for m in ctx.cfg.models))
-    return DecodeCache(ctx.work / DECODE_CACHE_FOLDER, sizes) if len(ctx.cfg.models) > 1 else None
+    if len(ctx.cfg.models) < 2:
+        return None
+    root = ctx.work / DECODE_CACHE_FOLDER
+    return DecodeCache(root, sizes, default_budget(root))
 
 
 def run(ctx: RunContext) -> None:
