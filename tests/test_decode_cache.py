@@ -124,3 +124,24 @@ def test_past_its_budget_the_cache_stores_nothing_more(tmp_path, monkeypatch):
                                   area_downscale(load_rgb(p), SIZES[0]))
     assert len(calls) == 1 + 2 + 2  # the first image once, the two past the budget each time
     assert cache.written[0] == one
+
+
+def test_the_extract_stage_decodes_each_photo_once_and_leaves_no_cache(tmp_path, monkeypatch):
+    from convnet_search import pipeline
+    from convnet_search.config import load_config
+    from convnet_search.stages import extract
+
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(8):
+            _photo(data / c / f"{i}.jpg", (600, 470 + i), 100 * ord(c) + i)
+    toml = tmp_path / "c.toml"
+    toml.write_text('models = ["mobilenet_025", "mobilenet_050"]\nnum_layers = 1\npooling = ["avg"]\n'
+                    'weights = "none"\nbatch_size = 8\nbrowser_search = false\n')
+    cfg = load_config(toml, {"datasets": [str(data)], "out": str(tmp_path / "o"), "work": str(tmp_path / "w")})
+    calls = _counting_load(monkeypatch)
+    report = pipeline.run(cfg, only="extract")
+    assert [e.status for e in report.extract] == ["extracted", "extracted"]
+    assert sorted(map(str, calls)) == sorted(str(data / c / f"{i}.jpg") for c in "ab" for i in range(8))
+    assert not (tmp_path / "w" / extract.DECODE_CACHE_FOLDER).exists()
