@@ -133,7 +133,7 @@ def nine_models_row(paths: list[Path], rounds: int, folder: Path) -> dict:
 
 
 def run(quick: bool = False, n: int | None = None) -> list[dict]:
-    n = n or (3 if quick else 12)
+    n = n or (3 if quick else 6)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_photos(Path(tmp), n)
         return [box_mean_row(paths, 2 if quick else 3), nine_models_row(paths, 1 if quick else 2, Path(tmp))]
@@ -143,6 +143,6 @@ if __name__ == "__main__":
     import json
     import sys
 
-    # python bench/bench_decode.py [N]: the nine-model row on N photos (make bench uses 12; 1000 is the figure)
+    # python bench/bench_decode.py [N]: the nine-model row on N photos (make bench uses 6; 1000 is the figure)
     for row in run(n=int(sys.argv[1]) if len(sys.argv) > 1 else None):
         print(json.dumps(row))
