@@ -4,6 +4,7 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   neighbors  bench_neighbors.py  exact top-k vs scipy cdist + argsort
   extract    bench_extract.py    one multi-output pass vs plain forward pass vs truncated models
   reader     bench_reader.py     extract loop before/after the decode pool vs the forward floor
+  decode     bench_decode.py     4000×3000 photos: nine models' decode work before/after the decode cache, box mean
   browser    bench/out/browser.json, written by bench/bench_browser.mjs (`make bench` runs it first)
   quality    bench_quality.py    search quality of real ImageNet vs random weights (needs ../shared/real)
   guidance   bench_guidance.py   label-free guidance (hubness, agreement) vs the label-based score: Spearman
@@ -47,9 +48,9 @@ for p in (str(ROOT), str(BENCH_DIR)):  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SECTIONS = ("neighbors", "extract", "reader", "browser", "quality", "guidance", "bigphoto", "umap", "atlas", "ray",
-            "curate", "judgements")
-MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader",
+SECTIONS = ("neighbors", "extract", "reader", "decode", "browser", "quality", "guidance", "bigphoto", "umap", "atlas",
+            "ray", "curate", "judgements")
+MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader", "decode": "bench_decode",
            "quality": "bench_quality", "guidance": "bench_guidance", "bigphoto": "bench_bigphoto", "umap": "bench_umap",
            "atlas": "bench_atlas", "ray": "bench_ray", "curate": "bench_curate", "judgements": "bench_judgements"}
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"

@@ -33,7 +33,10 @@ def _reference(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("hw", [(3000, 4000), (929, 512), (457, 913), (900, 449), (1, 5000), (896, 896)])
+# (4032, 3024): full blocks only (k = 9); (3001, 4003): partial blocks on both edges; (449, 449): a
+# partial edge block of one pixel; (1, 120000): k = 268, past the uint16 row sums (k·255 > 65535).
+@pytest.mark.parametrize("hw", [(3000, 4000), (929, 512), (457, 913), (900, 449), (1, 5000), (896, 896),
+                                (4032, 3024), (3001, 4003), (449, 449), (1, 120000)])
 def test_box_downscale_matches_brute_force_block_mean(hw):
     rng = np.random.default_rng(hw[0] * 7 + hw[1])
     a = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)

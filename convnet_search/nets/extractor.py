@@ -1,6 +1,7 @@
 """Feature extraction of one shard: decode → the one resize path → the multi-output network → one .npz.
 
-Reader (images.load_rgb in a small thread pool, then preprocess's resize in a tf.data pipeline) →
+Reader (images.load_rgb in a small thread pool, or the run's decode cache, io/decode_cache.py,
+then preprocess's resize in a tf.data pipeline) →
 mapper (a tf.function over the multi-output model) → writer (one atomic .npz per shard). This is the
 work every distributor runs, here or on a Ray worker (distribute/); the extraction stage
 (stages/extract.py) plans the shards and merges them. A shard is always computed in the same
@@ -20,6 +21,7 @@ import numpy as np
 
 from .. import interrupts
 from ..io.datasets import Dataset, DatasetChanged, file_sha256, image_digests
+from ..io.decode_cache import DecodeCache
 from ..io.images import ImageError, load_rgb
 from ..io.shards import Shard
 from ..io.store import ShardDir
@@ -35,12 +37,40 @@ from .weights import ResolvedWeights
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+def decode_step1(path: str | Path, size: tuple[int, int], digest: str | None = None,
+                 cache: DecodeCache | None = None, check: bool = False) -> np.ndarray:
+    """One image decoded (images.load_rgb) and box-downscaled for input `size` (step 1 of the one
+    resize path, preprocess.py). With the run's decode cache and the image's sha256: read from the
+    cache, or decode once and store step 1 for every input size of the run (the later models read
+    it back), so a run decodes each large image once whatever its number of models."""
+    from .preprocess import area_downscale
+
+    if cache is not None and digest is not None:
+        hit = cache.get(digest, size)
+        if hit is not None:  # the pixels of the very bytes the scan hashed
+            return hit
+    rgb = load_rgb(Path(path))
+    if check and digest is not None and file_sha256(path) != digest:
+        raise ImageError(Path(path), "its bytes changed since the folder was listed")
+    if cache is None or digest is None:
+        return area_downscale(rgb, size)
+    out = rgb
+    for s in dict.fromkeys((tuple(size), *cache.sizes)):  # this size first, no size twice
+        small = area_downscale(rgb, s)
+        if small is not rgb:  # step 1 shrank it; an unshrunk image decodes faster than a cache read
+            cache.put(digest, s, small)
+        if s == tuple(size):
+            out = small
+    return out
+
+
 def image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size: int,
                    threads: int | None = None, digests: Sequence[str] | None = None,
-                   changed: list[tuple[str, str]] | None = None):
+                   changed: list[tuple[str, str]] | None = None, cache: DecodeCache | None = None):
     """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
 
-    Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
+    digests, cache: each image's sha256 and the run's decode cache (decode_step1); without them
+    every image is decoded here. Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory
     bounded by the batch size, not N), and images come out in order, so the batches are the very
     ones a serial reader makes. threads: cap on the decode pool and tf.data's own thread pool (a
     Ray worker given one CPU keeps to it).
@@ -52,24 +82,20 @@ def image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size
     (`raise_if_changed`). Without `changed`, such an image raises ImageError as before."""
     import tensorflow as tf
 
-    from .preprocess import area_downscale, resize_tensor
+    from .preprocess import resize_tensor
 
     decoders = DECODE_THREADS if threads is None else min(DECODE_THREADS, threads)
+    items = list(zip(paths, digests if digests is not None else [None] * len(paths)))
 
     def decode(item) -> np.ndarray:
         path, digest = item
         if changed is None:
-            return area_downscale(load_rgb(Path(path)), size)  # step 1 of the path; step 2 below
+            return decode_step1(path, size, digest, cache)  # step 1 of the path; step 2 below
         try:
-            img = load_rgb(Path(path))
-            if digest is not None and file_sha256(path) != digest:
-                raise ImageError(Path(path), "its bytes changed since the folder was listed")
+            return decode_step1(path, size, digest, cache, check=True)
         except (ImageError, OSError) as exc:
             changed.append((str(path), getattr(exc, "reason", None) or str(exc)))
             return np.zeros((1, 1, 3), np.uint8)
-        return area_downscale(img, size)
-
-    items = list(zip(paths, digests if digests is not None else [None] * len(paths)))
 
     def gen():
         if decoders <= 0:
@@ -151,7 +177,8 @@ class ShardTask:
     paths: tuple[str, ...]
     batch_size: int
     shard_dir: Path
-    digests: tuple[str, ...] | None = None  # the scan's sha256 of each image: a changed one is noticed
+    digests: tuple[str, ...] | None = None  # the scan's sha256 of each image: change check, decode cache keys
+    decode_cache: DecodeCache | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +186,9 @@ class ExtractJob:
     """One (dataset, model) extraction cut into its work items, the shards (content-defined,
     shards.py): shard s holds the images shard_paths[s], is saved as shard_keys[s], and is
     extracted with the same batches wherever it runs, so its arrays do not depend on who computed
-    it. Shards in `reused` are copied from the stored features instead (no work)."""
+    it. Shards in `reused` are copied from the stored features instead (no work). With a decode
+    cache (io/decode_cache.py) and the images' sha256 (shard_digests), the run's models share
+    each image's decode."""
     extractor: ExtractorSpec
     shard_dir: Path
     shard_paths: tuple[tuple[str, ...], ...]
@@ -167,20 +196,22 @@ class ExtractJob:
     batch_size: int
     reused: frozenset[int] = frozenset()
     shard_digests: tuple[tuple[str, ...], ...] | None = None
+    decode_cache: DecodeCache | None = None
 
     @classmethod
     def of(cls, ds: Dataset, extractor: ExtractorSpec, shard_dir: Path, plan: Sequence[Shard],
-           batch_size: int, reused: Sequence[int] = ()) -> "ExtractJob":
+           batch_size: int, reused: Sequence[int] = (), digests: Sequence[str] | None = None,
+           decode_cache: DecodeCache | None = None) -> "ExtractJob":
         paths = [str(Path(ds.path(i)).absolute()) for i in range(len(ds))]
-        digests = image_digests(ds)
+        digests = image_digests(ds) if digests is None else digests  # the change check needs them always
+        per_shard = tuple(tuple(digests[s.start:s.stop]) for s in plan)
         return cls(extractor, Path(shard_dir).absolute(), tuple(tuple(paths[s.start:s.stop]) for s in plan),
-                   tuple(s.key for s in plan), batch_size, frozenset(reused),
-                   tuple(tuple(digests[s.start:s.stop]) for s in plan))
+                   tuple(s.key for s in plan), batch_size, frozenset(reused), per_shard, decode_cache)
 
     def task(self, index: int) -> ShardTask:
-        digests = self.shard_digests[index] if self.shard_digests is not None else None
-        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size,
-                         self.shard_dir, digests)
+        digests = None if self.shard_digests is None else self.shard_digests[index]
+        return ShardTask(index, self.shard_keys[index], self.shard_paths[index], self.batch_size, self.shard_dir,
+                         digests, self.decode_cache)
 
     def pending(self, weights_digest: str) -> list[int]:
         """The shards still to do, after checking that finished ones were made with these very
@@ -211,7 +242,7 @@ def extract_shard_steps(ex: FeatureExtractor, task: ShardTask, threads: int | No
     shard_atlas, first = channel_atlas.ShardAtlas(layers, ex.spec.pooling), 0
     changed: list[tuple[str, str]] = []
     for batch in image_batches(task.paths, ex.spec.model.input_size, task.batch_size, threads,
-                               task.digests, changed):
+                               task.digests, changed, task.decode_cache):
         raise_if_changed(changed)  # before the shard could be saved with a blank image in it
         outs = ex.outputs(batch)
         for j, name in enumerate(ex.names):

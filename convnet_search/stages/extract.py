@@ -18,6 +18,7 @@ import numpy as np
 from .. import __version__
 from ..config import RunConfig
 from ..io.datasets import Dataset, dataset_fingerprint, image_digests
+from ..io.decode_cache import DecodeCache, default_budget
 from ..io.shards import Shard, plan_shards, reusable_rows, shards_from_meta, shards_to_meta
 from ..io.store import ArrayStore, ShardDir, StoredArrays, fingerprint
 from ..nets.extractor import ExtractJob, ExtractorSpec, image_batches
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
 # recorded in the metadata so a later run reuses the unchanged ones.
 FEATURES_FORMAT = 3
+DECODE_CACHE_FOLDER = "decode-cache"  # in the work folder, only while the stage runs
 
 
 def extraction_fingerprint(ds: Dataset, spec: ModelSpec, cfg: RunConfig, ds_fp: str | None = None,
@@ -93,15 +95,17 @@ class ExtractPlan:
 
 def plan_extraction(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayStore,
                     ds_fp: str | None = None, weights: ResolvedWeights | None = None,
-                    fp: str | None = None) -> ExtractPlan:
+                    fp: str | None = None, decode_cache: DecodeCache | None = None) -> ExtractPlan:
     """Content-defined shards of `ds`, the ones reusable from the stored features, the job.
-    fp: the extraction fingerprint when the caller has it already (else computed here)."""
+    fp: the extraction fingerprint when the caller has it already (else computed here).
+    decode_cache: the run's, shared by its models (io/decode_cache.py)."""
     from ..nets.pooling import feature_keys
 
     weights = weights or resolve_weights(spec, cfg.weights, cfg.seed, cfg.weights_cache)
     fp = fp or extraction_fingerprint(ds, spec, cfg, ds_fp, weights)
     config_key = shard_config(spec, cfg, weights)
-    plan = plan_shards(image_digests(ds), cfg.shard_size, config_key)
+    digests = image_digests(ds)
+    plan = plan_shards(digests, cfg.shard_size, config_key)
     # Shards of the previous extraction (same configuration) whose images are unchanged are
     # copied from the stored features: adding images re-extracts only the shards around them.
     old_meta = store.read_meta(ds.id, spec.id)
@@ -114,7 +118,8 @@ def plan_extraction(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArraySt
     # In-progress parts are keyed by configuration and shard content, so a killed run resumes
     # even if images were added meanwhile.
     parts = store.path(ds.id, spec.id).with_suffix(f".parts-{config_key[:16]}")
-    job = ExtractJob.of(ds, extractor_spec(spec, cfg, weights), parts, plan, cfg.batch_size, list(reuse))
+    job = ExtractJob.of(ds, extractor_spec(spec, cfg, weights), parts, plan, cfg.batch_size, list(reuse),
+                        digests, decode_cache)
     return ExtractPlan(fp, config_key, plan, reuse, old_meta, job)
 
 
@@ -122,12 +127,14 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
                      ds_fp: str | None = None, weights: ResolvedWeights | None = None,
                      on_progress: Callable[[int], None] | None = None,
                      on_start: Callable[[int], None] | None = None,
-                     distributor: "Distributor | None" = None) -> ExtractResult:
+                     distributor: "Distributor | None" = None,
+                     decode_cache: DecodeCache | None = None) -> ExtractResult:
     """Extract (or resume, update, or skip) the features of `ds` under `spec`; store them in `store`.
 
     weights: what pipeline.run resolved for this model (resolved here from cfg when omitted).
     distributor: who runs the shards (default: this process, distribute/local.py); the
     result is the same whoever does, so it is not part of the fingerprint.
+    decode_cache: the run's (run() makes one when it has several models); same features either way.
     """
     from ..distribute.local import LocalDistributor
 
@@ -137,7 +144,7 @@ def extract_features(ds: Dataset, spec: ModelSpec, cfg: RunConfig, store: ArrayS
         return ExtractResult(ds.id, spec.id, len(ds), 0.0, "up to date")
 
     t0 = time.perf_counter()
-    xp = plan_extraction(ds, spec, cfg, store, ds_fp, weights, fp)
+    xp = plan_extraction(ds, spec, cfg, store, ds_fp, weights, fp, decode_cache)
     plan, reuse, old_meta, job = xp.plan, xp.reuse, xp.old_meta, xp.job
     run = (distributor or LocalDistributor()).extract(job, on_start=on_start, on_progress=on_progress)
     infos, names = run.infos, output_keys(run.infos, cfg.pooling)
@@ -231,8 +238,26 @@ def feature_matrix_keys(feats: StoredArrays) -> list[str]:
     return feature_keys([layer["name"] for layer in feats.meta["layers"]], feats.meta["poolings"])
 
 
+def run_decode_cache(ctx: RunContext) -> DecodeCache | None:
+    """With several models, their readers share one decode of each image (io/decode_cache.py)."""
+    sizes = tuple(dict.fromkeys(tuple(get_spec(m).input_size) for m in ctx.cfg.models))
+    if len(ctx.cfg.models) < 2:
+        return None
+    root = ctx.work / DECODE_CACHE_FOLDER
+    return DecodeCache(root, sizes, default_budget(root))
+
+
 def run(ctx: RunContext) -> None:
     resolved, console, store = ctx.weights, ctx.console, ctx.store("features")
+    cache = run_decode_cache(ctx)
+    _run(ctx, store, cache)
+    if cache is not None:  # done: a stopped run keeps it, and the next run resumes from it
+        cache.remove()
+    _note_weights(ctx)
+
+
+def _run(ctx: RunContext, store: ArrayStore, cache: DecodeCache | None) -> None:
+    resolved, console = ctx.weights, ctx.console
     with _progress(console) as progress:
         for res, mid in ctx.items():
             ds, spec = res.dataset, get_spec(mid)
@@ -244,7 +269,7 @@ def run(ctx: RunContext) -> None:
                 progress.reset(task, total=n, completed=n - todo)
 
             r = extract_features(ds, spec, ctx.cfg, store, ds_fp=ctx.ds_fps[ds.id], weights=resolved[mid],
-                                 on_start=started, distributor=ctx.dist,
+                                 on_start=started, distributor=ctx.dist, decode_cache=cache,
                                  on_progress=lambda m, task=task: progress.advance(task, m))
             if r.status == "up to date":  # no work, so no speed to show
                 progress.reset(task, total=len(ds), completed=len(ds))
@@ -254,7 +279,6 @@ def run(ctx: RunContext) -> None:
                 console.print(f"{ds.id} · {spec.name}: {r.computed} of {r.images} images extracted "
                               f"in {r.seconds:.1f}s; the unchanged shards were reused")
             res.features[mid] = store.load(ds.id, mid)
-    _note_weights(ctx)
 
 
 def load(ctx: RunContext) -> None:
@@ -273,4 +297,4 @@ def _note_weights(ctx: RunContext) -> None:
     ctx.report.weights = kinds[0] if len(kinds) == 1 else "mixed"
 
 
-STAGE = Stage("extract", run, load, ("datasets",), ("features",))
+STAGE = Stage("extract", run, load, ("datasets",), ("features", DECODE_CACHE_FOLDER))
