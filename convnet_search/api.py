@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, Union
@@ -105,6 +105,15 @@ def _class_of(rel: str) -> str:
 
 def _stat(meta: dict, arrays, key: str, name: str) -> float:
     return float(arrays[f"{key}/means"][meta["means"].index(name)])
+
+
+def _score_field(fields: list[str], field: str | None, where: str) -> str:
+    """The label field to score against: as asked, else the first (the class folders' "class")."""
+    if not fields:
+        raise RunError(f"{where}: no label fields, so no scores (an unlabelled collection; --labels FILE adds some)")
+    if field is not None and field not in fields:
+        raise RunError(f"{where}: no label field {field!r} (fields: {', '.join(fields)})")
+    return field or fields[0]
 
 
 class Run:
@@ -210,12 +219,16 @@ class Run:
         ds = self._dataset_id(dataset)
         key = ("dataset", ds, "")
         if key not in self._loaded and self.bundle is not None:
-            paths, classes = self.bundle.index(ds)
-            self._loaded[key] = DatasetInfo(ds, None, paths, {LABEL_FIELD: classes})
+            paths, fields = self.bundle.index(ds)
+            root = self._root_of(ds, paths) if self.work is not None else None
+            self._loaded[key] = DatasetInfo(ds, root, paths, fields)
         if key not in self._loaded:
             paths = list(self._meta("features", ds, self.models(ds)[0])["files"])
-            self._loaded[key] = DatasetInfo(ds, self._root_of(ds, paths), paths,
-                                            {LABEL_FIELD: [_class_of(p) for p in paths]})
+            scored = (self._meta_or_none("scores", ds, self.models(ds)[0]) or {}).get("fields")
+            # Without the bundle, only class folders' labels can be read back from the paths;
+            # an unlabelled collection or a labels file's fields need the bundle (--out).
+            fields = {LABEL_FIELD: [_class_of(p) for p in paths]} if scored == [LABEL_FIELD] else {}
+            self._loaded[key] = DatasetInfo(ds, self._root_of(ds, paths), paths, fields)
         return self._loaded[key]
 
     # -- arrays -----------------------------------------------------------------------------------
@@ -239,12 +252,15 @@ class Run:
             return self.bundle.map(config)
         return self._array("umap", config, config.key)
 
-    def scores(self, config: Configuration) -> Scores:
-        """Means over all images, and per image (work folder only; None from a bundle alone)."""
+    def scores(self, config: Configuration, field: str | None = None) -> Scores:
+        """Means over the queries with a value in the label `field` (default: the dataset's first
+        field), and per image (work folder only; None from a bundle alone). An unlabelled dataset
+        has no scores: RunError."""
         if self.bundle is not None:
-            return Scores(*(self.bundle.mean(config, s) for s in ("search_score", "precision_at_k", "map_at_k")), None)
-        key = f"{config.key}/{config.metric}"
+            return Scores(*(self.bundle.mean(config, s, field) for s in ("search_score", "precision_at_k", "map_at_k")),
+                          None)
         meta, arrays = self._store("scores", config)
+        key = f"{_score_field(meta.get('fields', []), field, config.dataset)}/{config.key}/{config.metric}"
         return Scores(_stat(meta, arrays, key, "search_score"), _stat(meta, arrays, key, "precision_at_k"),
                       _stat(meta, arrays, key, "map_at_k"), arrays[f"{key}/numerators"])
 
@@ -347,11 +363,16 @@ class Run:
 
     def _score_stat(self, config: Configuration, stat: str) -> float:
         if self.bundle is not None:
-            return self.bundle.mean(config, stat)
+            try:
+                return self.bundle.mean(config, stat)
+            except RunError:
+                return float("-inf")  # unlabelled: no scores, keep manifest order
         if self._meta_or_none("scores", config.dataset, config.model) is None:
             return float("-inf")  # no scores stage output: keep store order
         meta, arrays = self._store("scores", config)
-        key = f"{config.key}/{config.metric}/means"
+        if not meta.get("fields"):
+            return float("-inf")  # unlabelled: no scores, keep store order
+        key = f"{meta['fields'][0]}/{config.key}/{config.metric}/means"
         return float(arrays[key][meta["means"].index(stat)]) if key in arrays else float("-inf")
 
     def _dataset_image_ranking(self, i: int, config: Configuration, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -516,13 +537,22 @@ class _Bundle:
         return [Configuration(dataset, m["id"], layer["name"], p["id"], c["id"]) for m in self.manifest["models"]
                 for layer in m["layers"] for p in self.manifest["poolings"] for c in self.manifest["metrics"]]
 
-    def index(self, dataset: str) -> tuple[list[str], list[str]]:
+    def index(self, dataset: str) -> tuple[list[str], dict[str, list[str]]]:
+        """Image paths, and per label field each image's value ("" = none): docs/bundle.md."""
         ds = self._ds(dataset)
-        labels = np.fromfile(self._file("labels", dataset=dataset), dtype=np.dtype(ds["label_dtype"]).newbyteorder("<"))
         paths: list[str] = []
         for page in range(-(-ds["size"] // ds["names_page"])):
             paths += json.loads(self._file("names", dataset=dataset, page=page).read_text(encoding="utf-8"))
-        return paths, [ds["classes"][int(i)] for i in labels[:ds["size"]]]
+        fields: dict[str, list[str]] = {}
+        for f in ds.get("fields", []):
+            if ds.get("labels") == "folders":  # the class field is labels.bin (no file of its own)
+                codes = np.fromfile(self._file("labels", dataset=dataset),
+                                    dtype=np.dtype(ds["label_dtype"]).newbyteorder("<"))[:ds["size"]].astype(np.int64) + 1
+            else:
+                codes = np.fromfile(self._file("field_labels", dataset=dataset, field=f["id"]),
+                                    dtype=np.dtype(f["dtype"]).newbyteorder("<"))[:ds["size"]].astype(np.int64)
+            fields[f["name"]] = [f["values"][c - 1] if c > 0 else "" for c in codes]
+        return paths, fields
 
     def neighbors(self, c: Configuration) -> tuple[np.ndarray, np.ndarray]:
         ds = self._ds(c.dataset)
@@ -536,8 +566,10 @@ class _Bundle:
         path = self._file("umap", dataset=c.dataset, model=c.model, layer=c.layer, pooling=c.pooling)
         return np.fromfile(path, "<f4").reshape(-1, 2)
 
-    def mean(self, c: Configuration, stat: str) -> float:
-        summary = json.loads(self._file("summary", dataset=c.dataset, metric=c.metric).read_text(encoding="utf-8"))
+    def mean(self, c: Configuration, stat: str, field: str | None = None) -> float:
+        fields = [f["id"] for f in self._ds(c.dataset).get("fields", [])]
+        fid = _score_field(fields, field, c.dataset)
+        summary = json.loads(self._file("summary", dataset=c.dataset, metric=c.metric, field=fid).read_text(encoding="utf-8"))
         models = [m["id"] for m in self.manifest["models"]]
         layers = [layer["name"] for layer in self.manifest["models"][models.index(c.model)]["layers"]]
         return float(summary[stat][summary["poolings"].index(c.pooling)][models.index(c.model)][layers.index(c.layer)])
