@@ -145,9 +145,13 @@ def _model_entries(inp: BundleInputs) -> list[dict[str, Any]]:
 
 def best_configuration(inp: BundleInputs, res: DatasetResults) -> dict[str, Any] | None:
     """The dataset's best-scoring configuration among the models with trained weights (what the
-    explorer opens on); None when every model is random. Ties: first in model, layer, pooling,
-    metric order. Scores rounded as in summary/<metric>.json, so the explorer's table agrees."""
+    explorer opens on), scored against the dataset's first label field; None when every model is
+    random or the dataset has no labels. Ties: first in model, layer, pooling, metric order. Scores
+    rounded as in summary/<field>/<metric>.json, so the explorer's table agrees."""
     best: dict[str, Any] | None = None
+    if not res.dataset.fields:
+        return None
+    fid = res.dataset.fields[0].id
     for mid in inp.models:
         meta = res.features[mid].meta
         if meta["weights"] == "random":
@@ -156,7 +160,7 @@ def best_configuration(inp: BundleInputs, res: DatasetResults) -> dict[str, Any]
         for layer in meta["layers"]:
             for pooling in inp.poolings:
                 for metric in inp.metrics:
-                    score = round(float(means[f"{feature_key(layer['name'], pooling)}/{metric}/means"][0]), 4)
+                    score = round(float(means[f"{fid}/{feature_key(layer['name'], pooling)}/{metric}/means"][0]), 4)
                     if best is None or score > best["search_score"]:
                         best = {"model": mid, "layer": layer["name"], "pooling": pooling, "metric": metric,
                                 "search_score": score}
