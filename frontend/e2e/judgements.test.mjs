@@ -157,6 +157,8 @@ describe('your judgements', () => {
     assert.equal(await page.locator('.results-grid .judge').first().getAttribute('data-judged'), 'yes');
     // Undo by clicking again; then ~20 marks by true class over 4 queries.
     await page.locator('.results-grid .result').first().locator('.judge-yes').click();
+    // Each undo lands (IndexedDB is async) before the next click, or a late one undoes a new mark.
+    await page.waitForFunction(() => document.querySelectorAll('.results-grid .judge')[0]?.dataset.judged === '');
     await page.locator('.results-grid .result').nth(1).locator('.judge-no').click();
     await page.waitForFunction(() => document.querySelectorAll('.results-grid .judge')[1]?.dataset.judged === '');
     const marks = [];
