@@ -81,7 +81,8 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 def _cosine_best(out: Path) -> tuple[float, dict]:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     (ds,) = manifest["datasets"]
-    summary = json.loads((out / "datasets" / ds["id"] / "summary" / "cosine.json").read_text(encoding="utf-8"))
+    field = ds["fields"][0]["id"]  # the class folders: the first label field
+    summary = json.loads((out / "datasets" / ds["id"] / "summary" / field / "cosine.json").read_text(encoding="utf-8"))
     assert [m["id"] for m in manifest["models"]] == [MODEL]
     return _best(summary["search_score"]), manifest
 
