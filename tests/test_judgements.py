@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet_search.search.judgements import (Ranking, bootstrap_indices, condensed_ap, mulberry32,
+from convnet_search.search.judgements import (bootstrap_indices, condensed_ap, mulberry32,
                                        rank_configurations, suggest)
 
 FIXTURE = Path(__file__).resolve().parent.parent / 'frontend' / 'src' / 'data' / 'judgements.fixture.json'
@@ -108,9 +108,26 @@ def test_leader_share_and_suggestions():
     ranking = rank_configurations(rows, judgements)
     assert [r.config for r in ranking.ranked] == ['c_good', 'c_mid', 'c_bad']
     assert ranking.leader_share == 1.0
-    # unjudged: 4 (c_good, c_bad: 2 of 3 leaders) and 10 (c_mid only), 9 and 11 likewise
-    assert suggest(rows, judgements, ranking) == [(0, 4), (5, 9), (0, 10), (5, 11)]
-    assert suggest(rows, judgements, Ranking(ranking.ranked[:1], ranking.queries, 1.0)) == []
+    # unjudged: 4 (votes 1/4 from c_good + 1/2 from c_bad) before 10 (1/4 from c_mid); 9, 11 likewise
+    assert suggest(rows, judgements) == [(0, 4), (5, 9), (0, 10), (5, 11)]
+    assert suggest(rows, judgements, limit=1) == [(0, 4)]
+
+
+def test_suggestions_pool_every_configuration_by_rank_biased_votes():
+    rows = {'a': {0: [7, 1, 2, 0]}, 'b': {0: [2, 1, 9, 3]}, 'c': {0: [1, 2, 3, 4]}}
+    # votes: 1 = 1/2 + 1/2 + 1 = 2; 2 = 1/3 + 1 + 1/2; 7 = 1 (judged); 3 = 1/4 + 1/3; 9 = 1/3; 4 = 1/4;
+    # the query (0) is never suggested, and queries with no judgement get nothing.
+    assert suggest(rows, {(0, 7): True}) == [(0, 1), (0, 2), (0, 3), (0, 9), (0, 4)]
+    assert suggest(rows, {(0, 7): True, (0, 1): False, (0, 2): True, (0, 3): True, (0, 9): False, (0, 4): True}) == []
+    assert suggest(rows, {}) == []
+
+
+def test_suggestions_do_not_depend_on_the_ranking():
+    """The pool is the same whoever leads: relabelling which results are similar changes the
+    ranking but not what is suggested (only which results are judged does)."""
+    rows, judgements = random_case(7)
+    flipped = {k: not v for k, v in judgements.items()}
+    assert suggest(rows, judgements, limit=50) == suggest(rows, flipped, limit=50)
 
 
 def test_no_scored_query_ranks_every_configuration_at_zero():
@@ -132,7 +149,7 @@ def make_fixture():
             'ranked': [[r.config, r.score, r.n_judged, r.lo, r.hi] for r in ranking.ranked],
             'queries': ranking.queries,
             'leader_share': ranking.leader_share,
-            'suggestions': [list(p) for p in suggest(rows, judgements, ranking)],
+            'suggestions': [list(p) for p in suggest(rows, judgements)],
         },
     }
 
@@ -170,7 +187,7 @@ def test_a_simulated_user_judging_by_class_finds_the_class_faithful_configuratio
             judgements[(q, r)] = labels[r] == labels[q]
     for _ in range(3):
         ranking = rank_configurations(rows, judgements, n_boot=300)
-        for q, r in suggest(rows, judgements, ranking):
+        for q, r in suggest(rows, judgements):
             judgements[(q, r)] = labels[r] == labels[q]
     ranking = rank_configurations(rows, judgements, n_boot=300)
     assert [r.config for r in ranking.ranked] == ['faithful', 'half', 'noise']

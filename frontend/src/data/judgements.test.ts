@@ -28,7 +28,7 @@ describe('judgements ranking', () => {
     });
     expect(r.queries).toEqual(want.queries);
     expect(r.leaderShare).toBe(want.leader_share);
-    expect(suggest(rows, judged, r)).toEqual(want.suggestions);
+    expect(suggest(rows, judged)).toEqual(want.suggestions);
     expect(r.ranked.length).toBe(Object.keys(fixture.rows).length);
   });
 
@@ -51,7 +51,18 @@ describe('judgements ranking', () => {
     const r = rankConfigurations(rows, judged);
     expect(r.ranked.map((x) => x.config)).toEqual(['good', 'mid', 'bad']);
     expect(r.leaderShare).toBe(1);
-    expect(suggest(rows, judged, r)).toEqual([[0, 4], [5, 9], [0, 10], [5, 11]]);
+    expect(suggest(rows, judged)).toEqual([[0, 4], [5, 9], [0, 10], [5, 11]]);
+    expect(suggest(rows, judged, 1)).toEqual([[0, 4]]);
+  });
+
+  it('suggests by rank-biased votes over every configuration, never the query or a judged result', () => {
+    const rows = new Map<string, Rows>([
+      ['a', new Map([[0, [7, 1, 2, 0]]])], ['b', new Map([[0, [2, 1, 9, 3]]])], ['c', new Map([[0, [1, 2, 3, 4]]])],
+    ]);
+    expect(suggest(rows, new Map([[0, new Map([[7, true]])]]))).toEqual([[0, 1], [0, 2], [0, 3], [0, 9], [0, 4]]);
+    // the same pool whatever the marks say (it does not follow the leaders)
+    expect(suggest(rows, new Map([[0, new Map([[7, false]])]]))).toEqual([[0, 1], [0, 2], [0, 3], [0, 9], [0, 4]]);
+    expect(suggest(rows, new Map())).toEqual([]);
   });
 
   it('overlap@k counts shared ids', () => {

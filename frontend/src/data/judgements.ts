@@ -132,28 +132,25 @@ function leaderShare(boot: Float64Array[], lead: number, nBoot: number): number 
 }
 
 /**
- * Unjudged (query, result) pairs on which the `top` leading configurations disagree: in the top-k
- * of at least one of them but not all. Judged queries ascending; best rank first.
+ * What to judge next: unjudged (query, result) pairs of the judged queries, pooled over every
+ * configuration in `rows` by rank-biased votes (Σ 1/(rank + 1) over the lists holding the result,
+ * TREC-style pooling). Most votes first; ties by query, then result. Every configuration, not the
+ * current leaders: a leaders' pool confirms them (convnet_search/search/judgements.py says more).
  */
-export function suggest(rows: ReadonlyMap<string, Rows>, judged: JudgedByQuery, ranking: Ranking, top = 3, limit = 8): [number, number][] {
-  const leaders = ranking.ranked.slice(0, top).map((r) => r.config);
-  if (leaders.length < 2) return [];
+export function suggest(rows: ReadonlyMap<string, Rows>, judged: JudgedByQuery, limit = 8): [number, number][] {
   const cands: [number, number, number][] = [];
   for (const q of [...judged.keys()].sort((a, b) => a - b)) {
-    const best = new Map<number, number>();
-    const count = new Map<number, number>();
-    for (const name of leaders) {
-      const row = rows.get(name)!.get(q)!;
+    const votes = new Map<number, number>();
+    for (const per of rows.values()) {
+      const row = per.get(q)!;
       for (let pos = 0; pos < row.length; pos++) {
         const r = row[pos]!;
-        if (judged.get(q)!.has(r) || r === q) continue;
-        count.set(r, (count.get(r) ?? 0) + 1);
-        best.set(r, Math.min(best.get(r) ?? pos, pos));
+        if (r !== q && !judged.get(q)!.has(r)) votes.set(r, (votes.get(r) ?? 0) + 1 / (pos + 1));
       }
     }
-    for (const [r, n] of count) if (n < leaders.length) cands.push([best.get(r)!, q, r]);
+    for (const [r, v] of votes) cands.push([tieKey(v), q, r]);
   }
-  cands.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+  cands.sort((a, b) => b[0] - a[0] || a[1] - b[1] || a[2] - b[2]);
   return cands.slice(0, limit).map(([, q, r]) => [q, r]);
 }
 

@@ -137,7 +137,7 @@ export class JudgeView implements ViewModule {
       missing ? status(`${missing} judgement(s) name images that are not in this dataset any more; they are ignored.`, 'empty') : '',
       plan.restBytes ? this.partial(ranking.ranked.length, byKey.size, plan.restBytes) : '',
       this.verdict(m, ranking, ranking.ranked.length < byKey.size),
-      this.suggestions(ctx, idx, rows, judged, ranking),
+      this.suggestions(ctx, idx, rows, judged),
       this.table(ctx, ranking, judged, byKey.size),
     );
   }
@@ -231,14 +231,14 @@ export class JudgeView implements ViewModule {
     return h('p', { class: `judge-verdict ${settled ? 'settled' : 'open'}`, text, attrs: { 'data-leader-share': r.leaderShare } });
   }
 
-  private suggestions(ctx: Ctx, idx: DatasetIndex, rows: Map<string, Rows>, judged: JudgedByQuery, r: Ranking): HTMLElement {
-    const pairs = suggest(rows, judged, r);
+  private suggestions(ctx: Ctx, idx: DatasetIndex, rows: Map<string, Rows>, judged: JudgedByQuery): HTMLElement {
+    const pairs = suggest(rows, judged);
     const { data, state } = ctx;
     const store = ctx.judgements!;
-    if (!pairs.length) return h('p', { class: 'hint', text: 'Nothing to suggest: the leading configurations agree on every result of your judged queries.' });
+    if (!pairs.length) return h('p', { class: 'hint', text: 'Nothing to suggest: every result in these configurations\' lists for your judged queries is judged.' });
     return h('section', { class: 'judge-suggest', attrs: { 'aria-label': 'Judge these next' } }, [
       h('h3', { text: 'Judge these next' }),
-      h('p', { class: 'hint', text: 'Results in the top-k of some of the three leading configurations but not all: a mark on them tells the leaders apart.' }),
+      h('p', { class: 'hint', text: 'The unjudged results the configurations rank highest, pooled over all of them (not just the leaders), so that every configuration is judged on the same results.' }),
       h('ol', { class: 'suggest-list' }, pairs.map(([q, id]) => h('li', { class: 'suggest', attrs: { 'data-q': q, 'data-r': id } }, [
         thumbImg(data, state.dataset, q, `query ${q}`, 'thumb suggest-q'), h('span', { text: '→' }), thumbImg(data, state.dataset, id, `result ${id}`, 'thumb suggest-r'),
         judgeButtons({ store, dataset: state.dataset, names: idx.names, query: q }, id),
