@@ -11,6 +11,9 @@ gradients + noise. Rows:
   before = each model decodes each photo (extractor.decode_step1 without a cache); after = the
   run's decode cache (first model decodes and stores every size, the others read). Pixels handed
   to each model are compared for equality.
+- `thumbnails`: the thumbnails stage's work per photo (decode, then a cell of each level):
+  before = a full decode; after = the JPEG draft decode it uses now (stages/thumbnails.DRAFT);
+  the large cells are compared (mean and max absolute difference, 0–255).
 Interleaved rounds, fastest kept; the load average is recorded (other processes share the cores).
 """
 from __future__ import annotations
@@ -132,11 +135,43 @@ def nine_models_row(paths: list[Path], rounds: int, folder: Path) -> dict:
             "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
 
 
+def thumbnails_row(paths: list[Path], rounds: int) -> dict:
+    from convnet_search.io.images import load_rgb
+    from convnet_search.stages.outputs import LEVELS
+    from convnet_search.stages.thumbnails import DRAFT, fit_cell
+
+    def cells(draft):
+        out = []
+        for p in paths:
+            rgb = load_rgb(p, draft=draft)
+            out.append([np.asarray(fit_cell(rgb, lv.cell), dtype=np.int16) for lv in LEVELS])
+        return out
+
+    times: dict[str, list[float]] = {"before_s": [], "after_s": []}
+    for r in range(rounds):
+        got = {}
+        for name, draft in ((("before_s", None), ("after_s", DRAFT)) if r % 2 == 0 else (("after_s", DRAFT), ("before_s", None))):
+            t0 = time.perf_counter()
+            got[name] = cells(draft)
+            times[name].append(time.perf_counter() - t0)
+    diff = [np.abs(a[-1] - b[-1]) for a, b in zip(got["before_s"], got["after_s"])]
+    best = {k: min(v) for k, v in times.items()}
+    return {"case": f"thumbnails stage per 4000×3000 photo (decode + {len(LEVELS)} cells), one thread",
+            "photos": len(paths), "draft_px": DRAFT,
+            "before_per_photo_ms": round(1e3 * best["before_s"] / len(paths), 1),
+            "after_per_photo_ms": round(1e3 * best["after_s"] / len(paths), 1),
+            "speedup": round(best["before_s"] / best["after_s"], 2),
+            "large_cell_mean_abs_diff": round(float(np.mean([d.mean() for d in diff])), 2),
+            "large_cell_max_abs_diff": int(max(d.max() for d in diff)),
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
+
+
 def run(quick: bool = False, n: int | None = None) -> list[dict]:
     n = n or (3 if quick else 6)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_photos(Path(tmp), n)
-        return [box_mean_row(paths, 2 if quick else 3), nine_models_row(paths, 1 if quick else 2, Path(tmp))]
+        return [box_mean_row(paths, 2 if quick else 3), nine_models_row(paths, 1 if quick else 2, Path(tmp)),
+                thumbnails_row(paths, 2 if quick else 3)]
 
 
 if __name__ == "__main__":

@@ -115,6 +115,35 @@ def test_broken_exif_block_keeps_the_pixels(tmp_path):
     assert load_rgb(tmp_path / "x.jpg").shape == (6, 8, 3)
 
 
+def _photo(w: int, h: int) -> Image.Image:
+    y, x = np.mgrid[0:h, 0:w]
+    return Image.fromarray(np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1).astype(np.uint8))
+
+
+def test_draft_decodes_a_large_jpeg_at_a_reduced_scale_that_keeps_the_requested_size(tmp_path):
+    _photo(1600, 1200).save(tmp_path / "p.jpg", quality=92)
+    full, small = load_rgb(tmp_path / "p.jpg"), load_rgb(tmp_path / "p.jpg", draft=150)
+    assert full.shape == (1200, 1600, 3) and small.shape == (150, 200, 3)  # 1/8: both sides still ≥ 150
+    assert load_rgb(tmp_path / "p.jpg", draft=192).shape == (300, 400, 3)  # 1/8 would give 150 < 192: 1/4
+    # the same picture: the full decode box-averaged 8 × 8 is what the DCT-scaled decode gives
+    boxed = full.reshape(150, 8, 200, 8, 3).mean(axis=(1, 3))
+    assert np.abs(boxed - small).mean() < 2.0
+
+
+def test_draft_keeps_every_check_and_leaves_other_formats_and_small_files_alone(odd, tmp_path):
+    a = load_rgb(odd.root / "colour/exif_rotated.jpg", draft=8)  # stored 40×20 → 1/2: 20×10, shown upright
+    assert a.shape == (20, 10, 3)
+    _photo(400, 300).save(tmp_path / "p.png")
+    assert load_rgb(tmp_path / "p.png", draft=16).shape == (300, 400, 3)  # not a JPEG: full decode
+    _photo(300, 200).save(tmp_path / "s.jpg")
+    assert load_rgb(tmp_path / "s.jpg", draft=192).shape == (200, 300, 3)  # no scale keeps 192 px
+    buf = io.BytesIO()
+    _photo(1600, 1200).save(buf, format="JPEG", quality=92)
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    assert _reason(tmp_path / "cut.jpg", draft=192).startswith("truncated or corrupt image data")
+    assert "too large" in _reason(tmp_path / "p.png", draft=16, max_pixels=1000)
+
+
 def test_animated_files_give_their_first_frame(odd, tmp_path):
     assert load_rgb(odd.root / "colour/animated.gif")[0, 0].tolist() == [255, 0, 0]
     frames = [Image.new("RGB", (10, 8), c) for c in ((255, 0, 0), (0, 0, 255))]

@@ -45,7 +45,7 @@ def test_stage_writes_sheets_once_and_resumes_per_sheet(tmp_path, monkeypatch):
     work = tmp_path / "work"
     decoded = []
     real_load = th.load_rgb
-    monkeypatch.setattr(th, "load_rgb", lambda p: decoded.append(p) or real_load(p))
+    monkeypatch.setattr(th, "load_rgb", lambda p, **kw: decoded.append(p) or real_load(p, **kw))
     sheets = th.thumbnails_stage(ds, "fp-a", work)
     assert len(decoded) == 300  # every image decoded exactly once for both levels
     assert sheets.sheets == 2

@@ -99,9 +99,14 @@ def jpeg(im: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
+# Decode JPEGs at a reduced scale that keeps ≥ 2 × the largest cell per side (Pillow's
+# Image.thumbnail uses the same reducing gap): a thumbnail needs no full 12 MP decode.
+DRAFT = 2 * max(lv.cell for lv in LEVELS)
+
+
 def _load(ds: Dataset, i: int) -> np.ndarray:
     try:
-        return load_rgb(ds.path(i))
+        return load_rgb(ds.path(i), draft=DRAFT)
     except (ImageError, OSError) as exc:  # changed on disk since the scan: the run lists it again
         raise DatasetChanged([(str(ds.path(i)), getattr(exc, "reason", None) or str(exc))]) from None
 
