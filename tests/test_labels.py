@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from convnet_search.io.datasets import DatasetError, dataset_fingerprint, load_dataset
-from convnet_search.io.labels import LabelsError, build_fields, read_labels_file
+from convnet_search.io.labels import LabelsError, auto_unlabelled_reason, build_fields, read_labels_file
 
 
 def _img(path: Path, value: int) -> None:
@@ -51,6 +51,25 @@ def test_a_date_nested_tree_is_one_unlabelled_collection_with_relative_ids_at_an
     assert ds.files == ["2024/01/IMG_0.png", "2024/01/IMG_1.png", "2024/02/IMG_0.png", "2024/02/IMG_1.png"]
     assert ds.classes == ["2024"]  # the top folder: a grouping for the map, not a label
     assert "only 1 first-level folder" in ds.labels_note
+
+
+def test_year_and_date_folders_are_a_dump_not_classes(tmp_path):
+    for year, month in (("2023", "07"), ("2024", "01"), ("2024", "02")):
+        _img(tmp_path / "dump" / year / month / "IMG_0.png", int(month) * 9)
+    _img(tmp_path / "dump" / "2024-12-24" / "tree.png", 90)
+    ds = load_dataset(tmp_path / "dump", labels="auto")
+    assert ds.labels_mode == "none" and ds.fields == [] and len(ds.files) == 4
+    assert "named like dates (2023, 2024, 2024-12-24)" in ds.labels_note
+    assert load_dataset(tmp_path / "dump", labels="folders").classes == ["2023", "2024", "2024-12-24"]  # when asked
+
+
+@pytest.mark.parametrize("names, classes", [(["2024", "cats"], True), (["1999", "2000"], False), (["2024_05", "202406"], False),
+                                            (["12345", "2024"], True), (["cat", "dog"], True), (["20240", "2024"], True)])
+def test_auto_rule_on_folder_names(names, classes):
+    files = [f"{n}/a.jpg" for n in names]
+    assert (auto_unlabelled_reason(files) is None) == classes
+    assert auto_unlabelled_reason([f"{n}/sub/a.jpg" for n in names]) == auto_unlabelled_reason(files)  # depth below is fine
+    assert auto_unlabelled_reason(files + ["loose.jpg"]) == "1 images lie directly in the folder"
 
 
 def test_class_folders_are_chosen_by_auto_with_the_same_fingerprint_as_folders(tmp_path):

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_rgb
-from .labels import LabelField, LabelsError, build_fields, read_labels_file
+from .labels import LabelField, LabelsError, auto_unlabelled_reason, build_fields, read_labels_file
 
 __all__ = [
     "Dataset",
@@ -211,8 +211,8 @@ def load_dataset(
     result (and `dataset_fingerprint`) is the same with or without it.
 
     ``labels``: "folders" (root/<class>/<image>), "none" (every image at any depth), "auto"
-    (folders when every usable image sits in one of ≥ 2 first-level folders, else none; the
-    choice is in ``labels_note``) or a labels file path (io/labels.py).
+    (io/labels.py's rule: folders when every usable image sits in one of ≥ 2 first-level folders
+    not all named like dates, else none; the choice is in ``labels_note``) or a labels file path (io/labels.py).
     """
     builtins = known_datasets()
     bundled = bundled_name(name_or_path)
@@ -664,18 +664,15 @@ def _with_class_field(ds: Dataset) -> Dataset:
 
 def _scan_auto(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool,
                cache_dir: Path | None) -> Dataset:
-    """folders when no usable image lies directly in the root and ≥ 2 first-level folders hold
-    one; else none. Either way `labels_note` says which, why, and how to choose the other."""
+    """folders or none by labels.auto_unlabelled_reason. Either way `labels_note` says which, why,
+    and how to choose the other."""
     tree = _scan_tree(root, ds_id, meta, max_pixels, follow_links, cache_dir)
-    loose = sum(1 for f in tree.files if "/" not in f)
-    groups = [c for c in tree.classes if c != TOP_LEVEL]
-    if loose == 0 and len(groups) >= 2:
+    why = auto_unlabelled_reason(tree.files)
+    if why is None:
         ds = _with_class_field(_scan(root, ds_id, meta, max_pixels, follow_links, cache_dir))
         ds.labels_note = (f"labels: class folders ({len(ds.classes)} first-level folders hold every image); "
                           "--labels none treats the images as one unlabelled collection")
         return ds
-    why = (f"{loose} images lie directly in the folder" if loose else
-           f"only {len(groups)} first-level folder holds images" if groups else "no first-level folder")
     tree.labels_note = (f"labels: none ({why}): search, map and label-free guidance only; --labels folders "
                         "uses first-level folders as classes, --labels FILE reads a CSV/TSV of labels")
     return tree

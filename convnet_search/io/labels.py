@@ -7,8 +7,10 @@ no value in a field is left out of that field's scores (and counted), never drop
 Modes (`--labels`, TOML `labels`):
   folders  a first-level sub-folder is the class (one field, "class");
   none     every image at any depth, no field;
-  auto     folders when every usable image sits in a first-level sub-folder and there are at
-           least 2 of them, else none (`datasets.load_dataset` says which it chose and why);
+  auto     folders when every usable image sits in a first-level sub-folder (at any depth below
+           it), there are at least 2 of them, and their names are not all dates (2023/, 2024-05/:
+           a camera dump); else none (`auto_unlabelled_reason`; `datasets.load_dataset` says which it
+           chose and why);
   a path   a labels file: CSV or TSV with a header row, a `path` column (relative to the dataset
            root) and one or more label columns, one field each. Empty cells are allowed.
 
@@ -27,12 +29,30 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LABEL_MODES", "LabelField", "LabelsError", "LabelsFile", "field_id", "labels_fingerprint",
+__all__ = ["LABEL_MODES", "LabelField", "auto_unlabelled_reason", "LabelsError", "LabelsFile", "field_id", "labels_fingerprint",
            "read_labels_file"]
 
 LABEL_MODES = ("auto", "folders", "none")
 PATH_COLUMN = "path"
 MAX_SHOWN_PROBLEMS = 20  # a file with thousands of bad rows: the first 20, then how many more
+# A folder named like a year or a date (2024, 2024-05, 2024_05_17, 202405): how cameras, phones
+# and photo managers file pictures, so first-level folders named so are a dump, not classes.
+DATE_FOLDER = re.compile(r"(19|20)\d\d([-_. ]?\d\d){0,2}")
+
+
+def auto_unlabelled_reason(files: list[str]) -> str | None:
+    """Why `--labels auto` reads these dataset-relative paths as one unlabelled collection, or
+    None when their first-level folders are classes (see the module docstring)."""
+    loose = sum(1 for f in files if "/" not in f)
+    if loose:
+        return f"{loose} images lie directly in the folder"
+    groups = sorted({f.split("/", 1)[0] for f in files})
+    if len(groups) < 2:
+        return f"only {len(groups)} first-level folder holds images" if groups else "no first-level folder"
+    if all(DATE_FOLDER.fullmatch(g) for g in groups):
+        shown = ", ".join(groups[:3]) + (", …" if len(groups) > 3 else "")
+        return f"the first-level folders are named like dates ({shown}): a camera or phone dump, not classes"
+    return None
 
 
 class LabelsError(ValueError):
