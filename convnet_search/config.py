@@ -104,7 +104,7 @@ KEYS: dict[str, Key] = {
                                   "visualizations (a stage after extract); auto (default): the browser "
                                   "model; [] for none", empty_ok=True),
     "labels": Key("str", "auto (default): class folders when every image sits in one of >= 2 first-level "
-                         "folders, else none; folders (ROOT/<class>/<image>); none (every image at any "
+                         "folders not all named like dates (2023/, 2024-05/), else none; folders (ROOT/<class>/<image>); none (every image at any "
                          "depth, unlabelled); or a labels FILE (CSV/TSV, path relative to the current "
                          "folder: a path column, one column per "
                          "label field; docs/bundle.md \"Label fields\")"),
