@@ -552,15 +552,21 @@ def _valid_entry(e: object) -> bool:
             and (bool(e[4]) != bool(e[5])))  # a skip reason xor a digest
 
 
-def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
-          cache_dir: Path | None = None) -> Dataset:
+def _open_root(root: Path, follow_links: bool) -> tuple[_Scanner, list[os.DirEntry]]:
+    """The scanner of a dataset folder and its first-level entries; DatasetError names the folder
+    when it is missing or unreadable (both scans, by class folders and by tree, start here)."""
     if not root.is_dir():
         raise DatasetError(f"{root}: image folder missing")
     scanner = _Scanner(root, follow_links)
     try:
-        root_entries = _entries(root)
+        return scanner, _entries(root)
     except OSError as e:
         raise DatasetError(f"{root}: cannot read folder: {e.strerror or e}") from None
+
+
+def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
+          cache_dir: Path | None = None) -> Dataset:
+    scanner, root_entries = _open_root(root, follow_links)
     skipped: list[SkippedFile] = []
     class_dirs: list[tuple[str, str, bool]] = []  # (name, real path, reached through a link)
     for entry in root_entries:
@@ -678,13 +684,7 @@ def _scan_auto(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, fo
 def _scan_tree(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
                cache_dir: Path | None = None) -> Dataset:
     """Every usable image at any depth (labels none); classes/labels group images by top folder."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: image folder missing")
-    scanner = _Scanner(root, follow_links)
-    try:
-        root_entries = _entries(root)
-    except OSError as e:
-        raise DatasetError(f"{root}: cannot read folder: {e.strerror or e}") from None
+    scanner, root_entries = _open_root(root, follow_links)
     items: list[tuple[str, str]] = []  # (rel, skip reason or "") in tree order
     for entry in root_entries:
         kind, reason, real = scanner.classify(entry, entry.name, scanner.real_root, False)
