@@ -290,25 +290,15 @@ def _minkowski_sum(Q, X, i, j, p, ip):
             a0 = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
             s0 += a0 * a0 * a0
             t += 1
-    elif ip > 0:
-        while t < d:
-            a = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
-            v = a
-            for _ in range(ip - 1):
-                v *= a
-            if (t & 3) == 0:
-                s0 += v
-            elif (t & 3) == 1:
-                s1 += v
-            elif (t & 3) == 2:
-                s2 += v
-            else:
-                s3 += v
-            t += 1
     else:
         while t < d:
             a = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
-            v = a**p
+            if ip > 0:
+                v = a
+                for _ in range(ip - 1):
+                    v *= a
+            else:
+                v = a**p
             if (t & 3) == 0:
                 s0 += v
             elif (t & 3) == 1:
