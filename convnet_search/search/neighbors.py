@@ -130,17 +130,23 @@ def _exact_distance(Q, X, i, j, qnorm, xnorm, code):
     return s
 
 
+@njit(cache=True)
+def _row_sqnorm(X, i):
+    """‖X[i]‖₂² in float64 with sequential summation: the one definition the threaded
+    `_row_sqnorms` and query_index's serial twin share, so both give the same bits."""
+    s = 0.0
+    for t in range(X.shape[1]):
+        v = np.float64(X[i, t])
+        s += v * v
+    return s
+
+
 @njit(cache=True, parallel=True)
 def _row_sqnorms(X):
-    """‖x‖₂² in float64 with sequential summation."""
-    n, d = X.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        s = 0.0
-        for t in range(d):
-            v = np.float64(X[i, t])
-            s += v * v
-        out[i] = s
+    """‖x‖₂² of every row in float64 with sequential summation."""
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for i in prange(X.shape[0]):
+        out[i] = _row_sqnorm(X, i)
     return out
 
 
