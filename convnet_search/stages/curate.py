@@ -21,6 +21,7 @@ from ..io.datasets import Dataset
 from ..io.labels import labels_fingerprint as label_fields_fingerprint
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.curate import FENCE_IQR, duplicate_groups, duplicate_threshold, label_mistakes, uniqueness
+from ..search.evaluate import best_scored
 from .base import Stage
 from .scores import score_keys
 
@@ -211,8 +212,8 @@ def default_config(work: Path, ds_id: str, models: list[str], want: dict[str, st
     if len(found) == 1:
         return found[0][0], "the only match"
     if all(score is not None for _, score in found) and len(label_fields_of(work, ds_id)) > 0:
-        best = max(found, key=lambda cs: cs[1])  # first of equal scores: stored order
-        return best[0], f"best mean search score ({best[1]:.3f})"
+        config, score = found[best_scored([score for _, score in found])]
+        return config, f"best mean search score ({score:.3f})"
     first = [c for c, _ in found if c.model == found[0][0].model]
     return first[-1], "no labels: the last layer of the first model"
 
