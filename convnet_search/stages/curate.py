@@ -191,6 +191,15 @@ def _stored_keys(cur: StoredArrays) -> list[str]:
     return list(cur.meta["thresholds"])
 
 
+def _mean_search_score(scores: StoredArrays | None, key: str) -> float | None:
+    """A configuration's mean search score against the first label field (as the explorer's star
+    and the API rank them; stages/scores.py stores `<field>/<key>/means`); None when not scored."""
+    if scores is None or not scores.meta.get("fields"):
+        return None  # no scores stage output, or an unlabelled dataset
+    means = f"{scores.meta['fields'][0]}/{key}/means"
+    return float(scores.arrays[means][0]) if means in scores.arrays else None
+
+
 def default_config(work: Path, ds_id: str, models: list[str], want: dict[str, str | None]) -> tuple[Config, str]:
     """The configuration a request names (flags left out: any), the best-scoring one among those
     matching by mean search score when scores exist, else the last layer of the first model."""
@@ -205,7 +214,7 @@ def default_config(work: Path, ds_id: str, models: list[str], want: dict[str, st
             pooling, layer, metric = key.split("/")
             c = Config(mid, layer, pooling, metric)
             if all(want[f] in (None, getattr(c, f)) for f in ("layer", "pooling", "metric")):
-                found.append((c, float(sc.arrays[f"{key}/means"][0]) if sc and f"{key}/means" in sc.arrays else None))
+                found.append((c, _mean_search_score(sc, key)))
     if not found:
         raise CurateError(f"no stored configuration of dataset {ds_id!r} matches "
                           + ", ".join(f"--{k} {v}" for k, v in want.items() if v))
