@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
+import { RESULTS, XSS_NAME, closeAll, openTinyBundle, waitQuiet, watchPage } from './harness.mjs';
 
 const PLOT_PAD = 16; // src/views/map.ts
 let bundle, server, browser, manifest, index, ds;
@@ -38,19 +38,10 @@ async function waitResults(page, notQuery) {
 }
 
 before(async () => {
-  bundle = buildTinyBundle();
-  ensureSiteBuilt();
-  manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
-  ds = manifest.datasets[0];
-  index = readIndex(bundle.dir, ds.id);
-  server = await startServer({ bundleDir: bundle.dir });
-  browser = await launchBrowser();
+  ({ bundle, manifest, ds, index, server, browser } = await openTinyBundle());
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+after(() => closeAll({ browser, server }));
 
 describe('explorer', () => {
   test('first screen: loads without console errors, shows k results fast and measures what it fetched', async () => {
