@@ -44,7 +44,7 @@ before(async () => {
 after(() => closeAll({ browser, server }));
 
 describe('explorer', () => {
-  test('first screen: loads without console errors, shows k results fast and measures what it fetched', async () => {
+  test('first screen: loads without console errors, shows k results and measures what it fetched', async () => {
     server.reset();
     const { page, problems } = await openPage();
     await page.waitForSelector('.results-grid .result');
@@ -61,7 +61,9 @@ describe('explorer', () => {
     assert.ok(cls < 0.1, `cumulative layout shift ${cls}`);
     const files = server.log.map((e) => `${e.path} ${e.bytes}`);
     assert.equal(await page.locator('.results-grid .result').count(), manifest.k);
-    assert.ok(firstResultMs > 0 && firstResultMs < 1000, `first result after ${firstResultMs} ms`);
+    // The page marks its first result; how soon is measured by bench/bench_explorer_scale.mjs
+    // (speed is measured in benchmarks, never asserted in timed tests), only printed below.
+    assert.ok(firstResultMs > 0, 'the page set its first-result mark');
     assert.ok(await page.locator('.banner').isVisible(), 'random-weights banner');
     assert.match(await page.locator('.banner').textContent(), /random/);
     // Gallery thumbnails load when scrolled near: scroll through so the full-page shot shows them.
