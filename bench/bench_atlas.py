@@ -12,11 +12,9 @@ the bundled digits with random weights. Runs in a child process (Keras reads KER
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,11 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from worker_process import run_worker, worker_args  # noqa: E402
+
 MODEL = "mobilenet_025"
 
 
@@ -41,15 +44,7 @@ def run(quick: bool) -> dict:
     env = dict(os.environ)
     if real is not None:
         env["KERAS_HOME"] = str(real / "weights" / "keras_home")
-    with tempfile.TemporaryDirectory(prefix="bench-atlas-") as tmp:
-        out = Path(tmp) / "atlas.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
-        if quick:
-            cmd.append("--quick")
-        proc = subprocess.run(cmd, env=env, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench_atlas worker exited with {proc.returncode} (its output is above)")
-        return json.loads(out.read_text(encoding="utf-8"))
+    return run_worker(__file__, "atlas", env, quick)
 
 
 def _log(msg: str) -> None:
@@ -101,11 +96,7 @@ def worker(quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--worker", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    args = worker_args(argv)
     result = worker(args.quick) if args.worker else run(args.quick)
     text = json.dumps(result, indent=1)
     if args.out:

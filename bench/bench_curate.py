@@ -26,10 +26,8 @@ The work runs in a child process (`--worker`), as bench_quality: Keras reads KER
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ for _p in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, _p)
 
 from bench_quality import ENV_REAL, MODEL, real_dir  # noqa: E402  (the same real data and model)
+from worker_process import run_worker, worker_args  # noqa: E402
 
 SEED = 0
 DUP_FRACTION = 0.10
@@ -75,13 +74,7 @@ def run(quick: bool) -> dict:
         raise RuntimeError(reason)
     env = {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
-        out = Path(tmp) / "curate.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
-        proc = subprocess.run(cmd + (["--quick"] if quick else []), env=env, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench_curate worker exited with {proc.returncode} (its output is above)")
-        return json.loads(out.read_text(encoding="utf-8"))
+    return run_worker(__file__, "curate", env, quick)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,11 +405,7 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--worker", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    args = worker_args(argv)
     if args.worker:
         result = worker(args.quick)
         args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")

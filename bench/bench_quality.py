@@ -20,13 +20,12 @@ gives the ≈ 1 GB of flattened features back to the system when it ends.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from worker_process import run_worker, worker_args  # bench/ is on sys.path (run.py, or the script's folder)
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -65,15 +64,7 @@ def run(quick: bool) -> dict:
     real = real_dir()
     env = {**os.environ, "KERAS_HOME": str(real / "weights" / "keras_home"),
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        out = Path(tmp) / "quality.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
-        if quick:
-            cmd.append("--quick")
-        proc = subprocess.run(cmd, env=env, cwd=ROOT)  # progress lines go straight to the terminal
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench_quality worker exited with {proc.returncode} (its output is above)")
-        return json.loads(out.read_text(encoding="utf-8"))
+    return run_worker(__file__, "quality", env, quick)
 
 
 def _cell(v: float | None) -> str:
@@ -309,11 +300,8 @@ def worker(quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", action="store_true", help="compute (needs KERAS_HOME set); else run + print")
-    ap.add_argument("--quick", action="store_true", help=f"first {QUICK_PER_CLASS} images of each class")
-    ap.add_argument("--out", type=Path, help="write the result JSON here")
-    args = ap.parse_args(argv)
+    args = worker_args(argv, quick_help=f"first {QUICK_PER_CLASS} images of each class", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     for p in (str(ROOT), str(BENCH_DIR)):
         if p not in sys.path:
             sys.path.insert(0, p)

@@ -188,8 +188,7 @@ class Run:
         configs = self.configurations(dataset)
         if not configs:
             raise RunError(f"{self._dataset_id(dataset)}: no configuration has stored neighbours")
-        scored = [(self._score_stat(c, stat), -i, c) for i, c in enumerate(configs)]
-        return max(scored, key=lambda t: (t[0], t[1]))[2]
+        return self._best_of(configs, stat)
 
     def select(self, dataset: str | None = None, model: str | None = None, layer: str | None = None,
                pooling: str | None = None, metric: str | None = None) -> Configuration:
@@ -212,8 +211,14 @@ class Run:
             configs = [c for c in configs if getattr(c, name) == want]
         if not configs:
             raise RunError(f"{ds}: no stored configuration matches that selection")
-        scored = [(self._score_stat(c, "search_score"), -i, c) for i, c in enumerate(configs)]
-        return max(scored, key=lambda t: (t[0], t[1]))[2]
+        return self._best_of(configs, "search_score")
+
+    def _best_of(self, configs: list[Configuration], stat: str) -> Configuration:
+        """search/evaluate.py's rule; an unscored configuration counts as −inf, so a run without
+        scores opens on its first configuration (store or manifest order)."""
+        from .search.evaluate import best_scored
+
+        return configs[best_scored([self._score_stat(c, stat) for c in configs])]
 
     def dataset(self, dataset: str | None = None) -> DatasetInfo:
         ds = self._dataset_id(dataset)

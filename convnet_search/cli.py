@@ -136,17 +136,23 @@ def _selection_flags(p: argparse.ArgumentParser) -> None:
                                                           "(default $KERAS_HOME/models)")
 
 
+def _parser_with_examples(sub, name: str, help: str, description: str,
+                          examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with example command lines, shown as written (raw layout)."""
+    return sub.add_parser(name, help=help, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog="examples:\n" + "\n".join(f"  {line}" for line in examples))
+
+
 def _search_parser(sub) -> None:
-    p = sub.add_parser(
-        "search", help="search a finished run with image files (new ones or dataset images)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _parser_with_examples(
+        sub, "search", help="search a finished run with image files (new ones or dataset images)",
         description="Rank a dataset's images by similarity to each IMAGE, with the run's own "
                     "preprocessing, weights and metric (exact search). Unset flags pick the run's best "
                     "configuration (highest search score) among those matching the ones given. A dataset "
                     "image is its own first result, followed by its stored neighbours.",
-        epilog="examples:\n"
-               "  convnet-search search ~/Desktop/chair.jpg --work .convnet-search --out bundle\n"
-               "  convnet-search search q.jpg --model mobilenet_025 --metric cosine --k 5 --json > hits.json")
+        examples=["convnet-search search ~/Desktop/chair.jpg --work .convnet-search --out bundle",
+                  "convnet-search search q.jpg --model mobilenet_025 --metric cosine --k 5 --json > hits.json"])
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to search with")
     _selection_flags(p)
     p.add_argument("--k", type=int, default=15, help="results per image (default 15)")
@@ -155,9 +161,8 @@ def _search_parser(sub) -> None:
 
 
 def _export_parser(sub) -> None:
-    p = sub.add_parser(
-        "export", help="export one configuration's features for other tools (projector, parquet, npz)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _parser_with_examples(
+        sub, "export", help="export one configuration's features for other tools (projector, parquet, npz)",
         description="Write the features of one configuration (default: the run's best) into a new folder "
                     "DEST: 'projector' = tensors.tsv + metadata.tsv + sprite.png + projector_config.pbtxt "
                     "(TensorBoard's Embedding Projector: tensorboard --logdir DEST); 'parquet' = "
@@ -165,11 +170,10 @@ def _export_parser(sub) -> None:
                     "fixed-size list); 'npz' = embeddings.npz (embeddings, neighbours, map) + "
                     "embeddings.json (paths, labels, configuration). Written atomically; an existing "
                     "DEST is replaced only if it is an earlier export.",
-        epilog="examples:\n"
-               "  convnet-search export --format projector --work .convnet-search --dest proj\n"
-               "  tensorboard --logdir proj    # then open the PROJECTOR tab\n"
-               "  convnet-search export --format parquet --model mobilenet_025 --dest emb\n"
-               "  python -c \"import pandas; print(pandas.read_parquet('emb/embeddings.parquet'))\"")
+        examples=["convnet-search export --format projector --work .convnet-search --dest proj",
+                  "tensorboard --logdir proj    # then open the PROJECTOR tab",
+                  "convnet-search export --format parquet --model mobilenet_025 --dest emb",
+                  "python -c \"import pandas; print(pandas.read_parquet('emb/embeddings.parquet'))\""])
     p.add_argument("--format", required=True, choices=("projector", "parquet", "npz"), dest="fmt")
     p.add_argument("--dest", required=True, type=Path, metavar="PATH", help="export folder to write")
     _selection_flags(p)

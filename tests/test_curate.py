@@ -191,12 +191,18 @@ def test_cli_curate_prints_groups_as_relative_paths(curated, capsys):
     import json
 
     from convnet_search import cli
+    from convnet_search.api import open_run
 
     root, data = curated
     assert cli.main(["curate", "--work", str(root / "work"), "--dataset", str(data), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert ["a/copy_of_00.png", "a/plain_00.png"] in report["duplicates"]
     assert report["configuration"]["model"] == "mobilenet_025"
+    # a labelled, scored run: curate opens on the API's best (search/evaluate.best_scored)
+    assert report["configuration"]["chosen"].startswith("best mean search score")
+    best = open_run(root / "work").best()
+    assert [report["configuration"][f] for f in ("layer", "pooling", "metric")] == [best.layer, best.pooling,
+                                                                                    best.metric]
     assert len(report["outliers"]) == 26 and set(report["label_mistakes"]) == {"class"}
     assert cli.main(["curate", "--work", str(root / "work"), "--dataset", str(data), "--metric", "euclidean",
                      "--format", "csv"]) == 0

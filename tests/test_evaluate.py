@@ -227,3 +227,12 @@ def test_search_score_with_a_small_window_matches_the_definition():
     np.testing.assert_allclose(search_scores(ids, labels, top=4), num / 10)
     with pytest.raises(ValueError, match="window"):
         search_score_numerators(ids, labels, top=16)
+
+
+def test_best_scored_is_the_first_of_the_highest_and_skips_the_unscored():
+    from convnet_search.search.evaluate import best_scored
+
+    assert best_scored([0.5, 0.7, 0.7, 0.6]) == 1  # a tie goes to stored order
+    assert best_scored([None, 0.2, None, 0.1]) == 1
+    assert best_scored([float("-inf"), float("-inf")]) == 0  # the API's "no scores": its first
+    assert best_scored([None, None]) is None and best_scored([]) is None

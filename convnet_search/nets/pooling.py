@@ -51,6 +51,15 @@ def _grid_reference(x: np.ndarray, cells: int = GRID) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _grid_pooling(cells: int, layout: str) -> Pooling:
+    """"grid<cells>": the mean of each of cells × cells regions, concatenated (`layout` says what
+    that keeps, for the explorer's description)."""
+    return Pooling(f"grid{cells}", f"Grid {cells}×{cells}",
+                   f"Average over each of {cells}×{cells} image regions, concatenated: {layout} at "
+                   f"{cells * cells}× the channels.",
+                   lambda h, w, c: cells * cells * c, lambda x: _grid_reference(x, cells))
+
+
 def _gem_reference(x: np.ndarray) -> np.ndarray:
     return np.mean(np.maximum(x, 0.0) ** GEM_P, axis=(1, 2)) ** (1.0 / GEM_P)
 
@@ -63,13 +72,10 @@ POOLINGS: dict[str, Pooling] = {p.id: p for p in (
     Pooling("gem", f"GeM (p={GEM_P:g})", f"Generalized mean (mean of x^{GEM_P:g})^(1/{GEM_P:g}): "
             "between average and max, the standard for instance retrieval.",
             lambda h, w, c: c, _gem_reference),
-    Pooling("grid2", f"Grid {GRID}×{GRID}", f"Average over each of {GRID}×{GRID} image regions, "
-            "concatenated: keeps coarse layout (what is where) at 4× the channels.",
-            lambda h, w, c: GRID * GRID * c, _grid_reference),
+    _grid_pooling(GRID, "keeps coarse layout (what is where)"),
     # 3×3 cells: on 7×7 last-layer maps of real photos it kept 0.999 of flatten's search score
     # (caltech10) at 2,304 instead of 12,544 floats, and cost avg nothing where avg wins (docs/models.md)
-    Pooling("grid3", "Grid 3×3", "Average over each of 3×3 image regions, concatenated: finer layout "
-            "than 2×2 at 9× the channels.", lambda h, w, c: 9 * c, lambda x: _grid_reference(x, 3)),
+    _grid_pooling(3, "finer layout than 2×2"),
     Pooling("flatten", "Flatten", "Every position of the map (ConvNet Playground's choice): full "
             "layout, but very long vectors at early layers.",
             lambda h, w, c: h * w * c, lambda x: x.reshape(len(x), -1)),

@@ -13,6 +13,7 @@ Definitions are in docs/bundle.md ("Search quality"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -163,7 +164,20 @@ def field_scores(neighbor_ids: np.ndarray, codes: np.ndarray, k: int, top: int =
     return FieldScores(numerators, means, int(has.sum()), int((~has).sum()))
 
 
+def best_scored(scores: Sequence[float | None]) -> int | None:
+    """Which configuration a dataset opens on (the explorer's ★, the API's `best`, `curate`'s
+    pick): the index of the highest mean search score, the first of equal ones, so stored order
+    (model, layer, pooling, metric) breaks ties; None scores (not scored) never win. None when
+    nothing is scored."""
+    best: int | None = None
+    for i, score in enumerate(scores):
+        if score is not None and (best is None or score > scores[best]):
+            best = i
+    return best
+
+
 __all__ = [
+    "best_scored",
     "NO_VALUE",
     "FieldScores",
     "field_scores",

@@ -130,17 +130,23 @@ def _exact_distance(Q, X, i, j, qnorm, xnorm, code):
     return s
 
 
+@njit(cache=True)
+def _row_sqnorm(X, i):
+    """‖X[i]‖₂² in float64 with sequential summation: the one definition the threaded
+    `_row_sqnorms` and query_index's serial twin share, so both give the same bits."""
+    s = 0.0
+    for t in range(X.shape[1]):
+        v = np.float64(X[i, t])
+        s += v * v
+    return s
+
+
 @njit(cache=True, parallel=True)
 def _row_sqnorms(X):
-    """‖x‖₂² in float64 with sequential summation."""
-    n, d = X.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        s = 0.0
-        for t in range(d):
-            v = np.float64(X[i, t])
-            s += v * v
-        out[i] = s
+    """‖x‖₂² of every row in float64 with sequential summation."""
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for i in prange(X.shape[0]):
+        out[i] = _row_sqnorm(X, i)
     return out
 
 
@@ -290,25 +296,15 @@ def _minkowski_sum(Q, X, i, j, p, ip):
             a0 = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
             s0 += a0 * a0 * a0
             t += 1
-    elif ip > 0:
-        while t < d:
-            a = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
-            v = a
-            for _ in range(ip - 1):
-                v *= a
-            if (t & 3) == 0:
-                s0 += v
-            elif (t & 3) == 1:
-                s1 += v
-            elif (t & 3) == 2:
-                s2 += v
-            else:
-                s3 += v
-            t += 1
     else:
         while t < d:
             a = abs(np.float64(Q[i, t]) - np.float64(X[j, t]))
-            v = a**p
+            if ip > 0:
+                v = a
+                for _ in range(ip - 1):
+                    v *= a
+            else:
+                v = a**p
             if (t & 3) == 0:
                 s0 += v
             elif (t & 3) == 1:

@@ -25,14 +25,9 @@ _BLOCK_FLOATS = 16 * 1024 * 1024
 def _row_sqnorms_serial(Q):
     """neighbors._row_sqnorms without threads (the same sequential sums, so the same bits): a few
     query rows do not pay for waking a thread pool, which on a busy machine costs more than the sum."""
-    n, d = Q.shape
-    out = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        s = 0.0
-        for t in range(d):
-            v = np.float64(Q[i, t])
-            s += v * v
-        out[i] = s
+    out = np.empty(Q.shape[0], dtype=np.float64)
+    for i in range(Q.shape[0]):
+        out[i] = nb._row_sqnorm(Q, i)
     return out
 
 

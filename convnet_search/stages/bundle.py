@@ -13,7 +13,7 @@ from .. import __version__
 from ..search.browser_features import encode_for_browser
 from ..io.datasets import Dataset
 from ..io.labels import labels_fingerprint
-from ..search.evaluate import SCORE_SCALE, SCORE_TOP, score_scale, score_window
+from ..search.evaluate import SCORE_SCALE, SCORE_TOP, best_scored, score_scale, score_window
 from ..search.metrics import metric_entry
 from ..nets.pooling import POOLINGS, feature_key
 from ..io.store import StoredArrays, atomic_path, dumps_json, fingerprint
@@ -148,10 +148,10 @@ def best_configuration(inp: BundleInputs, res: DatasetResults) -> dict[str, Any]
     explorer opens on), scored against the dataset's first label field; None when every model is
     random or the dataset has no labels. Ties: first in model, layer, pooling, metric order. Scores
     rounded as in summary/<field>/<metric>.json, so the explorer's table agrees."""
-    best: dict[str, Any] | None = None
     if not res.dataset.fields:
         return None
     fid = res.dataset.fields[0].id
+    configs: list[dict[str, Any]] = []
     for mid in inp.models:
         meta = res.features[mid].meta
         if meta["weights"] == "random":
@@ -161,10 +161,10 @@ def best_configuration(inp: BundleInputs, res: DatasetResults) -> dict[str, Any]
             for pooling in inp.poolings:
                 for metric in inp.metrics:
                     score = round(float(means[f"{fid}/{feature_key(layer['name'], pooling)}/{metric}/means"][0]), 4)
-                    if best is None or score > best["search_score"]:
-                        best = {"model": mid, "layer": layer["name"], "pooling": pooling, "metric": metric,
-                                "search_score": score}
-    return best
+                    configs.append({"model": mid, "layer": layer["name"], "pooling": pooling, "metric": metric,
+                                    "search_score": score})
+    best = best_scored([c["search_score"] for c in configs])
+    return None if best is None else configs[best]
 
 
 def _id_dtype(n: int) -> np.dtype:

@@ -21,6 +21,7 @@ from ..io.datasets import Dataset
 from ..io.labels import labels_fingerprint as label_fields_fingerprint
 from ..io.store import ArrayStore, StoredArrays, fingerprint
 from ..search.curate import FENCE_IQR, duplicate_groups, duplicate_threshold, label_mistakes, uniqueness
+from ..search.evaluate import best_scored
 from .base import Stage
 from .scores import score_keys
 
@@ -190,6 +191,15 @@ def _stored_keys(cur: StoredArrays) -> list[str]:
     return list(cur.meta["thresholds"])
 
 
+def _mean_search_score(scores: StoredArrays | None, key: str) -> float | None:
+    """A configuration's mean search score against the first label field (as the explorer's star
+    and the API rank them; stages/scores.py stores `<field>/<key>/means`); None when not scored."""
+    if scores is None or not scores.meta.get("fields"):
+        return None  # no scores stage output, or an unlabelled dataset
+    means = f"{scores.meta['fields'][0]}/{key}/means"
+    return float(scores.arrays[means][0]) if means in scores.arrays else None
+
+
 def default_config(work: Path, ds_id: str, models: list[str], want: dict[str, str | None]) -> tuple[Config, str]:
     """The configuration a request names (flags left out: any), the best-scoring one among those
     matching by mean search score when scores exist, else the last layer of the first model."""
@@ -204,15 +214,15 @@ def default_config(work: Path, ds_id: str, models: list[str], want: dict[str, st
             pooling, layer, metric = key.split("/")
             c = Config(mid, layer, pooling, metric)
             if all(want[f] in (None, getattr(c, f)) for f in ("layer", "pooling", "metric")):
-                found.append((c, float(sc.arrays[f"{key}/means"][0]) if sc and f"{key}/means" in sc.arrays else None))
+                found.append((c, _mean_search_score(sc, key)))
     if not found:
         raise CurateError(f"no stored configuration of dataset {ds_id!r} matches "
                           + ", ".join(f"--{k} {v}" for k, v in want.items() if v))
     if len(found) == 1:
         return found[0][0], "the only match"
     if all(score is not None for _, score in found) and len(label_fields_of(work, ds_id)) > 0:
-        best = max(found, key=lambda cs: cs[1])  # first of equal scores: stored order
-        return best[0], f"best mean search score ({best[1]:.3f})"
+        config, score = found[best_scored([score for _, score in found])]
+        return config, f"best mean search score ({score:.3f})"
     first = [c for c, _ in found if c.model == found[0][0].model]
     return first[-1], "no labels: the last layer of the first model"
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, XSS_NAME, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage, readIndex } from './harness.mjs';
+import { RESULTS, XSS_NAME, closeAll, openTinyBundle, waitQuiet, watchPage } from './harness.mjs';
 
 const PLOT_PAD = 16; // src/views/map.ts
 let bundle, server, browser, manifest, index, ds;
@@ -38,22 +38,13 @@ async function waitResults(page, notQuery) {
 }
 
 before(async () => {
-  bundle = buildTinyBundle();
-  ensureSiteBuilt();
-  manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
-  ds = manifest.datasets[0];
-  index = readIndex(bundle.dir, ds.id);
-  server = await startServer({ bundleDir: bundle.dir });
-  browser = await launchBrowser();
+  ({ bundle, manifest, ds, index, server, browser } = await openTinyBundle());
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+after(() => closeAll({ browser, server }));
 
 describe('explorer', () => {
-  test('first screen: loads without console errors, shows k results fast and measures what it fetched', async () => {
+  test('first screen: loads without console errors, shows k results and measures what it fetched', async () => {
     server.reset();
     const { page, problems } = await openPage();
     await page.waitForSelector('.results-grid .result');
@@ -70,7 +61,9 @@ describe('explorer', () => {
     assert.ok(cls < 0.1, `cumulative layout shift ${cls}`);
     const files = server.log.map((e) => `${e.path} ${e.bytes}`);
     assert.equal(await page.locator('.results-grid .result').count(), manifest.k);
-    assert.ok(firstResultMs > 0 && firstResultMs < 1000, `first result after ${firstResultMs} ms`);
+    // The page marks its first result; how soon is measured by bench/bench_explorer_scale.mjs
+    // (speed is measured in benchmarks, never asserted in timed tests), only printed below.
+    assert.ok(firstResultMs > 0, 'the page set its first-result mark');
     assert.ok(await page.locator('.banner').isVisible(), 'random-weights banner');
     assert.match(await page.locator('.banner').textContent(), /random/);
     // Gallery thumbnails load when scrolled near: scroll through so the full-page shot shows them.

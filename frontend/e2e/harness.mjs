@@ -6,6 +6,9 @@
 //  - startServer(): node:http static server on 127.0.0.1:<random>, dist/ at /, bundle at /data/,
 //    logging every response's byte count (to measure what a page fetches).
 //  - launchBrowser(): headless Debian Chromium through playwright-core.
+//  - serveBundle() / openTinyBundle() / closeAll(): what a test file's before() and after() open
+//    and close (the built site, a bundle's server, a browser).
+//  - runEngine(): this checkout's engine CLI.
 //  - assertWithinWidth(): layout check for narrow viewports (element boxes inside 0…width px).
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -22,7 +25,7 @@ export const REPO = path.resolve(FRONTEND, '..');
 export const DIST = path.join(FRONTEND, 'dist');
 export const RESULTS = path.join(FRONTEND, 'test-results');
 export const XSS_NAME = '<img src=x onerror=alert(1)>.png';
-const PY = path.join(REPO, '.venv', 'bin', 'python');
+export const PY = path.join(REPO, '.venv', 'bin', 'python');
 const CONFIG = path.join(REPO, 'configs', 'e2e.toml');
 const SHAPES = path.join(REPO, 'datasets', 'shapes', 'images');
 const CLASSES = 4;
@@ -95,6 +98,20 @@ function withLock(lockDir, fn) {
 }
 
 /**
+ * Runs `convnet-search ARGS` with this checkout's engine, not whichever one the venv's console
+ * script was installed from (a git worktree shares the main checkout's .venv); returns spawnSync's
+ * result (utf8 stdout/stderr).
+ */
+export function runEngine(args) {
+  return spawnSync(PY, ['-m', 'convnet_search.cli', ...args], {
+    encoding: 'utf8',
+    cwd: REPO,
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+}
+
+/**
  * Builds (or reuses) the tiny engine bundle; returns { dir, imagesDir }.
  * E2E_FRESH=1 forces a rebuild.
  */
@@ -111,15 +128,8 @@ export function buildTinyBundle() {
     const tmpOut = `${dir}.partial`;
     fs.rmSync(tmpOut, { recursive: true, force: true });
     const t0 = Date.now();
-    // This checkout's engine (the venv's console script may point at another checkout's code).
-    const r = spawnSync(PY, ['-m', 'convnet_search.cli', 'precompute', '--config', CONFIG, '--dataset', imagesDir, '--out', tmpOut, '--work', work], {
-      encoding: 'utf8',
-      cwd: REPO,
-      // This checkout's engine (the bundle's cache key hashes it), not whichever one the
-      // console script was installed from (a git worktree shares the main checkout's .venv).
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    // This checkout's engine: the bundle's cache key hashes it.
+    const r = runEngine(['precompute', '--config', CONFIG, '--dataset', imagesDir, '--out', tmpOut, '--work', work]);
     fs.rmSync(work, { recursive: true, force: true });
     if (r.status !== 0) {
       throw new Error(`convnet-search precompute failed (exit ${r.status}):\n${(r.stderr || '').slice(-4000)}\n${(r.stdout || '').slice(-2000)}`);
@@ -277,4 +287,28 @@ export async function assertWithinWidth(page, selector, width) {
   assert.ok(boxes.length > 0, `nothing matches ${selector}`);
   const out = boxes.filter((b) => b.left < -0.5 || b.right > width + 0.5);
   assert.deepEqual(out, [], `${out.length} of ${boxes.length} elements reach outside 0…${width} px`);
+}
+
+/** The built site with bundleDir at /data/, and a browser: { server, browser } (closeAll closes them). */
+export async function serveBundle(bundleDir, launchOptions = {}) {
+  ensureSiteBuilt();
+  const server = await startServer({ bundleDir });
+  const browser = await launchBrowser(launchOptions);
+  return { server, browser };
+}
+
+/** The tiny engine bundle served (serveBundle) with its manifest, first dataset and that dataset's index. */
+export async function openTinyBundle() {
+  const bundle = buildTinyBundle();
+  const manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
+  const ds = manifest.datasets[0];
+  const index = readIndex(bundle.dir, ds.id);
+  return { bundle, manifest, ds, index, ...(await serveBundle(bundle.dir)) };
+}
+
+/** A test file's after(): closes what its before() opened (any of it may be missing if before() failed) and removes tmp. */
+export async function closeAll({ browser, server, tmp } = {}) {
+  await browser?.close();
+  await server?.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 }

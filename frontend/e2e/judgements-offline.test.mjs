@@ -2,14 +2,12 @@
 // configuration offline from an exported judgements file and stores it in the bundle; the
 // "Your judgements" panel shows it as "ranked offline over all N configurations", in real Chromium.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { REPO, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+import { REPO, closeAll, runEngine, serveBundle, watchPage } from './harness.mjs';
 
-const PY = path.join(REPO, '.venv', 'bin', 'python');
 const SHAPES = path.join(REPO, 'datasets', 'shapes', 'images');
 const SHOTS = process.env.F20_SHOTS ?? '/tmp';
 // A small run (one model, 2 layers): 2 × 4 poolings × 2 metrics = 16 configurations.
@@ -30,22 +28,13 @@ before(async () => {
   }
   const file = path.join(tmp, 'my-marks.json');
   fs.writeFileSync(file, JSON.stringify({ format: 'convnet-search-judgements', version: 1, judgements: marks }));
-  const r = spawnSync(PY, ['-m', 'convnet_search.cli', 'precompute', '--config', path.join(tmp, 'c.toml'), '--dataset', SHAPES, '--out', out, '--work', path.join(tmp, 'work'), '--judgements', file], {
-    encoding: 'utf8', cwd: REPO, maxBuffer: 64 * 1024 * 1024,
-    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },
-  });
+  const r = runEngine(['precompute', '--config', path.join(tmp, 'c.toml'), '--dataset', SHAPES, '--out', out, '--work', path.join(tmp, 'work'), '--judgements', file]);
   assert.equal(r.status, 0, `precompute --judgements failed:\n${r.stderr.slice(-3000)}`);
   manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
-  ensureSiteBuilt();
-  server = await startServer({ bundleDir: out });
-  browser = await launchBrowser();
+  ({ server, browser } = await serveBundle(out));
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-});
+after(() => closeAll({ browser, server, tmp }));
 
 test('the panel shows the bundle\'s offline ranking of all configurations, with no console error', async () => {
   const ds = manifest.datasets[0];

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, readIndex, startServer, waitQuiet, watchPage } from './harness.mjs';
+import { RESULTS, closeAll, launchBrowser, openTinyBundle, startServer, waitQuiet, watchPage } from './harness.mjs';
 import { deriveScaledBundle } from './scaled-bundle.mjs';
 
 let bundle, server, browser, manifest, ds, index;
@@ -25,19 +25,10 @@ const overlap = (a, b) => a.filter((x) => b.includes(x)).length;
 const colUrl = (cols) => cols.map((c) => `col=${encodeURIComponent(c)}`).join('&');
 
 before(async () => {
-  bundle = buildTinyBundle();
-  ensureSiteBuilt();
-  manifest = JSON.parse(fs.readFileSync(path.join(bundle.dir, 'manifest.json'), 'utf8'));
-  ds = manifest.datasets[0];
-  index = readIndex(bundle.dir, ds.id);
-  server = await startServer({ bundleDir: bundle.dir });
-  browser = await launchBrowser();
+  ({ bundle, manifest, ds, index, server, browser } = await openTinyBundle());
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+after(() => closeAll({ browser, server }));
 
 async function checkOverlaps(page, cols, q) {
   await page.waitForSelector(`.side-col >> nth=${cols.length - 1}`);

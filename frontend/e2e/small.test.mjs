@@ -6,15 +6,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { REPO, RESULTS, ensureSiteBuilt, launchBrowser, startServer, watchPage } from './harness.mjs';
+import { PY, REPO, RESULTS, closeAll, runEngine, serveBundle, watchPage } from './harness.mjs';
 
 let server, browser, tmp;
 
 before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cs-e2e-small-'));
   const images = path.join(tmp, 'images');
-  const py = path.join(REPO, '.venv', 'bin', 'python');
-  const mk = spawnSync(py, [path.join(REPO, 'frontend', 'e2e', 'make_images.py'), images, '3'], { encoding: 'utf8' });
+  const mk = spawnSync(PY, [path.join(REPO, 'frontend', 'e2e', 'make_images.py'), images, '3'], { encoding: 'utf8' });
   assert.equal(mk.status, 0, mk.stderr);
   // make_images.py writes several classes x 3; keep 5 images in two classes, then add 3 broken files.
   const classes = fs.readdirSync(images).sort();
@@ -25,19 +24,13 @@ before(async () => {
   fs.writeFileSync(path.join(second, 'notes.jpg'), 'not an image');
   fs.writeFileSync(path.join(second, 'cut.png'), fs.readFileSync(path.join(images, classes[0], fs.readdirSync(path.join(images, classes[0])).sort().find((f) => f.endsWith('.png')))).subarray(0, 60));
   const out = path.join(tmp, 'bundle');
-  const r = spawnSync(py, ['-m', 'convnet_search.cli', 'precompute', '--dataset', images, '--models', 'mobilenet_025', '--weights', 'none',
-    '--num-layers', '2', '--no-browser-search', '--out', out, '--work', path.join(tmp, 'work')], { cwd: REPO, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } });
+  const r = runEngine(['precompute', '--dataset', images, '--models', 'mobilenet_025', '--weights', 'none',
+    '--num-layers', '2', '--no-browser-search', '--out', out, '--work', path.join(tmp, 'work')]);
   assert.equal(r.status, 0, r.stderr);
-  ensureSiteBuilt();
-  server = await startServer({ bundleDir: out });
-  browser = await launchBrowser();
+  ({ server, browser } = await serveBundle(out));
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-});
+after(() => closeAll({ browser, server, tmp }));
 
 test('a 5-image folder shows 4 results per query and says why', async () => {
   const page = await browser.context.newPage();

@@ -1,6 +1,7 @@
 // App shell: loads the manifest, keeps the state in the URL, shows one view at a time.
 import './style.css';
-import { DataProvider, type BundleChangedError } from './data/provider';
+import type { BundleChangedError } from './data/errors';
+import { DataProvider } from './data/provider';
 import type { Manifest } from './data/types';
 import { h, clear, status } from './dom';
 import { applyPatch, parseState, stateToSearch, VIEWS, type AppState, type View } from './state';

@@ -3,7 +3,7 @@
 // index.json: sizes only; rows/{page}.bin: `page` ranks each, their channel, selectivity and top
 // images (the first screen is rows/0.bin alone); maps/{block}.bin: their activation maps, uint8
 // with a per-map scale.
-import { BundleError } from './provider';
+import { BundleError } from './errors';
 import type { IdDtype } from './types';
 
 export interface AtlasIndex {

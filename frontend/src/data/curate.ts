@@ -1,6 +1,6 @@
 // Curation lists (docs/bundle.md "Curation"): their types and the checks every file passes before
 // the Curate view draws it (ids < N, labels < the number of classes, parallel arrays of one length).
-import { BundleError } from './provider';
+import { BundleError } from './errors';
 
 /** files.curate: one configuration's near-duplicate groups (most certain first) and top outliers. */
 export interface CurateConfig {

@@ -4,7 +4,8 @@ import schemaJson from '../../../docs/manifest.schema.json';
 import { LIMITS, manifestSchemaProblem } from './manifest';
 import { sameOriginUrl } from './origin';
 import { schemaProblem } from './schema';
-import { BundleError, DataProvider, validateManifest } from './provider';
+import { BundleError } from './errors';
+import { DataProvider, validateManifest } from './provider';
 import { validManifest } from './manifest.fixture';
 import type { Manifest } from './types';
 

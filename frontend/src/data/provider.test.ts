@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { BundleChangedError, BundleError, DataProvider, checkNamesPage, checkSummary, labelsFromBuffer, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
+import { BundleChangedError, BundleError } from './errors';
+import { DataProvider, checkNamesPage, checkSummary, labelsFromBuffer, fillTemplate, knnFromBuffer, scoresFromBuffer, umapFromBuffer, validateManifest } from './provider';
 import { K, N, validManifest } from './manifest.fixture';
 import { PagedNames, loadedOnly, withName } from './names';
 import type { Manifest } from './types';

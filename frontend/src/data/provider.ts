@@ -6,32 +6,11 @@ import { sameOriginUrl } from './origin';
 import { thumbRef, type ThumbRef } from './thumbs';
 import { PagedNames } from './names';
 import type { DatasetIndex, Guidance, KnnTable, LabelDtype, Labels, Manifest, Neighbor, OfflineJudgements, StatName, Summary } from './types';
+import { BundleChangedError, BundleError } from './errors';
 import { atlasBlockBytes, atlasBlockFromBuffer, atlasRowsBytes, atlasRowsFromBuffer, checkAtlasIndex, idBytes, type AtlasBlock, type AtlasIndex, type AtlasRows } from './atlas';
 export const BUNDLE_VERSION = 6;
 
 export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
-
-export class BundleError extends Error {
-  constructor(
-    readonly url: string,
-    message: string,
-  ) {
-    super(`${url}: ${message}`);
-    this.name = 'BundleError';
-  }
-}
-
-/**
- * The bundle on the server is no longer the one this page loaded (e.g. `make precompute` replaced
- * the data folder while the explorer was open): its manifest.json now says something else. No
- * file of the old manifest can be trusted any more; only a reload helps.
- */
-export class BundleChangedError extends Error {
-  constructor(readonly manifestUrl: string) {
-    super('the data on the server changed since this page was loaded (the bundle was rebuilt): reload the page to see the new data');
-    this.name = 'BundleChangedError';
-  }
-}
 
 /** Fill a manifest path template ("datasets/{dataset}/…") with values. */
 export function fillTemplate(template: string, values: Record<string, string | number>): string {
