@@ -124,6 +124,40 @@ async function judgeQuery(page, q, per) {
 
 describe('your judgements', () => {
   let exported;
+  test('a mark followed at once by a navigation is kept (the journal outlives the aborted IndexedDB write)', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const marked = [];
+    for (const q of [5, 6, 7, 8, 9]) {
+      await page.goto(`${server.url}?view=search&q=${q}`);
+      await page.waitForSelector('.results-grid .judge button:not([disabled])');
+      const li = page.locator('.results-grid .result').nth(2);
+      marked.push([q, Number(await li.locator('.result-btn').getAttribute('data-id'))]);
+      await li.locator('.judge-no').click();  // and straight on to the next page, no wait
+    }
+    await page.goto(`${server.url}?view=search&q=5`);
+    const kept = await page.evaluate(async (pairs) => {
+      const all = await new Promise((ok, bad) => {
+        const r = indexedDB.open('convnet-search');
+        r.onsuccess = () => { const g = r.result.transaction('judgements').objectStore('judgements').getAll(); g.onsuccess = () => ok(g.result); g.onerror = bad; };
+        r.onerror = bad;
+      });
+      return pairs.map(([q, id]) => all.some((j) => j.query_id === q && j.result_id === id && j.similar === false));
+    }, marked);
+    assert.deepEqual(kept, marked.map(() => true), 'every mark reached IndexedDB');
+    assert.equal(await page.evaluate(() => localStorage.getItem('convnet-search-judgements-journal')), null, 'the journal is empty once committed');
+    // Leave the store as the next test expects it (it counts this dataset's marks): undo them.
+    for (const [q, id] of marked) {
+      await page.goto(`${server.url}?view=search&q=${q}`);
+      const el = page.locator(`.results-grid .judge[data-r="${id}"]`);
+      await el.locator('.judge-no:not([disabled])').click();
+      await page.waitForFunction((r) => document.querySelector(`.results-grid .judge[data-r="${r}"]`)?.dataset.judged === '', id);
+    }
+    await page.waitForFunction(() => localStorage.getItem('convnet-search-judgements-journal') === null);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
   test('a ✓ / ✗ mark sends no request, survives a reload, and ~20 marks rank every configuration', async () => {
     const page = await browser.context.newPage();
     const problems = watchPage(page);

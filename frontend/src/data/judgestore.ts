@@ -103,6 +103,47 @@ function openDb(): Promise<IDBDatabase> {
   return request(r);
 }
 
+// A mark goes to a localStorage journal first, then to IndexedDB, and leaves the journal once
+// IndexedDB has committed it. localStorage writes are synchronous: a navigation or a closed tab
+// right after a click aborts the IndexedDB transaction still in flight (a mark was lost that way
+// under load) but not the journal, which the next page replays.
+const JOURNAL = 'convnet-search-judgements-journal';
+type Journal = Record<string, Judgement | null>;  // key → the mark, or null: removed
+
+function readJournal(): Journal {
+  try {
+    const j = JSON.parse(localStorage.getItem(JOURNAL) ?? '{}') as unknown;
+    return j && typeof j === 'object' && !Array.isArray(j) ? (j as Journal) : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeJournal(j: Journal): void {
+  try {
+    if (Object.keys(j).length) localStorage.setItem(JOURNAL, JSON.stringify(j));
+    else localStorage.removeItem(JOURNAL);
+  } catch { /* no localStorage: IndexedDB alone, as before */ }
+}
+
+/** Drops the journal entries IndexedDB now holds (unless a newer mark replaced them meanwhile). */
+function settle(done: Journal): void {
+  const j = readJournal();
+  for (const [k, v] of Object.entries(done)) if (k in j && JSON.stringify(j[k]) === JSON.stringify(v)) delete j[k];
+  writeJournal(j);
+}
+
+/** Puts (or, for null, deletes) every entry in one transaction; resolves once it has committed. */
+function commit(db: IDBDatabase, entries: Journal): Promise<void> {
+  const tx = db.transaction(STORE, 'readwrite');
+  const st = tx.objectStore(STORE);
+  for (const [k, v] of Object.entries(entries)) {
+    if (v === null) st.delete(k);
+    else st.put(v, k);
+  }
+  return new Promise<void>((ok, bad) => { tx.oncomplete = () => ok(); tx.onerror = tx.onabort = () => bad(tx.error ?? new Error('IndexedDB write aborted')); });
+}
+
 /** All judgements in memory, written through to IndexedDB (memory only if the browser refuses it). */
 export class JudgementStore {
   private readonly map = new Map<string, Judgement>();
@@ -116,6 +157,15 @@ export class JudgementStore {
       const store = new JudgementStore(db, null);
       const all = await request(db.transaction(STORE).objectStore(STORE).getAll() as IDBRequest<Judgement[]>);
       for (const j of all) store.map.set(judgementKey(j.dataset, j.query, j.result), j);
+      const journal = readJournal();  // marks a previous page made but IndexedDB did not commit
+      for (const [k, v] of Object.entries(journal)) {
+        if (v === null) store.map.delete(k);
+        else store.map.set(k, v);
+      }
+      if (Object.keys(journal).length) {
+        await commit(db, journal);
+        settle(journal);
+      }
       return store;
     } catch (e) {
       return new JudgementStore(null, `judgements are kept for this page only: the browser refused IndexedDB (${String(e)})`);
@@ -133,13 +183,14 @@ export class JudgementStore {
   /** Sets (similar true/false) or removes (null) one mark. */
   async set(j: Omit<Judgement, 'similar' | 'at'>, similar: boolean | null): Promise<void> {
     const k = judgementKey(j.dataset, j.query, j.result);
-    if (similar === null) this.map.delete(k);
-    else this.map.set(k, { ...j, similar, at: new Date().toISOString() });
+    const v = similar === null ? null : { ...j, similar, at: new Date().toISOString() };
+    if (v === null) this.map.delete(k);
+    else this.map.set(k, v);
+    if (this.db) writeJournal({ ...readJournal(), [k]: v });
     this.changed();
     if (this.db) {
-      const st = this.db.transaction(STORE, 'readwrite').objectStore(STORE);
-      if (similar === null) await request(st.delete(k));
-      else await request(st.put(this.map.get(k), k));
+      await commit(this.db, { [k]: v });
+      settle({ [k]: v });
     }
   }
 
