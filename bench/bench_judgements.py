@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +44,7 @@ for _p in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, _p)
 
 from bench_quality import extract_all, real_dir  # noqa: E402
+from worker_process import run_worker, worker_args  # noqa: E402
 
 MODEL = "mobilenet_025"
 SEED = 20
@@ -76,15 +75,7 @@ def run(quick: bool) -> dict:
         raise RuntimeError(reason)
     env = {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    with tempfile.TemporaryDirectory(prefix="bench-judgements-") as tmp:
-        out = Path(tmp) / "judgements.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
-        if quick:
-            cmd.append("--quick")
-        proc = subprocess.run(cmd, env=env, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench_judgements worker exited with {proc.returncode} (its output is above)")
-        return json.loads(out.read_text(encoding="utf-8"))
+    return run_worker(__file__, "judgements", env, quick)
 
 
 def print_report(console, rows: list[dict], meta: dict) -> None:
@@ -102,7 +93,7 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
     console.print(t)
     for d, acc in meta["acceptance"].items():
         console.print(f"{d} (panel's suggestions): {ACCEPT_QUERIES} judged queries → Spearman ≥ {ACCEPT_SPEARMAN} and top-3 hit: "
-                      + ("[green]met[/]" if acc else "[red]missed[/]"))
+                      + ("not measured (--quick)" if acc is None else "[green]met[/]" if acc else "[red]missed[/]"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,18 +252,16 @@ def worker(quick: bool) -> dict:
                                   "label_best": best_label, "label_best_score": round(score[best_label], 4),
                                   "seconds": round(time.perf_counter() - t0, 1)}
         at = [r for r in found if r["judged_queries"] == ACCEPT_QUERIES and r["strategy"] == "panel"]
-        meta["acceptance"][name] = bool(at and at[0]["spearman"] >= ACCEPT_SPEARMAN and at[0]["top3_hit"])
+        meta["acceptance"][name] = (bool(at[0]["spearman"] >= ACCEPT_SPEARMAN and at[0]["top3_hit"]) if at
+                                    else None)  # --quick stops before ACCEPT_QUERIES
         _log(f"{name}: " + "; ".join(f"{r['strategy']} {r['judged_queries']} q: ρ {r['spearman']:.3f}, "
                                      f"top-3 {r['top3_hit']}" for r in found))
     return {"rows": rows, "meta": meta}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", action="store_true", help="compute (needs KERAS_HOME set); else run + print")
-    ap.add_argument("--quick", action="store_true", help=f"first {QUICK_PER_CLASS} images of each class")
-    ap.add_argument("--out", type=Path, help="write the result JSON here")
-    args = ap.parse_args(argv)
+    args = worker_args(argv, f"first {QUICK_PER_CLASS} images of each class", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     reason = skip_reason()
     if reason:
         print(f"note: {reason}", file=sys.stderr)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from convnet_search.io.decode_cache import BUDGET_BYTES, DecodeCache

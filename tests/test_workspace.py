@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from test_cli import CLI, ROOT, add_plain_images, run_cli
 from test_safety import FAST, data, main, one_line  # noqa: F401 (fixtures)
 
 

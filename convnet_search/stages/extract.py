@@ -248,7 +248,7 @@ def run_decode_cache(ctx: RunContext) -> DecodeCache | None:
 
 
 def run(ctx: RunContext) -> None:
-    resolved, console, store = ctx.weights, ctx.console, ctx.store("features")
+    store = ctx.store("features")
     cache = run_decode_cache(ctx)
     _run(ctx, store, cache)
     if cache is not None:  # done: a stopped run keeps it, and the next run resumes from it
