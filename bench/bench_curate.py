@@ -209,6 +209,33 @@ def extract(paths: list[Path], spec, batch_size: int) -> dict:
     return features
 
 
+def cached_features(name: str, what: list, compute) -> dict:
+    """features[pooling][layer], kept in bench/out/ keyed by the images (the dataset's files and the
+    copies' names, which carry the original and the transform), the model, the poolings and the code of
+    transform() and extract(), so the
+    curation math can be re-run without a forward pass (as bench_judgements.cached_rows)."""
+    import hashlib
+    import inspect
+
+    import numpy as np
+
+    key = hashlib.sha256(json.dumps([MODEL, list(POOLINGS), SEED, DUP_FRACTION, list(TRANSFORMS), what,
+                                     inspect.getsource(transform), inspect.getsource(extract)]
+                                    ).encode()).hexdigest()[:16]
+    path = BENCH_DIR / "out" / f"{name}-{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        feats: dict = {}
+        for k in z.files:
+            pooling, layer = k.split("/", 1)
+            feats.setdefault(pooling, {})[layer] = z[k]
+        return feats
+    feats = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"{p}/{layer}": x for p, by_layer in feats.items() for layer, x in by_layer.items()})
+    return feats
+
+
 def _subset(ds, per_class: int):
     from bench_quality import _subset as sub
 
@@ -233,7 +260,8 @@ def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> 
     kinds_of = [""] * n0 + kinds
     _log(f"{name}: {n0} images + {len(copies)} copies of {len(set(orig))}; extracting …")
     t = time.perf_counter()
-    feats = extract(allp, spec, batch)
+    feats = cached_features(f"curate-{name}", [ds.files, [c.name for c in copies]],
+                            lambda: extract(allp, spec, batch))
     _log(f"{name}: features {time.perf_counter() - t:.0f}s; neighbours …")
     lists = neighbour_lists(feats, k)
     rows, thresholds = [], {}
@@ -322,7 +350,8 @@ def outlier_part(cal_ds, cal_feats: dict, n0: int, spec, k: int, batch: int, rng
 
     shapes = load_dataset("shapes")
     pick = sorted(rng.choice(len(shapes), size=OUTLIERS, replace=False).tolist())
-    extra = extract([shapes.path(i) for i in pick], spec, batch)
+    extra = cached_features("curate-shapes", [shapes.files[i] for i in pick],
+                            lambda: extract([shapes.path(i) for i in pick], spec, batch))
     rows = []
     from convnet_search.search.neighbors import top_k_neighbors
 
@@ -413,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     result = run(args.quick)
-    print_report(Console(), result["rows"], result["meta"])
+    print_report(Console(width=200), result["rows"], result["meta"])
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
     return 0
