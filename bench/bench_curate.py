@@ -211,9 +211,9 @@ def extract(paths: list[Path], spec, batch_size: int) -> dict:
 
 def cached_features(name: str, what: list, compute) -> dict:
     """features[pooling][layer], kept in bench/out/ keyed by the images (the dataset's files and the
-    copies' names, which carry the original and the transform), the model, the poolings and the code of
-    transform() and extract(), so the
-    curation math can be re-run without a forward pass (as bench_judgements.cached_rows)."""
+    copies' names, which carry the original and the transform), the model, the poolings and the code
+    of transform() and extract(), so the curation math can be re-run without a forward pass (as
+    bench_judgements.cached_rows)."""
     import hashlib
     import inspect
 
