@@ -16,9 +16,12 @@ stage stores). Images are read in place; the transformed copies go to a temporar
   threshold of the same configuration (transfer). Anchor: PHash as imagededup computes it
   (bench/phash.py, checked bit for bit by bench/phash_parity.py) at imagededup's default Hamming
   threshold 10, grouped by the same components.
-- label mistakes: tinyimagenet20's labels with a seeded 5 % flipped to another class; precision of
-  our top-K suspects (K = flipped) vs cleanlab's find_label_issues (ranked by self-confidence) on the
-  same neighbour-derived probabilities (cleanlab when importable; else reported as missing).
+- label mistakes: tinyimagenet20's labels with a seeded 5 % flipped to another class (and caltech10's
+  beside, so that no choice rests on one set); precision of our top-K suspects (K = flipped) vs
+  cleanlab's find_label_issues (ranked by self-confidence) on the same neighbour-derived
+  probabilities (cleanlab when importable; else reported as missing); the same for variants measured
+  and not adopted (better half of the configurations, agreement² weights, distance-weighted votes, a
+  cross-validated logistic regression on the best-agreeing configuration's features).
 - outliers: caltech10 plus 20 seeded images of the shapes set; recall of those 20 in the top 40
   by uniqueness, per configuration.
 
@@ -209,6 +212,33 @@ def extract(paths: list[Path], spec, batch_size: int) -> dict:
     return features
 
 
+def cached_features(name: str, what: list, compute) -> dict:
+    """features[pooling][layer], kept in bench/out/ keyed by the images (the dataset's files and the
+    copies' names, which carry the original and the transform), the model, the poolings and the code
+    of transform() and extract(), so the curation math can be re-run without a forward pass (as
+    bench_judgements.cached_rows)."""
+    import hashlib
+    import inspect
+
+    import numpy as np
+
+    key = hashlib.sha256(json.dumps([MODEL, list(POOLINGS), SEED, DUP_FRACTION, list(TRANSFORMS), what,
+                                     inspect.getsource(transform), inspect.getsource(extract)]
+                                    ).encode()).hexdigest()[:16]
+    path = BENCH_DIR / "out" / f"{name}-{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        feats: dict = {}
+        for k in z.files:
+            pooling, layer = k.split("/", 1)
+            feats.setdefault(pooling, {})[layer] = z[k]
+        return feats
+    feats = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"{p}/{layer}": x for p, by_layer in feats.items() for layer, x in by_layer.items()})
+    return feats
+
+
 def _subset(ds, per_class: int):
     from bench_quality import _subset as sub
 
@@ -233,7 +263,8 @@ def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> 
     kinds_of = [""] * n0 + kinds
     _log(f"{name}: {n0} images + {len(copies)} copies of {len(set(orig))}; extracting …")
     t = time.perf_counter()
-    feats = extract(allp, spec, batch)
+    feats = cached_features(f"curate-{name}", [ds.files, [c.name for c in copies]],
+                            lambda: extract(allp, spec, batch))
     _log(f"{name}: features {time.perf_counter() - t:.0f}s; neighbours …")
     lists = neighbour_lists(feats, k)
     rows, thresholds = [], {}
@@ -274,11 +305,64 @@ def transfer_rows(name: str, other_thresholds: dict, ctx: dict, other: str) -> l
     return rows
 
 
-def label_part(ds, ctx: dict, rng) -> dict:
-    """Flip FLIP_FRACTION of the labels; our top-K precision and cleanlab's on the same probabilities."""
+def _precision_at_k(ranked, truth: set, k: int) -> float:
+    return len(truth & set(int(i) for i in ranked[:k])) / k
+
+
+def _variant_probs(ids_all: list, dists_all: list, noisy, classes: int) -> dict:
+    """Label probabilities of the variants measured beside ours (not adopted: bench/README.md, curate):
+    the votes of the better half of the configurations only (agreement ≥ its median), weights
+    agreement² (sharper towards the better configurations), votes weighted by exp(−(d/d_k)²)
+    (distance-weighted, d_k the k-th distance)."""
     import numpy as np
 
-    from convnet_search.search.curate import label_probabilities, label_suspects
+    from convnet_search.search.curate import agreement_weight, label_votes
+
+    votes = [label_votes(ids, noisy, classes) for ids in ids_all]
+    w = np.array([agreement_weight(v, noisy) for v in votes])
+
+    def mix(weights, vs):
+        p = sum(wi * v for wi, v in zip(weights / weights.sum(), vs))
+        p[p.sum(axis=1) == 0] = 1.0 / classes
+        return p / p.sum(axis=1, keepdims=True)
+
+    dist_votes = []
+    for ids, d in zip(ids_all, dists_all):
+        d = np.maximum(np.asarray(d, dtype=np.float64), 0.0)
+        wt = np.exp(-(d / np.maximum(d[:, -1:], 1e-12)) ** 2)
+        counts = np.zeros((len(ids), classes))
+        np.add.at(counts, (np.repeat(np.arange(len(ids)), ids.shape[1]), noisy[ids].ravel()), wt.ravel())
+        dist_votes.append(counts / counts.sum(axis=1, keepdims=True))
+    return {"better_half": mix(np.where(w >= np.median(w), w, 0.0), votes), "agreement_squared": mix(w ** 2, votes),
+            "distance_weighted": mix(w, dist_votes)}
+
+
+def _logreg_probs(x, noisy, metric: str):
+    """Out-of-sample class probabilities of a logistic regression (scikit-learn's defaults) over 5
+    seeded stratified folds, on one configuration's features (L2-normalised for cosine): the
+    classifier route cleanlab's documentation describes, for reference (it needs the features, not
+    only the stored neighbours)."""
+    import warnings
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = np.asarray(x, dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cross_val_predict(LogisticRegression(max_iter=1000), x, noisy,
+                                 cv=StratifiedKFold(5, shuffle=True, random_state=SEED), method="predict_proba")
+
+
+def label_part(ds, ctx: dict, rng) -> dict:
+    """Flip FLIP_FRACTION of the labels; our top-K precision and cleanlab's on the same probabilities,
+    and the same for the variants measured beside ours."""
+    import numpy as np
+
+    from convnet_search.search.curate import agreement_weight, label_probabilities, label_suspects, label_votes
 
     n0 = ctx["n0"]
     labels = np.asarray(ds.labels[:n0], dtype=np.int64)
@@ -289,28 +373,40 @@ def label_part(ds, ctx: dict, rng) -> dict:
     # the originals' own neighbour lists: the copies are left out (search again on the originals)
     from convnet_search.search.neighbors import top_k_neighbors
 
-    ids_all = []
+    keys, ids_all, dists_all = [], [], []
     for (p, layer, metric), _ in ctx["lists"].items():
-        ids_all.append(top_k_neighbors(ctx["features"][p][layer][:n0], ctx["k"], metric)[0])
+        ids, dists = top_k_neighbors(ctx["features"][p][layer][:n0], ctx["k"], metric)
+        keys.append((p, layer, metric)), ids_all.append(ids), dists_all.append(dists)
     probs = label_probabilities(ids_all, noisy, classes)
     s = label_suspects(probs, noisy)
     k_flip = len(flip)
     truth = set(flip.tolist())
-    ours = len(truth & set(s.ids[:k_flip].tolist())) / k_flip
-    out = {"images": n0, "flipped": k_flip, "configurations": len(ids_all), "ours_precision_at_k": ours,
-           "ours_suspects": int(len(s.ids))}
+    out = {"images": n0, "flipped": k_flip, "configurations": len(ids_all),
+           "ours_precision_at_k": _precision_at_k(s.ids, truth, k_flip), "ours_suspects": int(len(s.ids))}
     try:
+        import cleanlab
         from cleanlab.filter import find_label_issues
-
+    except ImportError as exc:
+        find_label_issues = None
+        out["cleanlab"] = f"not installed ({exc}); pip install -e '.[bench]'"
+    if find_label_issues is not None:
         issues = find_label_issues(noisy, probs, return_indices_ranked_by="self_confidence")
-        out["cleanlab_precision_at_k"] = len(truth & set(issues[:k_flip].tolist())) / k_flip
+        out["cleanlab_precision_at_k"] = _precision_at_k(issues, truth, k_flip)
         out["cleanlab_issues"] = int(len(issues))
         out["cleanlab_recall_all_issues"] = len(truth & set(issues.tolist())) / k_flip
-        import cleanlab
-
         out["cleanlab_version"] = cleanlab.__version__
-    except ImportError as exc:
-        out["cleanlab"] = f"not installed ({exc}); pip install -e '.[bench]'"
+    variants = _variant_probs(ids_all, dists_all, noisy, classes)
+    best = max(range(len(keys)), key=lambda i: agreement_weight(label_votes(ids_all[i], noisy, classes), noisy))
+    p, layer, metric = keys[best]
+    variants["logreg_cv"] = _logreg_probs(ctx["features"][p][layer][:n0], noisy, metric)
+    out["logreg_configuration"] = f"{layer} · {p} · {metric} (the best-agreeing neighbours)"
+    out["variants"] = {}
+    for name, pv in variants.items():
+        row = {"precision_at_k": _precision_at_k(label_suspects(pv, noisy).ids, truth, k_flip)}
+        if find_label_issues is not None:
+            row["cleanlab_precision_at_k"] = _precision_at_k(
+                find_label_issues(noisy, pv, return_indices_ranked_by="self_confidence"), truth, k_flip)
+        out["variants"][name] = row
     return out
 
 
@@ -322,7 +418,8 @@ def outlier_part(cal_ds, cal_feats: dict, n0: int, spec, k: int, batch: int, rng
 
     shapes = load_dataset("shapes")
     pick = sorted(rng.choice(len(shapes), size=OUTLIERS, replace=False).tolist())
-    extra = extract([shapes.path(i) for i in pick], spec, batch)
+    extra = cached_features("curate-shapes", [shapes.files[i] for i in pick],
+                            lambda: extract([shapes.path(i) for i in pick], spec, batch))
     rows = []
     from convnet_search.search.neighbors import top_k_neighbors
 
@@ -361,9 +458,12 @@ def worker(quick: bool) -> dict:
         transfer_rows(names[1], thresholds[names[0]], ctxs[names[1]], names[0])
     meta_tr = {"transforms": list(TRANSFORMS), "dup_fraction": DUP_FRACTION}
     _log("label mistakes …")
-    tiny = ctxs["tinyimagenet20"]
-    tiny["k"] = cfg.k
-    labels = label_part(sets["tinyimagenet20"], tiny, np.random.default_rng([SEED, 10]))
+    labels = {}
+    # tinyimagenet20 (the issue's set) with the seed of its first figures; caltech10 beside it, so
+    # that a choice is never made on one set
+    for name, seed in (("tinyimagenet20", [SEED, 10]), ("caltech10", [SEED, 11])):
+        ctxs[name]["k"] = cfg.k
+        labels[name] = label_part(sets[name], ctxs[name], np.random.default_rng(seed))
     _log("outliers …")
     outliers = outlier_part(sets["caltech10"], ctxs["caltech10"]["features"], ctxs["caltech10"]["n0"], spec, cfg.k,
                             cfg.batch_size, np.random.default_rng([SEED, 20]))
@@ -395,9 +495,12 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
                       *(f"{_cell(r[f'recall_{x}'])}/{_cell(r[f'precision_{x}'])}" for x in TRANSFORMS))
         console.print(t)
     console.print("per transform: recall/precision of original–copy pairs")
-    lab = meta["labels"]
-    console.print(f"label mistakes (tinyimagenet20, {lab['flipped']} of {lab['images']} flipped): ours P@K "
-                  f"{lab['ours_precision_at_k']:.3f}; cleanlab P@K {lab.get('cleanlab_precision_at_k', 'n/a')}")
+    for name, lab in meta["labels"].items():
+        console.print(f"label mistakes ({name}, {lab['flipped']} of {lab['images']} flipped): ours P@K "
+                      f"{lab['ours_precision_at_k']:.2f}; cleanlab P@K {_cell(lab.get('cleanlab_precision_at_k'))} "
+                      "(same probabilities); variants, ours / cleanlab: "
+                      + "; ".join(f"{v} {_cell(r['precision_at_k'])} / {_cell(r.get('cleanlab_precision_at_k'))}"
+                                  for v, r in lab["variants"].items()))
     best = max(meta["outliers"], key=lambda r: r["recall_at_40"])
     med = sorted(r["recall_at_40"] for r in meta["outliers"])[len(meta["outliers"]) // 2]
     console.print(f"outliers (caltech10 + {OUTLIERS} shapes): recall@{OUTLIER_TOP} best {best['recall_at_40']:.2f} "
@@ -413,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     result = run(args.quick)
-    print_report(Console(), result["rows"], result["meta"])
+    print_report(Console(width=200), result["rows"], result["meta"])
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
     return 0

@@ -19,11 +19,33 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.take_along_axis(d, ids, axis=1)
 
 
+def brute_ratio(row: np.ndarray) -> float:
+    """d1 / (first stored distance larger than d1), 1 when there is none: plain Python."""
+    d1 = max(float(row[0]), 0.0)
+    larger = [float(v) for v in row if v > max(row[0], 0) * (1 + curate.TIE_RTOL)]
+    if not larger:
+        return 1.0
+    return max(d1 / larger[0], np.finfo(float).tiny)
+
+
+def brute_nearest(ids: np.ndarray, dists: np.ndarray, i: int) -> list[int]:
+    """The neighbours of i at its nearest distance (ties within TIE_RTOL)."""
+    return [int(ids[i, j]) for j in range(ids.shape[1]) if dists[i, j] <= max(dists[i, 0], 0) * (1 + curate.TIE_RTOL)]
+
+
+def brute_joined(ids: np.ndarray, dists: np.ndarray, t: float, i: int, j: int) -> bool:
+    """Is (i, ids[i, j]) a joined pair: i passes the ratio test, ids[i, j] is one of i's nearest and i
+    one of its nearest (mutual)."""
+    r = brute_ratio(dists[i])
+    b = int(ids[i, j])
+    return r < 1 and r <= t and b in brute_nearest(ids, dists, i) and i in brute_nearest(ids, dists, b)
+
+
 def brute_groups(ids: np.ndarray, dists: np.ndarray, t: float) -> set[frozenset[int]]:
-    """Components by repeated set merging: the plainest possible reference."""
+    """Components by repeated set merging of the ratio-test pairs: the plainest possible reference."""
     sets = [{i} for i in range(len(ids))]
     for i, j in itertools.product(range(len(ids)), range(ids.shape[1])):
-        if dists[i, j] <= t:
+        if brute_joined(ids, dists, t, i, j):
             a, b = next(s for s in sets if i in s), next(s for s in sets if ids[i, j] in s)
             if a is not b:
                 a |= b
@@ -37,36 +59,61 @@ def test_groups_equal_brute_force_components(n, k, seed, q):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3)).round(1)  # rounding makes ties and exact copies
     ids, dists = knn(x, min(k, n - 1))
-    t = float(np.quantile(dists, q))
+    t = float(np.quantile([brute_ratio(r) for r in dists], q))
     g = curate.duplicate_groups(ids, dists, t)
     assert {frozenset(m) for m in g.groups()} == brute_groups(ids, dists, t)
     # each group's distances are its joined edges' extremes, groups sorted by the closest pair
     for members, lo, hi in zip(g.groups(), g.min_dist, g.max_dist):
-        edges = [dists[i, j] for i in members for j in range(ids.shape[1]) if dists[i, j] <= t]
+        edges = [dists[i, j] for i in members for j in range(ids.shape[1]) if brute_joined(ids, dists, t, i, j)]
         assert lo == pytest.approx(min(edges), rel=1e-6) and hi == pytest.approx(max(edges), rel=1e-6)
         assert members == sorted(members)
     assert np.all(np.diff(g.min_dist) >= 0)
 
 
-def test_threshold_finds_planted_copies_and_ignores_scale():
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 40), k=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
+def test_threshold_is_a_ratio_invariant_to_scale(n, k, seed):
+    rng = np.random.default_rng(seed)
+    _, dists = knn(rng.normal(size=(n, 4)).round(1), min(k, n - 1))
+    t = curate.duplicate_threshold(dists)
+    assert 0 <= t <= 1
+    # a ratio: scaling the distances changes nothing, squaring them (sqeuclidean) squares it
+    assert curate.duplicate_threshold(dists * 7) == pytest.approx(t, rel=1e-9)
+    assert curate.duplicate_threshold(dists ** 2) == pytest.approx(t ** 2, rel=1e-9)
+
+
+def test_threshold_finds_planted_copies():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 16))
+    centres = rng.normal(size=(10, 16)) * 3  # classes: dense clusters, as a network's features
+    x = centres[rng.integers(0, 10, 300)] + rng.normal(size=(300, 16))
     copies = x[:20] + rng.normal(scale=1e-3, size=(20, 16))
     ids, dists = knn(np.vstack([x, copies]), 5)
     t = curate.duplicate_threshold(dists)
     groups = {frozenset(m) for m in curate.duplicate_groups(ids, dists, t).groups()}
-    assert groups == {frozenset({i, 300 + i}) for i in range(20)}
-    # squared distances: the threshold squares with them (the rule sees ratios only)
-    assert curate.duplicate_threshold(dists ** 2) == pytest.approx(t ** 2, rel=1e-9)
-    assert curate.duplicate_threshold(dists * 7) == pytest.approx(t * 7, rel=1e-9)
+    planted = {frozenset({i, 300 + i}) for i in range(20)}
+    assert planted <= groups
+    # a fence flags the low tail of the ratios: a few chance pairs of the noise pass it too (3 here)
+    assert len(groups - planted) <= 0.01 * len(ids)
 
 
-def test_threshold_is_tukeys_lower_fence_of_log_nn_distances():
+def test_exact_copies_are_joined_even_in_threes():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 8))
+    x = np.vstack([x, x[:1], x[:1], x[5:6]])  # image 0 three times, image 5 twice
+    ids, dists = knn(x, 4)
+    groups = {frozenset(m) for m in curate.duplicate_groups(ids, dists, curate.duplicate_threshold(dists)).groups()}
+    assert frozenset({0, 60, 61}) in groups and frozenset({5, 62}) in groups
+
+
+def test_threshold_is_tukeys_lower_fence_of_log_ratios():
     d1 = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8])
-    logs = np.log(np.maximum(d1, np.finfo(float).tiny))
+    d2 = np.array([1.0, 2, 2, 9, 5, 5.5, 12, 7.5, 8])  # the last row: no larger distance, ratio 1
+    ratios = [brute_ratio(r) for r in np.c_[d1, d2]]
+    logs = np.log(ratios)
     q1, q3 = np.percentile(logs, [25, 75])
     want = np.exp(q1 - curate.FENCE_IQR * (q3 - q1))
-    assert curate.duplicate_threshold(np.c_[d1, d1 + 1]) == pytest.approx(want)
+    assert curate.duplicate_threshold(np.c_[d1, d2]) == pytest.approx(want)
+    assert curate.duplicate_threshold(d1[:, None]) == 0.0  # one neighbour: no ratio, no duplicates
 
 
 def test_uniqueness_ranks_the_far_point_first():

@@ -3,7 +3,8 @@
 No forward pass: everything comes from the neighbours stage's top-k lists (search/curate.py, the math).
 Per (dataset, model), in <work>/curate/<dataset>/<model>.h5, for every `<pooling>/<layer>/<metric>`:
   `<key>/dup_members` int32, `<key>/dup_offsets` int32 [G+1], `<key>/dup_min|dup_max` float32 [G]:
-      near-duplicate groups (curate.DuplicateGroups), meta `thresholds[<key>]` their measured threshold;
+      near-duplicate groups (curate.DuplicateGroups), meta `thresholds[<key>]` their measured ratio
+      threshold (nearest over next-farther neighbour distance);
   `<key>/uniqueness` float32 [N]: mean neighbour distance over its median (outliers rank first).
 Per dataset, in <work>/curate/<dataset>/_labels.h5, for every label field with ≥ 2 labels, across
 every configuration of every model: `<field>/ids|given|suggested|margin|self_confidence`
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from .base import RunContext
     from .outputs import DatasetResults
 
-CURATE_FORMAT = 1  # the stored arrays
+CURATE_FORMAT = 2  # the stored arrays (2: duplicates by the ratio test, thresholds are ratios d1/d_next)
 FILES_FORMAT = 2  # the bundle files (2: capped group members, group_size): part of the bundle fingerprint
 LABELS_FILE = "_labels"  # model ids are slugs starting with a letter: no model file is named so
 SUSPECT_FIELDS = ("ids", "given", "suggested", "margin", "self_confidence")
