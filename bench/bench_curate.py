@@ -30,7 +30,6 @@ The work runs in a child process (`--worker`), as bench_quality: Keras reads KER
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ for _p in (str(ROOT), str(BENCH_DIR)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_quality import ENV_REAL, MODEL, real_dir  # noqa: E402  (the same real data and model)
+from bench_quality import ENV_REAL, MODEL, real_dir, real_weights_env  # noqa: E402  (the same real data and model)
 from worker_process import run_worker, worker_args  # noqa: E402
 
 SEED = 0
@@ -75,9 +74,7 @@ def run(quick: bool) -> dict:
     reason = skip_reason()
     if reason:
         raise RuntimeError(reason)
-    env = {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    return run_worker(__file__, "curate", env, quick)
+    return run_worker(__file__, "curate", real_weights_env(), quick)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +144,6 @@ def pair_scores(root, family, kinds_of) -> dict:
     """Pair precision/recall of predicted components `root` against true families, overall and per
     transform (pairs original–copy of that transform; precision over predicted pairs touching a copy
     of that transform)."""
-    import numpy as np
 
     n = len(root)
     pred = _pairs_of(root)

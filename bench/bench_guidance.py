@@ -18,25 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from bench_quality import real_dir, real_weights_env  # one rule for ../shared/real and its Keras cache
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-ENV_REAL = "CONVNET_SEARCH_REAL"
 OUT = BENCH_DIR / "out" / "guidance"
 CONFIG = ('models = ["mobilenet_025"]\nnum_layers = 8\nmetrics = ["cosine", "euclidean"]\nk = 15\n'
           'pooling = ["avg", "max", "gem", "grid2"]\nweights = "imagenet"\nseed = 0\nbatch_size = 32\n'
           'browser_search = false\natlas = false\nfeatviz_models = []\n')
-
-
-def real_dir() -> Path:
-    env = os.environ.get(ENV_REAL)
-    return Path(env).expanduser() if env else ROOT.parent / "shared" / "real"
 
 
 def datasets() -> dict[str, Path]:
@@ -60,8 +55,7 @@ def precompute(name: str, folder: Path) -> Path:
     cfg = OUT / "bench.toml"
     cfg.write_text(CONFIG)
     out = OUT / f"bundle-{name}"
-    env = {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    env = real_weights_env()
     cmd = [sys.executable, "-m", "convnet_search.cli", "precompute", "--config", str(cfg), "--dataset", str(folder),
            "--labels", "folders", "--out", str(out), "--work", str(OUT / f"work-{name}")]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ for _p in (str(ROOT), str(BENCH_DIR)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_quality import extract_all, real_dir  # noqa: E402
+from bench_quality import extract_all, real_dir, real_weights_env  # noqa: E402
 from worker_process import run_worker, worker_args  # noqa: E402
 
 MODEL = "mobilenet_025"
@@ -73,9 +72,7 @@ def run(quick: bool) -> dict:
     reason = skip_reason()
     if reason:
         raise RuntimeError(reason)
-    env = {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    return run_worker(__file__, "judgements", env, quick)
+    return run_worker(__file__, "judgements", real_weights_env(), quick)
 
 
 def print_report(console, rows: list[dict], meta: dict) -> None:

@@ -44,6 +44,13 @@ def real_dir() -> Path:
     return Path(env).expanduser() if env else ROOT.parent / "shared" / "real"
 
 
+def real_weights_env() -> dict[str, str]:
+    """The environment of a child process that loads the real ImageNet weights (Keras reads
+    KERAS_HOME once, at import)."""
+    return {**os.environ, "KERAS_HOME": str(real_dir() / "weights" / "keras_home"),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+
+
 def skip_reason() -> str | None:
     real = real_dir()
     missing = [p for p in (real / DATASET, real / "weights" / "keras_home" / "models") if not p.is_dir()]
@@ -61,10 +68,7 @@ def run(quick: bool) -> dict:
     reason = skip_reason()
     if reason:  # run.py checks skip_reason() first; this guards direct calls
         raise RuntimeError(reason)
-    real = real_dir()
-    env = {**os.environ, "KERAS_HOME": str(real / "weights" / "keras_home"),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    return run_worker(__file__, "quality", env, quick)
+    return run_worker(__file__, "quality", real_weights_env(), quick)
 
 
 def _cell(v: float | None) -> str:
