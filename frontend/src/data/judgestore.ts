@@ -198,11 +198,7 @@ export class JudgementStore {
     const merged = merge(this.all(), incoming);
     this.map.clear();
     for (const j of merged) this.map.set(judgementKey(j.dataset, j.query, j.result), j);
-    if (this.db) {
-      const tx = this.db.transaction(STORE, 'readwrite');
-      for (const j of merged) tx.objectStore(STORE).put(j, judgementKey(j.dataset, j.query, j.result));
-      await new Promise<void>((ok, bad) => { tx.oncomplete = () => ok(); tx.onerror = () => bad(tx.error); });
-    }
+    if (this.db) await commit(this.db, Object.fromEntries(merged.map((j) => [judgementKey(j.dataset, j.query, j.result), j])));
     this.changed();
     return incoming.length;
   }
