@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from convnet_search.io.decode_cache import BUDGET_BYTES, DecodeCache
-from convnet_search.io.images import load_rgb
+from convnet_search.io.images import load_rgb, load_rgb_reduced
 from convnet_search.nets import extractor
 from convnet_search.nets.preprocess import area_downscale
 
@@ -20,11 +20,11 @@ def _photo(path, hw, seed):
 def _counting_load(monkeypatch) -> list:
     calls = []
 
-    def load(path, **kw):
+    def load(path, *args, **kw):
         calls.append(path)
-        return load_rgb(path, **kw)
+        return load_rgb_reduced(path, *args, **kw)
 
-    monkeypatch.setattr(extractor, "load_rgb", load)
+    monkeypatch.setattr(extractor, "load_rgb_reduced", load)
     return calls
 
 
@@ -53,6 +53,21 @@ def test_a_large_image_is_decoded_once_for_every_input_size(tmp_path, monkeypatc
     for s, g in zip((SIZES[1], SIZES[0], SIZES[1]), got):
         assert g.shape[0] < full.shape[0]
         assert np.array_equal(g, area_downscale(full, s))  # the decoder's very pixels
+
+
+def test_a_photo_decoded_at_two_dct_scales_is_decoded_once_per_scale(tmp_path, monkeypatch):
+    """4000×3000: 224 → k = 10, decoded at 1/2; 299 → k = 7, decoded in full. Each size's pixels
+    are the same with or without the cache, whichever model comes first."""
+    big = tmp_path / "big.jpg"
+    y, x = np.mgrid[0:3000, 0:4000]
+    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(big, quality=90)
+    plain = {s: extractor.decode_step1(big, s) for s in SIZES}
+    assert plain[SIZES[0]].shape == (300, 400, 3) and plain[SIZES[1]].shape == (429, 572, 3)
+    calls = _counting_load(monkeypatch)
+    cache = DecodeCache(tmp_path / "c", SIZES)
+    for s in (SIZES[0], SIZES[1], SIZES[0], SIZES[1]):
+        assert np.array_equal(extractor.decode_step1(big, s, "dd" * 32, cache), plain[s])
+    assert len(calls) == 2
 
 
 def test_small_images_are_not_stored(tmp_path, monkeypatch):

@@ -41,10 +41,10 @@ def test_decode_pool_gives_the_serial_batches(photos, monkeypatch, start, stop, 
 def test_decode_error_surfaces_from_the_pool(photos, monkeypatch):
     from convnet_search.io.images import ImageError
 
-    def broken(path, **kw):
+    def broken(path, *args, **kw):
         raise ImageError(path, "boom")
 
-    monkeypatch.setattr(extractor, "load_rgb", broken)
+    monkeypatch.setattr(extractor, "load_rgb_reduced", broken)
     with pytest.raises(Exception, match="boom"):
         _batches(photos, monkeypatch, 2, 0, 8, 4)
 

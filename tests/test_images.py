@@ -144,6 +144,43 @@ def test_draft_keeps_every_check_and_leaves_other_formats_and_small_files_alone(
     assert "too large" in _reason(tmp_path / "p.png", draft=16, max_pixels=1000)
 
 
+def _exif_rotated(path, w, h, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    _photo(w, h).save(path, quality=92, exif=exif.tobytes())
+
+
+def test_reduced_decode_uses_the_asked_scale_only_where_its_grid_fits(tmp_path):
+    from convnet_search.io.images import load_rgb_reduced
+
+    _photo(1600, 1200).save(tmp_path / "p.jpg", quality=92)
+    asked = []
+    d = load_rgb_reduced(tmp_path / "p.jpg", lambda h, w: asked.append((h, w)) or 4)
+    assert asked == [(1200, 1600)] and d.scale == 4 and d.full == (1200, 1600) and d.rgb.shape == (300, 400, 3)
+    assert load_rgb_reduced(tmp_path / "p.jpg", lambda h, w: 1).rgb.shape == (1200, 1600, 3)
+    # Rotated 90° (EXIF 6), sides multiples of 8: the 1/8 grid lands on the full decode's; upright sizes.
+    _exif_rotated(tmp_path / "r.jpg", 1600, 1200, 6)
+    asked.clear()
+    d = load_rgb_reduced(tmp_path / "r.jpg", lambda h, w: asked.append((h, w)) or 8)
+    assert asked == [(1600, 1200)] and d.scale == 8 and d.full == (1600, 1200) and d.rgb.shape == (200, 150, 3)
+    # Rotated, 1601 wide: the partial 1/8 column would end up on the left → decoded in full.
+    _exif_rotated(tmp_path / "odd.jpg", 1601, 1200, 6)
+    d = load_rgb_reduced(tmp_path / "odd.jpg", lambda h, w: 8)
+    assert d.scale == 1 and d.rgb.shape == (1601, 1200, 3) == (*d.full, 3)
+    # Not rotated, 1601 wide: fine (partial blocks stay right and bottom, as in the box step).
+    _photo(1601, 1203).save(tmp_path / "o.jpg", quality=92)
+    d = load_rgb_reduced(tmp_path / "o.jpg", lambda h, w: 8)
+    assert d.scale == 8 and d.rgb.shape == (151, 201, 3) and d.full == (1203, 1601)
+    # Other formats decode in full; the checks are load_rgb's.
+    _photo(1600, 1200).save(tmp_path / "p.png")
+    assert load_rgb_reduced(tmp_path / "p.png", lambda h, w: 8).scale == 1
+    buf = io.BytesIO()
+    _photo(1600, 1200).save(buf, format="JPEG", quality=92)
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_rgb_reduced(tmp_path / "cut.jpg", lambda h, w: 8)
+
+
 def test_animated_files_give_their_first_frame(odd, tmp_path):
     assert load_rgb(odd.root / "colour/animated.gif")[0, 0].tolist() == [255, 0, 0]
     frames = [Image.new("RGB", (10, 8), c) for c in ((255, 0, 0), (0, 0, 255))]

@@ -8,6 +8,7 @@ upscaled 4000×3000 parrot through our own decoding + the whole path.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from PIL import Image
 
 import real_data
 from convnet_search.io.images import load_rgb
-from convnet_search.nets.preprocess import MAX_PRE_SCALE, area_downscale, area_factor, resize_rgb
+from convnet_search.nets.preprocess import (EVEN_FROM, MAX_PRE_SCALE, area_downscale, area_downscale_from,
+                                            area_factor, dct_scale, reduce_scale, resize_rgb)
 
 SIZE = (224, 224)
 
@@ -33,7 +35,7 @@ def _reference(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-# (4032, 3024): full blocks only (k = 9); (3001, 4003): partial blocks on both edges; (449, 449): a
+# (4032, 3024): full blocks only (k = 10 on both sides: 4032 = 403·10 + 2, so not quite); (3001, 4003): partial blocks on both edges; (449, 449): a
 # partial edge block of one pixel; (1, 120000): k = 268, past the uint16 row sums (k·255 > 65535).
 @pytest.mark.parametrize("hw", [(3000, 4000), (929, 512), (457, 913), (900, 449), (1, 5000), (896, 896),
                                 (4032, 3024), (3001, 4003), (449, 449), (1, 120000)])
@@ -80,20 +82,70 @@ def test_factor_properties_over_many_sizes():
             oh, ow = -(-h // k), -(-w // k)
             assert k >= 1 and oh <= h and ow <= w, "never upsamples"
             assert oh <= MAX_PRE_SCALE * ih and ow <= MAX_PRE_SCALE * iw, "output ≤ 2× the input"
-            if k > 1:  # k is the smallest such factor: one less would leave a side over 2×
-                assert -(-h // (k - 1)) > MAX_PRE_SCALE * ih or -(-w // (k - 1)) > MAX_PRE_SCALE * iw
+            # k is the smallest such factor (from EVEN_FROM up, the smallest even one): a smaller
+            # one would leave a side over 2×
+            below = k - 2 if k >= EVEN_FROM else k - 1
+            if k >= EVEN_FROM:
+                assert k % 2 == 0 and dct_scale(k) in (2, 4, 8) and k % dct_scale(k) == 0
+            else:
+                assert dct_scale(k) == 1
+            if below >= 1:
+                assert -(-h // below) > MAX_PRE_SCALE * ih or -(-w // below) > MAX_PRE_SCALE * iw
             else:
                 assert h <= MAX_PRE_SCALE * ih and w <= MAX_PRE_SCALE * iw
-    assert area_factor(3000, 4000, SIZE) == 9  # the documented phone-photo example: 445×334
+    assert area_factor(3000, 4000, SIZE) == 10  # the documented phone-photo example: 400×300
+    assert area_factor(2400, 3200, SIZE) == 8 and area_factor(4000, 6000, SIZE) == 14
 
 
 def test_aspect_ratio_kept():
     a = np.zeros((3000, 4000, 3), np.uint8)
     out = area_downscale(a, SIZE)
-    assert out.shape == (334, 445, 3)
+    assert out.shape == (300, 400, 3)
     assert abs(out.shape[1] / out.shape[0] - 4000 / 3000) < 0.01
     tall = area_downscale(np.zeros((5000, 700, 3), np.uint8), SIZE)  # k = 12: 417×59
     assert tall.shape == (417, 59, 3)
+
+
+def test_dct_scale_is_the_largest_power_of_two_dividing_k():
+    assert [dct_scale(k) for k in (1, 2, 4, 7, 8, 10, 12, 14, 16, 24, 26, 40)] == [1, 1, 1, 1, 8, 2, 4, 2, 8, 8, 2, 8]
+    assert reduce_scale(3000, 4000, SIZE) == 2 and reduce_scale(3000, 4000, (299, 299)) == 1
+
+
+def _photo(hw, seed=0):
+    """A real photo of the bundled set upscaled to hw, plus sensor-like noise (real AC terms)."""
+    src = sorted((Path(__file__).parent.parent / "datasets" / "caltech10" / "images").rglob("*.jpg"))[seed]
+    rng = np.random.default_rng(seed)
+    up = np.asarray(Image.open(src).convert("RGB").resize(hw[::-1], Image.BICUBIC), dtype=np.int16)
+    return np.clip(up + rng.normal(0, 4, up.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("hw", [(3000, 4000), (2400, 3200), (3001, 4003), (4000, 6000)])
+def test_dct_scaled_jpeg_is_within_a_few_levels_of_the_full_decode_path(tmp_path, hw):
+    """A large JPEG decoded at 1/s and box-downscaled by k/s ≈ the full decode's k×k means, and the
+    same shape (what the browser computes from the same file)."""
+    from convnet_search.io.images import load_rgb_reduced
+
+    path = tmp_path / "big.jpg"
+    Image.fromarray(_photo(hw)).save(path, quality=92)
+    decoded = load_rgb_reduced(path, lambda h, w: reduce_scale(h, w, SIZE))
+    assert decoded.scale == reduce_scale(*hw, SIZE) > 1 and decoded.full == hw
+    got = area_downscale_from(decoded.rgb, SIZE, decoded.scale, decoded.full)
+    ref = area_downscale(load_rgb(path), SIZE)
+    assert got.shape == ref.shape
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    # Measured max 1–2 levels on real photos; full-swing edges (255 next to 0) differ more, up to
+    # ~15 levels on a few pixels, where subsampled chroma scaled in the DCT differs from chroma
+    # upsampled and then averaged.
+    assert diff.max() <= 3 and diff.mean() < 0.35, (diff.max(), diff.mean())
+
+
+def test_area_downscale_from_rejects_pixels_of_the_wrong_scale():
+    with pytest.raises(ValueError, match="do not fit"):
+        area_downscale_from(np.zeros((375, 500, 3), np.uint8), SIZE, 4, (3000, 4000))  # k = 10: 4 ∤ 10
+    with pytest.raises(ValueError, match="do not fit"):
+        area_downscale_from(np.zeros((300, 500, 3), np.uint8), SIZE, 2, (3000, 4000))
+    a = np.zeros((1500, 2000, 3), np.uint8)
+    assert area_downscale_from(a, SIZE, 2, (3000, 4000)).shape == (300, 400, 3)
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (96, 96), (224, 224), (448, 448), (300, 448), (448, 17), (1, 1)])

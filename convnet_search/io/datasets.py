@@ -447,10 +447,16 @@ def _file_sha256(path: Path) -> str:
     return fh.hexdigest()
 
 
+# The scan only asks "is this a whole, decodable image?": a JPEG is decoded at 1/8 where it can
+# (libjpeg still reads and entropy-decodes the whole stream, so truncated or corrupt data fails as
+# in a full decode), 3–4× faster for a 12 MP photo than a full decode (issue 22).
+VALIDATE_DRAFT = 1
+
+
 def _validate(path: Path, max_pixels: int) -> tuple[str, str]:
     """(skip reason, "") for a file that is not a usable image, ("", sha256) for one that is."""
     try:
-        load_rgb(path, max_pixels=max_pixels)
+        load_rgb(path, max_pixels=max_pixels, draft=VALIDATE_DRAFT)
     except ImageError as e:
         return e.reason, ""
     try:
@@ -505,7 +511,7 @@ class _ScanCache:
         path = root / rel
         if self.path is None:
             try:
-                load_rgb(path, max_pixels=max_pixels)
+                load_rgb(path, max_pixels=max_pixels, draft=VALIDATE_DRAFT)
             except ImageError as e:
                 return e.reason, ""
             return "", ""

@@ -5,7 +5,9 @@ MobileNet forward pass ~3 ms, so a run of nine models that decodes every photo n
 nearly all its time decoding. The first model's reader decodes an image once, box-downscales it
 to every network input size of the run, and stores each result here; the later models read it
 back (a .npy read: a few ms). Stored pixels are exactly the decoder's, so features are the same
-bit for bit with or without the cache.
+bit for bit with or without the cache. A large JPEG is decoded at the DCT scale its box step
+allows (nets/preprocess.dct_scale), which can differ between input sizes (224 → 1/2 and 299 → full
+for a 4000×3000 photo): one decode fills every size of its scale, the others fill at their first miss.
 
 Keyed by the image's sha256 (the dataset scan's digest: same bytes, same pixels) and the input
 size, under a folder named by DECODE_VERSION (a change to the decoding path starts a new folder).
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 # Bump when the pixels a decode produces change (decoder, step 1 of the resize path).
-DECODE_VERSION = 1
+DECODE_VERSION = 2  # 2: large JPEGs decoded at the DCT scale of the box step (issue 22)
 BUDGET_BYTES = 20 * 1024**3  # ~7,700 phone photos for the default nine models
 
 

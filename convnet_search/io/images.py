@@ -14,12 +14,15 @@ import io
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "SUPPORTED_FORMATS", "load_rgb", "thumbnail_jpeg"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Decoded", "ImageError", "SUPPORTED_FORMATS", "load_rgb", "load_rgb_reduced",
+           "thumbnail_jpeg"]
 
 # Decompression-bomb limit. A tiny file can declare a huge canvas (a 20000×20000 1-bit PNG is a
 # few kB on disk and 1.2 GB once decoded to RGB). 40 Mpx is above any camera photo we expect
@@ -61,7 +64,8 @@ def load_rgb(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | N
     ``draft``: for pictures shown, never for features. A JPEG is then decoded at 1/2, 1/4 or 1/8
     of its size (libjpeg's DCT scaling, Pillow's draft mode, as ``Image.thumbnail`` does) while
     both sides stay ≥ ``draft`` px: a 12 MP photo decodes ~8× faster. Its pixels differ from a full
-    decode's, so feature extraction never asks for it (issue 22: it moved neighbours). Other
+    decode's and its scale is not the box step's, so features never use it (they use
+    `load_rgb_reduced`, whose scale divides the shared box factor). Other
     formats are decoded in full. Every check below applies as without it (the whole stream is
     still read, so a truncated file still fails).
 
@@ -79,6 +83,34 @@ def load_rgb(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | N
     Pillow's own bomb limit (`Image.MAX_IMAGE_PIXELS`, ~89 Mpx) also applies, so a ``max_pixels``
     above it has no effect beyond it.
     """
+    return _load(Path(path), max_pixels, draft, None).rgb
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Pixels decoded at 1/``scale`` of the upright image of size ``full`` = (height, width)."""
+    rgb: np.ndarray
+    scale: int
+    full: tuple[int, int]
+
+
+def load_rgb_reduced(path: Path, scale_for: Callable[[int, int], int], *,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """`load_rgb` for features: a JPEG may be decoded at 1/s by libjpeg's DCT scaling.
+
+    ``scale_for(height, width)`` of the upright image gives s (1, 2, 4 or 8:
+    preprocess.reduce_scale, whose box step then does the rest). Each pixel is then within 2–3
+    levels of the s×s block mean of a full decode (the DC terms of the DCT are exactly those means;
+    colour and rounding differ slightly). Only where the s×s grid lands where a full decode's
+    would after the EXIF rotation: no rotation, or both sides multiples of s; otherwise, and for
+    every other format, the image is decoded in full (scale 1). Same checks and errors as
+    `load_rgb` (the whole stream is still read).
+    """
+    return _load(Path(path), max_pixels, None, scale_for)
+
+
+def _load(path: Path, max_pixels: int, draft: int | None,
+          scale_for: Callable[[int, int], int] | None) -> Decoded:
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -95,7 +127,7 @@ def load_rgb(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | N
             # A damaged EXIF block is harmless (we keep the pixels unrotated): no console noise.
             warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             with Image.open(path, formats=SUPPORTED_FORMATS) as im:
-                return _decode(im, path, max_pixels, draft)
+                return _decode(im, path, max_pixels, draft, scale_for)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -177,14 +209,23 @@ def _short(e: BaseException) -> str:
     return msg if len(msg) <= 160 else msg[:157] + "…"
 
 
-def _decode(im: Image.Image, path: Path, max_pixels: int, draft: int | None = None) -> np.ndarray:
+def _decode(im: Image.Image, path: Path, max_pixels: int, draft: int | None = None,
+            scale_for: Callable[[int, int], int] | None = None) -> Decoded:
     w, h = im.size
     if w <= 0 or h <= 0:
         raise ImageError(path, f"zero-size image ({w}×{h})")
     if w * h > max_pixels:
         raise ImageError(path, _too_large(w, h, max_pixels))
+    rotated = _orientation(im) in (5, 6, 7, 8)
+    full = (w, h) if rotated else (h, w)  # upright (height, width)
+    scale = 1
     if draft and im.format == "JPEG":
         im.draft(None, (draft, draft))  # a square request: the same scale whatever the EXIF rotation
+    elif scale_for is not None and im.format == "JPEG":
+        s = scale_for(*full)
+        if s > 1 and min(w, h) >= s and (_orientation(im) == 1 or (w % s == 0 and h % s == 0)):
+            got = im.draft(None, (w // s, h // s))  # libjpeg picks 1/s: w // (w // s) is in [s, 2s)
+            scale = round(w / got[1][2]) if got else 1
     # Image.open leaves an animation on frame 0; seek explicitly in case a plugin does not.
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
@@ -196,9 +237,19 @@ def _decode(im: Image.Image, path: Path, max_pixels: int, draft: int | None = No
     except _DECODE_ERRORS + (KeyError, TypeError, AttributeError):
         # A malformed EXIF block does not make the pixels unusable: keep the image as stored.
         upright = im
+        full = (h, w)
     if upright is None:  # older Pillow returned None when nothing changed with in_place
         upright = im
-    return _to_rgb(upright)
+    return Decoded(_to_rgb(upright), scale, full)
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored; 5–8 swap the sides), 1 when absent or unreadable."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except _DECODE_ERRORS + (KeyError, TypeError, AttributeError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _has_transparency(im: Image.Image) -> bool:

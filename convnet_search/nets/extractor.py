@@ -1,6 +1,6 @@
 """Feature extraction of one shard: decode → the one resize path → the multi-output network → one .npz.
 
-Reader (images.load_rgb in a small thread pool, or the run's decode cache, io/decode_cache.py,
+Reader (images.load_rgb_reduced in a small thread pool, or the run's decode cache, io/decode_cache.py,
 then preprocess's resize in a tf.data pipeline) →
 mapper (a tf.function over the multi-output model) → writer (one atomic .npz per shard). This is the
 work every distributor runs, here or on a Ray worker (distribute/); the extraction stage
@@ -22,7 +22,7 @@ import numpy as np
 from .. import interrupts
 from ..io.datasets import Dataset, DatasetChanged, file_sha256, image_digests
 from ..io.decode_cache import DecodeCache
-from ..io.images import ImageError, load_rgb
+from ..io.images import ImageError, load_rgb_reduced
 from ..io.shards import Shard
 from ..io.store import ShardDir
 from ..search import atlas as channel_atlas
@@ -39,35 +39,40 @@ DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 def decode_step1(path: str | Path, size: tuple[int, int], digest: str | None = None,
                  cache: DecodeCache | None = None, check: bool = False) -> np.ndarray:
-    """One image decoded (images.load_rgb) and box-downscaled for input `size` (step 1 of the one
-    resize path, preprocess.py). With the run's decode cache and the image's sha256: read from the
-    cache, or decode once and store step 1 for every input size of the run (the later models read
-    it back), so a run decodes each large image once whatever its number of models."""
-    from .preprocess import area_downscale
+    """One image decoded and box-downscaled for input `size` (step 1 of the one resize path,
+    preprocess.py): a large JPEG is decoded at the DCT scale that step's factor allows
+    (images.load_rgb_reduced), anything else in full. With the run's decode cache and the image's
+    sha256: read from the cache, or decode once and store step 1 for every input size of the run
+    that the same decode serves (same DCT scale), so a run decodes each large image once per
+    scale whatever its number of models (usually once: most inputs are 224)."""
+    from .preprocess import area_downscale_from, reduce_scale
 
     if cache is not None and digest is not None:
         hit = cache.get(digest, size)
         if hit is not None:  # the pixels of the very bytes the scan hashed
             return hit
-    rgb = load_rgb(Path(path))
+    decoded = load_rgb_reduced(Path(path), lambda h, w: reduce_scale(h, w, size))
     if check and digest is not None and file_sha256(path) != digest:
         raise ImageError(Path(path), "its bytes changed since the folder was listed")
+    out = area_downscale_from(decoded.rgb, size, decoded.scale, decoded.full)
     if cache is None or digest is None:
-        return area_downscale(rgb, size)
-    out = rgb
-    for s in dict.fromkeys((tuple(size), *cache.sizes)):  # this size first, no size twice
-        small = area_downscale(rgb, s)
-        if small is not rgb:  # step 1 shrank it; an unshrunk image decodes faster than a cache read
-            cache.put(digest, s, small)
+        return out
+    for s in dict.fromkeys(cache.sizes):
         if s == tuple(size):
-            out = small
+            small = out
+        elif reduce_scale(*decoded.full, s) == decoded.scale:
+            small = area_downscale_from(decoded.rgb, s, decoded.scale, decoded.full)
+        else:  # another DCT scale: that size's model decodes it (once) and stores it then
+            continue
+        if small.shape[:2] != decoded.full:  # shrunk; an unshrunk image decodes faster than a cache read
+            cache.put(digest, s, small)
     return out
 
 
 def image_batches(paths: Sequence[str | Path], size: tuple[int, int], batch_size: int,
                    threads: int | None = None, digests: Sequence[str] | None = None,
                    changed: list[tuple[str, str]] | None = None, cache: DecodeCache | None = None):
-    """tf.data reader: decode with images.load_rgb (the safe decoder), resize with the one path.
+    """tf.data reader: decode with images.load_rgb_reduced (the safe decoder), resize with the one path.
 
     digests, cache: each image's sha256 and the run's decode cache (decode_step1); without them
     every image is decoded here. Decoding runs ahead in a thread pool with at most 2 batches of images in flight (memory

@@ -4,15 +4,22 @@ Python (dataset features) and the browser (uploaded image) must feed the network
 tensors, or search results drift silently. The path, for a network input of h×w (224×224):
 
 1. **Large images only — box downscale by an integer factor.** If the image is larger than 2× the
-   input on either side, it is shrunk by the smallest integer ``k`` with ``ceil(H/k) ≤ 2h`` and
-   ``ceil(W/k) ≤ 2w`` (one ``k`` for both axes: the aspect ratio is kept): each output pixel is the
-   mean of a k×k block of uint8 pixels (the blocks on the right and bottom edges may be smaller and
-   average what they hold), rounded half up to uint8 with exact integer arithmetic. A 4000×3000
-   phone photo becomes 445×334 (k = 9). Why: bilinear without antialiasing reads only 2×2
-   pixels per output pixel, so from 4000 px to 224 it samples 1 pixel in 18 and aliases badly;
-   averaging every pixel first removes that, and being integer arithmetic on uint8 it is
-   reproduced bit for bit in the browser (`frontend/src/live/downscale.ts`), unlike canvas
-   smoothing, whose filter is up to each browser.
+   input on either side, it is shrunk by an integer factor ``k`` (one ``k`` for both axes: the
+   aspect ratio is kept): each output pixel is the mean of a k×k block of uint8 pixels (the blocks
+   on the right and bottom edges may be smaller and average what they hold), rounded half up to
+   uint8 with exact integer arithmetic. ``k`` is the smallest integer with ``ceil(H/k) ≤ 2h`` and
+   ``ceil(W/k) ≤ 2w``, rounded up to an even number when it is 8 or more (`area_factor`). A
+   4000×3000 phone photo becomes 400×300 (k = 10). Why the box: bilinear without antialiasing
+   reads only 2×2 pixels per output pixel, so from 4000 px to 224 it samples 1 pixel in 18 and
+   aliases badly; averaging every pixel first removes that, and being integer arithmetic on uint8
+   it is reproduced bit for bit in the browser (`frontend/src/live/downscale.ts`), unlike canvas
+   smoothing, whose filter is up to each browser. Why even: a JPEG can then be decoded at 1/s
+   of its size by libjpeg's DCT scaling (s = `dct_scale(k)`, 2, 4 or 8, dividing k), whose pixels
+   are within 2–3 levels of the s×s block means of a full decode, and box-downscaled by k/s from
+   there: 3–4× less decoding for a 12 MP photo (issue 22; the engine does, `io/images.py`
+   ``load_rgb_reduced``; the browser decodes in full and computes the same k×k means).
+   Rounding up costs at most 1/9 of the resolution (k = 9 → 10), and only for images larger than
+   7× twice the input (> 3,136 px at 224).
 2. **Always — bilinear resize to h×w** with half-pixel centres and no antialiasing:
    `tf.image.resize(..., "bilinear", antialias=False)` here, `tf.image.resizeBilinear(img, size,
    false, true)` in TF.js. From ≤ 2× the input size bilinear reads every pixel at least once.
@@ -28,20 +35,58 @@ import numpy as np
 RESIZE_METHOD = "bilinear"
 # Step 1 applies when a side exceeds this multiple of the network input (see the module docstring).
 MAX_PRE_SCALE = 2
+# From this factor up, k is rounded up to an even number so a JPEG decoder can do part of it (dct_scale).
+EVEN_FROM = 8
+DCT_SCALES = (8, 4, 2)  # libjpeg's power-of-two DCT scalings (Pillow's draft mode)
 RESIZE_DESCRIPTION = (
     "decode → RGB → if a side > 2× the input: k×k box mean (smallest integer k bringing both "
-    "sides ≤ 2×, uint8, rounded half up) → resize bilinear, half-pixel centres, no antialias "
+    "sides ≤ 2×, rounded up to even from 8; uint8, rounded half up; a JPEG with an even k is "
+    "decoded at 1/2, 1/4 or 1/8 by DCT scaling, then box k/s) → resize bilinear, half-pixel centres, no antialias "
     "→ float32 0…255"
 )
 
 
 def area_factor(height: int, width: int, size: tuple[int, int]) -> int:
-    """The box-downscale factor k of step 1: smallest k ≥ 1 with ceil(H/k) ≤ 2h and ceil(W/k) ≤ 2w."""
+    """The box-downscale factor k of step 1: the smallest k ≥ 1 with ceil(H/k) ≤ 2h and
+    ceil(W/k) ≤ 2w, rounded up to an even number when it is EVEN_FROM or more."""
     h, w = size
     if height < 1 or width < 1 or h < 1 or w < 1:
         raise ValueError(f"sizes must be positive, got image {height}×{width}, input {h}×{w}")
     # ceil(H/k) ≤ 2h  ⇔  H/k ≤ 2h (2h is an integer)  ⇔  k ≥ H/(2h)  ⇔  k ≥ ceil(H/(2h)).
-    return max(1, -(-height // (MAX_PRE_SCALE * h)), -(-width // (MAX_PRE_SCALE * w)))
+    k = max(1, -(-height // (MAX_PRE_SCALE * h)), -(-width // (MAX_PRE_SCALE * w)))
+    return k + k % 2 if k >= EVEN_FROM else k
+
+
+def dct_scale(k: int) -> int:
+    """The JPEG DCT scaling s (8, 4, 2, or 1 for none) that does part of a k×k box step: the
+    largest of DCT_SCALES dividing k, for k ≥ EVEN_FROM only. Smaller images decode in full: they
+    are cheap, and their pixels stay bit-identical to the browser's."""
+    if k < EVEN_FROM:
+        return 1
+    return next((s for s in DCT_SCALES if k % s == 0), 1)
+
+
+def reduce_scale(height: int, width: int, size: tuple[int, int]) -> int:
+    """dct_scale of the image's step-1 factor: what a JPEG of this upright size may be decoded at."""
+    return dct_scale(area_factor(height, width, size))
+
+
+def area_downscale_from(rgb: np.ndarray, size: tuple[int, int], scale: int,
+                        full: tuple[int, int]) -> np.ndarray:
+    """Step 1 for pixels decoded at 1/scale of an upright ``full`` = (H, W) image: box k/scale.
+
+    ``scale`` = 1 is `area_downscale`. Otherwise ``rgb`` holds ceil(H/s)×ceil(W/s) pixels, each ≈ the
+    mean of an s×s block (libjpeg's DCT scaling), and s divides k, so the k×k blocks are whole
+    groups of them (the last ones partial, as in `area_downscale`)."""
+    if scale == 1:
+        return area_downscale(rgb, size)
+    height, width = full
+    k = area_factor(height, width, size)
+    expected = (-(-height // scale), -(-width // scale))
+    if k % scale or rgb.shape[:2] != expected:
+        raise ValueError(f"pixels {rgb.shape[:2]} at 1/{scale} do not fit a {height}×{width} image "
+                         f"with box factor {k}")
+    return np.asarray(rgb) if k == scale else _block_means(np.asarray(rgb), k // scale)
 
 
 def area_downscale(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

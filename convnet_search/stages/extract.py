@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
-# recorded in the metadata so a later run reuses the unchanged ones.
-FEATURES_FORMAT = 3
+# recorded in the metadata so a later run reuses the unchanged ones. 4: the box factor is even from
+# 8 up and large JPEGs are decoded at its DCT scale (preprocess.area_factor, dct_scale).
+FEATURES_FORMAT = 4
 DECODE_CACHE_FOLDER = "decode-cache"  # in the work folder, only while the stage runs
 
 

@@ -36,8 +36,12 @@ function pseudoRandom(w: number, h: number, seed: number, opaque = true): Uint8A
   return a;
 }
 
-test('areaFactor: the smallest k bringing both sides to ≤ 2× the input, as in preprocess.area_factor', () => {
-  expect(areaFactor(3000, 4000, SIZE)).toBe(9);
+test('areaFactor: the smallest k bringing both sides to ≤ 2× the input, even from 8, as in preprocess.area_factor', () => {
+  expect(areaFactor(3000, 4000, SIZE)).toBe(10);
+  expect(areaFactor(2400, 3200, SIZE)).toBe(8);
+  expect(areaFactor(4000, 6000, SIZE)).toBe(14);
+  expect(areaFactor(10, 3137, SIZE)).toBe(8);
+  expect(areaFactor(10, 3136, SIZE)).toBe(7);
   expect(areaFactor(448, 448, SIZE)).toBe(1);
   expect(areaFactor(64, 64, SIZE)).toBe(1);
   expect(areaFactor(449, 10, SIZE)).toBe(2);
@@ -47,7 +51,10 @@ test('areaFactor: the smallest k bringing both sides to ≤ 2× the input, as in
     for (let w = 1; w < 5000; w += 53) {
       const k = areaFactor(h, w, SIZE);
       expect(Math.ceil(h / k) <= 448 && Math.ceil(w / k) <= 448 && k >= 1).toBe(true);
-      if (k > 1) expect(Math.ceil(h / (k - 1)) > 448 || Math.ceil(w / (k - 1)) > 448).toBe(true);
+      if (k >= 8) expect(k % 2).toBe(0);
+      // the smallest such k (from 8 up: the smallest even one)
+      const below = k >= 8 ? k - 2 : k - 1;
+      if (below >= 1) expect(Math.ceil(h / below) > 448 || Math.ceil(w / below) > 448).toBe(true);
     }
   }
 });
