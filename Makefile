@@ -50,13 +50,16 @@ test-js: $(VENV)/.installed frontend/node_modules/.installed chromium
 	cd frontend && npm run -s test
 
 # The browser benchmark (headless Chromium) runs first; run.py reads its bench/out/browser.json.
+# The long sections (real-weights quality, judgements, bigphoto, atlas, ray) are in bench-scale.
 bench: $(VENV)/.installed frontend/node_modules/.installed chromium
 	node bench/bench_browser.mjs --out bench/out/browser.json
-	$(PY) bench/run.py --out bench/results.json
+	$(PY) bench/run.py --out bench/results.json --merge
 
-# Not in CI: the whole pipeline at N = 100,000 images (hours on two cores) -> bench/results-scale.json.
+# Not in CI: the long sections of run.py (~30 min, merged into bench/results.json), then the whole
+# pipeline at N = 100,000 images (hours on two cores) -> bench/results-scale.json.
 # SCALE_ARGS="--images 2000 --root /tmp/scale-small --out /tmp/scale.json" for a quick check.
 bench-scale: $(VENV)/.installed frontend/node_modules/.installed chromium
+	$(PY) bench/run.py --long --out bench/results.json --merge
 	$(PY) bench/scale.py $(SCALE_ARGS)
 
 # Private search at scale (minutes; several GB of temp files at 100k): compressed features under the

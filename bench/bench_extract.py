@@ -227,9 +227,42 @@ def run(quick: bool = False) -> list[dict]:
             bench_model("vgg16", batch=16, rounds=5)]
 
 
+def loop_once(folder: str, before: bool) -> dict:
+    """One pass of the extract loop (reader + MobileNet α 0.25 forward, random weights) over every
+    image under `folder`, today's reader or the full-decode one (--before). For timing whole
+    processes from outside (e.g. /usr/bin/time): the loop's own images/s is printed too."""
+    from pathlib import Path
+
+    from convnet_search.nets import extractor
+    from convnet_search.nets.models import build_feature_extractor, get_spec
+    from convnet_search.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    spec = get_spec("mobilenet_025")
+    model, _, _ = build_feature_extractor(spec, None, weights="none", seed=0)
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    if before:
+        extractor.decode_step1 = _full_decode_step1
+    t0 = time.perf_counter()
+    for b in extractor.image_batches(paths, spec.input_size, 16):
+        [o.numpy() for o in infer(b)]
+    wall = time.perf_counter() - t0
+    return {"images": len(paths), "reader": "before" if before else "after", "loop_s": round(wall, 3),
+            "images_per_s": round(len(paths) / wall, 1)}
+
+
 if __name__ == "__main__":
     import json
     import sys
+
+    if "--make-photos" in sys.argv:  # --make-photos DIR N: the reader rows' phone-sized JPEGs
+        from pathlib import Path
+        _big_photos(Path(sys.argv[sys.argv.index("--make-photos") + 1]), int(sys.argv[sys.argv.index("--make-photos") + 2]))
+        sys.exit(0)
+    if "--loop" in sys.argv:  # --loop DIR [--before]
+        print(json.dumps(loop_once(sys.argv[sys.argv.index("--loop") + 1], "--before" in sys.argv)))
+        sys.exit(0)
 
     # --reader: only the reader rows (extract loop vs the forward floor, before/after the decode pool)
     rows = reader_rows("--quick" in sys.argv) if "--reader" in sys.argv else run(quick="--quick" in sys.argv)

@@ -3,7 +3,7 @@
 Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one dict per table row):
   neighbors  bench_neighbors.py  exact top-k vs scipy cdist + argsort
   extract    bench_extract.py    one multi-output pass vs plain forward pass vs truncated models
-  reader     bench_reader.py     extract loop before/after the decode pool vs the forward floor
+  reader     bench_reader.py     extract loop, full decode vs DCT-scaled decode of large JPEGs, vs the forward floor
   decode     bench_decode.py     4000×3000 photos: nine models' decode work before/after the decode cache, box mean
   browser    bench/out/browser.json, written by bench/bench_browser.mjs (`make bench` runs it first)
   quality    bench_quality.py    search quality of real ImageNet vs random weights (needs ../shared/real)
@@ -19,7 +19,12 @@ A module may also define ``skip_reason() -> str | None`` (checked first), return
 ``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
 ``print_report(console, rows, meta)``.
 
-Usage: python bench/run.py [--out bench/results.json] [--quick] [--only SECTION ...] [--merge]
+`make bench` runs every section but the LONG ones (quality, guidance, bigphoto, atlas, ray, judgements:
+each loads real weights, builds a bundle or starts Ray, minutes apiece) to stay within 15 minutes
+on two cores; `make bench-scale` runs those (`--long --merge`: into the same results file, each
+section with its own machine info and date) before the 100,000-image run.
+
+Usage: python bench/run.py [--out bench/results.json] [--quick] [--long] [--only SECTION ...] [--merge]
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ SECTIONS = ("neighbors", "extract", "reader", "decode", "browser", "quality", "g
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader", "decode": "bench_decode",
            "quality": "bench_quality", "guidance": "bench_guidance", "bigphoto": "bench_bigphoto", "umap": "bench_umap",
            "atlas": "bench_atlas", "ray": "bench_ray", "curate": "bench_curate", "judgements": "bench_judgements"}
+# Long sections (minutes each): not in `make bench`, in `make bench-scale` (run.py --long).
+LONG_SECTIONS = ("quality", "guidance", "bigphoto", "atlas", "ray", "judgements")
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))
@@ -226,11 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json", help="results file (JSON)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the speed")
     ap.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    ap.add_argument("--long", action="store_true", help=f"run only the long sections ({', '.join(LONG_SECTIONS)})")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other sections already in --out (replace only the ones run now)")
     args = ap.parse_args(argv)
 
-    chosen = args.only or list(SECTIONS)
+    if args.only:
+        chosen = args.only
+    elif args.long:
+        chosen = list(LONG_SECTIONS)
+    else:
+        chosen = [s for s in SECTIONS if s not in LONG_SECTIONS]
     machine = machine_info()
     results: dict = {"quick": args.quick, "machine": machine, "sections": {}}
     previous = read_previous(args.out) if args.merge else {}

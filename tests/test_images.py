@@ -155,30 +155,42 @@ def test_reduced_decode_uses_the_asked_scale_only_where_its_grid_fits(tmp_path):
 
     _photo(1600, 1200).save(tmp_path / "p.jpg", quality=92)
     asked = []
-    d = load_rgb_reduced(tmp_path / "p.jpg", lambda h, w: asked.append((h, w)) or 4)
-    assert asked == [(1200, 1600)] and d.scale == 4 and d.full == (1200, 1600) and d.rgb.shape == (300, 400, 3)
-    assert load_rgb_reduced(tmp_path / "p.jpg", lambda h, w: 1).rgb.shape == (1200, 1600, 3)
+    d = load_rgb_reduced(tmp_path / "p.jpg", lambda h, w: asked.append((h, w)) or (4, (4, 8, 12)))
+    assert asked == [(1200, 1600)] and d.scale == 4 and d.full == (1200, 1600)
+    assert {k: a.shape for k, a in d.boxed.items()} == {4: (300, 400, 3), 8: (150, 200, 3), 12: (100, 134, 3)}
+    full = load_rgb(tmp_path / "p.jpg")
+    # the block means of the full decode, within a few levels (DCT scaling, then Pillow's reduce;
+    # this picture wraps 255 → 0 along diagonals, where chroma differs most)
+    diff = np.abs(d.boxed[8].astype(int) - full.reshape(150, 8, 200, 8, 3).mean(axis=(1, 3)))
+    assert diff.mean() < 0.6 and diff.max() < 8, (diff.mean(), diff.max())
+    d = load_rgb_reduced(tmp_path / "p.jpg", lambda h, w: (1, (8,)))
+    assert d.scale == 1 and np.array_equal(d.boxed[1], full)
     # Rotated 90° (EXIF 6), sides multiples of 8: the 1/8 grid lands on the full decode's; upright sizes.
     _exif_rotated(tmp_path / "r.jpg", 1600, 1200, 6)
     asked.clear()
-    d = load_rgb_reduced(tmp_path / "r.jpg", lambda h, w: asked.append((h, w)) or 8)
-    assert asked == [(1600, 1200)] and d.scale == 8 and d.full == (1600, 1200) and d.rgb.shape == (200, 150, 3)
+    d = load_rgb_reduced(tmp_path / "r.jpg", lambda h, w: asked.append((h, w)) or (8, (8,)))
+    assert asked == [(1600, 1200)] and d.scale == 8 and d.full == (1600, 1200) and d.boxed[8].shape == (200, 150, 3)
+    upright = load_rgb(tmp_path / "r.jpg")
+    diff = np.abs(d.boxed[8].astype(int) - upright.reshape(200, 8, 150, 8, 3).mean(axis=(1, 3)))
+    assert diff.mean() < 0.6 and diff.max() < 8, (diff.mean(), diff.max())
     # Rotated, 1601 wide: the partial 1/8 column would end up on the left → decoded in full.
     _exif_rotated(tmp_path / "odd.jpg", 1601, 1200, 6)
-    d = load_rgb_reduced(tmp_path / "odd.jpg", lambda h, w: 8)
-    assert d.scale == 1 and d.rgb.shape == (1601, 1200, 3) == (*d.full, 3)
+    d = load_rgb_reduced(tmp_path / "odd.jpg", lambda h, w: (8, (8,)))
+    assert d.scale == 1 and d.boxed[1].shape == (1601, 1200, 3) == (*d.full, 3)
     # Not rotated, 1601 wide: fine (partial blocks stay right and bottom, as in the box step).
     _photo(1601, 1203).save(tmp_path / "o.jpg", quality=92)
-    d = load_rgb_reduced(tmp_path / "o.jpg", lambda h, w: 8)
-    assert d.scale == 8 and d.rgb.shape == (151, 201, 3) and d.full == (1203, 1601)
-    # Other formats decode in full; the checks are load_rgb's.
+    d = load_rgb_reduced(tmp_path / "o.jpg", lambda h, w: (8, (16,)))
+    assert d.scale == 8 and d.boxed[16].shape == (76, 101, 3) and d.full == (1203, 1601)
+    # Grey JPEGs come out RGB; other formats decode in full; the checks are load_rgb's.
+    Image.fromarray(np.full((1200, 1600), 77, np.uint8)).save(tmp_path / "g.jpg")
+    assert load_rgb_reduced(tmp_path / "g.jpg", lambda h, w: (8, (8,))).boxed[8][0, 0].tolist() == [77, 77, 77]
     _photo(1600, 1200).save(tmp_path / "p.png")
-    assert load_rgb_reduced(tmp_path / "p.png", lambda h, w: 8).scale == 1
+    assert load_rgb_reduced(tmp_path / "p.png", lambda h, w: (8, (8,))).scale == 1
     buf = io.BytesIO()
     _photo(1600, 1200).save(buf, format="JPEG", quality=92)
     (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(ImageError, match="truncated or corrupt"):
-        load_rgb_reduced(tmp_path / "cut.jpg", lambda h, w: 8)
+        load_rgb_reduced(tmp_path / "cut.jpg", lambda h, w: (8, (8,)))
 
 
 def test_animated_files_give_their_first_frame(odd, tmp_path):

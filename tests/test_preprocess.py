@@ -16,8 +16,8 @@ from PIL import Image
 
 import real_data
 from convnet_search.io.images import load_rgb
-from convnet_search.nets.preprocess import (EVEN_FROM, MAX_PRE_SCALE, area_downscale, area_downscale_from,
-                                            area_factor, dct_scale, reduce_scale, resize_rgb)
+from convnet_search.nets.preprocess import (EVEN_FROM, MAX_PRE_SCALE, area_downscale, area_factor, dct_scale,
+                                            reduce_plan, reduce_scale, resize_rgb, step1_from)
 
 SIZE = (224, 224)
 
@@ -127,25 +127,24 @@ def test_dct_scaled_jpeg_is_within_a_few_levels_of_the_full_decode_path(tmp_path
 
     path = tmp_path / "big.jpg"
     Image.fromarray(_photo(hw)).save(path, quality=92)
-    decoded = load_rgb_reduced(path, lambda h, w: reduce_scale(h, w, SIZE))
+    decoded = load_rgb_reduced(path, reduce_plan((), SIZE))
     assert decoded.scale == reduce_scale(*hw, SIZE) > 1 and decoded.full == hw
-    got = area_downscale_from(decoded.rgb, SIZE, decoded.scale, decoded.full)
+    got = step1_from(decoded, SIZE)
     ref = area_downscale(load_rgb(path), SIZE)
     assert got.shape == ref.shape
     diff = np.abs(got.astype(int) - ref.astype(int))
-    # Measured max 1–2 levels on real photos; full-swing edges (255 next to 0) differ more, up to
+    # Measured max 1–2 levels on real photos (DCT scaling, then Pillow's reduce rounding within 1
+    # of exact means); full-swing edges (255 next to 0) differ more, up to
     # ~15 levels on a few pixels, where subsampled chroma scaled in the DCT differs from chroma
     # upsampled and then averaged.
     assert diff.max() <= 3 and diff.mean() < 0.35, (diff.max(), diff.mean())
 
 
-def test_area_downscale_from_rejects_pixels_of_the_wrong_scale():
-    with pytest.raises(ValueError, match="do not fit"):
-        area_downscale_from(np.zeros((375, 500, 3), np.uint8), SIZE, 4, (3000, 4000))  # k = 10: 4 ∤ 10
-    with pytest.raises(ValueError, match="do not fit"):
-        area_downscale_from(np.zeros((300, 500, 3), np.uint8), SIZE, 2, (3000, 4000))
-    a = np.zeros((1500, 2000, 3), np.uint8)
-    assert area_downscale_from(a, SIZE, 2, (3000, 4000)).shape == (300, 400, 3)
+def test_reduce_plan_serves_every_size_of_the_same_scale():
+    plan = reduce_plan(((224, 224), (299, 299), (456, 456), (240, 240)), (224, 224))
+    assert plan(3000, 4000) == (2, (10,))  # 299 → k 7 and 456 → k 5 need a full decode; 240 → k 9+1 = 10
+    assert reduce_plan(((224, 224), (299, 299)), (299, 299))(4000, 6000) == (4, (12,))  # 224 → 14: scale 2
+    assert reduce_plan((), (224, 224))(300, 400) == (1, (1,))
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (96, 96), (224, 224), (448, 448), (300, 448), (448, 17), (1, 1)])

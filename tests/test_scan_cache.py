@@ -263,3 +263,18 @@ def test_a_file_overwritten_in_place_with_its_mtime_restored_is_validated_again(
     _, fp = _scan(root, cache, counter)
     assert counter.decoded == ["z.bmp"]
     assert fp != before and fp == dataset_fingerprint(load_dataset(root))
+
+
+def test_the_threaded_scan_gives_what_one_thread_gives(tmp_path, monkeypatch):
+    """prefetch validates new files in SCAN_THREADS threads; with or without a cache, the dataset,
+    its skip reasons, digests and fingerprint equal a one-thread scan's, and each file is decoded once."""
+    root = _folder(tmp_path / "photos")
+    assert dsm.SCAN_THREADS >= 1
+    monkeypatch.setattr(dsm, "SCAN_THREADS", 1)
+    one = [_scan(root, c) for c in (None, tmp_path / "one")]
+    monkeypatch.setattr(dsm, "SCAN_THREADS", 3)
+    counter = Counter(monkeypatch)
+    many = [_scan(root, c, counter) for c in (None, tmp_path / "many")]
+    assert len(counter.decoded) == 7  # the last scan (the counter restarts each scan): each file once
+    for (a, afp), (b, bfp) in zip(one, many):
+        assert _state(a) == _state(b) and afp == bfp and a.digests == b.digests

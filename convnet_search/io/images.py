@@ -83,34 +83,43 @@ def load_rgb(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | N
     Pillow's own bomb limit (`Image.MAX_IMAGE_PIXELS`, ~89 Mpx) also applies, so a ``max_pixels``
     above it has no effect beyond it.
     """
-    return _load(Path(path), max_pixels, draft, None).rgb
+    return _load(Path(path), max_pixels, draft, None).boxed[1]
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """Pixels decoded at 1/``scale`` of the upright image of size ``full`` = (height, width)."""
-    rgb: np.ndarray
+    """An upright image of size ``full`` = (height, width). ``scale`` = 1: ``boxed`` is {1: its
+    full-size pixels}. ``scale`` = s > 1: it was decoded at 1/s by DCT scaling, and ``boxed[k]`` holds
+    its k×k block means for each factor k asked (s divides k). ``scales``: the DCT scales this file
+    admits (a JPEG whose grid fits, see load_rgb_reduced; empty for other formats)."""
+    boxed: dict[int, np.ndarray]
     scale: int
     full: tuple[int, int]
+    scales: frozenset[int] = frozenset()
 
 
-def load_rgb_reduced(path: Path, scale_for: Callable[[int, int], int], *,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """`load_rgb` for features: a JPEG may be decoded at 1/s by libjpeg's DCT scaling.
+# What load_rgb_reduced asks of its caller: for the upright (height, width), the DCT scale s and the
+# box factors k (multiples of s) wanted from that decode (preprocess.reduce_scale, area_factor).
+ReducePlan = Callable[[int, int], "tuple[int, tuple[int, ...]]"]
 
-    ``scale_for(height, width)`` of the upright image gives s (1, 2, 4 or 8:
-    preprocess.reduce_scale, whose box step then does the rest). Each pixel is then within 2–3
-    levels of the s×s block mean of a full decode (the DC terms of the DCT are exactly those means;
-    colour and rounding differ slightly). Only where the s×s grid lands where a full decode's
-    would after the EXIF rotation: no rotation, or both sides multiples of s; otherwise, and for
-    every other format, the image is decoded in full (scale 1). Same checks and errors as
-    `load_rgb` (the whole stream is still read).
+
+def load_rgb_reduced(path: Path, plan: ReducePlan, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """`load_rgb` for features: a large JPEG decoded at 1/s by libjpeg's DCT scaling and reduced to
+    its k×k block means without ever holding the full-size pixels.
+
+    ``plan(height, width)`` of the upright image gives (s, ks). With s > 1 the JPEG is decoded at
+    1/s (each pixel is then within 2–3 levels of the s×s block mean of a full decode: the DC terms
+    of the DCT are exactly those means; colour and rounding differ slightly), turned upright, and
+    reduced by k/s for each k in ks (Pillow's ``Image.reduce``: the same blocks as
+    preprocess.area_downscale, rounding within 1). Only where the s×s grid lands where a full
+    decode's would after the EXIF rotation (no rotation, or both sides multiples of s); otherwise,
+    for s = 1 and for every other format, the image is decoded in full (``scale`` 1, ``boxed[1]``).
+    Same checks and errors as `load_rgb` (the whole stream is still read).
     """
-    return _load(Path(path), max_pixels, None, scale_for)
+    return _load(Path(path), max_pixels, None, plan)
 
 
-def _load(path: Path, max_pixels: int, draft: int | None,
-          scale_for: Callable[[int, int], int] | None) -> Decoded:
+def _load(path: Path, max_pixels: int, draft: int | None, plan: ReducePlan | None) -> Decoded:
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -127,7 +136,7 @@ def _load(path: Path, max_pixels: int, draft: int | None,
             # A damaged EXIF block is harmless (we keep the pixels unrotated): no console noise.
             warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             with Image.open(path, formats=SUPPORTED_FORMATS) as im:
-                return _decode(im, path, max_pixels, draft, scale_for)
+                return _decode(im, path, max_pixels, draft, plan)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -210,37 +219,43 @@ def _short(e: BaseException) -> str:
 
 
 def _decode(im: Image.Image, path: Path, max_pixels: int, draft: int | None = None,
-            scale_for: Callable[[int, int], int] | None = None) -> Decoded:
+            plan: ReducePlan | None = None) -> Decoded:
     w, h = im.size
     if w <= 0 or h <= 0:
         raise ImageError(path, f"zero-size image ({w}×{h})")
     if w * h > max_pixels:
         raise ImageError(path, _too_large(w, h, max_pixels))
-    rotated = _orientation(im) in (5, 6, 7, 8)
-    full = (w, h) if rotated else (h, w)  # upright (height, width)
-    scale = 1
+    orientation = _orientation(im)
+    full = (w, h) if orientation in (5, 6, 7, 8) else (h, w)  # upright (height, width)
+    scale, factors = 1, ()
+    # DCT scales whose s×s grid lands where a full decode's does once the image is upright
+    scales = frozenset(s for s in (2, 4, 8) if im.format == "JPEG" and min(w, h) >= s
+                       and (orientation == 1 or (w % s == 0 and h % s == 0)))
     if draft and im.format == "JPEG":
         im.draft(None, (draft, draft))  # a square request: the same scale whatever the EXIF rotation
-    elif scale_for is not None and im.format == "JPEG":
-        s = scale_for(*full)
-        if s > 1 and min(w, h) >= s and (_orientation(im) == 1 or (w % s == 0 and h % s == 0)):
-            got = im.draft(None, (w // s, h // s))  # libjpeg picks 1/s: w // (w // s) is in [s, 2s)
-            scale = round(w / got[1][2]) if got else 1
+    elif plan is not None:
+        s, factors = plan(*full)
+        if s in scales:
+            im.draft(None, (w // s, h // s))  # libjpeg picks 1/s: w // (w // s) is in [s, 2s)
+            scale = s
     # Image.open leaves an animation on frame 0; seek explicitly in case a plugin does not.
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
     # Force a full decode now: Pillow is lazy, and a truncated file only fails here. We do NOT set
     # ImageFile.LOAD_TRUNCATED_IMAGES: half an image would be embedded as if it were whole.
     im.load()
+    if scale > 1 and im.size != (-(-w // scale), -(-h // scale)):
+        raise ImageError(path, f"decoded at {im.size}, not at 1/{scale} of {w}×{h}")  # a Pillow change
     try:
-        upright = ImageOps.exif_transpose(im)
+        ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
     except _DECODE_ERRORS + (KeyError, TypeError, AttributeError):
         # A malformed EXIF block does not make the pixels unusable: keep the image as stored.
-        upright = im
         full = (h, w)
-    if upright is None:  # older Pillow returned None when nothing changed with in_place
-        upright = im
-    return Decoded(_to_rgb(upright), scale, full)
+    if scale == 1:
+        return Decoded({1: _to_rgb(im)}, 1, full, scales)
+    rgb = im if im.mode == "RGB" else im.convert("RGB")  # JPEG: L, RGB or CMYK
+    return Decoded({k: np.array(rgb.reduce(k // scale) if k > scale else rgb, dtype=np.uint8)
+                    for k in factors}, scale, full, scales)
 
 
 def _orientation(im: Image.Image) -> int:

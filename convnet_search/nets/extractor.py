@@ -40,31 +40,27 @@ DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 def decode_step1(path: str | Path, size: tuple[int, int], digest: str | None = None,
                  cache: DecodeCache | None = None, check: bool = False) -> np.ndarray:
     """One image decoded and box-downscaled for input `size` (step 1 of the one resize path,
-    preprocess.py): a large JPEG is decoded at the DCT scale that step's factor allows
-    (images.load_rgb_reduced), anything else in full. With the run's decode cache and the image's
-    sha256: read from the cache, or decode once and store step 1 for every input size of the run
-    that the same decode serves (same DCT scale), so a run decodes each large image once per
-    scale whatever its number of models (usually once: most inputs are 224)."""
-    from .preprocess import area_downscale_from, reduce_scale
+    preprocess.py): a large JPEG is decoded at the DCT scale that step's factor allows and reduced
+    without its full-size pixels (images.load_rgb_reduced), anything else decoded in full. With the
+    run's decode cache and the image's sha256: read from the cache, or decode once and store step 1
+    for every input size of the run that the same decode serves (same DCT scale), so a run decodes
+    each large image once per scale whatever its number of models (usually once: most inputs are 224)."""
+    from .preprocess import reduce_plan, step1_from
 
     if cache is not None and digest is not None:
         hit = cache.get(digest, size)
         if hit is not None:  # the pixels of the very bytes the scan hashed
             return hit
-    decoded = load_rgb_reduced(Path(path), lambda h, w: reduce_scale(h, w, size))
+    sizes = tuple(cache.sizes) if cache is not None and digest is not None else ()
+    decoded = load_rgb_reduced(Path(path), reduce_plan(sizes, tuple(size)))
     if check and digest is not None and file_sha256(path) != digest:
         raise ImageError(Path(path), "its bytes changed since the folder was listed")
-    out = area_downscale_from(decoded.rgb, size, decoded.scale, decoded.full)
-    if cache is None or digest is None:
-        return out
-    for s in dict.fromkeys(cache.sizes):
-        if s == tuple(size):
-            small = out
-        elif reduce_scale(*decoded.full, s) == decoded.scale:
-            small = area_downscale_from(decoded.rgb, s, decoded.scale, decoded.full)
-        else:  # another DCT scale: that size's model decodes it (once) and stores it then
-            continue
-        if small.shape[:2] != decoded.full:  # shrunk; an unshrunk image decodes faster than a cache read
+    out = step1_from(decoded, size)
+    for s in dict.fromkeys(sizes):
+        small = out if s == tuple(size) else step1_from(decoded, s)
+        # None: another DCT scale, whose model decodes it (once) and stores it then. An image step 1
+        # does not shrink decodes faster than a cache file is read: not stored.
+        if small is not None and small.shape[:2] != decoded.full:
             cache.put(digest, s, small)
     return out
 

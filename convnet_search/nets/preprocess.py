@@ -16,8 +16,9 @@ tensors, or search results drift silently. The path, for a network input of h×w
    smoothing, whose filter is up to each browser. Why even: a JPEG can then be decoded at 1/s
    of its size by libjpeg's DCT scaling (s = `dct_scale(k)`, 2, 4 or 8, dividing k), whose pixels
    are within 2–3 levels of the s×s block means of a full decode, and box-downscaled by k/s from
-   there: 3–4× less decoding for a 12 MP photo (issue 22; the engine does, `io/images.py`
-   ``load_rgb_reduced``; the browser decodes in full and computes the same k×k means).
+   there (Pillow's ``Image.reduce``, rounding within 1 of these exact means): 3–4× less decoding
+   for a 12 MP photo (issue 22; `io/images.py` ``load_rgb_reduced``; the browser decodes in full
+   and computes the same k×k means).
    Rounding up costs at most 1/9 of the resolution (k = 9 → 10), and only for images larger than
    7× twice the input (> 3,136 px at 224).
 2. **Always — bilinear resize to h×w** with half-pixel centres and no antialiasing:
@@ -71,22 +72,27 @@ def reduce_scale(height: int, width: int, size: tuple[int, int]) -> int:
     return dct_scale(area_factor(height, width, size))
 
 
-def area_downscale_from(rgb: np.ndarray, size: tuple[int, int], scale: int,
-                        full: tuple[int, int]) -> np.ndarray:
-    """Step 1 for pixels decoded at 1/scale of an upright ``full`` = (H, W) image: box k/scale.
+def reduce_plan(sizes: "tuple[tuple[int, int], ...]", first: tuple[int, int]):
+    """For images.load_rgb_reduced: (height, width) → the DCT scale ``first`` (an input size) allows,
+    and the box factors of every size in ``sizes`` that the same decode serves (same scale)."""
+    def plan(height: int, width: int) -> tuple[int, tuple[int, ...]]:
+        s = reduce_scale(height, width, first)
+        same = [z for z in (first, *sizes) if reduce_scale(height, width, z) == s]
+        return s, tuple(dict.fromkeys(area_factor(height, width, z) for z in same))
+    return plan
 
-    ``scale`` = 1 is `area_downscale`. Otherwise ``rgb`` holds ceil(H/s)×ceil(W/s) pixels, each ≈ the
-    mean of an s×s block (libjpeg's DCT scaling), and s divides k, so the k×k blocks are whole
-    groups of them (the last ones partial, as in `area_downscale`)."""
-    if scale == 1:
-        return area_downscale(rgb, size)
-    height, width = full
-    k = area_factor(height, width, size)
-    expected = (-(-height // scale), -(-width // scale))
-    if k % scale or rgb.shape[:2] != expected:
-        raise ValueError(f"pixels {rgb.shape[:2]} at 1/{scale} do not fit a {height}×{width} image "
-                         f"with box factor {k}")
-    return np.asarray(rgb) if k == scale else _block_means(np.asarray(rgb), k // scale)
+
+def step1_from(decoded, size: tuple[int, int]) -> np.ndarray | None:
+    """Step 1 for input ``size`` from an images.Decoded: the box of a full decode, or the block
+    means a DCT-scaled decode already holds; None when that decode cannot serve this size (the
+    size's own DCT scale is another: a full decode must not stand in for a scaled one, or the
+    pixels would depend on which model decoded first)."""
+    own = reduce_scale(*decoded.full, size)
+    if (own if own in decoded.scales else 1) != decoded.scale:
+        return None
+    if decoded.scale == 1:
+        return area_downscale(decoded.boxed[1], size)
+    return decoded.boxed.get(area_factor(*decoded.full, size))
 
 
 def area_downscale(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
