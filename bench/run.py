@@ -14,12 +14,13 @@ Sections (each a module in bench/ with ``run(quick: bool) -> list[dict]``, one d
   ray        bench_ray.py        --distributor ray vs local: overhead, 1 vs 2 single-CPU workers
   curate     bench_curate.py     near duplicates vs PHash, flipped labels vs cleanlab, injected outliers (needs ../shared/real)
   judgements bench_judgements.py simulated ✓/✗ by true class vs the label leaderboard (needs ../shared/real)
+  backends   bench_backends.py   TF float32 vs OpenVINO float32 / bf16: speed and feature cosine (needs openvino, not a dependency)
 
 A module may also define ``skip_reason() -> str | None`` (checked first), return
 ``{"rows": [...], "meta": {...}}`` instead of a list, and print itself with
 ``print_report(console, rows, meta)``.
 
-`make bench` runs every section but the LONG ones (quality, guidance, bigphoto, atlas, ray, judgements:
+`make bench` runs every section but the LONG ones (quality, guidance, bigphoto, atlas, ray, judgements, backends:
 each loads real weights, builds a bundle or starts Ray, minutes apiece) to stay within 15 minutes
 on two cores; `make bench-scale` runs those (`--long --merge`: into the same results file, each
 section with its own machine info and date) before the 100,000-image run.
@@ -54,12 +55,13 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 SECTIONS = ("neighbors", "extract", "reader", "decode", "browser", "quality", "guidance", "bigphoto", "umap", "atlas",
-            "ray", "curate", "judgements")
+            "ray", "curate", "judgements", "backends")
 MODULES = {"neighbors": "bench_neighbors", "extract": "bench_extract", "reader": "bench_reader", "decode": "bench_decode",
            "quality": "bench_quality", "guidance": "bench_guidance", "bigphoto": "bench_bigphoto", "umap": "bench_umap",
-           "atlas": "bench_atlas", "ray": "bench_ray", "curate": "bench_curate", "judgements": "bench_judgements"}
+           "atlas": "bench_atlas", "ray": "bench_ray", "curate": "bench_curate", "judgements": "bench_judgements",
+           "backends": "bench_backends"}
 # Long sections (minutes each): not in `make bench`, in `make bench-scale` (run.py --long).
-LONG_SECTIONS = ("quality", "guidance", "bigphoto", "atlas", "ray", "judgements")
+LONG_SECTIONS = ("quality", "guidance", "bigphoto", "atlas", "ray", "judgements", "backends")
 BROWSER_JSON = BENCH_DIR / "out" / "browser.json"
 
 console = Console(width=max(120, Console().width))

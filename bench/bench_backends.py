@@ -1,0 +1,134 @@
+"""Inference backends for extraction (issue 22): TensorFlow float32 (what extraction runs) against
+OpenVINO float32 and OpenVINO bf16 on the same batches, in one run.
+
+Per model: seconds for the same decoded batches (fastest of 3 passes after a warm-up, batch 32,
+2 threads), the speedup over TensorFlow float32, and per-image feature cosine to TensorFlow float32
+at every default layer (avg pooling), reported as the minimum per layer and overall. The quality
+guard of the issue is per-image cosine ≥ 0.999 on **real** weights: only MobileNet α 0.25 has them
+here (../shared/real), so its row decides; the others run on random weights (speed only: random
+weights hide precision loss, their cosines say little). The model goes Keras → SavedModel →
+`openvino.convert_model`.
+
+OpenVINO is not a project dependency: `pip install openvino==2026.4.0` to run this section
+(`make bench-scale` skips it with this reason otherwise).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_quality import DATASET, real_dir, real_weights_env
+from worker_process import run_worker, worker_args
+
+MODELS = (("mobilenet_025", "imagenet", 256), ("mobilenet", "none", 128), ("resnet50", "none", 128))
+GUARD = 0.999
+
+
+def skip_reason() -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "openvino not importable (not a project dependency): `pip install openvino==2026.4.0`; section 'backends' skipped"
+    if not (real_dir() / DATASET).is_dir():
+        return f"{real_dir() / DATASET} not found (real photos); section 'backends' skipped"
+    return None
+
+
+def run(quick: bool) -> dict:
+    reason = skip_reason()
+    if reason:
+        raise RuntimeError(reason)
+    return run_worker(__file__, "backends", real_weights_env(), quick)
+
+
+def _cosines(ref: list, got: list) -> np.ndarray:
+    a, b = np.concatenate(ref).astype(np.float64), np.concatenate(got).astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-300), np.nan)
+
+
+def _fastest(fn, rounds: int = 3) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_model(model_id: str, weights: str, n: int) -> dict:
+    import openvino as ov
+
+    from convnet_search.nets.extractor import image_batches
+    from convnet_search.nets.models import build_feature_extractor, get_spec, output_keys
+    from convnet_search.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    spec = get_spec(model_id)
+    model, infos, base = build_feature_extractor(spec, None, weights=weights, pooling=["avg"])
+    keys = output_keys(infos, ["avg"])
+    paths = sorted((real_dir() / DATASET).rglob("*.JPEG"))[:n]
+    batches = [b.numpy() for b in image_batches(paths, spec.input_size, 32)]
+    forward = tf.function(lambda x: model(x, training=False))
+    ref = [[np.asarray(o) for o in forward(tf.constant(b))] for b in batches]
+    row = {"model": model_id, "weights": str(base.get("weights")), "images": len(paths),
+           "tf_f32_s": round(_fastest(lambda: [[o.numpy() for o in forward(tf.constant(b))] for b in batches]), 3)}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(f"{tmp}/saved", verbose=False)
+        converted = ov.convert_model(f"{tmp}/saved")
+    core = ov.Core()
+    for precision in ("f32", "bf16"):
+        compiled = core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                         "INFERENCE_NUM_THREADS": 2})
+        outs = [[np.asarray(v) for v in compiled(b).values()] for b in batches]
+        seconds = _fastest(lambda: [compiled(b) for b in batches])
+        per_layer = {k: float(np.nanmin(_cosines([r[i] for r in ref], [o[i] for o in outs])))
+                     for i, k in enumerate(keys)}
+        row[f"ov_{precision}_s"] = round(seconds, 3)
+        row[f"ov_{precision}_speedup"] = round(row["tf_f32_s"] / seconds, 2)
+        row[f"ov_{precision}_min_cosine"] = round(min(per_layer.values()), 5)
+        row[f"ov_{precision}_per_layer"] = {k: round(v, 5) for k, v in per_layer.items()}
+        if weights == "imagenet":
+            row[f"ov_{precision}_passes_guard"] = bool(min(per_layer.values()) >= GUARD)
+    return row
+
+
+def worker(quick: bool) -> dict:
+    todo = MODELS[:1] if quick else MODELS
+    rows = [bench_model(m, w, 32 if quick else n) for m, w, n in todo]
+    return {"rows": rows, "meta": {"guard": f"per-image cosine ≥ {GUARD} to TF float32, real weights",
+                                   "cpu_capabilities": _capabilities()}}
+
+
+def _capabilities() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = worker_args(argv, "32 images, MobileNet α 0.25 only", description=__doc__)
+    if args.worker:
+        out = worker(args.quick)
+        if args.out:
+            args.out.write_text(json.dumps(out), encoding="utf-8")
+        else:
+            print(json.dumps(out, indent=1))
+        return 0
+    reason = skip_reason()
+    if reason:
+        print(reason)
+        return 0
+    print(json.dumps(run(args.quick), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())
