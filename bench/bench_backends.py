@@ -52,6 +52,56 @@ def _cosines(ref: list, got: list) -> np.ndarray:
     return np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-300), np.nan)
 
 
+def conv_flops(base) -> int:
+    """Multiply-adds × 2 of one image through the Keras model's Conv2D, DepthwiseConv2D and Dense
+    layers (what dominates: batch norm, activations and pooling are left out)."""
+    import keras
+
+    total = 0
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.Model if hasattr(keras.layers, "Model") else keras.Model):
+            total += conv_flops(layer) // 2
+            continue
+        out = getattr(layer, "output", None)
+        if out is None or not hasattr(layer, "kernel"):
+            continue
+        shape = tuple(out.shape[1:])
+        k = tuple(layer.kernel.shape)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            total += shape[0] * shape[1] * k[0] * k[1] * k[2] * k[3]
+        elif isinstance(layer, keras.layers.Conv2D):
+            total += shape[0] * shape[1] * k[0] * k[1] * k[2] * k[3] // getattr(layer, "groups", 1)
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(shape[:-1] or (1,))) * k[0] * k[1]
+    return 2 * total
+
+
+def peak_gflops() -> dict:
+    """This CPU's nominal peak: cores × clock × FLOP per cycle per core. Zen 4 (family 25, model
+    ≥ 16) runs AVX-512 on two 256-bit FMA pipes: 32 float32 FLOP/cycle/core, 64 in bf16
+    (VDPBF16PS); the clock is /proc/cpuinfo's (nominal: boost may run above it)."""
+    import os
+
+    mhz, family, model = 0.0, 0, 0
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "cpu MHz" and not mhz:
+                mhz = float(value)
+            elif key == "cpu family" and not family:
+                family = int(value)
+            elif key == "model" and not model:
+                model = int(value)
+    except (OSError, ValueError):
+        pass
+    cores = len(os.sched_getaffinity(0))
+    f32 = 32 if (family, model >= 16) == (25, True) else None
+    return {"cores": cores, "mhz": mhz, "cpu_family": family, "cpu_model": model,
+            "float32_gflops": round(cores * mhz / 1000 * f32, 1) if f32 else None,
+            "bf16_gflops": round(cores * mhz / 1000 * 2 * f32, 1) if f32 else None}
+
+
 def _fastest(fn, rounds: int = 3) -> float:
     fn()  # warm-up
     best = float("inf")
@@ -77,8 +127,11 @@ def bench_model(model_id: str, weights: str, n: int) -> dict:
     batches = [b.numpy() for b in image_batches(paths, spec.input_size, 32)]
     forward = tf.function(lambda x: model(x, training=False))
     ref = [[np.asarray(o) for o in forward(tf.constant(b))] for b in batches]
+    flops = conv_flops(model)
     row = {"model": model_id, "weights": str(base.get("weights")), "images": len(paths),
+           "gflop_per_image": round(flops / 1e9, 3),
            "tf_f32_s": round(_fastest(lambda: [[o.numpy() for o in forward(tf.constant(b))] for b in batches]), 3)}
+    row["tf_f32_gflops"] = round(flops * len(paths) / row["tf_f32_s"] / 1e9, 1)
     with tempfile.TemporaryDirectory() as tmp:
         model.export(f"{tmp}/saved", verbose=False)
         converted = ov.convert_model(f"{tmp}/saved")
@@ -92,6 +145,7 @@ def bench_model(model_id: str, weights: str, n: int) -> dict:
                      for i, k in enumerate(keys)}
         row[f"ov_{precision}_s"] = round(seconds, 3)
         row[f"ov_{precision}_speedup"] = round(row["tf_f32_s"] / seconds, 2)
+        row[f"ov_{precision}_gflops"] = round(flops * len(paths) / seconds / 1e9, 1)
         row[f"ov_{precision}_min_cosine"] = round(min(per_layer.values()), 5)
         row[f"ov_{precision}_per_layer"] = {k: round(v, 5) for k, v in per_layer.items()}
         if weights == "imagenet":
@@ -103,7 +157,8 @@ def worker(quick: bool) -> dict:
     todo = MODELS[:1] if quick else MODELS
     rows = [bench_model(m, w, 32 if quick else n) for m, w, n in todo]
     return {"rows": rows, "meta": {"guard": f"per-image cosine ≥ {GUARD} to TF float32, real weights",
-                                   "cpu_capabilities": _capabilities()}}
+                                   "cpu_capabilities": _capabilities(), "peak": peak_gflops(),
+                                   "flops": "conv_flops: 2 × multiply-adds of Conv2D, DepthwiseConv2D, Dense"}}
 
 
 def _capabilities() -> list[str]:

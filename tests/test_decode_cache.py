@@ -55,19 +55,20 @@ def test_a_large_image_is_decoded_once_for_every_input_size(tmp_path, monkeypatc
         assert np.array_equal(g, area_downscale(full, s))  # the decoder's very pixels
 
 
-def test_a_photo_decoded_at_two_dct_scales_is_decoded_once_per_scale(tmp_path, monkeypatch):
-    """4000×3000: 224 → k = 10, decoded at 1/2; 299 → k = 7, decoded in full. Each size's pixels
-    are the same with or without the cache, whichever model comes first."""
+def test_a_photo_decoded_at_its_dct_scale_is_decoded_once_for_every_size(tmp_path, monkeypatch):
+    """4000×3000: 224 → k = 10, 299 → k = 8, both from one decode at 1/2. Each size's pixels are
+    the same with or without the cache, whichever model comes first."""
     big = tmp_path / "big.jpg"
     y, x = np.mgrid[0:3000, 0:4000]
     Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(big, quality=90)
     plain = {s: extractor.decode_step1(big, s) for s in SIZES}
-    assert plain[SIZES[0]].shape == (300, 400, 3) and plain[SIZES[1]].shape == (429, 572, 3)
-    calls = _counting_load(monkeypatch)
-    cache = DecodeCache(tmp_path / "c", SIZES)
-    for s in (SIZES[0], SIZES[1], SIZES[0], SIZES[1]):
-        assert np.array_equal(extractor.decode_step1(big, s, "dd" * 32, cache), plain[s])
-    assert len(calls) == 2
+    assert plain[SIZES[0]].shape == (300, 400, 3) and plain[SIZES[1]].shape == (375, 500, 3)
+    for first in SIZES:
+        calls = _counting_load(monkeypatch)
+        cache = DecodeCache(tmp_path / first[0].__str__(), SIZES)
+        for s in (first, *SIZES, *SIZES):
+            assert np.array_equal(extractor.decode_step1(big, s, "dd" * 32, cache), plain[s])
+        assert len(calls) == 1
 
 
 def test_small_images_are_not_stored(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from PIL import Image
 
 import real_data
 from convnet_search.io.images import load_rgb
-from convnet_search.nets.preprocess import (EVEN_FROM, MAX_PRE_SCALE, area_downscale, area_factor, dct_scale,
+from convnet_search.nets.preprocess import (DCT_SCALE, LARGE_SIDE, MAX_PRE_SCALE, area_downscale, area_factor,
                                             reduce_plan, reduce_scale, resize_rgb, step1_from)
 
 SIZE = (224, 224)
@@ -82,19 +82,20 @@ def test_factor_properties_over_many_sizes():
             oh, ow = -(-h // k), -(-w // k)
             assert k >= 1 and oh <= h and ow <= w, "never upsamples"
             assert oh <= MAX_PRE_SCALE * ih and ow <= MAX_PRE_SCALE * iw, "output ≤ 2× the input"
-            # k is the smallest such factor (from EVEN_FROM up, the smallest even one): a smaller
+            # k is the smallest such factor (over LARGE_SIDE, the smallest even one): a smaller
             # one would leave a side over 2×
-            below = k - 2 if k >= EVEN_FROM else k - 1
-            if k >= EVEN_FROM:
-                assert k % 2 == 0 and dct_scale(k) in (2, 4, 8) and k % dct_scale(k) == 0
-            else:
-                assert dct_scale(k) == 1
+            large = max(h, w) > LARGE_SIDE and k > 1
+            below = k - 2 if large else k - 1
+            assert reduce_scale(h, w, (ih, iw)) == (DCT_SCALE if large else 1)
+            if large:
+                assert k % DCT_SCALE == 0
             if below >= 1:
                 assert -(-h // below) > MAX_PRE_SCALE * ih or -(-w // below) > MAX_PRE_SCALE * iw
             else:
                 assert h <= MAX_PRE_SCALE * ih and w <= MAX_PRE_SCALE * iw
     assert area_factor(3000, 4000, SIZE) == 10  # the documented phone-photo example: 400×300
     assert area_factor(2400, 3200, SIZE) == 8 and area_factor(4000, 6000, SIZE) == 14
+    assert area_factor(3000, 4000, (299, 299)) == 8 and area_factor(3000, 4000, (456, 456)) == 6
 
 
 def test_aspect_ratio_kept():
@@ -106,9 +107,9 @@ def test_aspect_ratio_kept():
     assert tall.shape == (417, 59, 3)
 
 
-def test_dct_scale_is_the_largest_power_of_two_dividing_k():
-    assert [dct_scale(k) for k in (1, 2, 4, 7, 8, 10, 12, 14, 16, 24, 26, 40)] == [1, 1, 1, 1, 8, 2, 4, 2, 8, 8, 2, 8]
-    assert reduce_scale(3000, 4000, SIZE) == 2 and reduce_scale(3000, 4000, (299, 299)) == 1
+def test_a_large_image_has_one_dct_scale_for_every_input_size():
+    for size in (SIZE, (299, 299), (456, 456)):
+        assert reduce_scale(3000, 4000, size) == 2 and reduce_scale(2000, 3136, size) == 1
 
 
 def _photo(hw, seed=0):
@@ -140,10 +141,10 @@ def test_dct_scaled_jpeg_is_within_a_few_levels_of_the_full_decode_path(tmp_path
     assert diff.max() <= 3 and diff.mean() < 0.35, (diff.max(), diff.mean())
 
 
-def test_reduce_plan_serves_every_size_of_the_same_scale():
+def test_reduce_plan_serves_every_size_of_the_run_from_one_decode():
     plan = reduce_plan(((224, 224), (299, 299), (456, 456), (240, 240)), (224, 224))
-    assert plan(3000, 4000) == (2, (10,))  # 299 → k 7 and 456 → k 5 need a full decode; 240 → k 9+1 = 10
-    assert reduce_plan(((224, 224), (299, 299)), (299, 299))(4000, 6000) == (4, (12,))  # 224 → 14: scale 2
+    assert plan(3000, 4000) == (2, (10, 8, 6))  # 240 → k 9 + 1 = 10, the same as 224
+    assert reduce_plan(((224, 224), (299, 299)), (299, 299))(4000, 6000) == (2, (12, 14))
     assert reduce_plan((), (224, 224))(300, 400) == (1, (1,))
 
 

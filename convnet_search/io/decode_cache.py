@@ -5,9 +5,8 @@ MobileNet forward pass ~3 ms, so a run of nine models that decodes every photo n
 nearly all its time decoding. The first model's reader decodes an image once, box-downscales it
 to every network input size of the run, and stores each result here; the later models read it
 back (a .npy read: a few ms). Stored pixels are exactly the decoder's, so features are the same
-bit for bit with or without the cache. A large JPEG is decoded at the DCT scale its box step
-allows (nets/preprocess.dct_scale), which can differ between input sizes (224 → 1/2 and 299 → full
-for a 4000×3000 photo): one decode fills every size of its scale, the others fill at their first miss.
+bit for bit with or without the cache. A JPEG over 3,136 px is decoded at 1/2 for every input
+size (nets/preprocess.reduce_scale), so one decode fills every size of the run.
 
 Keyed by the image's sha256 (the dataset scan's digest: same bytes, same pixels) and the input
 size, under a folder named by DECODE_VERSION (a change to the decoding path starts a new folder).

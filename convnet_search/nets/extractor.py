@@ -43,8 +43,8 @@ def decode_step1(path: str | Path, size: tuple[int, int], digest: str | None = N
     preprocess.py): a large JPEG is decoded at the DCT scale that step's factor allows and reduced
     without its full-size pixels (images.load_rgb_reduced), anything else decoded in full. With the
     run's decode cache and the image's sha256: read from the cache, or decode once and store step 1
-    for every input size of the run that the same decode serves (same DCT scale), so a run decodes
-    each large image once per scale whatever its number of models (usually once: most inputs are 224)."""
+    for every input size of the run that the same decode serves (all of them but for an odd
+    format), so a run decodes each large image once whatever its number of models."""
     from .preprocess import reduce_plan, step1_from
 
     if cache is not None and digest is not None:

@@ -8,19 +8,19 @@ tensors, or search results drift silently. The path, for a network input of h×w
    aspect ratio is kept): each output pixel is the mean of a k×k block of uint8 pixels (the blocks
    on the right and bottom edges may be smaller and average what they hold), rounded half up to
    uint8 with exact integer arithmetic. ``k`` is the smallest integer with ``ceil(H/k) ≤ 2h`` and
-   ``ceil(W/k) ≤ 2w``, rounded up to an even number when it is 8 or more (`area_factor`). A
-   4000×3000 phone photo becomes 400×300 (k = 10). Why the box: bilinear without antialiasing
+   ``ceil(W/k) ≤ 2w``, rounded up to an even number when a side is over 3,136 px (`area_factor`). A
+   4000×3000 phone photo becomes 400×300 at 224 (k = 10), 500×375 at 299 (k = 7 → 8). Why the box: bilinear without antialiasing
    reads only 2×2 pixels per output pixel, so from 4000 px to 224 it samples 1 pixel in 18 and
    aliases badly; averaging every pixel first removes that, and being integer arithmetic on uint8
    it is reproduced bit for bit in the browser (`frontend/src/live/downscale.ts`), unlike canvas
-   smoothing, whose filter is up to each browser. Why even: a JPEG can then be decoded at 1/s
-   of its size by libjpeg's DCT scaling (s = `dct_scale(k)`, 2, 4 or 8, dividing k), whose pixels
-   are within 2–3 levels of the s×s block means of a full decode, and box-downscaled by k/s from
+   smoothing, whose filter is up to each browser. Why even: a JPEG can then be decoded at 1/2
+   of its size by libjpeg's DCT scaling, whose pixels are within 2–3 levels of the 2×2 block
+   means of a full decode, once for every model of a run, and box-downscaled by k/2 from
    there (Pillow's ``Image.reduce``, rounding within 1 of these exact means): 3–4× less decoding
    for a 12 MP photo (issue 22; `io/images.py` ``load_rgb_reduced``; the browser decodes in full
    and computes the same k×k means).
-   Rounding up costs at most 1/9 of the resolution (k = 9 → 10), and only for images larger than
-   7× twice the input (> 3,136 px at 224).
+   Rounding up costs at most 1/k of the resolution (at 224: 1/9, k = 9 → 10; at 299: 1/7; at
+   456: 1/5), and only for images over 3,136 px.
 2. **Always — bilinear resize to h×w** with half-pixel centres and no antialiasing:
    `tf.image.resize(..., "bilinear", antialias=False)` here, `tf.image.resizeBilinear(img, size,
    false, true)` in TF.js. From ≤ 2× the input size bilinear reads every pixel at least once.
@@ -36,40 +36,36 @@ import numpy as np
 RESIZE_METHOD = "bilinear"
 # Step 1 applies when a side exceeds this multiple of the network input (see the module docstring).
 MAX_PRE_SCALE = 2
-# From this factor up, k is rounded up to an even number so a JPEG decoder can do part of it (dct_scale).
-EVEN_FROM = 8
-DCT_SCALES = (8, 4, 2)  # libjpeg's power-of-two DCT scalings (Pillow's draft mode)
+# Images with a side over this (8 MP photos and up) get an even k for every input size, so one
+# JPEG decode at 1/2 (DCT_SCALE) serves every model of a run (reduce_scale). 3,136 = 7 × 448: for a
+# 224 input, exactly the images whose k would be 8 or more.
+LARGE_SIDE = 3136
+DCT_SCALE = 2
 RESIZE_DESCRIPTION = (
     "decode → RGB → if a side > 2× the input: k×k box mean (smallest integer k bringing both "
-    "sides ≤ 2×, rounded up to even from 8; uint8, rounded half up; a JPEG with an even k is "
-    "decoded at 1/2, 1/4 or 1/8 by DCT scaling, then box k/s) → resize bilinear, half-pixel centres, no antialias "
+    "sides ≤ 2×, rounded up to even for a side > 3136 px; uint8, rounded half up; such a JPEG is "
+    "decoded at 1/2 by DCT scaling, then box k/2) → resize bilinear, half-pixel centres, no antialias "
     "→ float32 0…255"
 )
 
 
 def area_factor(height: int, width: int, size: tuple[int, int]) -> int:
     """The box-downscale factor k of step 1: the smallest k ≥ 1 with ceil(H/k) ≤ 2h and
-    ceil(W/k) ≤ 2w, rounded up to an even number when it is EVEN_FROM or more."""
+    ceil(W/k) ≤ 2w, rounded up to an even number when a side is over LARGE_SIDE (and k > 1)."""
     h, w = size
     if height < 1 or width < 1 or h < 1 or w < 1:
         raise ValueError(f"sizes must be positive, got image {height}×{width}, input {h}×{w}")
     # ceil(H/k) ≤ 2h  ⇔  H/k ≤ 2h (2h is an integer)  ⇔  k ≥ H/(2h)  ⇔  k ≥ ceil(H/(2h)).
     k = max(1, -(-height // (MAX_PRE_SCALE * h)), -(-width // (MAX_PRE_SCALE * w)))
-    return k + k % 2 if k >= EVEN_FROM else k
-
-
-def dct_scale(k: int) -> int:
-    """The JPEG DCT scaling s (8, 4, 2, or 1 for none) that does part of a k×k box step: the
-    largest of DCT_SCALES dividing k, for k ≥ EVEN_FROM only. Smaller images decode in full: they
-    are cheap, and their pixels stay bit-identical to the browser's."""
-    if k < EVEN_FROM:
-        return 1
-    return next((s for s in DCT_SCALES if k % s == 0), 1)
+    return k + k % 2 if k > 1 and max(height, width) > LARGE_SIDE else k
 
 
 def reduce_scale(height: int, width: int, size: tuple[int, int]) -> int:
-    """dct_scale of the image's step-1 factor: what a JPEG of this upright size may be decoded at."""
-    return dct_scale(area_factor(height, width, size))
+    """The DCT scale a JPEG of this upright size may be decoded at for input ``size``: DCT_SCALE
+    for a large image (its k is even), else 1 (decoded in full: cheap, and its pixels stay
+    bit-identical to the browser's). The same for every input size with k > 1, so one decode
+    serves a whole run."""
+    return DCT_SCALE if area_factor(height, width, size) > 1 and max(height, width) > LARGE_SIDE else 1
 
 
 def reduce_plan(sizes: "tuple[tuple[int, int], ...]", first: tuple[int, int]):

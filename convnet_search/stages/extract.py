@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 # 2: one matrix per (pooling, layer), keyed "<pooling>/<layer>"; images larger than 2× the input
 # are box-downscaled first (preprocess.area_downscale). 3: content-defined shards (shards.py),
-# recorded in the metadata so a later run reuses the unchanged ones. 4: the box factor is even from
-# 8 up and large JPEGs are decoded at its DCT scale (preprocess.area_factor, dct_scale).
+# recorded in the metadata so a later run reuses the unchanged ones. 4: the box factor is even for
+# images over 3,136 px, and such JPEGs are decoded at 1/2 (preprocess.area_factor, reduce_scale).
 FEATURES_FORMAT = 4
 DECODE_CACHE_FOLDER = "decode-cache"  # in the work folder, only while the stage runs
 

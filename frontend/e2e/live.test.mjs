@@ -268,7 +268,7 @@ describe('private live search', () => {
     await page.setInputFiles(`${LIVE} #live-file`, huge);
     await waitSearch(page, 3);
     const d = await data(page);
-    assert.equal(d.size, '400x300', 'box-downscaled by k = 10 (≤ 2× the input, even from 8) before becoming a tensor');
+    assert.equal(d.size, '400x300', 'box-downscaled by k = 10 (≤ 2× the input, even over 3,136 px) before becoming a tensor');
     assert.match(await page.textContent('.query-file'), /scaled down from 4000×3000/);
     assert.equal(Number(d.numTensors), Number(d.baselineTensors));
     // Layer switch re-searches the same embedding in another layer's features.

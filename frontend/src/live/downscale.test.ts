@@ -36,7 +36,7 @@ function pseudoRandom(w: number, h: number, seed: number, opaque = true): Uint8A
   return a;
 }
 
-test('areaFactor: the smallest k bringing both sides to ≤ 2× the input, even from 8, as in preprocess.area_factor', () => {
+test('areaFactor: the smallest k bringing both sides to ≤ 2× the input, even over 3,136 px, as in preprocess.area_factor', () => {
   expect(areaFactor(3000, 4000, SIZE)).toBe(10);
   expect(areaFactor(2400, 3200, SIZE)).toBe(8);
   expect(areaFactor(4000, 6000, SIZE)).toBe(14);
@@ -47,13 +47,15 @@ test('areaFactor: the smallest k bringing both sides to ≤ 2× the input, even 
   expect(areaFactor(449, 10, SIZE)).toBe(2);
   expect(areaFactor(10, 897, SIZE)).toBe(3);
   expect(areaFactor(5000, 700, SIZE)).toBe(12);
+  expect(areaFactor(3000, 4000, [299, 299])).toBe(8);
   for (let h = 1; h < 3000; h += 37) {
     for (let w = 1; w < 5000; w += 53) {
       const k = areaFactor(h, w, SIZE);
       expect(Math.ceil(h / k) <= 448 && Math.ceil(w / k) <= 448 && k >= 1).toBe(true);
-      if (k >= 8) expect(k % 2).toBe(0);
-      // the smallest such k (from 8 up: the smallest even one)
-      const below = k >= 8 ? k - 2 : k - 1;
+      const large = Math.max(h, w) > 3136;
+      if (large) expect(k % 2).toBe(0);
+      // the smallest such k (over 3,136 px: the smallest even one)
+      const below = large ? k - 2 : k - 1;
       if (below >= 1) expect(Math.ceil(h / below) > 448 || Math.ceil(w / below) > 448).toBe(true);
     }
   }

@@ -1,24 +1,24 @@
 // Step 1 of the one preprocessing path (docs/live-search.md "Large images"), twin of
 // convnet_search/preprocess.py area_downscale: an image larger than 2× the network input on either
 // side is shrunk by the smallest integer factor k that brings both sides ≤ 2× the input, rounded up
-// to even from 8; each output pixel is the mean of a k×k block (edge blocks may be smaller and
+// to even when a side is over 3,136 px; each output pixel is the mean of a k×k block (edge blocks may be smaller and
 // average what they hold), rounded half up to uint8 with exact integer arithmetic, so it is
 // bit-identical to the engine's on the same decoded pixels. (Canvas drawImage smoothing is not: its
-// filter is up to each browser.) The engine decodes a JPEG with k ≥ 8 at 1/2, 1/4 or 1/8 by DCT
-// scaling first (pixels within 2–3 levels of these means); a browser cannot, so it decodes in full
-// and averages k×k here. Pure functions; unit-tested.
+// filter is up to each browser.) The engine decodes such a large JPEG at 1/2 by DCT scaling first
+// (pixels within 2–3 levels of these means); a browser cannot, so it decodes in full and averages
+// k×k here. Pure functions; unit-tested.
 
 export type Bytes = Uint8Array | Uint8ClampedArray;
 
-/** Same rules as preprocess.MAX_PRE_SCALE and preprocess.EVEN_FROM. */
+/** Same rules as preprocess.MAX_PRE_SCALE and preprocess.LARGE_SIDE. */
 export const MAX_PRE_SCALE = 2;
-export const EVEN_FROM = 8;
+export const LARGE_SIDE = 3136;
 
-/** Smallest k ≥ 1 with ceil(H/k) ≤ 2h and ceil(W/k) ≤ 2w, rounded up to even from EVEN_FROM (preprocess.area_factor). */
+/** Smallest k ≥ 1 with ceil(H/k) ≤ 2h and ceil(W/k) ≤ 2w, rounded up to even when a side is over LARGE_SIDE (preprocess.area_factor). */
 export function areaFactor(height: number, width: number, size: readonly [number, number]): number {
   const [h, w] = size;
   const k = Math.max(1, Math.ceil(height / (MAX_PRE_SCALE * h)), Math.ceil(width / (MAX_PRE_SCALE * w)));
-  return k >= EVEN_FROM ? k + (k % 2) : k;
+  return k > 1 && Math.max(height, width) > LARGE_SIDE ? k + (k % 2) : k;
 }
 
 /** Integer "over" onto white, rounded, as convnet_search/images.py composites alpha. */
