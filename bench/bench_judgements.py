@@ -69,10 +69,7 @@ def skip_reason() -> str | None:
 
 
 def run(quick: bool) -> dict:
-    reason = skip_reason()
-    if reason:
-        raise RuntimeError(reason)
-    return run_worker(__file__, "judgements", real_weights_env(), quick)
+    return run_worker(__file__, "judgements", real_weights_env(), quick, skip=skip_reason())
 
 
 def print_report(console, rows: list[dict], meta: dict) -> None:

@@ -16,9 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(script: str | Path, name: str, env: dict[str, str], quick: bool) -> dict:
+def run_worker(script: str | Path, name: str, env: dict[str, str], quick: bool, skip: str | None = None) -> dict:
     """Run `script --worker` (bench_<name>.py) with `env` from the repository root and return the
-    JSON it wrote; its progress lines go straight to the terminal."""
+    JSON it wrote; its progress lines go straight to the terminal. `skip`: the section's
+    skip_reason(), raised instead (run.py checks it first; this guards direct calls)."""
+    if skip:
+        raise RuntimeError(skip)
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         out = Path(tmp) / f"{name}.json"
         cmd = [sys.executable, str(Path(script).resolve()), "--worker", "--out", str(out)]
