@@ -278,3 +278,15 @@ def test_the_threaded_scan_gives_what_one_thread_gives(tmp_path, monkeypatch):
     assert len(counter.decoded) == 7  # the last scan (the counter restarts each scan): each file once
     for (a, afp), (b, bfp) in zip(one, many):
         assert _state(a) == _state(b) and afp == bfp and a.digests == b.digests
+
+
+def test_labels_auto_lists_the_folder_twice_but_decodes_each_file_once(tmp_path, monkeypatch):
+    """--labels auto scans the tree, then (class folders found) scans by class: one verdict per file,
+    with or without a scan cache, and the same dataset as --labels folders."""
+    root = _folder(tmp_path / "photos")
+    counter = Counter(monkeypatch)
+    for cache in (None, tmp_path / "cache"):
+        counter.reset()
+        auto = load_dataset(root, labels="auto", cache_dir=cache)
+        assert len(counter.decoded) == 7, counter.decoded  # 6 images + the bad file, each once
+        assert _state(auto) == _state(load_dataset(root, labels="folders"))

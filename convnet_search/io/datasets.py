@@ -495,6 +495,7 @@ class _ScanCache:
         self.new: dict[str, list] = {}
         self.validated = 0  # files decoded (and hashed) by this scan
         self.ready: dict[str, tuple] = {}  # rel → (stat, verdict) validated ahead by prefetch
+        self.seen: dict[str, tuple] = {}  # rel → (stat key, reason, sha256) given by this object
         self.now_ns = time.time_ns()
 
     def _read(self) -> dict[str, list]:
@@ -513,13 +514,23 @@ class _ScanCache:
         """Validate, in a small thread pool, the files of ``rels`` that `check` will not find in the
         cache; `check` then takes their verdicts. Decoding and hashing release the GIL, so the scan
         of a new folder runs on every core (issue 22: ~2× on two); verdicts are the same."""
-        todo = [rel for rel in rels if self._stat_and_hit(root / rel, rel)[1] is None]
+        todo = [rel for rel in rels if not self._known(root / rel, rel)]
         if len(todo) < 2 or SCAN_THREADS < 2:
             return
         with ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="scan") as pool:
             # each entry: the stat taken before validating (check's racy-write test needs that order)
             done = pool.map(lambda rel: (self._stat_and_hit(root / rel, rel)[0], self._verdict(root / rel, max_pixels)), todo)
             self.ready.update(zip(todo, done))
+
+    def _known(self, path: Path, rel: str) -> bool:
+        st, hit = self._stat_and_hit(path, rel)
+        return hit is not None or self._memo(rel, st) is not None
+
+    def _memo(self, rel: str, st) -> tuple[str, str] | None:
+        """The verdict this object already gave ``rel`` (an earlier scan of the same run), if the
+        file is unchanged since: --labels auto lists a folder twice and must not decode it twice."""
+        seen = self.seen.get(rel)
+        return (seen[1], seen[2]) if st is not None and seen is not None and seen[0] == _stat_key(st) else None
 
     def _stat_and_hit(self, path: Path, rel: str):
         try:
@@ -548,7 +559,12 @@ class _ScanCache:
             if hit is not None:
                 self.new[rel] = hit
                 return hit[4], hit[5]
+            memo = self._memo(rel, st)
+            if memo is not None:
+                return memo
             reason, digest = self._verdict(path, max_pixels)
+        if st is not None:
+            self.seen[rel] = (_stat_key(st), reason, digest)
         if self.path is None:
             return reason, digest
         self.validated += 1
@@ -598,7 +614,7 @@ def _open_root(root: Path, follow_links: bool) -> tuple[_Scanner, list[os.DirEnt
 
 
 def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
-          cache_dir: Path | None = None) -> Dataset:
+          cache_dir: Path | None = None, cache: "_ScanCache | None" = None) -> Dataset:
     scanner, root_entries = _open_root(root, follow_links)
     skipped: list[SkippedFile] = []
     class_dirs: list[tuple[str, str, bool]] = []  # (name, real path, reached through a link)
@@ -617,7 +633,7 @@ def _scan(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_
         raise DatasetError(f"{root}: no class folders; expected root/<class>/<image>{extra}; or use "
                            "--labels none (or auto) to search it as one unlabelled collection")
 
-    cache = _ScanCache(cache_dir, ds_id, root, max_pixels)
+    cache = cache or _ScanCache(cache_dir, ds_id, root, max_pixels)
     digests: dict[str, str] = {}
     classes: list[str] = []
     files: list[str] = []
@@ -700,10 +716,11 @@ def _scan_auto(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, fo
                cache_dir: Path | None) -> Dataset:
     """folders or none by labels.auto_unlabelled_reason. Either way `labels_note` says which, why,
     and how to choose the other."""
-    tree = _scan_tree(root, ds_id, meta, max_pixels, follow_links, cache_dir)
+    cache = _ScanCache(cache_dir, ds_id, root, max_pixels)  # one for both listings: each file decoded once
+    tree = _scan_tree(root, ds_id, meta, max_pixels, follow_links, cache=cache)
     why = auto_unlabelled_reason(tree.files)
     if why is None:
-        ds = _with_class_field(_scan(root, ds_id, meta, max_pixels, follow_links, cache_dir))
+        ds = _with_class_field(_scan(root, ds_id, meta, max_pixels, follow_links, cache=cache))
         ds.labels_note = (f"labels: class folders ({len(ds.classes)} first-level folders hold every image); "
                           "--labels none treats the images as one unlabelled collection")
         return ds
@@ -713,7 +730,7 @@ def _scan_auto(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, fo
 
 
 def _scan_tree(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, follow_links: bool = False,
-               cache_dir: Path | None = None) -> Dataset:
+               cache_dir: Path | None = None, cache: "_ScanCache | None" = None) -> Dataset:
     """Every usable image at any depth (labels none); classes/labels group images by top folder."""
     scanner, root_entries = _open_root(root, follow_links)
     items: list[tuple[str, str]] = []  # (rel, skip reason or "") in tree order
@@ -723,7 +740,7 @@ def _scan_tree(root: Path, ds_id: str, meta: dict[str, str], max_pixels: int, fo
             items += scanner.class_items(entry.name, root / entry.name, real, entry.is_symlink())
         else:
             items.append((entry.name + ("/" if kind == "skip" and _is_dir(entry) else ""), reason))
-    cache = _ScanCache(cache_dir, ds_id, root, max_pixels)
+    cache = cache or _ScanCache(cache_dir, ds_id, root, max_pixels)
     skipped: list[SkippedFile] = []
     files: list[str] = []
     digests: dict[str, str] = {}
