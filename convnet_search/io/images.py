@@ -245,7 +245,8 @@ def _decode(im: Image.Image, path: Path, max_pixels: int, draft: int | None = No
     # ImageFile.LOAD_TRUNCATED_IMAGES: half an image would be embedded as if it were whole.
     im.load()
     if scale > 1 and im.size != (-(-w // scale), -(-h // scale)):
-        raise ImageError(path, f"decoded at {im.size}, not at 1/{scale} of {w}×{h}")  # a Pillow change
+        # Not the file's fault (a Pillow whose draft mode picks another scale): stop, do not skip it.
+        raise RuntimeError(f"{path}: Pillow decoded {im.size}, not 1/{scale} of {w}×{h}; features need that scale")
     try:
         ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
     except _DECODE_ERRORS + (KeyError, TypeError, AttributeError):
