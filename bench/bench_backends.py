@@ -18,7 +18,6 @@ import json
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -182,5 +181,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

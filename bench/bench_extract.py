@@ -125,11 +125,10 @@ def _full_decode_step1(path, size, digest=None, cache=None, check=False):
     """Step 1 as it was before the DCT-scaled decode (issue 22), for the 'before' variant: every
     image decoded in full, box factor the smallest k (not rounded to even), no cache."""
     from convnet_search.io.images import load_rgb
-    from convnet_search.nets.preprocess import MAX_PRE_SCALE, _block_means
+    from convnet_search.nets.preprocess import _block_means, smallest_area_factor
 
     rgb = load_rgb(path)
-    h, w = size
-    k = max(1, -(-rgb.shape[0] // (MAX_PRE_SCALE * h)), -(-rgb.shape[1] // (MAX_PRE_SCALE * w)))
+    k = smallest_area_factor(*rgb.shape[:2], size)
     return rgb if k == 1 else _block_means(rgb, k)
 
 

@@ -455,12 +455,15 @@ VALIDATE_DRAFT = 1
 SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))  # validation threads of a scan (prefetch)
 
 
-def _validate(path: Path, max_pixels: int) -> tuple[str, str]:
-    """(skip reason, "") for a file that is not a usable image, ("", sha256) for one that is."""
+def _validate(path: Path, max_pixels: int, digest: bool = True) -> tuple[str, str]:
+    """(skip reason, "") for a file that is not a usable image, ("", sha256) for one that is
+    (("", "") without ``digest``)."""
     try:
         load_rgb(path, max_pixels=max_pixels, draft=VALIDATE_DRAFT)
     except ImageError as e:
         return e.reason, ""
+    if not digest:
+        return "", ""
     try:
         return "", _file_sha256(path)
     except OSError as e:
@@ -514,17 +517,16 @@ class _ScanCache:
         """Validate, in a small thread pool, the files of ``rels`` that `check` will not find in the
         cache; `check` then takes their verdicts. Decoding and hashing release the GIL, so the scan
         of a new folder runs on every core (issue 22: ~2× on two); verdicts are the same."""
-        todo = [rel for rel in rels if not self._known(root / rel, rel)]
+        todo = []  # (rel, its stat): taken before validating, as check's racy-write test needs
+        for rel in rels:
+            st, hit = self._stat_and_hit(root / rel, rel)
+            if hit is None and self._memo(rel, st) is None:
+                todo.append((rel, st))
         if len(todo) < 2 or SCAN_THREADS < 2:
             return
         with ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="scan") as pool:
-            # each entry: the stat taken before validating (check's racy-write test needs that order)
-            done = pool.map(lambda rel: (self._stat_and_hit(root / rel, rel)[0], self._verdict(root / rel, max_pixels)), todo)
-            self.ready.update(zip(todo, done))
-
-    def _known(self, path: Path, rel: str) -> bool:
-        st, hit = self._stat_and_hit(path, rel)
-        return hit is not None or self._memo(rel, st) is not None
+            done = pool.map(lambda item: (item[1], self._verdict(root / item[0], max_pixels)), todo)
+            self.ready.update(zip((rel for rel, _ in todo), done))
 
     def _memo(self, rel: str, st) -> tuple[str, str] | None:
         """The verdict this object already gave ``rel`` (an earlier scan of the same run), if the
@@ -541,13 +543,7 @@ class _ScanCache:
         return st, (hit if self.path is not None and hit is not None and hit[:4] == _stat_key(st) else None)
 
     def _verdict(self, path: Path, max_pixels: int) -> tuple[str, str]:
-        if self.path is None:  # no cache: validate only (the fingerprint hashes later)
-            try:
-                load_rgb(path, max_pixels=max_pixels, draft=VALIDATE_DRAFT)
-            except ImageError as e:
-                return e.reason, ""
-            return "", ""
-        return _validate(path, max_pixels)
+        return _validate(path, max_pixels, digest=self.path is not None)  # no cache: the fingerprint hashes later
 
     def check(self, root: Path, rel: str, max_pixels: int) -> tuple[str, str]:
         """(skip reason or "", sha256 or "") of ``root/rel``: from the cache when unchanged."""

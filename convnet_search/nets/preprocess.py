@@ -55,9 +55,15 @@ def area_factor(height: int, width: int, size: tuple[int, int]) -> int:
     h, w = size
     if height < 1 or width < 1 or h < 1 or w < 1:
         raise ValueError(f"sizes must be positive, got image {height}×{width}, input {h}×{w}")
-    # ceil(H/k) ≤ 2h  ⇔  H/k ≤ 2h (2h is an integer)  ⇔  k ≥ H/(2h)  ⇔  k ≥ ceil(H/(2h)).
-    k = max(1, -(-height // (MAX_PRE_SCALE * h)), -(-width // (MAX_PRE_SCALE * w)))
+    k = smallest_area_factor(height, width, size)
     return k + k % 2 if k > 1 and max(height, width) > LARGE_SIDE else k
+
+
+def smallest_area_factor(height: int, width: int, size: tuple[int, int]) -> int:
+    """The smallest k ≥ 1 with ceil(H/k) ≤ 2h and ceil(W/k) ≤ 2w (area_factor before rounding)."""
+    h, w = size
+    # ceil(H/k) ≤ 2h  ⇔  H/k ≤ 2h (2h is an integer)  ⇔  k ≥ H/(2h)  ⇔  k ≥ ceil(H/(2h)).
+    return max(1, -(-height // (MAX_PRE_SCALE * h)), -(-width // (MAX_PRE_SCALE * w)))
 
 
 def reduce_scale(height: int, width: int, size: tuple[int, int]) -> int:
