@@ -206,9 +206,72 @@ def test_label_mistakes_finds_flipped_labels_in_every_field():
     flipped[[3, 40, 77]] = [1, 2, 0]
     other = np.where(np.arange(120) % 2 == 0, y % 2, -1)  # a second field, half empty
     out = curate.label_mistakes({"class": (flipped, 4), "half": (other, 2)}, [ids])
-    assert set(out["class"].ids.tolist()) == {3, 40, 77}
-    assert out["class"].suggested.tolist() == [y[i] for i in out["class"].ids]
-    assert len(out["half"].ids) == 0
+    assert out["class"].classifier is None  # no vectors: the neighbour votes
+    s = out["class"].suspects
+    assert set(s.ids.tolist()) == {3, 40, 77}
+    assert s.suggested.tolist() == [y[i] for i in s.ids]
+    assert len(out["half"].suspects.ids) == 0
+
+
+def test_label_mistakes_with_vectors_uses_the_best_agreeing_configurations_classifier():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(scale=10, size=(4, 8))
+    y = np.repeat(np.arange(4), 30)
+    x = centres[y] + rng.normal(size=(120, 8))
+    noise = rng.normal(size=(120, 8))  # a configuration whose neighbours ignore the classes
+    flipped = y.copy()
+    flipped[[3, 40, 77]] = [1, 2, 0]
+    half = np.where(np.arange(120) % 2 == 0, y, -1)  # a second field, half empty, no mistake
+    seen = []
+
+    def vectors(i):
+        seen.append(i)
+        return (noise, x)[i], True
+
+    out = curate.label_mistakes({"class": (flipped, 4), "half": (half, 4)}, [knn(noise, 7)[0], knn(x, 7)[0]], vectors)
+    assert out["class"].classifier == 1 and set(seen) == {1}
+    s = out["class"].suspects
+    assert s.ids[:3].tolist() and set(s.ids[:3].tolist()) == {3, 40, 77}
+    assert s.suggested[:3].tolist() == [y[i] for i in s.ids[:3]]
+    assert len(out["half"].suspects.ids) == 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(12, 60), classes=st.integers(2, 4), dim=st.integers(2, 6), cosine=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_classifier_probabilities_are_out_of_fold_logistic_regressions(n, classes, dim, cosine, seed):
+    """Against the plainest reference: the same folds, one scikit-learn fit per fold, by hand."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(-1, classes, size=n)
+    labels[:2 * classes] = np.tile(np.arange(classes), 2)  # every label twice at least
+    x = rng.normal(size=(n, dim)) + labels[:, None]
+    p = curate.classifier_probabilities(x, labels, classes, cosine)
+    have = np.flatnonzero(labels >= 0)
+    z = x[have] / (np.linalg.norm(x[have], axis=1, keepdims=True) if cosine else np.median(np.linalg.norm(x[have], axis=1)))
+    folds = int(np.clip(np.bincount(labels[have]).min(), 2, curate.CV_FOLDS))
+    want = np.zeros((len(have), classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(z, labels[have]):
+            m = LogisticRegression(max_iter=1000).fit(z[train], labels[have][train])
+            want[np.ix_(test, m.classes_)] = m.predict_proba(z[test])
+    np.testing.assert_allclose(p[have], want, atol=1e-5)
+    np.testing.assert_allclose(p[labels < 0], 1 / classes)
+
+
+def test_classifier_probabilities_need_two_labels_and_reduce_wide_vectors():
+    rng = np.random.default_rng(4)
+    assert curate.classifier_probabilities(rng.normal(size=(20, 3)), np.zeros(20, int), 2, True) is None
+    assert curate.classifier_probabilities(rng.normal(size=(3, 3)), np.array([0, 1, -1]), 2, True) is None
+    y = np.repeat(np.arange(3), 100)
+    x = rng.normal(size=(300, curate.CLASSIFIER_DIMS + 200)) + 3 * np.eye(3)[y] @ rng.normal(size=(3, curate.CLASSIFIER_DIMS + 200))
+    p = curate.classifier_probabilities(x, y, 3, False)
+    assert p.shape == (300, 3) and (p.argmax(1) == y).mean() > 0.95
 
 
 # --- stages/curate.py: a real (tiny, random-weight) run writes the lists, the bundle and the CLI report

@@ -23,15 +23,22 @@ recomputed from features.
   best configuration.
 - Uniqueness: an image's mean distance to its k neighbours over the median of that over all
   images (1 = typical; the outliers rank first).
-- Label mistakes: per label field (ids, -1 = no value), each configuration's neighbours vote for
-  labels; the votes are averaged over configurations weighted by how much better than chance their
-  neighbours agree on labels, and an image is suspect when another label wins, ranked by its own
-  label's share (self-confidence; bench: better than ranking by margin, and than cleanlab's
-  find_label_issues on the same probabilities).
+- Label mistakes: per label field (ids, -1 = no value), out-of-sample label probabilities from a
+  logistic regression fit by stratified cross-validation on the features of the configuration whose
+  neighbours agree best with the labels (the route cleanlab's documentation prescribes: a model's
+  out-of-fold predicted probabilities); an image is suspect when another label is more probable,
+  ranked by its own label's probability (self-confidence). Without vectors, or where
+  cross-validation cannot run, each configuration's neighbours vote for labels instead, averaged
+  over configurations weighted by how much better than chance they agree. Bench
+  (bench/README.md, section curate): the classifier's top-K precision is higher than the votes' on
+  both sets (tinyimagenet20 0.60 -> 0.66, caltech10 0.80 -> 0.95), and than cleanlab's
+  find_label_issues on the votes.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -44,6 +51,12 @@ FENCE_IQR = 1.5
 # float32 (about 6e-8 relative rounding), and a rounding must not decide which neighbour is "next".
 TIE_RTOL = 1e-6
 NO_LABEL = -1
+# Out-of-fold label probabilities: cleanlab's default number of folds; the classifier sees at most
+# CLASSIFIER_DIMS principal components of the vectors (fit on at most PCA_SAMPLE of them), so its
+# memory stays N × 256 floats whatever the layer's width (a grid3 of ResNet50 has 18,432 dims).
+CV_FOLDS = 5
+CLASSIFIER_DIMS = 256
+PCA_SAMPLE = 20_000
 
 
 @dataclass(frozen=True)
@@ -273,9 +286,81 @@ def label_suspects(probs: np.ndarray, labels: np.ndarray) -> LabelSuspects:
                          own[keep].astype(np.float32))
 
 
-def label_mistakes(fields: dict[str, tuple[np.ndarray, int]], neighbor_ids: list[np.ndarray]
-                   ) -> dict[str, LabelSuspects]:
-    """Per label field (name -> (per-image label ids, -1 = none; number of labels)): its suspects
-    across all configurations' neighbour lists."""
-    return {name: label_suspects(label_probabilities(neighbor_ids, labels, classes), labels)
-            for name, (labels, classes) in fields.items() if classes > 0}
+def best_agreeing(neighbor_ids: list[np.ndarray], labels: np.ndarray, classes: int) -> int:
+    """Index of the configuration whose neighbours agree best with the labels (agreement_weight)."""
+    return int(np.argmax([agreement_weight(label_votes(ids, labels, classes), labels) for ids in neighbor_ids]))
+
+
+def _classifier_inputs(x: np.ndarray, cosine: bool, seed: int) -> np.ndarray:
+    """float64 [N, ≤ CLASSIFIER_DIMS]: rows L2-normalised for a cosine configuration, else scaled by
+    the median row norm (the same regularisation strength for every layer's scale); then their first
+    CLASSIFIER_DIMS principal components when wider (a rotation: the L2-penalised fit only loses
+    the discarded tail)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    scale = np.maximum(norms, 1e-12) if cosine else max(float(np.median(norms)), 1e-12)
+    x = x / scale
+    if x.shape[1] > CLASSIFIER_DIMS and len(x) > CLASSIFIER_DIMS:
+        from sklearn.decomposition import PCA
+
+        rng = np.random.default_rng(seed)
+        fit_rows = np.sort(rng.choice(len(x), size=min(len(x), PCA_SAMPLE), replace=False))
+        pca = PCA(CLASSIFIER_DIMS, svd_solver="randomized", random_state=seed).fit(x[fit_rows])
+        x = np.concatenate([pca.transform(x[i:i + PCA_SAMPLE]) for i in range(0, len(x), PCA_SAMPLE)])
+    return np.asarray(x, dtype=np.float64)
+
+
+def classifier_probabilities(x: np.ndarray, labels: np.ndarray, classes: int, cosine: bool,
+                             seed: int = 0) -> np.ndarray | None:
+    """float64 [N, C]: each labelled image's label probabilities from a logistic regression
+    (scikit-learn's defaults) fit on the other folds of CV_FOLDS stratified folds (fewer when a label
+    has fewer images; at least 2); unlabelled rows uniform. None when there is nothing to learn:
+    fewer than 2 labels in use, or no label with 2 images."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    labels = np.asarray(labels, dtype=np.int64)
+    have = np.flatnonzero(labels >= 0)
+    counts = np.bincount(labels[have], minlength=classes)
+    used = np.flatnonzero(counts)
+    if len(used) < 2 or counts.max() < 2:
+        return None
+    folds = int(np.clip(counts[used].min(), 2, CV_FOLDS))
+    z = _classifier_inputs(np.asarray(x)[have], cosine, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="The least populated class")  # a label with < folds images
+        p = cross_val_predict(LogisticRegression(max_iter=1000), z, labels[have],
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")
+    probs = np.full((len(labels), classes), 1.0 / classes)
+    probs[have] = 0.0
+    probs[np.ix_(have, used)] = p  # columns: the labels in use, ascending
+    return probs
+
+
+@dataclass(frozen=True)
+class FieldSuspects:
+    """One label field's suspects and where their probabilities came from."""
+    suspects: LabelSuspects
+    classifier: int | None  # index of the configuration whose vectors the classifier saw; None: neighbour votes
+
+
+def label_mistakes(fields: dict[str, tuple[np.ndarray, int]], neighbor_ids: list[np.ndarray],
+                   vectors: Callable[[int], tuple[np.ndarray, bool]] | None = None) -> dict[str, FieldSuspects]:
+    """Per label field (name -> (per-image label ids, -1 = none; number of labels)): its suspects, by
+    classifier_probabilities on the vectors of the best-agreeing configuration (vectors(i) -> (its
+    [N, dim] matrix, whether its metric is cosine)), else by the neighbour votes of all configurations."""
+    out = {}
+    for name, (labels, classes) in fields.items():
+        if classes == 0:
+            continue
+        probs, chosen = None, None
+        if vectors is not None and neighbor_ids:
+            chosen = best_agreeing(neighbor_ids, labels, classes)
+            x, cosine = vectors(chosen)
+            probs = classifier_probabilities(x, labels, classes, cosine)
+        if probs is None:
+            probs, chosen = label_probabilities(neighbor_ids, labels, classes), None
+        out[name] = FieldSuspects(label_suspects(probs, labels), chosen)
+    return out

@@ -1,14 +1,17 @@
 """Curate stage: near-duplicate groups, uniqueness and likely label mistakes from the stored neighbours.
 
-No forward pass: everything comes from the neighbours stage's top-k lists (search/curate.py, the math).
+No forward pass: everything comes from the neighbours stage's top-k lists and the stored features
+(search/curate.py, the math).
 Per (dataset, model), in <work>/curate/<dataset>/<model>.h5, for every `<pooling>/<layer>/<metric>`:
   `<key>/dup_members` int32, `<key>/dup_offsets` int32 [G+1], `<key>/dup_min|dup_max` float32 [G]:
       near-duplicate groups (curate.DuplicateGroups), meta `thresholds[<key>]` their measured ratio
       threshold (nearest over next-farther neighbour distance);
   `<key>/uniqueness` float32 [N]: mean neighbour distance over its median (outliers rank first).
-Per dataset, in <work>/curate/<dataset>/_labels.h5, for every label field with ≥ 2 labels, across
-every configuration of every model: `<field>/ids|given|suggested|margin|self_confidence`
-(curate.LabelSuspects). The engine only reports: it never deletes, moves or renames an image.
+Per dataset, in <work>/curate/<dataset>/_labels.h5, for every label field with ≥ 2 labels:
+`<field>/ids|given|suggested|margin|self_confidence` (curate.LabelSuspects), from a cross-validated
+classifier on the vectors of the configuration (of every model's) whose neighbours agree best with
+that field, meta `classifier[<field>]` = "<model>/<pooling>/<layer>/<metric>" (a field missing
+there ranks by the neighbour votes of every configuration). The engine only reports: it never deletes, moves or renames an image.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def curate_fingerprint(nbrs: StoredArrays) -> str:
 def labels_fingerprint(res: DatasetResults, models: list[str]) -> str:
     """The neighbours' fingerprints cover the vectors, not the labels (a renamed class keeps them):
     the label fields join here."""
-    return fingerprint("curate-labels", CURATE_FORMAT, 2, [res.neighbors[m].meta["fingerprint"] for m in models],  # 2: self-confidence order
+    return fingerprint("curate-labels", CURATE_FORMAT, 3, [res.neighbors[m].meta["fingerprint"] for m in models],  # 3: classifier probabilities
                        ("labels", label_fields_fingerprint(res.dataset.labels_mode, res.dataset.fields)))
 
 
@@ -69,9 +72,20 @@ def curate_arrays(nbrs: StoredArrays, keys: list[str]) -> tuple[dict[str, float]
     return thresholds, arrays
 
 
-def label_arrays(ds: Dataset, neighbor_ids: list[np.ndarray]) -> dict[str, np.ndarray]:
-    out = label_mistakes(label_fields(ds), neighbor_ids)
-    return {f"{name}/{f}": getattr(s, f) for name, s in out.items() for f in SUSPECT_FIELDS}
+def label_arrays(ds: Dataset, configs: list[tuple[str, str]], neighbor_ids: list[np.ndarray],
+                 features: dict[str, StoredArrays]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(the suspects' arrays of every label field, field -> the "<model>/<pooling>/<layer>/<metric>"
+    whose vectors the classifier saw; a field left out ranks by neighbour votes). configs[i] =
+    (model, key) of neighbor_ids[i]."""
+    def vectors(i: int) -> tuple[np.ndarray, bool]:
+        mid, key = configs[i]
+        pooling, layer, metric = key.split("/")
+        return np.asarray(features[mid].arrays[f"{pooling}/{layer}"]), metric == "cosine"
+
+    out = label_mistakes(label_fields(ds), neighbor_ids, vectors)
+    arrays = {f"{name}/{f}": getattr(r.suspects, f) for name, r in out.items() for f in SUSPECT_FIELDS}
+    basis = {name: "/".join(configs[r.classifier]) for name, r in out.items() if r.classifier is not None}
+    return arrays, basis
 
 
 def run(ctx: RunContext) -> None:
@@ -87,10 +101,12 @@ def run(ctx: RunContext) -> None:
     for res in ctx.results:
         fp = labels_fingerprint(res, list(ctx.cfg.models))
         if not store.is_current(res.dataset.id, LABELS_FILE, fp):
-            ids = [res.neighbors[m].arrays[f"{key}/ids"] for m in ctx.cfg.models
-                   for key in score_keys(res.features[m], metrics)]
-            meta = {"fingerprint": fp, "fields": list(label_fields(res.dataset)), "models": list(ctx.cfg.models)}
-            store.write(res.dataset.id, LABELS_FILE, meta, label_arrays(res.dataset, ids))
+            configs = [(m, key) for m in ctx.cfg.models for key in score_keys(res.features[m], metrics)]
+            ids = [res.neighbors[m].arrays[f"{key}/ids"] for m, key in configs]
+            arrays, basis = label_arrays(res.dataset, configs, ids, res.features)
+            meta = {"fingerprint": fp, "fields": list(label_fields(res.dataset)), "models": list(ctx.cfg.models),
+                    "classifier": basis}
+            store.write(res.dataset.id, LABELS_FILE, meta, arrays)
         res.curate[LABELS_FILE] = store.load(res.dataset.id, LABELS_FILE)
 
 
@@ -146,9 +162,10 @@ def config_json(cur: StoredArrays, key: str) -> dict:
 def labels_json(cur: StoredArrays) -> dict:
     """The label suspects of every field: top SUSPECTS_SHOWN, least self-confident first."""
     fields = {}
+    basis = cur.meta.get("classifier", {})
     for name in cur.meta["fields"]:
         ids = np.asarray(cur.arrays[f"{name}/ids"])
-        fields[name] = {"total": int(len(ids)), "ids": ids[:SUSPECTS_SHOWN].tolist(),
+        fields[name] = {"total": int(len(ids)), "classifier": basis.get(name), "ids": ids[:SUSPECTS_SHOWN].tolist(),
                         "given": np.asarray(cur.arrays[f"{name}/given"])[:SUSPECTS_SHOWN].tolist(),
                         "suggested": np.asarray(cur.arrays[f"{name}/suggested"])[:SUSPECTS_SHOWN].tolist(),
                         "margin": _round(cur.arrays[f"{name}/margin"][:SUSPECTS_SHOWN]),
@@ -284,6 +301,9 @@ def curate_report(work: Path, ds: Dataset, want: dict[str, str | None]) -> dict:
                                 for lo, hi in zip(cur.arrays[f"{key}/dup_min"], cur.arrays[f"{key}/dup_max"])],
         "outliers": [{"path": ds.files[i], "uniqueness": round(float(u[i]), 6)} for i in outlier_order(u)],
         "label_mistakes": mistakes,
+        # per field: the configuration whose vectors the label classifier saw, or the neighbour votes
+        "label_mistakes_from": {name: labels.meta.get("classifier", {}).get(name, "neighbour votes")
+                                for name in labels.meta["fields"]},
     }
 
 

@@ -19,7 +19,9 @@ describe('curation files are checked before use', () => {
   });
   test('label suspects: class ids must be below the number of classes, arrays of one length', () => {
     const f = { total: 1, ids: [3], given: [0], suggested: [1], margin: [0.5], self_confidence: [0.1] };
-    expect(checkCurateLabels({ fields: { class: f } }, 10, 2).fields.class).toEqual(f);
+    expect(checkCurateLabels({ fields: { class: f } }, 10, 2).fields.class).toEqual({ ...f, classifier: null });
+    const basis = 'mobilenet_025/avg/conv_pw_13_relu/cosine';
+    expect(checkCurateLabels({ fields: { class: { ...f, classifier: basis } } }, 10, 2).fields.class!.classifier).toBe(basis);
     expect(() => checkCurateLabels({ fields: { class: { ...f, suggested: [2] } } }, 10, 2, 'L')).toThrow(/L: .*class.suggested/);
     expect(() => checkCurateLabels({ fields: { class: { ...f, given: [0, 1] } } }, 10, 2, 'L')).toThrow(/differ in length/);
   });

@@ -22,6 +22,8 @@ export interface LabelSuspects {
   suggested: number[];
   margin: number[];
   self_confidence: number[];
+  /** "<model>/<pooling>/<layer>/<metric>" whose vectors the label classifier saw; null: neighbour votes. */
+  classifier: string | null;
 }
 
 /** files.curate_labels: per label field, its suspects, most confident first. */
@@ -78,7 +80,7 @@ export function checkCurateLabels(raw: unknown, n: number, classes: number, url 
     const given = ids(v?.given, lim, `${name}.given`, url);
     const suggested = ids(v?.suggested, lim, `${name}.suggested`, url);
     if (given.length !== s.length || suggested.length !== s.length) throw new BundleError(url, `${name}: "ids", "given" and "suggested" differ in length`);
-    fields[name] = { total: Number(v?.total ?? s.length), ids: s, given, suggested, margin: nums(v?.margin, s.length, `${name}.margin`, url), self_confidence: nums(v?.self_confidence, s.length, `${name}.self_confidence`, url) };
+    fields[name] = { total: Number(v?.total ?? s.length), ids: s, given, suggested, margin: nums(v?.margin, s.length, `${name}.margin`, url), self_confidence: nums(v?.self_confidence, s.length, `${name}.self_confidence`, url), classifier: typeof v?.classifier === 'string' ? v.classifier : null };
   }
   return { fields };
 }

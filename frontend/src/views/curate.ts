@@ -196,7 +196,9 @@ export class CurateView implements ViewModule {
     }
     const classes = ctx.data.dataset(ctx.state.dataset).classes;
     const name = (x: number) => (this.field === 'class' ? classes[x] ?? String(x) : String(x));
-    this.info.replaceChildren(...(names.length > 1 ? [this.fieldPick, ' '] : []), `${s.total} image${s.total === 1 ? '' : 's'} whose neighbours, across every configuration, mostly carry another ${this.field} label; least confident first (own: the share of the given label in the neighbours' votes).`);
+    this.info.replaceChildren(...(names.length > 1 ? [this.fieldPick, ' '] : []), s.classifier
+      ? `${s.total} image${s.total === 1 ? '' : 's'} that a classifier, trained on the other images' ${this.field} labels (cross-validated, on the vectors of ${s.classifier.split('/').join(' · ')}, the configuration whose neighbours agree best with them), places under another ${this.field} label; least confident first (own: its probability for the given label).`
+      : `${s.total} image${s.total === 1 ? '' : 's'} whose neighbours, across every configuration, mostly carry another ${this.field} label; least confident first (own: the share of the given label in the neighbours' votes).`);
     this.list.show(s.ids.length, (r) => {
       const id = s.ids[r]!;
       return h('div', { class: 'cur-item', attrs: { 'data-id': id } }, [
