@@ -8,20 +8,25 @@ stage stores). Images are read in place; the transformed copies go to a temporar
 
 - duplicates: per set (the bundled real-photo set caltech10 and ../shared/real/tinyimagenet20), a
   seeded 10 % of the images each get one transformed copy, the 8 TRANSFORMS dealt in turn (so each
-  transform has 1/8 of the copies), saved as PNG (JPEG q40 as JPEG). Truth: an
-  original and its copies are one family; pairs within a family are the true pairs. Predicted pairs:
-  every pair within a group (connected components). Pair precision / recall overall and per
-  transform (an original–copy pair of that transform), per configuration, each with its own
-  measured threshold (search/curate.py's rule, chosen before this benchmark) and with the other set's
-  threshold of the same configuration (transfer). Anchor: PHash as imagededup computes it
-  (bench/phash.py, checked bit for bit by bench/phash_parity.py) at imagededup's default Hamming
-  threshold 10, grouped by the same components.
+  transform has 1/8 of the copies), saved as PNG (JPEG q40 as JPEG). Truth: an original and its
+  copies are one family; pairs within a family are the true pairs. The sets hold near duplicates of
+  their own (caltech10: one photo recoloured, cropped, re-shot); those found by review are listed in
+  KNOWN_FILE and join their families for precision (a predicted pair within a family is correct),
+  while recall is measured on the added copies only, the one unbiased sample (`--review` draws the
+  sheets the review looked at). The figures on the added copies' truth alone are kept beside
+  (`precision_added_only`). Predicted pairs: every pair within a group (connected components). Pair
+  precision / recall overall and per transform (an original–copy pair of that transform), per
+  configuration, each with its own measured threshold (search/curate.py's rule, chosen before this
+  benchmark) and with the other set's threshold of the same configuration (transfer). Anchor: PHash
+  as imagededup computes it (bench/phash.py, checked bit for bit by bench/phash_parity.py) at
+  imagededup's default Hamming threshold 10, grouped by the same components.
 - label mistakes: tinyimagenet20's labels with a seeded 5 % flipped to another class (and caltech10's
-  beside, so that no choice rests on one set); precision of our top-K suspects (K = flipped) vs
-  cleanlab's find_label_issues (ranked by self-confidence) on the same neighbour-derived
-  probabilities (cleanlab when importable; else reported as missing); the same for variants measured
-  and not adopted (better half of the configurations, agreement² weights, distance-weighted votes, a
-  cross-validated logistic regression on the best-agreeing configuration's features).
+  beside, so that no choice rests on one set); precision of our top-K suspects (K = flipped), as the
+  curate stage ranks them (search/curate.label_mistakes: a cross-validated classifier on the
+  best-agreeing configuration's vectors), vs cleanlab's find_label_issues (ranked by
+  self-confidence) on the same probabilities (cleanlab when importable; else reported as missing);
+  the same for the variants measured beside it (the neighbour votes of every configuration, which
+  ranked before, their better half, agreement² weights, distance-weighted votes).
 - outliers: caltech10 plus 20 seeded images of the shapes set; recall of those 20 in the top 40
   by uniqueness, per configuration.
 
@@ -49,10 +54,12 @@ DUP_FRACTION = 0.10
 FLIP_FRACTION = 0.05
 OUTLIERS = 20
 OUTLIER_TOP = 40
-POOLINGS = ("avg", "max", "gem")
+POOLINGS = ("avg", "max", "gem", "grid3")  # grid3 and avg: the default run's
 METRICS = ("cosine", "euclidean")  # sqeuclidean: the same groups as euclidean (the rule sees ratios)
 TRANSFORMS = ("jpeg40", "resize50", "crop80", "flip", "bright25", "rot5", "text", "grey")
 QUICK_PER_CLASS = 6
+KNOWN_FILE = BENCH_DIR / "curate_known_duplicates.tsv"
+REVIEW_MIN_CONFIGS = {"caltech10": 2, "tinyimagenet20": 4}  # how often a pair is joined to be reviewed
 
 
 def caltech_dir() -> Path:
@@ -137,24 +144,51 @@ def components(n: int, a, b):
     return _components(n, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
 
 
-def pair_scores(root, family, kinds_of) -> dict:
-    """Pair precision/recall of predicted components `root` against true families, overall and per
-    transform (pairs original–copy of that transform; precision over predicted pairs touching a copy
-    of that transform)."""
-
+def pair_scores(root, family, kinds_of, reviewed=None) -> dict:
+    """Pair precision/recall of predicted components `root`, overall and per transform (pairs
+    original–copy of that transform; precision over predicted pairs touching a copy of that
+    transform). Recall over the added copies' families (`family`); precision against `reviewed`
+    (those families joined with the set's own known near duplicates; `family` when None), and
+    against `family` alone beside it (`precision_added_only`)."""
+    reviewed = family if reviewed is None else reviewed
     n = len(root)
     pred = _pairs_of(root)
     true = _pairs_of(family)
-    hit = pred & true
+    ok = _pairs_of(reviewed)
     row = {"pairs_pred": len(pred), "pairs_true": len(true),
-           "precision": len(hit) / len(pred) if pred else 1.0, "recall": len(hit) / len(true) if true else 1.0}
+           "precision": len(pred & ok) / len(pred) if pred else 1.0, "recall": len(pred & true) / len(true) if true else 1.0,
+           "precision_added_only": len(pred & true) / len(pred) if pred else 1.0}
     for t in TRANSFORMS:
         copies = [i for i in range(n) if kinds_of[i] == t]
         t_true = {(min(family[i], i), max(family[i], i)) for i in copies}
         t_pred = {p for p in pred if kinds_of[p[0]] == t or kinds_of[p[1]] == t}
         row[f"recall_{t}"] = len(t_true & pred) / len(t_true) if t_true else None
-        row[f"precision_{t}"] = len(t_pred & true) / len(t_pred) if t_pred else 1.0
+        row[f"precision_{t}"] = len(t_pred & ok) / len(t_pred) if t_pred else 1.0
     return row
+
+
+def known_pairs(name: str, files: list[str]) -> list[tuple[int, int]]:
+    """The set's own near duplicates listed in KNOWN_FILE (every kind but "different"), as image index
+    pairs (a listed file that is not in the set, as in --quick's subset, is left out)."""
+    index = {f: i for i, f in enumerate(files)}
+    out = []
+    for line in KNOWN_FILE.read_text(encoding="utf-8").splitlines():
+        cells = line.split("\t")
+        if line.startswith("#") or len(cells) < 4 or cells[0] != name or cells[3] == "different":
+            continue
+        if cells[1] in index and cells[2] in index:
+            out.append((index[cells[1]], index[cells[2]]))
+    return out
+
+
+def reviewed_families(family, pairs: list[tuple[int, int]]):
+    """Components of the added copies' families joined by the known pairs."""
+    import numpy as np
+
+    n = len(family)
+    a = np.concatenate([np.arange(n), [p[0] for p in pairs]]).astype(np.int64)
+    b = np.concatenate([np.asarray(family), [p[1] for p in pairs]]).astype(np.int64)
+    return components(n, a, b)
 
 
 def _pairs_of(root) -> set[tuple[int, int]]:
@@ -254,6 +288,7 @@ def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> 
     family = np.arange(n)
     family[n0:] = orig
     kinds_of = [""] * n0 + kinds
+    reviewed = reviewed_families(family, known_pairs(name, list(ds.files)))
     _log(f"{name}: {n0} images + {len(copies)} copies of {len(set(orig))}; extracting …")
     t = time.perf_counter()
     feats = cached_features(f"curate-{name}", [ds.files, [c.name for c in copies]],
@@ -269,12 +304,36 @@ def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> 
         for gi, members in enumerate(g.groups()):
             root[members] = members[0]
         rows.append({"set": name, "method": "ours", "pooling": p, "layer": layer, "metric": metric,
-                     "threshold": th, **pair_scores(root, family, kinds_of)})
+                     "threshold": th, **pair_scores(root, family, kinds_of, reviewed)})
     bits = np.stack([phash_bits(Path(q)) for q in allp])
     a, b = hamming_pairs(bits)
     rows.append({"set": name, "method": "phash", "pooling": "", "layer": "PHash (imagededup, ≤ 10)", "metric": "hamming",
-                 "threshold": 10, **pair_scores(components(n, a, b), family, kinds_of)})
-    return rows, thresholds, {"lists": lists, "n0": n0, "family": family, "kinds_of": kinds_of, "features": feats}
+                 "threshold": 10, **pair_scores(components(n, a, b), family, kinds_of, reviewed)})
+    return rows, thresholds, {"lists": lists, "n0": n0, "family": family, "kinds_of": kinds_of, "features": feats,
+                              "reviewed": reviewed, "files": list(ds.files)}
+
+
+def review_candidates(name: str, ctx: dict) -> list[dict]:
+    """Original–original pairs joined (in one group) by at least REVIEW_MIN_CONFIGS[name] of the
+    configurations, most often first, each with its verdict in KNOWN_FILE (None: not reviewed yet)."""
+    from collections import Counter
+
+    from convnet_search.search.curate import duplicate_groups, duplicate_threshold
+
+    n0, files = ctx["n0"], ctx["files"]
+    count: Counter = Counter()
+    for ids, dists in ctx["lists"].values():
+        for members in duplicate_groups(ids, dists, duplicate_threshold(dists)).groups():
+            originals = sorted(int(ctx["family"][m]) for m in members)
+            count.update({(a, b) for x, a in enumerate(originals) for b in originals[x + 1:] if a != b})
+    verdict = {}
+    for line in KNOWN_FILE.read_text(encoding="utf-8").splitlines():
+        cells = line.split("\t")
+        if not line.startswith("#") and len(cells) >= 4 and cells[0] == name:
+            verdict[frozenset(cells[1:3])] = cells[3]
+    least = REVIEW_MIN_CONFIGS.get(name, 2)
+    return [{"a": files[a], "b": files[b], "configurations": c, "verdict": verdict.get(frozenset((files[a], files[b])))}
+            for (a, b), c in sorted(count.items(), key=lambda kv: (-kv[1], kv[0])) if c >= least and a < n0 and b < n0]
 
 
 def transfer_rows(name: str, other_thresholds: dict, ctx: dict, other: str) -> list[dict]:
@@ -292,7 +351,7 @@ def transfer_rows(name: str, other_thresholds: dict, ctx: dict, other: str) -> l
         root = np.arange(n)
         for members in g.groups():
             root[members] = members[0]
-        s = pair_scores(root, ctx["family"], ctx["kinds_of"])
+        s = pair_scores(root, ctx["family"], ctx["kinds_of"], ctx["reviewed"])
         rows.append({"set": name, "threshold_from": other, "pooling": key[0], "layer": key[1], "metric": key[2],
                      "threshold": other_thresholds[key], "precision": s["precision"], "recall": s["recall"]})
     return rows
@@ -304,7 +363,8 @@ def _precision_at_k(ranked, truth: set, k: int) -> float:
 
 def _variant_probs(ids_all: list, dists_all: list, noisy, classes: int) -> dict:
     """Label probabilities of the variants measured beside ours (not adopted: bench/README.md, curate):
-    the votes of the better half of the configurations only (agreement ≥ its median), weights
+    the neighbour votes of every configuration weighted by agreement (search/curate.label_probabilities,
+    which ranked before the classifier), the votes of the better half of the configurations only (agreement ≥ its median), weights
     agreement² (sharper towards the better configurations), votes weighted by exp(−(d/d_k)²)
     (distance-weighted, d_k the k-th distance)."""
     import numpy as np
@@ -326,36 +386,19 @@ def _variant_probs(ids_all: list, dists_all: list, noisy, classes: int) -> dict:
         counts = np.zeros((len(ids), classes))
         np.add.at(counts, (np.repeat(np.arange(len(ids)), ids.shape[1]), noisy[ids].ravel()), wt.ravel())
         dist_votes.append(counts / counts.sum(axis=1, keepdims=True))
-    return {"better_half": mix(np.where(w >= np.median(w), w, 0.0), votes), "agreement_squared": mix(w ** 2, votes),
+    return {"neighbour_votes": mix(w if w.sum() > 0 else np.ones_like(w), votes),
+            "better_half": mix(np.where(w >= np.median(w), w, 0.0), votes), "agreement_squared": mix(w ** 2, votes),
             "distance_weighted": mix(w, dist_votes)}
 
 
-def _logreg_probs(x, noisy, metric: str):
-    """Out-of-sample class probabilities of a logistic regression (scikit-learn's defaults) over 5
-    seeded stratified folds, on one configuration's features (L2-normalised for cosine): the
-    classifier route cleanlab's documentation describes, for reference (it needs the features, not
-    only the stored neighbours)."""
-    import warnings
-
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    x = np.asarray(x, dtype=np.float64)
-    if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cross_val_predict(LogisticRegression(max_iter=1000), x, noisy,
-                                 cv=StratifiedKFold(5, shuffle=True, random_state=SEED), method="predict_proba")
-
-
 def label_part(ds, ctx: dict, rng) -> dict:
-    """Flip FLIP_FRACTION of the labels; our top-K precision and cleanlab's on the same probabilities,
-    and the same for the variants measured beside ours."""
+    """Flip FLIP_FRACTION of the labels; the top-K precision of the curate stage's ranking
+    (search/curate.label_mistakes) and cleanlab's on the same probabilities, and the same for the
+    variants measured beside it."""
     import numpy as np
 
-    from convnet_search.search.curate import agreement_weight, label_probabilities, label_suspects, label_votes
+    from convnet_search.search.curate import best_agreeing, classifier_probabilities, label_suspects
+    from convnet_search.search.neighbors import top_k_neighbors
 
     n0 = ctx["n0"]
     labels = np.asarray(ds.labels[:n0], dtype=np.int64)
@@ -364,17 +407,18 @@ def label_part(ds, ctx: dict, rng) -> dict:
     noisy = labels.copy()
     noisy[flip] = (labels[flip] + rng.integers(1, classes, size=len(flip))) % classes
     # the originals' own neighbour lists: the copies are left out (search again on the originals)
-    from convnet_search.search.neighbors import top_k_neighbors
-
     keys, ids_all, dists_all = [], [], []
     for (p, layer, metric), _ in ctx["lists"].items():
         ids, dists = top_k_neighbors(ctx["features"][p][layer][:n0], ctx["k"], metric)
         keys.append((p, layer, metric)), ids_all.append(ids), dists_all.append(dists)
-    probs = label_probabilities(ids_all, noisy, classes)
+    best = best_agreeing(ids_all, noisy, classes)  # as label_mistakes chooses
+    p, layer, metric = keys[best]
+    probs = classifier_probabilities(ctx["features"][p][layer][:n0], noisy, classes, metric == "cosine")
     s = label_suspects(probs, noisy)
     k_flip = len(flip)
     truth = set(flip.tolist())
     out = {"images": n0, "flipped": k_flip, "configurations": len(ids_all),
+           "classifier_configuration": f"{layer} · {p} · {metric}",
            "ours_precision_at_k": _precision_at_k(s.ids, truth, k_flip), "ours_suspects": int(len(s.ids))}
     try:
         import cleanlab
@@ -388,13 +432,8 @@ def label_part(ds, ctx: dict, rng) -> dict:
         out["cleanlab_issues"] = int(len(issues))
         out["cleanlab_recall_all_issues"] = len(truth & set(issues.tolist())) / k_flip
         out["cleanlab_version"] = cleanlab.__version__
-    variants = _variant_probs(ids_all, dists_all, noisy, classes)
-    best = max(range(len(keys)), key=lambda i: agreement_weight(label_votes(ids_all[i], noisy, classes), noisy))
-    p, layer, metric = keys[best]
-    variants["logreg_cv"] = _logreg_probs(ctx["features"][p][layer][:n0], noisy, metric)
-    out["logreg_configuration"] = f"{layer} · {p} · {metric} (the best-agreeing neighbours)"
     out["variants"] = {}
-    for name, pv in variants.items():
+    for name, pv in _variant_probs(ids_all, dists_all, noisy, classes).items():
         row = {"precision_at_k": _precision_at_k(label_suspects(pv, noisy).ids, truth, k_flip)}
         if find_label_issues is not None:
             row["cleanlab_precision_at_k"] = _precision_at_k(
@@ -447,6 +486,7 @@ def worker(quick: bool) -> dict:
             rows, thresholds[name], ctxs[name] = duplicates_part(name, ds, spec, cfg.k, cfg.batch_size, rng, Path(tmp))
             dup_rows += rows
     names = list(sets)
+    review = {name: review_candidates(name, ctxs[name]) for name in names}
     transfer = transfer_rows(names[0], thresholds[names[1]], ctxs[names[0]], names[1]) + \
         transfer_rows(names[1], thresholds[names[0]], ctxs[names[1]], names[0])
     meta_tr = {"transforms": list(TRANSFORMS), "dup_fraction": DUP_FRACTION}
@@ -462,7 +502,7 @@ def worker(quick: bool) -> dict:
                             cfg.batch_size, np.random.default_rng([SEED, 20]))
     meta = {"model": MODEL, "seed": SEED, "quick": quick, "k": cfg.k, "poolings": list(POOLINGS),
             "metrics": list(METRICS), "sets": {k: str(v.root) for k, v in sets.items()}, **meta_tr,
-            "transfer": transfer, "labels": labels, "outliers": outliers,
+            "transfer": transfer, "labels": labels, "outliers": outliers, "review": review,
             "seconds": round(time.perf_counter() - t0, 1)}
     return {"rows": dup_rows, "meta": meta}
 
@@ -480,17 +520,24 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
                       key=lambda r: -(2 * r["precision"] * r["recall"] / max(r["precision"] + r["recall"], 1e-9)))
         show = ours[:8] + [r for r in mine if r["method"] == "phash"]
         t = Table(title=f"curate · duplicates · {name} (top 8 configurations by pair F1, of {len(ours)}; PHash last)")
-        for c in ("configuration", "thr", "P", "R", *TRANSFORMS):
+        for c in ("configuration", "thr", "P", "R", "P added only", *TRANSFORMS):
             t.add_column(c, justify="left" if c == "configuration" else "right")
         for r in show:
             label = r["layer"] if r["method"] == "phash" else f"{r['layer']} · {r['pooling']} · {r['metric']}"
             t.add_row(label, f"{r['threshold']:.3g}", _cell(r["precision"]), _cell(r["recall"]),
+                      _cell(r["precision_added_only"]),
                       *(f"{_cell(r[f'recall_{x}'])}/{_cell(r[f'precision_{x}'])}" for x in TRANSFORMS))
         console.print(t)
-    console.print("per transform: recall/precision of original–copy pairs")
+        cands = meta["review"][name]
+        console.print(f"{name}: {len(cands)} original–original pairs to review, "
+                      f"{sum(c['verdict'] not in (None, 'different') for c in cands)} listed near duplicates, "
+                      f"{sum(c['verdict'] == 'different' for c in cands)} different, "
+                      f"{sum(c['verdict'] is None for c in cands)} not reviewed yet ({KNOWN_FILE.name}; --review DIR)")
+    console.print("P: precision with the sets' own reviewed near duplicates; R: recall of the added copies; "
+                  "per transform: recall/precision of original–copy pairs")
     for name, lab in meta["labels"].items():
-        console.print(f"label mistakes ({name}, {lab['flipped']} of {lab['images']} flipped): ours P@K "
-                      f"{lab['ours_precision_at_k']:.2f}; cleanlab P@K {_cell(lab.get('cleanlab_precision_at_k'))} "
+        console.print(f"label mistakes ({name}, {lab['flipped']} of {lab['images']} flipped): ours (classifier on "
+                      f"{lab['classifier_configuration']}) P@K {lab['ours_precision_at_k']:.2f}; cleanlab P@K {_cell(lab.get('cleanlab_precision_at_k'))} "
                       "(same probabilities); variants, ours / cleanlab: "
                       + "; ".join(f"{v} {_cell(r['precision_at_k'])} / {_cell(r.get('cleanlab_precision_at_k'))}"
                                   for v, r in lab["variants"].items()))
@@ -500,7 +547,42 @@ def print_report(console, rows: list[dict], meta: dict) -> None:
                   f"({best['layer']} · {best['pooling']} · {best['metric']}), median {med:.2f}")
 
 
+def review_sheets(review: dict, out: Path, per_sheet: int = 12) -> list[Path]:
+    """Contact sheets of the candidate pairs (numbered, with how many configurations joined them and
+    the verdict so far) for the review that KNOWN_FILE records."""
+    from PIL import Image, ImageDraw
+
+    from convnet_search.io.datasets import load_dataset
+
+    roots = {"caltech10": caltech_dir(), "tinyimagenet20": real_dir() / "tinyimagenet20"}
+    side, written = 200, []
+    out.mkdir(parents=True, exist_ok=True)
+    for name, cands in review.items():
+        ds = load_dataset(roots[name])
+        index = {f: i for i, f in enumerate(ds.files)}
+        for s in range(0, len(cands), per_sheet):
+            sheet = Image.new("RGB", (3 * (2 * side + 30), 4 * (side + 30)), "white")
+            draw = ImageDraw.Draw(sheet)
+            for j, c in enumerate(cands[s:s + per_sheet]):
+                x0, y0 = (j % 3) * (2 * side + 30), (j // 3) * (side + 30)
+                draw.text((x0, y0 + 2), f"#{s + j} ({c['configurations']}) {c['verdict'] or 'not reviewed'}", fill="red")
+                for k, f in enumerate((c["a"], c["b"])):
+                    with Image.open(ds.path(index[f])) as im:
+                        im = im.convert("RGB")
+                        im.thumbnail((side, side)) if max(im.size) > side else None
+                        sheet.paste(im, (x0 + k * (side + 5), y0 + 16))
+            written.append(out / f"review-{name}-{s // per_sheet}.png")
+            sheet.save(written[-1])
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
+    review_dir = None
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--review" in argv:  # the parent's own flag: sheets of the pairs to review, after the run
+        i = argv.index("--review")
+        review_dir, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
     args = worker_args(argv)
     if args.worker:
         result = worker(args.quick)
@@ -510,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run(args.quick)
     print_report(Console(width=200), result["rows"], result["meta"])
+    if review_dir is not None:
+        for path in review_sheets(result["meta"]["review"], review_dir):
+            print(path)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
     return 0
