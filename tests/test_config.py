@@ -35,7 +35,7 @@ def test_overrides_win_and_aliases_resolve(tmp_path):
     ({"minkowski_p": 2.0}, "euclidean"),
     ({"minkowski_p": 0.5}, "p"),
     ({"k": 0}, "--k: expected an integer ≥ 1, got 0$"),
-    ({"pooling": "median"}, '--pooling: expected one or a list of "avg", "max", "gem", "grid2", "grid3", "flatten", got "median"'),
+    ({"pooling": "median"}, '--pooling: expected one or a list of "avg", "max", "gem", "grid2", "grid3", "mgrid3", "flatten", got "median"'),
     ({"layers": {"resnet50": ["x"]}, "models": ["vgg16"]}, "not in the run: resnet50"),
     ({"batch_size": 0}, "--batch-size: expected an integer ≥ 1, got 0"),
 ])
@@ -90,7 +90,7 @@ def _problems(tmp_path, toml: str, overrides=None) -> list[str]:
     ('minkowski_p = "3"', 'x.toml: minkowski_p: expected a finite number ≥ 1, got "3" \\(a string\\)'),
     ("seed = -1", "x.toml: seed: expected an integer between 0 and 4294967295, got -1$"),
     ('quantize = "int4"', 'x.toml: quantize: expected one of "float16", .*"none", got "int4"'),
-    ("pooling = 1", 'x.toml: pooling: expected one or a list of "avg", "max", "gem", "grid2", "grid3", "flatten", got 1 \\(an integer\\)'),
+    ("pooling = 1", 'x.toml: pooling: expected one or a list of "avg", "max", "gem", "grid2", "grid3", "mgrid3", "flatten", got 1 \\(an integer\\)'),
     ("weights = false", "x.toml: weights: expected a non-empty string, got false \\(a boolean\\)"),
     ("[umap]\nmin_dist = \"0.1\"", 'x.toml: umap.min_dist: expected a finite number between 0 and 1 .*, '
                                    'got "0.1" \\(a string\\)'),

@@ -173,6 +173,24 @@ def test_grid3_is_nine_cells_of_the_map():
     np.testing.assert_array_equal(got[:, 12:15], x[:, 2:5, 2:5].mean(axis=(1, 2)))  # centre cell
 
 
+def test_mirror_grid3_pairs_the_side_cells_and_ignores_a_mirror():
+    from convnet_search.nets.pooling import POOLINGS, keras_pooling_layer
+
+    rng = np.random.default_rng(0)
+    for w in (7, 14, 4):  # odd, even, and a map narrower than 3 cells would like
+        x = rng.normal(size=(2, 7, w, 3))
+        got = POOLINGS["mgrid3"].reference(x)
+        assert got.shape == (2, 18) and POOLINGS["mgrid3"].dim(7, w, 3) == 18
+        g = POOLINGS["grid3"].reference(x).reshape(2, 3, 3, 3)  # [B, row, column, C]
+        want = np.stack([(g[:, :, 0] + g[:, :, 2]) / 2, g[:, :, 1]], axis=2).reshape(2, 18)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(POOLINGS["mgrid3"].reference(x[:, :, ::-1]), got, rtol=1e-12, atol=1e-12)
+        assert not np.allclose(POOLINGS["grid3"].reference(x[:, :, ::-1]), POOLINGS["grid3"].reference(x))
+    layer = keras_pooling_layer("mgrid3", "p")
+    x = rng.normal(size=(2, 7, 7, 5)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(x)), POOLINGS["mgrid3"].reference(x.astype(np.float64)), rtol=1e-5, atol=1e-6)
+
+
 def test_pooling_registry_is_the_schema_enum():
     import json
     from pathlib import Path

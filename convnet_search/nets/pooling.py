@@ -41,8 +41,15 @@ def grid_bounds(size: int, cells: int = GRID) -> list[tuple[int, int]]:
 
 
 def grid_cells(pooling: str) -> int:
-    """Cells per side of a grid pooling id ("grid2" -> 2, "grid3" -> 3)."""
-    return int(pooling.removeprefix("grid"))
+    """Cells per side of a grid pooling id ("grid2" -> 2, "grid3" -> 3, "mgrid3" -> 3)."""
+    return int(pooling.removeprefix("m").removeprefix("grid"))
+
+
+def mirror_pairs(cells: int) -> list[tuple[int, int]]:
+    """The column pairs a mirror grid averages: j with its mirror image cells − 1 − j (the middle
+    column of an odd grid with itself). grid_bounds is symmetric, so a mirrored map swaps exactly
+    the cells of a pair."""
+    return [(j, cells - 1 - j) for j in range((cells + 1) // 2)]
 
 
 def _grid_reference(x: np.ndarray, cells: int = GRID) -> np.ndarray:
@@ -58,6 +65,27 @@ def _grid_pooling(cells: int, layout: str) -> Pooling:
                    f"Average over each of {cells}×{cells} image regions, concatenated: {layout} at "
                    f"{cells * cells}× the channels.",
                    lambda h, w, c: cells * cells * c, lambda x: _grid_reference(x, cells))
+
+
+def _mirror_grid_reference(x: np.ndarray, cells: int) -> np.ndarray:
+    rows, cols = grid_bounds(x.shape[1], cells), grid_bounds(x.shape[2], cells)
+    parts = []
+    for r0, r1 in rows:
+        row = [x[:, r0:r1, c0:c1, :].mean(axis=(1, 2)) for c0, c1 in cols]
+        parts += [(row[a] + row[b]) / 2 for a, b in mirror_pairs(cells)]
+    return np.concatenate(parts, axis=1)
+
+
+def _mirror_grid_pooling(cells: int) -> Pooling:
+    """"mgrid<cells>": a grid pooling whose left and right cells are averaged in mirror pairs: the
+    same vector for an image and its mirror image (a horizontally flipped copy), which a grid
+    tells apart (bench/README.md, curate: grid3 found 0.77 / 0.60 of the flipped copies, mgrid3 all)."""
+    half = (cells + 1) // 2
+    return Pooling(f"mgrid{cells}", f"Mirror grid {cells}×{cells}",
+                   f"Average over each of {cells}×{cells} image regions, each left region averaged with "
+                   f"its mirror on the right: layout from top to bottom and from the centre out, the "
+                   f"same for a mirrored image, at {cells * half}× the channels.",
+                   lambda h, w, c: cells * half * c, lambda x: _mirror_grid_reference(x, cells))
 
 
 def _gem_reference(x: np.ndarray) -> np.ndarray:
@@ -76,6 +104,7 @@ POOLINGS: dict[str, Pooling] = {p.id: p for p in (
     # 3×3 cells: on 7×7 last-layer maps of real photos it kept 0.999 of flatten's search score
     # (caltech10) at 2,304 instead of 12,544 floats, and cost avg nothing where avg wins (docs/models.md)
     _grid_pooling(3, "finer layout than 2×2"),
+    _mirror_grid_pooling(3),
     Pooling("flatten", "Flatten", "Every position of the map (ConvNet Playground's choice): full "
             "layout, but very long vectors at early layers.",
             lambda h, w, c: h * w * c, lambda x: x.reshape(len(x), -1)),
@@ -134,7 +163,7 @@ def _custom_layer_class():
 
     @keras.saving.register_keras_serializable(package="convnet_search")
     class MapPooling(keras.layers.Layer):
-        """GeM and grid pooling (Keras has no built-in layer for either)."""
+        """GeM, grid and mirror grid pooling (Keras has no built-in layer for them)."""
 
         def __init__(self, kind: str, **kwargs):
             super().__init__(**kwargs)
@@ -149,8 +178,10 @@ def _custom_layer_class():
                 return gem * ops.squeeze(s, axis=(1, 2))
             n = grid_cells(self.kind)
             rows, cols = grid_bounds(x.shape[1], n), grid_bounds(x.shape[2], n)
-            cells = [ops.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)) for r0, r1 in rows for c0, c1 in cols]
-            return ops.concatenate(cells, axis=-1)
+            cells = [[ops.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)) for c0, c1 in cols] for r0, r1 in rows]
+            if self.kind.startswith("mgrid"):
+                cells = [[(row[a] + row[b]) * 0.5 for a, b in mirror_pairs(n)] for row in cells]
+            return ops.concatenate([c for row in cells for c in row], axis=-1)
 
         def compute_output_shape(self, shape):
             b, h, w, c = shape
