@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from .base import RunContext
     from .outputs import DatasetResults
 
-CURATE_FORMAT = 3  # the stored arrays (2: duplicates by the ratio test, thresholds are ratios d1/d_next;
-#                     3: the test at every gap of a row, so groups of 3+ near copies)
+CURATE_FORMAT = 2  # the stored arrays (2: duplicates by the ratio test, thresholds are ratios d1/d_next)
 FILES_FORMAT = 2  # the bundle files (2: capped group members, group_size): part of the bundle fingerprint
 LABELS_FILE = "_labels"  # model ids are slugs starting with a letter: no model file is named so
 SUSPECT_FIELDS = ("ids", "given", "suggested", "margin", "self_confidence")

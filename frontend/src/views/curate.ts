@@ -161,7 +161,7 @@ export class CurateView implements ViewModule {
 
   private showDuplicates(ctx: Ctx, c: CurateConfig): void {
     const capped = c.groups_total > c.groups.length ? ` (the ${c.groups.length} most certain shown; convnet-search curate lists all)` : '';
-    this.info.replaceChildren(`${c.groups_total} group${c.groups_total === 1 ? '' : 's'} of near duplicates${capped}: images that are each other's nearest neighbours and at most ${fmt(c.threshold)} × as far apart as the next neighbour (for a group of three or more, as the first image outside it), a ratio measured on this configuration's own neighbour distances. Keep which? Your choice: nothing is deleted.`);
+    this.info.replaceChildren(`${c.groups_total} group${c.groups_total === 1 ? '' : 's'} of near duplicates${capped}: pairs of images that are each other's nearest neighbour and at most ${fmt(c.threshold)} × as far apart as the next neighbour, a ratio measured on this configuration's own neighbour distances. Keep which? Your choice: nothing is deleted.`);
     this.list.show(c.groups.length, (g) => {
       const m = c.groups[g]!;
       const size = c.group_size[g]!;
