@@ -96,7 +96,7 @@ export class CurateView implements ViewModule {
   constructor() {
     this.root.append(
       h('h2', { text: 'Curate this collection' }),
-      h('p', { class: 'hint', text: 'From the neighbours of the configuration above: images that are near copies of each other, images unlike any other, and images whose neighbours carry another label. Nothing is changed: decide what to keep, then click an image to search with it.' }),
+      h('p', { class: 'hint', text: 'From the neighbours of the configuration above: images that are near copies of each other, images unlike any other, and images that are likely mislabelled. Nothing is changed: decide what to keep, then click an image to search with it.' }),
       this.tabsEl, this.info, this.list.root,
     );
     this.fieldPick.addEventListener('change', () => {
