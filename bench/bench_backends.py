@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from bench_quality import DATASET, real_dir, real_weights_env
-from worker_process import run_worker, worker_args
+from worker_process import run_worker, section_main, worker_args
 
 MODELS = (("mobilenet_025", "imagenet", 256), ("mobilenet", "none", 128), ("resnet50", "none", 128))
 GUARD = 0.999
@@ -165,18 +165,8 @@ def _capabilities() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = worker_args(argv, "32 images, MobileNet α 0.25 only", description=__doc__)
-    if args.worker:
-        out = worker(args.quick)
-        if args.out:
-            args.out.write_text(json.dumps(out), encoding="utf-8")
-        else:
-            print(json.dumps(out, indent=1))
-        return 0
-    reason = skip_reason()
-    if reason:
-        print(reason)
-        return 0
-    print(json.dumps(run(args.quick), indent=1))
+    section_main(args, worker=worker, run=run, skip_reason=skip_reason,
+                 report=lambda result: print(json.dumps(result, indent=1)))
     return 0
 
 

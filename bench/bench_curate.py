@@ -47,7 +47,7 @@ for _p in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, _p)
 
 from bench_quality import ENV_REAL, MODEL, real_dir, real_weights_env  # noqa: E402  (the same real data and model)
-from worker_process import run_worker, worker_args  # noqa: E402
+from worker_process import run_worker, section_main, worker_args  # noqa: E402
 
 SEED = 0
 DUP_FRACTION = 0.10
@@ -584,20 +584,17 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--review")
         review_dir, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
     args = worker_args(argv)
-    if args.worker:
-        result = worker(args.quick)
-        args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
-        return 0
-    from rich.console import Console
-
-    result = run(args.quick)
-    print_report(Console(width=200), result["rows"], result["meta"])
-    if review_dir is not None:
+    result = section_main(args, worker=worker, run=run, skip_reason=skip_reason, report=_report)
+    if result is not None and review_dir is not None and not args.worker:
         for path in review_sheets(result["meta"]["review"], review_dir):
             print(path)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
     return 0
+
+
+def _report(result: dict) -> None:
+    from rich.console import Console
+
+    print_report(Console(width=200), result["rows"], result["meta"])
 
 
 if __name__ == "__main__":

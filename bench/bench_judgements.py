@@ -43,7 +43,7 @@ for _p in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, _p)
 
 from bench_quality import extract_all, real_dir, real_weights_env  # noqa: E402
-from worker_process import run_worker, worker_args  # noqa: E402
+from worker_process import run_worker, section_main, worker_args  # noqa: E402
 
 MODEL = "mobilenet_025"
 SEED = 20
@@ -256,18 +256,14 @@ def worker(quick: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = worker_args(argv, f"first {QUICK_PER_CLASS} images of each class", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    reason = skip_reason()
-    if reason:
-        print(f"note: {reason}", file=sys.stderr)
-        return 0
-    result = worker(args.quick) if args.worker else run(args.quick)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    if not args.worker:
-        from rich.console import Console
-
-        print_report(Console(width=200), result["rows"], result["meta"])
+    section_main(args, worker=worker, run=run, skip_reason=skip_reason, report=_report)
     return 0
+
+
+def _report(result: dict) -> None:
+    from rich.console import Console
+
+    print_report(Console(width=200), result["rows"], result["meta"])
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from worker_process import run_worker, worker_args  # bench/ is on sys.path (run.py, or the script's folder)
+from worker_process import run_worker, section_main, worker_args  # bench/ is on sys.path (run.py, or the script's folder)
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -306,20 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     for p in (str(ROOT), str(BENCH_DIR)):
         if p not in sys.path:
             sys.path.insert(0, p)
-    reason = skip_reason()
-    if reason:
-        print(f"note: {reason}", file=sys.stderr)
-        return 0
-    result = worker(args.quick) if args.worker else run(args.quick)
-    if args.out:
-        from convnet_search.io.store import atomic_write_json
-
-        atomic_write_json(args.out, result)
-    if not args.worker:
-        from rich.console import Console
-
-        print_report(Console(width=200), result["rows"], result["meta"])
+    section_main(args, worker=worker, run=run, skip_reason=skip_reason, report=_report)
     return 0
+
+
+def _report(result: dict) -> None:
+    from rich.console import Console
+
+    print_report(Console(width=200), result["rows"], result["meta"])
 
 
 if __name__ == "__main__":

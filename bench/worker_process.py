@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +39,34 @@ def worker_args(argv: list[str] | None, quick_help: str | None = None, **parser_
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--out", type=Path, help="write the result JSON here")
     return ap.parse_args(argv)
+
+
+def section_main(args: argparse.Namespace, *, worker: Callable[[bool], dict], run: Callable[[bool], dict],
+                 skip_reason: Callable[[], str | None], report: Callable[[dict], None]) -> dict | None:
+    """What a section's script does with worker_args' flags. The child (--worker) computes and writes
+    --out. The parent says why it skips (and returns None), else runs the child, writes --out and
+    prints the report. Returns the result."""
+    if args.worker:
+        result = worker(args.quick)
+        _write(args.out, result)
+        return result
+    reason = skip_reason()
+    if reason:
+        print(f"note: {reason}", file=sys.stderr)
+        return None
+    result = run(args.quick)
+    if args.out:
+        _write(args.out, result)
+    report(result)
+    return result
+
+
+def _write(path: Path | None, result: dict) -> None:
+    """--out, written whole or not at all (numpy scalars as floats); standard output without it."""
+    text = json.dumps(result, indent=1, default=float)
+    if path is None:
+        print(text)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
