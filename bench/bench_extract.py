@@ -238,6 +238,8 @@ def loop_once(folder: str, before: bool) -> dict:
 
     tf = import_tensorflow()
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise SystemExit(f"--loop {folder}: no .jpg, .jpeg or .png file under it (make some: --make-photos DIR N)")
     spec = get_spec("mobilenet_025")
     model, _, _ = build_feature_extractor(spec, None, weights="none", seed=0)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
