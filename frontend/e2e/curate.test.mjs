@@ -77,6 +77,11 @@ describe('Curate view', () => {
       assert.deepEqual(ids, want.groups[0].slice(0, 8));
     }
 
+    // A pooling that misses flipped copies says how to get the mirror grid, which groups them.
+    if (!manifest.poolings.some((p) => p.id === 'mgrid3')) {
+      assert.match(await page.locator('.cur-info').textContent(), /--pooling avg grid3 mgrid3/);
+    }
+
     await page.click('.cur-tab[data-tab=outliers]');
     await ready(page, problems, 'outliers');
     const outlierRows = await page.locator('.cur-row').count();
@@ -109,5 +114,28 @@ describe('Curate view', () => {
     const origin = new URL(server.url).origin;
     assert.deepEqual(requests.filter((u) => new URL(u).origin !== origin), [], 'no request leaves the origin');
     assert.deepEqual(problems, []);
+  });
+
+  test('a bundle with the mirror grid offers it from another pooling, and the button switches to its groups', async (t) => {
+    const pool = manifest.poolings.map((p) => p.id);
+    const other = pool.find((p) => p !== 'mgrid3');
+    if (!pool.includes('mgrid3') || !other) return t.skip(`the bundle's poolings are ${pool.join(', ')}: no mirror grid beside another`);
+    const page = await browser.context.newPage();
+    const problems = watchPage(page);
+    const model = manifest.models[0];
+    const layer = model.layers[model.layers.length - 1].name;
+    await page.goto(`${server.url}?view=curate&dataset=${ds.id}&model=${model.id}&layer=${layer}&pooling=${other}&metric=cosine`);
+    await ready(page, problems, 'duplicates');
+    await page.click('.cur-mirror');
+    await page.waitForFunction(() => new URLSearchParams(location.search).get('pooling') === 'mgrid3'
+      && !document.querySelector('.cur-mirror') && !!document.querySelector('.view-curate[data-state=ready][data-tab=duplicates]'));
+    const want = curateFile(model.id, layer, 'mgrid3', 'cosine');
+    assert.match(await page.locator('.cur-info').textContent(), new RegExp(`^${want.groups_total} group`));
+    if (want.groups.length) {
+      const ids = await page.locator('.cur-row >> nth=0').locator('.cur-thumb').evaluateAll((bs) => bs.map((b) => Number(b.dataset.id)));
+      assert.deepEqual(ids, want.groups[0].slice(0, 8));
+    }
+    assert.deepEqual(problems, []);
+    await page.close();
   });
 });

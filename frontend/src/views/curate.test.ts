@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { visibleRows } from './curate';
+import { mirrorHint, visibleRows } from './curate';
 
 describe('the Curate lists render only the rows in view', () => {
   test('rows of a scrolled box, with the overscan, clamped to the list', () => {
@@ -11,5 +11,13 @@ describe('the Curate lists render only the rows in view', () => {
   test('at 100,000 rows a screen is a few dozen elements', () => {
     const [a, b] = visibleRows(100_000, 112, 112 * 50_000, 760);
     expect(b - a).toBeLessThan(20);
+  });
+});
+
+describe('the duplicates list points at the mirror grid', () => {
+  test('switch when the bundle has it, how to get it when not, nothing when it is shown', () => {
+    expect(mirrorHint(['avg', 'grid3', 'mgrid3'], 'grid3')).toBe('switch');
+    expect(mirrorHint(['avg', 'grid3'], 'avg')).toBe('precompute');
+    expect(mirrorHint(['avg', 'mgrid3'], 'mgrid3')).toBeNull();
   });
 });

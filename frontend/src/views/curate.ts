@@ -17,6 +17,18 @@ export const ROW_H = 112;
 const OVERSCAN = 3;
 const GROUP_SHOWN = 8;
 
+/** The pooling that also groups mirrored (flipped) copies: grid3's cells with each left one averaged
+ * with its mirror (docs/models.md; bench/README.md "curate": grid3 found 0.40 of caltech10's flipped
+ * copies, it all of them). */
+export const MIRROR_POOLING = 'mgrid3';
+
+/** What the duplicates list suggests about the pooling: switch to the mirror grid when the bundle
+ * has it, say how to get it when not, nothing when it is the one shown (pure, unit-tested). */
+export function mirrorHint(poolings: readonly string[], current: string): 'switch' | 'precompute' | null {
+  if (current === MIRROR_POOLING) return null;
+  return poolings.includes(MIRROR_POOLING) ? 'switch' : 'precompute';
+}
+
 /** Rows [first, last) to render for a box scrolled to `top` of height `height` (pure, unit-tested). */
 export function visibleRows(count: number, rowH: number, top: number, height: number, overscan = OVERSCAN): [number, number] {
   const first = Math.min(count, Math.max(0, Math.floor(top / rowH) - overscan));
@@ -161,7 +173,7 @@ export class CurateView implements ViewModule {
 
   private showDuplicates(ctx: Ctx, c: CurateConfig): void {
     const capped = c.groups_total > c.groups.length ? ` (the ${c.groups.length} most certain shown; convnet-search curate lists all)` : '';
-    this.info.replaceChildren(`${c.groups_total} group${c.groups_total === 1 ? '' : 's'} of near duplicates${capped}: pairs of images that are each other's nearest neighbour and at most ${fmt(c.threshold)} × as far apart as the next neighbour, a ratio measured on this configuration's own neighbour distances. Keep which? Your choice: nothing is deleted.`);
+    this.info.replaceChildren(`${c.groups_total} group${c.groups_total === 1 ? '' : 's'} of near duplicates${capped}: pairs of images that are each other's nearest neighbour and at most ${fmt(c.threshold)} × as far apart as the next neighbour, a ratio measured on this configuration's own neighbour distances. Keep which? Your choice: nothing is deleted. `, this.mirrorNote(ctx));
     this.list.show(c.groups.length, (g) => {
       const m = c.groups[g]!;
       const size = c.group_size[g]!;
@@ -171,6 +183,20 @@ export class CurateView implements ViewModule {
         h('div', { class: 'cur-thumbs' }, [...m.slice(0, GROUP_SHOWN).map((id) => this.thumb(ctx, id, `image ${id} ${this.className(ctx, id)}`)), more]),
       ]);
     });
+  }
+
+  /** A pooling other than the mirror grid misses flipped copies: offer it, or say how to get it. */
+  private mirrorNote(ctx: Ctx): HTMLElement | string {
+    const hint = mirrorHint(ctx.manifest.poolings.map((p) => p.id), ctx.state.pooling);
+    if (hint === 'switch') {
+      return h('button', {
+        class: 'cur-mirror', text: 'Use the mirror grid pooling: it groups flipped copies too',
+        attrs: { type: 'button' }, on: { click: () => ctx.navigate({ pooling: MIRROR_POOLING }) },
+      });
+    }
+    return hint === 'precompute'
+      ? h('span', { class: 'hint', text: `This pooling misses mirrored (flipped) copies; a precompute with --pooling avg grid3 ${MIRROR_POOLING} adds the mirror grid, which groups them too.` })
+      : '';
   }
 
   private showOutliers(ctx: Ctx, c: CurateConfig): void {
