@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, startServer, waitQuiet, watchPage } from './harness.mjs';
+import os from 'node:os';
+import { REPO, RESULTS, buildTinyBundle, ensureSiteBuilt, launchBrowser, runEngine, startServer, waitQuiet, watchPage } from './harness.mjs';
 
 const SWITCH_BUDGET = 20_000;
 const isImage = (p) => /\.(jpe?g|png|webp)$/i.test(p) || p.includes('/thumbs/');
@@ -30,6 +31,19 @@ after(async () => {
   await browser?.close();
   await server?.close();
 });
+
+/** A bundle of the e2e images with avg and the mirror grid (one model, one layer, random weights). */
+function mirrorBundle() {
+  const { imagesDir } = buildTinyBundle();
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cs-e2e-mirror-'));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cs-e2e-mirror-work-'));
+  const r = runEngine(['precompute', '--config', path.join(REPO, 'configs', 'e2e.toml'), '--dataset', imagesDir, '--models', 'mobilenet',
+    '--num-layers', '1', '--pooling', 'avg', 'mgrid3', '--metrics', 'cosine', '--no-browser-search', '--no-featviz',
+    '--out', path.join(out, 'bundle'), '--work', work]);
+  fs.rmSync(work, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`precompute with mgrid3 failed (exit ${r.status}):\n${(r.stderr || '').slice(-3000)}`);
+  return path.join(out, 'bundle');
+}
 
 const curateFile = (model, layer, pooling, metric) =>
   JSON.parse(fs.readFileSync(path.join(bundleDir, manifest.files.curate.replace('{dataset}', ds.id).replace('{model}', model).replace('{layer}', layer).replace('{pooling}', pooling).replace('{metric}', metric)), 'utf8'));
@@ -116,26 +130,36 @@ describe('Curate view', () => {
     assert.deepEqual(problems, []);
   });
 
-  test('a bundle with the mirror grid offers it from another pooling, and the button switches to its groups', async (t) => {
-    const pool = manifest.poolings.map((p) => p.id);
-    const other = pool.find((p) => p !== 'mgrid3');
-    if (!pool.includes('mgrid3') || !other) return t.skip(`the bundle's poolings are ${pool.join(', ')}: no mirror grid beside another`);
+  test('a bundle with the mirror grid offers it from another pooling, and the button switches to its groups', async () => {
+    // The shared e2e bundle has no mirror grid (and CURATE_BUNDLE may have none): then a small one of
+    // the same images is made, one model, one layer, avg beside mgrid3.
+    const hasMirror = manifest.poolings.some((p) => p.id === 'mgrid3') && manifest.poolings.length > 1;
+    const dir = hasMirror ? bundleDir : mirrorBundle();
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    const d = m.datasets[0];
+    const srv = hasMirror ? server : await startServer({ bundleDir: dir });
     const page = await browser.context.newPage();
     const problems = watchPage(page);
-    const model = manifest.models[0];
+    const model = m.models[0];
     const layer = model.layers[model.layers.length - 1].name;
-    await page.goto(`${server.url}?view=curate&dataset=${ds.id}&model=${model.id}&layer=${layer}&pooling=${other}&metric=cosine`);
+    const other = m.poolings.map((p) => p.id).find((p) => p !== 'mgrid3');
+    await page.goto(`${srv.url}?view=curate&dataset=${d.id}&model=${model.id}&layer=${layer}&pooling=${other}&metric=cosine`);
     await ready(page, problems, 'duplicates');
     await page.click('.cur-mirror');
     await page.waitForFunction(() => new URLSearchParams(location.search).get('pooling') === 'mgrid3'
       && !document.querySelector('.cur-mirror') && !!document.querySelector('.view-curate[data-state=ready][data-tab=duplicates]'));
-    const want = curateFile(model.id, layer, 'mgrid3', 'cosine');
+    const file = path.join(dir, m.files.curate.replace('{dataset}', d.id).replace('{model}', model.id).replace('{layer}', layer).replace('{pooling}', 'mgrid3').replace('{metric}', 'cosine'));
+    const want = JSON.parse(fs.readFileSync(file, 'utf8'));
     assert.match(await page.locator('.cur-info').textContent(), new RegExp(`^${want.groups_total} group`));
     if (want.groups.length) {
       const ids = await page.locator('.cur-row >> nth=0').locator('.cur-thumb').evaluateAll((bs) => bs.map((b) => Number(b.dataset.id)));
       assert.deepEqual(ids, want.groups[0].slice(0, 8));
     }
     assert.deepEqual(problems, []);
+    if (!hasMirror) {
+      await srv.close();
+      fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
     await page.close();
   });
 });
