@@ -84,13 +84,20 @@ class LabelSuspects:
     self_confidence: np.ndarray  # float32 [S]: P(given), ascending (the ranking)
 
 
+def _nearest_ties(dists: np.ndarray) -> np.ndarray:
+    """bool [N, k]: the stored neighbours at each row's nearest distance d1 (ties within TIE_RTOL;
+    distances below 0, float rounding of a cosine, count as 0)."""
+    d = np.maximum(np.asarray(dists, dtype=np.float64), 0.0)
+    return d <= d[:, :1] * (1 + TIE_RTOL)
+
+
 def _nearest_and_next(dists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(d1, d_next) per row: the nearest stored distance and the first stored distance larger than it
     (ties with d1, within TIE_RTOL, are skipped: two exact copies of an image are both its nearest); d_next is inf when
     the row has no larger distance (every stored neighbour at d1: nothing stands out)."""
     d = np.maximum(np.asarray(dists, dtype=np.float64), 0.0)
     d1 = d[:, 0]
-    larger = d > d1[:, None] * (1 + TIE_RTOL)
+    larger = ~_nearest_ties(d)
     first = larger.argmax(axis=1)
     d_next = np.where(larger.any(axis=1), d[np.arange(len(d)), first], np.inf)
     return d1, d_next
@@ -144,7 +151,7 @@ def duplicate_pairs(ids: np.ndarray, dists: np.ndarray, threshold: float) -> tup
     lr = _log_ratio(dists)
     with np.errstate(divide="ignore"):
         joined = (lr < 0) & (lr <= np.log(threshold)) if threshold > 0 else np.zeros(n, bool)
-    nearest = dists <= np.maximum(dists[:, :1], 0) * (1 + TIE_RTOL)  # [N, k]: the tie set of each d1
+    nearest = _nearest_ties(dists)  # [N, k]: the tie set of each d1
     rows, cols = np.nonzero(joined[:, None] & nearest)
     a, b = rows, ids[rows, cols]
     r, c = np.nonzero(nearest)
