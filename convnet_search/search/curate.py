@@ -222,11 +222,21 @@ def agreement_weight(votes: np.ndarray, labels: np.ndarray) -> float:
     return 0.0 if chance >= 1 else max(0.0, float((agree - chance) / (1 - chance)))
 
 
+def _votes_and_weights(neighbor_ids: list[np.ndarray], labels: np.ndarray, classes: int
+                       ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each configuration's label_votes and its agreement_weight."""
+    votes = [label_votes(ids, labels, classes) for ids in neighbor_ids]
+    return votes, np.array([agreement_weight(v, labels) for v in votes])
+
+
 def label_probabilities(neighbor_ids: list[np.ndarray], labels: np.ndarray, classes: int) -> np.ndarray:
     """float64 [N, C]: neighbour label votes averaged over configurations, weighted by agreement_weight
     (equally when no configuration beats chance); rows with no vote at all are uniform."""
-    votes = [label_votes(ids, labels, classes) for ids in neighbor_ids]
-    w = np.array([agreement_weight(v, labels) for v in votes])
+    return _mixed_votes(*_votes_and_weights(neighbor_ids, labels, classes), classes)
+
+
+def _mixed_votes(votes: list[np.ndarray], w: np.ndarray, classes: int) -> np.ndarray:
+    """label_probabilities from the votes and weights of _votes_and_weights."""
     w = w / w.sum() if w.sum() > 0 else np.full(len(votes), 1 / len(votes))
     probs = sum(wi * v for wi, v in zip(w, votes))
     empty = probs.sum(axis=1) == 0
@@ -255,7 +265,7 @@ def label_suspects(probs: np.ndarray, labels: np.ndarray) -> LabelSuspects:
 
 def best_agreeing(neighbor_ids: list[np.ndarray], labels: np.ndarray, classes: int) -> int:
     """Index of the configuration whose neighbours agree best with the labels (agreement_weight)."""
-    return int(np.argmax([agreement_weight(label_votes(ids, labels, classes), labels) for ids in neighbor_ids]))
+    return int(np.argmax(_votes_and_weights(neighbor_ids, labels, classes)[1]))
 
 
 def _classifier_inputs(x: np.ndarray, cosine: bool, seed: int) -> np.ndarray:
@@ -322,12 +332,13 @@ def label_mistakes(fields: dict[str, tuple[np.ndarray, int]], neighbor_ids: list
     for name, (labels, classes) in fields.items():
         if classes == 0:
             continue
+        votes, w = _votes_and_weights(neighbor_ids, labels, classes)  # once: the choice and the fallback
         probs, chosen = None, None
         if vectors is not None and neighbor_ids:
-            chosen = best_agreeing(neighbor_ids, labels, classes)
+            chosen = int(np.argmax(w))  # best_agreeing
             x, cosine = vectors(chosen)
             probs = classifier_probabilities(x, labels, classes, cosine)
         if probs is None:
-            probs, chosen = label_probabilities(neighbor_ids, labels, classes), None
+            probs, chosen = _mixed_votes(votes, w, classes), None  # label_probabilities
         out[name] = FieldSuspects(label_suspects(probs, labels), chosen)
     return out
