@@ -167,18 +167,22 @@ def pair_scores(root, family, kinds_of, reviewed=None) -> dict:
     return row
 
 
+def known_verdicts(name: str) -> dict[frozenset, str]:
+    """{image_a, image_b} -> kind (copy, edit, crop, reshot or different) of the set's pairs in KNOWN_FILE."""
+    out = {}
+    for line in KNOWN_FILE.read_text(encoding="utf-8").splitlines():
+        cells = line.split("\t")
+        if not line.startswith("#") and len(cells) >= 4 and cells[0] == name:
+            out[frozenset(cells[1:3])] = cells[3]
+    return out
+
+
 def known_pairs(name: str, files: list[str]) -> list[tuple[int, int]]:
     """The set's own near duplicates listed in KNOWN_FILE (every kind but "different"), as image index
     pairs (a listed file that is not in the set, as in --quick's subset, is left out)."""
     index = {f: i for i, f in enumerate(files)}
-    out = []
-    for line in KNOWN_FILE.read_text(encoding="utf-8").splitlines():
-        cells = line.split("\t")
-        if line.startswith("#") or len(cells) < 4 or cells[0] != name or cells[3] == "different":
-            continue
-        if cells[1] in index and cells[2] in index:
-            out.append((index[cells[1]], index[cells[2]]))
-    return out
+    return [(index[a], index[b]) for (a, b), kind in ((sorted(pair), kind) for pair, kind in known_verdicts(name).items())
+            if kind != "different" and a in index and b in index]
 
 
 def reviewed_families(family, pairs: list[tuple[int, int]]):
@@ -295,13 +299,13 @@ def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> 
                             lambda: extract(allp, spec, batch))
     _log(f"{name}: features {time.perf_counter() - t:.0f}s; neighbours …")
     lists = neighbour_lists(feats, k)
-    rows, thresholds = [], {}
+    rows, thresholds, groups = [], {}, {}
     for (p, layer, metric), (ids, dists) in lists.items():
         th = duplicate_threshold(dists)
         thresholds[(p, layer, metric)] = th
-        g = duplicate_groups(ids, dists, th)
+        g = groups[(p, layer, metric)] = duplicate_groups(ids, dists, th)
         root = np.arange(n)
-        for gi, members in enumerate(g.groups()):
+        for members in g.groups():
             root[members] = members[0]
         rows.append({"set": name, "method": "ours", "pooling": p, "layer": layer, "metric": metric,
                      "threshold": th, **pair_scores(root, family, kinds_of, reviewed)})
@@ -310,7 +314,7 @@ def duplicates_part(name: str, ds, spec, k: int, batch: int, rng, tmp: Path) -> 
     rows.append({"set": name, "method": "phash", "pooling": "", "layer": "PHash (imagededup, ≤ 10)", "metric": "hamming",
                  "threshold": 10, **pair_scores(components(n, a, b), family, kinds_of, reviewed)})
     return rows, thresholds, {"lists": lists, "n0": n0, "family": family, "kinds_of": kinds_of, "features": feats,
-                              "reviewed": reviewed, "files": list(ds.files)}
+                              "reviewed": reviewed, "files": list(ds.files), "groups": groups}
 
 
 def review_candidates(name: str, ctx: dict) -> list[dict]:
@@ -318,22 +322,16 @@ def review_candidates(name: str, ctx: dict) -> list[dict]:
     configurations, most often first, each with its verdict in KNOWN_FILE (None: not reviewed yet)."""
     from collections import Counter
 
-    from convnet_search.search.curate import duplicate_groups, duplicate_threshold
-
-    n0, files = ctx["n0"], ctx["files"]
+    files = ctx["files"]
     count: Counter = Counter()
-    for ids, dists in ctx["lists"].values():
-        for members in duplicate_groups(ids, dists, duplicate_threshold(dists)).groups():
+    for g in ctx["groups"].values():
+        for members in g.groups():
             originals = sorted(int(ctx["family"][m]) for m in members)
             count.update({(a, b) for x, a in enumerate(originals) for b in originals[x + 1:] if a != b})
-    verdict = {}
-    for line in KNOWN_FILE.read_text(encoding="utf-8").splitlines():
-        cells = line.split("\t")
-        if not line.startswith("#") and len(cells) >= 4 and cells[0] == name:
-            verdict[frozenset(cells[1:3])] = cells[3]
+    verdict = known_verdicts(name)
     least = REVIEW_MIN_CONFIGS.get(name, 2)
     return [{"a": files[a], "b": files[b], "configurations": c, "verdict": verdict.get(frozenset((files[a], files[b])))}
-            for (a, b), c in sorted(count.items(), key=lambda kv: (-kv[1], kv[0])) if c >= least and a < n0 and b < n0]
+            for (a, b), c in sorted(count.items(), key=lambda kv: (-kv[1], kv[0])) if c >= least]
 
 
 def transfer_rows(name: str, other_thresholds: dict, ctx: dict, other: str) -> list[dict]:
@@ -369,7 +367,7 @@ def _variant_probs(ids_all: list, dists_all: list, noisy, classes: int) -> dict:
     (distance-weighted, d_k the k-th distance)."""
     import numpy as np
 
-    from convnet_search.search.curate import agreement_weight, label_votes
+    from convnet_search.search.curate import agreement_weight, label_probabilities, label_votes
 
     votes = [label_votes(ids, noisy, classes) for ids in ids_all]
     w = np.array([agreement_weight(v, noisy) for v in votes])
@@ -386,7 +384,7 @@ def _variant_probs(ids_all: list, dists_all: list, noisy, classes: int) -> dict:
         counts = np.zeros((len(ids), classes))
         np.add.at(counts, (np.repeat(np.arange(len(ids)), ids.shape[1]), noisy[ids].ravel()), wt.ravel())
         dist_votes.append(counts / counts.sum(axis=1, keepdims=True))
-    return {"neighbour_votes": mix(w if w.sum() > 0 else np.ones_like(w), votes),
+    return {"neighbour_votes": label_probabilities(ids_all, noisy, classes),
             "better_half": mix(np.where(w >= np.median(w), w, 0.0), votes), "agreement_squared": mix(w ** 2, votes),
             "distance_weighted": mix(w, dist_votes)}
 
@@ -569,7 +567,7 @@ def review_sheets(review: dict, out: Path, per_sheet: int = 12) -> list[Path]:
                 for k, f in enumerate((c["a"], c["b"])):
                     with Image.open(ds.path(index[f])) as im:
                         im = im.convert("RGB")
-                        im.thumbnail((side, side)) if max(im.size) > side else None
+                        im.thumbnail((side, side))  # shrinks only
                         sheet.paste(im, (x0 + k * (side + 5), y0 + 16))
             written.append(out / f"review-{name}-{s // per_sheet}.png")
             sheet.save(written[-1])
@@ -577,16 +575,15 @@ def review_sheets(review: dict, out: Path, per_sheet: int = 12) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    review_dir = None
-    if argv is None:
-        argv = sys.argv[1:]
-    if "--review" in argv:  # the parent's own flag: sheets of the pairs to review, after the run
-        i = argv.index("--review")
-        review_dir, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
-    args = worker_args(argv)
+    import argparse
+
+    own = argparse.ArgumentParser(add_help=False)  # the parent's own flag; the rest are worker_args'
+    own.add_argument("--review", type=Path, metavar="DIR", help="draw the contact sheets of the pairs to review into DIR")
+    mine, rest = own.parse_known_args(argv)
+    args = worker_args(rest, parents=[own])
     result = section_main(args, worker=worker, run=run, skip_reason=skip_reason, report=_report)
-    if result is not None and review_dir is not None and not args.worker:
-        for path in review_sheets(result["meta"]["review"], review_dir):
+    if result is not None and mine.review is not None and not args.worker:
+        for path in review_sheets(result["meta"]["review"], mine.review):
             print(path)
     return 0
 
