@@ -62,11 +62,12 @@ def section_main(args: argparse.Namespace, *, worker: Callable[[bool], dict], ru
 
 
 def _write(path: Path | None, result: dict) -> None:
-    """--out, written whole or not at all (numpy scalars as floats); standard output without it."""
+    """--out, written whole or not at all (the store's atomic write; numpy scalars as floats);
+    standard output without it."""
+    from convnet_search.io.store import atomic_write_bytes
+
     text = json.dumps(result, indent=1, default=float)
     if path is None:
         print(text)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_bytes(path, text.encode("utf-8"))
