@@ -356,3 +356,15 @@ def test_bundle_files_stay_under_20_kb_at_any_n():
     assert len(dumps_json(stage.labels_json(labels)).encode()) <= 20_000
     got = stage.config_json(cur, key)
     assert got["group_size"][:3] == [50, 50, 50] and all(len(g) == stage.MEMBERS_SHOWN for g in got["groups"])
+
+
+def test_default_configuration_without_labels_is_the_models_last_layer(tmp_path):
+    """The layers in the model's order, not sorted by name (where conv_pw_8 comes after conv_pw_13)."""
+    from convnet_search.io.store import ArrayStore
+    from convnet_search.stages import curate as stage
+
+    keys = [f"avg/{layer}/cosine" for layer in ("conv_pw_8_relu", "conv_pw_13_relu")]
+    ArrayStore(tmp_path / "curate").write("d", "m", {"fingerprint": "x", "thresholds": {k: 0.5 for k in keys}},
+                                          {f"{k}/uniqueness": np.ones(3, np.float32) for k in keys})
+    config, why = stage.default_config(tmp_path, "d", ["m"], dict.fromkeys(("model", "layer", "pooling", "metric")))
+    assert (config.layer, why) == ("conv_pw_13_relu", "no labels: the last layer of the first model")

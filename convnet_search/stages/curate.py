@@ -206,7 +206,10 @@ class Config:
 
 
 def _stored_keys(cur: StoredArrays) -> list[str]:
-    return list(cur.meta["thresholds"])
+    """The configurations of a curate file in the stage's order (layer by layer, as the model has
+    them): its arrays' order, one `uniqueness` per configuration. Not the meta's `thresholds`, an
+    object the store writes with sorted keys (conv_pw_8 after conv_pw_13)."""
+    return [k.removesuffix("/uniqueness") for k in cur.arrays if k.endswith("/uniqueness")]
 
 
 def _mean_search_score(scores: StoredArrays | None, key: str) -> float | None:
